@@ -1,0 +1,46 @@
+/**
+ * Every protocol limit popwarden enforces, with the reason it has the value it has. Limits an
+ * operator may want to tune live in the config schema instead (timeouts, invalid-command budget);
+ * these are fixed by the RFCs or by the memory bound we promise.
+ */
+
+/** RFC 2449 §4: "commands up to 255 octets" including the CRLF. A client line longer than this is refused. */
+export const MAX_COMMAND_LINE_OCTETS = 255;
+
+/**
+ * RFC 5034 §4 lets an AUTH continuation line exceed the command limit; PLAIN carries up to three
+ * 255-octet fields (RFC 4616 §2), which base64 makes 1,024 octets. RFC 4954 calls 12,288 enough for
+ * any SASL line; we need far less and keep the bound tight.
+ */
+export const MAX_SASL_LINE_OCTETS = 1_100;
+
+/** RFC 4616 §2: authzid, authcid and password each "up to 255 octets". */
+export const MAX_CREDENTIAL_FIELD_OCTETS = 255;
+
+/** RFC 2449 §4: a response's first line is at most 512 octets including CRLF. Longer is a broken backend. */
+export const MAX_RESPONSE_LINE_OCTETS = 512;
+
+/**
+ * Lines of a multi-line reply that popwarden must read whole (CAPA during the backend login and
+ * CAPA after login, which it rewrites). Relayed bodies (RETR, TOP, LIST, UIDL) are streamed and have
+ * no line limit at all.
+ */
+export const MAX_CAPA_LINES = 64;
+
+/**
+ * RFC 1939 §7 does not bound the APOP timestamp; RFC 822 msg-ids in practice stay well under 100
+ * octets (Dovecot's are about 50). Anything longer is treated as hostile (CVE-2007-1558).
+ */
+export const MAX_APOP_TIMESTAMP_OCTETS = 128;
+
+/**
+ * Lines a client may pipeline ahead of the command being served before popwarden stops reading its
+ * socket. Backpressure, not an error: the client just waits for TCP.
+ */
+export const MAX_QUEUED_CLIENT_LINES = 32;
+
+/** Backend error text forwarded to operators' logs is cut to this many characters. */
+export const MAX_LOGGED_BACKEND_TEXT = 200;
+
+/** RFC 1939 §3: the autologout timer "MUST be of at least 10 minutes' duration". */
+export const MIN_IDLE_TIMEOUT_MS = 10 * 60 * 1000;

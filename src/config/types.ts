@@ -1,0 +1,94 @@
+/**
+ * The validated, normalised configuration every other module reads. It is produced once by
+ * config/load.ts (flags > environment > YAML file > defaults), frozen, and never re-parsed.
+ * Durations are milliseconds here; the user writes them with units ("2s", "10m").
+ */
+
+/** How popwarden logs in to the backend. `auto` picks the strongest mechanism offered. */
+export const BACKEND_AUTH_MODES = ['auto', 'apop', 'cram-md5', 'plain', 'login', 'user'] as const;
+export type BackendAuthMode = (typeof BACKEND_AUTH_MODES)[number];
+
+/** Whether popwarden upgrades the backend link with STLS. `auto` does when CAPA offers it. */
+export const BACKEND_TLS_MODES = ['auto', 'off', 'starttls'] as const;
+export type BackendTlsMode = (typeof BACKEND_TLS_MODES)[number];
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** A parsed HOST:PORT. IPv6 hosts are stored without brackets. */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** `tls`: implicit TLS (port 995 style). `stls`: plaintext that must be upgraded with STLS (port 110 style). */
+export type ListenerKind = 'tls' | 'stls';
+
+export interface ListenerConfig extends HostPort {
+  readonly kind: ListenerKind;
+  /** A short stable name for logs and metrics, e.g. "tls-0.0.0.0:995". */
+  readonly name: string;
+}
+
+export interface BackendConfig extends HostPort {
+  readonly auth: BackendAuthMode;
+  readonly tls: BackendTlsMode;
+  /** PEM file of CAs that sign the backend's STLS certificate. */
+  readonly caFile: string | undefined;
+  /** Accept any backend certificate (self-signed legacy hosts). Loudly logged. */
+  readonly tlsInsecure: boolean;
+  /** Name to verify in the backend certificate; defaults to the backend host. */
+  readonly tlsServerName: string | undefined;
+  /** Allow PASS / AUTH PLAIN / AUTH LOGIN in clear to a backend that is not on loopback. */
+  readonly allowPlaintextAuth: boolean;
+  /**
+   * Treat a loopback backend as a secure link for plaintext mechanisms (the usual same-host
+   * install, where nobody can sniff the link without already being root on the host).
+   */
+  readonly trustLoopback: boolean;
+  /** Local address to connect from (multi-homed gateways, and tests that need a non-loopback-looking source). */
+  readonly sourceAddress: string | undefined;
+}
+
+export interface TimeoutsConfig {
+  /** Absolute deadline from connect to a completed login (slowloris defence). */
+  readonly preAuthMs: number;
+  /** Autologout after login; RFC 1939 §3 requires at least 10 minutes. */
+  readonly idleMs: number;
+  /** TLS handshake, on the implicit port and after STLS. */
+  readonly tlsHandshakeMs: number;
+  /** TCP connect to the backend. */
+  readonly backendConnectMs: number;
+  /** Each step of the backend login script (greeting, CAPA, STLS, auth replies). */
+  readonly backendStepMs: number;
+  /** Silence from the backend while a reply is outstanding after login. */
+  readonly backendIdleMs: number;
+  /** How long a client may leave our writes unread before it is dropped. */
+  readonly clientWriteStallMs: number;
+}
+
+export interface LimitsConfig {
+  /** Invalid commands tolerated before the connection is closed (nginx max_errors). */
+  readonly maxInvalidCommands: number;
+}
+
+export interface TlsConfig {
+  /** PEM certificate chain; undefined means "generate a self-signed pair in stateDir". */
+  readonly certFile: string | undefined;
+  readonly keyFile: string | undefined;
+}
+
+export interface Config {
+  readonly listeners: readonly ListenerConfig[];
+  readonly backend: BackendConfig;
+  readonly tls: TlsConfig;
+  /** Where the first-run self-signed certificate lives. */
+  readonly stateDir: string;
+  /** Text of popwarden's own greeting (never the backend's banner). */
+  readonly greeting: string;
+  /** Failed-login replies are sent no earlier than this after the credentials arrived. */
+  readonly authFailureDelayMs: number;
+  readonly timeouts: TimeoutsConfig;
+  readonly limits: LimitsConfig;
+  readonly logLevel: LogLevel;
+}
