@@ -1,0 +1,256 @@
+/**
+ * The one description of popwarden's configuration: key names, types, defaults, limits and the
+ * reason for each. The YAML file, the POPWARDEN_* environment and the command-line flags are all
+ * checked against this schema; load.ts turns its output into the frozen runtime Config.
+ *
+ * Keys are snake_case in YAML. Each key is also a flag (`backend_tls` → `--backend-tls`, nested
+ * `timeouts.idle` → `--timeouts-idle`) and an environment variable (`POPWARDEN_BACKEND_TLS`,
+ * `POPWARDEN_TIMEOUTS__IDLE`); CONFIG_KEYS lists them all, derived from the schema itself.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { MIN_IDLE_TIMEOUT_MS } from './limits.js';
+import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS } from './types.js';
+import { formatHostPort, parseDuration, parseHostPort, type HostPortRules, type Parsed } from './values.js';
+
+/** Turns a values.ts parser into a string schema whose output is the parsed value. */
+function parsedString<T>(parse: (text: string) => Parsed<T>) {
+  return z.string().transform((text, ctx): T => {
+    const result = parse(text);
+    if (result.ok) return result.value;
+    ctx.issues.push({ code: 'custom', message: result.problem, input: text });
+    return z.NEVER;
+  });
+}
+
+/**
+ * A duration with a unit, as milliseconds. YAML turns `idle: 600` into a number before we see
+ * it, so the "no unit" hint is given for numbers too, not only for the string "600".
+ */
+function duration() {
+  const text = z.string({
+    error: (issue) =>
+      typeof issue.input === 'number' ? `has no unit; write it with one, e.g. "${issue.input}s"` : undefined,
+  });
+  return text.pipe(parsedString(parseDuration));
+}
+
+function hostPort(rules: HostPortRules) {
+  return parsedString((text) => parseHostPort(text, rules));
+}
+
+const listenerList = z.array(hostPort({ allowPortZero: true }));
+
+/** A path to a file popwarden reads (cert, key, CA bundle). Existence is checked by load.ts. */
+const filePath = z.string().min(1);
+
+/**
+ * Printable ASCII without `<` and `>`: a greeting containing `<...@...>` would look like an APOP
+ * timestamp (RFC 1939 §7), and clients would happily compute APOP digests against it.
+ */
+const GREETING_TEXT = /^[\x20-\x3b\x3d\x3f-\x7e]+$/;
+
+const timeoutsSchema = z.strictObject({
+  /** Default 60s. Absolute deadline from TCP connect to a completed login: bounds slowloris-style clients that trickle bytes. */
+  pre_auth: duration().prefault('60s'),
+  /**
+   * Default 10m, minimum 10m. Autologout after login. RFC 1939 §3: the server's inactivity timer
+   * "MUST be of at least 10 minutes' duration"; shorter cuts off conforming clients mid-session.
+   */
+  idle: duration()
+    .refine((ms) => ms >= MIN_IDLE_TIMEOUT_MS, {
+      message: "is below RFC 1939's 10 minute minimum; use 10m or more",
+    })
+    .prefault('10m'),
+  /** Default 10s. TLS handshake on the implicit-TLS port and after STLS; Node's own default (120s) lets idle half-open sockets pile up. */
+  tls_handshake: duration().prefault('10s'),
+  /** Default 10s. TCP connect to the backend; a dead backend should fail the login quickly, not hang the client. */
+  backend_connect: duration().prefault('10s'),
+  /** Default 15s. Each step of the backend login script (greeting, CAPA, STLS, each auth reply). */
+  backend_step: duration().prefault('15s'),
+  /** Default 10m. Backend silence while a reply is outstanding after login (a large RETR from a slow disk is still progress). */
+  backend_idle: duration().prefault('10m'),
+  /** Default 10m. How long a client may leave our writes unread (full TCP window) before it is dropped; bounds buffered memory per session. */
+  client_write_stall: duration().prefault('10m'),
+});
+
+const limitsSchema = z.strictObject({
+  /** Default 5, range 1..100. Invalid commands tolerated per connection before it is closed (nginx `max_errors`): scanners and protocol confusion give up fast. */
+  max_invalid_commands: z.number().int().min(1).max(100).prefault(5),
+});
+
+export const configSchema = z
+  .strictObject({
+    /** Default ["0.0.0.0:995"]. Implicit-TLS listeners (HOST:PORT; IPv6 as [::]:995). Port 0 picks a free port (tests). May be [] if listen_stls is not. */
+    listen_tls: listenerList.prefault(['0.0.0.0:995']),
+    /** Default ["0.0.0.0:110"]. Plaintext listeners that require STLS before any credentials. May be [] if listen_tls is not. */
+    listen_stls: listenerList.prefault(['0.0.0.0:110']),
+    /** Required. The legacy POP3 server, HOST:PORT (port 1..65535). */
+    backend: hostPort({ allowPortZero: false }),
+    /** Default auto: the strongest mechanism the backend offers (APOP, CRAM-MD5, then plaintext ones if allowed). Pin one to refuse a downgrade. */
+    backend_auth: z.enum(BACKEND_AUTH_MODES).prefault('auto'),
+    /** Default auto: STLS to the backend when its CAPA offers it. `starttls` requires it; `off` never tries (loopback backends). */
+    backend_tls: z.enum(BACKEND_TLS_MODES).prefault('auto'),
+    /** Optional PEM file of CAs that sign the backend's certificate; default is Node's bundled CA list. */
+    backend_ca: filePath.optional(),
+    /** Default false. Accept any backend certificate (self-signed legacy hosts). Defeats MITM protection on that link; logged loudly. */
+    backend_tls_insecure: z.boolean().prefault(false),
+    /** Optional. Name to verify in the backend certificate, when `backend` is an IP or an alias; default is the backend host. */
+    backend_tls_servername: z.string().min(1).optional(),
+    /** Default false. Allow USER/PASS, AUTH PLAIN and AUTH LOGIN in clear to a non-loopback backend: passwords cross the network unencrypted. */
+    allow_plaintext_backend_auth: z.boolean().prefault(false),
+    /** Default true. A loopback backend counts as a secure link: sniffing it already requires root on this host. */
+    backend_trust_loopback: z.boolean().prefault(true),
+    /** Optional local IP to connect to the backend from (multi-homed gateways, backend ACLs). */
+    backend_source_address: z
+      .string()
+      .refine((text) => isIP(text) !== 0, { message: 'is not an IP address; use e.g. 192.0.2.10 or 2001:db8::10' })
+      .optional(),
+    /** Optional PEM certificate chain for clients. With `key`; if both are absent a self-signed pair is generated in state_dir. */
+    cert: filePath.optional(),
+    /** Optional PEM private key (unencrypted, mode 0600) matching `cert`. */
+    key: filePath.optional(),
+    /** Default $STATE_DIRECTORY (set by systemd's StateDirectory=) else ./.state. Holds the first-run self-signed certificate. */
+    state_dir: z.string().min(1).optional(),
+    /** Default "popwarden ready". popwarden's own greeting text (the backend banner is never shown): printable ASCII, no `<` or `>`, at most 200 characters. */
+    greeting: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(GREETING_TEXT, {
+        message: 'must be printable ASCII without "<" or ">" (it must never look like an APOP timestamp)',
+      })
+      .prefault('popwarden ready'),
+    /** Default 2s, 0 allowed. Minimum time before a failed login is answered: slows password guessing without a lockout. */
+    auth_failure_delay: duration().prefault('2s'),
+    /** Default info. One of trace, debug, info, warn, error, fatal, silent. */
+    log_level: z.enum(LOG_LEVELS).prefault('info'),
+    /** Per-phase timeouts; every value is a duration with a unit (500ms, 2s, 10m, 1h). */
+    timeouts: timeoutsSchema.prefault({}),
+    /** Per-connection abuse limits. */
+    limits: limitsSchema.prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    if (config.listen_tls.length === 0 && config.listen_stls.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['listen_tls'],
+        message: 'and listen_stls are both empty; popwarden needs at least one listener',
+      });
+    }
+    if ((config.cert === undefined) !== (config.key === undefined)) {
+      const missing = config.cert === undefined ? 'cert' : 'key';
+      const given = missing === 'cert' ? 'key' : 'cert';
+      ctx.addIssue({
+        code: 'custom',
+        path: [given],
+        message: `is set but ${missing} is not; give both, or neither for a self-signed certificate`,
+      });
+    }
+    const seen = new Set<string>();
+    for (const [kind, list] of [
+      ['listen_tls', config.listen_tls],
+      ['listen_stls', config.listen_stls],
+    ] as const) {
+      list.forEach((address, index) => {
+        const text = formatHostPort(address);
+        // Port 0 is "any free port": two of those never collide.
+        if (address.port !== 0 && seen.has(text)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [kind, index],
+            message: 'is listed twice; each address can have only one listener',
+          });
+        }
+        seen.add(text);
+      });
+    }
+  });
+
+/** What a user may write: the YAML file's shape, and the merged flags/env/file object before parsing. */
+export type RawConfig = z.input<typeof configSchema>;
+/** The schema's output: durations in ms, addresses parsed; load.ts maps it onto the runtime Config. */
+export type ParsedConfig = z.output<typeof configSchema>;
+
+/** How a flag or environment value is turned into the type the schema expects. */
+export type ConfigKeyKind = 'string' | 'boolean' | 'integer' | 'list';
+
+export interface ConfigKey {
+  /** ["timeouts", "idle"] */
+  readonly path: readonly string[];
+  /** "timeouts.idle", as printed in messages. */
+  readonly name: string;
+  /** "timeouts-idle", without the leading "--". */
+  readonly flag: string;
+  /** "POPWARDEN_TIMEOUTS__IDLE" */
+  readonly env: string;
+  readonly kind: ConfigKeyKind;
+  /** The default as the user would write it, for --help. */
+  readonly defaultValue: unknown;
+  /** Masked in --check-config output. Mark a key with `.meta({ secret: true })`. */
+  readonly secret: boolean;
+}
+
+export const ENV_PREFIX = 'POPWARDEN_';
+
+/** Peels optional/default/pipe wrappers to the schema that says what type the user writes. */
+function describeLeaf(schema: z.ZodType): { kind: ConfigKeyKind | 'object'; defaultValue: unknown; secret: boolean } {
+  let current: z.ZodType = schema;
+  let defaultValue: unknown;
+  let secret = false;
+  for (;;) {
+    if (current.meta()?.['secret'] === true) secret = true;
+    if (current instanceof z.ZodOptional) current = current.unwrap() as z.ZodType;
+    else if (current instanceof z.ZodPrefault || current instanceof z.ZodDefault) {
+      defaultValue ??= current.def.defaultValue;
+      current = current.unwrap() as z.ZodType;
+    } else if (current instanceof z.ZodPipe) current = current.in as z.ZodType;
+    else break;
+  }
+  if (current instanceof z.ZodArray) return { kind: 'list', defaultValue, secret };
+  if (current instanceof z.ZodBoolean) return { kind: 'boolean', defaultValue, secret };
+  if (current instanceof z.ZodNumber) return { kind: 'integer', defaultValue, secret };
+  if (current instanceof z.ZodObject) return { kind: 'object', defaultValue, secret };
+  return { kind: 'string', defaultValue, secret };
+}
+
+function collectKeys(shape: Record<string, z.ZodType>, prefix: readonly string[]): ConfigKey[] {
+  return Object.entries(shape).flatMap(([key, schema]): ConfigKey[] => {
+    const path = [...prefix, key];
+    const leaf = describeLeaf(schema);
+    if (leaf.kind === 'object') {
+      let inner: z.ZodType = schema;
+      while (!(inner instanceof z.ZodObject)) inner = (inner as z.ZodPrefault<z.ZodType>).unwrap();
+      return collectKeys(inner.shape as Record<string, z.ZodType>, path);
+    }
+    return [
+      {
+        path,
+        name: path.join('.'),
+        flag: path.join('-').replaceAll('_', '-'),
+        env: ENV_PREFIX + path.join('__').toUpperCase(),
+        kind: leaf.kind,
+        defaultValue: leaf.defaultValue,
+        secret: leaf.secret,
+      },
+    ];
+  });
+}
+
+/** Every leaf key of the schema with its flag and environment names, in schema order. */
+export const CONFIG_KEYS: readonly ConfigKey[] = Object.freeze(collectKeys(configSchema.shape, []));
+
+/** Known key names at one level of the file (for "did you mean" on unknown keys). */
+export function knownKeysAt(path: readonly PropertyKey[]): readonly string[] {
+  let shape: Record<string, z.ZodType> = configSchema.shape;
+  for (const segment of path) {
+    let inner: z.ZodType | undefined = shape[String(segment)];
+    while (inner !== undefined && !(inner instanceof z.ZodObject)) {
+      if (inner instanceof z.ZodPrefault || inner instanceof z.ZodOptional) inner = inner.unwrap() as z.ZodType;
+      else return [];
+    }
+    if (inner === undefined) return [];
+    shape = inner.shape as Record<string, z.ZodType>;
+  }
+  return Object.keys(shape);
+}

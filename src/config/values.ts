@@ -1,0 +1,102 @@
+/**
+ * Parsers for the value syntaxes the config uses: durations with units and HOST:PORT. They
+ * return a problem text instead of throwing, so the schema can attach the key and the source
+ * (file line, flag, env var) and the user gets one line that says what to fix.
+ */
+import { isIP } from 'node:net';
+import type { HostPort } from './types.js';
+
+export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly problem: string };
+
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const fail = <T>(problem: string): Parsed<T> => ({ ok: false, problem });
+
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+type DurationUnit = keyof typeof UNIT_MS;
+
+/**
+ * setTimeout() stores its delay in a signed 32-bit int; anything longer fires after 1 ms with a
+ * warning. A 30-day idle timeout would therefore disconnect everyone at once, so refuse it here.
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+const DURATION = /^(\d+)(ms|s|m|h)$/;
+
+/**
+ * "500ms", "2s", "10m", "1h" to milliseconds. A bare number is refused even when it is 0: the
+ * reader of a config file cannot tell whether "600" meant seconds or milliseconds, and neither can we.
+ */
+export function parseDuration(text: string): Parsed<number> {
+  const match = DURATION.exec(text);
+  if (match === null) {
+    if (/^\d+(\.\d+)?$/.test(text)) return fail(`has no unit; write it with one, e.g. "${text}s" or "${text}ms"`);
+    return fail('is not a duration; write a whole number with a unit: ms, s, m or h (e.g. 500ms, 2s, 10m, 1h)');
+  }
+  const ms = Number(match[1]) * UNIT_MS[match[2] as DurationUnit];
+  if (ms > MAX_DURATION_MS) return fail('is longer than Node.js timers allow (about 24 days); use a shorter duration');
+  return ok(ms);
+}
+
+/** The shortest exact spelling of a duration, so "--check-config" output reads like a hand-written file. */
+export function formatDuration(ms: number): string {
+  for (const unit of ['h', 'm', 's'] as const) {
+    const size = UNIT_MS[unit];
+    if (ms !== 0 && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return ms === 0 ? '0s' : `${ms}ms`;
+}
+
+export interface HostPortRules {
+  /** Listeners may ask the kernel for any free port (tests do); a backend never can. */
+  readonly allowPortZero: boolean;
+}
+
+/** RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens. */
+const HOSTNAME_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+function checkHost(host: string): string | undefined {
+  if (host === '') return 'has no host; write HOST:PORT, e.g. 0.0.0.0:995 or [::1]:995';
+  if (isIP(host) === 4) return undefined;
+  // All-numeric labels that are not a valid IPv4 address are a typo ("10.0.0.256"), not a name.
+  if (/^[\d.]+$/.test(host)) return `has an invalid IPv4 address "${host}"`;
+  if (host.length > 253 || !host.split('.').every((label) => HOSTNAME_LABEL.test(label))) {
+    return `has an invalid host name "${host}"`;
+  }
+  return undefined;
+}
+
+function checkPort(text: string, rules: HostPortRules): Parsed<number> {
+  const lowest = rules.allowPortZero ? 0 : 1;
+  if (!/^\d{1,5}$/.test(text)) return fail(`has an invalid port "${text}"; use a number from ${lowest} to 65535`);
+  const port = Number(text);
+  if (port < lowest || port > 65535) return fail(`has port ${port}, out of range; use ${lowest} to 65535`);
+  return ok(port);
+}
+
+/** "0.0.0.0:995", "[::1]:995", "localhost:110". IPv6 needs brackets, so a port can never be misread as a group. */
+export function parseHostPort(text: string, rules: HostPortRules): Parsed<HostPort> {
+  let host: string;
+  let portText: string;
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close === -1 || text[close + 1] !== ':') return fail('is not [IPV6]:PORT; write it like [::1]:995');
+    host = text.slice(1, close);
+    portText = text.slice(close + 2);
+    if (isIP(host) !== 6) return fail(`has an invalid IPv6 address "${host}"`);
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon === -1) return fail(`has no port; write HOST:PORT, e.g. ${text || 'localhost'}:110`);
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (host.includes(':')) return fail(`looks like a bare IPv6 address; put it in brackets, e.g. [${host}]:${portText}`);
+    const problem = checkHost(host);
+    if (problem !== undefined) return fail(problem);
+  }
+  const port = checkPort(portText, rules);
+  return port.ok ? ok({ host, port: port.value }) : port;
+}
+
+/** The inverse of parseHostPort: brackets around IPv6 hosts. */
+export function formatHostPort(hostPort: HostPort): string {
+  return isIP(hostPort.host) === 6 ? `[${hostPort.host}]:${hostPort.port}` : `${hostPort.host}:${hostPort.port}`;
+}
