@@ -1,0 +1,338 @@
+/**
+ * A real Dovecot POP3 server (Debian dovecot-core + dovecot-pop3d) with a throwaway config and the
+ * sample maildrop, started per test file. Profiles pick the mechanisms the backend offers so tests
+ * can prove which one popwarden used.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort, waitForPort } from './ports.js';
+import { MAIL_GID, sampleMaildrop, writeMaildir } from './maildrop.js';
+
+/** Which mechanisms the started Dovecot offers (see the table in startDovecot's TSDoc). */
+export type DovecotProfile = 'all' | 'apop-only' | 'cram-md5-only' | 'user-only' | 'stls';
+
+/** Options for startDovecot. */
+export interface DovecotOptions {
+  profile: DovecotProfile;
+  /** 'stls' only: also open an implicit-TLS (POP3S) listener. */
+  pop3sPort?: boolean;
+}
+
+/** A running Dovecot instance. */
+export interface Dovecot {
+  readonly host: string;
+  readonly port: number;
+  readonly pop3sPort?: number;
+  readonly profile: DovecotProfile;
+  /** The temp dir holding config, maildirs, cert and log; removed by stop(). */
+  readonly dir: string;
+  /** 'stls' only: the self-signed certificate (CN/SAN localhost, SAN IP 127.0.0.1) to trust. */
+  readonly caFile?: string;
+  /** PID of the Dovecot master (also its process group and session id). */
+  readonly pid: number;
+  readonly logFile: string;
+  /** Stops every process of the instance (TERM, KILL after 5 s) and removes `dir`. */
+  stop(): Promise<void>;
+  /** Successful logins Dovecot logged (optionally for one user) since it started. */
+  loginCount(user?: string): number;
+  /** Successful logins with their mechanism as Dovecot logs it (USER/PASS shows as PLAIN). */
+  logins(): { user: string; method: string }[];
+}
+
+interface Profile {
+  mechanisms: string;
+  tls: boolean;
+}
+
+const PROFILES: Record<DovecotProfile, Profile> = {
+  // USER/PASS is Dovecot's PLAIN mechanism internally: without "plain" USER is not offered and
+  // PASS fails, which is what lets apop-only/cram-md5-only prove which mechanism was used.
+  all: { mechanisms: 'plain login cram-md5 apop', tls: false },
+  'apop-only': { mechanisms: 'apop', tls: false },
+  'cram-md5-only': { mechanisms: 'cram-md5', tls: false },
+  'user-only': { mechanisms: 'plain login', tls: false },
+  stls: { mechanisms: 'plain login cram-md5 apop', tls: true },
+};
+
+/** Every process in session `sid` (Dovecot's children stay in the master's session). */
+function sessionPids(sid: number): number[] {
+  const out: number[] = [];
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, 'latin1');
+      // fields after the ")" of comm: state ppid pgrp session ...
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(rest[3]) === sid) out.push(Number(e));
+    } catch {
+      // the process exited while we looked
+    }
+  }
+  return out;
+}
+
+function signalSession(sid: number, sig: NodeJS.Signals): void {
+  for (const pid of sessionPids(sid)) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Instances still running, for the synchronous exit hook. */
+const live = new Map<number, { dir: string; watchdog: number | undefined }>();
+let hooksInstalled = false;
+
+function killNowSync(pid: number): void {
+  const inst = live.get(pid);
+  signalSession(pid, 'SIGKILL');
+  if (inst) {
+    if (inst.watchdog !== undefined) signalSession(inst.watchdog, 'SIGKILL');
+    fs.rmSync(inst.dir, { recursive: true, force: true });
+  }
+  live.delete(pid);
+}
+
+function installExitHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', () => {
+    for (const pid of [...live.keys()]) killNowSync(pid);
+  });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      for (const pid of [...live.keys()]) killNowSync(pid);
+      process.removeListener(sig, onSignal);
+      // Only re-raise when nobody else handles the signal, so the default action (exit) happens.
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
+}
+
+function passwdLine(user: string, pass: string, uid: number, home: string): string {
+  return `${user}:{PLAIN}${pass}:${uid}:${MAIL_GID}::${home}::\n`;
+}
+
+function makeCert(tlsDir: string): string {
+  fs.mkdirSync(tlsDir, { recursive: true, mode: 0o755 });
+  const key = path.join(tlsDir, 'key.pem');
+  const cert = path.join(tlsDir, 'cert.pem');
+  const r = spawnSync(
+    'openssl',
+    [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert,
+    ],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`openssl req failed: ${r.stderr}`);
+  fs.chmodSync(key, 0o600);
+  return cert;
+}
+
+/**
+ * Starts Dovecot on a free 127.0.0.1 port with the sample maildrop and the given profile:
+ * 'all' (APOP timestamp, SASL PLAIN LOGIN CRAM-MD5, USER), 'apop-only' (timestamp, no SASL, USER
+ * refused), 'cram-md5-only' (SASL CRAM-MD5, no timestamp, USER refused), 'user-only' (USER and
+ * SASL PLAIN LOGIN, no timestamp) or 'stls' (all mechanisms, STLS, self-signed cert,
+ * disable_plaintext_auth = yes, optional implicit POP3S port).
+ */
+export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
+  const profile = PROFILES[opts.profile];
+  if (opts.pop3sPort && !profile.tls) throw new Error('pop3sPort needs the stls profile');
+  if (spawnSync('dovecot', ['--version']).status !== 0) throw new Error('dovecot is not installed (run npm run test:all)');
+  if (!fs.existsSync('/usr/lib/dovecot/pop3')) throw new Error('dovecot-pop3d is not installed');
+
+  const host = '127.0.0.1';
+  // The mail processes run as uid 20001/20002 and the auth process as "dovecot": /tmp is
+  // traversable by everyone, a mkdtemp dir is 0700 and must be opened up.
+  const dir = fs.mkdtempSync('/tmp/popwarden-dovecot-');
+  fs.chmodSync(dir, 0o755);
+  try {
+    const port = await freePort(host);
+    const pop3sPort = opts.pop3sPort ? await freePort(host) : undefined;
+    for (const d of ['run', 'state', 'etc', 'mail']) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
+
+    const { alice, bob } = sampleMaildrop();
+    let passwd = '';
+    for (const acct of [alice, bob]) {
+      const home = path.join(dir, 'mail', acct.user);
+      writeMaildir(home, acct, { chown: true });
+      passwd += passwdLine(acct.user, acct.pass, acct.uid, home);
+    }
+    const passwdFile = path.join(dir, 'etc', 'passwd.dovecot');
+    fs.writeFileSync(passwdFile, passwd, { mode: 0o640 });
+    spawnSync('chgrp', ['dovecot', passwdFile]);
+    // The uid check dovecot.sh does with setpriv: fail early with a clear message.
+    const probe = spawnSync('setpriv', [
+      `--reuid=${alice.uid}`, `--regid=${MAIL_GID}`, '--clear-groups', 'test', '-x', path.join(dir, 'mail', 'alice'),
+    ]);
+    if (probe.status !== 0) throw new Error(`uid ${alice.uid} cannot reach ${dir}/mail/alice`);
+
+    let caFile: string | undefined;
+    let ssl = 'ssl = no';
+    let pop3s = 'inet_listener pop3s {\n    port = 0\n  }';
+    if (profile.tls) {
+      caFile = makeCert(path.join(dir, 'tls'));
+      ssl = [
+        'ssl = yes',
+        `ssl_cert = <${path.join(dir, 'tls', 'cert.pem')}`,
+        `ssl_key = <${path.join(dir, 'tls', 'key.pem')}`,
+        'ssl_min_protocol = TLSv1.2',
+      ].join('\n');
+      pop3s = pop3sPort
+        ? `inet_listener pop3s {\n    address = ${host}\n    port = ${pop3sPort}\n    ssl = yes\n  }`
+        : pop3s;
+    }
+    const logFile = path.join(dir, 'dovecot.log');
+    const conf = `# generated by popwarden test/harness/dovecot.ts (${opts.profile})
+protocols = pop3
+listen = ${host}
+base_dir = ${dir}/run
+state_dir = ${dir}/state
+instance_name = popwarden-dovecot-${port}
+log_path = ${logFile}
+info_log_path = ${logFile}
+auth_verbose = yes
+login_greeting = Dovecot (popwarden harness) ready.
+
+${ssl}
+disable_plaintext_auth = ${profile.tls ? 'yes' : 'no'}
+auth_mechanisms = ${profile.mechanisms}
+
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u ${passwdFile}
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u ${passwdFile}
+}
+first_valid_uid = 1000
+mail_location = maildir:~
+
+pop3_enable_last = yes
+pop3_uidl_format = %f
+
+service pop3-login {
+  inet_listener pop3 {
+    address = ${host}
+    port = ${port}
+  }
+  ${pop3s}
+}
+service anvil {
+  chroot =
+}
+service stats {
+  unix_listener stats-reader {
+    mode = 0600
+  }
+  unix_listener stats-writer {
+    mode = 0600
+  }
+}
+`;
+    const confFile = path.join(dir, 'dovecot.conf');
+    fs.writeFileSync(confFile, conf);
+    fs.writeFileSync(logFile, '');
+    const check = spawnSync('dovecot', ['-c', confFile, '-n'], { encoding: 'utf8' });
+    if (check.status !== 0) throw new Error(`bad generated dovecot config: ${check.stderr}`);
+
+    const out = fs.openSync(path.join(dir, 'dovecot.stdout'), 'a');
+    const child = spawn('dovecot', ['-F', '-c', confFile], { detached: true, stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    child.unref();
+    const pid = child.pid;
+    if (pid === undefined) throw new Error('could not spawn dovecot');
+    // If this process dies without running its exit hook (SIGKILL), the watchdog stops Dovecot.
+    const wd = spawn(
+      'sh',
+      [
+        '-c',
+        'while kill -0 "$1" 2>/dev/null; do sleep 1; done; ' +
+          'for p in $(ps -eo pid=,sid= | awk -v s="$2" \'$2 == s {print $1}\'); do kill -KILL "$p" 2>/dev/null; done; ' +
+          'rm -rf "$3"',
+        'popwarden-dovecot-watchdog',
+        String(process.pid),
+        String(pid),
+        dir,
+      ],
+      { detached: true, stdio: 'ignore' },
+    );
+    wd.unref();
+    live.set(pid, { dir, watchdog: wd.pid });
+    installExitHooks();
+
+    try {
+      await Promise.race([
+        (async () => {
+          await waitForPort(host, port, 15_000);
+          if (pop3sPort) await waitForPort(host, pop3sPort, 5_000);
+        })(),
+        new Promise<never>((_, reject) =>
+          child.once('exit', (code) => reject(new Error(`dovecot exited with ${code}`))),
+        ),
+      ]);
+    } catch (err) {
+      const log = fs.readFileSync(logFile, 'utf8') + fs.readFileSync(path.join(dir, 'dovecot.stdout'), 'utf8');
+      killNowSync(pid);
+      throw new Error(`${(err as Error).message}\n${log.split('\n').slice(-20).join('\n')}`);
+    }
+
+    const logins = (): { user: string; method: string }[] => {
+      let text = '';
+      try {
+        text = fs.readFileSync(logFile, 'utf8');
+      } catch {
+        return [];
+      }
+      const res: { user: string; method: string }[] = [];
+      for (const m of text.matchAll(/pop3-login: Info: Login: user=<([^>]*)>, method=([A-Z0-9-]+)/g)) {
+        res.push({ user: m[1]!, method: m[2]! });
+      }
+      return res;
+    };
+
+    let stopped: Promise<void> | undefined;
+    const stop = (): Promise<void> =>
+      (stopped ??= (async () => {
+        const inst = live.get(pid);
+        signalSession(pid, 'SIGTERM');
+        const deadline = Date.now() + 5_000;
+        while (sessionPids(pid).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        signalSession(pid, 'SIGKILL');
+        if (inst?.watchdog !== undefined) signalSession(inst.watchdog, 'SIGKILL');
+        live.delete(pid);
+        fs.rmSync(dir, { recursive: true, force: true });
+      })());
+
+    const result: Dovecot = {
+      host,
+      port,
+      profile: opts.profile,
+      dir,
+      pid,
+      logFile,
+      stop,
+      logins,
+      loginCount: (user) => logins().filter((l) => user === undefined || l.user === user).length,
+      ...(pop3sPort !== undefined ? { pop3sPort } : {}),
+      ...(caFile !== undefined ? { caFile } : {}),
+    };
+    return result;
+  } catch (err) {
+    if (![...live.values()].some((v) => v.dir === dir)) fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
