@@ -2,6 +2,9 @@ import type { AddressInfo } from 'node:net';
 import type { Config, ListenerConfig } from './config/types.js';
 import type { Logger } from './observability/log.js';
 import type { TlsMaterial } from './net/tls-context.js';
+import { bindListener, type BoundServer } from './net/listeners.js';
+import { backendTlsOptions } from './backend/tls-options.js';
+import { Session } from './session/session.js';
 
 /** A listener after bind: its configuration and the address the kernel gave it (port 0 in tests). */
 export interface BoundListener {
@@ -12,7 +15,7 @@ export interface BoundListener {
 /** A started popwarden: what it listens on, and how to stop it. */
 export interface RunningProxy {
   readonly listeners: readonly BoundListener[];
-  /** Stops accepting, closes every session, resolves when all sockets are gone. */
+  /** Stops accepting, closes every session, resolves when all listeners are closed. */
   close(): Promise<void>;
 }
 
@@ -22,6 +25,42 @@ export interface ProxyDependencies {
 }
 
 /** Binds every listener (all or nothing) and serves sessions until close(). */
-export async function startPopwarden(_config: Config, _deps: ProxyDependencies): Promise<RunningProxy> {
-  throw new Error('not implemented yet');
+export async function startPopwarden(config: Config, deps: ProxyDependencies): Promise<RunningProxy> {
+  const { log, tls } = deps;
+  const backendTls = backendTlsOptions(config.backend);
+  if (config.backend.tlsInsecure) {
+    log.warn('backend certificates are NOT verified (--backend-tls-insecure): the backend link is encrypted but not authenticated');
+  }
+  const sessions = new Set<Session>();
+  const onClosed = (session: Session): void => {
+    sessions.delete(session);
+  };
+
+  const bound: BoundServer[] = [];
+  try {
+    for (const listener of config.listeners) {
+      bound.push(
+        await bindListener(listener, tls, log, (socket, secure, listenerConfig) => {
+          const session = new Session(socket, secure, { config, listener: listenerConfig, tls, backendTls, log, onClosed });
+          sessions.add(session);
+          session.start();
+        }),
+      );
+    }
+  } catch (error) {
+    await Promise.all(bound.map(({ server }) => new Promise((resolve) => server.close(resolve))));
+    throw error;
+  }
+  for (const { config: listener, address } of bound) {
+    log.info({ listener: listener.name, kind: listener.kind, address: `${address.address}:${address.port}` }, 'listening');
+  }
+
+  return {
+    listeners: bound.map(({ config: listener, address }) => ({ config: listener, address })),
+    async close(): Promise<void> {
+      const closed = bound.map(({ server }) => new Promise((resolve) => server.close(resolve)));
+      for (const session of [...sessions]) session.close('server-shutdown');
+      await Promise.all(closed);
+    },
+  };
 }

@@ -1,0 +1,288 @@
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import { BackendUnavailableError, type BackendStep } from '../errors.js';
+import { MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
+import { TerminatorScanner } from '../net/multiline.js';
+
+const EMPTY = Buffer.alloc(0);
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * Bytes read ahead of the current reader before the backend socket is paused. Replies read
+ * whole (status lines, CAPA) are tiny; bodies are streamed through a sink and never land here.
+ */
+const UNREAD_HIGH_WATER = 64 * 1024;
+
+/** Where a streamed reply body goes: write returns false when the client is full (backpressure). */
+export interface BodySink {
+  write(chunk: Buffer): boolean;
+  /** Resolves when the client has drained; rejects if it stalls for too long. */
+  drained(): Promise<void>;
+}
+
+/**
+ * One connection to the legacy POP3 server, read on demand. It enforces the backend's side of
+ * the protocol: every line it reads is bounded, and bytes that arrive when no reply is expected
+ * are a protocol violation (B-04) that ends the link, so a MitM or a broken server can never
+ * shift replies between commands.
+ */
+export class BackendLink {
+  #socket: Socket | TLSSocket;
+  #unread: Buffer = EMPTY;
+  #failure: BackendUnavailableError | undefined;
+  #wake: (() => void) | undefined;
+  #sink: ((chunk: Buffer) => void) | undefined;
+  #expectingReply = true; // the greeting
+  #secure = false;
+  readonly #onIdleFailure: (error: BackendUnavailableError) => void;
+
+  /**
+   * @param socket a connected socket.
+   * @param onIdleFailure called when the link breaks while no reply is outstanding (the
+   *   backend closed, or sent something unasked), so the session can close the client too.
+   */
+  constructor(socket: Socket, onIdleFailure: (error: BackendUnavailableError) => void) {
+    this.#socket = socket;
+    this.#onIdleFailure = onIdleFailure;
+    this.#attach(socket);
+  }
+
+  /** True once the link runs over TLS (after STLS). */
+  get secure(): boolean {
+    return this.#secure;
+  }
+
+  /** The remote address of the backend socket, to tell a loopback backend from a remote one. */
+  get remoteAddress(): string | undefined {
+    return this.#socket.remoteAddress;
+  }
+
+  /** Writes one command line and starts expecting its reply. */
+  send(commandLine: string | Buffer): void {
+    this.#expectingReply = true;
+    const bytes = typeof commandLine === 'string' ? Buffer.from(commandLine, 'latin1') : commandLine;
+    this.#socket.write(Buffer.concat([bytes, Buffer.from('\r\n')]));
+  }
+
+  /**
+   * Reads the next line of a reply (without its line ending). Fails on a line over `maxOctets`,
+   * on silence for `timeoutMs`, and when the backend closes.
+   */
+  async readLine(step: BackendStep, timeoutMs: number, maxOctets = MAX_RESPONSE_LINE_OCTETS): Promise<Buffer> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const lf = this.#unread.indexOf(LF);
+      if (lf !== -1) {
+        if (lf + 1 > maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
+        const end = lf > 0 && this.#unread[lf - 1] === CR ? lf - 1 : lf;
+        const lineBytes = Buffer.from(this.#unread.subarray(0, end));
+        this.#unread = this.#unread.subarray(lf + 1);
+        if (this.#unread.length < UNREAD_HIGH_WATER) this.#socket.resume();
+        return lineBytes;
+      }
+      if (this.#unread.length >= maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
+      if (this.#failure !== undefined) throw this.#failure;
+      this.#socket.resume();
+      await this.#waitForInput(step, deadline);
+    }
+  }
+
+  /**
+   * Marks the outstanding reply as complete. Anything already read beyond it was not asked for:
+   * two replies to one command, or extra greeting lines (B-04).
+   */
+  replyComplete(step: BackendStep): void {
+    this.#expectingReply = false;
+    if (this.#unread.length > 0) {
+      throw this.#fail(this.#protocolError(step, 'unsolicited data after a complete reply'));
+    }
+  }
+
+  /**
+   * Streams the body of a multi-line reply to `sink` as it arrives, unmodified, until the
+   * terminating CRLF.CRLF has been passed on (it is part of what the client must receive).
+   * Rejects if the backend closes, goes silent for `idleMs`, or sends bytes after the
+   * terminator; the caller must then close the client WITHOUT completing the reply (D-01).
+   */
+  streamBody(sink: BodySink, idleMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const scanner = new TerminatorScanner();
+      let idleTimer: NodeJS.Timeout | undefined;
+      let done = false;
+      const finish = (error?: BackendUnavailableError): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(idleTimer);
+        this.#sink = undefined;
+        this.#wake = undefined;
+        if (error === undefined) {
+          this.#expectingReply = false;
+          resolve();
+        } else {
+          reject(this.#fail(error));
+        }
+      };
+      const armIdleTimer = (): void => {
+        clearTimeout(idleTimer);
+        idleTimer = setTimeout(
+          () => finish(new BackendUnavailableError('E_BACKEND_TIMEOUT', 'relay', `no data for ${idleMs} ms inside a reply`)),
+          idleMs,
+        );
+      };
+      const consume = (chunk: Buffer): void => {
+        const end = scanner.feed(chunk);
+        if (end !== -1) {
+          sink.write(chunk.subarray(0, end));
+          if (end < chunk.length) finish(this.#protocolError('relay', 'data after the end of a multi-line reply'));
+          else finish();
+          return;
+        }
+        if (sink.write(chunk)) {
+          armIdleTimer();
+          return;
+        }
+        // The client is full: stop reading the backend until it drains. Our own pause is not
+        // backend silence, so the idle timer waits too; the sink bounds the stall instead.
+        clearTimeout(idleTimer);
+        this.#socket.pause();
+        sink.drained().then(
+          () => {
+            if (done) return;
+            armIdleTimer();
+            this.#socket.resume();
+          },
+          (error: unknown) =>
+            finish(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'client stopped reading', { cause: error })),
+        );
+      };
+
+      if (this.#failure !== undefined) {
+        reject(this.#failure);
+        return;
+      }
+      const alreadyRead = this.#unread;
+      this.#unread = EMPTY;
+      this.#sink = consume;
+      this.#wake = () => {
+        if (this.#failure !== undefined) finish(this.#failure);
+      };
+      armIdleTimer();
+      if (alreadyRead.length > 0) consume(alreadyRead);
+      if (!done) this.#socket.resume();
+    });
+  }
+
+  /**
+   * Upgrades the link with TLS after the backend said +OK to STLS. Whatever the backend sent
+   * after that +OK is discarded unread (B-07: curl CVE-2021-22947), and the handshake must
+   * verify the certificate as `options` say.
+   */
+  async startTls(options: ConnectionOptions, timeoutMs: number): Promise<void> {
+    this.#unread = EMPTY;
+    const plain = this.#socket;
+    this.#detach(plain);
+    const secured = tlsConnect({ ...options, socket: plain });
+    this.#socket = secured;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        secured.destroy();
+        reject(new BackendUnavailableError('E_BACKEND_TIMEOUT', 'tls-handshake', `no TLS handshake within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onSecure = (): void => {
+        cleanup();
+        resolve();
+      };
+      const onError = (error: Error): void => {
+        cleanup();
+        secured.destroy();
+        reject(new BackendUnavailableError('E_BACKEND_TLS', 'tls-handshake', error.message, { cause: error }));
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        secured.off('secureConnect', onSecure);
+        secured.off('error', onError);
+      };
+      secured.once('secureConnect', onSecure);
+      secured.once('error', onError);
+    });
+    this.#secure = true;
+    this.#expectingReply = false;
+    this.#attach(secured);
+  }
+
+  /**
+   * Closes the link at once, with no QUIT: the backend must not enter the UPDATE state and
+   * delete messages unless the client itself said QUIT (RFC 1939 §6, D-07).
+   */
+  destroy(): void {
+    this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'closed by popwarden'), false);
+    this.#socket.destroy();
+  }
+
+  #attach(socket: Socket): void {
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onEnd);
+  }
+
+  #detach(socket: Socket): void {
+    socket.off('data', this.#onData);
+    socket.off('end', this.#onEnd);
+    socket.off('error', this.#onError);
+    socket.off('close', this.#onEnd);
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (this.#sink !== undefined) {
+      this.#sink(chunk);
+      return;
+    }
+    if (!this.#expectingReply) {
+      this.#fail(this.#protocolError('relay', 'unsolicited data while no command was outstanding'));
+      this.#socket.destroy();
+      return;
+    }
+    this.#unread = this.#unread.length === 0 ? chunk : Buffer.concat([this.#unread, chunk]);
+    if (this.#unread.length >= UNREAD_HIGH_WATER) this.#socket.pause();
+    this.#wake?.();
+  };
+
+  readonly #onEnd = (): void => {
+    this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'the backend closed the connection'));
+  };
+
+  readonly #onError = (error: Error): void => {
+    this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', error.message, { cause: error }));
+  };
+
+  /** Records the first failure, wakes any reader, and tells the session if nobody was reading. */
+  #fail(error: BackendUnavailableError, notify = true): BackendUnavailableError {
+    if (this.#failure !== undefined) return this.#failure;
+    this.#failure = error;
+    const reader = this.#wake;
+    if (reader !== undefined) reader();
+    else if (notify && !this.#expectingReply) this.#onIdleFailure(error);
+    return error;
+  }
+
+  #protocolError(step: BackendStep, message: string): BackendUnavailableError {
+    return new BackendUnavailableError('E_BACKEND_PROTOCOL', step, message);
+  }
+
+  #waitForInput(step: BackendStep, deadline: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#wake = undefined;
+        reject(new BackendUnavailableError('E_BACKEND_TIMEOUT', step, 'no reply in time'));
+      }, Math.max(0, deadline - Date.now()));
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
+  }
+}

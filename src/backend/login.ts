@@ -1,0 +1,220 @@
+import type { ConnectionOptions } from 'node:tls';
+import type { BackendConfig, TimeoutsConfig } from '../config/types.js';
+import type { Credentials } from '../auth/credentials.js';
+import type { Logger } from '../observability/log.js';
+import { BackendLink } from './link.js';
+import { dialBackend } from './dial.js';
+import { chooseMechanism, type BackendMechanism } from './mechanism.js';
+import { apopDigest, findApopTimestamp } from '../auth/apop.js';
+import { cramMd5Response } from '../auth/cram-md5.js';
+import { decodeBase64Strict } from '../auth/base64.js';
+import { parseStatusLine, type StatusLine } from '../pop3/grammar.js';
+import {
+  parseCapabilities,
+  UNKNOWN_CAPABILITIES,
+  type BackendCapabilities,
+} from '../pop3/capabilities.js';
+import { MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS } from '../config/limits.js';
+import {
+  BackendRejectedError,
+  BackendUnavailableError,
+  NoSafeMechanismError,
+  type BackendStep,
+} from '../errors.js';
+import { isLoopbackAddress } from '../net/addresses.js';
+
+/** A logged-in backend connection, ready for the relay. */
+export interface BackendSession {
+  readonly link: BackendLink;
+  readonly capabilities: BackendCapabilities;
+  readonly mechanism: BackendMechanism;
+}
+
+export interface BackendLoginContext {
+  readonly backend: BackendConfig;
+  readonly tlsOptions: ConnectionOptions;
+  readonly timeouts: TimeoutsConfig;
+  readonly log: Logger;
+  /** Told when the link breaks later, while no reply is outstanding. */
+  readonly onIdleFailure: (error: BackendUnavailableError) => void;
+}
+
+/**
+ * The backend login, as one linear script: connect, greeting (APOP timestamp), CAPA, STLS when
+ * offered, CAPA again inside TLS, then the strongest mechanism allowed. Each step has its own
+ * timeout and label. On any failure the link is dropped without QUIT and a typed error thrown:
+ * BackendUnavailableError, NoSafeMechanismError or BackendRejectedError.
+ */
+export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
+  const { backend, timeouts, log } = context;
+  const socket = await dialBackend(backend, timeouts.backendConnectMs, backend.sourceAddress);
+  const link = new BackendLink(socket, context.onIdleFailure);
+  const step = timeouts.backendStepMs;
+  try {
+    log.debug({ action: 'reading backend greeting' });
+    const greeting = await readStatus(link, 'greeting', step);
+    if (!greeting.ok) throw protocolError('greeting', 'the backend greeted with -ERR');
+    link.replyComplete('greeting');
+    const apopTimestamp = findApopTimestamp(greeting.text);
+
+    let capabilities = await readCapabilities(link, step);
+    if (wantsStls(backend, capabilities)) {
+      log.debug({ action: 'upgrading backend link with STLS' });
+      link.send('STLS');
+      const reply = await readStatus(link, 'stls', step);
+      if (!reply.ok) throw protocolError('stls', 'the backend refused STLS');
+      await link.startTls(context.tlsOptions, step);
+      // RFC 2595 §4: capabilities learnt before TLS are discarded.
+      capabilities = await readCapabilities(link, step);
+    }
+
+    const cleartextAllowed =
+      link.secure ||
+      backend.allowPlaintextAuth ||
+      (backend.trustLoopback && isLoopbackAddress(link.remoteAddress ?? ''));
+    const choice = chooseMechanism({ mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed });
+    if (choice.kind === 'none') throw new NoSafeMechanismError(choice.reason, choice.hint);
+
+    log.debug({ action: 'logging in to backend', backendMechanism: choice.mechanism });
+    const outcome = await authenticate(link, choice.mechanism, credentials, apopTimestamp, step);
+    if (!outcome.ok) throw new BackendRejectedError(outcome.code, outcome.text);
+    link.replyComplete('auth');
+    return { link, capabilities, mechanism: choice.mechanism };
+  } catch (error) {
+    link.destroy();
+    throw error;
+  }
+}
+
+function wantsStls(backend: BackendConfig, capabilities: BackendCapabilities): boolean {
+  switch (backend.tls) {
+    case 'off':
+      return false;
+    case 'auto':
+      return capabilities.stls;
+    case 'starttls':
+      if (!capabilities.stls) {
+        throw new NoSafeMechanismError(
+          '--backend-tls starttls is set but the backend does not offer STLS',
+          'enable STLS on the backend, or use --backend-tls auto',
+        );
+      }
+      return true;
+  }
+}
+
+async function readStatus(link: BackendLink, step: BackendStep, timeoutMs: number): Promise<StatusLine> {
+  const status = parseStatusLine(await link.readLine(step, timeoutMs));
+  if (status === undefined) throw protocolError(step, 'reply is neither +OK nor -ERR');
+  return status;
+}
+
+/** CAPA, tolerating -ERR from servers that predate RFC 2449. */
+async function readCapabilities(link: BackendLink, timeoutMs: number): Promise<BackendCapabilities> {
+  link.send('CAPA');
+  const status = await readStatus(link, 'capa', timeoutMs);
+  if (!status.ok) {
+    link.replyComplete('capa');
+    return UNKNOWN_CAPABILITIES;
+  }
+  const lines: string[] = [];
+  for (;;) {
+    const line = (await link.readLine('capa', timeoutMs)).toString('latin1');
+    if (line === '.') break;
+    if (lines.length >= MAX_CAPA_LINES) throw protocolError('capa', `more than ${MAX_CAPA_LINES} capability lines`);
+    lines.push(line.startsWith('.') ? line.slice(1) : line);
+  }
+  link.replyComplete('capa');
+  return parseCapabilities(lines);
+}
+
+type AuthOutcome = { readonly ok: true } | { readonly ok: false; readonly code: string | undefined; readonly text: string };
+
+async function authenticate(
+  link: BackendLink,
+  mechanism: BackendMechanism,
+  credentials: Credentials,
+  apopTimestamp: string | undefined,
+  timeoutMs: number,
+): Promise<AuthOutcome> {
+  const { user, password } = credentials;
+  const finalReply = async (): Promise<AuthOutcome> => outcomeOf(await readStatus(link, 'auth', timeoutMs));
+
+  switch (mechanism) {
+    case 'cram-md5': {
+      link.send('AUTH CRAM-MD5');
+      const challenge = await readChallenge(link, timeoutMs);
+      if (!Buffer.isBuffer(challenge)) return challenge;
+      link.send(cramMd5Response(user, password, challenge));
+      return finalReply();
+    }
+    case 'apop': {
+      if (apopTimestamp === undefined) throw protocolError('auth', 'APOP without a timestamp');
+      link.send(`APOP ${user} ${apopDigest(apopTimestamp, password)}`);
+      return finalReply();
+    }
+    case 'plain': {
+      const message = Buffer.concat([Buffer.from([0]), Buffer.from(user, 'latin1'), Buffer.from([0]), password]);
+      const encoded = Buffer.from(message.toString('base64'), 'latin1');
+      message.fill(0);
+      const withInitialResponse = Buffer.concat([Buffer.from('AUTH PLAIN ', 'latin1'), encoded]);
+      try {
+        // RFC 5034 §4: an initial response must fit the 255-octet command line.
+        if (withInitialResponse.length + 2 <= MAX_COMMAND_LINE_OCTETS) {
+          link.send(withInitialResponse);
+        } else {
+          link.send('AUTH PLAIN');
+          const challenge = await readChallenge(link, timeoutMs);
+          if (!Buffer.isBuffer(challenge)) return challenge;
+          link.send(encoded);
+        }
+        return await finalReply();
+      } finally {
+        encoded.fill(0);
+        withInitialResponse.fill(0);
+      }
+    }
+    case 'login': {
+      link.send('AUTH LOGIN');
+      const userPrompt = await readChallenge(link, timeoutMs);
+      if (!Buffer.isBuffer(userPrompt)) return userPrompt;
+      link.send(Buffer.from(user, 'latin1').toString('base64'));
+      const passwordPrompt = await readChallenge(link, timeoutMs);
+      if (!Buffer.isBuffer(passwordPrompt)) return passwordPrompt;
+      const encoded = Buffer.from(password.toString('base64'), 'latin1');
+      link.send(encoded);
+      encoded.fill(0);
+      return finalReply();
+    }
+    case 'user': {
+      link.send(`USER ${user}`);
+      const userReply = await finalReply();
+      if (!userReply.ok) return userReply;
+      const command = Buffer.concat([Buffer.from('PASS ', 'latin1'), password]);
+      link.send(command);
+      command.fill(0);
+      return finalReply();
+    }
+  }
+}
+
+/** Reads a SASL continuation ("+ base64"); an -ERR instead ends the exchange as a refusal. */
+async function readChallenge(link: BackendLink, timeoutMs: number): Promise<Buffer | AuthOutcome> {
+  const line = (await link.readLine('auth', timeoutMs)).toString('latin1');
+  if (line === '+' || line.startsWith('+ ')) {
+    const challenge = decodeBase64Strict(line.slice(2).trim());
+    if (challenge === undefined) throw protocolError('auth', 'malformed SASL challenge');
+    return challenge;
+  }
+  const status = parseStatusLine(Buffer.from(line, 'latin1'));
+  if (status === undefined || status.ok) throw protocolError('auth', 'expected a SASL continuation');
+  return outcomeOf(status);
+}
+
+function outcomeOf(status: StatusLine): AuthOutcome {
+  return status.ok ? { ok: true } : { ok: false, code: status.code, text: status.text };
+}
+
+function protocolError(step: BackendStep, message: string): BackendUnavailableError {
+  return new BackendUnavailableError('E_BACKEND_PROTOCOL', step, message);
+}

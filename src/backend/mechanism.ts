@@ -1,0 +1,74 @@
+import type { BackendAuthMode } from '../config/types.js';
+import type { BackendCapabilities } from '../pop3/capabilities.js';
+
+/** How popwarden proves the client's password to the backend. */
+export type BackendMechanism = 'cram-md5' | 'apop' | 'plain' | 'login' | 'user';
+
+/** Mechanisms that put the password itself (base64 is not a disguise) on the link. */
+export const CLEARTEXT_MECHANISMS: ReadonlySet<BackendMechanism> = new Set(['plain', 'login', 'user']);
+
+export interface MechanismInputs {
+  readonly mode: BackendAuthMode;
+  readonly capabilities: BackendCapabilities;
+  readonly apopTimestamp: string | undefined;
+  /** The link may carry a cleartext password: TLS, a trusted loopback backend, or operator opt-in. */
+  readonly cleartextAllowed: boolean;
+}
+
+export type MechanismChoice =
+  | { readonly kind: 'use'; readonly mechanism: BackendMechanism }
+  | { readonly kind: 'none'; readonly reason: string; readonly hint: string };
+
+const CLEARTEXT_HINT =
+  'set --backend-tls starttls if the backend offers STLS, or --allow-plaintext-backend-auth to accept a cleartext password on this link';
+
+/**
+ * Picks the strongest mechanism the backend offers. Preference: CRAM-MD5 (an HMAC, not open to
+ * the APOP prefix-collision attack, CVE-2007-1558), then APOP, then the cleartext ones only where
+ * the link may carry them. Never a silent downgrade (B-01): if nothing qualifies, no login.
+ */
+export function chooseMechanism(inputs: MechanismInputs): MechanismChoice {
+  const { mode, capabilities, apopTimestamp, cleartextAllowed } = inputs;
+  if (mode !== 'auto') return checkForced(mode, inputs);
+
+  if (capabilities.sasl.has('CRAM-MD5')) return use('cram-md5');
+  if (apopTimestamp !== undefined) return use('apop');
+  if (!cleartextAllowed) {
+    return {
+      kind: 'none',
+      reason: 'the backend offers neither AUTH CRAM-MD5 nor an APOP timestamp, and the link is not secure',
+      hint: CLEARTEXT_HINT,
+    };
+  }
+  if (capabilities.sasl.has('PLAIN')) return use('plain');
+  if (capabilities.sasl.has('LOGIN')) return use('login');
+  // USER/PASS is RFC 1939's baseline: servers without CAPA (popa3d) support it without saying so.
+  if (capabilities.user || !capabilities.known) return use('user');
+  return { kind: 'none', reason: 'the backend offers no login mechanism popwarden knows', hint: 'check the backend configuration' };
+}
+
+function checkForced(mode: Exclude<BackendAuthMode, 'auto'>, inputs: MechanismInputs): MechanismChoice {
+  const { capabilities, apopTimestamp, cleartextAllowed } = inputs;
+  if (CLEARTEXT_MECHANISMS.has(mode) && !cleartextAllowed) {
+    return { kind: 'none', reason: `--backend-auth ${mode} would send the password in clear`, hint: CLEARTEXT_HINT };
+  }
+  const offered: Record<Exclude<BackendAuthMode, 'auto'>, boolean> = {
+    'cram-md5': capabilities.sasl.has('CRAM-MD5') || !capabilities.known,
+    apop: apopTimestamp !== undefined,
+    plain: capabilities.sasl.has('PLAIN') || !capabilities.known,
+    login: capabilities.sasl.has('LOGIN') || !capabilities.known,
+    user: capabilities.user || !capabilities.known,
+  };
+  if (!offered[mode]) {
+    return {
+      kind: 'none',
+      reason: `--backend-auth ${mode} is forced but the backend does not offer it`,
+      hint: 'use --backend-auth auto, or enable the mechanism on the backend',
+    };
+  }
+  return use(mode);
+}
+
+function use(mechanism: BackendMechanism): MechanismChoice {
+  return { kind: 'use', mechanism };
+}

@@ -1,0 +1,69 @@
+import { Reply, loginRefusedReply } from './pop3/replies.js';
+
+/**
+ * Every failure popwarden reasons about is one of these: a stable `code` for logs and metrics,
+ * an internal `message` for operators, and a separate `clientReply` that is all the client ever
+ * sees (never backend text, never internals).
+ */
+export class PopwardenError extends Error {
+  readonly code: string;
+  readonly clientReply: string;
+
+  constructor(code: string, message: string, clientReply: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.clientReply = clientReply;
+  }
+}
+
+/** Which step of talking to the backend failed; used as the log "action" and error label. */
+export type BackendStep =
+  | 'connect'
+  | 'greeting'
+  | 'capa'
+  | 'stls'
+  | 'tls-handshake'
+  | 'auth'
+  | 'relay'
+  | 'quit';
+
+/** The backend could not be reached, timed out, closed, or spoke something that is not POP3. */
+export class BackendUnavailableError extends PopwardenError {
+  readonly step: BackendStep;
+  constructor(
+    code: 'E_BACKEND_CONNECT' | 'E_BACKEND_TIMEOUT' | 'E_BACKEND_CLOSED' | 'E_BACKEND_PROTOCOL' | 'E_BACKEND_TLS',
+    step: BackendStep,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, `${step}: ${message}`, Reply.backendUnavailable, options);
+    this.step = step;
+  }
+}
+
+/** The backend refused the credentials; `backendCode` is its RFC 2449 code, if it sent one. */
+export class BackendRejectedError extends PopwardenError {
+  readonly backendCode: string | undefined;
+  constructor(backendCode: string | undefined, backendText: string) {
+    super('E_BACKEND_AUTH', `backend refused the login: ${backendText}`, loginRefusedReply(backendCode));
+    this.backendCode = backendCode;
+  }
+
+  /** True when the backend said the password was wrong, as opposed to "in use", "try later" etc. */
+  get isCredentialFailure(): boolean {
+    return this.clientReply === Reply.authFailed;
+  }
+}
+
+/**
+ * The backend offers no mechanism popwarden may use on this link without sending the password
+ * in clear (or lacks the one the operator forced). `hint` tells the operator what would allow it.
+ */
+export class NoSafeMechanismError extends PopwardenError {
+  readonly hint: string;
+  constructor(message: string, hint: string) {
+    super('E_BACKEND_NO_SAFE_MECHANISM', message, Reply.loginNotPossibleSafely);
+    this.hint = hint;
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * CAPA (RFC 2449). popwarden's own lists are fixed per situation and rendered once, like nginx
+ * does at config time; the backend's list is parsed only to choose a login mechanism and, after
+ * login, rewritten so the client learns popwarden's truth about authentication and TLS.
+ */
+
+/** The SASL mechanisms popwarden itself accepts from clients (over TLS only). */
+export const CLIENT_SASL_MECHANISMS = ['PLAIN', 'LOGIN'] as const;
+
+/** Before STLS on a plaintext listener: no USER, no SASL, so no client is tempted to log in (R-07). */
+const BEFORE_TLS = ['STLS', 'TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE'];
+/** Inside TLS, before login. */
+const INSIDE_TLS = ['TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE', 'USER', `SASL ${CLIENT_SASL_MECHANISMS.join(' ')}`];
+
+function render(lines: readonly string[]): Buffer {
+  return Buffer.from(`+OK Capability list follows\r\n${lines.map((l) => `${l}\r\n`).join('')}.\r\n`, 'latin1');
+}
+
+const BEFORE_TLS_REPLY = render(BEFORE_TLS);
+const INSIDE_TLS_REPLY = render(INSIDE_TLS);
+
+/** The pre-login CAPA reply for a connection that is (or is not yet) inside TLS. */
+export function preLoginCapabilities(secure: boolean): Buffer {
+  return secure ? INSIDE_TLS_REPLY : BEFORE_TLS_REPLY;
+}
+
+/** What popwarden needs to know of a backend's CAPA. */
+export interface BackendCapabilities {
+  /** False when the backend answered -ERR (servers that predate RFC 2449, like popa3d). */
+  readonly known: boolean;
+  readonly lines: readonly string[];
+  readonly stls: boolean;
+  readonly user: boolean;
+  readonly sasl: ReadonlySet<string>;
+}
+
+export const UNKNOWN_CAPABILITIES: BackendCapabilities = {
+  known: false,
+  lines: [],
+  stls: false,
+  user: false,
+  sasl: new Set(),
+};
+
+/** Interprets the lines of a backend's CAPA reply (body lines, already unstuffed). */
+export function parseCapabilities(lines: readonly string[]): BackendCapabilities {
+  const sasl = new Set<string>();
+  let stls = false;
+  let user = false;
+  for (const capability of lines) {
+    const [name = '', ...params] = capability.trim().split(/\s+/);
+    switch (name.toUpperCase()) {
+      case 'STLS':
+        stls = true;
+        break;
+      case 'USER':
+        user = true;
+        break;
+      case 'SASL':
+        for (const mechanism of params) sasl.add(mechanism.toUpperCase());
+        break;
+    }
+  }
+  return { known: true, lines, stls, user, sasl };
+}
+
+/** Capabilities whose truth after login is popwarden's, not the backend's (R-07). */
+const OWNED_BY_POPWARDEN = new Set(['USER', 'SASL', 'STLS', 'IMPLEMENTATION', 'RESP-CODES', 'AUTH-RESP-CODE']);
+
+/** A backend capability line is relayed only if it is plain printable ASCII (no terminal escapes, S-08). */
+const PRINTABLE_CAPABILITY = /^[\x21-\x7e][\x20-\x7e]{0,200}$/;
+
+/**
+ * The CAPA reply after login: the backend's own extensions (TOP, UIDL, EXPIRE, LOGIN-DELAY,
+ * PIPELINING, ...) with the authentication and TLS lines replaced by popwarden's. PIPELINING is
+ * true through popwarden: it queues pipelined commands and serves them in order.
+ */
+export function postLoginCapabilities(backend: BackendCapabilities): Buffer {
+  const kept = backend.lines.filter((capability) => {
+    if (!PRINTABLE_CAPABILITY.test(capability)) return false;
+    const name = capability.trim().split(/\s+/)[0]?.toUpperCase() ?? '';
+    return name !== '' && !OWNED_BY_POPWARDEN.has(name);
+  });
+  return render([...kept, 'RESP-CODES', 'AUTH-RESP-CODE', 'USER', `SASL ${CLIENT_SASL_MECHANISMS.join(' ')}`]);
+}

@@ -1,0 +1,65 @@
+/**
+ * POP3 command and response syntax (RFC 1939 §3, RFC 2449 §8). Command lines are handled as
+ * latin1 strings so every byte maps to one character and back: usernames reach the backend
+ * exactly as the client typed them, whatever their encoding.
+ */
+
+export interface Command {
+  /** Upper-cased keyword (keywords are case-insensitive, RFC 1939 §3). */
+  readonly verb: string;
+  /** Everything after the first space, spaces kept (RFC 1939 §7 PASS note); '' when absent. */
+  readonly rest: string;
+  /** `rest` split on single spaces, for commands whose arguments are tokens. */
+  readonly args: readonly string[];
+}
+
+const KEYWORD = /^[A-Za-z]{1,40}$/;
+
+/** Parses a command line (without CRLF); undefined for anything that is not a keyword line. */
+export function parseCommand(line: Buffer): Command | undefined {
+  const text = line.toString('latin1');
+  if (CONTROL_CHARACTERS.test(text)) return undefined;
+  const space = text.indexOf(' ');
+  const keyword = space === -1 ? text : text.slice(0, space);
+  if (!KEYWORD.test(keyword)) return undefined;
+  const rest = space === -1 ? '' : text.slice(space + 1);
+  return { verb: keyword.toUpperCase(), rest, args: rest === '' ? [] : rest.split(' ') };
+}
+
+/** NUL, the other C0 controls (TAB included) and DEL have no place in a command line. */
+const CONTROL_CHARACTERS = /[\x00-\x1f\x7f]/;
+
+/** A strict message number: 1..2^31-1, digits only, so "LIST 4294967297" cannot wrap to 1. */
+export function isMessageNumber(token: string): boolean {
+  return /^[1-9][0-9]{0,9}$/.test(token) && Number(token) <= 0x7fffffff;
+}
+
+/** A status line from a server, split into its parts. */
+export interface StatusLine {
+  readonly ok: boolean;
+  /** The RFC 2449 response code in brackets, upper-cased, e.g. "IN-USE" or "SYS/TEMP". */
+  readonly code: string | undefined;
+  /** Text after the status indicator (and after the code, if any). */
+  readonly text: string;
+}
+
+const RESPONSE_CODE = /^\[([A-Za-z0-9/-]{1,40})\]\s?/;
+
+/** Parses "+OK ..." or "-ERR ..."; undefined for anything else (a protocol violation). */
+export function parseStatusLine(line: Buffer): StatusLine | undefined {
+  const text = line.toString('latin1');
+  let ok: boolean;
+  let rest: string;
+  if (text === '+OK' || text.startsWith('+OK ')) {
+    ok = true;
+    rest = text.slice(4);
+  } else if (text === '-ERR' || text.startsWith('-ERR ')) {
+    ok = false;
+    rest = text.slice(5);
+  } else {
+    return undefined;
+  }
+  const code = RESPONSE_CODE.exec(rest);
+  if (code === null) return { ok, code: undefined, text: rest };
+  return { ok, code: code[1]!.toUpperCase(), text: rest.slice(code[0].length) };
+}

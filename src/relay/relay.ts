@@ -1,0 +1,89 @@
+import { MAX_CAPA_LINES, MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
+import { BackendUnavailableError } from '../errors.js';
+import type { Command } from '../pop3/grammar.js';
+import { parseStatusLine } from '../pop3/grammar.js';
+import { parseCapabilities, postLoginCapabilities, UNKNOWN_CAPABILITIES } from '../pop3/capabilities.js';
+import { Reply, line } from '../pop3/replies.js';
+import type { SessionContext } from '../session/context.js';
+import { closeSession, invalid, replied, type Outcome } from '../session/outcome.js';
+import { hasMultilineReply, REFUSED_AFTER_LOGIN } from './policy.js';
+
+/**
+ * Serves one client command in the TRANSACTION state: forwards it, relays the status line, and
+ * streams a multi-line body straight through. Commands are served one at a time in arrival
+ * order, so pipelined replies can never be reordered or shifted (R-08, B-04).
+ *
+ * If the backend fails before any byte of the reply reached the client, the client gets one
+ * -ERR [SYS/TEMP] line; if it fails after, the client connection is closed without the
+ * terminating ".", so no client mistakes a truncated message for a whole one (D-01).
+ */
+export async function relayCommand(command: Command, context: SessionContext, rawLine: Buffer): Promise<Outcome> {
+  if (REFUSED_AFTER_LOGIN.has(command.verb)) return invalid(Reply.alreadyAuthenticated);
+  const { link } = context.backend;
+  const idleMs = context.config.timeouts.backendIdleMs;
+  let replyStarted = false;
+  try {
+    link.send(rawLine);
+    const statusBytes = await link.readLine('relay', idleMs, MAX_RESPONSE_LINE_OCTETS);
+    const status = parseStatusLine(statusBytes);
+    if (status === undefined) {
+      throw new BackendUnavailableError('E_BACKEND_PROTOCOL', 'relay', 'reply is neither +OK nor -ERR');
+    }
+    if (command.verb === 'CAPA') return await relayCapabilities(status.ok, context);
+
+    replyStarted = true;
+    context.write(Buffer.concat([withoutControlBytes(statusBytes), CRLF]));
+    if (status.ok && hasMultilineReply(command)) {
+      await link.streamBody(context.clientSink, idleMs);
+    } else {
+      link.replyComplete('relay');
+    }
+    if (command.verb === 'QUIT') return closeSession('quit');
+    return replied;
+  } catch (error) {
+    if (!(error instanceof BackendUnavailableError)) throw error;
+    context.log.warn({ err: error, code: error.code, verb: command.verb, replyStarted }, 'backend failed during a command');
+    const reason = error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : 'backend-closed';
+    // A reply under way is cut off as it is: never a terminator, never an -ERR spliced into a body.
+    if (replyStarted) context.close(reason);
+    else context.close(reason, Reply.backendLost);
+    return replied;
+  }
+}
+
+/**
+ * CAPA after login: read the backend's list whole (it is short and bounded) and answer with
+ * popwarden's version of it (R-07). A backend without CAPA still gets popwarden's own lines.
+ */
+async function relayCapabilities(backendOk: boolean, context: SessionContext): Promise<Outcome> {
+  const { link } = context.backend;
+  const idleMs = context.config.timeouts.backendIdleMs;
+  let capabilities = UNKNOWN_CAPABILITIES;
+  if (backendOk) {
+    const lines: string[] = [];
+    for (;;) {
+      const text = (await link.readLine('relay', idleMs)).toString('latin1');
+      if (text === '.') break;
+      if (lines.length >= MAX_CAPA_LINES) {
+        throw new BackendUnavailableError('E_BACKEND_PROTOCOL', 'relay', `more than ${MAX_CAPA_LINES} capability lines`);
+      }
+      lines.push(text.startsWith('.') ? text.slice(1) : text);
+    }
+    capabilities = parseCapabilities(lines);
+  }
+  link.replyComplete('relay');
+  context.write(postLoginCapabilities(capabilities));
+  return replied;
+}
+
+const CRLF = line('').subarray(0, 2);
+
+/**
+ * Status lines are the one piece of backend text a client sees after login (message counts,
+ * sizes, -ERR reasons). Control bytes are dropped so a hostile backend cannot drive a terminal
+ * or a log viewer (S-08); bodies are never touched.
+ */
+function withoutControlBytes(statusLine: Buffer): Buffer {
+  const text = statusLine.toString('latin1');
+  return /[\x00-\x1f\x7f]/.test(text) ? Buffer.from(text.replace(/[\x00-\x1f\x7f]/g, ''), 'latin1') : statusLine;
+}

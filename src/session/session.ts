@@ -1,0 +1,404 @@
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
+import type { Config, ListenerConfig } from '../config/types.js';
+import { MAX_COMMAND_LINE_OCTETS, MAX_QUEUED_CLIENT_LINES, MAX_SASL_LINE_OCTETS } from '../config/limits.js';
+import { LineFramer, type FramedLine } from '../net/line-codec.js';
+import { detectForeignProtocol } from '../net/hygiene.js';
+import { upgradeToTls } from '../net/starttls.js';
+import type { TlsMaterial } from '../net/tls-context.js';
+import { normaliseAddress } from '../net/addresses.js';
+import { escapeForLog, type Logger } from '../observability/log.js';
+import { parseCommand } from '../pop3/grammar.js';
+import { Reply, line } from '../pop3/replies.js';
+import type { Credentials } from '../auth/credentials.js';
+import { chooseBackend } from '../backend/route.js';
+import { loginToBackend, type BackendSession } from '../backend/login.js';
+import type { BodySink } from '../backend/link.js';
+import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
+import { AUTHORIZATION_COMMANDS, TRANSACTION_COMMAND, type CommandSpec } from './commands.js';
+import type { ClientMechanism, SessionContext } from './context.js';
+import { invalid, reply, replied, type Outcome } from './outcome.js';
+import { SessionState, type CloseReason } from './states.js';
+
+export interface SessionDependencies {
+  readonly config: Config;
+  readonly listener: ListenerConfig;
+  readonly tls: TlsMaterial;
+  readonly backendTls: ConnectionOptions;
+  readonly log: Logger;
+  /** Told once, when the session has ended. */
+  readonly onClosed: (session: Session) => void;
+}
+
+/** How long a closing socket may take to flush its last line before it is destroyed. */
+const CLOSE_FLUSH_MS = 5_000;
+
+/**
+ * One client connection, from popwarden's greeting to the close. It owns the client socket, the
+ * line framer, the timers and the state; it reads lines into a small queue and serves them one at
+ * a time through the command table, so a login that waits on the backend simply holds back the
+ * commands pipelined behind it (R-08).
+ */
+export class Session implements SessionContext {
+  readonly id = randomBytes(6).toString('hex');
+  readonly log: Logger;
+  readonly config: Config;
+  pendingUser: string | undefined;
+
+  readonly #deps: SessionDependencies;
+  #socket: Socket | TLSSocket;
+  #secure: boolean;
+  #state: SessionState = SessionState.authorization;
+  readonly #framer = new LineFramer(MAX_SASL_LINE_OCTETS);
+  #queue: FramedLine[] = [];
+  #lineArrived: (() => void) | undefined;
+  #serving = false;
+  #firstChunkSeen = false;
+  #invalidCommands = 0;
+  #backend: BackendSession | undefined;
+  #preAuthTimer: NodeJS.Timeout | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(socket: Socket | TLSSocket, secure: boolean, deps: SessionDependencies) {
+    this.#deps = deps;
+    this.config = deps.config;
+    this.#socket = socket;
+    this.#secure = secure;
+    this.log = deps.log.child({
+      sid: this.id,
+      peer: `${normaliseAddress(socket.remoteAddress ?? '?')}:${socket.remotePort ?? 0}`,
+      listener: deps.listener.name,
+    });
+    this.#preAuthTimer = setTimeout(() => this.#onPreAuthTimeout(), deps.config.timeouts.preAuthMs);
+  }
+
+  get listenerKind(): ListenerConfig['kind'] {
+    return this.#deps.listener.kind;
+  }
+
+  get secure(): boolean {
+    return this.#secure;
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  get backend(): BackendSession {
+    if (this.#backend === undefined) throw new Error('no backend before login');
+    return this.#backend;
+  }
+
+  /** Sends popwarden's greeting (never the backend's) and starts reading. */
+  start(): void {
+    this.log.debug({ tls: this.#secure }, 'session opened');
+    this.#attach(this.#socket);
+    this.write(line(`+OK ${this.config.greeting}`));
+  }
+
+  write(bytes: Buffer): void {
+    if (this.#state !== SessionState.closed) this.#socket.write(bytes);
+  }
+
+  readonly clientSink: BodySink = {
+    write: (chunk) => this.#state !== SessionState.closed && this.#socket.write(chunk),
+    drained: () => this.#drained(),
+  };
+
+  // ---- reading and serving lines ----------------------------------------------------------
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (!this.#firstChunkSeen) {
+      this.#firstChunkSeen = true;
+      const foreign = detectForeignProtocol(chunk);
+      if (foreign === 'tls' && !this.#secure) return this.close('tls-on-plaintext-port');
+      if (foreign === 'http') return this.close('http-on-pop3-port', Reply.unknownCommand);
+    }
+    this.#queue.push(...this.#framer.push(chunk));
+    // Backpressure on a client that pipelines faster than it is served (X-07).
+    if (this.#queue.length >= MAX_QUEUED_CLIENT_LINES) this.#socket.pause();
+    this.#lineArrived?.();
+    void this.#serve();
+  };
+
+  /** Serves queued lines in order; one runs at a time. */
+  async #serve(): Promise<void> {
+    if (this.#serving) return;
+    this.#serving = true;
+    try {
+      while (this.#state !== SessionState.closed && this.#queue.length > 0) {
+        clearTimeout(this.#idleTimer);
+        const next = this.#queue.shift()!;
+        if (this.#queue.length < MAX_QUEUED_CLIENT_LINES / 2) this.#socket.resume();
+        const outcome = await this.#dispatch(next);
+        await this.#render(outcome);
+        if (this.#socket.writableNeedDrain) await this.#drained().catch(() => this.close('client-write-stall'));
+      }
+    } catch (error) {
+      this.log.error({ err: error }, 'unexpected error while serving a command');
+      this.close('client-error', Reply.backendLost);
+    } finally {
+      this.#serving = false;
+      this.#armIdleTimer();
+    }
+  }
+
+  async #dispatch(framed: FramedLine): Promise<Outcome> {
+    if (framed.kind === 'too-long' || framed.line.length + 2 > MAX_COMMAND_LINE_OCTETS) {
+      return { kind: 'close', reason: 'line-too-long', text: Reply.lineTooLong };
+    }
+    const command = parseCommand(framed.line);
+    if (command === undefined) return invalid(Reply.unknownCommand);
+    const spec: CommandSpec | undefined =
+      this.#state === SessionState.transaction ? TRANSACTION_COMMAND : AUTHORIZATION_COMMANDS[command.verb];
+    if (spec === undefined) return invalid(Reply.unknownCommand);
+    if (spec.tlsRequired && !this.#secure) return reply(Reply.tlsRequired);
+    this.log.trace({ verb: command.verb }, 'command');
+    return spec.handle(command, this, framed.line);
+  }
+
+  async #render(outcome: Outcome): Promise<void> {
+    switch (outcome.kind) {
+      case 'replied':
+        return;
+      case 'reply':
+        this.write(line(outcome.text));
+        return;
+      case 'invalid':
+        this.#invalidCommands += 1;
+        if (this.#invalidCommands > this.config.limits.maxInvalidCommands) {
+          this.close('too-many-invalid-commands', Reply.tooManyErrors);
+        } else {
+          this.write(line(outcome.text));
+        }
+        return;
+      case 'close':
+        this.close(outcome.reason, outcome.text);
+        return;
+    }
+  }
+
+  readContinuation(): Promise<Buffer | 'too-long' | 'closed'> {
+    return new Promise((resolve) => {
+      const take = (): void => {
+        if (this.#state === SessionState.closed) return resolve('closed');
+        const next = this.#queue.shift();
+        if (next === undefined) {
+          this.#lineArrived = take;
+          return;
+        }
+        this.#lineArrived = undefined;
+        this.#socket.resume();
+        resolve(next.kind === 'too-long' ? 'too-long' : next.line);
+      };
+      take();
+    });
+  }
+
+  // ---- STLS ------------------------------------------------------------------------------
+
+  async startTls(): Promise<Outcome> {
+    const plain = this.#socket as Socket;
+    // Stop reading in clear BEFORE answering, and forget everything already read: a command
+    // pipelined behind STLS must never run inside TLS (CVE-2011-0411 class, S-01..S-03).
+    this.#detach(plain);
+    plain.pause();
+    const discarded = this.#queue.length;
+    this.#queue = [];
+    this.#framer.reset();
+    this.pendingUser = undefined;
+    if (discarded > 0) this.log.warn({ discardedLines: discarded }, 'discarded commands pipelined after STLS');
+    this.#enterState(SessionState.upgrading, 'STLS');
+    await new Promise<void>((resolve) => plain.write(line(Reply.beginTls), () => resolve()));
+    try {
+      const secured = await upgradeToTls(plain, this.#deps.tls, this.config.timeouts.tlsHandshakeMs);
+      this.#socket = secured;
+      this.#secure = true;
+      this.#firstChunkSeen = false;
+      this.log.debug({ protocol: secured.getProtocol() }, 'STLS handshake complete');
+      this.#enterState(SessionState.authorization, 'TLS established');
+      this.#attach(secured);
+    } catch (error) {
+      this.log.info({ err: error }, 'STLS handshake failed');
+      this.close('tls-handshake-failed');
+    }
+    return replied;
+  }
+
+  // ---- login -----------------------------------------------------------------------------
+
+  async login(credentials: Credentials, clientMechanism: ClientMechanism): Promise<Outcome> {
+    const startedAt = Date.now();
+    const user = escapeForLog(credentials.user);
+    this.#enterState(SessionState.authenticating, 'credentials complete');
+    const backendConfig = chooseBackend(this.config.backend, credentials.user);
+    try {
+      const backend = await loginToBackend(credentials, {
+        backend: backendConfig,
+        tlsOptions: this.#deps.backendTls,
+        timeouts: this.config.timeouts,
+        log: this.log,
+        onIdleFailure: (error) => this.#onBackendIdleFailure(error),
+      });
+      if (this.#state === SessionState.closed) {
+        backend.link.destroy();
+        return replied;
+      }
+      this.#backend = backend;
+      clearTimeout(this.#preAuthTimer);
+      this.#audit({ user, clientMechanism, backendMechanism: backend.mechanism, result: 'success', startedAt });
+      this.#enterState(SessionState.transaction, 'logged in');
+      return reply(Reply.loggedIn);
+    } catch (error) {
+      if (this.#state === SessionState.closed) return replied;
+      this.#enterState(SessionState.authorization, 'login failed');
+      if (error instanceof BackendRejectedError) {
+        this.#audit({ user, clientMechanism, result: 'failure', startedAt, backendCode: error.backendCode });
+        await this.#failureDelay(startedAt);
+        return reply(error.clientReply);
+      }
+      if (error instanceof NoSafeMechanismError) {
+        this.log.error({ code: error.code, reason: error.message, fix: error.hint }, 'refusing to log in to the backend');
+        this.#audit({ user, clientMechanism, result: 'backend_error', startedAt });
+        await this.#failureDelay(startedAt);
+        return reply(error.clientReply);
+      }
+      if (error instanceof BackendUnavailableError) {
+        this.log.warn({ code: error.code, step: error.step, reason: error.message }, 'backend login failed');
+        this.#audit({ user, clientMechanism, result: 'backend_error', startedAt });
+        return reply(error.clientReply);
+      }
+      throw error;
+    } finally {
+      credentials.wipe();
+    }
+  }
+
+  /**
+   * Failed logins are answered no earlier than the configured delay after the credentials
+   * arrived, whatever the backend's speed: a wrong password and an unknown user take the same
+   * time (A-06), and guessing gets slow.
+   */
+  async #failureDelay(startedAt: number): Promise<void> {
+    const remaining = startedAt + this.config.authFailureDelayMs - Date.now();
+    if (remaining > 0) await new Promise((resolve) => setTimeout(resolve, remaining));
+  }
+
+  #audit(entry: {
+    user: string;
+    clientMechanism: ClientMechanism;
+    backendMechanism?: string;
+    result: 'success' | 'failure' | 'backend_error';
+    startedAt: number;
+    backendCode?: string | undefined;
+  }): void {
+    const { startedAt, ...fields } = entry;
+    this.log.info(
+      {
+        event: 'login',
+        ...fields,
+        tls: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
+        durationMs: Date.now() - startedAt,
+      },
+      'login attempt',
+    );
+  }
+
+  // ---- timers and closing ----------------------------------------------------------------
+
+  #onPreAuthTimeout(): void {
+    if (this.#state === SessionState.transaction || this.#state === SessionState.closed) return;
+    const canSpeak = this.#state === SessionState.authorization;
+    this.close('pre-auth-timeout', canSpeak ? Reply.loginTimeout : undefined);
+  }
+
+  /** RFC 1939 §3 autologout: only while no command is outstanding (D-11), and silently (R-05). */
+  #armIdleTimer(): void {
+    clearTimeout(this.#idleTimer);
+    if (this.#state !== SessionState.transaction || this.#serving) return;
+    this.#idleTimer = setTimeout(() => this.close('idle-timeout'), this.config.timeouts.idleMs);
+  }
+
+  #onBackendIdleFailure(error: BackendUnavailableError): void {
+    if (this.#state !== SessionState.transaction || this.#serving) return;
+    this.log.warn({ code: error.code, reason: error.message }, 'backend connection ended while idle');
+    this.close(error.code === 'E_BACKEND_PROTOCOL' ? 'backend-protocol-error' : 'backend-closed', Reply.backendLost);
+  }
+
+  #drained(): Promise<void> {
+    const socket = this.#socket;
+    if (!socket.writableNeedDrain) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error('client stopped reading')), this.config.timeouts.clientWriteStallMs);
+      const onDrain = (): void => done();
+      const onClose = (): void => done(new Error('client closed'));
+      const done = (error?: Error): void => {
+        clearTimeout(timer);
+        socket.off('drain', onDrain);
+        socket.off('close', onClose);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      socket.on('drain', onDrain);
+      socket.on('close', onClose);
+    });
+  }
+
+  /**
+   * Ends the session. The backend link is always dropped without QUIT (a QUIT from the client
+   * was already relayed): the backend must never enter UPDATE on popwarden's initiative (D-07).
+   * With a farewell line the client socket is flushed and ended; without, what was written is
+   * still flushed (a truncated reply stays truncated) and the socket ends.
+   */
+  close(reason: CloseReason, farewell?: string): void {
+    if (this.#state === SessionState.closed) return;
+    const previous = this.#state;
+    this.#state = SessionState.closed;
+    clearTimeout(this.#preAuthTimer);
+    clearTimeout(this.#idleTimer);
+    this.#backend?.link.destroy();
+    this.#lineArrived?.();
+    const socket = this.#socket;
+    this.#detach(socket);
+    socket.on('error', () => undefined);
+    if (socket.destroyed) {
+      // nothing to flush
+    } else if (reason === 'client-closed' || reason === 'client-error' || reason === 'client-write-stall') {
+      socket.destroy();
+    } else {
+      if (farewell === undefined) socket.end();
+      else socket.end(line(farewell));
+      setTimeout(() => socket.destroy(), CLOSE_FLUSH_MS).unref();
+    }
+    this.log.info({ reason, state: previous }, 'session closed');
+    this.#deps.onClosed(this);
+  }
+
+  #enterState(next: SessionState, why: string): void {
+    if (this.#state === SessionState.closed) return;
+    this.log.debug({ from: this.#state, to: next, why }, 'state');
+    this.#state = next;
+  }
+
+  #attach(socket: Socket): void {
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onClientEnd);
+    socket.on('close', this.#onClientEnd);
+    socket.on('error', this.#onClientError);
+  }
+
+  #detach(socket: Socket): void {
+    socket.off('data', this.#onData);
+    socket.off('end', this.#onClientEnd);
+    socket.off('close', this.#onClientEnd);
+    socket.off('error', this.#onClientError);
+  }
+
+  readonly #onClientEnd = (): void => this.close('client-closed');
+
+  readonly #onClientError = (error: Error): void => {
+    this.log.debug({ err: error }, 'client socket error');
+    this.close('client-error');
+  };
+}
