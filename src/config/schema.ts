@@ -136,6 +136,7 @@ export const configSchema = z
         code: 'custom',
         path: ['listen_tls'],
         message: 'and listen_stls are both empty; popwarden needs at least one listener',
+        params: { severalKeys: true },
       });
     }
     if ((config.cert === undefined) !== (config.key === undefined)) {

@@ -1,0 +1,386 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { ConfigError, REDACTED, loadConfig, maskSecrets, redactedConfig, usage } from '../../src/config/load.js';
+import { CONFIG_KEYS } from '../../src/config/schema.js';
+import type { Config } from '../../src/config/types.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'popwarden-config-load-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+let fileCounter = 0;
+function writeYaml(text: string): string {
+  const path = join(dir, `config-${++fileCounter}.yaml`);
+  writeFileSync(path, text);
+  return path;
+}
+
+const BACKEND = ['--backend', '127.0.0.1:1110'];
+
+function load(argv: string[], env: NodeJS.ProcessEnv = {}): Config {
+  const result = loadConfig(argv, env);
+  assert.ok(result.action === 'run' || result.action === 'check', `unexpected action ${result.action}`);
+  return result.config;
+}
+
+/** Asserts a ConfigError with a one-line message and returns the message. */
+function loadError(argv: string[], env: NodeJS.ProcessEnv = {}): string {
+  try {
+    loadConfig(argv, env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
+    assert.equal(error.code, 'E_CONFIG');
+    assert.ok(!error.message.includes('\n'), `message has several lines: ${error.message}`);
+    assert.ok(error.message.startsWith('config: '), error.message);
+    return error.message;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('loadConfig defaults', () => {
+  it('fills every default from the schema', () => {
+    const config = load(BACKEND);
+    assert.deepEqual(
+      config.listeners.map((l) => l.name),
+      ['tls:0.0.0.0:995', 'stls:0.0.0.0:110'],
+    );
+    assert.deepEqual(config.backend, {
+      host: '127.0.0.1',
+      port: 1110,
+      auth: 'auto',
+      tls: 'auto',
+      caFile: undefined,
+      tlsInsecure: false,
+      tlsServerName: undefined,
+      allowPlaintextAuth: false,
+      trustLoopback: true,
+      sourceAddress: undefined,
+    });
+    assert.deepEqual(config.tls, { certFile: undefined, keyFile: undefined });
+    assert.equal(config.greeting, 'popwarden ready');
+    assert.equal(config.authFailureDelayMs, 2_000);
+    assert.equal(config.logLevel, 'info');
+    assert.deepEqual(config.timeouts, {
+      preAuthMs: 60_000,
+      idleMs: 600_000,
+      tlsHandshakeMs: 10_000,
+      backendConnectMs: 10_000,
+      backendStepMs: 15_000,
+      backendIdleMs: 600_000,
+      clientWriteStallMs: 600_000,
+    });
+    assert.deepEqual(config.limits, { maxInvalidCommands: 5 });
+  });
+
+  it('takes state_dir from systemd STATE_DIRECTORY, else ./.state, and an explicit key over both', () => {
+    assert.equal(load(BACKEND).stateDir, resolve('.state'));
+    assert.equal(load(BACKEND, { STATE_DIRECTORY: '/var/lib/popwarden:/var/lib/other' }).stateDir, '/var/lib/popwarden');
+    assert.equal(load([...BACKEND, '--state-dir', '/srv/pw'], { STATE_DIRECTORY: '/var/lib/popwarden' }).stateDir, '/srv/pw');
+  });
+
+  it('requires a backend and says how to set it', () => {
+    assert.match(loadError([]), /^config: backend is required; .*--backend.*POPWARDEN_BACKEND/);
+  });
+});
+
+describe('loadConfig precedence: flag > env > file > default', () => {
+  const file = writeYaml(
+    ['backend: file.example:110', 'greeting: from file', 'backend_trust_loopback: false', 'listen_tls: ["127.0.0.1:1"]', 'timeouts:', '  idle: 11m', ''].join('\n'),
+  );
+  const env = {
+    POPWARDEN_GREETING: 'from env',
+    POPWARDEN_BACKEND_TRUST_LOOPBACK: 'true',
+    POPWARDEN_LISTEN_TLS: '127.0.0.1:2',
+    POPWARDEN_TIMEOUTS__IDLE: '12m',
+  };
+  const flags = ['--greeting', 'from flag', '--no-backend-trust-loopback', '--listen-tls', '127.0.0.1:3', '--timeouts-idle', '13m'];
+
+  it('uses the default when nothing is set', () => {
+    const config = load(BACKEND);
+    assert.equal(config.greeting, 'popwarden ready');
+    assert.equal(config.timeouts.idleMs, 600_000);
+  });
+
+  it('file beats default', () => {
+    const config = load(['--config', file]);
+    assert.equal(config.greeting, 'from file');
+    assert.equal(config.backend.host, 'file.example');
+    assert.equal(config.backend.trustLoopback, false);
+    assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [1]);
+    assert.equal(config.timeouts.idleMs, 11 * 60_000);
+  });
+
+  it('env beats file', () => {
+    const config = load(['--config', file], env);
+    assert.equal(config.greeting, 'from env');
+    assert.equal(config.backend.trustLoopback, true);
+    assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [2]);
+    assert.equal(config.timeouts.idleMs, 12 * 60_000);
+  });
+
+  it('flag beats env, and a list flag replaces the list instead of appending', () => {
+    const config = load(['--config', file, ...flags], env);
+    assert.equal(config.greeting, 'from flag');
+    assert.equal(config.backend.trustLoopback, false);
+    assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [3]);
+    assert.equal(config.timeouts.idleMs, 13 * 60_000);
+    // Keys nobody overrode keep the file's value.
+    assert.equal(config.backend.host, 'file.example');
+  });
+});
+
+describe('loadConfig unknown names', () => {
+  it('rejects an unknown file key with file:line and a hint', () => {
+    const file = writeYaml('backend: 127.0.0.1:110\ntimeouts:\n  idel: 10m\n');
+    assert.equal(
+      loadError(['--config', file]),
+      `config: ${file}:3: unknown key "timeouts.idel"; did you mean "timeouts.idle"?`,
+    );
+  });
+
+  it('points a nested key written at the top level to its section', () => {
+    const file = writeYaml('backend: 127.0.0.1:110\nidle: 10m\n');
+    assert.match(loadError(['--config', file]), /:2: unknown key "idle"; did you mean "timeouts.idle"\?$/);
+  });
+
+  it('reports a typo before the "required" error it causes', () => {
+    const file = writeYaml('backnd: 127.0.0.1:110\n');
+    assert.match(loadError(['--config', file]), /unknown key "backnd"; did you mean "backend"\?/);
+  });
+
+  it('rejects an unknown key with no near match without guessing', () => {
+    const file = writeYaml('backend: 127.0.0.1:110\nredis_url: x\n');
+    assert.match(loadError(['--config', file]), /unknown key "redis_url"; remove it/);
+  });
+
+  it('rejects an unknown flag, with a hint when close', () => {
+    assert.equal(loadError([...BACKEND, '--greting', 'x']), 'config: unknown flag --greting; did you mean --greeting?');
+    assert.match(loadError([...BACKEND, '--frobnicate']), /unknown flag --frobnicate; see popwarden --help/);
+    assert.match(loadError([...BACKEND, 'stray']), /unexpected argument "stray"/);
+  });
+
+  it('rejects an unknown POPWARDEN_ environment variable, with a hint when close', () => {
+    assert.equal(
+      loadError(BACKEND, { POPWARDEN_BACKEND_TLS_INSECUR: '1' }),
+      'config: unknown environment variable POPWARDEN_BACKEND_TLS_INSECUR; did you mean POPWARDEN_BACKEND_TLS_INSECURE?',
+    );
+    assert.match(loadError(BACKEND, { POPWARDEN_WHATEVER_ELSE_ENTIRELY: 'x' }), /unknown environment variable POPWARDEN_WHATEVER_ELSE_ENTIRELY; unset it/);
+  });
+
+  it('ignores environment variables without the prefix', () => {
+    assert.equal(load(BACKEND, { POPWARDENX: '1', HOME: '/root', PATH: '/bin' }).greeting, 'popwarden ready');
+  });
+});
+
+describe('loadConfig value checks', () => {
+  it("rejects an idle timeout below RFC 1939's 10 minutes from every source, accepts exactly 10m", () => {
+    const expected = `is below RFC 1939's 10 minute minimum; use 10m or more`;
+    assert.equal(loadError([...BACKEND, '--timeouts-idle', '9m']), `config: --timeouts-idle "9m" ${expected}`);
+    assert.equal(loadError(BACKEND, { POPWARDEN_TIMEOUTS__IDLE: '599s' }), `config: POPWARDEN_TIMEOUTS__IDLE "599s" ${expected}`);
+    const file = writeYaml('backend: 127.0.0.1:110\ntimeouts:\n  idle: 5m\n');
+    assert.equal(loadError(['--config', file]), `config: ${file}:3: timeouts.idle "5m" ${expected}`);
+    assert.equal(load([...BACKEND, '--timeouts-idle', '10m']).timeouts.idleMs, 600_000);
+    assert.equal(load([...BACKEND, '--timeouts-idle', '600000ms']).timeouts.idleMs, 600_000);
+  });
+
+  it('rejects a duration without a unit, also when YAML made it a number', () => {
+    assert.match(loadError([...BACKEND, '--auth-failure-delay', '2']), /^config: --auth-failure-delay "2" has no unit/);
+    const file = writeYaml('backend: 127.0.0.1:110\ntimeouts:\n  pre_auth: 60\n');
+    assert.match(loadError(['--config', file]), /:3: timeouts.pre_auth 60 has no unit; write it with one, e.g. "60s"$/);
+  });
+
+  it('allows a zero auth failure delay', () => {
+    assert.equal(load([...BACKEND, '--auth-failure-delay', '0s']).authFailureDelayMs, 0);
+  });
+
+  it('reads IPv6 listeners and backend', () => {
+    const config = load(['--backend', '[::1]:1110', '--listen-tls', '[::1]:0', '--listen-stls', '[::]:0']);
+    assert.deepEqual(config.listeners, [
+      { kind: 'tls', host: '::1', port: 0, name: 'tls:[::1]:0' },
+      { kind: 'stls', host: '::', port: 0, name: 'stls:[::]:0' },
+    ]);
+    assert.deepEqual([config.backend.host, config.backend.port], ['::1', 1110]);
+  });
+
+  it('refuses port 0 for the backend but not for listeners', () => {
+    assert.match(loadError(['--backend', '127.0.0.1:0']), /--backend "127.0.0.1:0" has port 0, out of range; use 1 to 65535/);
+  });
+
+  it('reads lists from comma-separated env and repeated or comma-separated flags', () => {
+    const fromEnv = load(BACKEND, { POPWARDEN_LISTEN_TLS: ' 127.0.0.1:0 , [::1]:0 ', POPWARDEN_LISTEN_STLS: '' });
+    assert.deepEqual(fromEnv.listeners.map((l) => l.name), ['tls:127.0.0.1:0', 'tls:[::1]:0']);
+    const fromFlags = load([...BACKEND, '--listen-stls', '127.0.0.1:0', '--listen-stls', '127.0.0.2:0,127.0.0.3:0', '--listen-tls', '']);
+    assert.deepEqual(fromFlags.listeners.map((l) => l.name), ['stls:127.0.0.1:0', 'stls:127.0.0.2:0', 'stls:127.0.0.3:0']);
+  });
+
+  it('names the bad list entry and its source', () => {
+    assert.equal(
+      loadError(BACKEND, { POPWARDEN_LISTEN_TLS: '127.0.0.1:995,::1:995' }),
+      'config: POPWARDEN_LISTEN_TLS "::1:995" looks like a bare IPv6 address; put it in brackets, e.g. [::1]:995',
+    );
+    const file = writeYaml('backend: 127.0.0.1:110\nlisten_stls:\n  - 127.0.0.1:110\n  - 127.0.0.1:70000\n');
+    assert.match(loadError(['--config', file]), /:4: listen_stls\[1\] "127.0.0.1:70000" has port 70000, out of range/);
+  });
+
+  it('rejects both listener lists empty, but allows one', () => {
+    assert.equal(
+      loadError(BACKEND, { POPWARDEN_LISTEN_TLS: '', POPWARDEN_LISTEN_STLS: '' }),
+      'config: listen_tls and listen_stls are both empty; popwarden needs at least one listener',
+    );
+    const file = writeYaml('backend: 127.0.0.1:110\nlisten_tls: []\nlisten_stls:\n  - 127.0.0.1:1\n  - 127.0.0.1:1\n');
+    assert.match(loadError(['--config', file]), /:5: listen_stls\[1\] "127.0.0.1:1" is listed twice/);
+    assert.equal(load(BACKEND, { POPWARDEN_LISTEN_STLS: '' }).listeners.length, 1);
+  });
+
+  it('rejects the same address twice, but not two port-0 listeners', () => {
+    assert.match(loadError([...BACKEND, '--listen-tls', '127.0.0.1:995', '--listen-stls', '127.0.0.1:995']), /^config: --listen-stls "127.0.0.1:995" is listed twice/);
+    assert.equal(load([...BACKEND, '--listen-tls', '127.0.0.1:0,127.0.0.1:0']).listeners.length, 3);
+  });
+
+  it('reads booleans from env words and plain flags', () => {
+    assert.equal(load(BACKEND, { POPWARDEN_BACKEND_TLS_INSECURE: 'yes' }).backend.tlsInsecure, true);
+    assert.equal(load(BACKEND, { POPWARDEN_BACKEND_TRUST_LOOPBACK: '0' }).backend.trustLoopback, false);
+    assert.equal(load([...BACKEND, '--allow-plaintext-backend-auth']).backend.allowPlaintextAuth, true);
+    assert.equal(
+      loadError(BACKEND, { POPWARDEN_BACKEND_TLS_INSECURE: 'maybe' }),
+      'config: POPWARDEN_BACKEND_TLS_INSECURE "maybe" must be true or false',
+    );
+    assert.match(loadError([...BACKEND, '--backend-tls-insecure=yes']), /--backend-tls-insecure is an on\/off flag/);
+    assert.match(loadError([...BACKEND, '--backend-trust-loopback', '--no-backend-trust-loopback']), /contradict/);
+    const file = writeYaml('backend: 127.0.0.1:110\nbackend_tls_insecure: "yes"\n');
+    assert.match(loadError(['--config', file]), /:2: backend_tls_insecure "yes" must be true or false$/);
+  });
+
+  it('checks enums, integers and the greeting', () => {
+    assert.match(loadError([...BACKEND, '--backend-auth', 'md5']), /--backend-auth "md5" must be one of: auto, apop, cram-md5, plain, login, user$/);
+    assert.match(loadError([...BACKEND, '--limits-max-invalid-commands', '0']), /0 must be at least 1$/);
+    assert.match(loadError(BACKEND, { POPWARDEN_LIMITS__MAX_INVALID_COMMANDS: 'lots' }), /POPWARDEN_LIMITS__MAX_INVALID_COMMANDS "lots" must be a whole number$/);
+    assert.equal(load([...BACKEND, '--limits-max-invalid-commands', '100']).limits.maxInvalidCommands, 100);
+    assert.match(loadError([...BACKEND, '--greeting', 'hi <1.2@host>']), /--greeting "hi <1.2@host>" must be printable ASCII without "<" or ">"/);
+    assert.match(loadError([...BACKEND, '--greeting', 'x'.repeat(201)]), /is longer than 200 characters$/);
+    assert.match(loadError([...BACKEND, '--greeting', 'tab\there']), /must be printable ASCII/);
+    assert.match(loadError([...BACKEND, '--backend-source-address', 'eth0']), /"eth0" is not an IP address/);
+  });
+
+  it('reports YAML syntax errors with file:line:col', () => {
+    const file = writeYaml('backend: 127.0.0.1:110\ntimeouts:\n  idle: [10m\n');
+    assert.match(loadError(['--config', file]), new RegExp(`^config: ${file}:\\d+:\\d+: YAML syntax error: `));
+    const unquotedIpv6 = writeYaml('backend: 127.0.0.1:110\nlisten_tls:\n  - [::1]:995\n');
+    assert.match(loadError(['--config', unquotedIpv6]), /:3:\d+: YAML syntax error: .*; quote IPv6 addresses, e.g. "\[::1\]:995"$/);
+    const list = writeYaml('- a\n- b\n');
+    assert.match(loadError(['--config', list]), /must be a mapping of keys .* not a list/);
+    assert.match(loadError(['--config', join(dir, 'missing.yaml')]), /cannot read config file .*missing.yaml: no such file/);
+  });
+
+  it('accepts an empty config file', () => {
+    assert.equal(load(['--config', writeYaml(''), ...BACKEND]).greeting, 'popwarden ready');
+  });
+});
+
+describe('loadConfig referenced files', () => {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  writeFileSync(cert, 'not checked here, only that it is readable');
+  writeFileSync(key, 'likewise');
+
+  it('requires cert and key together', () => {
+    assert.match(loadError([...BACKEND, '--cert', cert]), /^config: --cert ".*cert.pem" is set but key is not; give both/);
+    assert.match(loadError([...BACKEND, '--key', key]), /--key ".*key.pem" is set but cert is not/);
+  });
+
+  it('accepts readable files and resolves them to absolute paths', () => {
+    const config = load([...BACKEND, '--cert', cert, '--key', key, '--backend-ca', cert]);
+    assert.deepEqual(config.tls, { certFile: cert, keyFile: key });
+    assert.equal(config.backend.caFile, cert);
+  });
+
+  it('rejects missing or unreadable files, naming the key and path', () => {
+    const missing = join(dir, 'nope.pem');
+    assert.match(loadError([...BACKEND, '--cert', missing, '--key', key]), new RegExp(`^config: cert ${missing} does not exist; `));
+    assert.match(loadError([...BACKEND, '--backend-ca', dir]), /backend_ca .* is not a regular file/);
+    if (process.getuid?.() !== 0) {
+      const secret = join(dir, 'unreadable.pem');
+      writeFileSync(secret, 'x');
+      chmodSync(secret, 0o000);
+      assert.match(loadError([...BACKEND, '--cert', cert, '--key', secret]), /key .* is not readable by this user/);
+    }
+  });
+});
+
+describe('loadConfig result', () => {
+  it('is deeply frozen', () => {
+    const config = load([...BACKEND, '--listen-tls', '127.0.0.1:0']);
+    assert.ok(Object.isFrozen(config));
+    assert.ok(Object.isFrozen(config.listeners));
+    assert.ok(Object.isFrozen(config.listeners[0]));
+    assert.ok(Object.isFrozen(config.backend));
+    assert.ok(Object.isFrozen(config.timeouts));
+    assert.throws(() => {
+      (config.timeouts as { idleMs: number }).idleMs = 1;
+    }, TypeError);
+    assert.throws(() => {
+      (config.listeners as ListenerArray).push(config.listeners[0]);
+    }, TypeError);
+  });
+
+  it('reports the action: run, check, help, version', () => {
+    assert.equal(loadConfig(BACKEND, {}).action, 'run');
+    assert.equal(loadConfig([...BACKEND, '--check-config'], {}).action, 'check');
+    assert.equal(loadConfig([...BACKEND, '-t'], {}).action, 'check');
+    // --help works even when the rest of the configuration would not load.
+    assert.equal(loadConfig(['--help'], { POPWARDEN_NOT_A_KEY: 'x' }).action, 'help');
+    assert.equal(loadConfig(['--version'], {}).action, 'version');
+  });
+});
+
+type ListenerArray = unknown[];
+
+describe('redactedConfig', () => {
+  it('prints a config file that loads back to the same Config', () => {
+    const original = load(
+      ['--backend', '[2001:db8::1]:110', '--listen-tls', '[::1]:0', '--listen-stls', '', '--backend-tls', 'starttls', '--backend-tls-servername', 'pop.example', '--backend-source-address', '127.0.0.1', '--auth-failure-delay', '1500ms', '--timeouts-idle', '1h', '--log-level', 'warn'],
+      { STATE_DIRECTORY: '/var/lib/popwarden' },
+    );
+    const file = writeYaml(stringify(redactedConfig(original)));
+    assert.deepEqual(load(['--config', file]), original);
+  });
+
+  it('mentions every schema key for a fully populated config (no key forgotten in the mapping)', () => {
+    const pem = join(dir, 'any.pem');
+    writeFileSync(pem, 'x');
+    const config = load([
+      ...BACKEND,
+      '--cert', pem, '--key', pem, '--backend-ca', pem,
+      '--backend-tls-servername', 'x.example', '--backend-source-address', '::1', '--state-dir', dir,
+    ]);
+    const raw = redactedConfig(config) as Record<string, unknown>;
+    for (const key of CONFIG_KEYS) {
+      const value = key.path.reduce<unknown>((node, part) => (node as Record<string, unknown>)[part], raw);
+      assert.notEqual(value, undefined, `${key.name} missing from redactedConfig output`);
+    }
+  });
+
+  it('masks keys marked secret and keys whose names look secret', () => {
+    const raw = { redis: { url: 'redis://x', password: 'hunter2' }, api: { token_file: '/x' }, plain: 'visible' };
+    const masked = maskSecrets(structuredClone(raw), [
+      { path: ['redis', 'url'], secret: true },
+      { path: ['redis', 'password'], secret: false },
+      { path: ['api', 'token_file'], secret: false },
+      { path: ['plain'], secret: false },
+    ]);
+    assert.deepEqual(masked, { redis: { url: REDACTED, password: REDACTED }, api: { token_file: REDACTED }, plain: 'visible' });
+  });
+});
+
+describe('usage', () => {
+  it('lists every key as a flag and an env var', () => {
+    const text = usage();
+    for (const key of CONFIG_KEYS) {
+      assert.ok(text.includes(`--${key.flag}`), key.flag);
+      assert.ok(text.includes(key.env), key.env);
+    }
+  });
+});
