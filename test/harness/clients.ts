@@ -403,7 +403,17 @@ async function openOpenssl(o: OpensslOptions): Promise<OpensslSession> {
   };
   let greeting: string | undefined;
   // With -starttls pop3, s_client consumes the greeting and the STLS exchange itself.
-  if (o.mode === 'implicit') greeting = await line();
+  if (o.mode === 'implicit') {
+    try {
+      greeting = await line();
+    } catch (e) {
+      // No session object will ever be finished: stop the process and its timer here.
+      child.kill('SIGKILL');
+      await exited;
+      clearTimeout(killTimer);
+      throw new Error(`${(e as Error).message}: ${Buffer.concat(errChunks).toString('utf8').trim()}`);
+    }
+  }
   return {
     greeting,
     transcript,

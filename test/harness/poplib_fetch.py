@@ -124,7 +124,7 @@ def main():
         data = b"".join(line + b"\r\n" for line in lines)
         m = re.match(rb"\+OK (\d+) octets", resp)
         if m and not a.no_octet_check and int(m.group(1)) != len(data):
-            raise poplib.error_proto(f"message {i}: server announced {m.group(1)} octets, got {len(data)}")
+            raise poplib.error_proto(f"message {i}: server announced {int(m.group(1))} octets, got {len(data)}")
         with open(os.path.join(a.outdir, f"{i:03d}.eml"), "wb") as f:
             f.write(data)
         note(f"retr {i}: {len(data)} octets")
