@@ -141,5 +141,4 @@ describe('ensureSelfSigned', () => {
     await assert.rejects(ensureSelfSigned(dir, ['localhost'], log), { code: 'EISDIR' });
     assert.ok(statSync(join(dir, 'key.pem')).isDirectory());
   });
-  });
 });
