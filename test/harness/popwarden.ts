@@ -1,0 +1,128 @@
+/**
+ * Starts popwarden in-process for tests: real listeners on free loopback ports, a certificate made
+ * by openssl at test time (never committed), every log line captured for assertions.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { createSecureContext } from 'node:tls';
+import { startPopwarden, type RunningProxy } from '../../src/app.js';
+import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig } from '../../src/config/types.js';
+import { createLogger } from '../../src/observability/log.js';
+import type { TlsMaterial } from '../../src/net/tls-context.js';
+
+/** A certificate for localhost / 127.0.0.1 signed by itself; `caFile` is what clients trust. */
+export interface TestCertificate {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile: string;
+}
+
+let cachedCertificate: TestCertificate | undefined;
+
+/** One self-signed certificate per test process, made with openssl. */
+export function testCertificate(): TestCertificate {
+  if (cachedCertificate !== undefined) return cachedCertificate;
+  const dir = mkdtempSync(join(tmpdir(), 'popwarden-cert-'));
+  const certFile = join(dir, 'cert.pem');
+  const keyFile = join(dir, 'key.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    '-keyout', keyFile, '-out', certFile,
+  ], { stdio: 'ignore' });
+  cachedCertificate = { certFile, keyFile, caFile: certFile };
+  return cachedCertificate;
+}
+
+/** TLS material for tests, built the way production builds it once tls-context lands. */
+export function testTlsMaterial(cert = testCertificate()): TlsMaterial {
+  const options = { cert: readFileSync(cert.certFile), key: readFileSync(cert.keyFile), minVersion: 'TLSv1.2' as const };
+  return { secureContext: createSecureContext(options), serverOptions: { ...options, handshakeTimeout: 5_000 } };
+}
+
+export interface ProxyOverrides {
+  readonly backend: Partial<BackendConfig> & Pick<BackendConfig, 'host' | 'port'>;
+  readonly timeouts?: Partial<TimeoutsConfig>;
+  readonly limits?: Partial<LimitsConfig>;
+  readonly authFailureDelayMs?: number;
+  readonly greeting?: string;
+}
+
+/** A running in-process popwarden with one implicit-TLS and one STLS listener. */
+export interface TestProxy {
+  readonly proxy: RunningProxy;
+  readonly host: string;
+  readonly tlsPort: number;
+  readonly stlsPort: number;
+  readonly caFile: string;
+  /** Every log line so far, as raw JSON text. */
+  logText(): string;
+  /** Parsed log lines. */
+  logs(): Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+/** The configuration tests start from: short timeouts, no failure delay, loopback only. */
+export function testConfig(overrides: ProxyOverrides): Config {
+  return {
+    listeners: [
+      { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
+      { kind: 'stls', host: '127.0.0.1', port: 0, name: 'stls:test' },
+    ],
+    backend: {
+      auth: 'auto',
+      tls: 'auto',
+      caFile: undefined,
+      tlsInsecure: false,
+      tlsServerName: undefined,
+      allowPlaintextAuth: false,
+      trustLoopback: true,
+      sourceAddress: undefined,
+      ...overrides.backend,
+    },
+    tls: { certFile: undefined, keyFile: undefined },
+    stateDir: tmpdir(),
+    greeting: overrides.greeting ?? 'popwarden test ready',
+    authFailureDelayMs: overrides.authFailureDelayMs ?? 0,
+    timeouts: {
+      preAuthMs: 30_000,
+      idleMs: 600_000,
+      tlsHandshakeMs: 5_000,
+      backendConnectMs: 5_000,
+      backendStepMs: 5_000,
+      backendIdleMs: 10_000,
+      clientWriteStallMs: 10_000,
+      ...overrides.timeouts,
+    },
+    limits: { maxInvalidCommands: 5, ...overrides.limits },
+    logLevel: 'debug',
+  };
+}
+
+/** Starts popwarden in front of `overrides.backend`. */
+export async function startTestProxy(overrides: ProxyOverrides): Promise<TestProxy> {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      callback();
+    },
+  });
+  const config = testConfig(overrides);
+  const cert = testCertificate();
+  const proxy = await startPopwarden(config, { log: createLogger('trace', sink), tls: testTlsMaterial(cert) });
+  const portOf = (kind: 'tls' | 'stls'): number => proxy.listeners.find((l) => l.config.kind === kind)!.address.port;
+  return {
+    proxy,
+    host: '127.0.0.1',
+    tlsPort: portOf('tls'),
+    stlsPort: portOf('stls'),
+    caFile: cert.caFile,
+    logText: () => lines.join('\n'),
+    logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
+    stop: () => proxy.close(),
+  };
+}
