@@ -1,3 +1,5 @@
+import { MAX_CREDENTIAL_FIELD_OCTETS } from '../config/limits.js';
+
 /**
  * What a client proved it knows, on its way to the backend. The password lives in a Buffer so
  * it can be wiped after the backend login; a JS string would linger in the heap until GC.
@@ -30,4 +32,13 @@ export class Credentials {
   toJSON(): { user: string } {
     return { user: this.user };
   }
+}
+
+/**
+ * A username may travel to the backend inside a command line (USER, APOP, CRAM-MD5), so it must
+ * never carry a line break or other control byte: "alice\r\nDELE 1" through AUTH PLAIN would be
+ * command injection on the backend link. Length is bounded by RFC 4616 §2.
+ */
+export function isAcceptableUsername(user: Buffer): boolean {
+  return user.length > 0 && user.length <= MAX_CREDENTIAL_FIELD_OCTETS && !/[\x00-\x1f\x7f]/.test(user.toString('latin1'));
 }

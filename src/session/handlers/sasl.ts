@@ -1,4 +1,4 @@
-import { Credentials } from '../../auth/credentials.js';
+import { Credentials, isAcceptableUsername } from '../../auth/credentials.js';
 import { decodeBase64Strict } from '../../auth/base64.js';
 import { parsePlainMessage } from '../../auth/sasl-plain.js';
 import { CLIENT_SASL_MECHANISMS } from '../../pop3/capabilities.js';
@@ -67,9 +67,7 @@ async function authLogin(context: SessionContext, initialResponse: string | unde
     userBytes = decodeOrRefuse(initialResponse);
   }
   if (!Buffer.isBuffer(userBytes)) return userBytes;
-  if (userBytes.length === 0 || userBytes.length > MAX_CREDENTIAL_FIELD_OCTETS || userBytes.includes(0)) {
-    return invalid(Reply.saslMalformed);
-  }
+  if (!isAcceptableUsername(userBytes)) return invalid(Reply.saslMalformed);
   context.write(Buffer.from(`${Reply.loginPasswordPrompt}\r\n`, 'latin1'));
   const password = await readResponse(context);
   if (!Buffer.isBuffer(password)) return password;
