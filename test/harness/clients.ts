@@ -51,6 +51,8 @@ export interface ClientOptions {
   insecure?: boolean;
   /** Overall time limit for the client run in ms (default 120 s). */
   timeoutMs?: number;
+  /** Also keep the messages as OUTDIR/001.eml, 002.eml, … (old NNN.eml there are removed first). */
+  outDir?: string;
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -97,6 +99,17 @@ function run(
 
 function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `popwarden-${prefix}-`));
+}
+
+/** Creates `dir` if needed and removes NNN.eml files a previous run left there. */
+function prepareOutDir(dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const f of fs.readdirSync(dir)) if (/^\d+\.eml$/.test(f)) fs.rmSync(path.join(dir, f));
+  return dir;
+}
+
+function emlName(n: number): string {
+  return `${String(n).padStart(3, '0')}.eml`;
 }
 
 function readEmlDir(dir: string): Buffer[] {
@@ -519,10 +532,12 @@ export async function fetchWithOpenssl(o: ClientOptions & { verifyName?: string 
     const stat = await s.step('STAT');
     expectOk(stat);
     const count = Number(stat.status.split(' ')[1]);
+    const out = o.outDir !== undefined ? prepareOutDir(o.outDir) : undefined;
     for (let i = 1; i <= count; i++) {
       const r = await s.step(`RETR ${i}`);
       expectOk(r);
       messages.push(r.body ?? Buffer.alloc(0));
+      if (out !== undefined) fs.writeFileSync(path.join(out, emlName(i)), r.body ?? Buffer.alloc(0));
     }
     await s.step('QUIT');
   } catch (e) {
@@ -598,8 +613,9 @@ export async function fetchWithCurl(
         .map(Number);
     }
     const messages: Buffer[] = [];
+    const out = o.outDir !== undefined ? prepareOutDir(o.outDir) : work;
     for (const n of numbers) {
-      const file = path.join(work, `${String(n).padStart(3, '0')}.eml`);
+      const file = path.join(out, emlName(n));
       const r = await run('curl', [...args, `${base}/${n}`, '-o', file], { timeoutMs });
       stderr += r.stderr;
       if (r.code !== 0) {
@@ -619,8 +635,7 @@ export async function fetchWithCurl(
 /** Fetches every message with fetchmail in keep mode, its MDA writing OUTDIR/NNN.eml. */
 export async function fetchWithFetchmail(o: ClientOptions & { tlsName?: string; verbose?: boolean }): Promise<ClientResult> {
   const work = tempDir('fetchmail');
-  const out = path.join(work, 'out');
-  fs.mkdirSync(out);
+  const out = prepareOutDir(o.outDir ?? path.join(work, 'out'));
   try {
     const q = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
     // The MDA is run once per message, one at a time: count what is there and write the next file.
@@ -708,7 +723,8 @@ export async function fetchWithPoplib(
   const work = tempDir('poplib');
   try {
     const mode = o.mode === 'implicit' ? 'implicit-tls' : o.mode;
-    const args = [path.join(HERE, 'poplib_fetch.py'), o.host, String(o.port), o.user, mode, work, '--auth', o.auth ?? 'auto'];
+    const out = o.outDir !== undefined ? prepareOutDir(o.outDir) : work;
+    const args = [path.join(HERE, 'poplib_fetch.py'), o.host, String(o.port), o.user, mode, out, '--auth', o.auth ?? 'auto'];
     if (o.caFile) args.push('--cafile', o.caFile);
     if (o.insecure) args.push('--insecure');
     if (o.source) args.push('--source', o.source);
@@ -718,7 +734,7 @@ export async function fetchWithPoplib(
       client: 'poplib',
       ok: !r.timedOut && r.code === 0,
       exitCode: r.code,
-      messages: readEmlDir(work),
+      messages: readEmlDir(out),
       lineEnding: 'crlf',
       transcript: r.stderr,
       stderr: r.stderr,

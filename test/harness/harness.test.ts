@@ -6,6 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { freePort } from './ports.js';
 import { dotStuff, sampleMaildrop, toLf } from './maildrop.js';
 import { startDovecot } from './dovecot.js';
@@ -224,6 +226,22 @@ describe('real clients fetch alice from Dovecot', { timeout: 240_000 }, () => {
       const r = await fetchWithCurl({ host: plain.host, port: plain.port, mode: 'plain', ...creds, auth });
       assert.ok(r.ok, r.stderr);
       assertSameMessages(r, alice.messages);
+    }
+  });
+
+  test('curl fetches just message 3 into a file; fetchmail fills an outDir', async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'popwarden-harness-out-'));
+    try {
+      const r = await fetchWithCurl({ host: plain.host, port: plain.port, mode: 'plain', ...creds, messages: [3], outDir: out });
+      assert.ok(r.ok, r.stderr);
+      assert.deepEqual(fs.readdirSync(out), ['003.eml']);
+      assert.ok(fs.readFileSync(path.join(out, '003.eml')).equals(alice.messages[2]!.bytes));
+      const f = await fetchWithFetchmail({ host: plain.host, port: plain.port, mode: 'plain', ...creds, outDir: out });
+      assert.ok(f.ok, f.stderr);
+      assert.deepEqual(fs.readdirSync(out).sort(), ['001.eml', '002.eml', '003.eml']);
+      assertSameMessages(f, alice.messages);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
     }
   });
 
