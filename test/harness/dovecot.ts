@@ -70,7 +70,8 @@ function sessionPids(sid: number): number[] {
       const stat = fs.readFileSync(`/proc/${e}/stat`, 'latin1');
       // fields after the ")" of comm: state ppid pgrp session ...
       const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(rest[3]) === sid) out.push(Number(e));
+      // Zombies (state Z) are already dead; they only wait for init to reap them.
+      if (Number(rest[3]) === sid && rest[0] !== 'Z') out.push(Number(e));
     } catch {
       // the process exited while we looked
     }
