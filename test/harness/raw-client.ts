@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 
 export class RawClient {
   #socket: Socket | TLSSocket;
-  #received: Buffer[] = [];
+  /** Everything received, in one buffer that grows by doubling (tests read 50 MB replies). */
+  #data: Buffer = Buffer.alloc(64 * 1024);
   #total = 0;
   #consumed = 0;
   #closed = false;
@@ -50,7 +51,7 @@ export class RawClient {
 
   /** Everything received on this connection (all layers after an upgrade), unconsumed or not. */
   all(): Buffer {
-    return Buffer.concat(this.#received);
+    return this.#data.subarray(0, this.#total);
   }
 
   /** Everything not yet consumed by readLine/readUntil. */
@@ -71,7 +72,7 @@ export class RawClient {
       const all = this.all();
       const at = all.indexOf(marker, this.#consumed, 'latin1');
       if (at !== -1) {
-        const out = all.subarray(this.#consumed, at + marker.length);
+        const out = Buffer.from(all.subarray(this.#consumed, at + marker.length));
         this.#consumed = at + marker.length;
         return out;
       }
@@ -99,17 +100,19 @@ export class RawClient {
   /** Reads a multi-line body up to and including CRLF.CRLF (the body starts at a line start). */
   async readUntilTerminator(timeoutMs = 10_000): Promise<Buffer> {
     const deadline = Date.now() + timeoutMs;
+    const start = this.#consumed;
+    let searchFrom = start;
     for (;;) {
       const all = this.all();
-      const start = this.#consumed;
       if (all.subarray(start, start + 3).toString('latin1') === '.\r\n') {
         this.#consumed = start + 3;
-        return all.subarray(start, start + 3);
+        return Buffer.from(all.subarray(start, start + 3));
       }
-      const at = all.indexOf('\r\n.\r\n', start, 'latin1');
+      const at = all.indexOf('\r\n.\r\n', searchFrom, 'latin1');
+      searchFrom = Math.max(start, all.length - 4);
       if (at !== -1) {
         this.#consumed = at + 5;
-        return all.subarray(start, at + 5);
+        return Buffer.from(all.subarray(start, at + 5));
       }
       if (this.#closed) throw new Error('closed inside a multi-line reply');
       const left = deadline - Date.now();
@@ -155,7 +158,12 @@ export class RawClient {
 
   #listen(socket: Socket): void {
     socket.on('data', (chunk: Buffer) => {
-      this.#received.push(Buffer.from(chunk));
+      if (this.#total + chunk.length > this.#data.length) {
+        const grown = Buffer.alloc(Math.max(this.#data.length * 2, this.#total + chunk.length));
+        this.#data.copy(grown, 0, 0, this.#total);
+        this.#data = grown;
+      }
+      chunk.copy(this.#data, this.#total);
       this.#total += chunk.length;
       this.#wake();
     });
