@@ -1,2 +1,79 @@
 #!/usr/bin/env node
-export {};
+/**
+ * `popwarden [--config FILE] [options]`: load the config, build TLS, start the listeners, stop on
+ * SIGTERM/SIGINT. Any failure before serving is one line on stderr and exit status 1; the wording
+ * lives in config/startup-errors.ts.
+ */
+import { readFileSync } from 'node:fs';
+import { stringify } from 'yaml';
+import { startPopwarden, type RunningProxy } from './app.js';
+import { loadConfig, redactedConfig, usage } from './config/load.js';
+import { startupErrorLine } from './config/startup-errors.js';
+import type { Config } from './config/types.js';
+import { checkConfiguredCertificate, loadTlsMaterial } from './net/tls-context.js';
+import { createLogger, type Logger } from './observability/log.js';
+
+function packageVersion(): string {
+  // src/cli.ts and dist/cli.js both sit one level below package.json.
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
+
+/** First signal: close gracefully and exit 0. A second one while closing: give up and exit 1. */
+function stopOnSignals(proxy: RunningProxy, log: Logger): void {
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second stop signal: exiting without waiting for sessions');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    proxy.close().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        log.error({ err: error }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // Node's default for SIGHUP is to exit; a `systemctl reload` must not kill the service.
+  process.on('SIGHUP', () => log.warn('SIGHUP ignored: reloading is not supported yet; restart popwarden to apply changes'));
+}
+
+async function serve(config: Config): Promise<void> {
+  const log = createLogger(config.logLevel);
+  const tls = await loadTlsMaterial(config, log);
+  const proxy = await startPopwarden(config, { log, tls });
+  stopOnSignals(proxy, log);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const loaded = loadConfig(argv, process.env);
+  switch (loaded.action) {
+    case 'help':
+      process.stdout.write(usage());
+      return;
+    case 'version':
+      process.stdout.write(`popwarden ${packageVersion()}\n`);
+      return;
+    case 'check':
+      await checkConfiguredCertificate(loaded.config);
+      process.stdout.write(`# popwarden effective configuration (secrets masked)\n${stringify(redactedConfig(loaded.config))}`);
+      return;
+    case 'run':
+      await serve(loaded.config);
+      return;
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  process.stderr.write(`${startupErrorLine(error)}\n`);
+  // exit() rather than exitCode: a half-made startup must not linger on some stray handle.
+  process.exit(1);
+});

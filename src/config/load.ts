@@ -538,10 +538,11 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): LoadResult {
 function placeholder(key: ConfigKey): string {
   if (key.kind === 'boolean') return '';
   if (key.kind === 'integer') return ' N';
+  if (key.choices !== undefined) return ` ${key.choices.join('|')}`;
   if (key.kind === 'list' || key.name === 'backend') return ' HOST:PORT';
   if (key.path.at(0) === 'timeouts' || key.name === 'auth_failure_delay') return ' DURATION';
-  if (key.name === 'cert' || key.name === 'key' || key.name === 'backend_ca') return ' FILE';
-  return ' VALUE';
+  const named: Record<string, string> = { cert: 'FILE', key: 'FILE', backend_ca: 'FILE', state_dir: 'DIR', backend_tls_servername: 'NAME', backend_source_address: 'IP', greeting: 'TEXT' };
+  return ` ${named[key.name] ?? 'VALUE'}`;
 }
 
 /** --help text, generated from the schema so it can never miss a key. */

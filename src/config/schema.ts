@@ -186,6 +186,8 @@ export interface ConfigKey {
   /** "POPWARDEN_TIMEOUTS__IDLE" */
   readonly env: string;
   readonly kind: ConfigKeyKind;
+  /** The allowed words, for enum keys. */
+  readonly choices: readonly string[] | undefined;
   /** The default as the user would write it, for --help. */
   readonly defaultValue: unknown;
   /** Masked in --check-config output. Mark a key with `.meta({ secret: true })`. */
@@ -195,7 +197,14 @@ export interface ConfigKey {
 export const ENV_PREFIX = 'POPWARDEN_';
 
 /** Peels optional/default/pipe wrappers to the schema that says what type the user writes. */
-function describeLeaf(schema: z.ZodType): { kind: ConfigKeyKind | 'object'; defaultValue: unknown; secret: boolean } {
+interface LeafFacts {
+  readonly kind: ConfigKeyKind | 'object';
+  readonly defaultValue: unknown;
+  readonly secret: boolean;
+  readonly choices?: readonly string[];
+}
+
+function describeLeaf(schema: z.ZodType): LeafFacts {
   let current: z.ZodType = schema;
   let defaultValue: unknown;
   let secret = false;
@@ -212,6 +221,7 @@ function describeLeaf(schema: z.ZodType): { kind: ConfigKeyKind | 'object'; defa
   if (current instanceof z.ZodBoolean) return { kind: 'boolean', defaultValue, secret };
   if (current instanceof z.ZodNumber) return { kind: 'integer', defaultValue, secret };
   if (current instanceof z.ZodObject) return { kind: 'object', defaultValue, secret };
+  if (current instanceof z.ZodEnum) return { kind: 'string', defaultValue, secret, choices: current.options.map(String) };
   return { kind: 'string', defaultValue, secret };
 }
 
@@ -231,6 +241,7 @@ function collectKeys(shape: Record<string, z.ZodType>, prefix: readonly string[]
         flag: path.join('-').replaceAll('_', '-'),
         env: ENV_PREFIX + path.join('__').toUpperCase(),
         kind: leaf.kind,
+        choices: leaf.choices,
         defaultValue: leaf.defaultValue,
         secret: leaf.secret,
       },

@@ -96,13 +96,19 @@ function parsePrivateKey(pem: Buffer, path: string): KeyObject {
   }
 }
 
-/** Operator-supplied files are checked, never fixed: warnings for what is risky, errors for what cannot work. */
-async function checkOperatorFiles(files: CertificateFiles, certPem: Buffer, keyPem: Buffer, log: Logger): Promise<void> {
+/** The operator's pair must parse and belong together; anything else cannot serve a single handshake. */
+function checkPairMatches(files: CertificateFiles, certPem: Buffer, keyPem: Buffer): X509Certificate {
   const cert = parseCertificate(certPem, files.certFile);
   const key = parsePrivateKey(keyPem, files.keyFile);
   if (!cert.checkPrivateKey(key)) {
     throw new TlsMaterialError(`key ${files.keyFile} does not belong to cert ${files.certFile}; check that the pair was deployed together`);
   }
+  return cert;
+}
+
+/** Operator-supplied files are checked, never fixed: warnings for what is risky, errors for what cannot work. */
+async function checkOperatorFiles(files: CertificateFiles, certPem: Buffer, keyPem: Buffer, log: Logger): Promise<void> {
+  const cert = checkPairMatches(files, certPem, keyPem);
   const now = Date.now();
   const facts = { certFile: files.certFile, subject: cert.subject.replaceAll('\n', ', '), fingerprint256: cert.fingerprint256, validTo: cert.validTo };
   if (Date.parse(cert.validTo) <= now) log.error(facts, 'TLS certificate has EXPIRED: clients will refuse to connect');
@@ -111,6 +117,17 @@ async function checkOperatorFiles(files: CertificateFiles, certPem: Buffer, keyP
   if (((await stat(files.keyFile)).mode & 0o077) !== 0) {
     log.warn({ keyFile: files.keyFile }, 'TLS key file is readable by group or others; chmod 600 it');
   }
+}
+
+/**
+ * For --check-config: the configured cert and key parse and belong together. Nothing is generated
+ * and nothing is logged; without cert/key there is nothing to check yet.
+ */
+export async function checkConfiguredCertificate(config: Config): Promise<void> {
+  const { certFile, keyFile } = config.tls;
+  if (certFile === undefined || keyFile === undefined) return;
+  const [cert, key] = await Promise.all([readPem(certFile, 'certificate'), readPem(keyFile, 'key')]);
+  checkPairMatches({ certFile, keyFile }, cert, key);
 }
 
 /**

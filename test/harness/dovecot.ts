@@ -254,6 +254,10 @@ service stats {
     const child = spawn('dovecot', ['-F', '-c', confFile], { detached: true, stdio: ['ignore', out, out] });
     fs.closeSync(out);
     child.unref();
+    const childExited = new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve();
+      else child.once('exit', () => resolve());
+    });
     const pid = child.pid;
     if (pid === undefined) throw new Error('could not spawn dovecot');
     // If this process dies without running its exit hook (SIGKILL), the watchdog stops Dovecot.
@@ -313,6 +317,8 @@ service stats {
         const deadline = Date.now() + 5_000;
         while (sessionPids(pid).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
         signalSession(pid, 'SIGKILL');
+        // Let Node reap the master, so its pid is really gone when stop() resolves.
+        await Promise.race([childExited, new Promise((r) => setTimeout(r, 2_000))]);
         if (inst?.watchdog !== undefined) signalSession(inst.watchdog, 'SIGKILL');
         live.delete(pid);
         fs.rmSync(dir, { recursive: true, force: true });
