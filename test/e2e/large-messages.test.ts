@@ -89,7 +89,6 @@ describe('large messages', () => {
     // A relay that buffered would have taken all 50 MB from the backend by now; one that honours
     // backpressure stops at what the kernel socket buffers on the two loopback links hold (about
     // 11 MB here: autotuned buffers on both ends of both links).
-    // backpressure stops at what the socket buffers on both sides hold.
     const stalledAt = handedOff;
     assert.ok(stalledAt < 30 * 1024 * 1024, `backend got ${stalledAt} bytes out while the client read nothing`);
     client.socket.resume();
