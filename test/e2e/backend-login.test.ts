@@ -192,3 +192,35 @@ describe('hostile or broken backends', () => {
   });
 });
 
+
+describe('backend STLS', () => {
+  test('bytes after the backend\'s +OK to STLS are discarded and only TLS follows (B-07)', async () => {
+    const script: FakeScript = async (conn) => {
+      await conn.write('+OK ready\r\n');
+      for (;;) {
+        const line = await conn.readLine().catch(() => undefined);
+        if (line === undefined) return;
+        if (line === 'CAPA') await conn.write('+OK\r\nSTLS\r\nUSER\r\n.\r\n');
+        // A MitM's dream: the real +OK plus a forged reply in the same segment.
+        else if (line === 'STLS') return void (await conn.write('+OK Begin TLS\r\n+OK fake\r\n'));
+        else await conn.write('-ERR no\r\n');
+      }
+    };
+    await withRig(script, { timeouts: { backendStepMs: 1_000 } }, async (backend, proxy) => {
+      assert.match(await tryLogin(proxy), /^-ERR \[SYS\/TEMP\] /);
+      const received = backend.connections()[0]!.received();
+      const afterStls = received.subarray(received.indexOf('STLS\r\n') + 6);
+      assert.ok(afterStls.length > 0, 'popwarden started a handshake');
+      assert.equal(afterStls[0], 0x16, 'the next bytes are a TLS handshake record, not a command');
+      assertPasswordNeverSent(backend);
+    });
+  });
+
+  test('--backend-tls starttls refuses a backend that does not offer STLS', async () => {
+    await withRig(legacyScript({ apop: true }), { backend: { tls: 'starttls' } as ProxyOverrides['backend'] }, async (backend, proxy) => {
+      assert.match(await tryLogin(proxy), /^-ERR \[SYS\/TEMP\] /);
+      assert.ok(!backend.connections()[0]!.lines().some((l) => l.startsWith('APOP')));
+      assert.match(proxy.logText(), /does not offer STLS/);
+    });
+  });
+});
