@@ -19,17 +19,16 @@ function packageVersion(): string {
   return pkg.version ?? 'unknown';
 }
 
-/** First signal: close gracefully and exit 0. A second one while closing: give up and exit 1. */
-function stopOnSignals(proxy: RunningProxy, log: Logger): void {
+/**
+ * SIGTERM/SIGINT: close gracefully and exit 0; a second one while closing exits 1 at once.
+ * Installed before the listeners are bound: until a handler exists the OS default kills the
+ * process, and a stop request that arrives mid-startup must still end in an orderly close.
+ */
+function handleStopSignals(log: Logger): { started(proxy: RunningProxy): void } {
+  let proxy: RunningProxy | undefined;
   let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.warn({ signal }, 'second stop signal: exiting without waiting for sessions');
-      process.exit(1);
-    }
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    proxy.close().then(
+  const closeAndExit = (running: RunningProxy): void => {
+    running.close().then(
       () => {
         log.info('stopped');
         process.exit(0);
@@ -40,17 +39,32 @@ function stopOnSignals(proxy: RunningProxy, log: Logger): void {
       },
     );
   };
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second stop signal: exiting without waiting for sessions');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    if (proxy !== undefined) closeAndExit(proxy);
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   // Node's default for SIGHUP is to exit; a `systemctl reload` must not kill the service.
   process.on('SIGHUP', () => log.warn('SIGHUP ignored: reloading is not supported yet; restart popwarden to apply changes'));
+  return {
+    started(running) {
+      proxy = running;
+      if (stopping) closeAndExit(running);
+    },
+  };
 }
 
 async function serve(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
+  const signals = handleStopSignals(log);
   const tls = await loadTlsMaterial(config, log);
-  const proxy = await startPopwarden(config, { log, tls });
-  stopOnSignals(proxy, log);
+  signals.started(await startPopwarden(config, { log, tls }));
 }
 
 async function main(argv: string[]): Promise<void> {
