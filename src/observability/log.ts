@@ -39,11 +39,12 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
 export function escapeForLog(text: string | Buffer, max = 256): string {
   const s = typeof text === 'string' ? text : text.toString('latin1');
   let out = '';
-  for (let i = 0; i < s.length && out.length < max; i++) {
+  let i = 0;
+  for (; i < s.length && out.length < max; i++) {
     const code = s.charCodeAt(i);
     if (code >= 0x20 && code < 0x7f && code !== 0x5c) out += s[i];
     else if (code === 0x5c) out += '\\\\';
     else out += `\\x${code.toString(16).padStart(2, '0')}`;
   }
-  return s.length > max ? `${out}...` : out;
+  return i < s.length ? `${out}...` : out;
 }

@@ -12,8 +12,10 @@ const BEFORE_TLS = ['STLS', 'TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE'];
 /** Inside TLS, before login. */
 const INSIDE_TLS = ['TOP', 'UIDL', 'RESP-CODES', 'AUTH-RESP-CODE', 'USER', `SASL ${CLIENT_SASL_MECHANISMS.join(' ')}`];
 
+/** A multi-line CAPA reply; lines that start with "." are dot-stuffed so none can end it early. */
 function render(lines: readonly string[]): Buffer {
-  return Buffer.from(`+OK Capability list follows\r\n${lines.map((l) => `${l}\r\n`).join('')}.\r\n`, 'latin1');
+  const body = lines.map((l) => `${l.startsWith('.') ? '.' : ''}${l}\r\n`).join('');
+  return Buffer.from(`+OK Capability list follows\r\n${body}.\r\n`, 'latin1');
 }
 
 const BEFORE_TLS_REPLY = render(BEFORE_TLS);
