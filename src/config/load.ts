@@ -195,8 +195,10 @@ function readEnvironment(env: NodeJS.ProcessEnv): Map<ConfigKey, unknown> {
     if (!name.startsWith(ENV_PREFIX) || text === undefined) continue;
     const key = byName.get(name);
     if (key === undefined) {
-      const suggestion = closest(name, [...byName.keys()]);
-      fail(`unknown environment variable ${name}; ${hint(suggestion, 'unset it (popwarden --help lists the known ones)')}`);
+      if (name === `${ENV_PREFIX}CONFIG`) fail(`${name} is not supported; give the config file with --config FILE`);
+      // Compared without the shared prefix, which would otherwise make every name look "close".
+      const suggestion = closest(name.slice(ENV_PREFIX.length), [...byName.keys()].map((known) => known.slice(ENV_PREFIX.length)));
+      fail(`unknown environment variable ${name}; ${hint(suggestion && ENV_PREFIX + suggestion, 'unset it (popwarden --help lists the known ones)')}`);
     } else {
       values.set(key, envValue(key, name, text));
     }

@@ -168,6 +168,10 @@ describe('loadConfig unknown names', () => {
       'config: unknown environment variable POPWARDEN_BACKEND_TLS_INSECUR; did you mean POPWARDEN_BACKEND_TLS_INSECURE?',
     );
     assert.match(loadError(BACKEND, { POPWARDEN_WHATEVER_ELSE_ENTIRELY: 'x' }), /unknown environment variable POPWARDEN_WHATEVER_ELSE_ENTIRELY; unset it/);
+    assert.match(loadError(BACKEND, { POPWARDEN_TIMEOUTS_IDLE: '10m' }), /did you mean POPWARDEN_TIMEOUTS__IDLE\?$/);
+    // The shared prefix must not make unrelated names look close.
+    assert.match(loadError(BACKEND, { POPWARDEN_METRICS: 'x' }), /POPWARDEN_METRICS; unset it/);
+    assert.match(loadError(BACKEND, { POPWARDEN_CONFIG: '/etc/popwarden.yaml' }), /POPWARDEN_CONFIG is not supported; give the config file with --config FILE$/);
   });
 
   it('ignores environment variables without the prefix', () => {
