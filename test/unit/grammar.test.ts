@@ -1,0 +1,143 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { isMessageNumber, parseCommand, parseStatusLine, type Command } from '../../src/pop3/grammar.js';
+import { hasMultilineReply, REFUSED_AFTER_LOGIN } from '../../src/relay/policy.js';
+
+function bytes(text: string): Buffer {
+  return Buffer.from(text, 'latin1');
+}
+
+function command(text: string): Command {
+  const parsed = parseCommand(bytes(text));
+  assert.ok(parsed !== undefined, `${JSON.stringify(text)} should parse`);
+  return parsed;
+}
+
+describe('parseCommand', () => {
+  it('upper-cases the keyword whatever its case (RFC 1939 §3)', () => {
+    for (const text of ['capa', 'CaPa', 'CAPA']) assert.equal(command(text).verb, 'CAPA');
+  });
+
+  it('returns no arguments for a bare keyword', () => {
+    assert.deepEqual(command('STAT'), { verb: 'STAT', rest: '', args: [] });
+  });
+
+  it('keeps the spaces in the rest of the line (a PASS argument may contain spaces)', () => {
+    const pass = command('PASS my secret pw');
+    assert.equal(pass.verb, 'PASS');
+    assert.equal(pass.rest, 'my secret pw');
+    assert.deepEqual(pass.args, ['my', 'secret', 'pw']);
+    assert.equal(command('PASS  two  spaces ').rest, ' two  spaces ');
+  });
+
+  it('splits token arguments on single spaces', () => {
+    assert.deepEqual(command('TOP 1 10').args, ['1', '10']);
+  });
+
+  it('keeps non-ASCII bytes of the rest unchanged (latin1, one char per byte)', () => {
+    const user = command('USER j\xc3\xbcrgen');
+    assert.ok(Buffer.from(user.rest, 'latin1').equals(bytes('j\xc3\xbcrgen')));
+  });
+
+  it('rejects control bytes, NUL, TAB and DEL anywhere in the line', () => {
+    for (const text of ['USER a\x00b', 'US\x00ER a', 'USER\tbob', 'PASS a\rb', 'PASS a\nb', 'NOOP\x1b[2J', 'USER a\x7f', '\x00']) {
+      assert.equal(parseCommand(bytes(text)), undefined, JSON.stringify(text));
+    }
+  });
+
+  it('rejects lines that do not start with a keyword', () => {
+    for (const text of ['', ' CAPA', '123', 'RETR1', 'X-CMD', 'CAPA\xff', '+OK', '*', 'A'.repeat(41)]) {
+      assert.equal(parseCommand(bytes(text)), undefined, JSON.stringify(text));
+    }
+    assert.equal(command('A'.repeat(40)).verb, 'A'.repeat(40));
+  });
+
+  it('round-trips any printable line: verb + " " + rest rebuilds it (fast-check)', () => {
+    fc.assert(
+      fc.property(
+        fc.stringMatching(/^[A-Za-z]{1,40}$/),
+        fc.option(fc.stringMatching(/^[\x20-\x7e]{0,60}$/), { nil: undefined }),
+        (keyword, rest) => {
+          const text = rest === undefined ? keyword : `${keyword} ${rest}`;
+          const parsed = command(text);
+          assert.equal(parsed.verb, keyword.toUpperCase());
+          assert.equal(parsed.rest, rest ?? '');
+        },
+      ),
+    );
+  });
+});
+
+describe('isMessageNumber', () => {
+  it('accepts 1 up to 2^31-1', () => {
+    for (const token of ['1', '9', '10', '42', '2147483647']) assert.equal(isMessageNumber(token), true, token);
+  });
+
+  it('rejects zero, signs, leading zeros, exponents, overflows and junk', () => {
+    for (const token of ['0', '00', '01', '-1', '+1', '1e3', '1.0', ' 1', '1 ', '0x10', '', '2147483648', '4294967297', '99999999999', '１']) {
+      assert.equal(isMessageNumber(token), false, JSON.stringify(token));
+    }
+  });
+});
+
+describe('parseStatusLine', () => {
+  it('reads +OK and -ERR with text', () => {
+    assert.deepEqual(parseStatusLine(bytes('+OK 2 messages (320 octets)')), { ok: true, code: undefined, text: '2 messages (320 octets)' });
+    assert.deepEqual(parseStatusLine(bytes('-ERR no such message')), { ok: false, code: undefined, text: 'no such message' });
+  });
+
+  it('reads a bare +OK and a bare -ERR', () => {
+    assert.deepEqual(parseStatusLine(bytes('+OK')), { ok: true, code: undefined, text: '' });
+    assert.deepEqual(parseStatusLine(bytes('-ERR')), { ok: false, code: undefined, text: '' });
+  });
+
+  it('extracts RFC 2449 response codes, upper-cased', () => {
+    assert.deepEqual(parseStatusLine(bytes('-ERR [IN-USE] x')), { ok: false, code: 'IN-USE', text: 'x' });
+    assert.deepEqual(parseStatusLine(bytes('-ERR [SYS/TEMP]')), { ok: false, code: 'SYS/TEMP', text: '' });
+    assert.deepEqual(parseStatusLine(bytes('-ERR [sys/perm] gone')), { ok: false, code: 'SYS/PERM', text: 'gone' });
+    assert.deepEqual(parseStatusLine(bytes('-ERR [in-use] busy')), { ok: false, code: 'IN-USE', text: 'busy' });
+    assert.equal(parseStatusLine(bytes('+OK [LOGIN-DELAY] hi'))?.code, 'LOGIN-DELAY');
+  });
+
+  it('does not take a bracket later in the text for a code', () => {
+    assert.deepEqual(parseStatusLine(bytes('-ERR bad [AUTH] x')), { ok: false, code: undefined, text: 'bad [AUTH] x' });
+  });
+
+  it('returns undefined for anything that is not a status line', () => {
+    for (const text of ['', 'OK', '+ok', '-err x', '+OKAY', '-ERROR', '+', '+ ', ' +OK', '* OK', 'junk', '+OKx', '-ERRx']) {
+      assert.equal(parseStatusLine(bytes(text)), undefined, JSON.stringify(text));
+    }
+  });
+});
+
+describe('hasMultilineReply (D-06)', () => {
+  const table: ReadonlyArray<readonly [string, boolean]> = [
+    ['RETR 1', true],
+    ['retr 7', true],
+    ['TOP 1 0', true],
+    ['LIST', true],
+    ['UIDL', true],
+    ['CAPA', true],
+    ['LIST 1', false],
+    ['UIDL 1', false],
+    ['STAT', false],
+    ['XTND', false],
+    ['XTND XMIT', false],
+    ['NOOP', false],
+    ['DELE 1', false],
+    ['RSET', false],
+    ['QUIT', false],
+    ['RETR', false],
+    ['TOP 1', false],
+  ];
+  for (const [text, multi] of table) {
+    it(`${text} → ${multi ? 'multi-line' : 'single line'}`, () => {
+      assert.equal(hasMultilineReply(command(text)), multi);
+    });
+  }
+
+  it('refuses re-authentication and STLS after login (R-10)', () => {
+    assert.deepEqual([...REFUSED_AFTER_LOGIN].sort(), ['APOP', 'AUTH', 'PASS', 'STLS', 'USER']);
+  });
+});
