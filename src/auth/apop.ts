@@ -23,8 +23,8 @@ export function findApopTimestamp(greetingText: string): string | undefined {
   if (candidates === null || candidates.length !== 1) return undefined;
   const [timestamp] = candidates;
   if (timestamp === undefined || timestamp.length > MAX_APOP_TIMESTAMP_OCTETS) return undefined;
-  // Only one '@' inside and no stray '<' elsewhere: a second bracket pair means ambiguity.
-  if ((greetingText.match(/</g) ?? []).length !== 1) return undefined;
+  // Only one '@' inside and no stray bracket elsewhere: anything else is ambiguous.
+  if ((greetingText.match(/</g) ?? []).length !== 1 || (greetingText.match(/>/g) ?? []).length !== 1) return undefined;
   if ((timestamp.match(/@/g) ?? []).length !== 1) return undefined;
   return timestamp;
 }
