@@ -26,7 +26,7 @@ export type ListenerKind = 'tls' | 'stls';
 
 export interface ListenerConfig extends HostPort {
   readonly kind: ListenerKind;
-  /** A short stable name for logs and metrics, e.g. "tls-0.0.0.0:995". */
+  /** A short stable name for logs and metrics, e.g. "tls:0.0.0.0:995". */
   readonly name: string;
 }
 
