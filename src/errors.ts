@@ -45,9 +45,12 @@ export class BackendUnavailableError extends PopwardenError {
 /** The backend refused the credentials; `backendCode` is its RFC 2449 code, if it sent one. */
 export class BackendRejectedError extends PopwardenError {
   readonly backendCode: string | undefined;
+  /** What the backend said, for the operator's log only (escape it before logging). */
+  readonly backendText: string;
   constructor(backendCode: string | undefined, backendText: string) {
-    super('E_BACKEND_AUTH', `backend refused the login: ${backendText}`, loginRefusedReply(backendCode));
+    super('E_BACKEND_AUTH', 'backend refused the login', loginRefusedReply(backendCode));
     this.backendCode = backendCode;
+    this.backendText = backendText;
   }
 
   /** True when the backend said the password was wrong, as opposed to "in use", "try later" etc. */

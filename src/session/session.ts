@@ -2,7 +2,12 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import type { Config, ListenerConfig } from '../config/types.js';
-import { MAX_COMMAND_LINE_OCTETS, MAX_QUEUED_CLIENT_LINES, MAX_SASL_LINE_OCTETS } from '../config/limits.js';
+import {
+  MAX_COMMAND_LINE_OCTETS,
+  MAX_LOGGED_BACKEND_TEXT,
+  MAX_QUEUED_CLIENT_LINES,
+  MAX_SASL_LINE_OCTETS,
+} from '../config/limits.js';
 import { LineFramer, type FramedLine } from '../net/line-codec.js';
 import { detectForeignProtocol } from '../net/hygiene.js';
 import { upgradeToTls } from '../net/starttls.js';
@@ -254,7 +259,14 @@ export class Session implements SessionContext {
       if (this.#state === SessionState.closed) return replied;
       this.#enterState(SessionState.authorization, 'login failed');
       if (error instanceof BackendRejectedError) {
-        this.#audit({ user, clientMechanism, result: 'failure', startedAt, backendCode: error.backendCode });
+        this.#audit({
+          user,
+          clientMechanism,
+          result: 'failure',
+          startedAt,
+          backendCode: error.backendCode,
+          backendText: escapeForLog(error.backendText, MAX_LOGGED_BACKEND_TEXT),
+        });
         await this.#failureDelay(startedAt);
         return reply(error.clientReply);
       }
@@ -292,6 +304,7 @@ export class Session implements SessionContext {
     result: 'success' | 'failure' | 'backend_error';
     startedAt: number;
     backendCode?: string | undefined;
+    backendText?: string;
   }): void {
     const { startedAt, ...fields } = entry;
     this.log.info(

@@ -88,6 +88,7 @@ describe('client login', () => {
       client.destroy();
     }
     assert.deepEqual(replies, ['-ERR [AUTH] Authentication failed', '-ERR [AUTH] Authentication failed']);
+    assert.match(proxy.logText(), /"backendText":"unknown user"/, 'the operator still sees why');
   });
 
   test('backend [IN-USE] and [LOGIN-DELAY] reach the client as those codes, not [AUTH] (R-09)', async () => {
