@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { BackendUnavailableError, type BackendStep } from '../errors.js';
 import { MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
 import { TerminatorScanner } from '../net/multiline.js';
+import { DeadlineError, onceWithin } from '../net/once-within.js';
 
 const EMPTY = Buffer.alloc(0);
 const LF = 0x0a;
@@ -184,29 +185,13 @@ export class BackendLink {
     this.#detach(plain);
     const secured = tlsConnect({ ...options, socket: plain });
     this.#socket = secured;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        cleanup();
-        secured.destroy();
-        reject(new BackendUnavailableError('E_BACKEND_TIMEOUT', 'tls-handshake', `no TLS handshake within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const onSecure = (): void => {
-        cleanup();
-        resolve();
-      };
-      const onError = (error: Error): void => {
-        cleanup();
-        secured.destroy();
-        reject(new BackendUnavailableError('E_BACKEND_TLS', 'tls-handshake', error.message, { cause: error }));
-      };
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        secured.off('secureConnect', onSecure);
-        secured.off('error', onError);
-      };
-      secured.once('secureConnect', onSecure);
-      secured.once('error', onError);
-    });
+    try {
+      await onceWithin(secured, 'secureConnect', timeoutMs, { what: 'TLS handshake' });
+    } catch (error) {
+      secured.destroy();
+      const code = error instanceof DeadlineError ? 'E_BACKEND_TIMEOUT' : 'E_BACKEND_TLS';
+      throw new BackendUnavailableError(code, 'tls-handshake', (error as Error).message, { cause: error });
+    }
     this.#secure = true;
     this.#expectingReply = false;
     this.#attach(secured);

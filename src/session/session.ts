@@ -11,6 +11,7 @@ import {
 import { LineFramer, type FramedLine } from '../net/line-codec.js';
 import { detectForeignProtocol } from '../net/hygiene.js';
 import { upgradeToTls } from '../net/starttls.js';
+import { onceWithin } from '../net/once-within.js';
 import type { TlsMaterial } from '../net/tls-context.js';
 import { normaliseAddress } from '../net/addresses.js';
 import { escapeForLog, type Logger } from '../observability/log.js';
@@ -339,22 +340,12 @@ export class Session implements SessionContext {
     this.close(error.code === 'E_BACKEND_PROTOCOL' ? 'backend-protocol-error' : 'backend-closed', Reply.backendLost);
   }
 
+  /** Resolves when the client has taken what was written; rejects if it stalls or goes away. */
   #drained(): Promise<void> {
-    const socket = this.#socket;
-    if (!socket.writableNeedDrain) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => done(new Error('client stopped reading')), this.config.timeouts.clientWriteStallMs);
-      const onDrain = (): void => done();
-      const onClose = (): void => done(new Error('client closed'));
-      const done = (error?: Error): void => {
-        clearTimeout(timer);
-        socket.off('drain', onDrain);
-        socket.off('close', onClose);
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      socket.on('drain', onDrain);
-      socket.on('close', onClose);
+    if (!this.#socket.writableNeedDrain) return Promise.resolve();
+    return onceWithin(this.#socket, 'drain', this.config.timeouts.clientWriteStallMs, {
+      what: 'progress from the client',
+      failOn: ['close'],
     });
   }
 
