@@ -70,3 +70,10 @@ export class NoSafeMechanismError extends PopwardenError {
     this.hint = hint;
   }
 }
+
+/** The client left popwarden's writes unread for longer than the write-stall timeout (D-10). */
+export class ClientStalledError extends PopwardenError {
+  constructor(options?: { cause?: unknown }) {
+    super('E_CLIENT_STALLED', 'the client stopped reading', '-ERR [SYS/TEMP] Timed out', options);
+  }
+}

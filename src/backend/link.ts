@@ -1,6 +1,6 @@
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
-import { BackendUnavailableError, type BackendStep } from '../errors.js';
+import { BackendUnavailableError, ClientStalledError, type BackendStep } from '../errors.js';
 import { MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
 import { TerminatorScanner } from '../net/multiline.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
@@ -104,14 +104,15 @@ export class BackendLink {
    * Streams the body of a multi-line reply to `sink` as it arrives, unmodified, until the
    * terminating CRLF.CRLF has been passed on (it is part of what the client must receive).
    * Rejects if the backend closes, goes silent for `idleMs`, or sends bytes after the
-   * terminator; the caller must then close the client WITHOUT completing the reply (D-01).
+   * terminator (BackendUnavailableError), or if the client stops reading (ClientStalledError);
+   * the caller must then close the client WITHOUT completing the reply (D-01).
    */
   streamBody(sink: BodySink, idleMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const scanner = new TerminatorScanner();
       let idleTimer: NodeJS.Timeout | undefined;
       let done = false;
-      const finish = (error?: BackendUnavailableError): void => {
+      const finish = (error?: BackendUnavailableError | ClientStalledError): void => {
         if (done) return;
         done = true;
         clearTimeout(idleTimer);
@@ -120,6 +121,8 @@ export class BackendLink {
         if (error === undefined) {
           this.#expectingReply = false;
           resolve();
+        } else if (error instanceof ClientStalledError) {
+          reject(error);
         } else {
           reject(this.#fail(error));
         }
@@ -153,8 +156,7 @@ export class BackendLink {
             armIdleTimer();
             this.#socket.resume();
           },
-          (error: unknown) =>
-            finish(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'client stopped reading', { cause: error })),
+          (error: unknown) => finish(new ClientStalledError({ cause: error })),
         );
       };
 

@@ -1,5 +1,5 @@
 import { MAX_CAPA_LINES, MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
-import { BackendUnavailableError } from '../errors.js';
+import { BackendUnavailableError, ClientStalledError } from '../errors.js';
 import type { Command } from '../pop3/grammar.js';
 import { parseStatusLine } from '../pop3/grammar.js';
 import { parseCapabilities, postLoginCapabilities, UNKNOWN_CAPABILITIES } from '../pop3/capabilities.js';
@@ -41,6 +41,10 @@ export async function relayCommand(command: Command, context: SessionContext, ra
     if (command.verb === 'QUIT') return closeSession('quit');
     return replied;
   } catch (error) {
+    if (error instanceof ClientStalledError) {
+      context.close('client-write-stall');
+      return replied;
+    }
     if (!(error instanceof BackendUnavailableError)) throw error;
     context.log.warn({ err: error, code: error.code, verb: command.verb, replyStarted }, 'backend failed during a command');
     const reason = error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : 'backend-closed';

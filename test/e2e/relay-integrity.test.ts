@@ -276,7 +276,44 @@ describe('relay of a failing backend', () => {
   });
 });
 
+describe('relayed status lines', () => {
+  test('control bytes in a backend status line never reach the client (S-08)', async () => {
+    const r = await rig({
+      onCommand: ({ conn, verb }) => {
+        if (verb !== 'DELE') return;
+        void conn.write('-ERR \x1b[31;1;4mPOP3\x1b[0m no such message\x07\r\n');
+        return true;
+      },
+    });
+    try {
+      const client = await loggedIn(r.proxy);
+      const reply = await client.command('DELE 9');
+      assert.equal(reply, '-ERR [31;1;4mPOP3[0m no such message');
+      assert.doesNotMatch(reply, /[\x00-\x1f\x7f]/);
+      client.destroy();
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
 describe('timers', () => {
+  test('a client that never reads is dropped after the write stall, without QUIT (D-10)', async () => {
+    const r = await rig({}, { timeouts: { clientWriteStallMs: 800 } });
+    try {
+      const client = await loggedIn(r.proxy);
+      client.socket.pause();
+      client.write('RETR 2\r\nRETR 2\r\nRETR 2\r\n');
+      const conn = r.backend.connections().at(-1)!;
+      await conn.whenClosed;
+      assert.ok(!conn.lines().includes('QUIT'));
+      assert.match(r.proxy.logText(), /"reason":"client-write-stall"/);
+      client.destroy();
+    } finally {
+      await r.stop();
+    }
+  });
+
   test('autologout closes both sides silently and sends no QUIT (R-05)', async () => {
     const r = await rig({}, { timeouts: { idleMs: 400 } });
     try {

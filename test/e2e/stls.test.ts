@@ -140,6 +140,21 @@ describe('STLS listener', () => {
     assert.match(proxy.logText(), /"reason":"tls-on-plaintext-port"/);
   });
 
+  test('APOP is refused inside TLS too: popwarden never offers a timestamp (S-07, R-14)', async () => {
+    const client = await connect();
+    assert.equal(await client.command('STLS'), '+OK Begin TLS negotiation');
+    await client.upgrade(proxy.caFile);
+    assert.equal(await client.command('APOP alice 0123456789abcdef0123456789abcdef'), '-ERR APOP is not available, use USER/PASS or AUTH');
+    client.destroy();
+  });
+
+  test('plaintext sent to the implicit-TLS port never gets a greeting in clear (R-01)', async () => {
+    const client = await RawClient.plain(proxy.host, proxy.tlsPort);
+    client.write('CAPA\r\n');
+    assert.equal(await client.closedWithin(3_000), true);
+    assert.equal(client.all().includes('+OK'), false);
+  });
+
   test('STLS on the implicit-TLS port is refused (R-10)', async () => {
     const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
     await client.readLine();
