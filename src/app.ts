@@ -5,6 +5,9 @@ import type { TlsMaterial } from './net/tls-context.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { backendTlsOptions } from './backend/tls-options.js';
 import { Session } from './session/session.js';
+import { NO_METRICS, type Metrics } from './observability/metrics.js';
+import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
+import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
 
 /** A listener after bind: its configuration and the address the kernel gave it (port 0 in tests). */
 export interface BoundListener {
@@ -22,11 +25,20 @@ export interface RunningProxy {
 export interface ProxyDependencies {
   readonly log: Logger;
   readonly tls: TlsMaterial;
+  /** Default: no metrics. */
+  readonly metrics?: Metrics;
+  /** Failed-login protection. Default: none beyond the failure delay. */
+  readonly guard?: LoginGuard;
+  /** Admission at TCP accept. Default: every connection is admitted. */
+  readonly gate?: ConnectionGate;
 }
 
 /** Binds every listener (all or nothing) and serves sessions until close(). */
 export async function startPopwarden(config: Config, deps: ProxyDependencies): Promise<RunningProxy> {
   const { log, tls } = deps;
+  const metrics = deps.metrics ?? NO_METRICS;
+  const guard = deps.guard ?? ALLOW_ALL;
+  const gate = deps.gate ?? OPEN_GATE;
   const backendTls = backendTlsOptions(config.backend);
   if (config.backend.tlsInsecure) {
     log.warn('backend certificates are NOT verified (--backend-tls-insecure): the backend link is encrypted but not authenticated');
@@ -40,8 +52,17 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   try {
     for (const listener of config.listeners) {
       bound.push(
-        await bindListener(listener, tls, log, (socket, secure, listenerConfig) => {
-          const session = new Session(socket, secure, { config, listener: listenerConfig, tls, backendTls, log, onClosed });
+        await bindListener(listener, { tls, log, metrics, gate }, (socket, secure, listenerConfig) => {
+          const session = new Session(socket, secure, {
+            config,
+            listener: listenerConfig,
+            tls,
+            backendTls,
+            log,
+            metrics,
+            guard,
+            onClosed,
+          });
           sessions.add(session);
           session.start();
         }),

@@ -2,6 +2,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { BackendConfig, TimeoutsConfig } from '../config/types.js';
 import type { Credentials } from '../auth/credentials.js';
 import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
 import { BackendLink } from './link.js';
 import { dialBackend } from './dial.js';
 import { chooseMechanism, type BackendMechanism } from './mechanism.js';
@@ -35,6 +36,7 @@ export interface BackendLoginContext {
   readonly tlsOptions: ConnectionOptions;
   readonly timeouts: TimeoutsConfig;
   readonly log: Logger;
+  readonly metrics: Metrics;
   /** Told when the link breaks later, while no reply is outstanding. */
   readonly onIdleFailure: (error: BackendUnavailableError) => void;
 }
@@ -47,7 +49,9 @@ export interface BackendLoginContext {
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const { backend, timeouts, log } = context;
+  const dialStarted = performance.now();
   const socket = await dialBackend(backend, timeouts.backendConnectMs, backend.sourceAddress);
+  context.metrics.backendConnected((performance.now() - dialStarted) / 1000);
   const link = new BackendLink(socket, context.onIdleFailure);
   const step = timeouts.backendStepMs;
   try {

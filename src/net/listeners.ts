@@ -4,6 +4,10 @@ import type { AddressInfo } from 'node:net';
 import type { ListenerConfig } from '../config/types.js';
 import type { TlsMaterial } from './tls-context.js';
 import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { ConnectionGate } from './connection-gate.js';
+import { normaliseAddress } from './addresses.js';
+import { Reply, line } from '../pop3/replies.js';
 
 /** What a listener hands over for every accepted client: the socket, and whether it is TLS already. */
 export type AcceptHandler = (socket: Socket | TLSSocket, secure: boolean, listener: ListenerConfig) => void;
@@ -14,23 +18,63 @@ export interface BoundServer {
   readonly address: AddressInfo;
 }
 
+export interface ListenerDependencies {
+  readonly tls: TlsMaterial;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly gate: ConnectionGate;
+}
+
 /**
- * Binds one listener. Implicit-TLS listeners hand over sockets after the handshake (popwarden's
- * greeting follows the handshake, RFC 8314 §3); STLS listeners hand over the plain socket.
+ * When each raw connection arrived, to time the implicit-TLS handshake. Keyed by the peer's
+ * address and port, which the TLS socket shares with the TCP socket beneath it.
+ */
+const acceptedAt = new Map<string, number>();
+const peerKey = (socket: Socket): string => `${socket.remoteAddress}|${socket.remotePort}`;
+const handshakeSeconds = (socket: Socket): number =>
+  (performance.now() - (acceptedAt.get(peerKey(socket)) ?? performance.now())) / 1000;
+
+/**
+ * Binds one listener. Every TCP connection first passes the gate (deny list, per-IP bounds)
+ * before any TLS or POP3 work. Implicit-TLS listeners hand over sockets after the handshake
+ * (popwarden's greeting follows it, RFC 8314 §3); STLS listeners hand over the plain socket.
  * Rejects with the bind error (EADDRINUSE, EACCES) so startup can fail as a whole.
  */
-export function bindListener(
-  config: ListenerConfig,
-  tls: TlsMaterial,
-  log: Logger,
-  onAccept: AcceptHandler,
-): Promise<BoundServer> {
+export function bindListener(config: ListenerConfig, deps: ListenerDependencies, onAccept: AcceptHandler): Promise<BoundServer> {
+  const { tls, log, metrics, gate } = deps;
   const server: Server =
     config.kind === 'tls'
-      ? createTlsServer(tls.serverOptions, (socket) => onAccept(socket, true, config))
-      : createPlainServer((socket) => onAccept(socket, false, config));
+      ? createTlsServer(tls.serverOptions, (socket) => {
+          metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, handshakeSeconds(socket));
+          onAccept(socket, true, config);
+        })
+      : createPlainServer();
+
+  // 'connection' is the raw TCP socket, on TLS servers too: the place to refuse cheaply.
+  server.on('connection', (socket: Socket) => {
+    const admission = gate.admit(normaliseAddress(socket.remoteAddress ?? ''));
+    if (admission.kind === 'refused') {
+      metrics.connectionRefused(config.name, admission.reason);
+      log.info({ listener: config.name, peer: socket.remoteAddress, reason: admission.reason }, 'connection refused');
+      socket.on('error', () => undefined);
+      socket.end(line(admission.reason === 'denied' ? Reply.connectionDenied : Reply.tooManyConnections));
+      socket.destroySoon();
+      return;
+    }
+    const key = peerKey(socket);
+    acceptedAt.set(key, performance.now());
+    socket.once('close', () => {
+      acceptedAt.delete(key);
+      admission.release();
+    });
+    metrics.connectionOpened(config.name, config.kind === 'tls' ? 'implicit' : 'starttls');
+    // A plain listener's session starts now; a TLS listener's once the handshake is done.
+    if (config.kind === 'stls') onAccept(socket, false, config);
+  });
   if (config.kind === 'tls') {
     server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
+      const timedOut = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
+      metrics.tlsHandshake(config.name, timedOut ? 'timeout' : 'failure', undefined, handshakeSeconds(socket));
       log.debug({ listener: config.name, peer: socket.remoteAddress, code: error.code, reason: error.message }, 'TLS handshake failed');
     });
   }

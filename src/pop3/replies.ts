@@ -31,6 +31,10 @@ export const Reply = {
   loginTimeout: '-ERR Login timed out',
 
   backendUnavailable: '-ERR [SYS/TEMP] Mail server unavailable, try again later',
+  tooManyFailures: '-ERR [SYS/TEMP] Too many failed logins, try again later',
+  loginUnavailable: '-ERR [SYS/TEMP] Login temporarily unavailable, try again later',
+  connectionDenied: '-ERR [SYS/PERM] Connections from your address are not accepted',
+  tooManyConnections: '-ERR [SYS/TEMP] Too many connections from your address, try again later',
   backendLost: '-ERR [SYS/TEMP] Connection to the mail server was lost',
   loginNotPossibleSafely: '-ERR [SYS/TEMP] Login to the mail server is not possible right now',
   inUse: '-ERR [IN-USE] Mailbox is in use by another session, try again later',

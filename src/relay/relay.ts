@@ -4,6 +4,7 @@ import type { Command } from '../pop3/grammar.js';
 import { parseStatusLine } from '../pop3/grammar.js';
 import { parseCapabilities, postLoginCapabilities, UNKNOWN_CAPABILITIES } from '../pop3/capabilities.js';
 import { Reply, line } from '../pop3/replies.js';
+import type { BodySink } from '../backend/link.js';
 import type { SessionContext } from '../session/context.js';
 import { closeSession, invalid, replied, type Outcome } from '../session/outcome.js';
 import { hasMultilineReply, REFUSED_AFTER_LOGIN } from './policy.js';
@@ -21,45 +22,68 @@ export async function relayCommand(command: Command, context: SessionContext, ra
   if (REFUSED_AFTER_LOGIN.has(command.verb)) return invalid(Reply.alreadyAuthenticated);
   const { link } = context.backend;
   const idleMs = context.config.timeouts.backendIdleMs;
+  const started = performance.now();
   let replyStarted = false;
+  let bytesToClient = 0;
+  // Bytes are counted here and reported once per command, not once per chunk.
+  const countingSink: BodySink = {
+    write: (chunk) => {
+      bytesToClient += chunk.length;
+      return context.clientSink.write(chunk);
+    },
+    drained: () => context.clientSink.drained(),
+  };
   try {
     link.send(rawLine);
+    context.metrics.bytesRelayed('to_backend', rawLine.length + 2);
     const statusBytes = await link.readLine('relay', idleMs, MAX_RESPONSE_LINE_OCTETS);
     const status = parseStatusLine(statusBytes);
     if (status === undefined) {
       throw new BackendUnavailableError('E_BACKEND_PROTOCOL', 'relay', 'reply is neither +OK nor -ERR');
     }
-    if (command.verb === 'CAPA') return await relayCapabilities(status.ok, context);
-
-    replyStarted = true;
-    context.write(Buffer.concat([withoutControlBytes(statusBytes), CRLF]));
-    if (status.ok && hasMultilineReply(command)) {
-      await link.streamBody(context.clientSink, idleMs);
+    if (command.verb === 'CAPA') {
+      const capabilities = await readCapabilities(status.ok, context);
+      replyStarted = true;
+      countingSink.write(capabilities);
     } else {
-      link.replyComplete('relay');
+      replyStarted = true;
+      countingSink.write(Buffer.concat([withoutControlBytes(statusBytes), CRLF]));
+      if (status.ok && hasMultilineReply(command)) await link.streamBody(countingSink, idleMs);
+      else link.replyComplete('relay');
     }
-    if (command.verb === 'QUIT') return closeSession('quit');
-    return replied;
+    context.metrics.commandRelayed(command.verb, (performance.now() - started) / 1000);
+    return command.verb === 'QUIT' ? closeSession('quit') : replied;
   } catch (error) {
-    if (error instanceof ClientStalledError) {
-      context.close('client-write-stall');
-      return replied;
-    }
-    if (!(error instanceof BackendUnavailableError)) throw error;
-    context.log.warn({ err: error, code: error.code, verb: command.verb, replyStarted }, 'backend failed during a command');
-    const reason = error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : 'backend-closed';
-    // A reply under way is cut off as it is: never a terminator, never an -ERR spliced into a body.
-    if (replyStarted) context.close(reason);
-    else context.close(reason, Reply.backendLost);
-    return replied;
+    return endAfterFailure(error, command.verb, replyStarted, context);
+  } finally {
+    context.metrics.bytesRelayed('to_client', bytesToClient);
   }
 }
 
 /**
- * CAPA after login: read the backend's list whole (it is short and bounded) and answer with
+ * Ends the session after a relayed command failed. If the backend failed before any byte of the
+ * reply reached the client, the client gets one -ERR [SYS/TEMP] line; after that, the connection
+ * is closed as it is: never a terminator, never an -ERR spliced into a body (D-01).
+ */
+function endAfterFailure(error: unknown, verb: string, replyStarted: boolean, context: SessionContext): Outcome {
+  if (error instanceof ClientStalledError) {
+    context.close('client-write-stall');
+    return replied;
+  }
+  if (!(error instanceof BackendUnavailableError)) throw error;
+  context.metrics.backendError(error.code);
+  context.log.warn({ err: error, code: error.code, verb, replyStarted }, 'backend failed during a command');
+  const reason = error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : 'backend-closed';
+  if (replyStarted) context.close(reason);
+  else context.close(reason, Reply.backendLost);
+  return replied;
+}
+
+/**
+ * CAPA after login: reads the backend's list whole (it is short and bounded) and returns
  * popwarden's version of it (R-07). A backend without CAPA still gets popwarden's own lines.
  */
-async function relayCapabilities(backendOk: boolean, context: SessionContext): Promise<Outcome> {
+async function readCapabilities(backendOk: boolean, context: SessionContext): Promise<Buffer> {
   const { link } = context.backend;
   const idleMs = context.config.timeouts.backendIdleMs;
   let capabilities = UNKNOWN_CAPABILITIES;
@@ -76,8 +100,7 @@ async function relayCapabilities(backendOk: boolean, context: SessionContext): P
     capabilities = parseCapabilities(lines);
   }
   link.replyComplete('relay');
-  context.write(postLoginCapabilities(capabilities));
-  return replied;
+  return postLoginCapabilities(capabilities);
 }
 
 const CRLF = line('').subarray(0, 2);

@@ -5,6 +5,7 @@ import type { BackendSession } from '../backend/login.js';
 import type { BodySink } from '../backend/link.js';
 import type { Outcome } from './outcome.js';
 import type { CloseReason } from './states.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /** How the client logged in, for the audit line. */
 export type ClientMechanism = 'user' | 'plain' | 'login';
@@ -16,6 +17,7 @@ export type ClientMechanism = 'user' | 'plain' | 'login';
 export interface SessionContext {
   readonly config: Config;
   readonly log: Logger;
+  readonly metrics: Metrics;
   readonly listenerKind: ListenerKind;
   /** True inside TLS (implicit, or after STLS). */
   readonly secure: boolean;

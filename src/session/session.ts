@@ -11,7 +11,7 @@ import {
 import { LineFramer, type FramedLine } from '../net/line-codec.js';
 import { detectForeignProtocol } from '../net/hygiene.js';
 import { upgradeToTls } from '../net/starttls.js';
-import { onceWithin } from '../net/once-within.js';
+import { DeadlineError, onceWithin } from '../net/once-within.js';
 import type { TlsMaterial } from '../net/tls-context.js';
 import { normaliseAddress } from '../net/addresses.js';
 import { escapeForLog, type Logger } from '../observability/log.js';
@@ -22,6 +22,8 @@ import { chooseBackend } from '../backend/route.js';
 import { loginToBackend, type BackendSession } from '../backend/login.js';
 import type { BodySink } from '../backend/link.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
+import type { LoginAttempt, LoginGuard } from '../auth/login-guard.js';
+import type { LoginResult, Metrics } from '../observability/metrics.js';
 import { AUTHORIZATION_COMMANDS, TRANSACTION_COMMAND, type CommandSpec } from './commands.js';
 import type { ClientMechanism, SessionContext } from './context.js';
 import { invalid, reply, replied, type Outcome } from './outcome.js';
@@ -33,8 +35,19 @@ export interface SessionDependencies {
   readonly tls: TlsMaterial;
   readonly backendTls: ConnectionOptions;
   readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Failed-login protection, consulted before every backend login. */
+  readonly guard: LoginGuard;
   /** Told once, when the session has ended. */
   readonly onClosed: (session: Session) => void;
+}
+
+/** Optional fields of the login audit line. */
+interface AuditFields {
+  readonly backendMechanism?: string;
+  readonly limiter?: string;
+  readonly backendCode?: string | undefined;
+  readonly backendText?: string;
 }
 
 /** How long a closing socket may take to flush its last line before it is destroyed. */
@@ -50,6 +63,7 @@ export class Session implements SessionContext {
   readonly id = randomBytes(6).toString('hex');
   readonly log: Logger;
   readonly config: Config;
+  readonly metrics: Metrics;
   pendingUser: string | undefined;
 
   readonly #deps: SessionDependencies;
@@ -63,17 +77,21 @@ export class Session implements SessionContext {
   #firstChunkSeen = false;
   #invalidCommands = 0;
   #backend: BackendSession | undefined;
+  readonly #clientIp: string;
+  readonly #openedAt = Date.now();
   #preAuthTimer: NodeJS.Timeout | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
 
   constructor(socket: Socket | TLSSocket, secure: boolean, deps: SessionDependencies) {
     this.#deps = deps;
     this.config = deps.config;
+    this.metrics = deps.metrics;
     this.#socket = socket;
     this.#secure = secure;
+    this.#clientIp = normaliseAddress(socket.remoteAddress ?? '');
     this.log = deps.log.child({
       sid: this.id,
-      peer: `${normaliseAddress(socket.remoteAddress ?? '?')}:${socket.remotePort ?? 0}`,
+      peer: `${this.#clientIp}:${socket.remotePort ?? 0}`,
       listener: deps.listener.name,
     });
     this.#preAuthTimer = setTimeout(() => this.#onPreAuthTimeout(), deps.config.timeouts.preAuthMs);
@@ -217,15 +235,23 @@ export class Session implements SessionContext {
     if (discarded > 0) this.log.warn({ discardedLines: discarded }, 'discarded commands pipelined after STLS');
     this.#enterState(SessionState.upgrading, 'STLS');
     await new Promise<void>((resolve) => plain.write(line(Reply.beginTls), () => resolve()));
+    const listener = this.#deps.listener.name;
+    const handshakeStarted = performance.now();
     try {
       const secured = await upgradeToTls(plain, this.#deps.tls, this.config.timeouts.tlsHandshakeMs);
+      const version = secured.getProtocol() ?? undefined;
+      this.metrics.tlsHandshake(listener, 'success', version, (performance.now() - handshakeStarted) / 1000);
+      this.metrics.stlsUpgrade(listener, 'success', discarded);
       this.#socket = secured;
       this.#secure = true;
       this.#firstChunkSeen = false;
-      this.log.debug({ protocol: secured.getProtocol() }, 'STLS handshake complete');
+      this.log.debug({ protocol: version }, 'STLS handshake complete');
       this.#enterState(SessionState.authorization, 'TLS established');
       this.#attach(secured);
     } catch (error) {
+      const result = error instanceof DeadlineError ? 'timeout' : 'failure';
+      this.metrics.tlsHandshake(listener, result, undefined, (performance.now() - handshakeStarted) / 1000);
+      this.metrics.stlsUpgrade(listener, 'failure', discarded);
       this.log.info({ err: error }, 'STLS handshake failed');
       this.close('tls-handshake-failed');
     }
@@ -236,35 +262,47 @@ export class Session implements SessionContext {
 
   async login(credentials: Credentials, clientMechanism: ClientMechanism): Promise<Outcome> {
     const startedAt = Date.now();
-    const user = escapeForLog(credentials.user);
+    const attempt: LoginAttempt = { ip: this.#clientIp, user: credentials.user, password: credentials.password };
+    const audit = (result: LoginResult, fields: AuditFields = {}): void =>
+      this.#audit(credentials.user, clientMechanism, result, startedAt, fields);
     this.#enterState(SessionState.authenticating, 'credentials complete');
-    const backendConfig = chooseBackend(this.config.backend, credentials.user);
     try {
+      // A blocked guess never reaches the backend, not even with the right password (A-01).
+      const decision = await this.#deps.guard.check(attempt);
+      if (this.#isClosed()) return replied;
+      if (decision.kind === 'limited') {
+        this.metrics.rateLimitRejection(decision.limiter);
+        audit('blocked', { limiter: decision.limiter });
+        await this.#failureDelay(startedAt);
+        this.#enterState(SessionState.authorization, 'login blocked');
+        return reply(decision.limiter === 'store_unavailable' ? Reply.loginUnavailable : Reply.tooManyFailures);
+      }
       const backend = await loginToBackend(credentials, {
-        backend: backendConfig,
+        backend: chooseBackend(this.config.backend, credentials.user),
         tlsOptions: this.#deps.backendTls,
         timeouts: this.config.timeouts,
         log: this.log,
+        metrics: this.metrics,
         onIdleFailure: (error) => this.#onBackendIdleFailure(error),
       });
-      if (this.#state === SessionState.closed) {
+      if (this.#isClosed()) {
         backend.link.destroy();
         return replied;
       }
       this.#backend = backend;
       clearTimeout(this.#preAuthTimer);
-      this.#audit({ user, clientMechanism, backendMechanism: backend.mechanism, result: 'success', startedAt });
+      // Off the reply's path: the client does not wait for the store to forget its failures.
+      void this.#deps.guard.recordSuccess(attempt);
+      audit('success', { backendMechanism: backend.mechanism });
       this.#enterState(SessionState.transaction, 'logged in');
       return reply(Reply.loggedIn);
     } catch (error) {
-      if (this.#state === SessionState.closed) return replied;
+      if (this.#isClosed()) return replied;
       this.#enterState(SessionState.authorization, 'login failed');
       if (error instanceof BackendRejectedError) {
-        this.#audit({
-          user,
-          clientMechanism,
-          result: 'failure',
-          startedAt,
+        // Only a refused password counts against the limits; "in use" or "try later" do not (A-04).
+        if (error.isCredentialFailure) await this.#deps.guard.recordFailure(attempt);
+        audit('failure', {
           backendCode: error.backendCode,
           backendText: escapeForLog(error.backendText, MAX_LOGGED_BACKEND_TEXT),
         });
@@ -273,13 +311,15 @@ export class Session implements SessionContext {
       }
       if (error instanceof NoSafeMechanismError) {
         this.log.error({ code: error.code, reason: error.message, fix: error.hint }, 'refusing to log in to the backend');
-        this.#audit({ user, clientMechanism, result: 'backend_error', startedAt });
+        this.metrics.backendError(error.code);
+        audit('backend_error');
         await this.#failureDelay(startedAt);
         return reply(error.clientReply);
       }
       if (error instanceof BackendUnavailableError) {
         this.log.warn({ code: error.code, step: error.step, reason: error.message }, 'backend login failed');
-        this.#audit({ user, clientMechanism, result: 'backend_error', startedAt });
+        this.metrics.backendError(error.code);
+        audit('backend_error');
         return reply(error.clientReply);
       }
       throw error;
@@ -298,22 +338,19 @@ export class Session implements SessionContext {
     if (remaining > 0) await new Promise((resolve) => setTimeout(resolve, remaining));
   }
 
-  #audit(entry: {
-    user: string;
-    clientMechanism: ClientMechanism;
-    backendMechanism?: string;
-    result: 'success' | 'failure' | 'backend_error';
-    startedAt: number;
-    backendCode?: string | undefined;
-    backendText?: string;
-  }): void {
-    const { startedAt, ...fields } = entry;
+  /** The one audit line per login attempt (and its metric): never a password or a SASL payload. */
+  #audit(user: string, clientMechanism: ClientMechanism, result: LoginResult, startedAt: number, fields: AuditFields): void {
+    const durationMs = Date.now() - startedAt;
+    this.metrics.loginAttempt(clientMechanism, fields.backendMechanism, result, durationMs / 1000);
     this.log.info(
       {
         event: 'login',
+        user: escapeForLog(user),
+        clientMechanism,
         ...fields,
+        result,
         tls: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
-        durationMs: Date.now() - startedAt,
+        durationMs,
       },
       'login attempt',
     );
@@ -376,7 +413,13 @@ export class Session implements SessionContext {
       setTimeout(() => socket.destroy(), CLOSE_FLUSH_MS).unref();
     }
     this.log.info({ reason, state: previous }, 'session closed');
+    this.metrics.sessionClosed(this.#deps.listener.name, reason, (Date.now() - this.#openedAt) / 1000);
     this.#deps.onClosed(this);
+  }
+
+  /** A method, not a field test, so TypeScript does not narrow the state across awaits. */
+  #isClosed(): boolean {
+    return this.#state === SessionState.closed;
   }
 
   #enterState(next: SessionState, why: string): void {

@@ -12,6 +12,9 @@ import { startPopwarden, type RunningProxy } from '../../src/app.js';
 import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { TlsMaterial } from '../../src/net/tls-context.js';
+import type { Metrics } from '../../src/observability/metrics.js';
+import type { LoginGuard } from '../../src/auth/login-guard.js';
+import type { ConnectionGate } from '../../src/net/connection-gate.js';
 
 /** A certificate for localhost / 127.0.0.1 signed by itself; `caFile` is what clients trust. */
 export interface TestCertificate {
@@ -49,6 +52,9 @@ export interface ProxyOverrides {
   readonly limits?: Partial<LimitsConfig>;
   readonly authFailureDelayMs?: number;
   readonly greeting?: string;
+  readonly metrics?: Metrics;
+  readonly guard?: LoginGuard;
+  readonly gate?: ConnectionGate;
 }
 
 /** A running in-process popwarden with one implicit-TLS and one STLS listener. */
@@ -113,7 +119,13 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
   });
   const config = testConfig(overrides);
   const cert = testCertificate();
-  const proxy = await startPopwarden(config, { log: createLogger('trace', sink), tls: testTlsMaterial(cert) });
+  const proxy = await startPopwarden(config, {
+    log: createLogger('trace', sink),
+    tls: testTlsMaterial(cert),
+    ...(overrides.metrics === undefined ? {} : { metrics: overrides.metrics }),
+    ...(overrides.guard === undefined ? {} : { guard: overrides.guard }),
+    ...(overrides.gate === undefined ? {} : { gate: overrides.gate }),
+  });
   const portOf = (kind: 'tls' | 'stls'): number => proxy.listeners.find((l) => l.config.kind === kind)!.address.port;
   return {
     proxy,

@@ -1,0 +1,20 @@
+import type { ConnectionRefusal } from '../observability/metrics.js';
+
+export type Admission =
+  | { readonly kind: 'admitted'; readonly release: () => void }
+  | { readonly kind: 'refused'; readonly reason: ConnectionRefusal };
+
+/**
+ * Decides at TCP accept, before any TLS or POP3 work, whether a client may connect at all: deny
+ * lists, concurrent sessions per IP, new connections per IP per second. Synchronous and
+ * in-process: it must cost nothing on the accept path. `release` is called once when the
+ * connection ends.
+ */
+export interface ConnectionGate {
+  admit(ip: string): Admission;
+}
+
+/** Every connection is admitted. */
+export const OPEN_GATE: ConnectionGate = {
+  admit: () => ({ kind: 'admitted', release: () => undefined }),
+};

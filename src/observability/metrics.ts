@@ -1,0 +1,62 @@
+/**
+ * What popwarden reports about itself, as named domain events. Protocol code calls these and
+ * never touches a metrics library (STYLE lesson 13); the Prometheus implementation lives in
+ * observability/prometheus.ts and turns each call into counters, gauges and histograms with
+ * bounded labels. No username, client address or session id is ever an argument here.
+ */
+
+/** Listener names come from the configuration, so they are a bounded label. */
+export type ListenerName = string;
+
+export type TlsHandshakeResult = 'success' | 'failure' | 'timeout';
+export type LoginResult = 'success' | 'failure' | 'blocked' | 'backend_error';
+export type RelayDirection = 'to_client' | 'to_backend';
+/** The limiter that blocked a login or a connection. */
+export type LimiterName = 'user_ip' | 'ip' | 'user' | 'store_unavailable';
+export type ConnectionRefusal = 'denied' | 'too_many_sessions' | 'too_many_connections';
+
+export interface Metrics {
+  /** A client connected (before any TLS work). */
+  connectionOpened(listener: ListenerName, tls: 'implicit' | 'starttls'): void;
+  /** A client was turned away at connect (deny list, per-IP bounds). */
+  connectionRefused(listener: ListenerName, reason: ConnectionRefusal): void;
+  /** A session ended; `reason` is one of the bounded CloseReason values. */
+  sessionClosed(listener: ListenerName, reason: string, durationSeconds: number): void;
+  /** A TLS handshake finished, on the implicit port or after STLS. */
+  tlsHandshake(listener: ListenerName, result: TlsHandshakeResult, version: string | undefined, durationSeconds: number): void;
+  /** A client used STLS; `discardedLines` counts commands it pipelined after STLS (thrown away). */
+  stlsUpgrade(listener: ListenerName, result: 'success' | 'failure', discardedLines: number): void;
+  /** One complete login attempt. `backendMechanism` is undefined when none was used. */
+  loginAttempt(clientMechanism: string, backendMechanism: string | undefined, result: LoginResult, durationSeconds: number): void;
+  /** A login (or a connection) was refused by a limiter. */
+  rateLimitRejection(limiter: LimiterName): void;
+  /** Whether the shared rate-limit store (Redis) answers; false means the fallback is in use. */
+  rateLimitStoreUp(up: boolean): void;
+  /** One failed call to the rate-limit store. */
+  rateLimitStoreError(): void;
+  /** A TCP connection to the backend succeeded after this long. */
+  backendConnected(durationSeconds: number): void;
+  /** A backend failure, by stable error code (E_BACKEND_CONNECT, E_BACKEND_TIMEOUT, ...). */
+  backendError(code: string): void;
+  /** A relayed command completed (its whole reply passed on). */
+  commandRelayed(verb: string, durationSeconds: number): void;
+  /** Bytes relayed after login. */
+  bytesRelayed(direction: RelayDirection, bytes: number): void;
+}
+
+/** Metrics switched off: every event is dropped. */
+export const NO_METRICS: Metrics = {
+  connectionOpened: () => undefined,
+  connectionRefused: () => undefined,
+  sessionClosed: () => undefined,
+  tlsHandshake: () => undefined,
+  stlsUpgrade: () => undefined,
+  loginAttempt: () => undefined,
+  rateLimitRejection: () => undefined,
+  rateLimitStoreUp: () => undefined,
+  rateLimitStoreError: () => undefined,
+  backendConnected: () => undefined,
+  backendError: () => undefined,
+  commandRelayed: () => undefined,
+  bytesRelayed: () => undefined,
+};

@@ -1,0 +1,198 @@
+/**
+ * How the session uses the failed-login guard, the connection gate and the metrics events,
+ * with recording stand-ins (the Redis-backed guard has its own tests against a real Redis).
+ * A-01 (a blocked guess never reaches the backend), A-04 (what counts as a failure), A-05.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startFakeBackend, legacyScript, type FakeBackend } from '../harness/fake-backend.js';
+import { startTestProxy, type TestProxy } from '../harness/popwarden.js';
+import { RawClient } from '../harness/raw-client.js';
+import type { GuardDecision, LoginAttempt, LoginGuard } from '../../src/auth/login-guard.js';
+import type { ConnectionGate } from '../../src/net/connection-gate.js';
+import { NO_METRICS, type Metrics } from '../../src/observability/metrics.js';
+
+class RecordingGuard implements LoginGuard {
+  decision: GuardDecision = { kind: 'allowed' };
+  readonly calls: string[] = [];
+  readonly passwordsSeen: string[] = [];
+  check(attempt: LoginAttempt): Promise<GuardDecision> {
+    this.calls.push(`check ${attempt.ip} ${attempt.user}`);
+    this.passwordsSeen.push(attempt.password.toString('latin1'));
+    return Promise.resolve(this.decision);
+  }
+  recordFailure(attempt: LoginAttempt): Promise<void> {
+    this.calls.push(`failure ${attempt.user}`);
+    this.passwordsSeen.push(attempt.password.toString('latin1'));
+    return Promise.resolve();
+  }
+  recordSuccess(attempt: LoginAttempt): Promise<void> {
+    this.calls.push(`success ${attempt.user}`);
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** Records every metrics event as "name arg arg ..." (durations left out). */
+function recordingMetrics(events: string[]): Metrics {
+  const record =
+    (name: string, keep: number) =>
+    (...args: unknown[]): void => {
+      events.push([name, ...args.slice(0, keep)].join(' '));
+    };
+  return {
+    ...NO_METRICS,
+    connectionOpened: record('connectionOpened', 2),
+    connectionRefused: record('connectionRefused', 2),
+    sessionClosed: record('sessionClosed', 2),
+    tlsHandshake: record('tlsHandshake', 3),
+    stlsUpgrade: record('stlsUpgrade', 3),
+    loginAttempt: record('loginAttempt', 3),
+    rateLimitRejection: record('rateLimitRejection', 1),
+    backendError: record('backendError', 1),
+    commandRelayed: record('commandRelayed', 1),
+    bytesRelayed: record('bytesRelayed', 2),
+  };
+}
+
+describe('failed-login guard in the session', () => {
+  let backend: FakeBackend;
+  let proxy: TestProxy;
+  const guard = new RecordingGuard();
+  const events: string[] = [];
+
+  before(async () => {
+    backend = await startFakeBackend(
+      legacyScript({
+        onCommand: ({ conn, verb, args, state }) => {
+          if (state === 'AUTHORIZATION' && verb === 'USER' && args[0] === 'busy') {
+            void conn.write('-ERR [IN-USE] locked\r\n');
+            return true;
+          }
+          return;
+        },
+      }),
+    );
+    proxy = await startTestProxy({
+      backend: { host: backend.host, port: backend.port },
+      guard,
+      metrics: recordingMetrics(events),
+      authFailureDelayMs: 200,
+    });
+  });
+  after(async () => {
+    await proxy.stop();
+    await backend.stop();
+  });
+
+  const login = async (user: string, password: string): Promise<string> => {
+    const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+    await client.readLine();
+    await client.command(`USER ${user}`);
+    const reply = await client.command(`PASS ${password}`);
+    client.destroy();
+    return reply;
+  };
+
+  test('a success is checked first and recorded after', async () => {
+    guard.calls.length = 0;
+    assert.equal(await login('alice', 's3cret!pw'), '+OK Logged in');
+    assert.deepEqual(guard.calls, ['check 127.0.0.1 alice', 'success alice']);
+  });
+
+  test('a wrong password is recorded as a failure; the guard saw the password only during its calls', async () => {
+    guard.calls.length = 0;
+    assert.equal(await login('alice', 'wrong'), '-ERR [AUTH] Authentication failed');
+    assert.deepEqual(guard.calls, ['check 127.0.0.1 alice', 'failure alice']);
+    assert.deepEqual(guard.passwordsSeen.slice(-2), ['wrong', 'wrong']);
+  });
+
+  test('[IN-USE] is not a failed password and is not recorded (A-04)', async () => {
+    guard.calls.length = 0;
+    assert.match(await login('busy', 'whatever'), /^-ERR \[IN-USE\]/);
+    assert.deepEqual(guard.calls, ['check 127.0.0.1 busy']);
+  });
+
+  test('a blocked login never reaches the backend, even with the right password, and waits the failure delay (A-01)', async () => {
+    guard.decision = { kind: 'limited', retryMs: 60_000, limiter: 'user_ip' };
+    try {
+      const connectionsBefore = backend.connections().length;
+      const started = Date.now();
+      assert.equal(await login('alice', 's3cret!pw'), '-ERR [SYS/TEMP] Too many failed logins, try again later');
+      assert.ok(Date.now() - started >= 190);
+      assert.equal(backend.connections().length, connectionsBefore);
+      assert.ok(events.includes('rateLimitRejection user_ip'));
+      assert.ok(events.includes('loginAttempt user  blocked'));
+      assert.match(proxy.logText(), /"limiter":"user_ip".*"result":"blocked"/);
+    } finally {
+      guard.decision = { kind: 'allowed' };
+    }
+  });
+
+  test('a guard whose store is down and that fails closed gets its own [SYS/TEMP] reply', async () => {
+    guard.decision = { kind: 'limited', retryMs: 0, limiter: 'store_unavailable' };
+    try {
+      assert.equal(await login('alice', 's3cret!pw'), '-ERR [SYS/TEMP] Login temporarily unavailable, try again later');
+    } finally {
+      guard.decision = { kind: 'allowed' };
+    }
+  });
+
+  test('metrics see connections, handshakes, logins, relayed commands and closes', async () => {
+    events.length = 0;
+    const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+    await client.readLine();
+    await client.command('USER alice');
+    await client.command('PASS s3cret!pw');
+    await client.multi('RETR 1');
+    await client.command('QUIT');
+    await client.closedWithin(2_000);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(events.includes('connectionOpened tls:test implicit'), events.join('\n'));
+    assert.ok(events.some((e) => e.startsWith('tlsHandshake tls:test success TLSv1.3')), events.join('\n'));
+    assert.ok(events.includes('loginAttempt user user success'), events.join('\n'));
+    assert.ok(events.includes('commandRelayed RETR'));
+    assert.ok(events.includes('commandRelayed QUIT'));
+    assert.ok(events.some((e) => /^bytesRelayed to_client [1-9]/.test(e)));
+    assert.ok(events.includes('sessionClosed tls:test quit'), events.join('\n'));
+  });
+
+  test('STLS is counted, with the lines it discarded', async () => {
+    events.length = 0;
+    const client = await RawClient.plain(proxy.host, proxy.stlsPort);
+    await client.readLine();
+    client.write('STLS\r\nCAPA\r\nNOOP\r\n');
+    assert.equal(await client.readLine(), '+OK Begin TLS negotiation');
+    await client.upgrade(proxy.caFile);
+    await client.command('QUIT');
+    await client.closedWithin(2_000);
+    assert.ok(events.includes('stlsUpgrade stls:test success 2'), events.join('\n'));
+    assert.ok(events.includes('connectionOpened stls:test starttls'));
+  });
+});
+
+describe('connection gate', () => {
+  test('a refused connection gets one -ERR line and no session', async () => {
+    const backend = await startFakeBackend(legacyScript());
+    let released = 0;
+    const gate: ConnectionGate = {
+      admit: (ip) =>
+        ip === '127.0.0.1' ? { kind: 'refused', reason: 'denied' } : { kind: 'admitted', release: () => void released++ },
+    };
+    const events: string[] = [];
+    const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port }, gate, metrics: recordingMetrics(events) });
+    try {
+      const plain = await RawClient.plain(proxy.host, proxy.stlsPort);
+      assert.equal(await plain.readLine(), '-ERR [SYS/PERM] Connections from your address are not accepted');
+      assert.equal(await plain.closedWithin(2_000), true);
+      assert.ok(events.includes('connectionRefused stls:test denied'));
+      assert.ok(!events.some((e) => e.startsWith('connectionOpened')));
+      assert.ok(!proxy.logText().includes('session opened'));
+    } finally {
+      await proxy.stop();
+      await backend.stop();
+    }
+  });
+});
