@@ -6,11 +6,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import { startPopwarden, type RunningProxy } from './app.js';
+import type { RunningProxy } from './app.js';
+import { runPopwarden } from './main.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
 import { startupErrorLine } from './config/startup-errors.js';
 import type { Config } from './config/types.js';
-import { checkConfiguredCertificate, loadTlsMaterial } from './net/tls-context.js';
+import { checkConfiguredCertificate } from './net/tls-context.js';
 import { createLogger, type Logger } from './observability/log.js';
 
 function packageVersion(): string {
@@ -63,8 +64,7 @@ function handleStopSignals(log: Logger): { started(proxy: RunningProxy): void } 
 async function serve(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
   const signals = handleStopSignals(log);
-  const tls = await loadTlsMaterial(config, log);
-  signals.started(await startPopwarden(config, { log, tls }));
+  signals.started(await runPopwarden(config, log));
 }
 
 async function main(argv: string[]): Promise<void> {
