@@ -412,6 +412,10 @@ function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
     },
     limits: { maxInvalidCommands: parsed.limits.max_invalid_commands },
     logLevel: parsed.log_level,
+    metrics: {
+      listen: parsed.metrics_listen === 'off' ? undefined : parsed.metrics_listen,
+      backendProbeIntervalMs: parsed.backend_probe_interval,
+    },
   };
 }
 
@@ -442,6 +446,8 @@ function toRawConfig(config: Config): RawConfig {
       client_write_stall: formatDuration(t.clientWriteStallMs),
     },
     limits: { max_invalid_commands: config.limits.maxInvalidCommands },
+    metrics_listen: config.metrics.listen === undefined ? 'off' : formatHostPort(config.metrics.listen),
+    backend_probe_interval: formatDuration(config.metrics.backendProbeIntervalMs),
   };
   // exactOptionalPropertyTypes: absent optional keys are left out, not written as undefined.
   if (backend.caFile !== undefined) raw.backend_ca = backend.caFile;

@@ -10,7 +10,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { MIN_IDLE_TIMEOUT_MS } from './limits.js';
-import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS } from './types.js';
+import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, type HostPort } from './types.js';
 import { formatHostPort, parseDuration, parseHostPort, type HostPortRules, type Parsed } from './values.js';
 
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
@@ -125,6 +125,22 @@ export const configSchema = z
     auth_failure_delay: duration().prefault('2s'),
     /** Default info. One of trace, debug, info, warn, error, fatal, silent. */
     log_level: z.enum(LOG_LEVELS).prefault('info'),
+    /**
+     * Default "127.0.0.1:9595". Where /metrics, /healthz and /readyz are served (HOST:PORT), or
+     * "off". Keep it on loopback or an admin network: it is plain HTTP without authentication.
+     */
+    metrics_listen: z
+      .string()
+      .transform((text, ctx): HostPort | 'off' => {
+        if (text === 'off') return 'off';
+        const parsed = parseHostPort(text, { allowPortZero: true });
+        if (parsed.ok) return parsed.value;
+        ctx.issues.push({ code: 'custom', message: `${parsed.problem}, or "off"`, input: text });
+        return z.NEVER;
+      })
+      .prefault('127.0.0.1:9595'),
+    /** Default 30s; 0s turns it off. How often the backend is probed (connect and greeting) for the backend-up metric and /readyz. */
+    backend_probe_interval: duration().prefault('30s'),
     /** Per-phase timeouts; every value is a duration with a unit (500ms, 2s, 10m, 1h). */
     timeouts: timeoutsSchema.prefault({}),
     /** Per-connection abuse limits. */

@@ -78,6 +78,13 @@ export interface TlsConfig {
   readonly keyFile: string | undefined;
 }
 
+export interface MetricsConfig {
+  /** Where /metrics, /healthz and /readyz are served; undefined when switched off. */
+  readonly listen: HostPort | undefined;
+  /** How often the backend is probed for the backend-up metric; 0 = never. */
+  readonly backendProbeIntervalMs: number;
+}
+
 export interface Config {
   readonly listeners: readonly ListenerConfig[];
   readonly backend: BackendConfig;
@@ -91,4 +98,5 @@ export interface Config {
   readonly timeouts: TimeoutsConfig;
   readonly limits: LimitsConfig;
   readonly logLevel: LogLevel;
+  readonly metrics: MetricsConfig;
 }

@@ -105,6 +105,7 @@ export function testConfig(overrides: ProxyOverrides): Config {
     },
     limits: { maxInvalidCommands: 5, ...overrides.limits },
     logLevel: 'debug',
+    metrics: { listen: undefined, backendProbeIntervalMs: 0 },
   };
 }
 
