@@ -18,8 +18,11 @@ export interface BoundListener {
 /** A started popwarden: what it listens on, and how to stop it. */
 export interface RunningProxy {
   readonly listeners: readonly BoundListener[];
-  /** Stops accepting, closes every session, resolves when all listeners are closed. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting at once, lets commands in flight finish for up to `drainMs` (default 0),
+   * then closes every remaining session; resolves when all are gone.
+   */
+  close(options?: { readonly drainMs?: number }): Promise<void>;
 }
 
 export interface ProxyDependencies {
@@ -78,10 +81,22 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
 
   return {
     listeners: bound.map(({ config: listener, address }) => ({ config: listener, address })),
-    async close(): Promise<void> {
-      const closed = bound.map(({ server }) => new Promise((resolve) => server.close(resolve)));
+    async close(options = {}): Promise<void> {
+      const listenersClosed = bound.map(({ server }) => new Promise((resolve) => server.close(resolve)));
+      const remaining = [...sessions];
+      for (const session of remaining) session.drain();
+      const drainMs = options.drainMs ?? 0;
+      if (drainMs > 0 && sessions.size > 0) {
+        log.info({ sessions: sessions.size, drainMs }, 'waiting for commands in flight to finish');
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.all(remaining.map((session) => session.closed)),
+          new Promise((resolve) => (timer = setTimeout(resolve, drainMs))),
+        ]);
+        clearTimeout(timer);
+      }
       for (const session of [...sessions]) session.close('server-shutdown');
-      await Promise.all(closed);
+      await Promise.all(listenersClosed);
     },
   };
 }

@@ -10,6 +10,7 @@ import type { RunningProxy } from './app.js';
 import { runPopwarden } from './main.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
 import { startupErrorLine } from './config/startup-errors.js';
+import { SHUTDOWN_DRAIN_MS } from './config/limits.js';
 import type { Config } from './config/types.js';
 import { checkConfiguredCertificate } from './net/tls-context.js';
 import { createLogger, type Logger } from './observability/log.js';
@@ -29,7 +30,7 @@ function handleStopSignals(log: Logger): { started(proxy: RunningProxy): void } 
   let proxy: RunningProxy | undefined;
   let stopping = false;
   const closeAndExit = (running: RunningProxy): void => {
-    running.close().then(
+    running.close({ drainMs: SHUTDOWN_DRAIN_MS }).then(
       () => {
         log.info('stopped');
         process.exit(0);

@@ -31,8 +31,8 @@ export async function runPopwarden(config: Config, log: Logger): Promise<Running
   observability.watch(proxy);
   return {
     listeners: proxy.listeners,
-    async close() {
-      await proxy.close();
+    async close(options) {
+      await proxy.close(options);
       await protection.close();
       await observability.close();
     },

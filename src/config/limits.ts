@@ -44,3 +44,9 @@ export const MAX_LOGGED_BACKEND_TEXT = 200;
 
 /** RFC 1939 §3: the autologout timer "MUST be of at least 10 minutes' duration". */
 export const MIN_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
+
+/**
+ * On SIGTERM, how long commands in flight (a RETR under way) may run before the remaining
+ * sessions are closed. Below systemd's TimeoutStopSec (60s in contrib/popwarden.service).
+ */
+export const SHUTDOWN_DRAIN_MS = 20_000;

@@ -29,6 +29,7 @@ export const Reply = {
   lineTooLong: '-ERR Line too long',
   tooManyErrors: '-ERR Too many invalid commands, closing connection',
   loginTimeout: '-ERR Login timed out',
+  shuttingDown: '-ERR [SYS/TEMP] Server is shutting down, try again later',
 
   backendUnavailable: '-ERR [SYS/TEMP] Mail server unavailable, try again later',
   tooManyFailures: '-ERR [SYS/TEMP] Too many failed logins, try again later',

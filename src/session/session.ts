@@ -74,6 +74,10 @@ export class Session implements SessionContext {
   #queue: FramedLine[] = [];
   #lineArrived: (() => void) | undefined;
   #serving = false;
+  #draining = false;
+  #resolveClosed!: () => void;
+  /** Resolves once the session has closed. */
+  readonly closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
   #firstChunkSeen = false;
   #invalidCommands = 0;
   #backend: BackendSession | undefined;
@@ -153,6 +157,10 @@ export class Session implements SessionContext {
     try {
       while (this.#state !== SessionState.closed && this.#queue.length > 0) {
         clearTimeout(this.#idleTimer);
+        if (this.#draining) {
+          this.close('server-shutdown', Reply.shuttingDown);
+          break;
+        }
         const next = this.#queue.shift()!;
         if (this.#queue.length < MAX_QUEUED_CLIENT_LINES / 2) this.#socket.resume();
         const outcome = await this.#dispatch(next);
@@ -164,8 +172,19 @@ export class Session implements SessionContext {
       this.close('client-error', Reply.backendLost);
     } finally {
       this.#serving = false;
+      if (this.#draining) this.close('server-shutdown');
       this.#armIdleTimer();
     }
+  }
+
+  /**
+   * Server shutdown: a command in flight (a RETR under way) may finish; the next one is answered
+   * -ERR [SYS/TEMP] and the session closes. An idle session closes at once. The backend never
+   * gets a QUIT from this, so nothing is deleted (D-08).
+   */
+  drain(): void {
+    this.#draining = true;
+    if (!this.#serving) this.close('server-shutdown');
   }
 
   async #dispatch(framed: FramedLine): Promise<Outcome> {
@@ -415,6 +434,7 @@ export class Session implements SessionContext {
     this.log.info({ reason, state: previous }, 'session closed');
     this.metrics.sessionClosed(this.#deps.listener.name, reason, (Date.now() - this.#openedAt) / 1000);
     this.#deps.onClosed(this);
+    this.#resolveClosed();
   }
 
   /** A method, not a field test, so TypeScript does not narrow the state across awaits. */

@@ -369,3 +369,40 @@ describe('timers', () => {
   });
 });
 
+
+describe('shutdown', () => {
+  test('a RETR in flight finishes, the next command gets [SYS/TEMP], idle sessions close, no QUIT (D-08)', async () => {
+    const r = await rig({
+      onCommand: async ({ conn, verb }) => {
+        if (verb !== 'RETR') return;
+        await conn.write('+OK\r\n');
+        for (let i = 0; i < 5; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          await conn.write(`line ${i}\r\n`);
+        }
+        await conn.write('.\r\n');
+        return true;
+      },
+    });
+    try {
+      const busy = await loggedIn(r.proxy);
+      const idle = await loggedIn(r.proxy);
+      busy.write('RETR 1\r\n');
+      assert.equal(await busy.readLine(), '+OK');
+      busy.write('STAT\r\n');
+      const closing = r.proxy.proxy.close({ drainMs: 5_000 });
+      assert.equal(await idle.closedWithin(1_000), true, 'an idle session closes at once');
+      assert.match((await busy.readUntilTerminator()).toString('latin1'), /line 4\r\n\.\r\n$/, 'the RETR completes');
+      assert.equal(await busy.readLine(), '-ERR [SYS/TEMP] Server is shutting down, try again later');
+      assert.equal(await busy.closedWithin(1_000), true);
+      await closing;
+      for (const conn of r.backend.connections()) {
+        await conn.whenClosed;
+        assert.ok(!conn.lines().includes('QUIT'));
+      }
+      await assert.rejects(RawClient.tls(r.proxy.host, r.proxy.tlsPort, r.proxy.caFile), 'no new connections');
+    } finally {
+      await r.stop(); // closing twice is harmless
+    }
+  });
+});
