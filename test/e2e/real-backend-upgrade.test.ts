@@ -1,0 +1,319 @@
+/**
+ * What crosses the link from popwarden to a real Dovecot, proved by a recording tap between the
+ * two: APOP and CRAM-MD5 keep the password off the wire, CRAM-MD5 wins when both are offered,
+ * a cleartext mechanism is used only where the link may carry it and otherwise the login fails
+ * closed, and STLS to the backend encrypts everything after `STLS` with a verified certificate.
+ * SECURITY-TESTS.md B-01, B-02, B-07, B-09, R-15.
+ *
+ * The tap connects to Dovecot from 127.0.0.1, so Dovecot sees a loopback client and counts it as
+ * secured; none of these tests depends on that. What they check is what popwarden chose to send,
+ * and that is decided on popwarden's side (the tap's address is loopback too, hence
+ * `trustLoopback: false` where a non-loopback link is meant). `sourceAddress` would not help:
+ * the tap, not popwarden, opens the connection Dovecot sees.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { assertSameMessages, fetchWithPoplib } from '../harness/clients.js';
+import { startDovecot, type Dovecot, type DovecotProfile } from '../harness/dovecot.js';
+import { dotStuff, sampleMaildrop } from '../harness/maildrop.js';
+import { startTestProxy, testCertificate, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
+import { RawClient } from '../harness/raw-client.js';
+import { startTap, type Tap } from '../harness/tap.js';
+
+const { alice } = sampleMaildrop();
+const PASSWORD = alice.pass;
+
+/** Every form in which the password could be recognised on the backend link. */
+const PASSWORD_FORMS: readonly string[] = [
+  PASSWORD,
+  Buffer.from(PASSWORD).toString('base64'),
+  Buffer.from(PASSWORD).toString('hex'),
+  Buffer.from(PASSWORD).toString('hex').toUpperCase(),
+  Buffer.from(`\0alice\0${PASSWORD}`).toString('base64'), // AUTH PLAIN
+  Buffer.from(`alice\0alice\0${PASSWORD}`).toString('base64'), // AUTH PLAIN with an authzid
+];
+
+/** Like RawClient.closedWithin, but clears its timer, so a passing test leaves nothing keeping the process alive. */
+async function closedWithin(client: RawClient, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      client.whenClosed.then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Asserts that no form of the password is in `bytes`. */
+function assertNoPassword(bytes: Buffer, where: string): void {
+  const text = bytes.toString('latin1');
+  for (const form of PASSWORD_FORMS) assert.ok(!text.includes(form), `${where} carries ${JSON.stringify(form)}`);
+}
+
+/** A Dovecot with a tap in front and popwarden in front of the tap; stopped by the returned function. */
+interface Chain {
+  readonly dovecot: Dovecot;
+  readonly tap: Tap;
+  readonly proxy: TestProxy;
+}
+
+async function startChain(
+  dovecot: Dovecot,
+  backend: Omit<ProxyOverrides['backend'], 'host' | 'port'> = {},
+): Promise<Chain & { stop(): Promise<void> }> {
+  const tap = await startTap(dovecot.host, dovecot.port);
+  const proxy = await startTestProxy({ backend: { host: tap.host, port: tap.port, ...backend } });
+  return {
+    dovecot,
+    tap,
+    proxy,
+    stop: async () => {
+      await proxy.stop();
+      await tap.stop();
+    },
+  };
+}
+
+/** Logs in to popwarden over implicit TLS with USER/PASS; returns the client and PASS's reply. */
+async function login(proxy: TestProxy, user = alice.user, pass = PASSWORD): Promise<{ client: RawClient; reply: string }> {
+  const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+  assert.match(await client.readLine(), /^\+OK /);
+  assert.match(await client.command(`USER ${user}`), /^\+OK/);
+  const reply = await client.command(`PASS ${pass}`, 15_000);
+  return { client, reply };
+}
+
+/** After a successful login: every message RETRs byte-identical (still dot-stuffed on the wire), then QUIT. */
+async function retrAll(client: RawClient): Promise<void> {
+  assert.match(await client.command('STAT'), new RegExp(`^\\+OK ${alice.messages.length} \\d+$`));
+  for (const m of alice.messages) {
+    const { status, body } = await client.multi(`RETR ${m.n}`, 30_000);
+    assert.match(status, /^\+OK/);
+    assert.ok(body.equals(dotStuff(m.bytes)), `RETR ${m.n} differs from the maildrop`);
+  }
+  assert.match(await client.command('QUIT'), /^\+OK/);
+  await closedWithin(client, 5_000);
+}
+
+/** Dovecot logs asynchronously: wait until it shows `n` logins (or give up after 3 s). */
+async function waitForLogins(dovecot: Dovecot, n: number): Promise<{ user: string; method: string }[]> {
+  const deadline = Date.now() + 3_000;
+  while (dovecot.loginCount() < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  return dovecot.logins();
+}
+
+/** The commands popwarden sent on the tap, as text lines (only meaningful for a cleartext link). */
+const sentLines = (tap: Tap): string[] => tap.bytesClientToServer().toString('latin1').split('\r\n').filter((l) => l !== '');
+
+describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () => {
+  const running: { stop(): Promise<void> }[] = [];
+  const dovecots = new Map<DovecotProfile, Dovecot>();
+  after(async () => {
+    for (const r of running.reverse()) await r.stop();
+    for (const d of dovecots.values()) await d.stop();
+  });
+  const dovecotFor = async (profile: DovecotProfile): Promise<Dovecot> => {
+    let d = dovecots.get(profile);
+    if (d === undefined) {
+      d = await startDovecot({ profile });
+      dovecots.set(profile, d);
+    }
+    return d;
+  };
+  /** A fresh tap and popwarden (so the tap records one test only) in front of the profile's Dovecot. */
+  const chain = async (
+    profile: DovecotProfile,
+    backend: Omit<ProxyOverrides['backend'], 'host' | 'port'> = {},
+  ): Promise<Chain> => {
+    const c = await startChain(await dovecotFor(profile), backend);
+    running.push(c);
+    return c;
+  };
+
+  test("'apop-only': APOP, and the password crosses in no form", async () => {
+    const { dovecot, tap, proxy } = await chain('apop-only');
+    const before = dovecot.loginCount();
+    const { client, reply } = await login(proxy);
+    assert.equal(reply, '+OK Logged in');
+    await retrAll(client);
+    const logins = await waitForLogins(dovecot, before + 1);
+    assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'APOP' }]);
+    const lines = sentLines(tap);
+    assert.ok(lines.some((l) => /^APOP alice [0-9a-f]{32}$/.test(l)), lines.join('\n'));
+    assert.ok(!lines.some((l) => /^(USER|PASS|AUTH)\b/.test(l)), lines.join('\n'));
+    assertNoPassword(tap.bytesClientToServer(), 'the backend link');
+  });
+
+  test("'cram-md5-only': AUTH CRAM-MD5 with one HMAC response, and no password (R-15)", async () => {
+    const { dovecot, tap, proxy } = await chain('cram-md5-only');
+    const before = dovecot.loginCount();
+    const { client, reply } = await login(proxy);
+    assert.equal(reply, '+OK Logged in');
+    await retrAll(client);
+    const logins = await waitForLogins(dovecot, before + 1);
+    assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'CRAM-MD5' }]);
+    const lines = sentLines(tap);
+    const at = lines.indexOf('AUTH CRAM-MD5');
+    assert.ok(at >= 0, lines.join('\n'));
+    // The response is base64("alice " + HMAC-MD5(password, challenge)), checked against the
+    // challenge Dovecot actually sent.
+    const challengeLine = tap.bytesServerToClient().toString('latin1').split('\r\n').find((l) => l.startsWith('+ '));
+    assert.ok(challengeLine !== undefined);
+    const challenge = Buffer.from(challengeLine.slice(2), 'base64');
+    const expected = `alice ${createHmac('md5', PASSWORD).update(challenge).digest('hex')}`;
+    assert.equal(Buffer.from(lines[at + 1]!, 'base64').toString('latin1'), expected);
+    assert.ok(!lines.some((l) => /^(USER|PASS|APOP|AUTH PLAIN|AUTH LOGIN)\b/.test(l)), lines.join('\n'));
+    assertNoPassword(tap.bytesClientToServer(), 'the backend link');
+  });
+
+  test("'all': CRAM-MD5 is preferred over the APOP timestamp and the cleartext mechanisms (B-02)", async () => {
+    const { dovecot, tap, proxy } = await chain('all');
+    assert.equal(tap.connections, 0, 'popwarden does not dial the backend before a login');
+    const before = dovecot.loginCount();
+    const { client, reply } = await login(proxy);
+    assert.equal(reply, '+OK Logged in');
+    // Dovecot did offer APOP: its greeting carries a timestamp.
+    assert.match(tap.bytesServerToClient().toString('latin1'), /^\+OK .*<[^<>]+@[^<>]+>\r\n/);
+    await retrAll(client);
+    const logins = await waitForLogins(dovecot, before + 1);
+    assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'CRAM-MD5' }]);
+    assert.ok(sentLines(tap).includes('AUTH CRAM-MD5'));
+    assertNoPassword(tap.bytesClientToServer(), 'the backend link');
+  });
+
+  test("'user-only' on loopback (trustLoopback default): a cleartext mechanism, and mail flows", async () => {
+    const { dovecot, tap, proxy } = await chain('user-only');
+    const before = dovecot.loginCount();
+    const { client, reply } = await login(proxy);
+    assert.equal(reply, '+OK Logged in');
+    await retrAll(client);
+    const logins = await waitForLogins(dovecot, before + 1);
+    // Dovecot logs USER/PASS and AUTH PLAIN both as PLAIN; the tap says which one it was:
+    // 'user-only' offers SASL PLAIN LOGIN, and popwarden prefers AUTH PLAIN over USER/PASS.
+    assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'PLAIN' }]);
+    const lines = sentLines(tap);
+    assert.ok(lines.includes(`AUTH PLAIN ${Buffer.from(`\0alice\0${PASSWORD}`).toString('base64')}`), lines.join('\n'));
+  });
+
+  test("'user-only' with backend auth forced to 'user': USER/PASS on the trusted loopback link", async () => {
+    const { dovecot, tap, proxy } = await chain('user-only', { auth: 'user' });
+    const before = dovecot.loginCount();
+    const { client, reply } = await login(proxy);
+    assert.equal(reply, '+OK Logged in');
+    await retrAll(client);
+    const logins = await waitForLogins(dovecot, before + 1);
+    assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'PLAIN' }]);
+    const lines = sentLines(tap);
+    assert.ok(lines.includes('USER alice') && lines.includes(`PASS ${PASSWORD}`), lines.join('\n'));
+  });
+
+  test("'user-only' with trustLoopback: false fails closed with [SYS/TEMP], no password sent (B-01, B-09)", async () => {
+    const { dovecot, tap, proxy } = await chain('user-only', { trustLoopback: false });
+    const before = dovecot.loginCount();
+    const { client, reply } = await login(proxy);
+    assert.match(reply, /^-ERR \[SYS\/TEMP\] /);
+    client.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(dovecot.loginCount(), before, 'Dovecot saw no login');
+    assert.ok(tap.connections >= 1, 'popwarden did reach the backend (greeting, CAPA)');
+    const lines = sentLines(tap);
+    assert.ok(!lines.some((l) => /^(USER|PASS|AUTH|APOP)\b/i.test(l)), lines.join('\n'));
+    assertNoPassword(tap.bytesClientToServer(), 'the backend link');
+    assert.match(proxy.logText(), /refusing to log in to the backend/);
+  });
+
+  describe("'stls' profile: popwarden upgrades the backend link (B-07)", () => {
+    /** Splits the tap's client→server bytes at `STLS\r\n`: what went in clear, and what followed. */
+    const splitAtStls = (tap: Tap): { clear: string; after: Buffer } => {
+      const all = tap.bytesClientToServer();
+      const at = all.indexOf('STLS\r\n');
+      assert.ok(at >= 0, `no STLS on the link: ${JSON.stringify(all.toString('latin1').slice(0, 200))}`);
+      return { clear: all.subarray(0, at).toString('latin1'), after: all.subarray(at + 'STLS\r\n'.length) };
+    };
+    /** Everything after STLS is TLS records: it starts with a handshake record and shows no POP3 command. */
+    const assertEncryptedAfterStls = (tap: Tap): void => {
+      const { clear, after } = splitAtStls(tap);
+      assert.equal(clear, 'CAPA\r\n', 'in clear only CAPA precedes STLS');
+      assert.ok(after.length > 0, 'something follows STLS');
+      assert.equal(after[0], 0x16, 'the first byte after STLS is a TLS handshake record');
+      assert.equal(after[1], 0x03, 'TLS record version major byte');
+      const text = after.toString('latin1');
+      for (const word of ['USER', 'PASS', 'AUTH', 'APOP', 'CAPA', 'RETR']) assert.ok(!text.includes(word), `${word} after STLS in clear`);
+      assertNoPassword(after, 'the link after STLS');
+      assertNoPassword(tap.bytesClientToServer(), 'the backend link');
+    };
+
+    test('with caFile = Dovecot\'s CA: STLS, login, byte-identical RETR, nothing readable after STLS', async () => {
+      const dovecot = await dovecotFor('stls');
+      const { tap, proxy } = await chain('stls', { caFile: dovecot.caFile! });
+      const before = dovecot.loginCount();
+      const { client, reply } = await login(proxy);
+      assert.equal(reply, '+OK Logged in');
+      await retrAll(client);
+      const logins = await waitForLogins(dovecot, before + 1);
+      // Inside TLS popwarden still prefers CRAM-MD5 among what the 'stls' profile offers.
+      assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'CRAM-MD5' }]);
+      assertEncryptedAfterStls(tap);
+      // Dovecot's own login line says the session was under TLS.
+      await new Promise((r) => setTimeout(r, 100));
+      const loginLine = readFileSync(dovecot.logFile, 'utf8').split('\n').filter((l) => l.includes('Login: user=<alice>')).at(-1);
+      assert.match(loginLine ?? '', /\bTLS\b/, loginLine);
+    });
+
+    test('poplib through the STLS-upgraded backend link gets the maildrop byte for byte', async () => {
+      const dovecot = await dovecotFor('stls');
+      const { tap, proxy } = await chain('stls', { caFile: dovecot.caFile! });
+      const r = await fetchWithPoplib({
+        host: proxy.host, port: proxy.tlsPort, mode: 'implicit', user: alice.user, pass: PASSWORD, caFile: proxy.caFile, auth: 'user',
+      });
+      assert.ok(r.ok, r.stderr);
+      assertSameMessages(r, alice.messages);
+      assertEncryptedAfterStls(tap);
+    });
+
+    test('with a CA that did not sign Dovecot\'s certificate: [SYS/TEMP], and no fallback to clear', async () => {
+      const dovecot = await dovecotFor('stls');
+      // popwarden's own test certificate: valid for 127.0.0.1, but not Dovecot's issuer.
+      const { tap, proxy } = await chain('stls', { caFile: testCertificate().caFile });
+      const before = dovecot.loginCount();
+      const { client, reply } = await login(proxy);
+      assert.match(reply, /^-ERR \[SYS\/TEMP\] /);
+      client.destroy();
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(dovecot.loginCount(), before);
+      assert.equal(tap.connections, 1, 'popwarden did not reconnect to try again without TLS');
+      const { after } = splitAtStls(tap);
+      assert.equal(after[0], 0x16, 'a ClientHello followed STLS');
+      assertEncryptedAfterStls(tap);
+      assert.match(proxy.logText(), /E_BACKEND_TLS/);
+    });
+
+    test('with tlsServerName that the certificate does not name: refused the same way', async () => {
+      const dovecot = await dovecotFor('stls');
+      const { tap, proxy } = await chain('stls', { caFile: dovecot.caFile!, tlsServerName: 'mail.example.org' });
+      const before = dovecot.loginCount();
+      const { client, reply } = await login(proxy);
+      assert.match(reply, /^-ERR \[SYS\/TEMP\] /);
+      client.destroy();
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(dovecot.loginCount(), before);
+      assertEncryptedAfterStls(tap);
+    });
+
+    test('with tlsInsecure: true and no CA: the upgrade and the login work', async () => {
+      const dovecot = await dovecotFor('stls');
+      const { tap, proxy } = await chain('stls', { tlsInsecure: true });
+      const before = dovecot.loginCount();
+      const { client, reply } = await login(proxy);
+      assert.equal(reply, '+OK Logged in');
+      await retrAll(client);
+      await waitForLogins(dovecot, before + 1);
+      assert.equal(dovecot.loginCount(), before + 1);
+      assertEncryptedAfterStls(tap);
+    });
+  });
+});
