@@ -318,7 +318,9 @@ service stats {
         while (sessionPids(pid).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
         signalSession(pid, 'SIGKILL');
         // Let Node reap the master, so its pid is really gone when stop() resolves.
-        await Promise.race([childExited, new Promise((r) => setTimeout(r, 2_000))]);
+        let reapTimer: NodeJS.Timeout | undefined;
+        await Promise.race([childExited, new Promise((r) => (reapTimer = setTimeout(r, 2_000)))]);
+        clearTimeout(reapTimer);
         if (inst?.watchdog !== undefined) signalSession(inst.watchdog, 'SIGKILL');
         live.delete(pid);
         fs.rmSync(dir, { recursive: true, force: true });

@@ -142,10 +142,13 @@ export class RawClient {
   /** Waits for the server to close, up to `timeoutMs`; true if it did. */
   async closedWithin(timeoutMs: number): Promise<boolean> {
     if (this.#closed) return true;
-    return Promise.race([
+    let timer: NodeJS.Timeout | undefined;
+    const result = await Promise.race([
       this.whenClosed.then(() => true),
-      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs)),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
     ]);
+    clearTimeout(timer);
+    return result;
   }
 
   end(): void {
