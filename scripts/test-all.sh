@@ -7,11 +7,12 @@
 #   redis-server                rate-limit store
 #   fetchmail curl socat openssl python3   real POP3 clients and tools
 #   prometheus                  promtool checks of dashboards/ rules
+#   testssl.sh                  TLS policy scan of both listeners (test/e2e/tls-scan.test.ts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-PKGS=(dovecot-core dovecot-pop3d redis-server fetchmail curl socat openssl python3 prometheus ca-certificates procps)
+PKGS=(dovecot-core dovecot-pop3d redis-server fetchmail curl socat openssl python3 prometheus ca-certificates procps testssl.sh)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
@@ -46,7 +47,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-for bin in dovecot fetchmail curl socat openssl python3 redis-server; do
+for bin in dovecot fetchmail curl socat openssl python3 redis-server testssl; do
   command -v "$bin" >/dev/null 2>&1 || { echo "test-all: '$bin' not found after install" >&2; exit 1; }
 done
 [ -x /usr/lib/dovecot/pop3 ] || { echo "test-all: dovecot-pop3d is not installed" >&2; exit 1; }
