@@ -7,6 +7,7 @@ import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ConnectionGate } from './connection-gate.js';
 import { normaliseAddress } from './addresses.js';
+import { POP3_ALPN } from './starttls.js';
 import { Reply, line } from '../pop3/replies.js';
 
 /** What a listener hands over for every accepted client: the socket, and whether it is TLS already. */
@@ -44,7 +45,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
   const { tls, log, metrics, gate } = deps;
   const server: Server =
     config.kind === 'tls'
-      ? createTlsServer(tls.serverOptions, (socket) => {
+      ? createTlsServer({ ...tls.serverOptions, ALPNProtocols: POP3_ALPN }, (socket) => {
           metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, handshakeSeconds(socket));
           onAccept(socket, true, config);
         })

@@ -4,6 +4,14 @@ import type { TlsMaterial } from './tls-context.js';
 import { onceWithin } from './once-within.js';
 
 /**
+ * ALPN: a client that asks only for another protocol (a browser's "http/1.1") is refused with
+ * alert 120, so a TLS connection meant for a web server cannot be redirected here and have its
+ * bytes read as POP3 (ALPACA, CVE-2021-3618, X-05). Clients that send no ALPN, as mail clients
+ * do, are unaffected.
+ */
+export const POP3_ALPN = ['pop3'];
+
+/**
  * Turns an accepted plaintext socket into a server-side TLS socket after STLS and waits for the
  * handshake. The caller must already have stopped reading the plain socket and thrown away
  * everything it buffered (S-01..S-03): the TLS layer starts from the bytes still in the kernel.
@@ -15,6 +23,7 @@ export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeou
     secureContext: material.secureContext,
     requestCert: false,
     rejectUnauthorized: false,
+    ALPNProtocols: POP3_ALPN,
   });
   try {
     await onceWithin(secured, 'secure', timeoutMs, { what: 'TLS handshake', failOn: ['close'] });

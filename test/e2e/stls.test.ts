@@ -5,7 +5,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { readFileSync } from 'node:fs';
 import { startFakeBackend, legacyScript, type FakeBackend } from '../harness/fake-backend.js';
 import { startTestProxy, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
@@ -153,6 +155,35 @@ describe('STLS listener', () => {
     client.write('CAPA\r\n');
     assert.equal(await client.closedWithin(3_000), true);
     assert.equal(client.all().includes('+OK'), false);
+  });
+
+  test('ALPN other than pop3 is refused with alert 120 on both ports; none or pop3 is fine (X-05)', async () => {
+    const handshake = (socket: Socket | undefined, port: number, alpn: string[] | undefined) =>
+      new Promise<string>((resolve) => {
+        const client = tlsConnect({
+          ...(socket === undefined ? { host: proxy.host, port } : { socket }),
+          ca: readFileSync(proxy.caFile),
+          servername: 'localhost',
+          ...(alpn === undefined ? {} : { ALPNProtocols: alpn }),
+        });
+        client.once('secureConnect', () => {
+          resolve(`ok ${client.alpnProtocol || 'none'}`);
+          client.destroy();
+        });
+        client.once('error', (error: Error & { code?: string }) => resolve(error.code ?? 'error'));
+      });
+    assert.equal(await handshake(undefined, proxy.tlsPort, ['http/1.1']), 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL');
+    assert.equal(await handshake(undefined, proxy.tlsPort, ['pop3']), 'ok pop3');
+    assert.equal(await handshake(undefined, proxy.tlsPort, undefined), 'ok none');
+    const viaStls = async (alpn: string[] | undefined): Promise<string> => {
+      const plain = netConnect({ host: proxy.host, port: proxy.stlsPort });
+      await new Promise((resolve) => plain.once('data', resolve)); // greeting
+      plain.write('STLS\r\n');
+      await new Promise((resolve) => plain.once('data', resolve)); // +OK
+      return handshake(plain, 0, alpn);
+    };
+    assert.equal(await viaStls(['http/1.1']), 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL');
+    assert.equal(await viaStls(undefined), 'ok none');
   });
 
   test('STLS on the implicit-TLS port is refused (R-10)', async () => {
