@@ -10,7 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { CONFIG_KEYS, ENV_PREFIX, configSchema, knownKeysAt, type ConfigKey, type ParsedConfig, type RawConfig } from './schema.js';
-import type { Config, ListenerConfig, ListenerKind } from './types.js';
+import type { Config, HostPort, LimiterPolicy, ListenerConfig, ListenerKind, RedisTarget } from './types.js';
 import { formatDuration, formatHostPort } from './values.js';
 
 export class ConfigError extends Error {
@@ -107,6 +107,9 @@ const CONTROL_FLAGS = {
   version: { type: 'boolean' },
 } as const satisfies ParseArgsConfig['options'];
 
+/** Short spellings of long flags: `--redis URL` is `--redis-url URL`. */
+const FLAG_ALIASES: Readonly<Record<string, string>> = { redis: 'redis-url' };
+
 /** Node 20's parseArgs has no `--no-x`, so every boolean key gets an explicit negative flag. */
 const NEGATIVE_PREFIX = 'no-';
 
@@ -119,6 +122,10 @@ function flagOptions(): NonNullable<ParseArgsConfig['options']> {
     } else {
       options[key.flag] = { type: 'string', multiple: key.kind === 'list' };
     }
+  }
+  for (const [alias, flag] of Object.entries(FLAG_ALIASES)) {
+    const target = options[flag];
+    if (target !== undefined) options[alias] = target;
   }
   return options;
 }
@@ -160,6 +167,11 @@ function readCommandLine(argv: readonly string[]): CommandLine {
     parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
   } catch (error) {
     return explainArgvError(error, options);
+  }
+  for (const [alias, flag] of Object.entries(FLAG_ALIASES)) {
+    if (parsed[alias] === undefined) continue;
+    if (parsed[flag] !== undefined) fail(`--${alias} and --${flag} are the same setting; give one`);
+    parsed[flag] = parsed[alias];
   }
   const values = new Map<ConfigKey, unknown>();
   for (const key of CONFIG_KEYS) {
@@ -380,6 +392,7 @@ const absolute = (path: string | undefined) => (path === undefined ? undefined :
 
 function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
   const t = parsed.timeouts;
+  const r = parsed.rate_limit;
   return {
     listeners: [
       ...parsed.listen_tls.map((address) => listener('tls', address)),
@@ -410,13 +423,78 @@ function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
       backendIdleMs: t.backend_idle,
       clientWriteStallMs: t.client_write_stall,
     },
-    limits: { maxInvalidCommands: parsed.limits.max_invalid_commands },
+    limits: {
+      maxInvalidCommands: parsed.limits.max_invalid_commands,
+      maxSessionsPerIp: parsed.limits.max_sessions_per_ip,
+      maxNewConnectionsPerIp: parsed.limits.max_new_connections_per_ip,
+    },
     logLevel: parsed.log_level,
     metrics: {
       listen: parsed.metrics_listen === 'off' ? undefined : parsed.metrics_listen,
       backendProbeIntervalMs: parsed.backend_probe_interval,
     },
+    redis: {
+      target: redisTarget(parsed.redis),
+      username: parsed.redis.username,
+      passwordFile: absolute(parsed.redis.password_file),
+      tls: parsed.redis.tls,
+      commandTimeoutMs: parsed.redis.command_timeout,
+      connectTimeoutMs: parsed.redis.connect_timeout,
+    },
+    rateLimit: {
+      keyPrefix: r.key_prefix,
+      normaliseUsernames: r.normalise_usernames,
+      ipv6PrefixLength: r.ipv6_prefix,
+      userIp: limiterPolicy(r.user_ip),
+      ip: limiterPolicy(r.ip),
+      user: limiterPolicy(r.user),
+      trustedPairMs: r.trusted_for,
+      hmacKeyFile: absolute(r.hmac_key_file),
+      allow: r.allow,
+      deny: r.deny,
+      onStoreFailure: r.on_store_failure,
+    },
   };
+}
+
+function redisTarget(redis: ParsedConfig['redis']): RedisTarget {
+  if (redis.url !== undefined) return { kind: 'url', url: redis.url };
+  if (redis.sentinels !== undefined) return { kind: 'sentinel', sentinels: redis.sentinels, name: redis.name ?? '' };
+  if (redis.cluster !== undefined) return { kind: 'cluster', nodes: redis.cluster };
+  return { kind: 'none' };
+}
+
+type ParsedLimiter = ParsedConfig['rate_limit']['user_ip'];
+const limiterPolicy = (limiter: ParsedLimiter): LimiterPolicy => ({
+  maxFailures: limiter.max_failures,
+  windowMs: limiter.window,
+  blockMs: limiter.block,
+});
+const rawLimiter = (policy: LimiterPolicy) => ({
+  max_failures: policy.maxFailures,
+  window: formatDuration(policy.windowMs),
+  block: formatDuration(policy.blockMs),
+});
+
+function rawRedis(config: Config): NonNullable<RawConfig['redis']> {
+  const { redis } = config;
+  const hostPorts = (list: readonly HostPort[]) => list.map(formatHostPort);
+  const target = redis.target;
+  return {
+    tls: redis.tls,
+    command_timeout: formatDuration(redis.commandTimeoutMs),
+    connect_timeout: formatDuration(redis.connectTimeoutMs),
+    ...(target.kind === 'url' ? { url: target.url } : {}),
+    ...(target.kind === 'sentinel' ? { sentinels: hostPorts(target.sentinels), name: target.name } : {}),
+    ...(target.kind === 'cluster' ? { cluster: hostPorts(target.nodes) } : {}),
+    ...(redis.username === undefined ? {} : { username: redis.username }),
+    ...(redis.passwordFile === undefined ? {} : { password_file: redis.passwordFile }),
+  };
+}
+
+/** A Redis URL with its password (if any) masked, for --check-config and logs. */
+export function redactRedisUrl(url: string): string {
+  return url.replace(/^(rediss?:\/\/)([^@/]*?):([^@/]*)@/, (_all, scheme: string, user: string) => `${scheme}${user}:${REDACTED}@`);
 }
 
 /** The inverse of toRuntimeConfig: a config file that would load to exactly this Config. */
@@ -445,7 +523,25 @@ function toRawConfig(config: Config): RawConfig {
       backend_idle: formatDuration(t.backendIdleMs),
       client_write_stall: formatDuration(t.clientWriteStallMs),
     },
-    limits: { max_invalid_commands: config.limits.maxInvalidCommands },
+    limits: {
+      max_invalid_commands: config.limits.maxInvalidCommands,
+      max_sessions_per_ip: config.limits.maxSessionsPerIp,
+      max_new_connections_per_ip: config.limits.maxNewConnectionsPerIp,
+    },
+    redis: rawRedis(config),
+    rate_limit: {
+      key_prefix: config.rateLimit.keyPrefix,
+      normalise_usernames: config.rateLimit.normaliseUsernames,
+      ipv6_prefix: config.rateLimit.ipv6PrefixLength,
+      user_ip: rawLimiter(config.rateLimit.userIp),
+      ip: rawLimiter(config.rateLimit.ip),
+      user: rawLimiter(config.rateLimit.user),
+      trusted_for: formatDuration(config.rateLimit.trustedPairMs),
+      allow: [...config.rateLimit.allow],
+      deny: [...config.rateLimit.deny],
+      on_store_failure: config.rateLimit.onStoreFailure,
+      ...(config.rateLimit.hmacKeyFile === undefined ? {} : { hmac_key_file: config.rateLimit.hmacKeyFile }),
+    },
     metrics_listen: config.metrics.listen === undefined ? 'off' : formatHostPort(config.metrics.listen),
     backend_probe_interval: formatDuration(config.metrics.backendProbeIntervalMs),
   };
@@ -468,7 +564,9 @@ const SECRET_NAME = /pass(word|phrase)?|secret|token|credential|api_key|private/
  * `.meta({ secret: true })` in the schema, and any key whose name looks like a secret.
  */
 export function redactedConfig(config: Config): RawConfig {
-  return maskSecrets(toRawConfig(config), CONFIG_KEYS);
+  const raw = maskSecrets(toRawConfig(config), CONFIG_KEYS);
+  if (raw.redis?.url !== undefined) raw.redis.url = redactRedisUrl(raw.redis.url);
+  return raw;
 }
 
 /** Replaces the values of secret keys in a config-file-shaped object (in place) and returns it. */
@@ -510,6 +608,12 @@ function checkReferencedFiles(config: Config): void {
   checkReadableFile(config.tls.certFile, 'cert', certRemedy);
   checkReadableFile(config.tls.keyFile, 'key', certRemedy);
   checkReadableFile(config.backend.caFile, 'backend_ca', 'fix the path, or remove backend_ca to use the bundled CA list');
+  checkReadableFile(config.redis.passwordFile, 'redis.password_file', 'fix the path, or remove the key');
+  checkReadableFile(
+    config.rateLimit.hmacKeyFile,
+    'rate_limit.hmac_key_file',
+    'fix the path, or remove the key to have popwarden generate one in state_dir',
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,9 +651,15 @@ function placeholder(key: ConfigKey): string {
   if (key.kind === 'boolean') return '';
   if (key.kind === 'integer') return ' N';
   if (key.choices !== undefined) return ` ${key.choices.join('|')}`;
+  if (key.name === 'rate_limit.allow' || key.name === 'rate_limit.deny') return ' CIDR';
   if (key.kind === 'list' || key.name === 'backend') return ' HOST:PORT';
   if (key.path.at(0) === 'timeouts' || key.name === 'auth_failure_delay') return ' DURATION';
-  const named: Record<string, string> = { cert: 'FILE', key: 'FILE', backend_ca: 'FILE', state_dir: 'DIR', backend_tls_servername: 'NAME', backend_source_address: 'IP', greeting: 'TEXT' };
+  if (/(window|block|trusted_for|_timeout)$/.test(key.name)) return ' DURATION';
+  if (key.name === 'redis.sentinels' || key.name === 'redis.cluster') return ' HOST:PORT';
+  const named: Record<string, string> = {
+    'redis.url': 'URL',
+    'redis.password_file': 'FILE',
+    'rate_limit.hmac_key_file': 'FILE', cert: 'FILE', key: 'FILE', backend_ca: 'FILE', state_dir: 'DIR', backend_tls_servername: 'NAME', backend_source_address: 'IP', greeting: 'TEXT' };
   return ` ${named[key.name] ?? 'VALUE'}`;
 }
 
@@ -570,6 +680,7 @@ export function usage(): string {
     '  -c, --config FILE                          YAML config file (keys as below, snake_case; nested as timeouts: {idle: 10m})',
     '  -t, --check-config                         validate the config and the files it names, print it (secrets masked), exit',
     '  -h, --help                                 this text',
+    '      --redis URL                            the same as --redis-url',
     '      --version                              print the version',
     '',
     'Every config key is also a flag and an environment variable (precedence: flag > env > file > default).',

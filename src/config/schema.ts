@@ -10,8 +10,17 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { MIN_IDLE_TIMEOUT_MS } from './limits.js';
-import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, type HostPort } from './types.js';
-import { formatHostPort, parseDuration, parseHostPort, type HostPortRules, type Parsed } from './values.js';
+import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, STORE_FAILURE_MODES, type HostPort } from './types.js';
+import {
+  MAX_STORE_DURATION_MS,
+  formatCidr,
+  formatHostPort,
+  parseCidr,
+  parseDuration,
+  parseHostPort,
+  type HostPortRules,
+  type Parsed,
+} from './values.js';
 
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
 function parsedString<T>(parse: (text: string) => Parsed<T>) {
@@ -27,13 +36,22 @@ function parsedString<T>(parse: (text: string) => Parsed<T>) {
  * A duration with a unit, as milliseconds. YAML turns `idle: 600` into a number before we see
  * it, so the "no unit" hint is given for numbers too, not only for the string "600".
  */
-function duration() {
+function duration(maxMs?: number) {
   const text = z.string({
     error: (issue) =>
       typeof issue.input === 'number' ? `has no unit; write it with one, e.g. "${issue.input}s"` : undefined,
   });
-  return text.pipe(parsedString(parseDuration));
+  return text.pipe(parsedString((value) => parseDuration(value, maxMs)));
 }
+
+/** A TTL in the rate-limit store: never a timer, so it may be longer than Node's 24-day timer limit. */
+const storeDuration = () => duration(MAX_STORE_DURATION_MS);
+
+/** A CIDR block, kept as its canonical text ("192.0.2.0/24", "2001:db8::1"). */
+const cidrList = z.array(parsedString((text) => {
+  const parsed = parseCidr(text);
+  return parsed.ok ? { ok: true as const, value: formatCidr(parsed.value) } : parsed;
+}));
 
 function hostPort(rules: HostPortRules) {
   return parsedString((text) => parseHostPort(text, rules));
@@ -77,6 +95,75 @@ const timeoutsSchema = z.strictObject({
 const limitsSchema = z.strictObject({
   /** Default 5, range 1..100. Invalid commands tolerated per connection before it is closed (nginx `max_errors`): scanners and protocol confusion give up fast. */
   max_invalid_commands: z.number().int().min(1).max(100).prefault(5),
+  /** Default 20, 0 = no bound. Concurrent sessions from one address (IPv6: its /64), checked at TCP accept before any TLS work: one host cannot hold every socket (popa3d MAX_SESSIONS_PER_SOURCE). */
+  max_sessions_per_ip: z.number().int().min(0).max(100_000).prefault(20),
+  /** Default 10, 0 = no bound. New connections from one address per second: a reconnect storm or a handshake flood is refused before it costs a TLS handshake. */
+  max_new_connections_per_ip: z.number().int().min(0).max(100_000).prefault(10),
+});
+
+const HOST_PORT_LIST = z.array(hostPort({ allowPortZero: false }));
+
+const redisSchema = z.strictObject({
+  /** Optional. `redis://[user:pass@]host:port[/db]` or `rediss://` (TLS). Unset together with sentinels and cluster: the limits live in process memory. */
+  url: z
+    .string()
+    .refine((text) => /^rediss?:\/\/[^\s]+$/.test(text), { message: 'must start with redis:// or rediss://' })
+    .optional(),
+  /** Optional. Sentinel addresses (HOST:PORT); needs `name`. For a Redis replicated with Sentinel. */
+  sentinels: HOST_PORT_LIST.optional(),
+  /** The Sentinel master name (e.g. mymaster); only with `sentinels`. */
+  name: z.string().min(1).optional(),
+  /** Optional. Startup nodes of a Redis Cluster (HOST:PORT); the rest of the cluster is discovered. */
+  cluster: HOST_PORT_LIST.optional(),
+  /** Optional. Username (Redis 6 ACL) for Sentinel and Cluster nodes; a URL carries its own. */
+  username: z.string().min(1).optional(),
+  /** Optional. File holding the Redis password (mode 0600) for Sentinel and Cluster nodes; a URL carries its own. Never in argv. */
+  password_file: filePath.optional(),
+  /** Default false. TLS to Sentinel and Cluster nodes (a URL says so with rediss://). */
+  tls: z.boolean().prefault(false),
+  /** Default 500ms. Every Redis command fails after this long, so a hung Redis cannot hold a login: the insurance limiter (or fail_closed) decides instead. */
+  command_timeout: duration().prefault('500ms'),
+  /** Default 2s. TCP connect to Redis; a dead Redis is noticed within this at startup and on reconnect. */
+  connect_timeout: duration().prefault('2s'),
+});
+
+/** One failure counter. */
+const limiterSchema = (maxFailures: number, window: string, block: string) =>
+  z.strictObject({
+    /** Failures within `window` that trigger the block. */
+    max_failures: z.number().int().min(1).max(1_000_000).prefault(maxFailures),
+    /** How long failures are remembered (the counter's TTL from its first failure). */
+    window: storeDuration().prefault(window),
+    /** How long the key stays blocked once max_failures is reached. */
+    block: storeDuration().prefault(block),
+  });
+
+const rateLimitSchema = z.strictObject({
+  /** Default "popwarden". Prefix of every Redis key; instances that share limits must share it. */
+  key_prefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'must be 1 to 64 letters, digits, "_", "." or "-"' })
+    .prefault('popwarden'),
+  /** Default true. Trim and lower-case usernames before keying, so "Alice " cannot escape alice's counters. Turn off only for a backend with case-sensitive logins. */
+  normalise_usernames: z.boolean().prefault(true),
+  /** Default 64. IPv6 clients are counted by this prefix: one customer usually holds a whole /64, and rotating addresses inside it must not reset the count. */
+  ipv6_prefix: z.number().int().min(32).max(128).prefault(64),
+  /** Default 10 failures in 90d, blocked 1h. Consecutive failures of one user from one address (a success resets it): stops guessing one account from one place. */
+  user_ip: limiterSchema(10, '90d', '1h').prefault({}),
+  /** Default 100 failures in 1d, blocked 1d. All failures from one address: stops password spraying across many users. */
+  ip: limiterSchema(100, '1d', '1d').prefault({}),
+  /** Default 50 failures in 1h, blocked 15m. All failures of one user from anywhere (distributed guessing); never applied to a trusted pair, so a botnet cannot lock the real user out. */
+  user: limiterSchema(50, '1h', '15m').prefault({}),
+  /** Default 30d. After a successful login from an address, that user+address is trusted this long: exempt from the per-user block. */
+  trusted_for: storeDuration().prefault('30d'),
+  /** Optional. File with the key (at least 32 bytes) of the HMAC that recognises a repeated wrong password. Default: generated in state_dir on first start (mode 0600). Instances sharing one Redis must share this file. */
+  hmac_key_file: filePath.optional(),
+  /** Default []. CIDRs never rate-limited and exempt from the per-IP connection bounds (your webmail, monitoring). */
+  allow: cidrList.prefault([]),
+  /** Default []. CIDRs refused at connect with -ERR [SYS/PERM]. Deny wins over allow. */
+  deny: cidrList.prefault([]),
+  /** Default insurance: when Redis fails or is slow, logins go on under an in-memory limiter with the same numbers. fail_closed refuses them with -ERR [SYS/TEMP] instead. */
+  on_store_failure: z.enum(STORE_FAILURE_MODES).prefault('insurance'),
 });
 
 export const configSchema = z
@@ -145,6 +232,10 @@ export const configSchema = z
     timeouts: timeoutsSchema.prefault({}),
     /** Per-connection abuse limits. */
     limits: limitsSchema.prefault({}),
+    /** The shared store of the failed-login limits. Without it the limits live in process memory. */
+    redis: redisSchema.prefault({}),
+    /** Failed-login protection: limits by user+IP, IP and user; allow and deny lists. */
+    rate_limit: rateLimitSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     if (config.listen_tls.length === 0 && config.listen_stls.length === 0) {
@@ -163,6 +254,26 @@ export const configSchema = z
         path: [given],
         message: `is set but ${missing} is not; give both, or neither for a self-signed certificate`,
       });
+    }
+    const redisTargets = (['url', 'sentinels', 'cluster'] as const).filter((key) => config.redis[key] !== undefined);
+    if (redisTargets.length > 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['redis', redisTargets[1] ?? 'cluster'],
+        message: `is set together with redis.${redisTargets[0] ?? 'url'}; give one of url, sentinels or cluster`,
+      });
+    }
+    if ((config.redis.sentinels === undefined) !== (config.redis.name === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['redis', config.redis.sentinels === undefined ? 'name' : 'sentinels'],
+        message: 'needs both redis.sentinels and redis.name (the Sentinel master name)',
+      });
+    }
+    for (const list of ['sentinels', 'cluster'] as const) {
+      if (config.redis[list]?.length === 0) {
+        ctx.addIssue({ code: 'custom', path: ['redis', list], message: 'is empty; list at least one HOST:PORT or remove the key' });
+      }
     }
     const seen = new Set<string>();
     for (const [kind, list] of [

@@ -70,6 +70,63 @@ export interface TimeoutsConfig {
 export interface LimitsConfig {
   /** Invalid commands tolerated before the connection is closed (nginx max_errors). */
   readonly maxInvalidCommands: number;
+  /** Concurrent sessions from one client address (IPv6: its /64); 0 = no bound. */
+  readonly maxSessionsPerIp: number;
+  /** New connections from one client address per second; 0 = no bound. */
+  readonly maxNewConnectionsPerIp: number;
+}
+
+/** What the failed-login guard does when its Redis store fails or is too slow. */
+export const STORE_FAILURE_MODES = ['insurance', 'fail_closed'] as const;
+export type StoreFailureMode = (typeof STORE_FAILURE_MODES)[number];
+
+/** Where the shared rate-limit state lives. Exactly one of url, sentinels or cluster, or none (in-memory). */
+export type RedisTarget =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'url'; readonly url: string }
+  | { readonly kind: 'sentinel'; readonly sentinels: readonly HostPort[]; readonly name: string }
+  | { readonly kind: 'cluster'; readonly nodes: readonly HostPort[] };
+
+export interface RedisConfig {
+  readonly target: RedisTarget;
+  /** Username for Sentinel/Cluster nodes (a URL carries its own). */
+  readonly username: string | undefined;
+  /** File holding the password for Sentinel/Cluster nodes (a URL carries its own). */
+  readonly passwordFile: string | undefined;
+  /** TLS to Sentinel/Cluster nodes (a URL says so with rediss://). */
+  readonly tls: boolean;
+  /** Every Redis command fails after this long; a hung Redis never holds a login longer. */
+  readonly commandTimeoutMs: number;
+  /** TCP connect (and reconnect) attempts give up after this long. */
+  readonly connectTimeoutMs: number;
+}
+
+/** One failure counter: `maxFailures` within `windowMs` block the key for `blockMs`. */
+export interface LimiterPolicy {
+  readonly maxFailures: number;
+  readonly windowMs: number;
+  readonly blockMs: number;
+}
+
+export interface RateLimitConfig {
+  /** Prefix of every store key, so several deployments can share one Redis. */
+  readonly keyPrefix: string;
+  /** Trim and lower-case usernames before keying (so Alice and alice share their counters). */
+  readonly normaliseUsernames: boolean;
+  /** IPv6 clients are keyed by this prefix length (one customer's whole /64). */
+  readonly ipv6PrefixLength: number;
+  readonly userIp: LimiterPolicy;
+  readonly ip: LimiterPolicy;
+  readonly user: LimiterPolicy;
+  /** How long a successful login from an IP exempts that user+IP from the per-user limit. */
+  readonly trustedPairMs: number;
+  /** File with the HMAC key for failed-password fingerprints; undefined = generated in stateDir. */
+  readonly hmacKeyFile: string | undefined;
+  /** CIDRs never limited (also exempt from the per-IP connection bounds). */
+  readonly allow: readonly string[];
+  /** CIDRs refused at connect with -ERR [SYS/PERM]. */
+  readonly deny: readonly string[];
+  readonly onStoreFailure: StoreFailureMode;
 }
 
 export interface TlsConfig {
@@ -99,4 +156,6 @@ export interface Config {
   readonly limits: LimitsConfig;
   readonly logLevel: LogLevel;
   readonly metrics: MetricsConfig;
+  readonly redis: RedisConfig;
+  readonly rateLimit: RateLimitConfig;
 }

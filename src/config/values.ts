@@ -11,7 +11,7 @@ export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok
 const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
 const fail = <T>(problem: string): Parsed<T> => ({ ok: false, problem });
 
-const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 type DurationUnit = keyof typeof UNIT_MS;
 
 /**
@@ -20,26 +20,39 @@ type DurationUnit = keyof typeof UNIT_MS;
  */
 export const MAX_DURATION_MS = 2 ** 31 - 1;
 
-const DURATION = /^(\d+)(ms|s|m|h)$/;
+const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 
 /**
- * "500ms", "2s", "10m", "1h" to milliseconds. A bare number is refused even when it is 0: the
- * reader of a config file cannot tell whether "600" meant seconds or milliseconds, and neither can we.
+ * The longest window a rate-limit key may live in the store (ten years): store TTLs are not
+ * timers, so they may exceed MAX_DURATION_MS, but a typo like "9999999d" should still be caught.
  */
-export function parseDuration(text: string): Parsed<number> {
+export const MAX_STORE_DURATION_MS = 3650 * 86_400_000;
+
+/**
+ * "500ms", "2s", "10m", "1h", "30d" to milliseconds. A bare number is refused even when it is 0: the
+ * reader of a config file cannot tell whether "600" meant seconds or milliseconds, and neither can we.
+ * `maxMs` is MAX_DURATION_MS for anything that becomes a timer; store TTLs pass MAX_STORE_DURATION_MS.
+ */
+export function parseDuration(text: string, maxMs: number = MAX_DURATION_MS): Parsed<number> {
   const match = DURATION.exec(text);
   if (match === null) {
     if (/^\d+(\.\d+)?$/.test(text)) return fail(`has no unit; write it with one, e.g. "${text}s" or "${text}ms"`);
-    return fail('is not a duration; write a whole number with a unit: ms, s, m or h (e.g. 500ms, 2s, 10m, 1h)');
+    return fail('is not a duration; write a whole number with a unit: ms, s, m, h or d (e.g. 500ms, 2s, 10m, 1h, 30d)');
   }
   const ms = Number(match[1]) * UNIT_MS[match[2] as DurationUnit];
-  if (ms > MAX_DURATION_MS) return fail('is longer than Node.js timers allow (about 24 days); use a shorter duration');
+  if (ms > maxMs) {
+    return fail(
+      maxMs === MAX_DURATION_MS
+        ? 'is longer than Node.js timers allow (about 24 days); use a shorter duration'
+        : `is longer than ${formatDuration(maxMs)}; use a shorter duration`,
+    );
+  }
   return ok(ms);
 }
 
 /** The shortest exact spelling of a duration, so "--check-config" output reads like a hand-written file. */
 export function formatDuration(ms: number): string {
-  for (const unit of ['h', 'm', 's'] as const) {
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
     const size = UNIT_MS[unit];
     if (ms !== 0 && ms % size === 0) return `${ms / size}${unit}`;
   }
@@ -99,4 +112,31 @@ export function parseHostPort(text: string, rules: HostPortRules): Parsed<HostPo
 /** The inverse of parseHostPort: brackets around IPv6 hosts. */
 export function formatHostPort(hostPort: HostPort): string {
   return isIP(hostPort.host) === 6 ? `[${hostPort.host}]:${hostPort.port}` : `${hostPort.host}:${hostPort.port}`;
+}
+
+/** A parsed CIDR block: `address` is an IPv4 or IPv6 address, `prefix` its length in bits. */
+export interface Cidr {
+  readonly address: string;
+  readonly family: 'ipv4' | 'ipv6';
+  readonly prefix: number;
+}
+
+/** "192.0.2.0/24", "2001:db8::/32", or a bare address (a /32 or /128). */
+export function parseCidr(text: string): Parsed<Cidr> {
+  const [address = '', prefixText, extra] = text.trim().split('/');
+  if (extra !== undefined) return fail('is not a CIDR block; write ADDRESS/BITS, e.g. 192.0.2.0/24 or 2001:db8::/32');
+  const version = isIP(address);
+  if (version === 0) return fail(`has an invalid address "${address}"; write ADDRESS/BITS, e.g. 192.0.2.0/24 or 2001:db8::/32`);
+  const family = version === 4 ? 'ipv4' : 'ipv6';
+  const bits = version === 4 ? 32 : 128;
+  if (prefixText === undefined) return ok({ address, family, prefix: bits });
+  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > bits) {
+    return fail(`has an invalid prefix length "/${prefixText}"; use 0 to ${bits}`);
+  }
+  return ok({ address, family, prefix: Number(prefixText) });
+}
+
+/** Back to text: the bare address for a single host, ADDRESS/BITS otherwise. */
+export function formatCidr(cidr: Cidr): string {
+  return cidr.prefix === (cidr.family === 'ipv4' ? 32 : 128) ? cidr.address : `${cidr.address}/${cidr.prefix}`;
 }

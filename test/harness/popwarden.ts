@@ -103,9 +103,31 @@ export function testConfig(overrides: ProxyOverrides): Config {
       clientWriteStallMs: 10_000,
       ...overrides.timeouts,
     },
-    limits: { maxInvalidCommands: 5, ...overrides.limits },
+    limits: { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, ...overrides.limits },
     logLevel: 'debug',
     metrics: { listen: undefined, backendProbeIntervalMs: 0 },
+    // The defaults, in process memory (no redis: configured).
+    redis: {
+      target: { kind: 'none' },
+      username: undefined,
+      passwordFile: undefined,
+      tls: false,
+      commandTimeoutMs: 500,
+      connectTimeoutMs: 2_000,
+    },
+    rateLimit: {
+      keyPrefix: 'popwarden',
+      normaliseUsernames: true,
+      ipv6PrefixLength: 64,
+      userIp: { maxFailures: 10, windowMs: 90 * 86_400_000, blockMs: 3_600_000 },
+      ip: { maxFailures: 100, windowMs: 86_400_000, blockMs: 86_400_000 },
+      user: { maxFailures: 50, windowMs: 3_600_000, blockMs: 900_000 },
+      trustedPairMs: 30 * 86_400_000,
+      hmacKeyFile: undefined,
+      allow: [],
+      deny: [],
+      onStoreFailure: 'insurance',
+    },
   };
 }
 
