@@ -12,6 +12,8 @@ export interface TlsMaterial {
   readonly secureContext: SecureContext;
   /** Options for tls.createServer (policy + certificate), the same policy as secureContext. */
   readonly serverOptions: TlsOptions;
+  /** The certificate every listener serves (the leaf of the chain), for the expiry metric. */
+  readonly certificates?: readonly { readonly name: string; readonly notAfter: Date }[];
 }
 
 /**
@@ -150,8 +152,11 @@ export async function loadTlsMaterial(config: Config, log: Logger): Promise<TlsM
   } catch (error) {
     throw new TlsMaterialError(`cannot use cert ${files.certFile} with key ${files.keyFile}: ${(error as Error).message}`, { cause: error });
   }
+  const leaf = parseCertificate(cert, files.certFile);
+  const commonName = /^CN=(.*)$/m.exec(leaf.subject)?.[1];
   return {
     secureContext,
     serverOptions: { ...options, handshakeTimeout: config.timeouts.tlsHandshakeMs },
+    certificates: [{ name: commonName ?? leaf.subject.replaceAll('\n', ', '), notAfter: new Date(leaf.validTo) }],
   };
 }

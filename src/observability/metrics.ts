@@ -42,6 +42,8 @@ export interface Metrics {
   commandRelayed(verb: string, durationSeconds: number): void;
   /** Bytes relayed after login. */
   bytesRelayed(direction: RelayDirection, bytes: number): void;
+  /** The configuration was reloaded (SIGHUP); false when the new one was rejected and the old one kept. */
+  configReload(success: boolean): void;
 }
 
 /** Metrics switched off: every event is dropped. */
@@ -59,4 +61,5 @@ export const NO_METRICS: Metrics = {
   backendError: () => undefined,
   commandRelayed: () => undefined,
   bytesRelayed: () => undefined,
+  configReload: () => undefined,
 };

@@ -1,17 +1,145 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Config } from '../config/types.js';
 import type { Logger } from './log.js';
 import { NO_METRICS, type Metrics } from './metrics.js';
 import type { RunningProxy } from '../app.js';
+import type { TlsMaterial } from '../net/tls-context.js';
+import { CERT_FILE_NAME } from '../certs/self-signed.js';
+import { formatHostPort } from '../config/values.js';
+import { createPrometheusMetrics, type PrometheusMetrics } from './prometheus.js';
+import { startMetricsServer, type MetricsServer, type ReadinessCheck } from './metrics-server.js';
+import { BackendProber } from './backend-probe.js';
 
 /** Metrics and health endpoints for one running popwarden. */
 export interface Observability {
   readonly metrics: Metrics;
-  /** Called once the listeners are bound (readiness depends on them). */
-  watch(proxy: RunningProxy): void;
+  /** Called once the listeners are bound (readiness depends on them). `tls` feeds the certificate-expiry gauge. */
+  watch(proxy: RunningProxy, tls?: TlsMaterial): void;
   close(): Promise<void>;
+  /** Where the admin endpoints listen; undefined when metrics are off. */
+  readonly address: { readonly host: string; readonly port: number } | undefined;
 }
 
-/** Starts observability as configured. (Metrics are not implemented yet: events are dropped.) */
-export async function startObservability(_config: Config, _log: Logger): Promise<Observability> {
-  return { metrics: NO_METRICS, watch: () => undefined, close: () => Promise.resolve() };
+/** popwarden's version from package.json (src/ and dist/ both sit one level below it). */
+export function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * The certificates served, when the caller has no TlsMaterial at hand: read back from the file
+ * loadTlsMaterial used (the operator's, or the first-run self-signed one in stateDir).
+ */
+function certificatesFromFiles(config: Config, log: Logger): { name: string; notAfter: Date }[] {
+  const file = config.tls.certFile ?? join(config.stateDir, CERT_FILE_NAME);
+  try {
+    const cert = new X509Certificate(readFileSync(file));
+    return [{ name: /^CN=(.*)$/m.exec(cert.subject)?.[1] ?? cert.subject, notAfter: new Date(cert.validTo) }];
+  } catch (error) {
+    log.warn({ certFile: file, reason: (error as Error).message }, 'cannot read the certificate for the expiry metric');
+    return [];
+  }
+}
+
+export interface ObservabilityOptions {
+  /** Overrides the version in popwarden_build_info (default: package.json). */
+  readonly version?: string;
+  /** prom-client's process_* and nodejs_* metrics (default true). */
+  readonly defaultMetrics?: boolean;
+}
+
+/**
+ * Starts observability as configured: the Prometheus metrics, the admin HTTP server
+ * (/metrics, /healthz, /readyz) and the periodic backend probe. With metrics_listen off, events
+ * are dropped and nothing listens. Rejects when the admin address cannot be bound.
+ */
+export async function startObservability(config: Config, log: Logger, options: ObservabilityOptions = {}): Promise<Observability> {
+  const listen = config.metrics.listen;
+  if (listen === undefined) {
+    log.info('metrics and health endpoints are off (metrics_listen: off)');
+    return { metrics: NO_METRICS, watch: () => undefined, close: () => Promise.resolve(), address: undefined };
+  }
+  const metrics: PrometheusMetrics = createPrometheusMetrics({
+    version: options.version ?? packageVersion(),
+    backend: formatHostPort(config.backend),
+    listeners: config.listeners.map((l) => ({ name: l.name, tls: l.kind === 'tls' ? 'implicit' : 'starttls' })),
+    ...(options.defaultMetrics === undefined ? {} : { defaultMetrics: options.defaultMetrics }),
+  });
+
+  let lastBackendState: boolean | undefined;
+  const prober = new BackendProber(config.backend, config.timeouts.backendConnectMs, (result) => {
+    metrics.backendProbe(result.up, result.durationSeconds);
+    if (result.up !== lastBackendState) {
+      if (result.up) log.info({ backend: `${config.backend.host}:${config.backend.port}` }, 'backend probe: up');
+      else log.warn({ backend: `${config.backend.host}:${config.backend.port}`, reason: result.reason }, 'backend probe: DOWN');
+      lastBackendState = result.up;
+    }
+  });
+
+  let proxy: RunningProxy | undefined;
+  let closed = false;
+  const intervalMs = config.metrics.backendProbeIntervalMs;
+
+  const backendCheck = async (): Promise<ReadinessCheck> => {
+    // A periodic probe younger than two intervals answers; otherwise probe now (shared if running).
+    const last = metrics.lastBackendProbe();
+    if (intervalMs > 0 && last !== undefined && Date.now() - last.at <= 2 * intervalMs) {
+      return { ok: last.up, detail: last.up ? 'greeting received' : 'last probe failed' };
+    }
+    const result = await prober.probeNow();
+    return result.up ? { ok: true, detail: 'greeting received' } : { ok: false, detail: result.reason };
+  };
+
+  let server: MetricsServer;
+  try {
+    server = await startMetricsServer(
+      listen,
+      {
+        metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),
+        async readiness() {
+          const listeners: ReadinessCheck =
+            proxy !== undefined && !closed
+              ? { ok: true, detail: `${proxy.listeners.length} bound` }
+              : { ok: false, detail: closed ? 'stopping' : 'not bound yet' };
+          const store = metrics.storeUp();
+          return {
+            listeners,
+            backend: await backendCheck(),
+            rate_limit_store:
+              store === undefined ? { ok: true, detail: 'not configured' } : { ok: store, detail: store ? 'up' : 'down' },
+          };
+        },
+      },
+      log,
+    );
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    throw Object.assign(new Error(`metrics_listen ${listen.host}:${listen.port}: ${why}; change metrics_listen, or set it to off`), {
+      cause: error,
+      code,
+    });
+  }
+
+  prober.start(intervalMs);
+  return {
+    metrics,
+    address: { host: server.address.address, port: server.address.port },
+    watch(running, tls) {
+      proxy = running;
+      const certs = tls?.certificates ?? certificatesFromFiles(config, log);
+      metrics.setCertificates(running.listeners.flatMap((l) => certs.map((c) => ({ listener: l.config.name, ...c }))));
+    },
+    async close() {
+      closed = true;
+      await prober.stop();
+      await server.close();
+    },
+  };
 }
