@@ -1,17 +1,95 @@
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
-import { ALLOW_ALL, type LoginGuard } from './login-guard.js';
-import { OPEN_GATE, type ConnectionGate } from '../net/connection-gate.js';
+import type { LoginGuard } from './login-guard.js';
+import type { ConnectionGate } from '../net/connection-gate.js';
+import { ConnectionLimits } from '../net/connection-limits.js';
+import { CidrList } from './rate-limit/cidr.js';
+import { loadHmacKey } from './rate-limit/hmac.js';
+import { InsuredStore } from './rate-limit/insurance.js';
+import { RateLimitGuard } from './rate-limit/guard.js';
+import { MemoryLimitStore, RedisLimitStore } from './rate-limit/store.js';
+import { createRedisClient, describeRedisTarget, waitUntilReady } from './rate-limit/redis-client.js';
 
 /** Failed-login protection and connection admission for one running popwarden. */
 export interface Protection {
   readonly guard: LoginGuard;
   readonly gate: ConnectionGate;
+  /** True while the shared store (Redis) is in use; undefined without Redis. */
+  storeUp(): boolean | undefined;
   close(): Promise<void>;
 }
 
-/** Builds the protection as configured. (Rate limiting is not implemented yet: all are admitted.) */
-export async function createProtection(_config: Config, _log: Logger, _metrics: Metrics): Promise<Protection> {
-  return { guard: ALLOW_ALL, gate: OPEN_GATE, close: () => Promise.resolve() };
+/** A few ms over the command timeout: a MULTI or Lua call is several commands on one deadline. */
+const DEADLINE_SLACK_MS = 50;
+
+/**
+ * Builds the protection as configured: the connection gate (deny list, per-IP bounds), and the
+ * failed-login guard over Redis (with the in-memory insurance) or over process memory alone.
+ * A Redis that does not answer at startup does not stop popwarden: it starts under the insurance
+ * (or fail_closed) and switches to Redis when it answers.
+ */
+export async function createProtection(config: Config, log: Logger, metrics: Metrics): Promise<Protection> {
+  const rateLimit = config.rateLimit;
+  const allow = new CidrList(rateLimit.allow);
+  const deny = new CidrList(rateLimit.deny);
+  const gate = new ConnectionLimits({
+    maxSessionsPerIp: config.limits.maxSessionsPerIp,
+    maxNewConnectionsPerIp: config.limits.maxNewConnectionsPerIp,
+    ipv6PrefixLength: rateLimit.ipv6PrefixLength,
+    allow,
+    deny,
+  });
+  const hmac = loadHmacKey(rateLimit.hmacKeyFile, config.stateDir);
+  if (hmac.generated) {
+    log.warn(
+      { file: hmac.file },
+      'generated the rate-limit HMAC key; instances that share a Redis must share this file (rate_limit.hmac_key_file)',
+    );
+  }
+  const memory = new MemoryLimitStore(rateLimit);
+  const limits = {
+    userIp: rateLimit.userIp,
+    ip: rateLimit.ip,
+    user: rateLimit.user,
+    allow: rateLimit.allow.length,
+    deny: rateLimit.deny.length,
+  };
+
+  const client = createRedisClient(config.redis);
+  if (client === undefined) {
+    log.info({ ...limits }, 'rate limiting in process memory (no redis configured): limits are per instance and reset on restart');
+    const guard = new RateLimitGuard({ config: rateLimit, store: plainStore(memory), hmacKey: hmac.key, allow, log });
+    return { guard, gate, storeUp: () => undefined, close: () => Promise.resolve() };
+  }
+
+  client.on('error', (error: Error) => log.debug({ err: error }, 'redis client error'));
+  const target = describeRedisTarget(config.redis);
+  const upAtStart = await waitUntilReady(client, config.redis.connectTimeoutMs);
+  const store = new InsuredStore({
+    primary: new RedisLimitStore(client, rateLimit),
+    client,
+    insurance: memory,
+    mode: rateLimit.onStoreFailure,
+    deadlineMs: config.redis.commandTimeoutMs + DEADLINE_SLACK_MS,
+    log,
+    metrics,
+    upAtStart,
+  });
+  if (upAtStart) log.info({ redis: target, onStoreFailure: rateLimit.onStoreFailure, ...limits }, 'rate limiting in Redis, shared by every instance');
+  const close = async (): Promise<void> => {
+    store.close();
+    client.disconnect();
+  };
+  const guard = new RateLimitGuard({ config: rateLimit, store, hmacKey: hmac.key, allow, log, close });
+  return { guard, gate, storeUp: () => store.up, close };
+}
+
+/** A memory store needs no insurance: its reads are never "unavailable". */
+function plainStore(store: MemoryLimitStore) {
+  return {
+    read: store.read.bind(store),
+    fail: store.fail.bind(store),
+    succeed: store.succeed.bind(store),
+  };
 }

@@ -1,0 +1,75 @@
+/**
+ * The ConnectionGate popwarden runs with: the deny list, concurrent sessions per address and new
+ * connections per address per second, decided synchronously at TCP accept before any TLS work
+ * (STYLE lesson 7, X-02, X-03). Addresses are counted as the rate limiter keys them (IPv6 by its
+ * /64), so a client cannot dodge the bound by rotating addresses inside its own network.
+ */
+import type { Admission, ConnectionGate } from './connection-gate.js';
+import type { CidrList } from '../auth/rate-limit/cidr.js';
+import { ipKey } from '../auth/rate-limit/keys.js';
+
+export interface ConnectionLimitsOptions {
+  /** Concurrent sessions per address; 0 = no bound. */
+  readonly maxSessionsPerIp: number;
+  /** New connections per address per second; 0 = no bound. */
+  readonly maxNewConnectionsPerIp: number;
+  readonly ipv6PrefixLength: number;
+  readonly allow: CidrList;
+  readonly deny: CidrList;
+  /** For tests: the clock, in ms. */
+  readonly now?: () => number;
+}
+
+const WINDOW_MS = 1_000;
+
+export class ConnectionLimits implements ConnectionGate {
+  readonly #options: ConnectionLimitsOptions;
+  readonly #now: () => number;
+  /** Open sessions per address key. */
+  readonly #open = new Map<string, number>();
+  /** Connections in the current one-second window per address key (fixed window: cheap, no timers). */
+  #window = new Map<string, number>();
+  #windowStart = 0;
+
+  constructor(options: ConnectionLimitsOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  admit(ip: string): Admission {
+    const { allow, deny, maxSessionsPerIp, maxNewConnectionsPerIp, ipv6PrefixLength } = this.#options;
+    if (deny.has(ip)) return { kind: 'refused', reason: 'denied' };
+    if (allow.has(ip)) return { kind: 'admitted', release: () => undefined };
+    const key = ipKey(ip, ipv6PrefixLength);
+
+    const now = this.#now();
+    if (now - this.#windowStart >= WINDOW_MS) {
+      // A new window: the old map is dropped whole, so idle addresses cost nothing.
+      this.#window = new Map();
+      this.#windowStart = now;
+    }
+    const recent = (this.#window.get(key) ?? 0) + 1;
+    this.#window.set(key, recent);
+    if (maxNewConnectionsPerIp > 0 && recent > maxNewConnectionsPerIp) return { kind: 'refused', reason: 'too_many_connections' };
+
+    const open = this.#open.get(key) ?? 0;
+    if (maxSessionsPerIp > 0 && open >= maxSessionsPerIp) return { kind: 'refused', reason: 'too_many_sessions' };
+    this.#open.set(key, open + 1);
+    let released = false;
+    return {
+      kind: 'admitted',
+      release: () => {
+        if (released) return;
+        released = true;
+        const left = (this.#open.get(key) ?? 1) - 1;
+        if (left <= 0) this.#open.delete(key);
+        else this.#open.set(key, left);
+      },
+    };
+  }
+
+  /** Open sessions from an address key (for tests and diagnostics). */
+  openSessions(ip: string): number {
+    return this.#open.get(ipKey(ip, this.#options.ipv6PrefixLength)) ?? 0;
+  }
+}

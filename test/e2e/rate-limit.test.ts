@@ -1,0 +1,245 @@
+/**
+ * Failed-login protection through the real listeners, with the guard and gate that
+ * createProtection builds, against a real redis-server (A-01..A-04, issue 4 points 1-8).
+ * Clients bind distinct loopback sources (127.0.0.x) to stand for distinct addresses.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { startFakeBackend, legacyScript, type FakeBackend } from '../harness/fake-backend.js';
+import { startTestProxy, testConfig, type TestProxy } from '../harness/popwarden.js';
+import { RawClient } from '../harness/raw-client.js';
+import { startRedis, type RedisServer } from '../harness/redis.js';
+import { createProtection, type Protection } from '../../src/auth/protection.js';
+import type { RateLimitConfig, RedisTarget } from '../../src/config/types.js';
+import { createLogger } from '../../src/observability/log.js';
+import { NO_METRICS } from '../../src/observability/metrics.js';
+
+const AUTH_FAILED = '-ERR [AUTH] Authentication failed';
+const BLOCKED = '-ERR [SYS/TEMP] Too many failed logins, try again later';
+
+export interface Protected {
+  readonly proxy: TestProxy;
+  readonly protection: Protection;
+  readonly logs: string[];
+  stop(): Promise<void>;
+}
+
+/** popwarden in front of `backend`, with the protection createProtection builds from this config. */
+export async function startProtected(
+  backend: FakeBackend,
+  options: { redis?: RedisTarget; rateLimit?: Partial<RateLimitConfig>; limits?: { maxSessionsPerIp?: number; maxNewConnectionsPerIp?: number }; commandTimeoutMs?: number; authFailureDelayMs?: number; metrics?: typeof NO_METRICS } = {},
+): Promise<Protected> {
+  const base = testConfig({ backend: { host: backend.host, port: backend.port } });
+  const config = {
+    ...base,
+    // Tests log in faster than any person: the per-second connection bound is raised unless tested.
+    limits: { ...base.limits, maxNewConnectionsPerIp: 1_000, ...options.limits },
+    redis: { ...base.redis, target: options.redis ?? base.redis.target, commandTimeoutMs: options.commandTimeoutMs ?? 300, connectTimeoutMs: 1_000 },
+    rateLimit: { ...base.rateLimit, ...options.rateLimit },
+  };
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logs.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      callback();
+    },
+  });
+  const protection = await createProtection(config, createLogger('debug', sink), options.metrics ?? NO_METRICS);
+  const proxy = await startTestProxy({
+    backend: { host: backend.host, port: backend.port },
+    guard: protection.guard,
+    gate: protection.gate,
+    ...(options.authFailureDelayMs === undefined ? {} : { authFailureDelayMs: options.authFailureDelayMs }),
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+  });
+  return {
+    proxy,
+    protection,
+    logs,
+    stop: async () => {
+      await proxy.stop();
+      await protection.close();
+    },
+  };
+}
+
+/** USER/PASS over STLS from `source`; returns popwarden's reply to PASS. */
+export async function login(proxy: TestProxy, source: string, user: string, password: string): Promise<string> {
+  const client = await RawClient.plain(proxy.host, proxy.stlsPort, source);
+  try {
+    await client.readLine();
+    assert.equal(await client.command('STLS'), '+OK Begin TLS negotiation');
+    await client.upgrade(proxy.caFile);
+    await client.command(`USER ${user}`);
+    return await client.command(`PASS ${password}`);
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Backend logins so far: connections on which the fake backend saw a PASS. */
+export const backendLogins = (backend: FakeBackend): number =>
+  backend.connections().filter((c) => c.lines().some((l) => l.startsWith('PASS '))).length;
+
+describe('rate limiting in Redis', { timeout: 120_000 }, () => {
+  let redis: RedisServer;
+  let backend: FakeBackend;
+  const running: Protected[] = [];
+  const start = async (prefix: string, options: Parameters<typeof startProtected>[1] = {}) => {
+    const started = await startProtected(backend, {
+      redis: { kind: 'url', url: redis.url },
+      ...options,
+      rateLimit: { keyPrefix: prefix, ...options.rateLimit },
+    });
+    running.push(started);
+    return started;
+  };
+
+  before(async () => {
+    redis = await startRedis();
+    backend = await startFakeBackend(legacyScript());
+  });
+  after(async () => {
+    for (const p of running) await p.stop();
+    await backend.stop();
+    await redis.stop();
+  });
+
+  test('the 11th attempt of one user from one address is blocked, even with the right password, and never reaches the backend', async () => {
+    const { proxy } = await start('t1');
+    for (let i = 1; i <= 10; i++) assert.equal(await login(proxy, '127.0.0.2', 'alice', `wrong-${i}`), AUTH_FAILED, `failure ${i}`);
+    const before = backendLogins(backend);
+    assert.equal(await login(proxy, '127.0.0.2', 'alice', 's3cret!pw'), BLOCKED);
+    assert.equal(await login(proxy, '127.0.0.2', 'Alice ', 's3cret!pw'), BLOCKED, 'the username is normalised before keying');
+    assert.equal(backendLogins(backend), before, 'no blocked attempt reached the backend');
+    // Another address is not affected by this pair's block.
+    assert.equal(await login(proxy, '127.0.0.3', 'alice', 's3cret!pw'), '+OK Logged in');
+    assert.match(proxy.logText(), /"limiter":"user_ip".*"result":"blocked"/);
+    // The block lives in Redis, with a TTL of about an hour; every key has a TTL (A-04).
+    const keys = (await redis.cli('--scan', '--pattern', 't1:*')).split('\n').filter(Boolean);
+    assert.ok(keys.includes('t1:uip:{alice@127.0.0.2}'), keys.join(' '));
+    const blockTtl = Number(await redis.cli('pttl', 't1:uip:{alice@127.0.0.2}'));
+    assert.ok(blockTtl > 3_590_000 && blockTtl <= 3_600_000, String(blockTtl));
+    for (const key of keys) assert.ok(Number(await redis.cli('pttl', key)) > 0, `${key} has no TTL`);
+  });
+
+  test('a success resets the pair and makes it trusted', async () => {
+    const { proxy } = await start('t2');
+    for (let i = 1; i <= 5; i++) await login(proxy, '127.0.0.4', 'alice', `wrong-${i}`);
+    assert.equal(await redis.cli('get', 't2:uip:{alice@127.0.0.4}'), '5');
+    assert.equal(await login(proxy, '127.0.0.4', 'alice', 's3cret!pw'), '+OK Logged in');
+    await new Promise((resolve) => setTimeout(resolve, 100)); // recordSuccess is not awaited by the session
+    assert.equal(await redis.cli('exists', 't2:uip:{alice@127.0.0.4}'), '0');
+    const trustedTtl = Number(await redis.cli('pttl', 't2:trusted:{alice@127.0.0.4}'));
+    assert.ok(trustedTtl > 29 * 86_400_000, String(trustedTtl));
+    for (let i = 1; i <= 10; i++) await login(proxy, '127.0.0.4', 'alice', `again-${i}`);
+    assert.equal(await login(proxy, '127.0.0.4', 'alice', 's3cret!pw'), BLOCKED, 'ten new failures after the reset block again');
+  });
+
+  test('a device repeating one stale password is not blocked by its own repeats; only a keyed fingerprint is stored', async () => {
+    const { proxy } = await start('t3');
+    for (let i = 1; i <= 15; i++) assert.equal(await login(proxy, '127.0.0.5', 'bob', 'old-password'), AUTH_FAILED, `try ${i}`);
+    assert.equal(await redis.cli('get', 't3:uip:{bob@127.0.0.5}'), '1');
+    const seen = (await redis.cli('smembers', 't3:seen:{bob@127.0.0.5}')).split('\n');
+    assert.equal(seen.length, 1);
+    assert.match(seen[0] ?? '', /^[0-9a-f]{16}$/);
+    const dump = await redis.cli('--scan', '--pattern', 't3:*');
+    assert.ok(!dump.includes('old-password'));
+    assert.equal(await login(proxy, '127.0.0.5', 'bob', 'bobpass'), '+OK Logged in');
+  });
+
+  test('one address spraying many users is blocked for all of them (ip limiter)', async () => {
+    const { proxy } = await start('t4', { rateLimit: { ip: { maxFailures: 5, windowMs: 86_400_000, blockMs: 86_400_000 } } });
+    for (let i = 1; i <= 5; i++) assert.equal(await login(proxy, '127.0.0.6', `user${i}`, 'Password1'), AUTH_FAILED);
+    assert.equal(await login(proxy, '127.0.0.6', 'bob', 'bobpass'), BLOCKED);
+    assert.match(proxy.logText(), /"limiter":"ip".*"result":"blocked"/);
+    assert.equal(await login(proxy, '127.0.0.7', 'bob', 'bobpass'), '+OK Logged in', 'another address is unaffected (A-02)');
+  });
+
+  test('many addresses guessing one user block it, except where it logged in before (trusted pair, A-03)', async () => {
+    const { proxy } = await start('t5', { rateLimit: { user: { maxFailures: 5, windowMs: 3_600_000, blockMs: 900_000 } } });
+    assert.equal(await login(proxy, '127.0.0.10', 'alice', 's3cret!pw'), '+OK Logged in');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    for (let i = 11; i <= 15; i++) assert.equal(await login(proxy, `127.0.0.${i}`, 'alice', `guess-${i}`), AUTH_FAILED);
+    const before = backendLogins(backend);
+    assert.equal(await login(proxy, '127.0.0.16', 'alice', 's3cret!pw'), BLOCKED);
+    assert.equal(backendLogins(backend), before);
+    assert.match(proxy.logText(), /"limiter":"user".*"result":"blocked"/);
+    assert.equal(await login(proxy, '127.0.0.10', 'alice', 's3cret!pw'), '+OK Logged in', 'the real user still logs in from its trusted address');
+  });
+
+  test('two popwarden instances on one Redis share the counts', async () => {
+    const a = await start('t6');
+    const b = await start('t6');
+    for (let i = 1; i <= 5; i++) await login(a.proxy, '127.0.0.20', 'alice', `a-${i}`);
+    for (let i = 1; i <= 5; i++) await login(b.proxy, '127.0.0.20', 'alice', `b-${i}`);
+    assert.equal(await login(a.proxy, '127.0.0.20', 'alice', 's3cret!pw'), BLOCKED);
+    assert.equal(await login(b.proxy, '127.0.0.20', 'alice', 's3cret!pw'), BLOCKED);
+  });
+
+  test('an allowed address is never limited; a denied one is refused at connect', async () => {
+    const { proxy } = await start('t7', {
+      rateLimit: { allow: ['127.0.0.30/31'], deny: ['127.0.0.66'], userIp: { maxFailures: 2, windowMs: 3_600_000, blockMs: 3_600_000 } },
+    });
+    for (let i = 1; i <= 5; i++) assert.equal(await login(proxy, '127.0.0.31', 'alice', `w-${i}`), AUTH_FAILED);
+    assert.equal(await login(proxy, '127.0.0.31', 'alice', 's3cret!pw'), '+OK Logged in');
+    assert.equal(await redis.cli('--scan', '--pattern', 't7:*'), '');
+    const denied = await RawClient.plain(proxy.host, proxy.tlsPort, '127.0.0.66');
+    assert.equal(await denied.readLine(), '-ERR [SYS/PERM] Connections from your address are not accepted');
+    assert.equal(await denied.closedWithin(2_000), true);
+  });
+});
+
+describe('connection bounds per address', { timeout: 30_000 }, () => {
+  let backend: FakeBackend;
+  before(async () => {
+    backend = await startFakeBackend(legacyScript());
+  });
+  after(async () => {
+    await backend.stop();
+  });
+
+  test('concurrent sessions and new connections per second are bounded before any TLS work', async () => {
+    const { proxy, stop } = await startProtected(backend, { limits: { maxSessionsPerIp: 2, maxNewConnectionsPerIp: 100 } });
+    const clients: RawClient[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const c = await RawClient.plain(proxy.host, proxy.stlsPort, '127.0.0.40');
+        clients.push(c);
+        assert.match(await c.readLine(), /^\+OK/);
+      }
+      const third = await RawClient.plain(proxy.host, proxy.tlsPort, '127.0.0.40');
+      clients.push(third);
+      assert.equal(await third.readLine(), '-ERR [SYS/TEMP] Too many connections from your address, try again later');
+      assert.equal(await third.closedWithin(2_000), true);
+      const other = await RawClient.plain(proxy.host, proxy.stlsPort, '127.0.0.41');
+      clients.push(other);
+      assert.match(await other.readLine(), /^\+OK/, 'another address is unaffected');
+      clients[0]?.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const again = await RawClient.plain(proxy.host, proxy.stlsPort, '127.0.0.40');
+      clients.push(again);
+      assert.match(await again.readLine(), /^\+OK/, 'a closed session frees its place');
+    } finally {
+      for (const c of clients) c.destroy();
+      await stop();
+    }
+
+    const burst = await startProtected(backend, { limits: { maxSessionsPerIp: 100, maxNewConnectionsPerIp: 3 } });
+    const opened: RawClient[] = [];
+    try {
+      const replies: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const c = await RawClient.plain(burst.proxy.host, burst.proxy.stlsPort, '127.0.0.42');
+        opened.push(c);
+        replies.push(await c.readLine());
+      }
+      const refused = replies.filter((r) => r.startsWith('-ERR [SYS/TEMP]')).length;
+      assert.ok(refused >= 1 && refused <= 2, replies.join(' | '));
+    } finally {
+      for (const c of opened) c.destroy();
+      await burst.stop();
+    }
+  });
+});

@@ -1,0 +1,126 @@
+/**
+ * Real redis-server instances for tests, on free loopback ports in temp dirs, never the system
+ * service: start, stop (SHUTDOWN NOSAVE), kill -9, hang (SIGSTOP) and resume (SIGCONT), always
+ * by the pid we started. Also a 3-node Redis Cluster built with `redis-cli --cluster create`.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort, waitForPort } from './ports.js';
+
+const run = promisify(execFile);
+
+export interface RedisServer {
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+  /** The pid of the redis-server we started (changes after restart()). */
+  readonly pid: number;
+  /** `redis-cli -p PORT ARGS...`, stdout trimmed. */
+  cli(...args: string[]): Promise<string>;
+  /** kill -9: the abrupt death. */
+  kill(): Promise<void>;
+  /** SIGSTOP: the process is alive but answers nothing (a hung Redis). */
+  hang(): void;
+  /** SIGCONT after hang(). */
+  resume(): void;
+  /** Starts again on the same port (empty: no persistence). */
+  restart(): Promise<void>;
+  /** Stops for good and removes the temp dir. */
+  stop(): Promise<void>;
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+async function spawnRedis(port: number, dir: string, extra: readonly string[] = []): Promise<ChildProcess> {
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1', '--dir', dir, ...extra],
+    { stdio: 'ignore' },
+  );
+  const failed = new Promise<never>((_, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`redis-server on ${port} exited with ${code}`)));
+  });
+  await Promise.race([waitForPort('127.0.0.1', port, 10_000), failed]);
+  failed.catch(() => undefined);
+  return child;
+}
+
+/** Starts `redis-server --port P --save '' --appendonly no --bind 127.0.0.1` in a temp dir. */
+export async function startRedis(extra: readonly string[] = []): Promise<RedisServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'popwarden-redis-'));
+  let child = await spawnRedis(port, dir, extra);
+  const cli = async (...args: string[]): Promise<string> =>
+    (await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 10_000 })).stdout.trim();
+  const kill = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+    }
+    await exited(child);
+  };
+  return {
+    host: '127.0.0.1',
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get pid() {
+      return child.pid ?? -1;
+    },
+    cli,
+    kill,
+    hang: () => void child.kill('SIGSTOP'),
+    resume: () => void child.kill('SIGCONT'),
+    async restart() {
+      await kill();
+      child = await spawnRedis(port, dir, extra);
+    },
+    async stop() {
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RedisCluster {
+  readonly nodes: readonly RedisServer[];
+  stop(): Promise<void>;
+}
+
+/** Three masters, no replicas: `redis-server --cluster-enabled yes` ×3 + `redis-cli --cluster create`. */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const nodes: RedisServer[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000']));
+    }
+    await run(
+      'redis-cli',
+      ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      { timeout: 30_000 },
+    );
+    // Wait until every node agrees that all slots are served.
+    const deadline = Date.now() + 20_000;
+    for (const node of nodes) {
+      while (!(await node.cli('cluster', 'info')).includes('cluster_state:ok')) {
+        if (Date.now() > deadline) throw new Error('redis cluster did not become ok');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  } catch (error) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw error;
+  }
+  return {
+    nodes,
+    stop: async () => {
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+  };
+}
