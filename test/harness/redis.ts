@@ -7,8 +7,17 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
+import assert from 'node:assert/strict';
 import { freePort, waitForPort } from './ports.js';
+import type { FakeBackend } from './fake-backend.js';
+import { startTestProxy, testConfig, type TestProxy } from './popwarden.js';
+import { RawClient } from './raw-client.js';
+import { createProtection, type Protection } from '../../src/auth/protection.js';
+import type { RateLimitConfig, RedisTarget } from '../../src/config/types.js';
+import { createLogger } from '../../src/observability/log.js';
+import { NO_METRICS, type Metrics } from '../../src/observability/metrics.js';
 
 const run = promisify(execFile);
 
@@ -124,3 +133,71 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     },
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// popwarden with the protection createProtection builds (over such a Redis, or in memory)
+
+export interface Protected {
+  readonly proxy: TestProxy;
+  readonly protection: Protection;
+  readonly logs: string[];
+  stop(): Promise<void>;
+}
+
+/** popwarden in front of `backend`, with the protection createProtection builds from this config. */
+export async function startProtected(
+  backend: FakeBackend,
+  options: { redis?: RedisTarget; rateLimit?: Partial<RateLimitConfig>; limits?: { maxSessionsPerIp?: number; maxNewConnectionsPerIp?: number }; commandTimeoutMs?: number; authFailureDelayMs?: number; metrics?: Metrics } = {},
+): Promise<Protected> {
+  const base = testConfig({ backend: { host: backend.host, port: backend.port } });
+  const config = {
+    ...base,
+    // Tests log in faster than any person: the per-second connection bound is raised unless tested.
+    limits: { ...base.limits, maxNewConnectionsPerIp: 1_000, ...options.limits },
+    redis: { ...base.redis, target: options.redis ?? base.redis.target, commandTimeoutMs: options.commandTimeoutMs ?? 300, connectTimeoutMs: 1_000 },
+    rateLimit: { ...base.rateLimit, ...options.rateLimit },
+  };
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logs.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      callback();
+    },
+  });
+  const protection = await createProtection(config, createLogger('debug', sink), options.metrics ?? NO_METRICS);
+  const proxy = await startTestProxy({
+    backend: { host: backend.host, port: backend.port },
+    guard: protection.guard,
+    gate: protection.gate,
+    ...(options.authFailureDelayMs === undefined ? {} : { authFailureDelayMs: options.authFailureDelayMs }),
+    ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+  });
+  return {
+    proxy,
+    protection,
+    logs,
+    stop: async () => {
+      await proxy.stop();
+      await protection.close();
+    },
+  };
+}
+
+/** USER/PASS over STLS from `source`; returns popwarden's reply to PASS. */
+export async function login(proxy: TestProxy, source: string, user: string, password: string): Promise<string> {
+  const client = await RawClient.plain(proxy.host, proxy.stlsPort, source);
+  try {
+    await client.readLine();
+    assert.equal(await client.command('STLS'), '+OK Begin TLS negotiation');
+    await client.upgrade(proxy.caFile);
+    await client.command(`USER ${user}`);
+    return await client.command(`PASS ${password}`);
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Backend logins so far: connections on which the fake backend saw a PASS. */
+export const backendLogins = (backend: FakeBackend): number =>
+  backend.connections().filter((c) => c.lines().some((l) => l.startsWith('PASS '))).length;
+

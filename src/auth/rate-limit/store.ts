@@ -37,7 +37,7 @@ export function limiterId(limiter: LimiterKey, keys: AttemptKeys): string {
  * consume that crosses it blocks the key for `block`: so the key holds max_failures while blocked.
  */
 function limiterOptions(prefix: string, limiter: LimiterKey, policy: LimiterPolicy, maxMs: number) {
-  const seconds = (ms: number) => Math.max(1, Math.ceil(Math.min(ms, maxMs) / 1000));
+  const seconds = (ms: number) => Math.max(1, Math.min(Math.ceil(ms / 1000), Math.floor(maxMs / 1000)));
   return {
     keyPrefix: `${prefix}:${LIMITER_KIND[limiter]}`,
     points: policy.maxFailures - 1,
