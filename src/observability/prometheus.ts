@@ -319,6 +319,11 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
   for (const direction of DIRECTIONS) bytes.inc({ direction }, 0);
   for (const result of ['success', 'failure']) probes.inc({ result }, 0);
   for (const result of LOGIN_RESULTS) loginDuration.zero({ result });
+  // Attacks start with a burst: a series born mid-burst loses its first increase to rate().
+  for (const limiter of LIMITERS) rejections.inc({ limiter }, 0);
+  for (const client_mechanism of ['user', 'plain', 'login']) {
+    for (const result of ['blocked', 'backend_error']) logins.inc({ client_mechanism, backend_mechanism: 'none', result }, 0);
+  }
   for (const { name, tls } of options.listeners ?? []) {
     listenerMode.set(name, tls);
     connections.inc({ listener: name, tls }, 0);
