@@ -4,7 +4,8 @@
 #
 # Real servers and clients the tests start themselves (never as system services):
 #   dovecot-core dovecot-pop3d  backend POP3 server (test/harness/dovecot.ts)
-#   redis-server                rate-limit store
+#   redis-server redis-tools    rate-limit store, 3-node cluster (redis-cli --cluster create)
+#   fail2ban                    fail2ban-regex proves contrib/fail2ban against real audit lines
 #   fetchmail curl socat openssl python3   real POP3 clients and tools
 #   prometheus                  promtool checks of dashboards/ rules
 #   testssl.sh                  TLS policy scan of both listeners (test/e2e/tls-scan.test.ts)
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-PKGS=(dovecot-core dovecot-pop3d redis-server fetchmail curl socat openssl python3 prometheus ca-certificates procps testssl.sh)
+PKGS=(dovecot-core dovecot-pop3d redis-server redis-tools fail2ban fetchmail curl socat openssl python3 prometheus ca-certificates procps testssl.sh)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
@@ -47,7 +48,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-for bin in dovecot fetchmail curl socat openssl python3 redis-server testssl; do
+for bin in dovecot fetchmail curl socat openssl python3 redis-server redis-cli fail2ban-regex testssl; do
   command -v "$bin" >/dev/null 2>&1 || { echo "test-all: '$bin' not found after install" >&2; exit 1; }
 done
 [ -x /usr/lib/dovecot/pop3 ] || { echo "test-all: dovecot-pop3d is not installed" >&2; exit 1; }

@@ -14,6 +14,7 @@ import { SHUTDOWN_DRAIN_MS } from './config/limits.js';
 import type { Config } from './config/types.js';
 import { checkConfiguredCertificate } from './net/tls-context.js';
 import { createLogger, type Logger } from './observability/log.js';
+import { runRateLimitCli } from './auth/rate-limit/cli.js';
 
 function packageVersion(): string {
   // src/cli.ts and dist/cli.js both sit one level below package.json.
@@ -69,6 +70,11 @@ async function serve(config: Config): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'ratelimit') {
+    const io = { out: (text: string) => process.stdout.write(text), err: (text: string) => process.stderr.write(text) };
+    process.exitCode = await runRateLimitCli(argv.slice(1), process.env, io);
+    return;
+  }
   const loaded = loadConfig(argv, process.env);
   switch (loaded.action) {
     case 'help':
