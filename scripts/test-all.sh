@@ -45,6 +45,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   # As peers/install.sh does: on a systemd machine, the system Dovecot is never used.
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl disable --now dovecot.service 2>/dev/null || true
+    systemctl disable --now fail2ban.service 2>/dev/null || true
   fi
 fi
 
