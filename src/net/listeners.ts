@@ -77,6 +77,9 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       const timedOut = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
       metrics.tlsHandshake(config.name, timedOut ? 'timeout' : 'failure', undefined, handshakeSeconds(socket));
       log.debug({ listener: config.name, peer: socket.remoteAddress, code: error.code, reason: error.message }, 'TLS handshake failed');
+      // With a 'tlsClientError' listener, Node leaves the socket open (even on handshakeTimeout):
+      // closing it is ours to do, or stalled handshakes pile up forever.
+      socket.destroy();
     });
   }
   return new Promise<BoundServer>((resolve, reject) => {

@@ -1,0 +1,84 @@
+/**
+ * Resource abuse at the front door: stalled TLS handshakes, a pipelined flood from a client that
+ * never reads, slowloris. SECURITY-TESTS.md X-01, X-03, X-07.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect as netConnect, type Socket } from 'node:net';
+import { startFakeBackend, legacyScript, type FakeBackend } from '../harness/fake-backend.js';
+import { startTestProxy, type TestProxy } from '../harness/popwarden.js';
+import { RawClient } from '../harness/raw-client.js';
+
+const closedWithin = (socket: Socket, ms: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+
+describe('front-door abuse', { timeout: 60_000 }, () => {
+  let backend: FakeBackend;
+  let proxy: TestProxy;
+
+  before(async () => {
+    backend = await startFakeBackend(legacyScript());
+    proxy = await startTestProxy({
+      backend: { host: backend.host, port: backend.port },
+      timeouts: { preAuthMs: 2_000, clientWriteStallMs: 1_000 },
+    });
+  });
+  after(async () => {
+    await proxy.stop();
+    await backend.stop();
+  });
+
+  test('stalled TLS handshakes are closed at the handshake timeout, not Node\'s 120 s (X-03)', async () => {
+    const sockets = await Promise.all(
+      Array.from({ length: 50 }, () => {
+        const socket = netConnect({ host: proxy.host, port: proxy.tlsPort });
+        socket.on('error', () => undefined);
+        return new Promise<Socket>((resolve) => socket.once('connect', () => resolve(socket)));
+      }),
+    );
+    // Half a ClientHello record header, then nothing.
+    for (const socket of sockets) socket.write(Buffer.from([0x16, 0x03, 0x01]));
+    // The test proxy's handshake timeout is 5 s.
+    const closed = await Promise.all(sockets.map((socket) => closedWithin(socket, 8_000)));
+    for (const socket of sockets) socket.destroy();
+    assert.ok(closed.every(Boolean), `${closed.filter((c) => !c).length} of 50 still open`);
+    // A real client still gets through meanwhile.
+    const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+    assert.match(await client.readLine(), /^\+OK/);
+    client.destroy();
+  });
+
+  test('a client that pipelines without reading is throttled, then dropped (X-07)', async () => {
+    const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+    await client.readLine();
+    client.socket.pause();
+    const flood = Buffer.from('CAPA\r\n'.repeat(1024 * 1024)); // 6 MiB of commands
+    client.write(flood);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    // popwarden stopped reading long before serving 6 MiB of CAPA (each reply is ~100 bytes).
+    assert.ok(client.socket.writableLength > 0, 'the client could not even hand its flood to the kernel');
+    const closed = await client.closedWithin(5_000);
+    client.destroy();
+    assert.equal(closed, true, 'closed by the write-stall or login deadline');
+    assert.match(proxy.logText(), /"reason":"(client-write-stall|pre-auth-timeout)"/);
+  });
+
+  test('a client that trickles bytes is closed at the absolute login deadline (X-01)', async () => {
+    const client = await RawClient.plain(proxy.host, proxy.stlsPort);
+    await client.readLine();
+    const started = Date.now();
+    const trickle = setInterval(() => client.write('C'), 200);
+    try {
+      assert.equal(await client.closedWithin(5_000), true);
+      assert.ok(Date.now() - started < 3_000, 'closed at the 2 s deadline although bytes kept coming');
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+});
