@@ -58,7 +58,7 @@ describe('front-door abuse', { timeout: 60_000 }, () => {
     const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
     await client.readLine();
     client.socket.pause();
-    const flood = Buffer.from('CAPA\r\n'.repeat(1024 * 1024)); // 6 MiB of commands
+    const flood = Buffer.alloc(48 * 1024 * 1024).fill('CAPA\r\n'); // 48 MiB of commands
     client.write(flood);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     // popwarden stopped reading long before serving 6 MiB of CAPA (each reply is ~100 bytes).
