@@ -28,7 +28,7 @@ export async function runPopwarden(config: Config, log: Logger): Promise<Running
     await observability.close();
     throw error;
   }
-  observability.watch(proxy);
+  observability.watch(proxy, tls);
   return {
     listeners: proxy.listeners,
     async close(options) {

@@ -19,6 +19,7 @@ const HOST = '127.0.0.1';
 const TLS_PORT = 9995;
 const STLS_PORT = 9110;
 const BACKEND_PORT = 11110;
+const METRICS_PORT = 9595;
 const READY_TIMEOUT_MS = 30_000;
 /** Longer than popwarden's own drain on SIGTERM, so a clean stop is never cut short. */
 const STOP_TIMEOUT_MS = 15_000;
@@ -123,6 +124,9 @@ function printTryIt(backend: DemoBackend): void {
     `  curl -k pop3s://${HOST}:${TLS_PORT}/1 -u demo:demo-password`,
     `  curl -k --ssl-reqd pop3://${HOST}:${STLS_PORT}/ -u demo:demo-password`,
     '',
+    `  curl -s http://${HOST}:${METRICS_PORT}/metrics | grep '^popwarden_login'`,
+    `  curl -s http://${HOST}:${METRICS_PORT}/readyz`,
+    '',
     'Ctrl-C stops popwarden and the demo server.',
     '',
   ];
@@ -133,6 +137,7 @@ async function main(): Promise<void> {
   ensureBuilt();
   await assertPortFree(TLS_PORT);
   await assertPortFree(STLS_PORT);
+  await assertPortFree(METRICS_PORT);
   const backend = await startBackend();
   say(`demo POP3 backend (NOT for production) on ${backend.host}:${backend.port}, user demo / demo-password`);
 
@@ -142,6 +147,7 @@ async function main(): Promise<void> {
     '--listen-stls', `${HOST}:${STLS_PORT}`,
     '--backend', `${backend.host}:${backend.port}`,
     '--state-dir', '.state',
+    '--metrics-listen', `${HOST}:${METRICS_PORT}`,
   ];
   say(`starting: node ${args.map((a) => a.replace(ROOT, '')).join(' ')}`);
   // Not detached: if this process is killed outright, the terminal's signals still reach popwarden.

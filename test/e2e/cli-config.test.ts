@@ -30,7 +30,8 @@ interface Run {
 /** The caller's POPWARDEN_* variables would change what is being tested; only ours get through. */
 function cleanEnv(extra: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('POPWARDEN_') && name !== 'STATE_DIRECTORY'));
-  return { ...env, ...extra };
+  // Parallel runs must not fight over the default metrics port; tests that care set their own.
+  return { ...env, POPWARDEN_METRICS_LISTEN: 'off', ...extra };
 }
 
 interface RunOptions {
