@@ -1,22 +1,38 @@
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { BackendUnavailableError } from '../errors.js';
-import type { HostPort } from '../config/types.js';
+import type { BackendConfig } from '../config/types.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
 
-/** Opens a TCP connection to the backend, or fails with E_BACKEND_CONNECT / E_BACKEND_TIMEOUT. */
-export async function dialBackend(target: HostPort, timeoutMs: number, sourceAddress?: string): Promise<Socket> {
+/**
+ * Opens a connection to the backend: TCP, and for `backend_tls: implicit` the TLS handshake too,
+ * verified as `tlsOptions` say, all within `timeoutMs`. Fails with E_BACKEND_CONNECT,
+ * E_BACKEND_TIMEOUT or E_BACKEND_TLS.
+ */
+export async function dialBackend(backend: BackendConfig, timeoutMs: number, tlsOptions: ConnectionOptions): Promise<Socket> {
+  const deadline = Date.now() + timeoutMs;
   const socket = connect({
-    host: target.host,
-    port: target.port,
-    ...(sourceAddress === undefined ? {} : { localAddress: sourceAddress }),
+    host: backend.host,
+    port: backend.port,
+    ...(backend.sourceAddress === undefined ? {} : { localAddress: backend.sourceAddress }),
   });
   socket.setNoDelay(true);
   try {
     await onceWithin(socket, 'connect', timeoutMs, { what: 'connection' });
-    return socket;
   } catch (error) {
     socket.destroy();
     const code = error instanceof DeadlineError ? 'E_BACKEND_TIMEOUT' : 'E_BACKEND_CONNECT';
     throw new BackendUnavailableError(code, 'connect', (error as Error).message, { cause: error });
+  }
+  if (backend.tls !== 'implicit') return socket;
+
+  const secured = tlsConnect({ ...tlsOptions, socket });
+  try {
+    await onceWithin(secured, 'secureConnect', Math.max(1, deadline - Date.now()), { what: 'TLS handshake', failOn: ['close'] });
+    return secured;
+  } catch (error) {
+    secured.destroy();
+    const code = error instanceof DeadlineError ? 'E_BACKEND_TIMEOUT' : 'E_BACKEND_TLS';
+    throw new BackendUnavailableError(code, 'tls-handshake', (error as Error).message, { cause: error });
   }
 }

@@ -39,12 +39,14 @@ export class BackendLink {
   readonly #onIdleFailure: (error: BackendUnavailableError) => void;
 
   /**
-   * @param socket a connected socket.
+   * @param socket a connected socket (a TLSSocket for a POP3S backend).
    * @param onIdleFailure called when the link breaks while no reply is outstanding (the
    *   backend closed, or sent something unasked), so the session can close the client too.
    */
   constructor(socket: Socket, onIdleFailure: (error: BackendUnavailableError) => void) {
     this.#socket = socket;
+    // A socket from an implicit-TLS dial is secure from the first byte.
+    this.#secure = 'encrypted' in socket && socket.encrypted === true;
     this.#onIdleFailure = onIdleFailure;
     this.#attach(socket);
   }

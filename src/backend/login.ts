@@ -50,7 +50,7 @@ export interface BackendLoginContext {
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const { backend, timeouts, log } = context;
   const dialStarted = performance.now();
-  const socket = await dialBackend(backend, timeouts.backendConnectMs, backend.sourceAddress);
+  const socket = await dialBackend(backend, timeouts.backendConnectMs, context.tlsOptions);
   context.metrics.backendConnected((performance.now() - dialStarted) / 1000);
   const link = new BackendLink(socket, context.onIdleFailure);
   const step = timeouts.backendStepMs;
@@ -93,6 +93,7 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
 function wantsStls(backend: BackendConfig, capabilities: BackendCapabilities): boolean {
   switch (backend.tls) {
     case 'off':
+    case 'implicit': // already TLS from the first byte
       return false;
     case 'auto':
       return capabilities.stls;

@@ -4,7 +4,8 @@ import type { ConnectionOptions } from 'node:tls';
 import type { BackendConfig } from '../config/types.js';
 
 /**
- * How popwarden verifies a backend's certificate after STLS, computed once at startup so no login
+ * How popwarden verifies a backend's certificate (after STLS, or on a POP3S port), and the client
+ * certificate it shows if the backend wants one; computed once at startup so no login
  * reads a file. Without --backend-ca the system trust store applies; --backend-tls-insecure turns
  * verification off for self-signed legacy hosts (the link is still encrypted, and the operator
  * was warned at startup).
@@ -15,6 +16,9 @@ export function backendTlsOptions(backend: BackendConfig): ConnectionOptions {
     minVersion: 'TLSv1.2',
     rejectUnauthorized: !backend.tlsInsecure,
     ...(backend.caFile === undefined ? {} : { ca: readFileSync(backend.caFile) }),
+    ...(backend.clientCertFile === undefined || backend.clientKeyFile === undefined
+      ? {}
+      : { cert: readFileSync(backend.clientCertFile), key: readFileSync(backend.clientKeyFile) }),
     ...(servername === undefined ? {} : { servername }),
   };
 }

@@ -406,6 +406,8 @@ function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
       caFile: absolute(parsed.backend_ca),
       tlsInsecure: parsed.backend_tls_insecure,
       tlsServerName: parsed.backend_tls_servername,
+      clientCertFile: absolute(parsed.backend_tls_cert),
+      clientKeyFile: absolute(parsed.backend_tls_key),
       allowPlaintextAuth: parsed.allow_plaintext_backend_auth,
       trustLoopback: parsed.backend_trust_loopback,
       sourceAddress: parsed.backend_source_address,
@@ -548,6 +550,8 @@ function toRawConfig(config: Config): RawConfig {
   // exactOptionalPropertyTypes: absent optional keys are left out, not written as undefined.
   if (backend.caFile !== undefined) raw.backend_ca = backend.caFile;
   if (backend.tlsServerName !== undefined) raw.backend_tls_servername = backend.tlsServerName;
+  if (backend.clientCertFile !== undefined) raw.backend_tls_cert = backend.clientCertFile;
+  if (backend.clientKeyFile !== undefined) raw.backend_tls_key = backend.clientKeyFile;
   if (backend.sourceAddress !== undefined) raw.backend_source_address = backend.sourceAddress;
   if (config.tls.certFile !== undefined) raw.cert = config.tls.certFile;
   if (config.tls.keyFile !== undefined) raw.key = config.tls.keyFile;
@@ -608,6 +612,8 @@ function checkReferencedFiles(config: Config): void {
   checkReadableFile(config.tls.certFile, 'cert', certRemedy);
   checkReadableFile(config.tls.keyFile, 'key', certRemedy);
   checkReadableFile(config.backend.caFile, 'backend_ca', 'fix the path, or remove backend_ca to use the bundled CA list');
+  checkReadableFile(config.backend.clientCertFile, 'backend_tls_cert', 'fix the path, or remove backend_tls_cert and backend_tls_key');
+  checkReadableFile(config.backend.clientKeyFile, 'backend_tls_key', 'fix the path, or remove backend_tls_cert and backend_tls_key');
   checkReadableFile(config.redis.passwordFile, 'redis.password_file', 'fix the path, or remove the key');
   checkReadableFile(
     config.rateLimit.hmacKeyFile,
@@ -659,7 +665,7 @@ function placeholder(key: ConfigKey): string {
   const named: Record<string, string> = {
     'redis.url': 'URL',
     'redis.password_file': 'FILE',
-    'rate_limit.hmac_key_file': 'FILE', cert: 'FILE', key: 'FILE', backend_ca: 'FILE', state_dir: 'DIR', backend_tls_servername: 'NAME', backend_source_address: 'IP', greeting: 'TEXT' };
+    'rate_limit.hmac_key_file': 'FILE', cert: 'FILE', key: 'FILE', backend_ca: 'FILE', backend_tls_cert: 'FILE', backend_tls_key: 'FILE', state_dir: 'DIR', backend_tls_servername: 'NAME', backend_source_address: 'IP', greeting: 'TEXT' };
   return ` ${named[key.name] ?? 'VALUE'}`;
 }
 

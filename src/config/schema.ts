@@ -176,7 +176,7 @@ export const configSchema = z
     backend: hostPort({ allowPortZero: false }),
     /** Default auto: the strongest mechanism the backend offers (APOP, CRAM-MD5, then plaintext ones if allowed). Pin one to refuse a downgrade. */
     backend_auth: z.enum(BACKEND_AUTH_MODES).prefault('auto'),
-    /** Default auto: STLS to the backend when its CAPA offers it. `starttls` requires it; `off` never tries (loopback backends). */
+    /** Default auto: STLS to the backend when its CAPA offers it. `starttls` requires it; `implicit` speaks TLS from the first byte (a POP3S port); `off` never tries (loopback backends). */
     backend_tls: z.enum(BACKEND_TLS_MODES).prefault('auto'),
     /** Optional PEM file of CAs that sign the backend's certificate; default is Node's bundled CA list. */
     backend_ca: filePath.optional(),
@@ -184,6 +184,10 @@ export const configSchema = z
     backend_tls_insecure: z.boolean().prefault(false),
     /** Optional. Name to verify in the backend certificate, when `backend` is an IP or an alias; default is the backend host. */
     backend_tls_servername: z.string().min(1).optional(),
+    /** Optional PEM client certificate chain, for backends that require one on their TLS port. With backend_tls_key. */
+    backend_tls_cert: filePath.optional(),
+    /** Optional PEM private key (unencrypted) for backend_tls_cert. */
+    backend_tls_key: filePath.optional(),
     /** Default false. Allow USER/PASS, AUTH PLAIN and AUTH LOGIN in clear to a non-loopback backend: passwords cross the network unencrypted. */
     allow_plaintext_backend_auth: z.boolean().prefault(false),
     /** Default true. A loopback backend counts as a secure link: sniffing it already requires root on this host. */
@@ -254,6 +258,11 @@ export const configSchema = z
         path: [given],
         message: `is set but ${missing} is not; give both, or neither for a self-signed certificate`,
       });
+    }
+    if ((config.backend_tls_cert === undefined) !== (config.backend_tls_key === undefined)) {
+      const given = config.backend_tls_cert === undefined ? 'backend_tls_key' : 'backend_tls_cert';
+      const missing = given === 'backend_tls_key' ? 'backend_tls_cert' : 'backend_tls_key';
+      ctx.addIssue({ code: 'custom', path: [given], message: `is set but ${missing} is not; give both, or neither` });
     }
     const redisTargets = (['url', 'sentinels', 'cluster'] as const).filter((key) => config.redis[key] !== undefined);
     if (redisTargets.length > 1) {

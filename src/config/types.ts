@@ -8,8 +8,11 @@
 export const BACKEND_AUTH_MODES = ['auto', 'apop', 'cram-md5', 'plain', 'login', 'user'] as const;
 export type BackendAuthMode = (typeof BACKEND_AUTH_MODES)[number];
 
-/** Whether popwarden upgrades the backend link with STLS. `auto` does when CAPA offers it. */
-export const BACKEND_TLS_MODES = ['auto', 'off', 'starttls'] as const;
+/**
+ * How the backend link is protected. `auto`: STLS when CAPA offers it. `starttls`: STLS required.
+ * `implicit`: TLS from the first byte (a POP3S port). `off`: never (a loopback backend).
+ */
+export const BACKEND_TLS_MODES = ['auto', 'off', 'starttls', 'implicit'] as const;
 export type BackendTlsMode = (typeof BACKEND_TLS_MODES)[number];
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -39,6 +42,9 @@ export interface BackendConfig extends HostPort {
   readonly tlsInsecure: boolean;
   /** Name to verify in the backend certificate; defaults to the backend host. */
   readonly tlsServerName: string | undefined;
+  /** Client certificate chain and key for backends that ask for one (PEM files). */
+  readonly clientCertFile: string | undefined;
+  readonly clientKeyFile: string | undefined;
   /** Allow PASS / AUTH PLAIN / AUTH LOGIN in clear to a backend that is not on loopback. */
   readonly allowPlaintextAuth: boolean;
   /**

@@ -1,7 +1,9 @@
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { BackendConfig } from '../config/types.js';
+import type { ConnectionOptions } from 'node:tls';
 import { dialBackend } from '../backend/dial.js';
+import { backendTlsOptions } from '../backend/tls-options.js';
 
 /** What one probe found. `reason` is a short stable word for logs when the backend is down. */
 export type ProbeResult =
@@ -45,13 +47,17 @@ function readGreeting(socket: Socket, deadline: number): Promise<string> {
  * (the backend connect timeout), then QUIT and close. It never sends credentials, so it can
  * neither lock an account nor appear in the backend's failed-login logs.
  */
-export async function probeBackend(backend: BackendConfig, timeoutMs: number): Promise<ProbeResult> {
+export async function probeBackend(
+  backend: BackendConfig,
+  timeoutMs: number,
+  tlsOptions: ConnectionOptions = backendTlsOptions(backend),
+): Promise<ProbeResult> {
   const started = performance.now();
   const deadline = started + timeoutMs;
   const elapsed = (): number => (performance.now() - started) / 1000;
   let socket: Socket;
   try {
-    socket = await dialBackend(backend, timeoutMs, backend.sourceAddress);
+    socket = await dialBackend(backend, timeoutMs, tlsOptions);
   } catch (error) {
     const code = (error as { code?: string }).code;
     return { up: false, durationSeconds: elapsed(), reason: code === 'E_BACKEND_TIMEOUT' ? 'connect-timeout' : 'connect-failed' };
@@ -78,11 +84,16 @@ export class BackendProber {
   #running: Promise<ProbeResult> | undefined;
   #stopped = false;
 
+  /** For a POP3S backend: read once, not on every probe. */
+  readonly #tlsOptions: ConnectionOptions;
+
   constructor(
     private readonly backend: BackendConfig,
     private readonly timeoutMs: number,
     private readonly onResult: (result: ProbeResult) => void,
-  ) {}
+  ) {
+    this.#tlsOptions = backendTlsOptions(backend);
+  }
 
   /** Probes now, then every `intervalMs` (0: only on demand through probeNow()). */
   start(intervalMs: number): void {
@@ -98,7 +109,7 @@ export class BackendProber {
   /** One probe now; a probe already running is shared rather than doubled. */
   probeNow(): Promise<ProbeResult> {
     if (this.#running !== undefined) return this.#running;
-    this.#running = probeBackend(this.backend, this.timeoutMs).then((result) => {
+    this.#running = probeBackend(this.backend, this.timeoutMs, this.#tlsOptions).then((result) => {
       this.#running = undefined;
       if (!this.#stopped) this.onResult(result);
       return result;

@@ -84,6 +84,8 @@ export function testConfig(overrides: ProxyOverrides): Config {
       caFile: undefined,
       tlsInsecure: false,
       tlsServerName: undefined,
+      clientCertFile: undefined,
+      clientKeyFile: undefined,
       allowPlaintextAuth: false,
       trustLoopback: true,
       sourceAddress: undefined,
