@@ -55,6 +55,8 @@ describe('loadConfig defaults', () => {
       caFile: undefined,
       tlsInsecure: false,
       tlsServerName: undefined,
+      clientCertFile: undefined,
+      clientKeyFile: undefined,
       allowPlaintextAuth: false,
       trustLoopback: true,
       sourceAddress: undefined,
@@ -357,7 +359,7 @@ describe('redactedConfig', () => {
     writeFileSync(pem, 'x');
     const common = [
       ...BACKEND,
-      '--cert', pem, '--key', pem, '--backend-ca', pem,
+      '--cert', pem, '--key', pem, '--backend-ca', pem, '--backend-tls-cert', pem, '--backend-tls-key', pem,
       '--backend-tls-servername', 'x.example', '--backend-source-address', '::1', '--state-dir', dir,
       '--rate-limit-hmac-key-file', pem, '--redis-password-file', pem, '--redis-username', 'pw',
     ];
