@@ -21,24 +21,19 @@ import { RawClient } from '../harness/raw-client.js';
 import { prometheusAvailable, startPrometheus, type PromSample, type TestPrometheus } from '../harness/prometheus.js';
 import { startObservability, type Observability } from '../../src/observability/setup.js';
 import { createLogger } from '../../src/observability/log.js';
-import type { GuardDecision, LoginAttempt, LoginGuard } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
+import { createProtection, type Protection } from '../../src/auth/protection.js';
+import { startRedis, type RedisServer } from '../harness/redis.js';
 import { Writable } from 'node:stream';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const DASHBOARDS = join(ROOT, 'dashboards');
 const RULE_FILES = ['popwarden-rules.yml', 'popwarden-alerts.yml'].map((f) => join(DASHBOARDS, 'prometheus', f));
 
-/** Blocks one user, as the real limiter would after too many failures (issue 4 brings it). */
-const blockingGuard: LoginGuard = {
-  check: (attempt: LoginAttempt): Promise<GuardDecision> =>
-    Promise.resolve(attempt.user === 'mallory' ? { kind: 'limited', retryMs: 60_000, limiter: 'user_ip' } : { kind: 'allowed' }),
-  recordFailure: () => Promise.resolve(),
-  recordSuccess: () => Promise.resolve(),
-  close: () => Promise.resolve(),
-};
+/** The password guesser's own address, so its blocks do not touch the other sessions. */
+const GUESSER = '127.0.0.9';
 
-/** Refuses the next `refuse` connections (a stand-in for the per-IP bounds). */
+/** Refuses the next `refuse` connections (the per-IP bounds have their own tests). */
 const gate = {
   refuse: 0,
   admit(): ReturnType<ConnectionGate['admit']> {
@@ -90,6 +85,8 @@ describe('popwarden scraped by a real Prometheus', { timeout: 180_000 }, async (
   let obs: Observability;
   let proxy: TestProxy;
   let prom: TestPrometheus;
+  let redis: RedisServer;
+  let protection: Protection;
   let promStarted = 0;
   const silentLog = createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
 
@@ -98,7 +95,14 @@ describe('popwarden scraped by a real Prometheus', { timeout: 180_000 }, async (
     backend = await startFakeBackend(legacyScript());
     const config = testConfig({ backend: { host: backend.host, port: backend.port }, timeouts: { backendConnectMs: 1_000 } });
     obs = await startObservability({ ...config, metrics: { listen: { host: '127.0.0.1', port: 0 }, backendProbeIntervalMs: 500 } }, silentLog);
-    proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port }, metrics: obs.metrics, guard: blockingGuard, gate });
+    // The real failed-login protection over a real Redis, reporting to the same metrics.
+    redis = await startRedis();
+    protection = await createProtection(
+      { ...config, redis: { ...config.redis, target: { kind: 'url', url: redis.url }, commandTimeoutMs: 300, connectTimeoutMs: 1_000 } },
+      silentLog,
+      obs.metrics,
+    );
+    proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port }, metrics: obs.metrics, guard: protection.guard, gate });
     const cert = testCertificate();
     const x509 = new X509Certificate(readFileSync(cert.certFile));
     obs.watch(proxy.proxy, { ...testTlsMaterial(cert), certificates: [{ name: 'localhost', notAfter: new Date(x509.validTo) }] });
@@ -108,6 +112,8 @@ describe('popwarden scraped by a real Prometheus', { timeout: 180_000 }, async (
   after(async () => {
     await prom?.stop();
     await proxy?.stop();
+    await protection?.close();
+    await redis?.stop();
     await obs?.close();
     await backend?.stop();
   });
@@ -147,20 +153,21 @@ describe('popwarden scraped by a real Prometheus', { timeout: 180_000 }, async (
     await s.command('QUIT');
     s.destroy();
 
-    // Password guessing: wrong passwords, then a blocked user hammering away on one connection.
-    // One wrong password first, scraped, so that the burst below is a visible increase.
-    const guesser = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+    // Password guessing from one address: the real limiter lets 10 wrong passwords for one user
+    // through, then blocks that pair. One wrong password first, scraped, so the burst below is a
+    // visible increase.
+    const guesser = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile, GUESSER);
     await guesser.readLine();
     await guesser.command('USER alice');
     await guesser.command('PASS first-guess');
     await prom.waitFor('popwarden_login_attempts_total{result="failure"}');
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 9; i++) {
       await guesser.command('USER alice');
       assert.match(await guesser.command(`PASS guess${i}`), /^-ERR \[AUTH\]/);
     }
     for (let i = 0; i < 100; i++) {
-      await guesser.command('USER mallory');
-      assert.match(await guesser.command(`PASS guess${i}`), /^-ERR \[SYS\/TEMP\]/);
+      await guesser.command('USER alice');
+      assert.equal(await guesser.command(`PASS guess${i}`), '-ERR [SYS/TEMP] Too many failed logins, try again later');
     }
     guesser.destroy();
 
@@ -186,9 +193,15 @@ describe('popwarden scraped by a real Prometheus', { timeout: 180_000 }, async (
       assert.ok(await refused.closedWithin(5_000));
     }
 
-    // Issue 4 (Redis limiter) and issue 6 (reload) are not there yet: report what they will.
-    obs.metrics.rateLimitStoreUp(false);
-    obs.metrics.rateLimitStoreError();
+    // Redis dies: logins go on under the in-memory fallback, and the store is reported down.
+    await redis.kill();
+    const during = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+    await during.readLine();
+    await during.command('USER bob');
+    assert.equal(await during.command('PASS bobpass'), '+OK Logged in');
+    during.destroy();
+    await prom.waitFor('popwarden_ratelimit_store_up', (x) => x.value[1] === '0');
+    // Reload (issue 6) is not there yet: report what it will.
     obs.metrics.configReload(false);
 
     await prom.waitFor('popwarden_login_attempts_total{result="blocked"}', (x) => Number(x.value[1]) >= 100);

@@ -31,8 +31,8 @@ export class RawClient {
   }
 
   /** Connects with implicit TLS, trusting `caFile`. */
-  static async tls(host: string, port: number, caFile: string): Promise<RawClient> {
-    const socket = tlsConnect({ host, port, ca: readFileSync(caFile), servername: 'localhost' });
+  static async tls(host: string, port: number, caFile: string, localAddress?: string): Promise<RawClient> {
+    const socket = tlsConnect({ host, port, ca: readFileSync(caFile), servername: 'localhost', ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
     return new RawClient(socket);
   }
