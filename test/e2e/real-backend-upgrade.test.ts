@@ -35,19 +35,6 @@ const PASSWORD_FORMS: readonly string[] = [
   Buffer.from(`alice\0alice\0${PASSWORD}`).toString('base64'), // AUTH PLAIN with an authzid
 ];
 
-/** Like RawClient.closedWithin, but clears its timer, so a passing test leaves nothing keeping the process alive. */
-async function closedWithin(client: RawClient, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      client.whenClosed.then(() => true),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Asserts that no form of the password is in `bytes`. */
 function assertNoPassword(bytes: Buffer, where: string): void {
   const text = bytes.toString('latin1');
@@ -96,7 +83,7 @@ async function retrAll(client: RawClient): Promise<void> {
     assert.ok(body.equals(dotStuff(m.bytes)), `RETR ${m.n} differs from the maildrop`);
   }
   assert.match(await client.command('QUIT'), /^\+OK/);
-  await closedWithin(client, 5_000);
+  await client.closedWithin(5_000);
 }
 
 /** Dovecot logs asynchronously: wait until it shows `n` logins (or give up after 3 s). */

@@ -18,19 +18,6 @@ import { RawClient } from '../harness/raw-client.js';
 const { alice } = sampleMaildrop();
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Like RawClient.closedWithin, but clears its timer, so a passing test leaves nothing keeping the process alive. */
-async function closedWithin(client: RawClient, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      client.whenClosed.then(() => true),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Polls `probe` every 20 ms until it returns a value other than undefined, or fails after `timeoutMs`. */
 async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 5_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -173,7 +160,7 @@ describe('data safety with a real Dovecot', { timeout: 180_000 }, () => {
     assert.match(status, /^\+OK/);
     assert.equal(body.toString('latin1'), alice.messages.map((m) => `${m.n} ${m.uidl}\r\n`).join('') + '.\r\n');
     assert.match(await client.command('QUIT'), /^\+OK/);
-    await closedWithin(client, 5_000);
+    await client.closedWithin(5_000);
   };
 
   describe('D-07: DELE is committed by QUIT and by nothing else', () => {
@@ -216,7 +203,7 @@ describe('data safety with a real Dovecot', { timeout: 180_000 }, () => {
       const client = await loggedIn(proxy);
       assert.match(await client.command('DELE 1'), /^\+OK/);
       assert.match(await client.command('QUIT'), /^\+OK/);
-      assert.ok(await closedWithin(client, 5_000));
+      assert.ok(await client.closedWithin(5_000));
       const [end] = await waitFor('Dovecot to end the session', () => {
         const ends = sessionEnds(dovecot, 'alice');
         return ends.length > 0 ? ends : undefined;
@@ -277,7 +264,7 @@ describe('data safety with a real Dovecot', { timeout: 180_000 }, () => {
       const client = await loggedIn(proxy);
       client.write('RETR 2\r\n');
       const written = await killMidRetr();
-      assert.ok(await closedWithin(client, 15_000), 'popwarden closes the client after the backend died');
+      assert.ok(await client.closedWithin(15_000), 'popwarden closes the client after the backend died');
       const all = client.unread();
       const eol = all.indexOf('\r\n');
       assert.match(all.subarray(0, eol).toString('latin1'), /^\+OK \d+ octets$/);
