@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config, ListenerConfig } from './config/types.js';
 import type { Logger } from './observability/log.js';
 import type { TlsMaterial } from './net/tls-context.js';
+import { TlsProvider } from './net/tls-provider.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { backendTlsOptions } from './backend/tls-options.js';
 import { Session } from './session/session.js';
@@ -27,7 +28,8 @@ export interface RunningProxy {
 
 export interface ProxyDependencies {
   readonly log: Logger;
-  readonly tls: TlsMaterial;
+  /** Plain material is wrapped in a TlsProvider; pass a provider to reload it later. */
+  readonly tls: TlsMaterial | TlsProvider;
   /** Default: no metrics. */
   readonly metrics?: Metrics;
   /** Failed-login protection. Default: none beyond the failure delay. */
@@ -38,7 +40,8 @@ export interface ProxyDependencies {
 
 /** Binds every listener (all or nothing) and serves sessions until close(). */
 export async function startPopwarden(config: Config, deps: ProxyDependencies): Promise<RunningProxy> {
-  const { log, tls } = deps;
+  const { log } = deps;
+  const tls = TlsProvider.from(deps.tls);
   const metrics = deps.metrics ?? NO_METRICS;
   const guard = deps.guard ?? ALLOW_ALL;
   const gate = deps.gate ?? OPEN_GATE;

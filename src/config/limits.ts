@@ -47,6 +47,13 @@ export const MIN_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
 
 /**
  * On SIGTERM, how long commands in flight (a RETR under way) may run before the remaining
- * sessions are closed. Below systemd's TimeoutStopSec (60s in contrib/popwarden.service).
+ * sessions are closed: the default of timeouts.shutdown. Below systemd's TimeoutStopSec (60s in
+ * contrib/popwarden.service).
  */
 export const SHUTDOWN_DRAIN_MS = 20_000;
+
+/** timeouts.shutdown may not reach systemd's TimeoutStopSec=60s: 10 s are left for closing sessions and exiting. */
+export const MAX_SHUTDOWN_MS = 50_000;
+
+/** Default of limits.max_handshakes_per_ip: TLS handshakes in progress from one address. */
+export const DEFAULT_MAX_HANDSHAKES_PER_IP = 10;

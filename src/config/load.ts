@@ -9,7 +9,8 @@ import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
-import { CONFIG_KEYS, ENV_PREFIX, configSchema, knownKeysAt, type ConfigKey, type ParsedConfig, type RawConfig } from './schema.js';
+import { CONFIG_KEYS, DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, ENV_PREFIX, configSchema, knownKeysAt, type ConfigKey, type ParsedConfig, type RawConfig } from './schema.js';
+import { DEFAULT_MAX_HANDSHAKES_PER_IP, SHUTDOWN_DRAIN_MS } from './limits.js';
 import type { Config, HostPort, LimiterPolicy, ListenerConfig, ListenerKind, RedisTarget } from './types.js';
 import { formatDuration, formatHostPort } from './values.js';
 
@@ -412,7 +413,20 @@ function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
       trustLoopback: parsed.backend_trust_loopback,
       sourceAddress: parsed.backend_source_address,
     },
-    tls: { certFile: absolute(parsed.cert), keyFile: absolute(parsed.key) },
+    tls: {
+      certFile: absolute(parsed.cert),
+      keyFile: absolute(parsed.key),
+      pfxFile: absolute(parsed.tls.pfx),
+      pfxPassphraseFile: absolute(parsed.tls.pfx_passphrase_file),
+      certificates: parsed.tls.certificates.map((entry) => ({ names: entry.names, certFile: resolve(entry.cert), keyFile: resolve(entry.key) })),
+      serverNames: parsed.tls.server_names,
+      watchFiles: parsed.tls.watch_files,
+      minVersion: parsed.tls.min_version,
+      allowLegacyProtocols: parsed.tls.allow_legacy_protocols,
+      ciphers: parsed.tls.ciphers,
+      groups: parsed.tls.groups,
+      ticketKeysFile: absolute(parsed.tls.ticket_keys_file),
+    },
     stateDir: resolve(parsed.state_dir ?? defaultStateDir(env)),
     greeting: parsed.greeting,
     authFailureDelayMs: parsed.auth_failure_delay,
@@ -424,11 +438,13 @@ function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
       backendStepMs: t.backend_step,
       backendIdleMs: t.backend_idle,
       clientWriteStallMs: t.client_write_stall,
+      shutdownMs: t.shutdown,
     },
     limits: {
       maxInvalidCommands: parsed.limits.max_invalid_commands,
       maxSessionsPerIp: parsed.limits.max_sessions_per_ip,
       maxNewConnectionsPerIp: parsed.limits.max_new_connections_per_ip,
+      maxHandshakesPerIp: parsed.limits.max_handshakes_per_ip,
     },
     logLevel: parsed.log_level,
     metrics: {
@@ -499,6 +515,22 @@ export function redactRedisUrl(url: string): string {
   return url.replace(/^(rediss?:\/\/)([^@/]*?):([^@/]*)@/, (_all, scheme: string, user: string) => `${scheme}${user}:${REDACTED}@`);
 }
 
+function rawTls(tls: Config['tls']): NonNullable<RawConfig['tls']> {
+  const raw: NonNullable<RawConfig['tls']> = {
+    certificates: (tls.certificates ?? []).map((entry) => ({ names: [...entry.names], cert: entry.certFile, key: entry.keyFile })),
+    server_names: [...(tls.serverNames ?? [])],
+    watch_files: tls.watchFiles ?? false,
+    min_version: tls.minVersion ?? 'TLSv1.2',
+    allow_legacy_protocols: tls.allowLegacyProtocols ?? false,
+    ciphers: tls.ciphers ?? DEFAULT_TLS_CIPHERS,
+    groups: tls.groups ?? DEFAULT_TLS_GROUPS,
+  };
+  if (tls.ticketKeysFile !== undefined) raw.ticket_keys_file = tls.ticketKeysFile;
+  if (tls.pfxFile !== undefined) raw.pfx = tls.pfxFile;
+  if (tls.pfxPassphraseFile !== undefined) raw.pfx_passphrase_file = tls.pfxPassphraseFile;
+  return raw;
+}
+
 /** The inverse of toRuntimeConfig: a config file that would load to exactly this Config. */
 function toRawConfig(config: Config): RawConfig {
   const addresses = (kind: ListenerKind) => config.listeners.filter((l) => l.kind === kind).map(formatHostPort);
@@ -524,12 +556,15 @@ function toRawConfig(config: Config): RawConfig {
       backend_step: formatDuration(t.backendStepMs),
       backend_idle: formatDuration(t.backendIdleMs),
       client_write_stall: formatDuration(t.clientWriteStallMs),
+      shutdown: formatDuration(t.shutdownMs ?? SHUTDOWN_DRAIN_MS),
     },
     limits: {
       max_invalid_commands: config.limits.maxInvalidCommands,
       max_sessions_per_ip: config.limits.maxSessionsPerIp,
       max_new_connections_per_ip: config.limits.maxNewConnectionsPerIp,
+      max_handshakes_per_ip: config.limits.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP,
     },
+    tls: rawTls(config.tls),
     redis: rawRedis(config),
     rate_limit: {
       key_prefix: config.rateLimit.keyPrefix,
@@ -611,6 +646,13 @@ function checkReferencedFiles(config: Config): void {
   const certRemedy = 'fix the path, or remove cert and key to use a generated self-signed certificate';
   checkReadableFile(config.tls.certFile, 'cert', certRemedy);
   checkReadableFile(config.tls.keyFile, 'key', certRemedy);
+  checkReadableFile(config.tls.pfxFile, 'tls.pfx', 'fix the path, or remove tls.pfx');
+  checkReadableFile(config.tls.pfxPassphraseFile, 'tls.pfx_passphrase_file', 'fix the path, or remove the key for an empty passphrase');
+  (config.tls.certificates ?? []).forEach((entry, index) => {
+    const remedy = 'fix the path, or remove that entry of tls.certificates';
+    checkReadableFile(entry.certFile, `tls.certificates[${index}].cert`, remedy);
+    checkReadableFile(entry.keyFile, `tls.certificates[${index}].key`, remedy);
+  });
   checkReadableFile(config.backend.caFile, 'backend_ca', 'fix the path, or remove backend_ca to use the bundled CA list');
   checkReadableFile(config.backend.clientCertFile, 'backend_tls_cert', 'fix the path, or remove backend_tls_cert and backend_tls_key');
   checkReadableFile(config.backend.clientKeyFile, 'backend_tls_key', 'fix the path, or remove backend_tls_cert and backend_tls_key');

@@ -9,8 +9,8 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { MIN_IDLE_TIMEOUT_MS } from './limits.js';
-import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, STORE_FAILURE_MODES, type HostPort } from './types.js';
+import { DEFAULT_MAX_HANDSHAKES_PER_IP, MAX_SHUTDOWN_MS, MIN_IDLE_TIMEOUT_MS } from './limits.js';
+import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, STORE_FAILURE_MODES, TLS_VERSIONS, type HostPort } from './types.js';
 import {
   MAX_STORE_DURATION_MS,
   formatCidr,
@@ -90,6 +90,12 @@ const timeoutsSchema = z.strictObject({
   backend_idle: duration().prefault('10m'),
   /** Default 10m. How long a client may leave our writes unread (full TCP window) before it is dropped; bounds buffered memory per session. */
   client_write_stall: duration().prefault('10m'),
+  /**
+   * Default 20s, at most 50s. On SIGTERM, how long commands in flight may finish before the
+   * remaining sessions are closed. Kept below the systemd unit's TimeoutStopSec=60s, which would
+   * otherwise SIGKILL popwarden mid-drain.
+   */
+  shutdown: duration(MAX_SHUTDOWN_MS).prefault('20s'),
 });
 
 const limitsSchema = z.strictObject({
@@ -99,6 +105,48 @@ const limitsSchema = z.strictObject({
   max_sessions_per_ip: z.number().int().min(0).max(100_000).prefault(20),
   /** Default 10, 0 = no bound. New connections from one address per second: a reconnect storm or a handshake flood is refused before it costs a TLS handshake. */
   max_new_connections_per_ip: z.number().int().min(0).max(100_000).prefault(10),
+  /** Default 10, 0 = no bound. TLS handshakes in progress from one address (implicit port and STLS); more are closed before any TLS work, so a handshake flood cannot starve the event loop. */
+  max_handshakes_per_ip: z.number().int().min(0).max(100_000).prefault(DEFAULT_MAX_HANDSHAKES_PER_IP),
+});
+
+/** A DNS name a certificate is chosen for: `mail.example.org`, or `*.example.org` (one left-most label, RFC 6125 §6.4.3). */
+const SERVER_NAME = /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const serverName = z
+  .string()
+  .regex(SERVER_NAME, { message: 'is not a host name (a wildcard may only be the whole left-most label, e.g. *.example.org)' })
+  .refine((name) => !name.startsWith('*.') || name.split('.').length >= 3, {
+    message: 'is a wildcard over a single label; use *.example.org, not *.org',
+  })
+  .transform((name) => name.toLowerCase().replace(/\.$/, ''));
+
+/** Mozilla intermediate (TLS 1.2 suites; OpenSSL keeps its AEAD-only TLS 1.3 defaults). */
+export const DEFAULT_TLS_CIPHERS =
+  'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305';
+export const DEFAULT_TLS_GROUPS = 'X25519:prime256v1:secp384r1';
+
+const tlsSchema = z.strictObject({
+  /** Default []. Certificates chosen by the name the client sends (SNI): `[{names: [mail.example.org, "*.example.net"], cert: FILE, key: FILE}]`. Clients that send no name or an unknown one get the top-level cert/key (or pfx, or the self-signed pair). */
+  certificates: z
+    .array(z.strictObject({ names: z.array(serverName).min(1), cert: filePath, key: filePath }))
+    .prefault([]),
+  /** Default []. Names clients use to reach popwarden; --check-config fails when the default certificate does not cover one. */
+  server_names: z.array(serverName).prefault([]),
+  /** Default false. Also reload (as on SIGHUP) when a certificate, key or pfx file changes; changes are debounced. */
+  watch_files: z.boolean().prefault(false),
+  /** Default TLSv1.2. TLSv1 and TLSv1.1 also need allow_legacy_protocols: true. */
+  min_version: z.enum(TLS_VERSIONS).prefault('TLSv1.2'),
+  /** Default false. Allow min_version TLSv1 or TLSv1.1 (broken protocols; OpenSSL 3 needs @SECLEVEL=0 for them, which popwarden adds). Logged loudly at every start. */
+  allow_legacy_protocols: z.boolean().prefault(false),
+  /** Default: Mozilla intermediate (ECDHE with AES-GCM or CHACHA20-POLY1305). OpenSSL cipher string for TLS 1.2 and below; TLS 1.3 keeps OpenSSL's AEAD suites. */
+  ciphers: z.string().min(1).prefault(DEFAULT_TLS_CIPHERS),
+  /** Default X25519:prime256v1:secp384r1. Key-exchange groups in preference order (Node's ecdhCurve). */
+  groups: z.string().min(1).prefault(DEFAULT_TLS_GROUPS),
+  /** Optional. File with 48 bytes (raw, or base64) of session ticket keys; instances behind one address share it so tickets resume anywhere. Created with mode 0600 if absent; re-read on reload, so rotating means rewriting it and reloading every instance. Default: random keys per start and per reload. */
+  ticket_keys_file: filePath.optional(),
+  /** Optional PKCS#12 file (certificate chain + key) instead of cert/key. Legacy RC2-40 files, which OpenSSL 3 rejects, are converted in memory. */
+  pfx: filePath.optional(),
+  /** Optional file holding the pfx passphrase (mode 0600); default: an empty passphrase. */
+  pfx_passphrase_file: filePath.optional(),
 });
 
 const HOST_PORT_LIST = z.array(hostPort({ allowPortZero: false }));
@@ -201,6 +249,8 @@ export const configSchema = z
     cert: filePath.optional(),
     /** Optional PEM private key (unencrypted, mode 0600) matching `cert`. */
     key: filePath.optional(),
+    /** Certificates by server name (SNI), PKCS#12, protocol policy, session tickets and reload. */
+    tls: tlsSchema.prefault({}),
     /** Default $STATE_DIRECTORY (set by systemd's StateDirectory=) else ./.state. Holds the first-run self-signed certificate. */
     state_dir: z.string().min(1).optional(),
     /** Default "popwarden ready". popwarden's own greeting text (the backend banner is never shown): printable ASCII, no `<` or `>`, at most 200 characters. */
@@ -259,6 +309,25 @@ export const configSchema = z
         message: `is set but ${missing} is not; give both, or neither for a self-signed certificate`,
       });
     }
+    if (config.tls.pfx !== undefined && config.cert !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tls', 'pfx'], message: 'is set together with cert/key; give one of them' });
+    }
+    if ((config.tls.min_version === 'TLSv1' || config.tls.min_version === 'TLSv1.1') && !config.tls.allow_legacy_protocols) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tls', 'min_version'],
+        message: 'allows a broken protocol version; set tls.allow_legacy_protocols: true as well if ancient clients really need it',
+      });
+    }
+    const sniNames = new Set<string>();
+    config.tls.certificates.forEach((entry, index) => {
+      for (const name of entry.names) {
+        if (sniNames.has(name)) {
+          ctx.addIssue({ code: 'custom', path: ['tls', 'certificates', index, 'names'], message: `lists ${name} twice; each name picks one certificate` });
+        }
+        sniNames.add(name);
+      }
+    });
     if ((config.backend_tls_cert === undefined) !== (config.backend_tls_key === undefined)) {
       const given = config.backend_tls_cert === undefined ? 'backend_tls_key' : 'backend_tls_cert';
       const missing = given === 'backend_tls_key' ? 'backend_tls_cert' : 'backend_tls_key';

@@ -71,6 +71,8 @@ export interface TimeoutsConfig {
   readonly backendIdleMs: number;
   /** How long a client may leave our writes unread before it is dropped. */
   readonly clientWriteStallMs: number;
+  /** SIGTERM drain: how long commands in flight may finish before sessions are closed. Default 20 s. */
+  readonly shutdownMs?: number;
 }
 
 export interface LimitsConfig {
@@ -80,6 +82,8 @@ export interface LimitsConfig {
   readonly maxSessionsPerIp: number;
   /** New connections from one client address per second; 0 = no bound. */
   readonly maxNewConnectionsPerIp: number;
+  /** TLS handshakes in progress from one client address (implicit and STLS); 0 = no bound. Default 10. */
+  readonly maxHandshakesPerIp?: number;
 }
 
 /** What the failed-login guard does when its Redis store fails or is too slow. */
@@ -135,10 +139,45 @@ export interface RateLimitConfig {
   readonly onStoreFailure: StoreFailureMode;
 }
 
+/** TLS protocol versions an operator may name; below TLSv1.2 needs allowLegacyProtocols. */
+export const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
+export type TlsVersion = (typeof TLS_VERSIONS)[number];
+
+/** One SNI certificate: served to clients that ask for one of `names` (exact, or `*.domain` for one label). */
+export interface SniCertificateConfig {
+  readonly names: readonly string[];
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+/**
+ * The certificates and policy clients see. The fields after keyFile are optional so a Config made
+ * by hand (tests) need not name them; undefined always means the documented default.
+ */
 export interface TlsConfig {
-  /** PEM certificate chain; undefined means "generate a self-signed pair in stateDir". */
+  /** PEM certificate chain; undefined (and no pfxFile) means "generate a self-signed pair in stateDir". */
   readonly certFile: string | undefined;
   readonly keyFile: string | undefined;
+  /** PKCS#12 bundle instead of certFile/keyFile (legacy RC2-40 files are converted in memory). */
+  readonly pfxFile?: string | undefined;
+  /** File holding the PKCS#12 passphrase; undefined = empty passphrase. */
+  readonly pfxPassphraseFile?: string | undefined;
+  /** SNI certificates; the default (certFile/keyFile, pfx or self-signed) serves every other name. Default []. */
+  readonly certificates?: readonly SniCertificateConfig[];
+  /** Names clients use to reach popwarden, checked by --check-config against the default certificate. Default []. */
+  readonly serverNames?: readonly string[];
+  /** Reload when a certificate or key file changes (besides SIGHUP). Default false. */
+  readonly watchFiles?: boolean;
+  /** Default TLSv1.2. */
+  readonly minVersion?: TlsVersion;
+  /** Must be true for minVersion TLSv1 or TLSv1.1. Default false. */
+  readonly allowLegacyProtocols?: boolean;
+  /** OpenSSL cipher string for TLS 1.2 and below. Default: Mozilla intermediate. */
+  readonly ciphers?: string;
+  /** Key-exchange groups, colon separated (Node's ecdhCurve). Default X25519:prime256v1:secp384r1. */
+  readonly groups?: string;
+  /** 48-byte session ticket key file, shared by instances; created (0600) if absent. Default: random per start and reload. */
+  readonly ticketKeysFile?: string | undefined;
 }
 
 export interface MetricsConfig {

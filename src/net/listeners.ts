@@ -1,8 +1,8 @@
 import { createServer as createPlainServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { ListenerConfig } from '../config/types.js';
-import type { TlsMaterial } from './tls-context.js';
+import type { TlsProvider } from './tls-provider.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ConnectionGate } from './connection-gate.js';
@@ -20,7 +20,8 @@ export interface BoundServer {
 }
 
 export interface ListenerDependencies {
-  readonly tls: TlsMaterial;
+  /** The current certificates; implicit-TLS servers follow its reloads with setSecureContext(). */
+  readonly tls: TlsProvider;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly gate: ConnectionGate;
@@ -45,7 +46,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
   const { tls, log, metrics, gate } = deps;
   const server: Server =
     config.kind === 'tls'
-      ? createTlsServer({ ...tls.serverOptions, ALPNProtocols: POP3_ALPN }, (socket) => {
+      ? createTlsServer({ ...tls.serverOptions, ALPNProtocols: POP3_ALPN, SNICallback: tls.sniCallback }, (socket) => {
           metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, handshakeSeconds(socket));
           onAccept(socket, true, config);
         })
@@ -73,6 +74,14 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     if (config.kind === 'stls') onAccept(socket, false, config);
   });
   if (config.kind === 'tls') {
+    const tlsServer = server as TlsServer;
+    // A reload swaps the default certificate (clients without SNI) and the ticket keys; the SNI
+    // callback reads the provider on every handshake. Established connections are untouched.
+    const unsubscribe = tls.onReplace((material) => {
+      tlsServer.setSecureContext(material.serverOptions);
+      if (material.ticketKeys !== undefined) tlsServer.setTicketKeys(material.ticketKeys);
+    });
+    server.once('close', unsubscribe);
     server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
       const timedOut = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
       metrics.tlsHandshake(config.name, timedOut ? 'timeout' : 'failure', undefined, handshakeSeconds(socket));

@@ -16,6 +16,7 @@ export const POP3_ALPN = ['pop3'];
  * handshake. The caller must already have stopped reading the plain socket and thrown away
  * everything it buffered (S-01..S-03): the TLS layer starts from the bytes still in the kernel.
  * tls.Server's handshakeTimeout does not apply to sockets made this way, hence our own deadline (S-06).
+ * `material` is read now, so a TlsProvider hands every upgrade the set that is current at STLS.
  */
 export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeoutMs: number): Promise<TLSSocket> {
   const secured = new TLSSocket(socket, {
@@ -24,6 +25,8 @@ export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeou
     requestCert: false,
     rejectUnauthorized: false,
     ALPNProtocols: POP3_ALPN,
+    // SNI after STLS too: the same certificate choice as the implicit-TLS port (T-08 parity).
+    SNICallback: (servername, callback) => callback(null, material.contextFor?.(servername) ?? material.secureContext),
   });
   try {
     await onceWithin(secured, 'secure', timeoutMs, { what: 'TLS handshake', failOn: ['close'] });

@@ -1,5 +1,6 @@
 import { X509Certificate, constants as cryptoConstants, createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
 import { ensureSelfSigned } from '../certs/self-signed.js';
@@ -12,8 +13,17 @@ export interface TlsMaterial {
   readonly secureContext: SecureContext;
   /** Options for tls.createServer (policy + certificate), the same policy as secureContext. */
   readonly serverOptions: TlsOptions;
-  /** The certificate every listener serves (the leaf of the chain), for the expiry metric. */
+  /** The certificates served (each leaf: the default one first, then the SNI ones), for the expiry metric. */
   readonly certificates?: readonly { readonly name: string; readonly notAfter: Date }[];
+  /**
+   * SNI: the context for the name a client asked for, or undefined for the default one. Used as
+   * the SNICallback on implicit-TLS listeners and after STLS.
+   */
+  readonly contextFor?: (servername: string) => SecureContext | undefined;
+  /** The 48-byte session ticket keys every context here encrypts tickets with. */
+  readonly ticketKeys?: Buffer | undefined;
+  /** Files this material was read from (certificates, keys, pfx, ticket keys), for tls.watch_files. */
+  readonly files?: readonly string[];
 }
 
 /**
@@ -62,9 +72,33 @@ export const TLS_POLICY = Object.freeze({
   ciphers: MOZILLA_INTERMEDIATE_TLS12_CIPHERS.join(':'),
   honorCipherOrder: false,
   ecdhCurve: ECDH_CURVES,
-  secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+  // OpenSSL 3 builds have no compression at all; the flag says so should one ever be linked (CRIME).
+  secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION | cryptoConstants.SSL_OP_NO_COMPRESSION,
   sessionIdContext: SESSION_ID_CONTEXT,
 } as const satisfies SecureContextOptions);
+
+/**
+ * Mozilla "old" TLS 1.0/1.1 suites (ECDHE + AES-CBC-SHA1), appended only when the operator opted
+ * in to legacy protocols and kept the default cipher list: the GCM and CHACHA suites are TLS 1.2
+ * only, so without these a TLS 1.0 client would still find nothing to agree on.
+ */
+const LEGACY_CIPHERS = 'ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA';
+
+/** The policy for this config: TLS_POLICY with tls.min_version, tls.ciphers and tls.groups applied. */
+export function tlsPolicy(tls: Config['tls']): SecureContextOptions {
+  const minVersion = tls.minVersion ?? TLS_POLICY.minVersion;
+  const legacy = minVersion === 'TLSv1' || minVersion === 'TLSv1.1';
+  if (legacy && tls.allowLegacyProtocols !== true) {
+    throw new TlsMaterialError(`tls.min_version ${minVersion} needs tls.allow_legacy_protocols: true`);
+  }
+  let ciphers = tls.ciphers ?? TLS_POLICY.ciphers;
+  if (legacy) {
+    if (ciphers === TLS_POLICY.ciphers) ciphers = `${ciphers}:${LEGACY_CIPHERS}`;
+    // OpenSSL 3's default security level 1 refuses TLS 1.0/1.1 (SHA-1 in the handshake).
+    if (!ciphers.includes('@SECLEVEL=')) ciphers = `${ciphers}:@SECLEVEL=0`;
+  }
+  return { ...TLS_POLICY, minVersion, ciphers, ecdhCurve: tls.groups ?? TLS_POLICY.ecdhCurve };
+}
 
 interface CertificateFiles {
   readonly certFile: string;
@@ -132,31 +166,120 @@ export async function checkConfiguredCertificate(config: Config): Promise<void> 
   checkPairMatches({ certFile, keyFile }, cert, key);
 }
 
+/** Session ticket keys are 48 bytes: a 16-byte name, a 16-byte HMAC secret and a 16-byte AES key. */
+export const TICKET_KEYS_LENGTH = 48;
+
 /**
- * Reads the configured certificate and key (or makes a self-signed pair in stateDir when none is
- * configured), checks that they belong together, and builds the context and server options.
+ * The ticket keys: tls.ticket_keys_file (raw 48 bytes, or their base64), created with mode 0600
+ * when absent so the first instance can hand it to the others; without the key, fresh random keys
+ * (resumption works within this process until the next reload).
  */
-export async function loadTlsMaterial(config: Config, log: Logger): Promise<TlsMaterial> {
+export async function readTicketKeys(file: string | undefined, log: Logger): Promise<Buffer> {
+  if (file === undefined) return randomBytes(TICKET_KEYS_LENGTH);
+  let data: Buffer;
+  try {
+    data = await readFile(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new TlsMaterialError(`cannot read tls.ticket_keys_file ${file} (${code ?? 'error'})`, { cause: error });
+    const keys = randomBytes(TICKET_KEYS_LENGTH);
+    try {
+      await writeFile(file, `${keys.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+    } catch (writeError) {
+      throw new TlsMaterialError(`cannot create tls.ticket_keys_file ${file} (${(writeError as NodeJS.ErrnoException).code ?? 'error'})`, { cause: writeError });
+    }
+    log.info({ ticketKeysFile: file }, 'generated session ticket keys; copy this file to every instance that shares the address');
+    return keys;
+  }
+  if (data.length === TICKET_KEYS_LENGTH) return data;
+  const text = data.toString('latin1').trim();
+  const decoded = /^[A-Za-z0-9+/]+={0,2}$/.test(text) ? Buffer.from(text, 'base64') : Buffer.alloc(0);
+  if (decoded.length !== TICKET_KEYS_LENGTH) {
+    throw new TlsMaterialError(`tls.ticket_keys_file ${file} must hold exactly 48 bytes, raw or base64 (e.g. openssl rand -base64 48)`);
+  }
+  if (((await stat(file)).mode & 0o077) !== 0) {
+    log.warn({ ticketKeysFile: file }, 'TLS ticket key file is readable by group or others; chmod 600 it');
+  }
+  return decoded;
+}
+
+/** A name a client sent, as compared: lower case, without a trailing dot. */
+const canonicalName = (name: string): string => name.toLowerCase().replace(/\.$/, '');
+
+/**
+ * SNI lookup: an exact name first, then `*.parent` for exactly one left-most label (RFC 6125
+ * §6.4.3: `*.example.org` covers `a.example.org`, not `example.org` or `a.b.example.org`).
+ */
+export function sniLookup<T>(byName: ReadonlyMap<string, T>, servername: string): T | undefined {
+  const name = canonicalName(servername);
+  const exact = byName.get(name);
+  if (exact !== undefined) return exact;
+  const dot = name.indexOf('.');
+  if (dot <= 0) return undefined;
+  return byName.get(`*${name.slice(dot)}`);
+}
+
+const subjectName = (cert: X509Certificate): string =>
+  /^CN=(.*)$/m.exec(cert.subject)?.[1] ?? cert.subject.replaceAll('\n', ', ');
+
+function makeContext(options: SecureContextOptions, what: string): SecureContext {
+  try {
+    return createSecureContext(options);
+  } catch (error) {
+    throw new TlsMaterialError(`cannot use ${what}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** The default certificate: cert/key, a PKCS#12 bundle, or the self-signed pair in stateDir. */
+async function loadDefaultCredentials(config: Config, log: Logger): Promise<{ cert: Buffer; key: Buffer; what: string; files: string[] }> {
   const { certFile, keyFile } = config.tls;
   let files: CertificateFiles;
   if (certFile !== undefined && keyFile !== undefined) files = { certFile, keyFile };
   else files = await ensureSelfSigned(config.stateDir, selfSignedHosts(), log);
-
   const [cert, key] = await Promise.all([readPem(files.certFile, 'certificate'), readPem(files.keyFile, 'key')]);
   if (certFile !== undefined) await checkOperatorFiles(files, cert, key, log);
+  return { cert, key, what: `cert ${files.certFile} with key ${files.keyFile}`, files: certFile === undefined ? [] : [files.certFile, files.keyFile] };
+}
 
-  const options = { ...TLS_POLICY, cert, key };
-  let secureContext: SecureContext;
-  try {
-    secureContext = createSecureContext(options);
-  } catch (error) {
-    throw new TlsMaterialError(`cannot use cert ${files.certFile} with key ${files.keyFile}: ${(error as Error).message}`, { cause: error });
+/**
+ * Reads the configured certificates (the default one: cert/key, or a self-signed pair made in
+ * stateDir when none is configured; plus the SNI ones), checks each pair belongs together, reads
+ * the ticket keys, and builds the contexts and server options under the configured policy.
+ * Throws TlsMaterialError; nothing is half-applied, so a reload can simply keep the old material.
+ */
+export async function loadTlsMaterial(config: Config, log: Logger): Promise<TlsMaterial> {
+  const policy = tlsPolicy(config.tls);
+  if (policy.minVersion === 'TLSv1' || policy.minVersion === 'TLSv1.1') {
+    log.warn({ minVersion: policy.minVersion }, 'LEGACY TLS PROTOCOLS ENABLED (tls.allow_legacy_protocols): TLS 1.0/1.1 are broken; @SECLEVEL=0 is in effect');
   }
-  const leaf = parseCertificate(cert, files.certFile);
-  const commonName = /^CN=(.*)$/m.exec(leaf.subject)?.[1];
+  const ticketKeys = await readTicketKeys(config.tls.ticketKeysFile, log);
+  const base = { ...policy, ticketKeys };
+
+  const main = await loadDefaultCredentials(config, log);
+  const options = { ...base, cert: main.cert, key: main.key };
+  const secureContext = makeContext(options, main.what);
+  const leaf = parseCertificate(main.cert, main.what);
+  const certificates = [{ name: subjectName(leaf), notAfter: new Date(leaf.validTo) }];
+  const files = [...main.files];
+
+  const byName = new Map<string, SecureContext>();
+  for (const entry of config.tls.certificates ?? []) {
+    const [cert, key] = await Promise.all([readPem(entry.certFile, 'certificate'), readPem(entry.keyFile, 'key')]);
+    await checkOperatorFiles(entry, cert, key, log);
+    const context = makeContext({ ...base, cert, key }, `cert ${entry.certFile} with key ${entry.keyFile}`);
+    for (const name of entry.names) byName.set(canonicalName(name), context);
+    const sniLeaf = parseCertificate(cert, entry.certFile);
+    certificates.push({ name: subjectName(sniLeaf), notAfter: new Date(sniLeaf.validTo) });
+    files.push(entry.certFile, entry.keyFile);
+  }
+  if (config.tls.ticketKeysFile !== undefined) files.push(config.tls.ticketKeysFile);
+
   return {
     secureContext,
     serverOptions: { ...options, handshakeTimeout: config.timeouts.tlsHandshakeMs },
-    certificates: [{ name: commonName ?? leaf.subject.replaceAll('\n', ', '), notAfter: new Date(leaf.validTo) }],
+    certificates,
+    contextFor: (servername) => sniLookup(byName, servername),
+    ticketKeys,
+    files,
   };
 }

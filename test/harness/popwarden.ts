@@ -7,7 +7,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { createSecureContext } from 'node:tls';
+import { connect as connectTls, createSecureContext } from 'node:tls';
+import { connect as connectTcp } from 'node:net';
+import { X509Certificate } from 'node:crypto';
 import { startPopwarden, type RunningProxy } from '../../src/app.js';
 import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
@@ -162,4 +164,61 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
     stop: () => proxy.close(),
   };
+}
+
+/** A self-signed certificate for `names` (the first is the CN), made with openssl in `dir`. */
+export function makeNamedCertificate(dir: string, label: string, names: readonly string[], days = 2): TestCertificate & { fingerprint256: string } {
+  const certFile = join(dir, `${label}.crt`);
+  const keyFile = join(dir, `${label}.key`);
+  const san = names.map((name) => (/^[\d.]+$/.test(name) ? `IP:${name}` : `DNS:${name}`)).join(',');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', String(days), '-subj', `/CN=${names[0] ?? label}`,
+    '-addext', `subjectAltName=${san}`, '-keyout', keyFile, '-out', certFile,
+  ], { stdio: 'ignore' });
+  return { certFile, keyFile, caFile: certFile, fingerprint256: new X509Certificate(readFileSync(certFile)).fingerprint256 };
+}
+
+/**
+ * The SHA-256 fingerprint of the certificate popwarden serves on `port`: implicit TLS, or after
+ * STLS (`stls: true`); with `servername` as SNI, or no SNI at all when it is undefined.
+ */
+export async function servedFingerprint(port: number, options: { servername?: string; stls?: boolean } = {}): Promise<string> {
+  const sni = options.servername === undefined ? {} : { servername: options.servername };
+  let socket: import('node:net').Socket | undefined;
+  if (options.stls === true) {
+    const plain = connectTcp({ host: '127.0.0.1', port });
+    socket = plain;
+    await new Promise<void>((resolve, reject) => {
+      let text = '';
+      let sent = false;
+      plain.on('error', reject);
+      const onData = (chunk: Buffer): void => {
+        text += chunk.toString('latin1');
+        if (!sent && text.includes('\r\n')) {
+          sent = true;
+          text = '';
+          plain.write('STLS\r\n');
+        } else if (sent && text.includes('\r\n')) {
+          plain.off('data', onData);
+          plain.off('error', reject);
+          if (text.startsWith('+OK')) resolve();
+          else reject(new Error(`STLS refused: ${text.trim()}`));
+        }
+      };
+      plain.on('data', onData);
+    });
+  }
+  return new Promise((resolve, reject) => {
+    const secured = connectTls(
+      { host: '127.0.0.1', port, rejectUnauthorized: false, ...(socket === undefined ? {} : { socket }), ...sni },
+      () => {
+        const fingerprint = secured.getPeerX509Certificate()?.fingerprint256;
+        secured.destroy();
+        if (fingerprint === undefined) reject(new Error('no peer certificate'));
+        else resolve(fingerprint);
+      },
+    );
+    secured.setTimeout(5_000, () => secured.destroy(new Error('TLS handshake timed out')));
+    secured.on('error', reject);
+  });
 }

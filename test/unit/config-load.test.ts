@@ -61,7 +61,20 @@ describe('loadConfig defaults', () => {
       trustLoopback: true,
       sourceAddress: undefined,
     });
-    assert.deepEqual(config.tls, { certFile: undefined, keyFile: undefined });
+    assert.deepEqual(config.tls, {
+      certFile: undefined,
+      keyFile: undefined,
+      pfxFile: undefined,
+      pfxPassphraseFile: undefined,
+      certificates: [],
+      serverNames: [],
+      watchFiles: false,
+      minVersion: 'TLSv1.2',
+      allowLegacyProtocols: false,
+      ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305',
+      groups: 'X25519:prime256v1:secp384r1',
+      ticketKeysFile: undefined,
+    });
     assert.equal(config.greeting, 'popwarden ready');
     assert.equal(config.authFailureDelayMs, 2_000);
     assert.equal(config.logLevel, 'info');
@@ -73,8 +86,9 @@ describe('loadConfig defaults', () => {
       backendStepMs: 15_000,
       backendIdleMs: 600_000,
       clientWriteStallMs: 600_000,
+      shutdownMs: 20_000,
     });
-    assert.deepEqual(config.limits, { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10 });
+    assert.deepEqual(config.limits, { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, maxHandshakesPerIp: 10 });
   });
 
   it('takes state_dir from systemd STATE_DIRECTORY, else ./.state, and an explicit key over both', () => {
@@ -299,7 +313,8 @@ describe('loadConfig referenced files', () => {
 
   it('accepts readable files and resolves them to absolute paths', () => {
     const config = load([...BACKEND, '--cert', cert, '--key', key, '--backend-ca', cert]);
-    assert.deepEqual(config.tls, { certFile: cert, keyFile: key });
+    assert.equal(config.tls.certFile, cert);
+    assert.equal(config.tls.keyFile, key);
     assert.equal(config.backend.caFile, cert);
   });
 
@@ -362,6 +377,7 @@ describe('redactedConfig', () => {
       '--cert', pem, '--key', pem, '--backend-ca', pem, '--backend-tls-cert', pem, '--backend-tls-key', pem,
       '--backend-tls-servername', 'x.example', '--backend-source-address', '::1', '--state-dir', dir,
       '--rate-limit-hmac-key-file', pem, '--redis-password-file', pem, '--redis-username', 'pw',
+      '--tls-ticket-keys-file', pem,
     ];
     // redis.url, redis.sentinels (+ name) and redis.cluster exclude each other: one config each.
     const raws = [
@@ -369,6 +385,9 @@ describe('redactedConfig', () => {
       ['--redis-sentinels', '127.0.0.1:26379', '--redis-name', 'mymaster'],
       ['--redis-cluster', '127.0.0.1:7000'],
     ].map((redis) => redactedConfig(load([...common, ...redis])) as Record<string, unknown>);
+    // tls.pfx excludes cert/key.
+    const withoutPair = common.filter((_, i) => !['--cert', '--key'].includes(common[i] ?? '') && !['--cert', '--key'].includes(common[i - 1] ?? ''));
+    raws.push(redactedConfig(load([...withoutPair, '--tls-pfx', pem, '--tls-pfx-passphrase-file', pem])) as Record<string, unknown>);
     for (const key of CONFIG_KEYS) {
       const values = raws.map((raw) => key.path.reduce<unknown>((node, part) => (node as Record<string, unknown>)?.[part], raw));
       assert.ok(values.some((value) => value !== undefined), `${key.name} missing from redactedConfig output`);
