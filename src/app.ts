@@ -1,7 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import type { Config, ListenerConfig } from './config/types.js';
 import type { Logger } from './observability/log.js';
-import type { TlsMaterial } from './net/tls-context.js';
+import { loadTlsMaterial, type TlsMaterial } from './net/tls-context.js';
+import { planReload } from './config/reload.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { backendTlsOptions } from './backend/tls-options.js';
@@ -26,6 +27,23 @@ export interface RunningProxy {
   close(options?: { readonly drainMs?: number }): Promise<void>;
 }
 
+/** A RunningProxy that can also reload its configuration and certificates. */
+export interface ReloadableProxy extends RunningProxy {
+  /** The TLS material in use (it follows reloads). */
+  readonly tls: TlsProvider;
+  /**
+   * Re-reads the config (ProxyDependencies.loadConfig, else the running one) and every
+   * certificate; a complete valid set is swapped in for new handshakes and sessions while live
+   * sessions go on, anything invalid is refused and the old set stays. Never rejects.
+   */
+  reload(): Promise<ReloadOutcome>;
+}
+
+/** How a reload went; `error` is the one-line reason a refused one was refused. */
+export type ReloadOutcome =
+  | { readonly ok: true; readonly needsRestart: readonly string[] }
+  | { readonly ok: false; readonly error: string };
+
 export interface ProxyDependencies {
   readonly log: Logger;
   /** Plain material is wrapped in a TlsProvider; pass a provider to reload it later. */
@@ -36,16 +54,22 @@ export interface ProxyDependencies {
   readonly guard?: LoginGuard;
   /** Admission at TCP accept. Default: every connection is admitted. */
   readonly gate?: ConnectionGate;
+  /** Reads the config again for reload() (throws ConfigError). Default: the running config. */
+  readonly loadConfig?: () => Config;
+  /** Builds TLS material for reload(). Default: loadTlsMaterial. */
+  readonly loadTls?: (config: Config, log: Logger) => Promise<TlsMaterial>;
 }
 
 /** Binds every listener (all or nothing) and serves sessions until close(). */
-export async function startPopwarden(config: Config, deps: ProxyDependencies): Promise<RunningProxy> {
+export async function startPopwarden(config: Config, deps: ProxyDependencies): Promise<ReloadableProxy> {
   const { log } = deps;
   const tls = TlsProvider.from(deps.tls);
   const metrics = deps.metrics ?? NO_METRICS;
   const guard = deps.guard ?? ALLOW_ALL;
   const gate = deps.gate ?? OPEN_GATE;
-  const backendTls = backendTlsOptions(config.backend);
+  // Sessions read these when they start; reload() replaces them for sessions started afterwards.
+  let current = config;
+  let backendTls = backendTlsOptions(config.backend);
   if (config.backend.tlsInsecure) {
     log.warn('backend certificates are NOT verified (--backend-tls-insecure): the backend link is encrypted but not authenticated');
   }
@@ -60,7 +84,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       bound.push(
         await bindListener(listener, { tls, log, metrics, gate }, (socket, secure, listenerConfig) => {
           const session = new Session(socket, secure, {
-            config,
+            config: current,
             listener: listenerConfig,
             tls,
             backendTls,
@@ -82,8 +106,39 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     log.info({ listener: listener.name, kind: listener.kind, address: `${address.address}:${address.port}` }, 'listening');
   }
 
+  const loadTls = deps.loadTls ?? loadTlsMaterial;
+  const reloadOnce = async (): Promise<ReloadOutcome> => {
+    try {
+      const plan = planReload(current, deps.loadConfig === undefined ? current : deps.loadConfig());
+      const material = await loadTls(plan.config, log);
+      const nextBackendTls = backendTlsOptions(plan.config.backend);
+      tls.replace(material);
+      current = plan.config;
+      backendTls = nextBackendTls;
+      metrics.configReload(true);
+      if (plan.needsRestart.length > 0) {
+        log.warn({ keys: plan.needsRestart }, 'reload: these settings changed but need a restart; they keep their old values until then');
+      }
+      log.info({ certificates: material.certificates?.length ?? 1 }, 'reloaded: new sessions and handshakes use the new configuration and certificates');
+      return { ok: true, needsRestart: plan.needsRestart };
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      metrics.configReload(false);
+      log.error({ reason: message }, 'reload refused: the running configuration and certificates stay in use');
+      return { ok: false, error: message };
+    }
+  };
+  // One reload at a time: a SIGHUP during a file-watch reload waits its turn instead of racing it.
+  let reloading: Promise<unknown> = Promise.resolve();
+
   return {
     listeners: bound.map(({ config: listener, address }) => ({ config: listener, address })),
+    tls,
+    reload(): Promise<ReloadOutcome> {
+      const next = reloading.then(reloadOnce);
+      reloading = next;
+      return next;
+    },
     async close(options = {}): Promise<void> {
       const listenersClosed = bound.map(({ server }) => new Promise((resolve) => server.close(resolve)));
       const remaining = [...sessions];

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 /**
  * `popwarden [--config FILE] [options]`: load the config, build TLS, start the listeners, stop on
- * SIGTERM/SIGINT. Any failure before serving is one line on stderr and exit status 1; the wording
+ * SIGTERM/SIGINT (draining for timeouts.shutdown), reload the config and certificates on SIGHUP. Any failure before serving is one line on stderr and exit status 1; the wording
  * lives in config/startup-errors.ts.
  */
 import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
-import type { RunningProxy } from './app.js';
+import type { ReloadableProxy } from './app.js';
 import { runPopwarden } from './main.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
 import { startupErrorLine } from './config/startup-errors.js';
@@ -27,11 +27,11 @@ function packageVersion(): string {
  * Installed before the listeners are bound: until a handler exists the OS default kills the
  * process, and a stop request that arrives mid-startup must still end in an orderly close.
  */
-function handleStopSignals(log: Logger): { started(proxy: RunningProxy): void } {
-  let proxy: RunningProxy | undefined;
+function handleStopSignals(log: Logger, drainMs: number): { started(proxy: ReloadableProxy): void } {
+  let proxy: ReloadableProxy | undefined;
   let stopping = false;
-  const closeAndExit = (running: RunningProxy): void => {
-    running.close({ drainMs: SHUTDOWN_DRAIN_MS }).then(
+  const closeAndExit = (running: ReloadableProxy): void => {
+    running.close({ drainMs }).then(
       () => {
         log.info('stopped');
         process.exit(0);
@@ -54,7 +54,14 @@ function handleStopSignals(log: Logger): { started(proxy: RunningProxy): void } 
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   // Node's default for SIGHUP is to exit; a `systemctl reload` must not kill the service.
-  process.on('SIGHUP', () => log.warn('SIGHUP ignored: reloading is not supported yet; restart popwarden to apply changes'));
+  process.on('SIGHUP', () => {
+    if (proxy === undefined || stopping) {
+      log.warn('SIGHUP ignored: popwarden is still starting or already stopping');
+      return;
+    }
+    log.info({ signal: 'SIGHUP' }, 'reloading the configuration and certificates');
+    void proxy.reload();
+  });
   return {
     started(running) {
       proxy = running;
@@ -63,10 +70,17 @@ function handleStopSignals(log: Logger): { started(proxy: RunningProxy): void } 
   };
 }
 
-async function serve(config: Config): Promise<void> {
+async function serve(config: Config, reread: () => Config): Promise<void> {
   const log = createLogger(config.logLevel);
-  const signals = handleStopSignals(log);
-  signals.started(await runPopwarden(config, log));
+  const signals = handleStopSignals(log, config.timeouts.shutdownMs ?? SHUTDOWN_DRAIN_MS);
+  signals.started(await runPopwarden(config, log, { loadConfig: reread }));
+}
+
+/** The same flags, environment and file as at startup, read again (a reload). */
+function rereadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
+  const loaded = loadConfig(argv, env);
+  if (loaded.action !== 'run') throw new Error(`unexpected action ${loaded.action} while reloading`);
+  return loaded.config;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -88,7 +102,7 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`# popwarden effective configuration (secrets masked)\n${stringify(redactedConfig(loaded.config))}`);
       return;
     case 'run':
-      await serve(loaded.config);
+      await serve(loaded.config, () => rereadConfig(argv, process.env));
       return;
   }
 }

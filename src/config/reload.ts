@@ -1,0 +1,59 @@
+/**
+ * What a reload (SIGHUP, or a changed certificate file with tls.watch_files) may change while
+ * popwarden runs. Everything a new session reads when it starts takes effect for sessions that
+ * start afterwards: the TLS certificates, policy and ticket keys, the backend and its TLS
+ * settings, greeting, auth_failure_delay, timeouts (except the implicit-TLS handshake timeout,
+ * fixed when the listener was bound) and limits.max_invalid_commands. Settings bound to something
+ * built once at startup keep their old value and are logged as needing a restart: the listener
+ * addresses, the metrics endpoint and probe, state_dir, log_level, Redis and the rate limits,
+ * and the per-IP connection and handshake bounds (enforced at accept).
+ */
+import type { Config } from './types.js';
+
+/** The keys a reload cannot apply, as the user writes them, with how to read them from a Config. */
+const RESTART_ONLY: readonly (readonly [string, (config: Config) => unknown])[] = [
+  ['listen_tls/listen_stls', (c) => c.listeners],
+  ['metrics_listen/backend_probe_interval', (c) => c.metrics],
+  ['state_dir', (c) => c.stateDir],
+  ['log_level', (c) => c.logLevel],
+  ['redis', (c) => c.redis],
+  ['rate_limit', (c) => c.rateLimit],
+  ['limits.max_sessions_per_ip', (c) => c.limits.maxSessionsPerIp],
+  ['limits.max_new_connections_per_ip', (c) => c.limits.maxNewConnectionsPerIp],
+  ['limits.max_handshakes_per_ip', (c) => c.limits.maxHandshakesPerIp],
+  ['tls.watch_files', (c) => c.tls.watchFiles],
+  ['timeouts.tls_handshake (implicit-TLS port)', (c) => c.timeouts.tlsHandshakeMs],
+];
+
+export interface ReloadPlan {
+  /** The config to run with: the new values, except the restart-only ones kept from `running`. */
+  readonly config: Config;
+  /** Restart-only keys whose value changed (left as they were). */
+  readonly needsRestart: readonly string[];
+}
+
+/** Merges a freshly loaded config into the running one, keeping what only a restart can change. */
+export function planReload(running: Config, next: Config): ReloadPlan {
+  const needsRestart = RESTART_ONLY.filter(([, read]) => JSON.stringify(read(running)) !== JSON.stringify(read(next))).map(
+    ([name]) => name,
+  );
+  const config: Config = {
+    ...next,
+    listeners: running.listeners,
+    metrics: running.metrics,
+    stateDir: running.stateDir,
+    logLevel: running.logLevel,
+    redis: running.redis,
+    rateLimit: running.rateLimit,
+    limits: {
+      ...next.limits,
+      maxSessionsPerIp: running.limits.maxSessionsPerIp,
+      maxNewConnectionsPerIp: running.limits.maxNewConnectionsPerIp,
+      ...(running.limits.maxHandshakesPerIp === undefined ? {} : { maxHandshakesPerIp: running.limits.maxHandshakesPerIp }),
+    },
+    tls: { ...next.tls, ...(running.tls.watchFiles === undefined ? {} : { watchFiles: running.tls.watchFiles }) },
+    // The STLS handshake deadline follows the new value; the implicit port's was fixed at bind.
+    timeouts: next.timeouts,
+  };
+  return { config: Object.freeze(config), needsRestart };
+}
