@@ -15,6 +15,7 @@ import type { Config } from './config/types.js';
 import { checkConfiguredCertificate } from './net/tls-context.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { runRateLimitCli } from './auth/rate-limit/cli.js';
+import { runCertCli } from './certs/cli.js';
 
 function packageVersion(): string {
   // src/cli.ts and dist/cli.js both sit one level below package.json.
@@ -84,9 +85,13 @@ function rereadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
 }
 
 async function main(argv: string[]): Promise<void> {
+  const io = { out: (text: string) => void process.stdout.write(text), err: (text: string) => void process.stderr.write(text) };
   if (argv[0] === 'ratelimit') {
-    const io = { out: (text: string) => process.stdout.write(text), err: (text: string) => process.stderr.write(text) };
     process.exitCode = await runRateLimitCli(argv.slice(1), process.env, io);
+    return;
+  }
+  if (argv[0] === 'cert') {
+    process.exitCode = await runCertCli(argv.slice(1), io);
     return;
   }
   const loaded = loadConfig(argv, process.env);

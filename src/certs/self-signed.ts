@@ -51,7 +51,7 @@ function subjectAltNames(hosts: readonly string[]): { type: number; value?: stri
 }
 
 /** RSA-2048 (forge cannot sign ECDSA certificates), SHA-256, serverAuth, SANs for every host. */
-export async function generateSelfSigned(hosts: readonly string[], now = new Date()): Promise<CertificatePair> {
+export async function generateSelfSigned(hosts: readonly string[], now = new Date(), validityMs = VALIDITY_MS): Promise<CertificatePair> {
   const commonName = hosts[0];
   if (commonName === undefined) throw new Error('a self-signed certificate needs at least one host name');
   const { publicKey, privateKey } = await generateRsaKeyPair('rsa', {
@@ -64,7 +64,7 @@ export async function generateSelfSigned(hosts: readonly string[], now = new Dat
   cert.publicKey = forge.pki.publicKeyFromPem(publicKey);
   cert.serialNumber = randomSerialHex();
   cert.validity.notBefore = new Date(now.getTime() - CLOCK_SKEW_MS);
-  cert.validity.notAfter = new Date(now.getTime() + VALIDITY_MS);
+  cert.validity.notAfter = new Date(now.getTime() + validityMs);
   const subject = [
     { name: 'commonName', value: commonName },
     { name: 'organizationName', value: 'popwarden self-signed' },

@@ -4,6 +4,7 @@ import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
 import { ensureSelfSigned } from '../certs/self-signed.js';
+import { pkcs12ToPem } from '../certs/pkcs12.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 
@@ -230,15 +231,62 @@ function makeContext(options: SecureContextOptions, what: string): SecureContext
   }
 }
 
+/** Credentials as createSecureContext takes them, with the leaf for the expiry gauge and the logs. */
+interface DefaultCredentials {
+  readonly options: Pick<SecureContextOptions, 'cert' | 'key' | 'pfx' | 'passphrase'>;
+  readonly leaf: X509Certificate;
+  readonly what: string;
+  readonly files: string[];
+}
+
+/**
+ * tls.pfx: Node's own PKCS#12 support first; a legacy RC2-40/3DES bundle that OpenSSL 3 refuses
+ * ("Unsupported PKCS12 PFX data") is unwrapped with node-forge and used as PEM, with a warning.
+ */
+async function loadPfx(pfxFile: string, passphraseFile: string | undefined, base: SecureContextOptions, log: Logger): Promise<DefaultCredentials> {
+  const pfx = await readPem(pfxFile, 'PKCS#12 file');
+  const passphrase = passphraseFile === undefined ? '' : (await readPem(passphraseFile, 'PKCS#12 passphrase file')).toString('utf8').replace(/\r?\n$/, '');
+  const files = passphraseFile === undefined ? [pfxFile] : [pfxFile, passphraseFile];
+  const what = `tls.pfx ${pfxFile}`;
+  try {
+    const context = createSecureContext({ ...base, pfx, passphrase });
+    const der: unknown = context.context.getCertificate();
+    if (!Buffer.isBuffer(der)) throw new TlsMaterialError(`${what} holds no certificate`);
+    return { options: { pfx, passphrase }, leaf: new X509Certificate(der), what, files };
+  } catch (error) {
+    if (error instanceof TlsMaterialError) throw error;
+    const message = (error as Error).message;
+    if (!/unsupported/i.test(message)) {
+      const hint = /mac verify|bad decrypt/i.test(message) ? ' (wrong passphrase?)' : '';
+      throw new TlsMaterialError(`cannot use ${what}: ${message}${hint}`, { cause: error });
+    }
+    let pem;
+    try {
+      pem = pkcs12ToPem(pfx, passphrase);
+    } catch (forgeError) {
+      throw new TlsMaterialError(`cannot use ${what}: ${(forgeError as Error).message} (wrong passphrase?)`, { cause: forgeError });
+    }
+    log.warn({ pfx: pfxFile }, 'tls.pfx uses legacy PKCS#12 encryption (RC2-40/3DES) that OpenSSL 3 refuses; converted in memory. Re-export it with a current openssl pkcs12 -export (AES-256)');
+    const cert = Buffer.from(pem.certPem);
+    return { options: { cert, key: Buffer.from(pem.keyPem) }, leaf: parseCertificate(cert, pfxFile), what, files };
+  }
+}
+
 /** The default certificate: cert/key, a PKCS#12 bundle, or the self-signed pair in stateDir. */
-async function loadDefaultCredentials(config: Config, log: Logger): Promise<{ cert: Buffer; key: Buffer; what: string; files: string[] }> {
+async function loadDefaultCredentials(config: Config, base: SecureContextOptions, log: Logger): Promise<DefaultCredentials> {
+  if (config.tls.pfxFile !== undefined) return loadPfx(config.tls.pfxFile, config.tls.pfxPassphraseFile, base, log);
   const { certFile, keyFile } = config.tls;
   let files: CertificateFiles;
   if (certFile !== undefined && keyFile !== undefined) files = { certFile, keyFile };
   else files = await ensureSelfSigned(config.stateDir, selfSignedHosts(), log);
   const [cert, key] = await Promise.all([readPem(files.certFile, 'certificate'), readPem(files.keyFile, 'key')]);
   if (certFile !== undefined) await checkOperatorFiles(files, cert, key, log);
-  return { cert, key, what: `cert ${files.certFile} with key ${files.keyFile}`, files: certFile === undefined ? [] : [files.certFile, files.keyFile] };
+  return {
+    options: { cert, key },
+    leaf: parseCertificate(cert, files.certFile),
+    what: `cert ${files.certFile} with key ${files.keyFile}`,
+    files: certFile === undefined ? [] : [files.certFile, files.keyFile],
+  };
 }
 
 /**
@@ -255,10 +303,10 @@ export async function loadTlsMaterial(config: Config, log: Logger): Promise<TlsM
   const ticketKeys = await readTicketKeys(config.tls.ticketKeysFile, log);
   const base = { ...policy, ticketKeys };
 
-  const main = await loadDefaultCredentials(config, log);
-  const options = { ...base, cert: main.cert, key: main.key };
+  const main = await loadDefaultCredentials(config, base, log);
+  const options = { ...base, ...main.options };
   const secureContext = makeContext(options, main.what);
-  const leaf = parseCertificate(main.cert, main.what);
+  const leaf = main.leaf;
   const certificates = [{ name: subjectName(leaf), notAfter: new Date(leaf.validTo) }];
   const files = [...main.files];
 
