@@ -103,7 +103,7 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`popwarden ${packageVersion()}\n`);
       return;
     case 'check':
-      await checkConfiguredCertificate(loaded.config);
+      for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       process.stdout.write(`# popwarden effective configuration (secrets masked)\n${stringify(redactedConfig(loaded.config))}`);
       return;
     case 'run':

@@ -1,12 +1,13 @@
 import { X509Certificate, constants as cryptoConstants, createPrivateKey, type KeyObject } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
 import { ensureSelfSigned } from '../certs/self-signed.js';
 import { pkcs12ToPem } from '../certs/pkcs12.js';
 import type { Config } from '../config/types.js';
-import type { Logger } from '../observability/log.js';
+import { createLogger, type Logger } from '../observability/log.js';
 
 /** The TLS side of popwarden's listeners: one context for implicit TLS and for STLS upgrades. */
 export interface TlsMaterial {
@@ -156,15 +157,87 @@ async function checkOperatorFiles(files: CertificateFiles, certPem: Buffer, keyP
   }
 }
 
+/** --check-config warns when a certificate expires within this many days. */
+export const EXPIRY_WARNING_DAYS = 14;
+
+/** Every certificate in a PEM file, in file order. */
+function certificateChain(pem: Buffer, path: string): X509Certificate[] {
+  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new TlsMaterialError(`cert ${path} is not a PEM certificate`);
+  return blocks.map((block) => parseCertificate(Buffer.from(block), path));
+}
+
+const describeCert = (cert: X509Certificate): string => cert.subject.replaceAll('\n', ', ');
+
+/** Leaf first, then each issuer: clients build the path from what we send, in that order (RFC 8446 §4.4.2). */
+function checkChainOrder(chain: readonly X509Certificate[], path: string): void {
+  for (let i = 0; i + 1 < chain.length; i++) {
+    const cert = chain[i];
+    const issuer = chain[i + 1];
+    if (cert === undefined || issuer === undefined) continue;
+    if (!cert.checkIssued(issuer) || !cert.verify(issuer.publicKey)) {
+      throw new TlsMaterialError(
+        `cert ${path}: certificate ${i + 1} (${describeCert(cert)}) is not signed by certificate ${i + 2} (${describeCert(issuer)}); order the file leaf first, then each issuer`,
+      );
+    }
+  }
+}
+
+/** Whether a leaf covers a name a client uses; a wildcard name is checked with a sample label. */
+function covers(leaf: X509Certificate, name: string): boolean {
+  if (isIP(name) !== 0) return leaf.checkIP(name) !== undefined;
+  const probe = name.startsWith('*.') ? `popwarden-check${name.slice(1)}` : name;
+  return leaf.checkHost(probe, { wildcards: true }) !== undefined;
+}
+
 /**
- * For --check-config: the configured cert and key parse and belong together. Nothing is generated
- * and nothing is logged; without cert/key there is nothing to check yet.
+ * For --check-config: every configured certificate parses, belongs to its key, lists its chain in
+ * order, and covers the names it is served for (its SNI names; tls.server_names by the
+ * certificate SNI would pick). Throws TlsMaterialError (one line) for what would break clients;
+ * returns warnings (a certificate expiring within 14 days). Nothing is generated or logged; the
+ * self-signed pair is not checked.
  */
-export async function checkConfiguredCertificate(config: Config): Promise<void> {
-  const { certFile, keyFile } = config.tls;
-  if (certFile === undefined || keyFile === undefined) return;
-  const [cert, key] = await Promise.all([readPem(certFile, 'certificate'), readPem(keyFile, 'key')]);
-  checkPairMatches({ certFile, keyFile }, cert, key);
+export async function checkConfiguredCertificate(config: Config, now = new Date()): Promise<string[]> {
+  const warnings: string[] = [];
+  const leaves = new Map<string, { leaf: X509Certificate; path: string }>();
+  const checkPair = async (certFile: string, keyFile: string): Promise<X509Certificate> => {
+    const [cert, key] = await Promise.all([readPem(certFile, 'certificate'), readPem(keyFile, 'key')]);
+    checkPairMatches({ certFile, keyFile }, cert, key);
+    const chain = certificateChain(cert, certFile);
+    checkChainOrder(chain, certFile);
+    const leaf = chain[0] as X509Certificate;
+    const daysLeft = (Date.parse(leaf.validTo) - now.getTime()) / 86_400_000;
+    if (daysLeft <= 0) throw new TlsMaterialError(`cert ${certFile} (${describeCert(leaf)}) EXPIRED on ${leaf.validTo}`);
+    if (daysLeft <= EXPIRY_WARNING_DAYS) {
+      warnings.push(`cert ${certFile} (${describeCert(leaf)}) expires in ${Math.floor(daysLeft)} days, on ${leaf.validTo}; renew it and reload`);
+    }
+    return leaf;
+  };
+
+  let defaultLeaf: { leaf: X509Certificate; path: string } | undefined;
+  const { certFile, keyFile, pfxFile } = config.tls;
+  if (certFile !== undefined && keyFile !== undefined) defaultLeaf = { leaf: await checkPair(certFile, keyFile), path: certFile };
+  else if (pfxFile !== undefined) {
+    const pfx = await loadPfx(pfxFile, config.tls.pfxPassphraseFile, tlsPolicy(config.tls), createLogger('silent'));
+    defaultLeaf = { leaf: pfx.leaf, path: pfxFile };
+  }
+  for (const entry of config.tls.certificates ?? []) {
+    const leaf = await checkPair(entry.certFile, entry.keyFile);
+    for (const name of entry.names) {
+      if (!covers(leaf, name)) {
+        throw new TlsMaterialError(`cert ${entry.certFile} (${describeCert(leaf)}) does not cover ${name}, which tls.certificates serves it for; its names: ${leaf.subjectAltName ?? 'none'}`);
+      }
+      leaves.set(canonicalName(name), { leaf, path: entry.certFile });
+    }
+  }
+  for (const name of config.tls.serverNames ?? []) {
+    const chosen = (isIP(name) === 0 ? sniLookup(leaves, name) : undefined) ?? defaultLeaf;
+    if (chosen === undefined) continue; // self-signed: made for this host's names at first start
+    if (!covers(chosen.leaf, name)) {
+      throw new TlsMaterialError(`cert ${chosen.path} (${describeCert(chosen.leaf)}) does not cover ${name} from tls.server_names; its names: ${chosen.leaf.subjectAltName ?? 'none'}`);
+    }
+  }
+  return warnings;
 }
 
 /** Session ticket keys are 48 bytes: a 16-byte name, a 16-byte HMAC secret and a 16-byte AES key. */
