@@ -4,6 +4,8 @@ import type { Logger } from './observability/log.js';
 import { loadTlsMaterial, type TlsMaterial } from './net/tls-context.js';
 import { planReload } from './config/reload.js';
 import { TlsProvider } from './net/tls-provider.js';
+import { HandshakeLimiter } from './net/handshake-limit.js';
+import { DEFAULT_MAX_HANDSHAKES_PER_IP } from './config/limits.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { backendTlsOptions } from './backend/tls-options.js';
 import { Session } from './session/session.js';
@@ -64,6 +66,7 @@ export interface ProxyDependencies {
 export async function startPopwarden(config: Config, deps: ProxyDependencies): Promise<ReloadableProxy> {
   const { log } = deps;
   const tls = TlsProvider.from(deps.tls);
+  tls.handshakes = new HandshakeLimiter(config.limits.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP);
   const metrics = deps.metrics ?? NO_METRICS;
   const guard = deps.guard ?? ALLOW_ALL;
   const gate = deps.gate ?? OPEN_GATE;

@@ -44,9 +44,13 @@ const handshakeSeconds = (socket: Socket): number =>
  */
 export function bindListener(config: ListenerConfig, deps: ListenerDependencies, onAccept: AcceptHandler): Promise<BoundServer> {
   const { tls, log, metrics, gate } = deps;
+  /** Release functions of this listener's handshakes in progress (limits.max_handshakes_per_ip), by peer. */
+  const handshaking = new Map<string, () => void>();
   const server: Server =
     config.kind === 'tls'
       ? createTlsServer({ ...tls.serverOptions, ALPNProtocols: POP3_ALPN, SNICallback: tls.sniCallback }, (socket) => {
+          handshaking.get(peerKey(socket))?.();
+          handshaking.delete(peerKey(socket));
           metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, handshakeSeconds(socket));
           onAccept(socket, true, config);
         })
@@ -64,9 +68,23 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       return;
     }
     const key = peerKey(socket);
+    if (config.kind === 'tls') {
+      const release = tls.handshakes.begin(normaliseAddress(socket.remoteAddress ?? ''));
+      if (release === undefined) {
+        admission.release();
+        metrics.connectionRefused(config.name, 'too_many_connections');
+        log.info({ listener: config.name, peer: socket.remoteAddress, reason: 'too_many_handshakes' }, 'connection refused');
+        // Before any TLS work, and without a POP3 reply: the client expects a ServerHello.
+        socket.destroy();
+        return;
+      }
+      handshaking.set(key, release);
+      socket.once('close', release);
+    }
     acceptedAt.set(key, performance.now());
     socket.once('close', () => {
       acceptedAt.delete(key);
+      handshaking.delete(key);
       admission.release();
     });
     metrics.connectionOpened(config.name, config.kind === 'tls' ? 'implicit' : 'starttls');

@@ -2,6 +2,15 @@ import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { TlsMaterial } from './tls-context.js';
 import { onceWithin } from './once-within.js';
+import { normaliseAddress } from './addresses.js';
+
+/** limits.max_handshakes_per_ip reached: the upgrade was refused before any TLS work. */
+export class HandshakeRefusedError extends Error {
+  constructor() {
+    super('too many TLS handshakes in progress from this address (limits.max_handshakes_per_ip)');
+    this.name = 'HandshakeRefusedError';
+  }
+}
 
 /**
  * ALPN: a client that asks only for another protocol (a browser's "http/1.1") is refused with
@@ -19,6 +28,13 @@ export const POP3_ALPN = ['pop3'];
  * `material` is read now, so a TlsProvider hands every upgrade the set that is current at STLS.
  */
 export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeoutMs: number): Promise<TLSSocket> {
+  const release = material.beginHandshake === undefined ? () => undefined : material.beginHandshake(normaliseAddress(socket.remoteAddress ?? ''));
+  if (release === undefined) {
+    // Closed before any TLS work: the client gets no ServerHello, only the FIN.
+    socket.destroy();
+    throw new HandshakeRefusedError();
+  }
+  socket.once('close', release);
   const secured = new TLSSocket(socket, {
     isServer: true,
     secureContext: material.secureContext,
@@ -30,6 +46,7 @@ export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeou
   });
   try {
     await onceWithin(secured, 'secure', timeoutMs, { what: 'TLS handshake', failOn: ['close'] });
+    release();
     return secured;
   } catch (error) {
     secured.destroy();

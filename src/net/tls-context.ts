@@ -26,6 +26,11 @@ export interface TlsMaterial {
   readonly ticketKeys?: Buffer | undefined;
   /** Files this material was read from (certificates, keys, pfx, ticket keys), for tls.watch_files. */
   readonly files?: readonly string[];
+  /**
+   * limits.max_handshakes_per_ip at STLS: a release function, or undefined when `address` has too
+   * many handshakes in progress. Absent: no bound.
+   */
+  readonly beginHandshake?: (address: string) => (() => void) | undefined;
 }
 
 /**

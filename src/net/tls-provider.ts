@@ -1,5 +1,6 @@
 import type { SecureContext, TlsOptions } from 'node:tls';
 import type { TlsMaterial } from './tls-context.js';
+import { UNLIMITED_HANDSHAKES, type HandshakeLimiter } from './handshake-limit.js';
 
 /** Called with the new material after every successful replace(). */
 export type TlsMaterialListener = (material: TlsMaterial) => void;
@@ -14,6 +15,8 @@ export type TlsMaterialListener = (material: TlsMaterial) => void;
 export class TlsProvider implements TlsMaterial {
   #material: TlsMaterial;
   readonly #listeners = new Set<TlsMaterialListener>();
+  /** Shared by the implicit-TLS listeners and STLS upgrades (set by startPopwarden). */
+  handshakes: HandshakeLimiter = UNLIMITED_HANDSHAKES;
 
   constructor(material: TlsMaterial) {
     this.#material = material;
@@ -48,6 +51,8 @@ export class TlsProvider implements TlsMaterial {
   get files(): readonly string[] {
     return this.#material.files ?? [];
   }
+
+  readonly beginHandshake = (address: string): (() => void) | undefined => this.handshakes.begin(address);
 
   /** SNI lookup in the current set; undefined means the default context. */
   readonly contextFor = (servername: string): SecureContext | undefined => this.#material.contextFor?.(servername);

@@ -107,7 +107,8 @@ export function testConfig(overrides: ProxyOverrides): Config {
       clientWriteStallMs: 10_000,
       ...overrides.timeouts,
     },
-    limits: { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, ...overrides.limits },
+    // No handshake bound unless a test asks for one: parallel clients from 127.0.0.1 are the norm here.
+    limits: { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, maxHandshakesPerIp: 0, ...overrides.limits },
     logLevel: 'debug',
     metrics: { listen: undefined, backendProbeIntervalMs: 0 },
     // The defaults, in process memory (no redis: configured).
