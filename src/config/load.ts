@@ -722,6 +722,10 @@ export function usage(): string {
   });
   return [
     'Usage: popwarden [--config FILE] [options]',
+    '       popwarden cert generate --host NAME [--host NAME...] [--days N] [--out DIR]   (RSA 2048 self-signed; --help for more)',
+    '       popwarden ratelimit status|unblock|list ...',
+    '',
+    'SIGHUP (systemctl reload) re-reads the config and the certificates; SIGTERM drains for timeouts.shutdown.',
     '',
     'A TLS front-end for legacy plaintext POP3 servers.',
     '',
