@@ -10,6 +10,7 @@ import { startTap, type Tap } from '../harness/tap.js';
 import { startTestProxy, testCertificate, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
 import { sampleMaildrop, dotStuff } from '../harness/maildrop.js';
+import { createClientCertificate, createTestCa, type TestCa } from '../harness/test-ca.js';
 
 const { alice } = sampleMaildrop();
 
@@ -60,5 +61,40 @@ describe('backend over implicit TLS (POP3S)', { timeout: 120_000 }, () => {
     assert.match(reply, /^-ERR \[SYS\/TEMP\] /);
     assert.equal(tap.connections, 1);
     assert.ok(!tap.bytesClientToServer().toString('latin1').includes(alice.pass));
+  });
+});
+
+describe('backend that demands a client certificate', { timeout: 120_000 }, () => {
+  let dovecot: Dovecot;
+  let ca: TestCa;
+  let client: { certFile: string; keyFile: string };
+  const running: { stop(): Promise<void> }[] = [];
+
+  before(async () => {
+    ca = createTestCa();
+    client = createClientCertificate(ca, 'popwarden');
+    dovecot = await startDovecot({ profile: 'stls', pop3sPort: true, clientCaFile: ca.caFile });
+  });
+  after(async () => {
+    for (const part of running.reverse()) await part.stop();
+    await dovecot.stop();
+  });
+
+  const tryLogin = async (backend: Omit<ProxyOverrides['backend'], 'host' | 'port'>): Promise<string> => {
+    const proxy = await startTestProxy({
+      backend: { host: dovecot.host, port: dovecot.pop3sPort!, tls: 'implicit', caFile: dovecot.caFile!, ...backend },
+    });
+    running.push(proxy);
+    const session = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+    await session.readLine();
+    await session.command(`USER ${alice.user}`);
+    const reply = await session.command(`PASS ${alice.pass}`, 15_000);
+    session.destroy();
+    return reply;
+  };
+
+  test('with backend_tls_cert/key popwarden logs in; without them the backend refuses', async () => {
+    assert.equal(await tryLogin({ clientCertFile: client.certFile, clientKeyFile: client.keyFile }), '+OK Logged in');
+    assert.doesNotMatch(await tryLogin({}), /^\+OK/);
   });
 });

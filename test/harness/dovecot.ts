@@ -17,6 +17,8 @@ export interface DovecotOptions {
   profile: DovecotProfile;
   /** 'stls' only: also open an implicit-TLS (POP3S) listener. */
   pop3sPort?: boolean;
+  /** With the stls profile: demand a client certificate signed by this CA (PEM) on TLS logins. */
+  clientCaFile?: string;
 }
 
 /** A running Dovecot instance. */
@@ -190,6 +192,9 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
         `ssl_cert = <${path.join(dir, 'tls', 'cert.pem')}`,
         `ssl_key = <${path.join(dir, 'tls', 'key.pem')}`,
         'ssl_min_protocol = TLSv1.2',
+        ...(opts.clientCaFile === undefined
+          ? []
+          : [`ssl_ca = <${opts.clientCaFile}`, 'ssl_verify_client_cert = yes', 'ssl_require_crl = no', 'auth_ssl_require_client_cert = yes']),
       ].join('\n');
       pop3s = pop3sPort
         ? `inet_listener pop3s {\n    address = ${host}\n    port = ${pop3sPort}\n    ssl = yes\n  }`

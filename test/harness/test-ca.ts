@@ -17,6 +17,17 @@ export interface TestCa {
   readonly keyFile: string;
 }
 
+/** A client certificate (clientAuth) signed by `ca`, for backends that demand one. */
+export function createClientCertificate(ca: TestCa, commonName: string): { certFile: string; keyFile: string } {
+  const path = (name: string): string => join(ca.dir, name);
+  const openssl = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'ignore' });
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${commonName}`, '-keyout', path('client-key.pem'), '-out', path('client.csr'));
+  writeFileSync(path('client.ext'), ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=clientAuth'].join('\n'));
+  openssl('x509', '-req', '-in', path('client.csr'), '-CA', path('ca.pem'), '-CAkey', path('ca.key'), '-CAcreateserial',
+    '-days', '30', '-sha256', '-extfile', path('client.ext'), '-out', path('client.pem'));
+  return { certFile: path('client.pem'), keyFile: path('client-key.pem') };
+}
+
 /** Creates a CA and a 90-day RSA-2048 server certificate for localhost and 127.0.0.1. */
 export function createTestCa(): TestCa {
   const dir = mkdtempSync(join(tmpdir(), 'popwarden-ca-'));
