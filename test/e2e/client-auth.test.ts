@@ -235,3 +235,41 @@ describe('failure delay', () => {
     }
   });
 });
+
+describe('failure timing (A-06)', () => {
+  test('an unknown user and a wrong password take the same time, though the backend differs by 60 ms', async () => {
+    // The backend answers an unknown user at once and a wrong password after 60 ms, as real
+    // servers that hash only for known users do; popwarden pads both to its failure delay.
+    const backend = await startFakeBackend(
+      legacyScript({
+        onCommand: async ({ conn, verb, args, state }) => {
+          if (state !== 'AUTHORIZATION' || verb !== 'USER' || args[0] !== 'ghost') return;
+          await conn.write('-ERR no such user\r\n');
+          return true;
+        },
+        authFailureDelayMs: 60,
+      }),
+    );
+    const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port, auth: 'user' }, authFailureDelayMs: 150 });
+    const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+    try {
+      const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+      await client.readLine();
+      const timings: Record<'ghost' | 'alice', number[]> = { ghost: [], alice: [] };
+      for (let i = 0; i < 15; i++) {
+        for (const user of ['ghost', 'alice'] as const) {
+          await client.command(`USER ${user}`);
+          const started = process.hrtime.bigint();
+          assert.equal(await client.command('PASS wrong'), '-ERR [AUTH] Authentication failed');
+          timings[user].push(Number(process.hrtime.bigint() - started) / 1e6);
+        }
+      }
+      client.destroy();
+      const difference = Math.abs(median(timings.ghost) - median(timings.alice));
+      assert.ok(difference < 10, `medians differ by ${difference.toFixed(1)} ms (ghost ${median(timings.ghost).toFixed(1)}, alice ${median(timings.alice).toFixed(1)})`);
+    } finally {
+      await proxy.stop();
+      await backend.stop();
+    }
+  });
+});
