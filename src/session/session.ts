@@ -247,6 +247,11 @@ export class Session implements SessionContext {
     // pipelined behind STLS must never run inside TLS (CVE-2011-0411 class, S-01..S-03).
     this.#detach(plain);
     plain.pause();
+    // The session's own error listener is gone with the detach; without one, a reset during the
+    // upgrade would be an unhandled 'error' that ends the whole process.
+    let lostInUpgrade: Error | undefined;
+    const onUpgradeError = (error: Error): void => void (lostInUpgrade ??= error);
+    plain.on('error', onUpgradeError);
     const discarded = this.#queue.length;
     this.#queue = [];
     this.#framer.reset();
@@ -254,6 +259,12 @@ export class Session implements SessionContext {
     if (discarded > 0) this.log.warn({ discardedLines: discarded }, 'discarded commands pipelined after STLS');
     this.#enterState(SessionState.upgrading, 'STLS');
     await new Promise<void>((resolve) => plain.write(line(Reply.beginTls), () => resolve()));
+    if (lostInUpgrade !== undefined || plain.destroyed) {
+      plain.off('error', onUpgradeError);
+      this.log.debug({ err: lostInUpgrade }, 'client went away before the TLS handshake');
+      this.close('client-closed');
+      return replied;
+    }
     const listener = this.#deps.listener.name;
     const handshakeStarted = performance.now();
     try {

@@ -186,6 +186,21 @@ describe('STLS listener', () => {
     assert.equal(await viaStls(undefined), 'ok none');
   });
 
+  test('a client that resets right after STLS cannot crash popwarden', async () => {
+    for (let i = 0; i < 50; i++) {
+      const socket = netConnect({ host: proxy.host, port: proxy.stlsPort });
+      socket.on('error', () => undefined);
+      await new Promise((resolve) => socket.once('data', resolve)); // greeting
+      socket.write('STLS\r\n');
+      socket.resetAndDestroy();
+      await new Promise((resolve) => socket.once('close', resolve));
+    }
+    // Still serving: a normal client gets its greeting and a CAPA.
+    const client = await connect();
+    assert.match(await client.command('CAPA'), /^\+OK/);
+    client.destroy();
+  });
+
   test('STLS on the implicit-TLS port is refused (R-10)', async () => {
     const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
     await client.readLine();
