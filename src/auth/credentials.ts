@@ -42,3 +42,18 @@ export class Credentials {
 export function isAcceptableUsername(user: Buffer): boolean {
   return user.length > 0 && user.length <= MAX_CREDENTIAL_FIELD_OCTETS && !/[\x00-\x1f\x7f]/.test(user.toString('latin1'));
 }
+
+/**
+ * A password may travel inside a PASS line, so NUL, CR and LF are refused: a SASL password
+ * "x\r\nUSER victim\r\nPASS guess" would otherwise become extra backend commands that no limiter
+ * sees. Other bytes, 8-bit included, reach the backend unchanged (RFC 4616 §2: up to 255 octets).
+ */
+export function isAcceptablePassword(password: Buffer): boolean {
+  return (
+    password.length > 0 &&
+    password.length <= MAX_CREDENTIAL_FIELD_OCTETS &&
+    !password.includes(0x00) &&
+    !password.includes(0x0a) &&
+    !password.includes(0x0d)
+  );
+}

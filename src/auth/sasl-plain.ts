@@ -1,5 +1,5 @@
 import { MAX_CREDENTIAL_FIELD_OCTETS } from '../config/limits.js';
-import { isAcceptableUsername } from './credentials.js';
+import { isAcceptablePassword, isAcceptableUsername } from './credentials.js';
 
 /** A decoded SASL PLAIN message (RFC 4616 §2): [authzid] NUL authcid NUL passwd. */
 export type PlainMessage =
@@ -17,7 +17,7 @@ export function parsePlainMessage(message: Buffer): PlainMessage {
   const authcid = message.subarray(first + 1, second);
   const password = message.subarray(second + 1);
   const tooLong = [authzid, authcid, password].some((field) => field.length > MAX_CREDENTIAL_FIELD_OCTETS);
-  if (!isAcceptableUsername(authcid) || password.length === 0 || tooLong) return { kind: 'malformed' };
+  if (!isAcceptableUsername(authcid) || !isAcceptablePassword(password) || tooLong) return { kind: 'malformed' };
   if (authzid.length > 0 && !authzid.equals(authcid)) return { kind: 'authzid-refused' };
   return { kind: 'ok', user: authcid.toString('latin1'), password };
 }

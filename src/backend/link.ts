@@ -63,8 +63,12 @@ export class BackendLink {
 
   /** Writes one command line and starts expecting its reply. */
   send(commandLine: string | Buffer): void {
-    this.#expectingReply = true;
     const bytes = typeof commandLine === 'string' ? Buffer.from(commandLine, 'latin1') : commandLine;
+    // The last line of defence against command injection: callers validate, this refuses.
+    if (bytes.includes(0x0a) || bytes.includes(0x0d) || bytes.includes(0x00)) {
+      throw new Error('refusing to send a backend command line that contains CR, LF or NUL');
+    }
+    this.#expectingReply = true;
     this.#socket.write(Buffer.concat([bytes, Buffer.from('\r\n')]));
   }
 

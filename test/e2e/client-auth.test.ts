@@ -201,6 +201,21 @@ describe('client login', () => {
     assert.match(log, /"user":"a%s%n"/);
   });
 
+  test('a SASL password with CR, LF or NUL is refused: no extra backend commands, no limiter bypass', async () => {
+    const before = backend.connections().length;
+    const client = await connect();
+    const injected = b64(`\0mallory\0wrong\r\nUSER alice\r\nPASS ${PASSWORD}\r\nDELE 1`);
+    assert.equal(await client.command(`AUTH PLAIN ${injected}`), '-ERR Invalid SASL response');
+    assert.equal(await client.command('AUTH LOGIN'), '+ VXNlcm5hbWU6');
+    assert.equal(await client.command(b64('mallory')), '+ UGFzc3dvcmQ6');
+    assert.equal(await client.command(b64('wrong\nQUIT')), '-ERR Invalid SASL response');
+    client.destroy();
+    const other = await connect(); // the invalid-command budget here is 2
+    assert.equal(await other.command(`AUTH PLAIN ${b64('\0mallory\0a\0b')}`), '-ERR Invalid SASL response');
+    other.destroy();
+    assert.equal(backend.connections().length, before, 'nothing reached the backend');
+  });
+
   test('a username with a line break or escape is refused and never reaches the backend', async () => {
     const before = backend.connections().length;
     const client = await connect();

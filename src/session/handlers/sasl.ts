@@ -1,8 +1,7 @@
-import { Credentials, isAcceptableUsername } from '../../auth/credentials.js';
+import { Credentials, isAcceptablePassword, isAcceptableUsername } from '../../auth/credentials.js';
 import { decodeBase64Strict } from '../../auth/base64.js';
 import { parsePlainMessage } from '../../auth/sasl-plain.js';
 import { CLIENT_SASL_MECHANISMS } from '../../pop3/capabilities.js';
-import { MAX_CREDENTIAL_FIELD_OCTETS } from '../../config/limits.js';
 import type { Command } from '../../pop3/grammar.js';
 import { Reply } from '../../pop3/replies.js';
 import type { SessionContext } from '../context.js';
@@ -72,7 +71,7 @@ async function authLogin(context: SessionContext, initialResponse: string | unde
   const password = await readResponse(context);
   if (!Buffer.isBuffer(password)) return password;
   try {
-    if (password.length === 0 || password.length > MAX_CREDENTIAL_FIELD_OCTETS) return invalid(Reply.saslMalformed);
+    if (!isAcceptablePassword(password)) return invalid(Reply.saslMalformed);
     return await context.login(new Credentials(userBytes.toString('latin1'), password), 'login');
   } finally {
     password.fill(0);
