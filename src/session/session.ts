@@ -315,20 +315,22 @@ export class Session implements SessionContext {
         metrics: this.metrics,
         onIdleFailure: (error) => this.#onBackendIdleFailure(error),
       });
+      // Off the reply's path: the client does not wait for the store to forget its failures.
+      void this.#deps.guard.recordSuccess(attempt);
+      audit('success', { backendMechanism: backend.mechanism });
       if (this.#isClosed()) {
         backend.link.destroy();
         return replied;
       }
       this.#backend = backend;
       clearTimeout(this.#preAuthTimer);
-      // Off the reply's path: the client does not wait for the store to forget its failures.
-      void this.#deps.guard.recordSuccess(attempt);
-      audit('success', { backendMechanism: backend.mechanism });
       this.#enterState(SessionState.transaction, 'logged in');
       return reply(Reply.loggedIn);
     } catch (error) {
-      if (this.#isClosed()) return replied;
-      this.#enterState(SessionState.authorization, 'login failed');
+      // The backend judged these credentials: count and audit the attempt even if the client
+      // hung up meanwhile, or guessing one connection at a time would go uncounted.
+      const gone = this.#isClosed();
+      if (!gone) this.#enterState(SessionState.authorization, 'login failed');
       if (error instanceof BackendRejectedError) {
         // Only a refused password counts against the limits; "in use" or "try later" do not.
         if (error.isCredentialFailure) await this.#deps.guard.recordFailure(attempt);
@@ -336,6 +338,7 @@ export class Session implements SessionContext {
           backendCode: error.backendCode,
           backendText: escapeForLog(error.backendText, MAX_LOGGED_BACKEND_TEXT),
         });
+        if (gone) return replied;
         await this.#failureDelay(startedAt);
         return reply(error.clientReply);
       }
@@ -343,10 +346,12 @@ export class Session implements SessionContext {
         this.log.error({ code: error.code, reason: error.message, fix: error.hint }, 'refusing to log in to the backend');
         this.metrics.backendError(error.code);
         audit('backend_error');
+        if (gone) return replied;
         await this.#failureDelay(startedAt);
         return reply(error.clientReply);
       }
       if (error instanceof BackendUnavailableError) {
+        if (gone) return replied; // most likely our own close() cut the login short
         this.log.warn({ code: error.code, step: error.step, reason: error.message }, 'backend login failed');
         this.metrics.backendError(error.code);
         audit('backend_error');

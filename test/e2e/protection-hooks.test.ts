@@ -66,7 +66,13 @@ describe('failed-login guard in the session', () => {
   before(async () => {
     backend = await startFakeBackend(
       legacyScript({
-        onCommand: ({ conn, verb, args, state }) => {
+        onCommand: async ({ conn, verb, args, state, line }) => {
+          if (state === 'AUTHORIZATION' && verb === 'PASS' && line.includes('wrong') && conn.lines().includes('USER slowfail')) {
+            // A backend that takes its time over a wrong password, as Dovecot does.
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            void conn.write('-ERR [AUTH] Authentication failed.\r\n');
+            return true;
+          }
           if (state === 'AUTHORIZATION' && verb === 'USER' && args[0] === 'busy') {
             void conn.write('-ERR [IN-USE] locked\r\n');
             return true;
@@ -113,6 +119,19 @@ describe('failed-login guard in the session', () => {
     guard.calls.length = 0;
     assert.match(await login('busy', 'whatever'), /^-ERR \[IN-USE\]/);
     assert.deepEqual(guard.calls, ['check 127.0.0.1 busy']);
+  });
+
+  test('a client that hangs up right after PASS is still counted and audited', async () => {
+    guard.calls.length = 0;
+    const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+    await client.readLine();
+    await client.command('USER slowfail');
+    client.write('PASS wrong\r\n');
+    client.destroy();
+    const deadline = Date.now() + 3_000;
+    while (!guard.calls.includes('failure slowfail') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(guard.calls, ['check 127.0.0.1 slowfail', 'failure slowfail']);
+    assert.match(proxy.logText(), /"user":"slowfail".*"result":"failure"/);
   });
 
   test('a blocked login never reaches the backend, even with the right password, and waits the failure delay (A-01)', async () => {
