@@ -23,7 +23,9 @@ export function parseCommand(line: Buffer): Command | undefined {
   const keyword = space === -1 ? text : text.slice(0, space);
   if (!KEYWORD.test(keyword)) return undefined;
   const rest = space === -1 ? '' : text.slice(space + 1);
-  return { verb: keyword.toUpperCase(), rest, args: rest === '' ? [] : rest.split(' ') };
+  // Empty tokens (a trailing or doubled space) are not arguments: "RETR 1 " is still RETR with
+  // one argument, so its reply is framed as the multi-line reply the backend will send.
+  return { verb: keyword.toUpperCase(), rest, args: rest.split(' ').filter((token) => token !== '') };
 }
 
 /** NUL, the other C0 controls (TAB included) and DEL have no place in a command line. */

@@ -110,6 +110,15 @@ describe('relay of a well-behaved backend', () => {
     client.destroy();
   });
 
+  test('a trailing space does not change how a reply is framed (RETR 1 with a space)', async () => {
+    const client = await loggedIn(r.proxy);
+    const { status, body } = await client.multi('RETR 1 ');
+    assert.match(status, /^\+OK/);
+    assert.ok(body.equals(dotStuff(alice.messages[0]!.bytes)));
+    assert.equal(await client.command('NOOP'), '+OK');
+    client.destroy();
+  });
+
   test('unknown verbs are forwarded and framed as one line (D-06)', async () => {
     const client = await loggedIn(r.proxy);
     assert.match(await client.command('XTND XMIT'), /^-ERR/);
