@@ -43,7 +43,7 @@ export interface ReloadableProxy extends RunningProxy {
 
 /** How a reload went; `error` is the one-line reason a refused one was refused. */
 export type ReloadOutcome =
-  | { readonly ok: true; readonly needsRestart: readonly string[] }
+  | { readonly ok: true; readonly needsRestart: readonly string[]; readonly config: Config }
   | { readonly ok: false; readonly error: string };
 
 export interface ProxyDependencies {
@@ -123,7 +123,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
         log.warn({ keys: plan.needsRestart }, 'reload: these settings changed but need a restart; they keep their old values until then');
       }
       log.info({ certificates: material.certificates?.length ?? 1 }, 'reloaded: new sessions and handshakes use the new configuration and certificates');
-      return { ok: true, needsRestart: plan.needsRestart };
+      return { ok: true, needsRestart: plan.needsRestart, config: plan.config };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       metrics.configReload(false);

@@ -79,8 +79,9 @@ export async function runPopwarden(config: Config, log: Logger, options: RunOpti
   const reload: ReloadableProxy['reload'] = async () => {
     const outcome = await proxy.reload();
     if (outcome.ok) {
-      // The expiry gauge follows the certificates now served.
+      // The expiry gauge follows the certificates now served, the health probe the backend.
       observability.watch(proxy, tls.current);
+      observability.backendChanged(outcome.config.backend);
       if (config.tls.watchFiles === true) armWatch();
     }
     return outcome;

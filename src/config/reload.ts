@@ -3,10 +3,11 @@
  * popwarden runs. Everything a new session reads when it starts takes effect for sessions that
  * start afterwards: the TLS certificates, policy and ticket keys, the backend and its TLS
  * settings, greeting, auth_failure_delay, timeouts (except the implicit-TLS handshake timeout,
- * fixed when the listener was bound) and limits.max_invalid_commands. Settings bound to something
- * built once at startup keep their old value and are logged as needing a restart: the listener
- * addresses, the metrics endpoint and probe, state_dir, log_level, Redis and the rate limits,
- * and the per-IP connection and handshake bounds (enforced at accept).
+ * fixed when the listener was bound, and timeouts.shutdown, handed to the signal handler) and
+ * limits.max_invalid_commands; the health probe follows a changed backend. Settings bound to
+ * something built once at startup keep their old value and are logged as needing a restart: the
+ * listener addresses, the metrics endpoint and probe interval, state_dir, log_level, Redis and the
+ * rate limits, and the per-IP connection and handshake bounds (enforced at accept).
  */
 import type { Config } from './types.js';
 
@@ -23,6 +24,7 @@ const RESTART_ONLY: readonly (readonly [string, (config: Config) => unknown])[] 
   ['limits.max_handshakes_per_ip', (c) => c.limits.maxHandshakesPerIp],
   ['tls.watch_files', (c) => c.tls.watchFiles],
   ['timeouts.tls_handshake (implicit-TLS port)', (c) => c.timeouts.tlsHandshakeMs],
+  ['timeouts.shutdown', (c) => c.timeouts.shutdownMs],
 ];
 
 export interface ReloadPlan {
@@ -53,7 +55,11 @@ export function planReload(running: Config, next: Config): ReloadPlan {
     },
     tls: { ...next.tls, ...(running.tls.watchFiles === undefined ? {} : { watchFiles: running.tls.watchFiles }) },
     // The STLS handshake deadline follows the new value; the implicit port's was fixed at bind.
-    timeouts: next.timeouts,
+    // The drain time on SIGTERM was handed to the signal handler at startup.
+    timeouts: {
+      ...next.timeouts,
+      ...(running.timeouts.shutdownMs === undefined ? {} : { shutdownMs: running.timeouts.shutdownMs }),
+    },
   };
   return { config: Object.freeze(config), needsRestart };
 }

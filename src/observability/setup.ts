@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Config } from '../config/types.js';
+import type { BackendConfig, Config } from '../config/types.js';
 import type { Logger } from './log.js';
 import { NO_METRICS, type Metrics } from './metrics.js';
 import type { RunningProxy } from '../app.js';
@@ -17,6 +17,8 @@ export interface Observability {
   readonly metrics: Metrics;
   /** Called once the listeners are bound (readiness depends on them). `tls` feeds the certificate-expiry gauge. */
   watch(proxy: RunningProxy, tls?: TlsMaterial): void;
+  /** After a reload: the health probe follows a changed backend address or TLS settings. */
+  backendChanged(backend: BackendConfig): void;
   close(): Promise<void>;
   /** Where the admin endpoints listen; undefined when metrics are off. */
   readonly address: { readonly host: string; readonly port: number } | undefined;
@@ -63,7 +65,7 @@ export async function startObservability(config: Config, log: Logger, options: O
   const listen = config.metrics.listen;
   if (listen === undefined) {
     log.info('metrics and health endpoints are off (metrics_listen: off)');
-    return { metrics: NO_METRICS, watch: () => undefined, close: () => Promise.resolve(), address: undefined };
+    return { metrics: NO_METRICS, watch: () => undefined, backendChanged: () => undefined, close: () => Promise.resolve(), address: undefined };
   }
   const metrics: PrometheusMetrics = createPrometheusMetrics({
     version: options.version ?? packageVersion(),
@@ -73,14 +75,17 @@ export async function startObservability(config: Config, log: Logger, options: O
   });
 
   let lastBackendState: boolean | undefined;
-  const prober = new BackendProber(config.backend, config.timeouts.backendConnectMs, (result) => {
-    metrics.backendProbe(result.up, result.durationSeconds);
-    if (result.up !== lastBackendState) {
-      if (result.up) log.info({ backend: `${config.backend.host}:${config.backend.port}` }, 'backend probe: up');
-      else log.warn({ backend: `${config.backend.host}:${config.backend.port}`, reason: result.reason }, 'backend probe: DOWN');
-      lastBackendState = result.up;
-    }
-  });
+  const makeProber = (backend: BackendConfig): BackendProber =>
+    new BackendProber(backend, config.timeouts.backendConnectMs, (result) => {
+      metrics.backendProbe(result.up, result.durationSeconds);
+      if (result.up !== lastBackendState) {
+        if (result.up) log.info({ backend: `${backend.host}:${backend.port}` }, 'backend probe: up');
+        else log.warn({ backend: `${backend.host}:${backend.port}`, reason: result.reason }, 'backend probe: DOWN');
+        lastBackendState = result.up;
+      }
+    });
+  let probedBackend = config.backend;
+  let prober = makeProber(probedBackend);
 
   let proxy: RunningProxy | undefined;
   let closed = false;
@@ -131,6 +136,15 @@ export async function startObservability(config: Config, log: Logger, options: O
   return {
     metrics,
     address: { host: server.address.address, port: server.address.port },
+    backendChanged(backend) {
+      if (closed || JSON.stringify(backend) === JSON.stringify(probedBackend)) return;
+      const previous = prober;
+      probedBackend = backend;
+      prober = makeProber(backend);
+      lastBackendState = undefined;
+      void previous.stop();
+      prober.start(intervalMs);
+    },
     watch(running, tls) {
       proxy = running;
       const certs = tls?.certificates ?? certificatesFromFiles(config, log);

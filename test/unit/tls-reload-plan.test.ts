@@ -31,4 +31,12 @@ describe('planReload: what a reload applies and what needs a restart', { timeout
     assert.equal(plan.config.limits.maxSessionsPerIp, running.limits.maxSessionsPerIp);
     assert.equal(plan.config.limits.maxInvalidCommands, 2);
   });
+
+  it('keeps timeouts.shutdown (the signal handler has it) and says it needs a restart', () => {
+    const running = testConfig({ backend: { host: '127.0.0.1', port: 110 }, timeouts: { shutdownMs: 20_000 } });
+    const next = testConfig({ backend: { host: '127.0.0.1', port: 110 }, timeouts: { shutdownMs: 1_000 } });
+    const plan = planReload(running, next);
+    assert.deepEqual(plan.needsRestart, ['timeouts.shutdown']);
+    assert.equal(plan.config.timeouts.shutdownMs, 20_000);
+  });
 });
