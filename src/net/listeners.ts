@@ -54,7 +54,10 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
           metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, handshakeSeconds(socket));
           onAccept(socket, true, config);
         })
-      : createPlainServer();
+      : // Half-open: a client that sends its last commands and shuts down its side still gets the
+        // replies (and its QUIT still commits); the session ends the socket itself. Not on the
+        // implicit-TLS server: a half-open socket there would outlive a failed handshake.
+        createPlainServer({ allowHalfOpen: true });
 
   // 'connection' is the raw TCP socket, on TLS servers too: the place to refuse cheaply.
   server.on('connection', (socket: Socket) => {

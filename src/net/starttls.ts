@@ -45,7 +45,7 @@ export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeou
     SNICallback: (servername, callback) => callback(null, material.contextFor?.(servername) ?? material.secureContext),
   });
   try {
-    await onceWithin(secured, 'secure', timeoutMs, { what: 'TLS handshake', failOn: ['close'] });
+    await onceWithin(secured, 'secure', timeoutMs, { what: 'TLS handshake', failOn: ['close', 'end'] });
     release();
     return secured;
   } catch (error) {

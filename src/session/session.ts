@@ -75,6 +75,7 @@ export class Session implements SessionContext {
   #lineArrived: (() => void) | undefined;
   #serving = false;
   #draining = false;
+  #clientFinished = false;
   #resolveClosed!: () => void;
   /** Resolves once the session has closed. */
   readonly closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
@@ -173,6 +174,7 @@ export class Session implements SessionContext {
     } finally {
       this.#serving = false;
       if (this.#draining) this.close('server-shutdown');
+      if (this.#clientFinished && this.#queue.length === 0) this.close('client-closed');
       this.#armIdleTimer();
     }
   }
@@ -227,6 +229,7 @@ export class Session implements SessionContext {
       const take = (): void => {
         if (this.#state === SessionState.closed) return resolve('closed');
         const next = this.#queue.shift();
+        if (next === undefined && this.#clientFinished) return resolve('closed'); // nothing more will come
         if (next === undefined) {
           this.#lineArrived = take;
           return;
@@ -466,19 +469,33 @@ export class Session implements SessionContext {
 
   #attach(socket: Socket): void {
     socket.on('data', this.#onData);
-    socket.on('end', this.#onClientEnd);
+    socket.on('end', this.#onClientFinished);
     socket.on('close', this.#onClientEnd);
     socket.on('error', this.#onClientError);
   }
 
   #detach(socket: Socket): void {
     socket.off('data', this.#onData);
-    socket.off('end', this.#onClientEnd);
+    socket.off('end', this.#onClientFinished);
     socket.off('close', this.#onClientEnd);
     socket.off('error', this.#onClientError);
   }
 
   readonly #onClientEnd = (): void => this.close('client-closed');
+
+  /**
+   * The client shut down its sending side (FIN, or TLS close_notify after STLS). Commands it sent
+   * before are still served, in order, and their replies written, so a scripted `DELE 1`, `QUIT`,
+   * then shutdown still commits; then the session closes. Nothing queued: close now.
+   */
+  readonly #onClientFinished = (): void => {
+    // Without allowHalfOpen (implicit-TLS listeners: Node cannot keep a half-open TLS server
+    // socket before its session exists) Node has already ended our side too: nothing to serve.
+    if (!this.#socket.allowHalfOpen) return this.close('client-closed');
+    this.#clientFinished = true;
+    this.#lineArrived?.();
+    if (!this.#serving && this.#queue.length === 0) this.close('client-closed');
+  };
 
   readonly #onClientError = (error: Error): void => {
     this.log.debug({ err: error }, 'client socket error');

@@ -100,6 +100,21 @@ describe('relay of a well-behaved backend', () => {
     assert.equal(conn.lines().at(-1), 'DELE 1');
   });
 
+  test('a client that half-closes after its last commands still gets every reply, and its QUIT commits', async () => {
+    // On the STLS port; see the README for why implicit TLS does not wait for half-closed clients.
+    const client = await RawClient.plain(r.proxy.host, r.proxy.stlsPort);
+    await client.readLine();
+    assert.equal(await client.command('STLS'), '+OK Begin TLS negotiation');
+    await client.upgrade(r.proxy.caFile);
+    await client.command('USER alice');
+    assert.equal(await client.command(`PASS ${PASSWORD}`), '+OK Logged in');
+    client.write('DELE 1\r\nDELE 2\r\nQUIT\r\n');
+    client.end(); // shutdown(SHUT_WR), or TLS close_notify: done sending, still reading
+    assert.equal(await client.closedWithin(3_000), true);
+    assert.match(client.unread().toString('latin1'), /^\+OK[^\r]*\r\n\+OK[^\r]*\r\n\+OK Logging out\.\r\n$/);
+    assert.deepEqual(r.backend.connections().at(-1)!.lines().slice(-3), ['DELE 1', 'DELE 2', 'QUIT']);
+  });
+
   test('STLS, USER, PASS, APOP and AUTH after login are refused and not forwarded (R-10)', async () => {
     const client = await loggedIn(r.proxy);
     for (const command of ['STLS', 'USER bob', 'PASS x', 'APOP bob 0123', 'AUTH PLAIN']) {
