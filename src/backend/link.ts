@@ -96,6 +96,21 @@ export class BackendLink {
   }
 
   /**
+   * Reads the body of a short multi-line reply whole (CAPA), dot-unstuffed, up to the "." line.
+   * More than `maxLines` lines is a protocol violation: only relayed bodies may be long, and
+   * those are streamed instead.
+   */
+  async readShortList(step: BackendStep, timeoutMs: number, maxLines: number): Promise<string[]> {
+    const lines: string[] = [];
+    for (;;) {
+      const text = (await this.readLine(step, timeoutMs)).toString('latin1');
+      if (text === '.') return lines;
+      if (lines.length >= maxLines) throw this.#protocolError(step, `more than ${maxLines} lines in a ${step} reply`);
+      lines.push(text.startsWith('.') ? text.slice(1) : text);
+    }
+  }
+
+  /**
    * Marks the outstanding reply as complete. Anything already read beyond it was not asked for:
    * two replies to one command, or extra greeting lines (B-04).
    */

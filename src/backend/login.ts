@@ -122,13 +122,7 @@ async function readCapabilities(link: BackendLink, timeoutMs: number): Promise<B
     link.replyComplete('capa');
     return UNKNOWN_CAPABILITIES;
   }
-  const lines: string[] = [];
-  for (;;) {
-    const line = (await link.readLine('capa', timeoutMs)).toString('latin1');
-    if (line === '.') break;
-    if (lines.length >= MAX_CAPA_LINES) throw protocolError('capa', `more than ${MAX_CAPA_LINES} capability lines`);
-    lines.push(line.startsWith('.') ? line.slice(1) : line);
-  }
+  const lines = await link.readShortList('capa', timeoutMs, MAX_CAPA_LINES);
   link.replyComplete('capa');
   return parseCapabilities(lines);
 }

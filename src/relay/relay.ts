@@ -88,16 +88,7 @@ async function readCapabilities(backendOk: boolean, context: SessionContext): Pr
   const idleMs = context.config.timeouts.backendIdleMs;
   let capabilities = UNKNOWN_CAPABILITIES;
   if (backendOk) {
-    const lines: string[] = [];
-    for (;;) {
-      const text = (await link.readLine('relay', idleMs)).toString('latin1');
-      if (text === '.') break;
-      if (lines.length >= MAX_CAPA_LINES) {
-        throw new BackendUnavailableError('E_BACKEND_PROTOCOL', 'relay', `more than ${MAX_CAPA_LINES} capability lines`);
-      }
-      lines.push(text.startsWith('.') ? text.slice(1) : text);
-    }
-    capabilities = parseCapabilities(lines);
+    capabilities = parseCapabilities(await link.readShortList('relay', idleMs, MAX_CAPA_LINES));
   }
   link.replyComplete('relay');
   return postLoginCapabilities(capabilities);
