@@ -1,10 +1,80 @@
-import type { Command } from '../pop3/grammar.js';
+import { isMessageNumber, type Command } from '../pop3/grammar.js';
 
 /**
  * Commands that belong to popwarden, not to the backend, once the client is logged in: they
  * would re-authenticate or renegotiate the link behind popwarden's back (R-10).
  */
 export const REFUSED_AFTER_LOGIN: ReadonlySet<string> = new Set(['STLS', 'USER', 'PASS', 'APOP', 'AUTH']);
+
+/** The argument shapes of the TRANSACTION commands popwarden knows. */
+type ArgumentRule = 'none' | 'message' | 'optional-message' | 'message-and-lines';
+
+interface TransactionRule {
+  readonly args: ArgumentRule;
+  /** The -ERR a malformed command gets; fixed text, never the client's bytes (X-05). */
+  readonly refusal: string;
+}
+
+const rule = (args: ArgumentRule, usage: string): TransactionRule => ({ args, refusal: `-ERR Syntax error: ${usage}` });
+
+/**
+ * What popwarden checks itself before relaying a TRANSACTION command (RFC 1939 §5 and §7, RFC
+ * 1725 for LAST, RFC 2449 for CAPA). The reply's framing follows from the command, so a command
+ * the backend might read differently from popwarden must never reach it: solid-pop3d and Courier
+ * answer `RETR 1 2` with the whole message, where popwarden would have framed one line and lost
+ * the session. A malformed command is answered here and the session goes on. Verbs missing from
+ * this table (XTND and other extensions) are relayed as they are and framed as one line (D-06).
+ */
+export const TRANSACTION_RULES: Readonly<Record<string, TransactionRule>> = {
+  STAT: rule('none', 'STAT takes no arguments'),
+  LIST: rule('optional-message', 'LIST takes an optional message number'),
+  RETR: rule('message', 'RETR takes one message number'),
+  DELE: rule('message', 'DELE takes one message number'),
+  NOOP: rule('none', 'NOOP takes no arguments'),
+  RSET: rule('none', 'RSET takes no arguments'),
+  QUIT: rule('none', 'QUIT takes no arguments'),
+  TOP: rule('message-and-lines', 'TOP takes a message number and a number of lines'),
+  UIDL: rule('optional-message', 'UIDL takes an optional message number'),
+  LAST: rule('none', 'LAST takes no arguments'),
+  CAPA: rule('none', 'CAPA takes no arguments'),
+};
+
+/** A line count for TOP: 0..2^31-1, digits only (RFC 1939 §7: "a non-negative number"). */
+function isLineCount(token: string): boolean {
+  return token === '0' || isMessageNumber(token);
+}
+
+function argumentsFit(args: readonly string[], shape: ArgumentRule): boolean {
+  switch (shape) {
+    case 'none':
+      return args.length === 0;
+    case 'message':
+      return args.length === 1 && isMessageNumber(args[0]!);
+    case 'optional-message':
+      return args.length === 0 || (args.length === 1 && isMessageNumber(args[0]!));
+    case 'message-and-lines':
+      return args.length === 2 && isMessageNumber(args[0]!) && isLineCount(args[1]!);
+  }
+}
+
+/** What the relay does with a TRANSACTION command line. */
+export type RelayPlan =
+  /** Refuse it here, with this -ERR, without the backend seeing it. */
+  | { readonly kind: 'refuse'; readonly text: string }
+  /** Send this line to the backend. */
+  | { readonly kind: 'relay'; readonly line: Buffer };
+
+/**
+ * Checks a TRANSACTION command and says what to send. A known command goes out rebuilt from its
+ * parsed tokens (upper-case verb, single spaces, no trailing space), so the backend reads exactly
+ * what popwarden framed the reply for; an unknown extension goes out as the client wrote it.
+ */
+export function planRelay(command: Command, rawLine: Buffer): RelayPlan {
+  const known = TRANSACTION_RULES[command.verb];
+  if (known === undefined) return { kind: 'relay', line: rawLine };
+  if (!argumentsFit(command.args, known.args)) return { kind: 'refuse', text: known.refusal };
+  return { kind: 'relay', line: Buffer.from([command.verb, ...command.args].join(' '), 'latin1') };
+}
 
 /**
  * Whether a +OK reply to this command is multi-line (RFC 1939 §5, RFC 2449 §5). Everything else,

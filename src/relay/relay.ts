@@ -7,7 +7,7 @@ import { Reply, line } from '../pop3/replies.js';
 import type { BodySink } from '../backend/link.js';
 import type { SessionContext } from '../session/context.js';
 import { closeSession, invalid, replied, type Outcome } from '../session/outcome.js';
-import { hasMultilineReply, REFUSED_AFTER_LOGIN } from './policy.js';
+import { hasMultilineReply, planRelay, REFUSED_AFTER_LOGIN } from './policy.js';
 
 /**
  * Serves one client command in the TRANSACTION state: forwards it, relays the status line, and
@@ -20,6 +20,8 @@ import { hasMultilineReply, REFUSED_AFTER_LOGIN } from './policy.js';
  */
 export async function relayCommand(command: Command, context: SessionContext, rawLine: Buffer): Promise<Outcome> {
   if (REFUSED_AFTER_LOGIN.has(command.verb)) return invalid(Reply.alreadyAuthenticated);
+  const plan = planRelay(command, rawLine);
+  if (plan.kind === 'refuse') return invalid(plan.text);
   const { link } = context.backend;
   const idleMs = context.config.timeouts.backendIdleMs;
   const started = performance.now();
@@ -34,8 +36,8 @@ export async function relayCommand(command: Command, context: SessionContext, ra
     drained: () => context.clientSink.drained(),
   };
   try {
-    link.send(rawLine);
-    context.metrics.bytesRelayed('to_backend', rawLine.length + 2);
+    link.send(plan.line);
+    context.metrics.bytesRelayed('to_backend', plan.line.length + 2);
     const statusBytes = await link.readLine('relay', idleMs, MAX_RESPONSE_LINE_OCTETS);
     const status = parseStatusLine(statusBytes);
     if (status === undefined) {

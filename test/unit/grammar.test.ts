@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { isMessageNumber, parseCommand, parseStatusLine, type Command } from '../../src/pop3/grammar.js';
-import { hasMultilineReply, REFUSED_AFTER_LOGIN } from '../../src/relay/policy.js';
+import { hasMultilineReply, planRelay, REFUSED_AFTER_LOGIN, TRANSACTION_RULES } from '../../src/relay/policy.js';
 
 function bytes(text: string): Buffer {
   return Buffer.from(text, 'latin1');
@@ -139,5 +139,50 @@ describe('hasMultilineReply (D-06)', () => {
 
   it('refuses re-authentication and STLS after login (R-10)', () => {
     assert.deepEqual([...REFUSED_AFTER_LOGIN].sort(), ['APOP', 'AUTH', 'PASS', 'STLS', 'USER']);
+  });
+});
+
+describe('planRelay: TRANSACTION arguments (issue 9.9)', () => {
+  const plan = (text: string) => planRelay(command(text), bytes(text));
+  const relayed = (text: string): string | undefined => {
+    const result = plan(text);
+    return result.kind === 'relay' ? result.line.toString('latin1') : undefined;
+  };
+
+  it('relays well-formed RFC 1939 commands in canonical form', () => {
+    const table: ReadonlyArray<readonly [string, string]> = [
+      ['STAT', 'STAT'],
+      ['list', 'LIST'],
+      ['LIST 3', 'LIST 3'],
+      ['retr 1 ', 'RETR 1'],
+      ['TOP  2  0', 'TOP 2 0'],
+      ['TOP 1 2147483647', 'TOP 1 2147483647'],
+      ['UIDL', 'UIDL'],
+      ['UIDL 2147483647', 'UIDL 2147483647'],
+      ['DELE 9', 'DELE 9'],
+      ['NOOP', 'NOOP'],
+      ['RSET', 'RSET'],
+      ['QUIT', 'QUIT'],
+      ['LAST', 'LAST'],
+      ['CAPA', 'CAPA'],
+    ];
+    for (const [text, out] of table) assert.equal(relayed(text), out, text);
+  });
+
+  it('relays unknown extension verbs exactly as the client wrote them', () => {
+    assert.equal(relayed('XTND XMIT  a'), 'XTND XMIT  a');
+  });
+
+  it('refuses extra, missing and malformed arguments with a fixed -ERR that never echoes the client', () => {
+    for (const text of [
+      'RETR 1 2', 'RETR', 'RETR 0', 'RETR 01', 'RETR +1', 'RETR 2147483648', 'TOP 1 0 5', 'TOP 1', 'TOP 1 -1',
+      'TOP 1 x', 'TOP 0 1', 'LIST 1 2', 'LIST x', 'UIDL 1 2', 'DELE', 'DELE 1 2', 'STAT 1', 'NOOP x', 'RSET 1',
+      'QUIT now', 'LAST 1', 'CAPA x',
+    ]) {
+      const result = plan(text);
+      assert.equal(result.kind, 'refuse', text);
+      // One fixed line per verb, whatever the arguments were.
+      if (result.kind === 'refuse') assert.equal(result.text, TRANSACTION_RULES[command(text).verb]?.refusal, text);
+    }
   });
 });
