@@ -262,7 +262,7 @@ export const configSchema = z
         message: 'must be printable ASCII without "<" or ">" (it must never look like an APOP timestamp)',
       })
       .prefault('popwarden ready'),
-    /** Default 2s, 0 allowed. Minimum time before a failed login is answered: slows password guessing without a lockout. */
+    /** Default 2s, 0 allowed. One step of the grid on which failed logins are answered (a whole number of steps after the credentials, the same for every failure while the backend is slow): slows password guessing without a lockout. */
     auth_failure_delay: duration().prefault('2s'),
     /** Default info. One of trace, debug, info, warn, error, fatal, silent. */
     log_level: z.enum(LOG_LEVELS).prefault('info'),

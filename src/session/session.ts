@@ -28,6 +28,7 @@ import { AUTHORIZATION_COMMANDS, TRANSACTION_COMMAND, type CommandSpec } from '.
 import type { ClientMechanism, SessionContext } from './context.js';
 import { invalid, reply, replied, type Outcome } from './outcome.js';
 import { SessionState, type CloseReason } from './states.js';
+import type { FailureDeadline } from './failure-deadline.js';
 
 export interface SessionDependencies {
   readonly config: Config;
@@ -38,6 +39,8 @@ export interface SessionDependencies {
   readonly metrics: Metrics;
   /** Failed-login protection, consulted before every backend login. */
   readonly guard: LoginGuard;
+  /** When failed logins are answered; one per process (it learns how slow the backend refuses). */
+  readonly failureDeadline: FailureDeadline;
   /** Told once, when the session has ended. */
   readonly onClosed: (session: Session) => void;
 }
@@ -367,13 +370,12 @@ export class Session implements SessionContext {
   }
 
   /**
-   * Failed logins are answered no earlier than the configured delay after the credentials
-   * arrived, whatever the backend's speed: a wrong password and an unknown user take the same
-   * time (A-06), and guessing gets slow.
+   * Failed logins are answered at a deadline on a grid of the configured delay, counted from
+   * when the credentials arrived, that does not follow the backend's speed: a wrong password and
+   * an unknown user take the same time (A-06), and guessing gets slow.
    */
   async #failureDelay(startedAt: number): Promise<void> {
-    const remaining = startedAt + this.config.authFailureDelayMs - Date.now();
-    if (remaining > 0) await new Promise((resolve) => setTimeout(resolve, remaining));
+    await this.#deps.failureDeadline.wait(startedAt, this.config.authFailureDelayMs);
   }
 
   /** The one audit line per login attempt (and its metric): never a password or a SASL payload. */
