@@ -15,7 +15,7 @@ import {
   UNKNOWN_CAPABILITIES,
   type BackendCapabilities,
 } from '../pop3/capabilities.js';
-import { MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS } from '../config/limits.js';
+import { BACKEND_AUTH_TIMEOUT_MS, MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS } from '../config/limits.js';
 import {
   BackendRejectedError,
   BackendUnavailableError,
@@ -80,7 +80,9 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
     if (choice.kind === 'none') throw new NoSafeMechanismError(choice.reason, choice.hint);
 
     log.debug({ action: 'logging in to backend', backendMechanism: choice.mechanism });
-    const outcome = await authenticate(link, choice.mechanism, credentials, apopTimestamp, step);
+    // Backends apply their per-address penalty here, so these replies get the longer timeout.
+    const authTimeout = timeouts.backendAuthMs ?? BACKEND_AUTH_TIMEOUT_MS;
+    const outcome = await authenticate(link, choice.mechanism, credentials, apopTimestamp, authTimeout);
     if (!outcome.ok) throw new BackendRejectedError(outcome.code, outcome.text);
     link.replyComplete('auth');
     return { link, capabilities, mechanism: choice.mechanism };

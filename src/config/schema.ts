@@ -84,8 +84,14 @@ const timeoutsSchema = z.strictObject({
   tls_handshake: duration().prefault('10s'),
   /** Default 10s. TCP connect to the backend; a dead backend should fail the login quickly, not hang the client. */
   backend_connect: duration().prefault('10s'),
-  /** Default 15s. Each step of the backend login script (greeting, CAPA, STLS, each auth reply). */
+  /** Default 15s. Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
   backend_step: duration().prefault('15s'),
+  /**
+   * Default 30s. Each backend reply once the login has begun (SASL challenges, the verdict):
+   * longer than the backend's largest per-address penalty (Dovecot: 15 s plus 2 s), which it
+   * applies here, so that a penalised correct login is not cut off as "backend unavailable".
+   */
+  backend_auth: duration().prefault('30s'),
   /** Default 10m. Backend silence while a reply is outstanding after login (a large RETR from a slow disk is still progress). */
   backend_idle: duration().prefault('10m'),
   /** Default 10m. How long a client may leave our writes unread (full TCP window) before it is dropped; bounds buffered memory per session. */

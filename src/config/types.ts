@@ -65,8 +65,10 @@ export interface TimeoutsConfig {
   readonly tlsHandshakeMs: number;
   /** TCP connect to the backend. */
   readonly backendConnectMs: number;
-  /** Each step of the backend login script (greeting, CAPA, STLS, auth replies). */
+  /** Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
   readonly backendStepMs: number;
+  /** Each backend reply once the login has begun (challenges, verdict). Default 30 s (BACKEND_AUTH_TIMEOUT_MS). */
+  readonly backendAuthMs?: number;
   /** Silence from the backend while a reply is outstanding after login. */
   readonly backendIdleMs: number;
   /** How long a client may leave our writes unread before it is dropped. */

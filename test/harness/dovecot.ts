@@ -19,6 +19,13 @@ export interface DovecotOptions {
   pop3sPort?: boolean;
   /** With the stls profile: demand a client certificate signed by this CA (PEM) on TLS logins. */
   clientCaFile?: string;
+  /**
+   * false: switch the auth penalty off the way the README tells operators to (anvil's
+   * auth-penalty socket at mode 0). Default: on, as Dovecot ships.
+   */
+  authPenalty?: boolean;
+  /** Dovecot's own `auth_failure_delay` (default 2 secs); `0` keeps penalty tests short. */
+  authFailureDelay?: string;
 }
 
 /** A running Dovecot instance. */
@@ -215,6 +222,7 @@ login_greeting = Dovecot (popwarden harness) ready.
 ${ssl}
 disable_plaintext_auth = ${profile.tls ? 'yes' : 'no'}
 auth_mechanisms = ${profile.mechanisms}
+${opts.authFailureDelay === undefined ? '' : `auth_failure_delay = ${opts.authFailureDelay}`}
 
 passdb {
   driver = passwd-file
@@ -239,6 +247,7 @@ service pop3-login {
 }
 service anvil {
   chroot =
+${opts.authPenalty === false ? '  unix_listener anvil-auth-penalty {\n    mode = 0\n  }' : ''}
 }
 service stats {
   unix_listener stats-reader {

@@ -84,6 +84,7 @@ describe('loadConfig defaults', () => {
       tlsHandshakeMs: 10_000,
       backendConnectMs: 10_000,
       backendStepMs: 15_000,
+      backendAuthMs: 30_000,
       backendIdleMs: 600_000,
       clientWriteStallMs: 600_000,
       shutdownMs: 20_000,
