@@ -10,6 +10,7 @@ import { bindListener, type BoundServer } from './net/listeners.js';
 import { backendTlsOptions } from './backend/tls-options.js';
 import { Session } from './session/session.js';
 import { FailureDeadline } from './session/failure-deadline.js';
+import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
 import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
 import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
@@ -78,6 +79,9 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     log.warn('backend certificates are NOT verified (--backend-tls-insecure): the backend link is encrypted but not authenticated');
   }
   const failureDeadline = new FailureDeadline(log);
+  const backendMemory = new BackendMemory(config.stateDir);
+  const unseenStls = unseenStlsWarning(config.backend, backendMemory);
+  if (unseenStls !== undefined) log.warn(unseenStls);
   const sessions = new Set<Session>();
   const onClosed = (session: Session): void => {
     sessions.delete(session);
@@ -97,6 +101,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
             metrics,
             guard,
             failureDeadline,
+            backendMemory,
             onClosed,
           });
           sessions.add(session);

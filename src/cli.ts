@@ -16,6 +16,7 @@ import { checkConfiguredCertificate } from './net/tls-context.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { runRateLimitCli } from './auth/rate-limit/cli.js';
 import { runCertCli } from './certs/cli.js';
+import { runBackendCli } from './backend/cli.js';
 
 function packageVersion(): string {
   // src/cli.ts and dist/cli.js both sit one level below package.json.
@@ -88,6 +89,10 @@ async function main(argv: string[]): Promise<void> {
   const io = { out: (text: string) => void process.stdout.write(text), err: (text: string) => void process.stderr.write(text) };
   if (argv[0] === 'ratelimit') {
     process.exitCode = await runRateLimitCli(argv.slice(1), process.env, io);
+    return;
+  }
+  if (argv[0] === 'backend') {
+    process.exitCode = await runBackendCli(argv.slice(1), process.env, io);
     return;
   }
   if (argv[0] === 'cert') {

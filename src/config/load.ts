@@ -379,7 +379,7 @@ function validate(raw: Record<string, unknown>, sources: ReadonlyMap<string, Sou
 // Schema output → runtime Config, and back (for --check-config)
 
 /** systemd sets STATE_DIRECTORY to a colon-separated list when several are configured; ours is the first. */
-function defaultStateDir(env: NodeJS.ProcessEnv): string {
+export function defaultStateDir(env: NodeJS.ProcessEnv): string {
   const fromSystemd = env['STATE_DIRECTORY']?.split(':')[0];
   return fromSystemd !== undefined && fromSystemd !== '' ? fromSystemd : './.state';
 }

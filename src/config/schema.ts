@@ -244,8 +244,12 @@ export const configSchema = z
     backend_tls_key: filePath.optional(),
     /** Default false. Allow USER/PASS, AUTH PLAIN and AUTH LOGIN in clear to a non-loopback backend: passwords cross the network unencrypted. */
     allow_plaintext_backend_auth: z.boolean().prefault(false),
-    /** Default true. A loopback backend counts as a secure link: sniffing it already requires root on this host. */
-    backend_trust_loopback: z.boolean().prefault(true),
+    /**
+     * Default: only on a privileged port. Whether a loopback backend counts as a secure link for
+     * cleartext logins: sniffing loopback needs root, but any local user can bind a port above
+     * 1023 while the backend is down and collect passwords. true: any port; false: never.
+     */
+    backend_trust_loopback: z.boolean().optional(),
     /** Optional local IP to connect to the backend from (multi-homed gateways, backend ACLs). */
     backend_source_address: z
       .string()

@@ -49,9 +49,10 @@ export interface BackendConfig extends HostPort {
   readonly allowPlaintextAuth: boolean;
   /**
    * Treat a loopback backend as a secure link for plaintext mechanisms (the usual same-host
-   * install, where nobody can sniff the link without already being root on the host).
+   * install, where nobody can sniff the link without already being root on the host):
+   * undefined (the default) only on a privileged port, true on any port, false never.
    */
-  readonly trustLoopback: boolean;
+  readonly trustLoopback: boolean | undefined;
   /** Local address to connect from (multi-homed gateways, and tests that need a non-loopback-looking source). */
   readonly sourceAddress: string | undefined;
 }

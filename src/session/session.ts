@@ -21,6 +21,7 @@ import type { Credentials } from '../auth/credentials.js';
 import { chooseBackend } from '../backend/route.js';
 import { loginToBackend, type BackendSession } from '../backend/login.js';
 import type { BodySink } from '../backend/link.js';
+import type { BackendMemory } from '../backend/memory.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { LoginAttempt, LoginGuard } from '../auth/login-guard.js';
 import type { LoginResult, Metrics } from '../observability/metrics.js';
@@ -41,6 +42,8 @@ export interface SessionDependencies {
   readonly guard: LoginGuard;
   /** When failed logins are answered; one per process (it learns how slow the backend refuses). */
   readonly failureDeadline: FailureDeadline;
+  /** What each backend offered before (a weaker offer is refused). */
+  readonly backendMemory: BackendMemory;
   /** Told once, when the session has ended. */
   readonly onClosed: (session: Session) => void;
 }
@@ -319,6 +322,7 @@ export class Session implements SessionContext {
         timeouts: this.config.timeouts,
         log: this.log,
         metrics: this.metrics,
+        memory: this.#deps.backendMemory,
         onIdleFailure: (error) => this.#onBackendIdleFailure(error),
       });
       // Off the reply's path: the client does not wait for the store to forget its failures.

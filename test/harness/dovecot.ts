@@ -17,6 +17,8 @@ export interface DovecotOptions {
   profile: DovecotProfile;
   /** 'stls' only: also open an implicit-TLS (POP3S) listener. */
   pop3sPort?: boolean;
+  /** Listen on this port (e.g. one a stopped instance used) instead of a free one. */
+  port?: number;
   /** With the stls profile: demand a client certificate signed by this CA (PEM) on TLS logins. */
   clientCaFile?: string;
   /**
@@ -169,7 +171,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
   const dir = fs.mkdtempSync('/tmp/popwarden-dovecot-');
   fs.chmodSync(dir, 0o755);
   try {
-    const port = await freePort(host);
+    const port = opts.port ?? (await freePort(host));
     const pop3sPort = opts.pop3sPort ? await freePort(host) : undefined;
     for (const d of ['run', 'state', 'etc', 'mail']) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
 

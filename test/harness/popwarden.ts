@@ -54,6 +54,8 @@ export interface ProxyOverrides {
   readonly limits?: Partial<LimitsConfig>;
   readonly authFailureDelayMs?: number;
   readonly greeting?: string;
+  /** Default: a fresh temporary directory. */
+  readonly stateDir?: string;
   readonly metrics?: Metrics;
   readonly guard?: LoginGuard;
   readonly gate?: ConnectionGate;
@@ -94,7 +96,9 @@ export function testConfig(overrides: ProxyOverrides): Config {
       ...overrides.backend,
     },
     tls: { certFile: undefined, keyFile: undefined },
-    stateDir: tmpdir(),
+    // Its own per proxy: the backend memory in it must not carry over between tests whose
+    // backends happen to get the same port.
+    stateDir: overrides.stateDir ?? mkdtempSync(join(tmpdir(), 'popwarden-state-')),
     greeting: overrides.greeting ?? 'popwarden test ready',
     authFailureDelayMs: overrides.authFailureDelayMs ?? 0,
     timeouts: {
