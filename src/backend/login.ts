@@ -47,8 +47,9 @@ export interface BackendLoginContext {
 /**
  * The backend login, as one linear script: connect, greeting (APOP timestamp), CAPA, STLS when
  * offered, CAPA again inside TLS, a check against what the backend offered before, then the
- * strongest mechanism allowed. Each step has its own timeout and label. On any failure the link is dropped without QUIT and a typed error thrown:
- * BackendUnavailableError, NoSafeMechanismError or BackendRejectedError.
+ * strongest mechanism allowed. Each step has its own timeout and label. On any failure the link
+ * is dropped without QUIT and a typed error thrown: BackendUnavailableError,
+ * NoSafeMechanismError or BackendRejectedError.
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const { backend, timeouts, log } = context;
