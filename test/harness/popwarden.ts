@@ -54,7 +54,7 @@ export interface ProxyOverrides {
   readonly limits?: Partial<LimitsConfig>;
   readonly authFailureDelayMs?: number;
   readonly greeting?: string;
-  /** Default: a fresh temporary directory. */
+  /** Default: the system's temp dir in testConfig, a fresh temporary directory in startTestProxy. */
   readonly stateDir?: string;
   readonly metrics?: Metrics;
   readonly guard?: LoginGuard;
@@ -96,9 +96,7 @@ export function testConfig(overrides: ProxyOverrides): Config {
       ...overrides.backend,
     },
     tls: { certFile: undefined, keyFile: undefined },
-    // Its own per proxy: the backend memory in it must not carry over between tests whose
-    // backends happen to get the same port.
-    stateDir: overrides.stateDir ?? mkdtempSync(join(tmpdir(), 'popwarden-state-')),
+    stateDir: overrides.stateDir ?? tmpdir(),
     greeting: overrides.greeting ?? 'popwarden test ready',
     authFailureDelayMs: overrides.authFailureDelayMs ?? 0,
     timeouts: {
@@ -149,7 +147,9 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
       callback();
     },
   });
-  const config = testConfig(overrides);
+  // A state_dir per proxy: the backend memory in it must not carry over between tests whose
+  // backends happen to get the same port.
+  const config = testConfig({ ...overrides, stateDir: overrides.stateDir ?? mkdtempSync(join(tmpdir(), 'popwarden-state-')) });
   const cert = testCertificate();
   const proxy = await startPopwarden(config, {
     log: createLogger('trace', sink),
