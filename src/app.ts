@@ -9,6 +9,8 @@ import { DEFAULT_MAX_HANDSHAKES_PER_IP } from './config/limits.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { backendTlsOptions } from './backend/tls-options.js';
 import { Session } from './session/session.js';
+import { FailureDeadline } from './session/failure-deadline.js';
+import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
 import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
 import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
@@ -76,6 +78,10 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   if (config.backend.tlsInsecure) {
     log.warn('backend certificates are NOT verified (--backend-tls-insecure): the backend link is encrypted but not authenticated');
   }
+  const failureDeadline = new FailureDeadline(log);
+  const backendMemory = new BackendMemory(config.stateDir);
+  const unseenStls = unseenStlsWarning(config.backend, backendMemory);
+  if (unseenStls !== undefined) log.warn(unseenStls);
   const sessions = new Set<Session>();
   const onClosed = (session: Session): void => {
     sessions.delete(session);
@@ -94,6 +100,8 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
             log,
             metrics,
             guard,
+            failureDeadline,
+            backendMemory,
             onClosed,
           });
           sessions.add(session);

@@ -16,6 +16,8 @@ import { checkConfiguredCertificate } from './net/tls-context.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { runRateLimitCli } from './auth/rate-limit/cli.js';
 import { runCertCli } from './certs/cli.js';
+import { runBackendCli } from './backend/cli.js';
+import { backendConfigProblem } from './observability/backend-probe.js';
 
 function packageVersion(): string {
   // src/cli.ts and dist/cli.js both sit one level below package.json.
@@ -90,6 +92,10 @@ async function main(argv: string[]): Promise<void> {
     process.exitCode = await runRateLimitCli(argv.slice(1), process.env, io);
     return;
   }
+  if (argv[0] === 'backend') {
+    process.exitCode = await runBackendCli(argv.slice(1), process.env, io);
+    return;
+  }
   if (argv[0] === 'cert') {
     process.exitCode = await runCertCli(argv.slice(1), io);
     return;
@@ -102,10 +108,17 @@ async function main(argv: string[]): Promise<void> {
     case 'version':
       process.stdout.write(`popwarden ${packageVersion()}\n`);
       return;
-    case 'check':
+    case 'check': {
       for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       process.stdout.write(`# popwarden effective configuration (secrets masked)\n${stringify(redactedConfig(loaded.config))}`);
+      // A backend certificate popwarden would refuse at every login is a configuration error too.
+      const backendProblem = await backendConfigProblem(loaded.config.backend, loaded.config.timeouts.backendConnectMs);
+      if (backendProblem !== undefined) {
+        process.stderr.write(`popwarden: ${backendProblem}\n`);
+        process.exitCode = 1;
+      }
       return;
+    }
     case 'run':
       await serve(loaded.config, () => rereadConfig(argv, process.env));
       return;

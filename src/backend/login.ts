@@ -5,7 +5,8 @@ import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { BackendLink } from './link.js';
 import { dialBackend } from './dial.js';
-import { chooseMechanism, type BackendMechanism } from './mechanism.js';
+import { chooseMechanism, loopbackTrusted, strongestOffered, type BackendMechanism } from './mechanism.js';
+import type { BackendMemory } from './memory.js';
 import { apopDigest, findApopTimestamp } from '../auth/apop.js';
 import { cramMd5Response } from '../auth/cram-md5.js';
 import { decodeBase64Strict } from '../auth/base64.js';
@@ -15,14 +16,14 @@ import {
   UNKNOWN_CAPABILITIES,
   type BackendCapabilities,
 } from '../pop3/capabilities.js';
-import { MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS } from '../config/limits.js';
+import { BACKEND_AUTH_TIMEOUT_MS, MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS } from '../config/limits.js';
 import {
   BackendRejectedError,
   BackendUnavailableError,
   NoSafeMechanismError,
   type BackendStep,
 } from '../errors.js';
-import { isLoopbackAddress } from '../net/addresses.js';
+import { formatHostPort } from '../config/values.js';
 
 /** A logged-in backend connection, ready for the relay. */
 export interface BackendSession {
@@ -37,15 +38,18 @@ export interface BackendLoginContext {
   readonly timeouts: TimeoutsConfig;
   readonly log: Logger;
   readonly metrics: Metrics;
+  /** What this backend offered before: a weaker offer now is refused (issue 9.7). */
+  readonly memory: BackendMemory;
   /** Told when the link breaks later, while no reply is outstanding. */
   readonly onIdleFailure: (error: BackendUnavailableError) => void;
 }
 
 /**
  * The backend login, as one linear script: connect, greeting (APOP timestamp), CAPA, STLS when
- * offered, CAPA again inside TLS, then the strongest mechanism allowed. Each step has its own
- * timeout and label. On any failure the link is dropped without QUIT and a typed error thrown:
- * BackendUnavailableError, NoSafeMechanismError or BackendRejectedError.
+ * offered, CAPA again inside TLS, a check against what the backend offered before, then the
+ * strongest mechanism allowed. Each step has its own timeout and label. On any failure the link
+ * is dropped without QUIT and a typed error thrown: BackendUnavailableError,
+ * NoSafeMechanismError or BackendRejectedError.
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const { backend, timeouts, log } = context;
@@ -62,6 +66,7 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
     const apopTimestamp = findApopTimestamp(greeting.text);
 
     let capabilities = await readCapabilities(link, step);
+    const stlsOffered = capabilities.stls;
     if (wantsStls(backend, capabilities)) {
       log.debug({ action: 'upgrading backend link with STLS' });
       link.send('STLS');
@@ -72,15 +77,25 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
       capabilities = await readCapabilities(link, step);
     }
 
+    // Before anything secret is sent: a backend that offers less than it did is not trusted.
+    const offer = {
+      strongest: strongestOffered(capabilities, apopTimestamp),
+      stls: backend.tls === 'auto' || backend.tls === 'starttls' ? stlsOffered : undefined,
+    };
+    const verdict = context.memory.observe(formatHostPort(backend), offer);
+    if (verdict.kind === 'refuse') throw new NoSafeMechanismError(verdict.reason, verdict.hint);
+
     const cleartextAllowed =
       link.secure ||
       backend.allowPlaintextAuth ||
-      (backend.trustLoopback && isLoopbackAddress(link.remoteAddress ?? ''));
+      loopbackTrusted(backend.trustLoopback, link.remoteAddress ?? '', backend.port);
     const choice = chooseMechanism({ mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed });
     if (choice.kind === 'none') throw new NoSafeMechanismError(choice.reason, choice.hint);
 
     log.debug({ action: 'logging in to backend', backendMechanism: choice.mechanism });
-    const outcome = await authenticate(link, choice.mechanism, credentials, apopTimestamp, step);
+    // Backends apply their per-address penalty here, so these replies get the longer timeout.
+    const authTimeout = timeouts.backendAuthMs ?? BACKEND_AUTH_TIMEOUT_MS;
+    const outcome = await authenticate(link, choice.mechanism, credentials, apopTimestamp, authTimeout);
     if (!outcome.ok) throw new BackendRejectedError(outcome.code, outcome.text);
     link.replyComplete('auth');
     return { link, capabilities, mechanism: choice.mechanism };

@@ -1,5 +1,10 @@
 import type { BackendAuthMode } from '../config/types.js';
 import type { BackendCapabilities } from '../pop3/capabilities.js';
+import type { BackendStrength } from './memory.js';
+import { isLoopbackAddress } from '../net/addresses.js';
+
+/** Ports below this need privilege to bind (root or CAP_NET_BIND_SERVICE on Linux). */
+const FIRST_UNPRIVILEGED_PORT = 1024;
 
 /** How popwarden proves the client's password to the backend. */
 export type BackendMechanism = 'cram-md5' | 'apop' | 'plain' | 'login' | 'user';
@@ -71,4 +76,21 @@ function checkForced(mode: Exclude<BackendAuthMode, 'auto'>, inputs: MechanismIn
 
 function use(mechanism: BackendMechanism): MechanismChoice {
   return { kind: 'use', mechanism };
+}
+
+/** The strongest login the backend offers, whichever popwarden then uses (for BackendMemory). */
+export function strongestOffered(capabilities: BackendCapabilities, apopTimestamp: string | undefined): BackendStrength {
+  if (capabilities.sasl.has('CRAM-MD5')) return 'cram-md5';
+  return apopTimestamp === undefined ? 'cleartext' : 'apop';
+}
+
+/**
+ * Whether a loopback link may carry a cleartext password. Sniffing loopback needs root, but any
+ * local user can bind an unprivileged port while the real server is down and collect passwords
+ * (issue 9.7): by default (`trust` undefined) only a privileged port is trusted; `true` is the
+ * operator's explicit word for any port, `false` never.
+ */
+export function loopbackTrusted(trust: boolean | undefined, remoteAddress: string, port: number): boolean {
+  if (trust === false || !isLoopbackAddress(remoteAddress)) return false;
+  return trust === true || port < FIRST_UNPRIVILEGED_PORT;
 }

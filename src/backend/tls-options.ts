@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import type { BackendConfig } from '../config/types.js';
+import { isLoopbackAddress } from '../net/addresses.js';
 
 /**
  * How popwarden verifies a backend's certificate (after STLS, or on a POP3S port), and the client
@@ -21,4 +22,55 @@ export function backendTlsOptions(backend: BackendConfig): ConnectionOptions {
       : { cert: readFileSync(backend.clientCertFile), key: readFileSync(backend.clientKeyFile) }),
     ...(servername === undefined ? {} : { servername }),
   };
+}
+
+/** Why a TLS handshake with the backend failed, as a short word, and the setting that fixes it. */
+export interface BackendTlsProblem {
+  readonly reason: 'tls-untrusted' | 'tls-name-mismatch' | 'tls-expired' | 'tls-failed';
+  readonly fix: string;
+}
+
+/** OpenSSL's verification codes for a chain that leads to no CA popwarden trusts. */
+const UNTRUSTED_CHAIN_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+]);
+
+/**
+ * Explains a failed backend TLS handshake (`error` as Node's TLS layer raised it, directly or
+ * as a cause) in operator's terms: which setting to change. Undefined if it was no TLS error.
+ */
+export function describeBackendTlsFailure(error: unknown, backend: BackendConfig): BackendTlsProblem | undefined {
+  let cause: unknown = error;
+  while (cause instanceof Error && cause.cause !== undefined && (cause as { code?: string }).code?.startsWith('E_BACKEND') === true) {
+    cause = cause.cause;
+  }
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  if (typeof code !== 'string') return undefined;
+  const loopback = backend.host === 'localhost' || isLoopbackAddress(backend.host);
+  const orOff = loopback && backend.tls !== 'implicit' ? ', or set backend_tls: off for this loopback backend' : '';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return {
+      reason: 'tls-name-mismatch',
+      fix: `the backend's certificate does not cover the name popwarden checks (${message}): set backend_tls_servername to a name in the certificate${orOff}`,
+    };
+  }
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+    return { reason: 'tls-expired', fix: `the backend's certificate is not valid now (${code}): renew it on the backend${orOff}` };
+  }
+  if (UNTRUSTED_CHAIN_CODES.has(code)) {
+    return {
+      reason: 'tls-untrusted',
+      fix: `the backend's certificate is not signed by a CA popwarden trusts (${code}): set backend_ca to the PEM file of the CA that signed it${orOff}`,
+    };
+  }
+  if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code === 'ECONNRESET') {
+    return { reason: 'tls-failed', fix: `the TLS handshake with the backend failed (${code}: ${message}): check the backend's TLS settings${orOff}` };
+  }
+  return undefined;
 }

@@ -52,6 +52,13 @@ export const MIN_IDLE_TIMEOUT_MS = 10 * 60 * 1000;
  */
 export const SHUTDOWN_DRAIN_MS = 20_000;
 
+/**
+ * Default of timeouts.backend_auth: the backend's replies once credentials are on their way.
+ * Above Dovecot's largest auth penalty (15 s, AUTH_PENALTY_MAX_SECS) plus its failure delay
+ * (2 s), so that a penalised but correct login is answered rather than timed out.
+ */
+export const BACKEND_AUTH_TIMEOUT_MS = 30_000;
+
 /** timeouts.shutdown may not reach systemd's TimeoutStopSec=60s: 10 s are left for closing sessions and exiting. */
 export const MAX_SHUTDOWN_MS = 50_000;
 

@@ -10,7 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { CONFIG_KEYS, DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, ENV_PREFIX, configSchema, knownKeysAt, type ConfigKey, type ParsedConfig, type RawConfig } from './schema.js';
-import { DEFAULT_MAX_HANDSHAKES_PER_IP, SHUTDOWN_DRAIN_MS } from './limits.js';
+import { BACKEND_AUTH_TIMEOUT_MS, DEFAULT_MAX_HANDSHAKES_PER_IP, SHUTDOWN_DRAIN_MS } from './limits.js';
 import type { Config, HostPort, LimiterPolicy, ListenerConfig, ListenerKind, RedisTarget } from './types.js';
 import { formatDuration, formatHostPort } from './values.js';
 
@@ -379,7 +379,7 @@ function validate(raw: Record<string, unknown>, sources: ReadonlyMap<string, Sou
 // Schema output → runtime Config, and back (for --check-config)
 
 /** systemd sets STATE_DIRECTORY to a colon-separated list when several are configured; ours is the first. */
-function defaultStateDir(env: NodeJS.ProcessEnv): string {
+export function defaultStateDir(env: NodeJS.ProcessEnv): string {
   const fromSystemd = env['STATE_DIRECTORY']?.split(':')[0];
   return fromSystemd !== undefined && fromSystemd !== '' ? fromSystemd : './.state';
 }
@@ -436,6 +436,7 @@ function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
       tlsHandshakeMs: t.tls_handshake,
       backendConnectMs: t.backend_connect,
       backendStepMs: t.backend_step,
+      backendAuthMs: t.backend_auth,
       backendIdleMs: t.backend_idle,
       clientWriteStallMs: t.client_write_stall,
       shutdownMs: t.shutdown,
@@ -554,6 +555,7 @@ function toRawConfig(config: Config): RawConfig {
       tls_handshake: formatDuration(t.tlsHandshakeMs),
       backend_connect: formatDuration(t.backendConnectMs),
       backend_step: formatDuration(t.backendStepMs),
+      backend_auth: formatDuration(t.backendAuthMs ?? BACKEND_AUTH_TIMEOUT_MS),
       backend_idle: formatDuration(t.backendIdleMs),
       client_write_stall: formatDuration(t.clientWriteStallMs),
       shutdown: formatDuration(t.shutdownMs ?? SHUTDOWN_DRAIN_MS),
@@ -724,6 +726,7 @@ export function usage(): string {
     'Usage: popwarden [--config FILE] [options]',
     '       popwarden cert generate --host NAME [--host NAME...] [--days N] [--out DIR]   (RSA 2048 self-signed; --help for more)',
     '       popwarden ratelimit status|unblock|list ...',
+    '       popwarden backend show|forget HOST:PORT [--state-dir DIR]   (what each backend offered before)',
     '',
     'SIGHUP (systemctl reload) re-reads the config and the certificates; SIGTERM drains for timeouts.shutdown.',
     '',

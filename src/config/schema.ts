@@ -84,8 +84,14 @@ const timeoutsSchema = z.strictObject({
   tls_handshake: duration().prefault('10s'),
   /** Default 10s. TCP connect to the backend; a dead backend should fail the login quickly, not hang the client. */
   backend_connect: duration().prefault('10s'),
-  /** Default 15s. Each step of the backend login script (greeting, CAPA, STLS, each auth reply). */
+  /** Default 15s. Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
   backend_step: duration().prefault('15s'),
+  /**
+   * Default 30s. Each backend reply once the login has begun (SASL challenges, the verdict):
+   * longer than the backend's largest per-address penalty (Dovecot: 15 s plus 2 s), which it
+   * applies here, so that a penalised correct login is not cut off as "backend unavailable".
+   */
+  backend_auth: duration().prefault('30s'),
   /** Default 10m. Backend silence while a reply is outstanding after login (a large RETR from a slow disk is still progress). */
   backend_idle: duration().prefault('10m'),
   /** Default 10m. How long a client may leave our writes unread (full TCP window) before it is dropped; bounds buffered memory per session. */
@@ -238,8 +244,12 @@ export const configSchema = z
     backend_tls_key: filePath.optional(),
     /** Default false. Allow USER/PASS, AUTH PLAIN and AUTH LOGIN in clear to a non-loopback backend: passwords cross the network unencrypted. */
     allow_plaintext_backend_auth: z.boolean().prefault(false),
-    /** Default true. A loopback backend counts as a secure link: sniffing it already requires root on this host. */
-    backend_trust_loopback: z.boolean().prefault(true),
+    /**
+     * Default: only on a privileged port. Whether a loopback backend counts as a secure link for
+     * cleartext logins: sniffing loopback needs root, but any local user can bind a port above
+     * 1023 while the backend is down and collect passwords. true: any port; false: never.
+     */
+    backend_trust_loopback: z.boolean().optional(),
     /** Optional local IP to connect to the backend from (multi-homed gateways, backend ACLs). */
     backend_source_address: z
       .string()
@@ -262,7 +272,7 @@ export const configSchema = z
         message: 'must be printable ASCII without "<" or ">" (it must never look like an APOP timestamp)',
       })
       .prefault('popwarden ready'),
-    /** Default 2s, 0 allowed. Minimum time before a failed login is answered: slows password guessing without a lockout. */
+    /** Default 2s, 0 allowed. One step of the grid on which failed logins are answered (a whole number of steps after the credentials, the same for every failure while the backend is slow): slows password guessing without a lockout. */
     auth_failure_delay: duration().prefault('2s'),
     /** Default info. One of trace, debug, info, warn, error, fatal, silent. */
     log_level: z.enum(LOG_LEVELS).prefault('info'),

@@ -49,9 +49,10 @@ export interface BackendConfig extends HostPort {
   readonly allowPlaintextAuth: boolean;
   /**
    * Treat a loopback backend as a secure link for plaintext mechanisms (the usual same-host
-   * install, where nobody can sniff the link without already being root on the host).
+   * install, where nobody can sniff the link without already being root on the host):
+   * undefined (the default) only on a privileged port, true on any port, false never.
    */
-  readonly trustLoopback: boolean;
+  readonly trustLoopback: boolean | undefined;
   /** Local address to connect from (multi-homed gateways, and tests that need a non-loopback-looking source). */
   readonly sourceAddress: string | undefined;
 }
@@ -65,8 +66,10 @@ export interface TimeoutsConfig {
   readonly tlsHandshakeMs: number;
   /** TCP connect to the backend. */
   readonly backendConnectMs: number;
-  /** Each step of the backend login script (greeting, CAPA, STLS, auth replies). */
+  /** Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
   readonly backendStepMs: number;
+  /** Each backend reply once the login has begun (challenges, verdict). Default 30 s (BACKEND_AUTH_TIMEOUT_MS). */
+  readonly backendAuthMs?: number;
   /** Silence from the backend while a reply is outstanding after login. */
   readonly backendIdleMs: number;
   /** How long a client may leave our writes unread before it is dropped. */

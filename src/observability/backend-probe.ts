@@ -1,51 +1,69 @@
-import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { BackendConfig } from '../config/types.js';
 import type { ConnectionOptions } from 'node:tls';
 import { dialBackend } from '../backend/dial.js';
-import { backendTlsOptions } from '../backend/tls-options.js';
+import { BackendLink } from '../backend/link.js';
+import { backendTlsOptions, describeBackendTlsFailure } from '../backend/tls-options.js';
+import { parseCapabilities } from '../pop3/capabilities.js';
+import { MAX_CAPA_LINES } from '../config/limits.js';
+import { BackendUnavailableError } from '../errors.js';
+import { formatHostPort } from '../config/values.js';
 
-/** What one probe found. `reason` is a short stable word for logs when the backend is down. */
+/**
+ * What one probe found. `reason` is a short stable word for logs when the backend is down;
+ * `fix`, when popwarden knows it, the setting that would mend it (a TLS trust problem).
+ */
 export type ProbeResult =
   | { readonly up: true; readonly durationSeconds: number }
-  | { readonly up: false; readonly durationSeconds: number; readonly reason: string };
+  | { readonly up: false; readonly durationSeconds: number; readonly reason: string; readonly fix?: string };
 
 /** A greeting longer than this is not a POP3 greeting (RFC 2449 §4: 512 octets per reply line). */
 const MAX_GREETING_OCTETS = 512;
 
-/**
- * Reads the first line the server sends, within what is left of the deadline. Resolves with the
- * line (without CRLF), or rejects with a reason word.
- */
-function readGreeting(socket: Socket, deadline: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buffered = Buffer.alloc(0);
-    const finish = (error: string | undefined, lineText?: string): void => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-      socket.off('error', onClose);
-      if (error === undefined) resolve(lineText ?? '');
-      else reject(new Error(error));
-    };
-    const onData = (chunk: Buffer): void => {
-      buffered = Buffer.concat([buffered, chunk]);
-      const end = buffered.indexOf(0x0a);
-      if (end >= 0) finish(undefined, buffered.subarray(0, end).toString('latin1').replace(/\r$/, ''));
-      else if (buffered.length > MAX_GREETING_OCTETS) finish('greeting-too-long');
-    };
-    const onClose = (): void => finish('closed');
-    const timer = setTimeout(() => finish('timeout'), Math.max(0, deadline - performance.now()));
-    socket.on('data', onData);
-    socket.once('close', onClose);
-    socket.once('error', onClose);
-  });
+/** A failure inside the probe, with the reason word (and fix) it reports. */
+class ProbeFailure extends Error {
+  constructor(
+    readonly reason: string,
+    readonly fix?: string,
+  ) {
+    super(reason);
+  }
+}
+
+/** The reason word for a link error: what the greeting-only probe always reported. */
+function reasonOf(error: unknown, backend: BackendConfig): ProbeFailure {
+  if (error instanceof ProbeFailure) return error;
+  const tls = describeBackendTlsFailure(error, backend);
+  if (tls !== undefined) return new ProbeFailure(tls.reason, tls.fix);
+  if (!(error instanceof BackendUnavailableError)) return new ProbeFailure('failed');
+  if (error.code === 'E_BACKEND_TIMEOUT') return new ProbeFailure('timeout');
+  if (error.code === 'E_BACKEND_CLOSED') return new ProbeFailure('closed');
+  return new ProbeFailure(error.step === 'greeting' ? 'greeting-too-long' : 'protocol-error');
 }
 
 /**
- * One health probe of the backend: TCP connect and a +OK greeting, both within `timeoutMs`
- * (the backend connect timeout), then QUIT and close. It never sends credentials, so it can
- * neither lock an account nor appear in the backend's failed-login logs.
+ * With backend_tls auto or starttls: CAPA, and STLS with a verified handshake when the backend
+ * offers it (or must), so that a certificate popwarden would refuse at every login is found now.
+ */
+async function checkStls(link: BackendLink, backend: BackendConfig, tlsOptions: ConnectionOptions, remaining: () => number): Promise<void> {
+  link.send('CAPA');
+  const status = (await link.readLine('capa', remaining())).toString('latin1');
+  const offered = status.startsWith('+OK') && parseCapabilities(await link.readShortList('capa', remaining(), MAX_CAPA_LINES)).stls;
+  link.replyComplete('capa');
+  if (!offered) {
+    if (backend.tls === 'starttls') throw new ProbeFailure('no-stls', 'the backend does not offer STLS: enable it on the backend, or set backend_tls: auto');
+    return;
+  }
+  link.send('STLS');
+  if (!(await link.readLine('stls', remaining())).toString('latin1').startsWith('+OK')) throw new ProbeFailure('stls-refused');
+  await link.startTls(tlsOptions, remaining());
+}
+
+/**
+ * One health probe of the backend within `timeoutMs` (the backend connect timeout): TCP connect
+ * and a +OK greeting; with backend_tls auto or starttls also CAPA and, where STLS is offered, the
+ * TLS handshake with the certificate checked as a login would; then QUIT. It never sends
+ * credentials, so it can neither lock an account nor appear in the backend's failed-login logs.
  */
 export async function probeBackend(
   backend: BackendConfig,
@@ -53,28 +71,32 @@ export async function probeBackend(
   tlsOptions: ConnectionOptions = backendTlsOptions(backend),
 ): Promise<ProbeResult> {
   const started = performance.now();
-  const deadline = started + timeoutMs;
+  const deadline = Date.now() + timeoutMs;
+  const remaining = (): number => Math.max(1, deadline - Date.now());
   const elapsed = (): number => (performance.now() - started) / 1000;
-  let socket: Socket;
+  let link: BackendLink;
   try {
-    socket = await dialBackend(backend, timeoutMs, tlsOptions);
+    link = new BackendLink(await dialBackend(backend, timeoutMs, tlsOptions), () => undefined);
   } catch (error) {
+    const tls = describeBackendTlsFailure(error, backend);
+    if (tls !== undefined) return { up: false, durationSeconds: elapsed(), reason: tls.reason, fix: tls.fix };
     const code = (error as { code?: string }).code;
     return { up: false, durationSeconds: elapsed(), reason: code === 'E_BACKEND_TIMEOUT' ? 'connect-timeout' : 'connect-failed' };
   }
-  socket.on('error', () => undefined);
   try {
-    const greeting = await readGreeting(socket, deadline);
-    if (!greeting.startsWith('+OK')) return { up: false, durationSeconds: elapsed(), reason: 'bad-greeting' };
+    const greeting = await link.readLine('greeting', remaining(), MAX_GREETING_OCTETS);
+    if (!greeting.toString('latin1').startsWith('+OK')) throw new ProbeFailure('bad-greeting');
+    link.replyComplete('greeting');
+    if (backend.tls === 'auto' || backend.tls === 'starttls') await checkStls(link, backend, tlsOptions, remaining);
     const durationSeconds = elapsed();
-    socket.end('QUIT\r\n');
+    // QUIT is a courtesy (no mailbox was opened): its reply is awaited off the result's path.
+    link.send('QUIT');
+    void link.readLine('quit', Math.min(1_000, remaining())).catch(() => undefined).finally(() => link.destroy());
     return { up: true, durationSeconds };
   } catch (error) {
-    return { up: false, durationSeconds: elapsed(), reason: (error as Error).message };
-  } finally {
-    // QUIT is a courtesy: the reply is not awaited, and the socket is gone shortly either way.
-    socket.setTimeout(1_000, () => socket.destroy());
-    if (socket.writableEnded === false) socket.destroy();
+    link.destroy();
+    const failure = reasonOf(error, backend);
+    return { up: false, durationSeconds: elapsed(), reason: failure.reason, ...(failure.fix === undefined ? {} : { fix: failure.fix }) };
   }
 }
 
@@ -83,6 +105,9 @@ export class BackendProber {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<ProbeResult> | undefined;
   #stopped = false;
+
+  /** The fix the latest failed probe named (a TLS trust problem), for /readyz. */
+  lastFix: string | undefined;
 
   /** For a POP3S backend: read once, not on every probe. */
   readonly #tlsOptions: ConnectionOptions;
@@ -111,6 +136,7 @@ export class BackendProber {
     if (this.#running !== undefined) return this.#running;
     this.#running = probeBackend(this.backend, this.timeoutMs, this.#tlsOptions).then((result) => {
       this.#running = undefined;
+      this.lastFix = result.up ? undefined : result.fix;
       if (!this.#stopped) this.onResult(result);
       return result;
     });
@@ -123,4 +149,15 @@ export class BackendProber {
     clearTimeout(this.#timer);
     await this.#running;
   }
+}
+
+/**
+ * For --check-config: one probe, and the line to print when it found a problem popwarden can
+ * name a fix for (a certificate it would refuse at every login). A backend that is merely down
+ * or unreachable from here is not a configuration error: undefined.
+ */
+export async function backendConfigProblem(backend: BackendConfig, timeoutMs: number): Promise<string | undefined> {
+  const result = await probeBackend(backend, timeoutMs);
+  if (result.up || result.fix === undefined) return undefined;
+  return `backend ${formatHostPort(backend)}: ${result.reason}: ${result.fix}`;
 }

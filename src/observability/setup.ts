@@ -80,7 +80,7 @@ export async function startObservability(config: Config, log: Logger, options: O
       metrics.backendProbe(result.up, result.durationSeconds);
       if (result.up !== lastBackendState) {
         if (result.up) log.info({ backend: `${backend.host}:${backend.port}` }, 'backend probe: up');
-        else log.warn({ backend: `${backend.host}:${backend.port}`, reason: result.reason }, 'backend probe: DOWN');
+        else log.warn({ backend: `${backend.host}:${backend.port}`, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
         lastBackendState = result.up;
       }
     });
@@ -95,10 +95,12 @@ export async function startObservability(config: Config, log: Logger, options: O
     // A periodic probe younger than two intervals answers; otherwise probe now (shared if running).
     const last = metrics.lastBackendProbe();
     if (intervalMs > 0 && last !== undefined && Date.now() - last.at <= 2 * intervalMs) {
-      return { ok: last.up, detail: last.up ? 'greeting received' : 'last probe failed' };
+      const fix = prober.lastFix;
+      return { ok: last.up, detail: last.up ? 'greeting received' : fix === undefined ? 'last probe failed' : `last probe failed: ${fix}` };
     }
     const result = await prober.probeNow();
-    return result.up ? { ok: true, detail: 'greeting received' } : { ok: false, detail: result.reason };
+    if (result.up) return { ok: true, detail: 'greeting received' };
+    return { ok: false, detail: result.fix === undefined ? result.reason : `${result.reason}: ${result.fix}` };
   };
 
   let server: MetricsServer;

@@ -21,6 +21,7 @@ import type { Credentials } from '../auth/credentials.js';
 import { chooseBackend } from '../backend/route.js';
 import { loginToBackend, type BackendSession } from '../backend/login.js';
 import type { BodySink } from '../backend/link.js';
+import type { BackendMemory } from '../backend/memory.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { LoginAttempt, LoginGuard } from '../auth/login-guard.js';
 import type { LoginResult, Metrics } from '../observability/metrics.js';
@@ -28,6 +29,7 @@ import { AUTHORIZATION_COMMANDS, TRANSACTION_COMMAND, type CommandSpec } from '.
 import type { ClientMechanism, SessionContext } from './context.js';
 import { invalid, reply, replied, type Outcome } from './outcome.js';
 import { SessionState, type CloseReason } from './states.js';
+import type { FailureDeadline } from './failure-deadline.js';
 
 export interface SessionDependencies {
   readonly config: Config;
@@ -38,6 +40,10 @@ export interface SessionDependencies {
   readonly metrics: Metrics;
   /** Failed-login protection, consulted before every backend login. */
   readonly guard: LoginGuard;
+  /** When failed logins are answered; one per process (it learns how slow the backend refuses). */
+  readonly failureDeadline: FailureDeadline;
+  /** What each backend offered before (a weaker offer is refused). */
+  readonly backendMemory: BackendMemory;
   /** Told once, when the session has ended. */
   readonly onClosed: (session: Session) => void;
 }
@@ -316,6 +322,7 @@ export class Session implements SessionContext {
         timeouts: this.config.timeouts,
         log: this.log,
         metrics: this.metrics,
+        memory: this.#deps.backendMemory,
         onIdleFailure: (error) => this.#onBackendIdleFailure(error),
       });
       // Off the reply's path: the client does not wait for the store to forget its failures.
@@ -367,13 +374,12 @@ export class Session implements SessionContext {
   }
 
   /**
-   * Failed logins are answered no earlier than the configured delay after the credentials
-   * arrived, whatever the backend's speed: a wrong password and an unknown user take the same
-   * time (A-06), and guessing gets slow.
+   * Failed logins are answered at a deadline on a grid of the configured delay, counted from
+   * when the credentials arrived, that does not follow the backend's speed: a wrong password and
+   * an unknown user take the same time (A-06), and guessing gets slow.
    */
   async #failureDelay(startedAt: number): Promise<void> {
-    const remaining = startedAt + this.config.authFailureDelayMs - Date.now();
-    if (remaining > 0) await new Promise((resolve) => setTimeout(resolve, remaining));
+    await this.#deps.failureDeadline.wait(startedAt, this.config.authFailureDelayMs);
   }
 
   /** The one audit line per login attempt (and its metric): never a password or a SASL payload. */

@@ -252,9 +252,12 @@ describe('failure delay', () => {
 });
 
 describe('failure timing (A-06)', () => {
-  test('an unknown user and a wrong password take the same time, though the backend differs by 60 ms', async () => {
-    // The backend answers an unknown user at once and a wrong password after 60 ms, as real
-    // servers that hash only for known users do; popwarden pads both to its failure delay.
+  /**
+   * Times 15 rounds of a failed login for an unknown user (the backend refuses USER at once) and
+   * for alice with a wrong password (refused after `refusalMs`, as servers that hash only for
+   * known users do), through popwarden with `delayMs`; returns both medians and the proxy's log.
+   */
+  async function failureMedians(refusalMs: number, delayMs: number): Promise<{ ghost: number; alice: number; log: string }> {
     const backend = await startFakeBackend(
       legacyScript({
         onCommand: async ({ conn, verb, args, state }) => {
@@ -262,10 +265,10 @@ describe('failure timing (A-06)', () => {
           await conn.write('-ERR no such user\r\n');
           return true;
         },
-        authFailureDelayMs: 60,
+        authFailureDelayMs: refusalMs,
       }),
     );
-    const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port, auth: 'user' }, authFailureDelayMs: 150 });
+    const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port, auth: 'user' }, authFailureDelayMs: delayMs });
     const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     try {
       const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
@@ -280,11 +283,28 @@ describe('failure timing (A-06)', () => {
         }
       }
       client.destroy();
-      const difference = Math.abs(median(timings.ghost) - median(timings.alice));
-      assert.ok(difference < 10, `medians differ by ${difference.toFixed(1)} ms (ghost ${median(timings.ghost).toFixed(1)}, alice ${median(timings.alice).toFixed(1)})`);
+      return { ghost: median(timings.ghost), alice: median(timings.alice), log: proxy.logText() };
     } finally {
       await proxy.stop();
       await backend.stop();
     }
+  }
+
+  function assertSameTime(medians: { ghost: number; alice: number }): void {
+    const difference = Math.abs(medians.ghost - medians.alice);
+    assert.ok(difference < 10, `medians differ by ${difference.toFixed(1)} ms (ghost ${medians.ghost.toFixed(1)}, alice ${medians.alice.toFixed(1)})`);
+  }
+
+  test('an unknown user and a wrong password take the same time, though the backend differs by 60 ms', async () => {
+    assertSameTime(await failureMedians(60, 150));
+  });
+
+  test('they still take the same time when the backend refuses a wrong password slower than the delay (issue 9.3)', async () => {
+    // Like solid-pop3d behind --backend-auth user: a wrong password is refused after longer than
+    // auth_failure_delay. A delay that is only a minimum let that difference through.
+    const medians = await failureMedians(160, 100);
+    assertSameTime(medians);
+    const warnings = medians.log.match(/longer to refuse a login than auth_failure_delay/g) ?? [];
+    assert.equal(warnings.length, 1, 'the warning is rate-limited, not one per login');
   });
 });

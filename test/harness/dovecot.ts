@@ -17,8 +17,17 @@ export interface DovecotOptions {
   profile: DovecotProfile;
   /** 'stls' only: also open an implicit-TLS (POP3S) listener. */
   pop3sPort?: boolean;
+  /** Listen on this port (e.g. one a stopped instance used) instead of a free one. */
+  port?: number;
   /** With the stls profile: demand a client certificate signed by this CA (PEM) on TLS logins. */
   clientCaFile?: string;
+  /**
+   * false: switch the auth penalty off the way the README tells operators to (anvil's
+   * auth-penalty socket at mode 0). Default: on, as Dovecot ships.
+   */
+  authPenalty?: boolean;
+  /** Dovecot's own `auth_failure_delay` (default 2 secs); `0` keeps penalty tests short. */
+  authFailureDelay?: string;
 }
 
 /** A running Dovecot instance. */
@@ -162,7 +171,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
   const dir = fs.mkdtempSync('/tmp/popwarden-dovecot-');
   fs.chmodSync(dir, 0o755);
   try {
-    const port = await freePort(host);
+    const port = opts.port ?? (await freePort(host));
     const pop3sPort = opts.pop3sPort ? await freePort(host) : undefined;
     for (const d of ['run', 'state', 'etc', 'mail']) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
 
@@ -215,6 +224,7 @@ login_greeting = Dovecot (popwarden harness) ready.
 ${ssl}
 disable_plaintext_auth = ${profile.tls ? 'yes' : 'no'}
 auth_mechanisms = ${profile.mechanisms}
+${opts.authFailureDelay === undefined ? '' : `auth_failure_delay = ${opts.authFailureDelay}`}
 
 passdb {
   driver = passwd-file
@@ -239,6 +249,7 @@ service pop3-login {
 }
 service anvil {
   chroot =
+${opts.authPenalty === false ? '  unix_listener anvil-auth-penalty {\n    mode = 0\n  }' : ''}
 }
 service stats {
   unix_listener stats-reader {

@@ -54,6 +54,8 @@ export interface ProxyOverrides {
   readonly limits?: Partial<LimitsConfig>;
   readonly authFailureDelayMs?: number;
   readonly greeting?: string;
+  /** Default: the system's temp dir in testConfig, a fresh temporary directory in startTestProxy. */
+  readonly stateDir?: string;
   readonly metrics?: Metrics;
   readonly guard?: LoginGuard;
   readonly gate?: ConnectionGate;
@@ -94,7 +96,7 @@ export function testConfig(overrides: ProxyOverrides): Config {
       ...overrides.backend,
     },
     tls: { certFile: undefined, keyFile: undefined },
-    stateDir: tmpdir(),
+    stateDir: overrides.stateDir ?? tmpdir(),
     greeting: overrides.greeting ?? 'popwarden test ready',
     authFailureDelayMs: overrides.authFailureDelayMs ?? 0,
     timeouts: {
@@ -145,7 +147,9 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
       callback();
     },
   });
-  const config = testConfig(overrides);
+  // A state_dir per proxy: the backend memory in it must not carry over between tests whose
+  // backends happen to get the same port.
+  const config = testConfig({ ...overrides, stateDir: overrides.stateDir ?? mkdtempSync(join(tmpdir(), 'popwarden-state-')) });
   const cert = testCertificate();
   const proxy = await startPopwarden(config, {
     log: createLogger('trace', sink),

@@ -58,7 +58,7 @@ describe('loadConfig defaults', () => {
       clientCertFile: undefined,
       clientKeyFile: undefined,
       allowPlaintextAuth: false,
-      trustLoopback: true,
+      trustLoopback: undefined, // a loopback backend is trusted on a privileged port only
       sourceAddress: undefined,
     });
     assert.deepEqual(config.tls, {
@@ -84,6 +84,7 @@ describe('loadConfig defaults', () => {
       tlsHandshakeMs: 10_000,
       backendConnectMs: 10_000,
       backendStepMs: 15_000,
+      backendAuthMs: 30_000,
       backendIdleMs: 600_000,
       clientWriteStallMs: 600_000,
       shutdownMs: 20_000,
@@ -377,7 +378,7 @@ describe('redactedConfig', () => {
       '--cert', pem, '--key', pem, '--backend-ca', pem, '--backend-tls-cert', pem, '--backend-tls-key', pem,
       '--backend-tls-servername', 'x.example', '--backend-source-address', '::1', '--state-dir', dir,
       '--rate-limit-hmac-key-file', pem, '--redis-password-file', pem, '--redis-username', 'pw',
-      '--tls-ticket-keys-file', pem,
+      '--tls-ticket-keys-file', pem, '--backend-trust-loopback',
     ];
     // redis.url, redis.sentinels (+ name) and redis.cluster exclude each other: one config each.
     const raws = [

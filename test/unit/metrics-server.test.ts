@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Writable } from 'node:stream';
-import { startFakeBackend, type FakeBackend } from '../harness/fake-backend.js';
+import { startFakeBackend, type FakeBackend, type FakeScript } from '../harness/fake-backend.js';
 import { testConfig } from '../harness/popwarden.js';
 import { createLogger } from '../../src/observability/log.js';
 import { probeBackend } from '../../src/observability/backend-probe.js';
@@ -43,17 +43,24 @@ function configFor(backendPort: number, extra: Partial<Config['metrics']> = {}):
   return { ...base, metrics: { listen: { host: '127.0.0.1', port: 0 }, backendProbeIntervalMs: 0, ...extra } };
 }
 
+/** What the probe talks to: a greeting, CAPA without STLS, and QUIT. */
+const greeterScript: FakeScript = async (conn) => {
+  await conn.write('+OK ready\r\n');
+  for (;;) {
+    const line = await conn.readLine(5_000).catch(() => '');
+    if (line === 'CAPA') await conn.write('+OK\r\nUSER\r\n.\r\n');
+    else break;
+  }
+  await conn.write('+OK bye\r\n');
+  conn.end();
+};
+
 describe('backend probe', () => {
   let greeter: FakeBackend;
   let silent: FakeBackend;
   let liar: FakeBackend;
   before(async () => {
-    greeter = await startFakeBackend(async (conn) => {
-      await conn.write('+OK ready\r\n');
-      const line = await conn.readLine(5_000).catch(() => '');
-      if (line === 'QUIT') await conn.write('+OK bye\r\n');
-      conn.end();
-    });
+    greeter = await startFakeBackend(greeterScript);
     silent = await startFakeBackend(() => undefined);
     liar = await startFakeBackend(async (conn) => {
       await conn.write('-ERR go away\r\n');
@@ -66,12 +73,12 @@ describe('backend probe', () => {
     await liar.stop();
   });
 
-  test('up: connects, reads +OK, sends only QUIT (never credentials)', async () => {
+  test('up: connects, reads +OK, asks CAPA (is STLS offered?) and QUITs, never credentials', async () => {
     const result = await probeBackend(testConfig({ backend: { host: greeter.host, port: greeter.port } }).backend, 1_000);
     assert.equal(result.up, true);
     const conn = greeter.connections().at(-1)!;
     await conn.whenClosed;
-    assert.equal(conn.received().toString('latin1'), 'QUIT\r\n');
+    assert.equal(conn.received().toString('latin1'), 'CAPA\r\nQUIT\r\n');
   });
 
   test('down: refused, silent past the timeout, or not +OK', async () => {
@@ -91,11 +98,7 @@ describe('admin endpoints', () => {
   let backend: FakeBackend;
   let obs: Observability;
   before(async () => {
-    backend = await startFakeBackend(async (conn) => {
-      await conn.write('+OK ready\r\n');
-      await conn.readLine(5_000).catch(() => '');
-      conn.end();
-    });
+    backend = await startFakeBackend(greeterScript);
     obs = await startObservability(configFor(backend.port), log, { version: '1.2.3' });
   });
   after(async () => {

@@ -1,0 +1,179 @@
+/**
+ * What each backend has offered before, so that a backend that suddenly offers less is refused
+ * instead of trusted (issue 9.7). An impostor bound to the backend's port while the real server
+ * is down, or a man in the middle on a remote link, can leave CRAM-MD5 out of CAPA or strip STLS
+ * to get a cleartext password or a crackable APOP digest; the real server never did. The memory
+ * only ever goes up: a stronger offer is remembered, a weaker one refused until an operator says
+ * the change is real (`popwarden backend forget ADDRESS`, or deleting the file).
+ *
+ * One small JSON file in state_dir, mode 0600, replaced atomically (write, then rename). It is
+ * read at every login (a few hundred bytes), so `backend forget` applies to a running popwarden.
+ * A memory that cannot be read or written refuses the login: it fails closed.
+ */
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BackendConfig } from '../config/types.js';
+import { formatHostPort } from '../config/values.js';
+import { isLoopbackAddress } from '../net/addresses.js';
+
+/** Name of the memory file inside state_dir. */
+export const BACKEND_MEMORY_FILE = 'backends.json';
+
+/** The strongest login a backend offered, weakest first. */
+export const STRENGTHS = ['cleartext', 'apop', 'cram-md5'] as const;
+export type BackendStrength = (typeof STRENGTHS)[number];
+
+/** What one login saw the backend offer. `stls` undefined: not looked at (backend_tls off or implicit). */
+export interface BackendOffer {
+  readonly strongest: BackendStrength;
+  readonly stls: boolean | undefined;
+}
+
+/** What is remembered of one backend. */
+export interface RememberedBackend {
+  readonly strongest: BackendStrength;
+  readonly stls: boolean;
+  /** ISO time of the first login that saw this backend. */
+  readonly firstSeen: string;
+  /** ISO time the remembered offer last went up. */
+  readonly changed: string;
+}
+
+export type OfferVerdict =
+  | { readonly kind: 'ok' }
+  | { readonly kind: 'refuse'; readonly reason: string; readonly hint: string };
+
+interface MemoryFile {
+  version: 1;
+  backends: Record<string, RememberedBackend>;
+}
+
+const rank = (strength: BackendStrength): number => STRENGTHS.indexOf(strength);
+
+/** How an offer reads in a log line: "CRAM-MD5 with STLS". */
+function describe(offer: { strongest: BackendStrength; stls: boolean | undefined }): string {
+  const mechanism = { cleartext: 'only cleartext logins', apop: 'APOP', 'cram-md5': 'CRAM-MD5' }[offer.strongest];
+  return offer.stls === undefined ? mechanism : `${mechanism} ${offer.stls ? 'with' : 'without'} STLS`;
+}
+
+/** The remembered offers of every backend popwarden has logged in to, in `stateDir`. */
+export class BackendMemory {
+  readonly file: string;
+
+  constructor(readonly stateDir: string) {
+    this.file = join(stateDir, BACKEND_MEMORY_FILE);
+  }
+
+  /** Every remembered backend by address (HOST:PORT). Throws if the file is unreadable or not ours. */
+  entries(): Readonly<Record<string, RememberedBackend>> {
+    return this.#read().backends;
+  }
+
+  /**
+   * Checks what a login sees `address` offer against what it offered before: a weaker offer is
+   * refused (and nothing is written), anything else is remembered if it is stronger.
+   */
+  observe(address: string, offer: BackendOffer, now = new Date()): OfferVerdict {
+    try {
+      return this.#observe(address, offer, now);
+    } catch (error) {
+      return {
+        kind: 'refuse',
+        reason: `cannot check what the backend ${address} offered before: ${(error as Error).message}`,
+        hint: `make ${this.stateDir} writable by popwarden, or move ${this.file} away to start afresh`,
+      };
+    }
+  }
+
+  #observe(address: string, offer: BackendOffer, now: Date): OfferVerdict {
+    const memory = this.#read();
+    const remembered = memory.backends[address];
+    if (remembered !== undefined) {
+      const weakerMechanism = rank(offer.strongest) < rank(remembered.strongest);
+      const strippedStls = remembered.stls && offer.stls === false;
+      if (weakerMechanism || strippedStls) {
+        return {
+          kind: 'refuse',
+          reason:
+            `the backend ${address} offered ${describe(remembered)} before (remembered since ${remembered.changed}) ` +
+            `and now offers ${describe(offer)}: refusing the downgrade, which is what an impostor on the port or ` +
+            'a man in the middle would offer',
+          hint:
+            `if the backend was changed on purpose, run "popwarden backend forget ${address} --state-dir ${this.stateDir}" ` +
+            `(or delete ${this.file}); the next login remembers what it offers then`,
+        };
+      }
+      const stronger = rank(offer.strongest) > rank(remembered.strongest) || (offer.stls === true && !remembered.stls);
+      if (!stronger) return { kind: 'ok' };
+    }
+    memory.backends[address] = {
+      strongest: remembered === undefined || rank(offer.strongest) > rank(remembered.strongest) ? offer.strongest : remembered.strongest,
+      stls: offer.stls === true || (remembered?.stls ?? false),
+      firstSeen: remembered?.firstSeen ?? now.toISOString(),
+      changed: now.toISOString(),
+    };
+    this.#write(memory);
+    return { kind: 'ok' };
+  }
+
+  /** Forgets one backend; false if it was not remembered. */
+  forget(address: string): boolean {
+    const memory = this.#read();
+    if (memory.backends[address] === undefined) return false;
+    delete memory.backends[address];
+    this.#write(memory);
+    return true;
+  }
+
+  #read(): MemoryFile {
+    let text: string;
+    try {
+      text = readFileSync(this.file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, backends: {} };
+      throw error;
+    }
+    const parsed = JSON.parse(text) as Partial<MemoryFile> | null;
+    if (parsed?.version !== 1 || typeof parsed.backends !== 'object' || parsed.backends === null) {
+      throw new Error(`${this.file} is not a popwarden backend memory (version 1); move it away to start afresh`);
+    }
+    const backends: Record<string, RememberedBackend> = {};
+    for (const [address, entry] of Object.entries(parsed.backends)) {
+      if (!STRENGTHS.includes(entry.strongest) || typeof entry.stls !== 'boolean') {
+        throw new Error(`${this.file}: the entry for ${address} is malformed; forget it or delete the file`);
+      }
+      backends[address] = entry;
+    }
+    return { version: 1, backends };
+  }
+
+  #write(memory: MemoryFile): void {
+    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    const temporary = `${this.file}.${process.pid}.tmp`;
+    writeFileSync(temporary, `${JSON.stringify(memory, null, 2)}\n`, { mode: 0o600 });
+    chmodSync(temporary, 0o600);
+    renameSync(temporary, this.file);
+  }
+}
+
+/**
+ * The startup warning for a remote backend with `backend_tls: auto` that has never been seen to
+ * offer STLS: until it has, a man in the middle can strip STLS and popwarden would not know.
+ * Undefined when there is nothing to warn about.
+ */
+export function unseenStlsWarning(backend: BackendConfig, memory: BackendMemory): string | undefined {
+  if (backend.tls !== 'auto' || backend.host === 'localhost' || isLoopbackAddress(backend.host)) return undefined;
+  const address = formatHostPort(backend);
+  let remembered: RememberedBackend | undefined;
+  try {
+    remembered = memory.entries()[address];
+  } catch {
+    remembered = undefined; // the first login says what is wrong with the file
+  }
+  if (remembered?.stls === true) return undefined;
+  return (
+    `the backend ${address} is remote and runs with backend_tls: auto, and popwarden has never seen it offer STLS: ` +
+    'a man in the middle could strip STLS and get a cleartext password or an APOP digest. Set backend_tls: starttls ' +
+    '(or implicit) if the backend supports TLS; once a login has seen STLS offered, a backend without it is refused'
+  );
+}

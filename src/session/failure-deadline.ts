@@ -1,0 +1,61 @@
+import type { Logger } from '../observability/log.js';
+
+/** How long a slow refusal keeps every failure at its grid point (A-06). */
+const HIGH_WATER_WINDOW_MS = 15 * 60_000;
+/** The high-water mark is kept per minute, so the memory is at most this many numbers. */
+const BUCKET_MS = 60_000;
+/** At most one "the backend is slower than the delay" warning per this interval. */
+const WARNING_INTERVAL_MS = 10 * 60_000;
+
+/**
+ * When to answer a failed login, shared by every session of the process. auth_failure_delay is
+ * one step of a grid measured from when the credentials arrived: a failure is answered at the
+ * first grid point after the verdict, and no earlier than the furthest grid point any failure
+ * needed in the last quarter hour. A backend that refuses a wrong password (it hashes) slower
+ * than an unknown user (it does not) would otherwise show the difference whenever it is slower
+ * than the delay; with the high-water mark both are answered at the same point once one slow
+ * refusal has been seen, and the grid hides the backend's jitter.
+ */
+export class FailureDeadline {
+  /** Minute index → the most steps a failure needed in that minute. */
+  readonly #stepsByMinute = new Map<number, number>();
+  #lastWarningAt = -Infinity;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Waits until the deadline of a failure whose credentials arrived at `startedAt` (Date.now() ms). */
+  async wait(startedAt: number, stepMs: number): Promise<void> {
+    const remaining = this.deadline(startedAt, stepMs) - this.now();
+    if (remaining > 0) await new Promise((resolve) => setTimeout(resolve, remaining));
+  }
+
+  /** Records a failure that took until now and returns when to answer it; 0 steps: at once. */
+  deadline(startedAt: number, stepMs: number): number {
+    if (stepMs <= 0) return startedAt;
+    const now = this.now();
+    const elapsed = now - startedAt;
+    const steps = Math.max(1, Math.ceil(elapsed / stepMs));
+    if (steps > 1) this.#warnSlowBackend(now, elapsed, stepMs);
+    const minute = Math.floor(now / BUCKET_MS);
+    this.#stepsByMinute.set(minute, Math.max(steps, this.#stepsByMinute.get(minute) ?? 0));
+    let highWater = steps;
+    for (const [bucket, bucketSteps] of this.#stepsByMinute) {
+      if ((minute - bucket) * BUCKET_MS >= HIGH_WATER_WINDOW_MS) this.#stepsByMinute.delete(bucket);
+      else highWater = Math.max(highWater, bucketSteps);
+    }
+    return startedAt + highWater * stepMs;
+  }
+
+  #warnSlowBackend(now: number, elapsedMs: number, stepMs: number): void {
+    if (now - this.#lastWarningAt < WARNING_INTERVAL_MS) return;
+    this.#lastWarningAt = now;
+    this.log.warn(
+      { failureMs: elapsedMs, authFailureDelayMs: stepMs },
+      'the backend took longer to refuse a login than auth_failure_delay: failures are answered on a grid of ' +
+        'that delay for now; set auth_failure_delay above the slowest refusal (at most one warning per 10 minutes)',
+    );
+  }
+}

@@ -1,0 +1,78 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BACKEND_MEMORY_FILE, BackendMemory, unseenStlsWarning } from '../../src/backend/memory.js';
+import { loopbackTrusted } from '../../src/backend/mechanism.js';
+import { testConfig } from '../harness/popwarden.js';
+
+const fresh = (): BackendMemory => new BackendMemory(join(mkdtempSync(join(tmpdir(), 'popwarden-memory-')), 'state'));
+
+describe('BackendMemory', () => {
+  test('remembers the first offer in a 0600 file and accepts the same offer again', () => {
+    const memory = fresh();
+    assert.deepEqual(memory.observe('mail:110', { strongest: 'apop', stls: true }), { kind: 'ok' });
+    assert.equal(statSync(memory.file).mode & 0o777, 0o600);
+    assert.deepEqual(memory.observe('mail:110', { strongest: 'apop', stls: true }), { kind: 'ok' });
+    assert.equal(memory.entries()['mail:110']?.strongest, 'apop');
+  });
+
+  test('only goes up: a stronger offer is remembered, a weaker mechanism or a missing STLS refused', () => {
+    const memory = fresh();
+    memory.observe('mail:110', { strongest: 'apop', stls: false });
+    assert.equal(memory.observe('mail:110', { strongest: 'cram-md5', stls: true }).kind, 'ok');
+    const weaker = memory.observe('mail:110', { strongest: 'apop', stls: true });
+    assert.equal(weaker.kind, 'refuse');
+    const stripped = memory.observe('mail:110', { strongest: 'cram-md5', stls: false });
+    assert.equal(stripped.kind, 'refuse');
+    assert.equal(memory.observe('mail:110', { strongest: 'cram-md5', stls: undefined }).kind, 'ok', 'STLS not looked at');
+    assert.deepEqual({ ...memory.entries()['mail:110'], firstSeen: 0, changed: 0 }, { strongest: 'cram-md5', stls: true, firstSeen: 0, changed: 0 });
+    assert.equal(memory.observe('other:110', { strongest: 'cleartext', stls: false }).kind, 'ok', 'kept per address');
+  });
+
+  test('forget lets the next offer be remembered afresh', () => {
+    const memory = fresh();
+    memory.observe('mail:110', { strongest: 'cram-md5', stls: false });
+    assert.equal(memory.forget('mail:110'), true);
+    assert.equal(memory.forget('mail:110'), false);
+    assert.equal(memory.observe('mail:110', { strongest: 'cleartext', stls: false }).kind, 'ok');
+  });
+
+  test('a file that is not a memory refuses logins (fails closed) and names the fix', () => {
+    const memory = fresh();
+    memory.observe('mail:110', { strongest: 'cram-md5', stls: false });
+    writeFileSync(memory.file, '{"nonsense": true}');
+    const verdict = memory.observe('mail:110', { strongest: 'cram-md5', stls: false });
+    assert.equal(verdict.kind, 'refuse');
+    assert.match(verdict.kind === 'refuse' ? verdict.hint : '', new RegExp(BACKEND_MEMORY_FILE));
+    assert.equal(readFileSync(memory.file, 'utf8'), '{"nonsense": true}', 'left as it was');
+  });
+});
+
+describe('unseenStlsWarning', () => {
+  const backend = (host: string, tls: 'auto' | 'starttls' = 'auto') => testConfig({ backend: { host, port: 110, tls } }).backend;
+
+  test('warns for a remote backend with backend_tls auto until STLS has been seen', () => {
+    const memory = fresh();
+    assert.match(unseenStlsWarning(backend('mail.example.org'), memory) ?? '', /never seen it offer STLS/);
+    memory.observe('mail.example.org:110', { strongest: 'apop', stls: true });
+    assert.equal(unseenStlsWarning(backend('mail.example.org'), memory), undefined);
+  });
+
+  test('is quiet for loopback and for backend_tls starttls', () => {
+    assert.equal(unseenStlsWarning(backend('127.0.0.1'), fresh()), undefined);
+    assert.equal(unseenStlsWarning(backend('mail.example.org', 'starttls'), fresh()), undefined);
+  });
+});
+
+describe('loopbackTrusted', () => {
+  test('by default only a privileged port; true any port; false never; never a remote address', () => {
+    assert.equal(loopbackTrusted(undefined, '127.0.0.1', 110), true);
+    assert.equal(loopbackTrusted(undefined, '127.0.0.1', 1110), false);
+    assert.equal(loopbackTrusted(undefined, '::1', 995), true);
+    assert.equal(loopbackTrusted(true, '127.0.0.1', 1110), true);
+    assert.equal(loopbackTrusted(false, '127.0.0.1', 110), false);
+    assert.equal(loopbackTrusted(true, '192.0.2.1', 110), false);
+  });
+});
