@@ -71,8 +71,9 @@ function handleStopSignals(log: Logger, drainMs: number): { started(proxy: Reloa
   };
 }
 
-async function serve(config: Config, reread: () => Config): Promise<void> {
+async function serve(config: Config, warnings: readonly string[], reread: () => Config): Promise<void> {
   const log = createLogger(config.logLevel);
+  for (const warning of warnings) log.warn(warning);
   const signals = handleStopSignals(log, config.timeouts.shutdownMs ?? SHUTDOWN_DRAIN_MS);
   signals.started(await runPopwarden(config, log, { loadConfig: reread }));
 }
@@ -103,11 +104,12 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`popwarden ${packageVersion()}\n`);
       return;
     case 'check':
+      for (const warning of loaded.warnings) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       process.stdout.write(`# popwarden effective configuration (secrets masked)\n${stringify(redactedConfig(loaded.config))}`);
       return;
     case 'run':
-      await serve(loaded.config, () => rereadConfig(argv, process.env));
+      await serve(loaded.config, loaded.warnings, () => rereadConfig(argv, process.env));
       return;
   }
 }

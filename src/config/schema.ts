@@ -34,14 +34,15 @@ function parsedString<T>(parse: (text: string) => Parsed<T>) {
 
 /**
  * A duration with a unit, as milliseconds. YAML turns `idle: 600` into a number before we see
- * it, so the "no unit" hint is given for numbers too, not only for the string "600".
+ * it, so the "no unit" hint is given for numbers too, not only for the string "600"; the number
+ * 0 is read as the text "0", which needs no unit.
  */
 function duration(maxMs?: number) {
   const text = z.string({
     error: (issue) =>
       typeof issue.input === 'number' ? `has no unit; write it with one, e.g. "${issue.input}s"` : undefined,
   });
-  return text.pipe(parsedString((value) => parseDuration(value, maxMs)));
+  return z.preprocess((value) => (value === 0 ? '0' : value), text.pipe(parsedString((value) => parseDuration(value, maxMs))));
 }
 
 /** A TTL in the rate-limit store: never a timer, so it may be longer than Node's 24-day timer limit. */

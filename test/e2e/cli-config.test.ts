@@ -103,9 +103,11 @@ describe('popwarden CLI: configuration errors', () => {
     assert.equal(line, 'popwarden: config: unknown flag --listen-tsl; did you mean --listen-tls?');
   });
 
-  it('an unknown POPWARDEN_ variable: exit 1', async () => {
-    const line = assertOneLineFailure(await runCli(BACKEND, { env: { POPWARDEN_BACKEND_PORT: '110' } }));
-    assert.match(line, /unknown environment variable POPWARDEN_BACKEND_PORT/);
+  it('an unknown POPWARDEN_ variable is not an error: a warning on stderr, and the config is used', async () => {
+    const run = await runCli([...BACKEND, '--check-config'], { env: { POPWARDEN_BACKEND_PORT: '110', POPWARDEN_GREETING: 'from env' } });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /^popwarden: WARNING: ignoring unknown environment variable POPWARDEN_BACKEND_PORT; did you mean POPWARDEN_BACKEND_\w+\?\n$/);
+    assert.equal((parse(run.stdout) as Record<string, unknown>)['greeting'], 'from env');
   });
 });
 
@@ -124,6 +126,13 @@ describe('popwarden CLI: --check-config', () => {
     assert.deepEqual(printed['listen_stls'], []);
     assert.equal(printed['greeting'], 'hello from env');
     assert.deepEqual((printed['timeouts'] as Record<string, unknown>)['idle'], '20m');
+  });
+
+  it('prints a Redis password that contains @ masked whole', async () => {
+    const run = await runCli([...BACKEND, '--redis-url', 'redis://:pass@dor@127.0.0.1:6390', '--check-config']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((parse(run.stdout) as { redis: { url: string } }).redis.url, 'redis://:********@127.0.0.1:6390');
+    assert.ok(!run.stdout.includes('dor'), run.stdout);
   });
 
   it('fails when cert or key cannot be read', async () => {
@@ -192,10 +201,11 @@ describe('popwarden CLI: startup and shutdown', () => {
     assert.match(run.stdout, /"msg":"stopped"/);
   });
 
-  it('serves, then stops on SIGTERM with exit 0', async () => {
+  it('serves, then stops on SIGTERM with exit 0 (Kubernetes service variables in the environment only warn)', async () => {
     let listeningPort: number | undefined;
     let probed: Promise<void> | undefined;
     const run = await runCli([...BACKEND, '--state-dir', join(dir, 'state-run'), '--listen-tls', '127.0.0.1:0', '--listen-stls', ''], {
+      env: { POPWARDEN_PORT: 'tcp://10.0.0.7:995', POPWARDEN_SERVICE_HOST: '10.0.0.7', POPWARDEN_SERVICE_PORT: '995' },
       onStdout(text, child) {
         const match = /"address":"127\.0\.0\.1:(\d+)","msg":"listening"/.exec(text);
         if (match === null || listeningPort !== undefined) return;
@@ -216,6 +226,7 @@ describe('popwarden CLI: startup and shutdown', () => {
     assert.equal(run.code, 0, `signal ${run.signal}; stdout: ${run.stdout}; stderr: ${run.stderr}`);
     assert.equal(run.stderr, '');
     assert.match(run.stdout, /USING A SELF-SIGNED CERTIFICATE/);
+    assert.match(run.stdout, /"level":"warn".*"msg":"ignoring POPWARDEN_PORT, POPWARDEN_SERVICE_HOST, POPWARDEN_SERVICE_PORT: Kubernetes service variables/);
     assert.match(run.stdout, /"signal":"SIGTERM","msg":"stopping"/);
     assert.match(run.stdout, /"msg":"stopped"/);
   });
