@@ -252,7 +252,7 @@ export const configSchema = z
     key: filePath.optional(),
     /** Certificates by server name (SNI), PKCS#12, protocol policy, session tickets and reload. */
     tls: tlsSchema.prefault({}),
-    /** Default $STATE_DIRECTORY (set by systemd's StateDirectory=) else ./.state. Holds the first-run self-signed certificate. */
+    /** Default $STATE_DIRECTORY (set by systemd's StateDirectory=) else ./.state. Holds the first-run self-signed certificate and the generated HMAC key; refused when another user owns it or group/others may write it (config/state-dir.ts). */
     state_dir: z.string().min(1).optional(),
     /** Default "popwarden ready". popwarden's own greeting text (the backend banner is never shown): printable ASCII, no `<` or `>`, at most 200 characters. */
     greeting: z

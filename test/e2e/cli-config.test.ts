@@ -5,7 +5,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -183,6 +183,21 @@ describe('popwarden CLI: startup and shutdown', () => {
     const run = await runCli([...BACKEND, '--state-dir', join(dir, 'state-busy'), '--listen-stls', '127.0.0.1:0', '--listen-tls', `127.0.0.1:${port}`]);
     const line = assertOneLineFailure(run);
     assert.equal(line, `popwarden: cannot listen on 127.0.0.1:${port}: address already in use; stop whatever holds it or change listen_tls/listen_stls`);
+  });
+
+  it('a world-writable ./.state with a planted certificate: exit 1, one line naming it and the fix', async () => {
+    const state = join(dir, '.state');
+    mkdirSync(state);
+    chmodSync(state, 0o777);
+    const planted = await generateSelfSigned(['planted.example']);
+    writeFileSync(join(state, 'cert.pem'), planted.certPem);
+    writeFileSync(join(state, 'key.pem'), planted.keyPem, { mode: 0o600 });
+    try {
+      const line = assertOneLineFailure(await runCli([...BACKEND, '--listen-tls', '127.0.0.1:0', '--listen-stls', '']));
+      assert.equal(line, `popwarden: state_dir ${state} is writable by group or others (mode 0777); check what is in it, then chmod 700 ${state}`);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
   });
 
   it('a stop signal during startup (while the certificate is generated) still ends in an orderly exit 0', async () => {
