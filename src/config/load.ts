@@ -10,7 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { CONFIG_KEYS, DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, ENV_PREFIX, configSchema, knownKeysAt, type ConfigKey, type ParsedConfig, type RawConfig } from './schema.js';
-import { DEFAULT_MAX_HANDSHAKES_PER_IP, SHUTDOWN_DRAIN_MS } from './limits.js';
+import { DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP, DEFAULT_MAX_SESSIONS, SHUTDOWN_DRAIN_MS } from './limits.js';
 import type { Config, HostPort, LimiterPolicy, ListenerConfig, ListenerKind, RedisTarget } from './types.js';
 import { formatDuration, formatHostPort } from './values.js';
 
@@ -474,6 +474,8 @@ function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
       maxSessionsPerIp: parsed.limits.max_sessions_per_ip,
       maxNewConnectionsPerIp: parsed.limits.max_new_connections_per_ip,
       maxHandshakesPerIp: parsed.limits.max_handshakes_per_ip,
+      maxSessions: parsed.limits.max_sessions,
+      maxHandshakes: parsed.limits.max_handshakes,
     },
     logLevel: parsed.log_level,
     metrics: {
@@ -606,6 +608,8 @@ function toRawConfig(config: Config): RawConfig {
       max_sessions_per_ip: config.limits.maxSessionsPerIp,
       max_new_connections_per_ip: config.limits.maxNewConnectionsPerIp,
       max_handshakes_per_ip: config.limits.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP,
+      max_sessions: config.limits.maxSessions ?? DEFAULT_MAX_SESSIONS,
+      max_handshakes: config.limits.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES,
     },
     tls: rawTls(config.tls),
     redis: rawRedis(config),

@@ -9,7 +9,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { DEFAULT_MAX_HANDSHAKES_PER_IP, MAX_SHUTDOWN_MS, MIN_IDLE_TIMEOUT_MS } from './limits.js';
+import { DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP, DEFAULT_MAX_SESSIONS, MAX_SHUTDOWN_MS, MIN_IDLE_TIMEOUT_MS } from './limits.js';
 import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, STORE_FAILURE_MODES, TLS_VERSIONS, type HostPort } from './types.js';
 import {
   MAX_STORE_DURATION_MS,
@@ -108,6 +108,14 @@ const limitsSchema = z.strictObject({
   max_new_connections_per_ip: z.number().int().min(0).max(100_000).prefault(10),
   /** Default 10, 0 = no bound. TLS handshakes in progress from one address (implicit port and STLS); more are closed before any TLS work, so a handshake flood cannot starve the event loop. */
   max_handshakes_per_ip: z.number().int().min(0).max(100_000).prefault(DEFAULT_MAX_HANDSHAKES_PER_IP),
+  /**
+   * Default 5000, 0 = no bound. Client connections open at once, from all addresses (allow-listed
+   * ones too): more are refused at TCP accept (`-ERR [SYS/TEMP]` on the STLS port, a bare close on
+   * the TLS port). Each needs two file descriptors: keep 2 × max_sessions + 64 under `ulimit -n`.
+   */
+  max_sessions: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_SESSIONS),
+  /** Default 256, 0 = no bound. TLS handshakes in progress from all addresses (implicit port and STLS); more are closed before any TLS work. */
+  max_handshakes: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_HANDSHAKES),
 });
 
 /** A DNS name a certificate is chosen for: `mail.example.org`, or `*.example.org` (one left-most label, RFC 6125 §6.4.3). */

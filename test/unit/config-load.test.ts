@@ -88,7 +88,14 @@ describe('loadConfig defaults', () => {
       clientWriteStallMs: 600_000,
       shutdownMs: 20_000,
     });
-    assert.deepEqual(config.limits, { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, maxHandshakesPerIp: 10 });
+    assert.deepEqual(config.limits, {
+      maxInvalidCommands: 5,
+      maxSessionsPerIp: 20,
+      maxNewConnectionsPerIp: 10,
+      maxHandshakesPerIp: 10,
+      maxSessions: 5_000,
+      maxHandshakes: 256,
+    });
   });
 
   it('takes state_dir from systemd STATE_DIRECTORY, else ./.state, and an explicit key over both', () => {
@@ -237,6 +244,13 @@ describe('loadConfig value checks', () => {
     assert.match(loadError([...BACKEND, '--auth-failure-delay', '2']), /^config: --auth-failure-delay "2" has no unit/);
     const file = writeYaml('backend: 127.0.0.1:110\ntimeouts:\n  pre_auth: 60\n');
     assert.match(loadError(['--config', file]), /:3: timeouts.pre_auth 60 has no unit; write it with one, e.g. "60s"$/);
+  });
+
+  it('reads the process-wide bounds from flags and the environment, 0 for none, and refuses negatives', () => {
+    const config = load([...BACKEND, '--limits-max-sessions', '2000'], { POPWARDEN_LIMITS__MAX_HANDSHAKES: '0' });
+    assert.equal(config.limits.maxSessions, 2_000);
+    assert.equal(config.limits.maxHandshakes, 0);
+    assert.equal(loadError([...BACKEND, '--limits-max-sessions=-1']), 'config: --limits-max-sessions -1 must be at least 0');
   });
 
   it('allows a zero auth failure delay', () => {
