@@ -10,7 +10,8 @@ import type { ReloadableProxy } from './app.js';
 import { runPopwarden } from './main.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
 import { startupErrorLine } from './config/startup-errors.js';
-import { SHUTDOWN_DRAIN_MS } from './config/limits.js';
+import { DEFAULT_MAX_SESSIONS, SHUTDOWN_DRAIN_MS } from './config/limits.js';
+import { descriptorWarning } from './net/descriptor-budget.js';
 import type { Config } from './config/types.js';
 import { checkConfiguredCertificate } from './net/tls-context.js';
 import { createLogger, type Logger } from './observability/log.js';
@@ -71,6 +72,12 @@ function handleStopSignals(log: Logger, drainMs: number): { started(proxy: Reloa
   };
 }
 
+/** What is worth saying about the config before it runs, but does not stop it (--check-config prints it too). */
+function startWarnings(config: Config): string[] {
+  const descriptors = descriptorWarning(config.limits.maxSessions ?? DEFAULT_MAX_SESSIONS);
+  return descriptors === undefined ? [] : [descriptors];
+}
+
 async function serve(config: Config, warnings: readonly string[], reread: () => Config): Promise<void> {
   const log = createLogger(config.logLevel);
   for (const warning of warnings) log.warn(warning);
@@ -104,7 +111,7 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`popwarden ${packageVersion()}\n`);
       return;
     case 'check':
-      for (const warning of loaded.warnings) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
+      for (const warning of [...loaded.warnings, ...startWarnings(loaded.config)]) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       process.stdout.write(`# popwarden effective configuration (secrets masked)\n${stringify(redactedConfig(loaded.config))}`);
       return;
