@@ -5,7 +5,7 @@ import { loadTlsMaterial, type TlsMaterial } from './net/tls-context.js';
 import { planReload } from './config/reload.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';
-import { DEFAULT_MAX_HANDSHAKES_PER_IP } from './config/limits.js';
+import { DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP } from './config/limits.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { backendTlsOptions } from './backend/tls-options.js';
 import { Session } from './session/session.js';
@@ -68,7 +68,11 @@ export interface ProxyDependencies {
 export async function startPopwarden(config: Config, deps: ProxyDependencies): Promise<ReloadableProxy> {
   const { log } = deps;
   const tls = TlsProvider.from(deps.tls);
-  tls.handshakes = new HandshakeLimiter(config.limits.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP);
+  tls.handshakes = new HandshakeLimiter({
+    maxPerIp: config.limits.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP,
+    maxTotal: config.limits.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES,
+    ipv6PrefixLength: config.rateLimit.ipv6PrefixLength,
+  });
   const metrics = deps.metrics ?? NO_METRICS;
   const guard = deps.guard ?? ALLOW_ALL;
   const gate = deps.gate ?? OPEN_GATE;

@@ -10,7 +10,8 @@ import type { ReloadableProxy } from './app.js';
 import { runPopwarden } from './main.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
 import { startupErrorLine } from './config/startup-errors.js';
-import { SHUTDOWN_DRAIN_MS } from './config/limits.js';
+import { DEFAULT_MAX_SESSIONS, SHUTDOWN_DRAIN_MS } from './config/limits.js';
+import { descriptorWarning } from './net/descriptor-budget.js';
 import type { Config } from './config/types.js';
 import { checkConfiguredCertificate } from './net/tls-context.js';
 import { createLogger, type Logger } from './observability/log.js';
@@ -73,8 +74,15 @@ function handleStopSignals(log: Logger, drainMs: number): { started(proxy: Reloa
   };
 }
 
-async function serve(config: Config, reread: () => Config): Promise<void> {
+/** What is worth saying about the config before it runs, but does not stop it (--check-config prints it too). */
+function startWarnings(config: Config): string[] {
+  const descriptors = descriptorWarning(config.limits.maxSessions ?? DEFAULT_MAX_SESSIONS);
+  return descriptors === undefined ? [] : [descriptors];
+}
+
+async function serve(config: Config, warnings: readonly string[], reread: () => Config): Promise<void> {
   const log = createLogger(config.logLevel);
+  for (const warning of warnings) log.warn(warning);
   const signals = handleStopSignals(log, config.timeouts.shutdownMs ?? SHUTDOWN_DRAIN_MS);
   signals.started(await runPopwarden(config, log, { loadConfig: reread }));
 }
@@ -109,6 +117,7 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`popwarden ${packageVersion()}\n`);
       return;
     case 'check': {
+      for (const warning of [...loaded.warnings, ...startWarnings(loaded.config)]) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       process.stdout.write(`# popwarden effective configuration (secrets masked)\n${stringify(redactedConfig(loaded.config))}`);
       // A backend certificate popwarden would refuse at every login is a configuration error too.
@@ -120,7 +129,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'run':
-      await serve(loaded.config, () => rereadConfig(argv, process.env));
+      await serve(loaded.config, loaded.warnings, () => rereadConfig(argv, process.env));
       return;
   }
 }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 import type { Logger } from '../observability/log.js';
+import { checkStateFile, ensureStateDir } from '../config/state-dir.js';
 
 export const CERT_FILE_NAME = 'cert.pem';
 export const KEY_FILE_NAME = 'key.pem';
@@ -137,6 +138,8 @@ export async function ensureSelfSigned(
 ): Promise<SelfSignedFiles> {
   const certFile = join(stateDir, CERT_FILE_NAME);
   const keyFile = join(stateDir, KEY_FILE_NAME);
+  ensureStateDir(stateDir);
+  for (const file of [certFile, keyFile]) checkStateFile(file);
   const existing = await inspectExistingPair(certFile, keyFile, now);
   let cert: X509Certificate;
   if (existing.usable) {

@@ -64,3 +64,24 @@ export const MAX_SHUTDOWN_MS = 50_000;
 
 /** Default of limits.max_handshakes_per_ip: TLS handshakes in progress from one address. */
 export const DEFAULT_MAX_HANDSHAKES_PER_IP = 10;
+
+/**
+ * Default of limits.max_sessions: client connections open at once, the whole process. A proxied
+ * session holds two file descriptors (client and backend), so the bound needs
+ * 2 × max_sessions + DESCRIPTOR_RESERVE descriptors: 10,064 for 5,000. Node raises its soft
+ * `ulimit -n` to the hard limit at start; systemd's hard default is 524,288, a login shell's is
+ * often 1,048,576 or as low as 4,096. Without this bound, the limit popwarden runs into is the
+ * descriptor limit, where accept() fails with EMFILE and clients are dropped without a word.
+ */
+export const DEFAULT_MAX_SESSIONS = 5_000;
+
+/**
+ * Default of limits.max_handshakes: TLS handshakes in progress, the whole process. A handshake
+ * costs a private-key operation (about 1 ms of CPU for RSA-2048); 256 in flight at a round trip of
+ * 100 ms is over 2,500 handshakes a second, more than a core signs, so the bound does not hold
+ * back a load the CPU could serve while it bounds the memory of stalled handshakes.
+ */
+export const DEFAULT_MAX_HANDSHAKES = 256;
+
+/** Descriptors that are not sessions: stdio, listeners, Redis, the metrics server, files, libuv's own. */
+export const DESCRIPTOR_RESERVE = 64;

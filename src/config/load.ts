@@ -10,7 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
 import { CONFIG_KEYS, DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, ENV_PREFIX, configSchema, knownKeysAt, type ConfigKey, type ParsedConfig, type RawConfig } from './schema.js';
-import { BACKEND_AUTH_TIMEOUT_MS, DEFAULT_MAX_HANDSHAKES_PER_IP, SHUTDOWN_DRAIN_MS } from './limits.js';
+import { BACKEND_AUTH_TIMEOUT_MS, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP, DEFAULT_MAX_SESSIONS, SHUTDOWN_DRAIN_MS } from './limits.js';
 import type { Config, HostPort, LimiterPolicy, ListenerConfig, ListenerKind, RedisTarget } from './types.js';
 import { formatDuration, formatHostPort } from './values.js';
 
@@ -31,6 +31,8 @@ export type LoadResult =
       readonly action: 'run' | 'check';
       readonly config: Config;
       readonly configFile: string | undefined;
+      /** One line each, for the log (or stderr with --check-config): things ignored, not refused. */
+      readonly warnings: readonly string[];
     };
 
 /** Where a key's value came from, so an error can point at the thing the user typed. */
@@ -201,22 +203,49 @@ function readCommandLine(argv: readonly string[]): CommandLine {
 // ---------------------------------------------------------------------------------------------
 // Environment
 
-function readEnvironment(env: NodeJS.ProcessEnv): Map<ConfigKey, unknown> {
+/**
+ * What Kubernetes injects for a Service named popwarden (enableServiceLinks, on by default):
+ * POPWARDEN_SERVICE_HOST, POPWARDEN_SERVICE_PORT[_NAME], POPWARDEN_PORT[_995_TCP[_PROTO|_PORT|_ADDR]].
+ */
+const KUBERNETES_SERVICE_VARIABLE = new RegExp(`^${ENV_PREFIX}(SERVICE_HOST|SERVICE_PORT(_\\w+)?|PORT(_\\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`);
+
+interface Environment {
+  readonly values: Map<ConfigKey, unknown>;
+  readonly warnings: string[];
+}
+
+/**
+ * The POPWARDEN_* variables that name config keys. Unknown ones are ignored with a warning, not
+ * refused as unknown flags and keys are: the environment is shared with the platform (Kubernetes
+ * service links) and with wrapper scripts, which use the prefix for their own settings.
+ */
+function readEnvironment(env: NodeJS.ProcessEnv): Environment {
   const byName = new Map(CONFIG_KEYS.map((key) => [key.env, key]));
   const values = new Map<ConfigKey, unknown>();
-  for (const [name, text] of Object.entries(env)) {
+  const warnings: string[] = [];
+  const kubernetes: string[] = [];
+  for (const [name, text] of Object.entries(env).sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (!name.startsWith(ENV_PREFIX) || text === undefined) continue;
     const key = byName.get(name);
-    if (key === undefined) {
-      if (name === `${ENV_PREFIX}CONFIG`) fail(`${name} is not supported; give the config file with --config FILE`);
+    if (key !== undefined) {
+      values.set(key, envValue(key, name, text));
+    } else if (name === `${ENV_PREFIX}CONFIG`) {
+      // Ignoring it would serve without the file its author meant; that is worth a refusal.
+      fail(`${name} is not supported; give the config file with --config FILE`);
+    } else if (KUBERNETES_SERVICE_VARIABLE.test(name)) {
+      kubernetes.push(name);
+    } else {
       // Compared without the shared prefix, which would otherwise make every name look "close".
       const suggestion = closest(name.slice(ENV_PREFIX.length), [...byName.keys()].map((known) => known.slice(ENV_PREFIX.length)));
-      fail(`unknown environment variable ${name}; ${hint(suggestion && ENV_PREFIX + suggestion, 'unset it (popwarden --help lists the known ones)')}`);
-    } else {
-      values.set(key, envValue(key, name, text));
+      warnings.push(`ignoring unknown environment variable ${name}; ${hint(suggestion && ENV_PREFIX + suggestion, 'unset it if it was meant for popwarden (popwarden --help lists the known ones)')}`);
     }
   }
-  return values;
+  if (kubernetes.length > 0) {
+    warnings.unshift(
+      `ignoring ${kubernetes.join(', ')}: Kubernetes service variables, not settings (enableServiceLinks: false in the pod spec drops them)`,
+    );
+  }
+  return { values, warnings };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -446,6 +475,8 @@ function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
       maxSessionsPerIp: parsed.limits.max_sessions_per_ip,
       maxNewConnectionsPerIp: parsed.limits.max_new_connections_per_ip,
       maxHandshakesPerIp: parsed.limits.max_handshakes_per_ip,
+      maxSessions: parsed.limits.max_sessions,
+      maxHandshakes: parsed.limits.max_handshakes,
     },
     logLevel: parsed.log_level,
     metrics: {
@@ -511,9 +542,23 @@ function rawRedis(config: Config): NonNullable<RawConfig['redis']> {
   };
 }
 
-/** A Redis URL with its password (if any) masked, for --check-config and logs. */
+/**
+ * A Redis URL with its password (if any) masked, for --check-config and logs. The userinfo is cut
+ * where the URL parser ioredis uses (WHATWG) cuts it: at the LAST "@" before the path, so a
+ * password containing "@" is masked whole. Userinfo without a colon is masked whole too: by the
+ * grammar it is a username, but it is where a password lands when the leading ":" is forgotten.
+ */
 export function redactRedisUrl(url: string): string {
-  return url.replace(/^(rediss?:\/\/)([^@/]*?):([^@/]*)@/, (_all, scheme: string, user: string) => `${scheme}${user}:${REDACTED}@`);
+  const scheme = /^rediss?:\/\//.exec(url)?.[0];
+  if (scheme === undefined) return url;
+  const authorityEnd = url.slice(scheme.length).search(/[/?#]/);
+  const authority = authorityEnd === -1 ? url.slice(scheme.length) : url.slice(scheme.length, scheme.length + authorityEnd);
+  const at = authority.lastIndexOf('@');
+  if (at === -1) return url;
+  const userinfo = authority.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  const shown = colon === -1 ? REDACTED : `${userinfo.slice(0, colon)}:${REDACTED}`;
+  return `${scheme}${shown}${url.slice(scheme.length + at)}`;
 }
 
 function rawTls(tls: Config['tls']): NonNullable<RawConfig['tls']> {
@@ -565,6 +610,8 @@ function toRawConfig(config: Config): RawConfig {
       max_sessions_per_ip: config.limits.maxSessionsPerIp,
       max_new_connections_per_ip: config.limits.maxNewConnectionsPerIp,
       max_handshakes_per_ip: config.limits.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP,
+      max_sessions: config.limits.maxSessions ?? DEFAULT_MAX_SESSIONS,
+      max_handshakes: config.limits.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES,
     },
     tls: rawTls(config.tls),
     redis: rawRedis(config),
@@ -677,7 +724,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): LoadResult {
   if (commandLine.help) return { action: 'help' };
   if (commandLine.version) return { action: 'version' };
 
-  const fromEnv = readEnvironment(env);
+  const environment = readEnvironment(env);
+  const fromEnv = environment.values;
   const file = commandLine.configFile === undefined ? undefined : readConfigFile(commandLine.configFile);
   const raw: Record<string, unknown> = structuredClone(file?.data ?? {});
   const sources = new Map<string, Source>();
@@ -694,7 +742,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): LoadResult {
 
   const config = deepFreeze(toRuntimeConfig(validate(raw, sources, file), env));
   checkReferencedFiles(config);
-  return { action: commandLine.check ? 'check' : 'run', config, configFile: file?.path };
+  return { action: commandLine.check ? 'check' : 'run', config, configFile: file?.path, warnings: environment.warnings };
 }
 
 function placeholder(key: ConfigKey): string {
@@ -739,7 +787,7 @@ export function usage(): string {
     '      --version                              print the version',
     '',
     'Every config key is also a flag and an environment variable (precedence: flag > env > file > default).',
-    'Durations need a unit: 500ms, 2s, 10m, 1h. Addresses are HOST:PORT, IPv6 as [::1]:995.',
+    'Durations need a unit: 500ms, 2s, 10m, 1h (only a bare 0 needs none). Addresses are HOST:PORT, IPv6 as [::1]:995.',
     '',
     ...lines,
     '',

@@ -7,7 +7,7 @@
  * limits.max_invalid_commands; the health probe follows a changed backend. Settings bound to
  * something built once at startup keep their old value and are logged as needing a restart: the
  * listener addresses, the metrics endpoint and probe interval, state_dir, log_level, Redis and the
- * rate limits, and the per-IP connection and handshake bounds (enforced at accept).
+ * rate limits, and the connection and handshake bounds, per IP and for the process (enforced at accept).
  */
 import type { Config } from './types.js';
 
@@ -22,6 +22,8 @@ const RESTART_ONLY: readonly (readonly [string, (config: Config) => unknown])[] 
   ['limits.max_sessions_per_ip', (c) => c.limits.maxSessionsPerIp],
   ['limits.max_new_connections_per_ip', (c) => c.limits.maxNewConnectionsPerIp],
   ['limits.max_handshakes_per_ip', (c) => c.limits.maxHandshakesPerIp],
+  ['limits.max_sessions', (c) => c.limits.maxSessions],
+  ['limits.max_handshakes', (c) => c.limits.maxHandshakes],
   ['tls.watch_files', (c) => c.tls.watchFiles],
   ['timeouts.tls_handshake (implicit-TLS port)', (c) => c.timeouts.tlsHandshakeMs],
   ['timeouts.shutdown', (c) => c.timeouts.shutdownMs],
@@ -52,6 +54,8 @@ export function planReload(running: Config, next: Config): ReloadPlan {
       maxSessionsPerIp: running.limits.maxSessionsPerIp,
       maxNewConnectionsPerIp: running.limits.maxNewConnectionsPerIp,
       ...(running.limits.maxHandshakesPerIp === undefined ? {} : { maxHandshakesPerIp: running.limits.maxHandshakesPerIp }),
+      ...(running.limits.maxSessions === undefined ? {} : { maxSessions: running.limits.maxSessions }),
+      ...(running.limits.maxHandshakes === undefined ? {} : { maxHandshakes: running.limits.maxHandshakes }),
     },
     tls: { ...next.tls, ...(running.tls.watchFiles === undefined ? {} : { watchFiles: running.tls.watchFiles }) },
     // The STLS handshake deadline follows the new value; the implicit port's was fixed at bind.

@@ -9,7 +9,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { DEFAULT_MAX_HANDSHAKES_PER_IP, MAX_SHUTDOWN_MS, MIN_IDLE_TIMEOUT_MS } from './limits.js';
+import { DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP, DEFAULT_MAX_SESSIONS, MAX_SHUTDOWN_MS, MIN_IDLE_TIMEOUT_MS } from './limits.js';
 import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, STORE_FAILURE_MODES, TLS_VERSIONS, type HostPort } from './types.js';
 import {
   MAX_STORE_DURATION_MS,
@@ -34,14 +34,15 @@ function parsedString<T>(parse: (text: string) => Parsed<T>) {
 
 /**
  * A duration with a unit, as milliseconds. YAML turns `idle: 600` into a number before we see
- * it, so the "no unit" hint is given for numbers too, not only for the string "600".
+ * it, so the "no unit" hint is given for numbers too, not only for the string "600"; the number
+ * 0 is read as the text "0", which needs no unit.
  */
 function duration(maxMs?: number) {
   const text = z.string({
     error: (issue) =>
       typeof issue.input === 'number' ? `has no unit; write it with one, e.g. "${issue.input}s"` : undefined,
   });
-  return text.pipe(parsedString((value) => parseDuration(value, maxMs)));
+  return z.preprocess((value) => (value === 0 ? '0' : value), text.pipe(parsedString((value) => parseDuration(value, maxMs))));
 }
 
 /** A TTL in the rate-limit store: never a timer, so it may be longer than Node's 24-day timer limit. */
@@ -113,6 +114,14 @@ const limitsSchema = z.strictObject({
   max_new_connections_per_ip: z.number().int().min(0).max(100_000).prefault(10),
   /** Default 10, 0 = no bound. TLS handshakes in progress from one address (implicit port and STLS); more are closed before any TLS work, so a handshake flood cannot starve the event loop. */
   max_handshakes_per_ip: z.number().int().min(0).max(100_000).prefault(DEFAULT_MAX_HANDSHAKES_PER_IP),
+  /**
+   * Default 5000, 0 = no bound. Client connections open at once, from all addresses (allow-listed
+   * ones too): more are refused at TCP accept (`-ERR [SYS/TEMP]` on the STLS port, a bare close on
+   * the TLS port). Each needs two file descriptors: keep 2 × max_sessions + 64 under `ulimit -n`.
+   */
+  max_sessions: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_SESSIONS),
+  /** Default 256, 0 = no bound. TLS handshakes in progress from all addresses (implicit port and STLS); more are closed before any TLS work. */
+  max_handshakes: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_HANDSHAKES),
 });
 
 /** A DNS name a certificate is chosen for: `mail.example.org`, or `*.example.org` (one left-most label, RFC 6125 §6.4.3). */
@@ -261,7 +270,7 @@ export const configSchema = z
     key: filePath.optional(),
     /** Certificates by server name (SNI), PKCS#12, protocol policy, session tickets and reload. */
     tls: tlsSchema.prefault({}),
-    /** Default $STATE_DIRECTORY (set by systemd's StateDirectory=) else ./.state. Holds the first-run self-signed certificate. */
+    /** Default $STATE_DIRECTORY (set by systemd's StateDirectory=) else ./.state. Holds the first-run self-signed certificate and the generated HMAC key; refused when another user owns it or group/others may write it (config/state-dir.ts). */
     state_dir: z.string().min(1).optional(),
     /** Default "popwarden ready". popwarden's own greeting text (the backend banner is never shown): printable ASCII, no `<` or `>`, at most 200 characters. */
     greeting: z

@@ -87,6 +87,10 @@ export interface LimitsConfig {
   readonly maxNewConnectionsPerIp: number;
   /** TLS handshakes in progress from one client address (implicit and STLS); 0 = no bound. Default 10. */
   readonly maxHandshakesPerIp?: number;
+  /** Client connections open at once, the whole process; 0 = no bound. Default 5,000. */
+  readonly maxSessions?: number;
+  /** TLS handshakes in progress, the whole process; 0 = no bound. Default 256. */
+  readonly maxHandshakes?: number;
 }
 
 /** What the failed-login guard does when its Redis store fails or is too slow. */

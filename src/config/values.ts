@@ -29,11 +29,13 @@ const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 export const MAX_STORE_DURATION_MS = 3650 * 86_400_000;
 
 /**
- * "500ms", "2s", "10m", "1h", "30d" to milliseconds. A bare number is refused even when it is 0: the
- * reader of a config file cannot tell whether "600" meant seconds or milliseconds, and neither can we.
+ * "500ms", "2s", "10m", "1h", "30d" to milliseconds, and a bare "0" (zero is zero in every unit, as
+ * `--help` promises for "0 allowed" keys). Any other bare number is refused: the reader of a config
+ * file cannot tell whether "600" meant seconds or milliseconds, and neither can we.
  * `maxMs` is MAX_DURATION_MS for anything that becomes a timer; store TTLs pass MAX_STORE_DURATION_MS.
  */
 export function parseDuration(text: string, maxMs: number = MAX_DURATION_MS): Parsed<number> {
+  if (text === '0') return ok(0);
   const match = DURATION.exec(text);
   if (match === null) {
     if (/^\d+(\.\d+)?$/.test(text)) return fail(`has no unit; write it with one, e.g. "${text}s" or "${text}ms"`);

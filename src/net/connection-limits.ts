@@ -1,8 +1,9 @@
 /**
- * The ConnectionGate popwarden runs with: the deny list, concurrent sessions per address and new
- * connections per address per second, decided synchronously at TCP accept before any TLS work
- * (STYLE lesson 7, X-02, X-03). Addresses are counted as the rate limiter keys them (IPv6 by its
- * /64), so a client cannot dodge the bound by rotating addresses inside its own network.
+ * The ConnectionGate popwarden runs with: the deny list, concurrent sessions per address, new
+ * connections per address per second and concurrent sessions in the whole process, decided
+ * synchronously at TCP accept before any TLS work (STYLE lesson 7, X-02, X-03). Addresses are
+ * counted as the rate limiter keys them (IPv6 by its /64), so a client cannot dodge the bound by
+ * rotating addresses inside its own network.
  */
 import type { Admission, ConnectionGate } from './connection-gate.js';
 import type { CidrList } from '../auth/rate-limit/cidr.js';
@@ -13,6 +14,11 @@ export interface ConnectionLimitsOptions {
   readonly maxSessionsPerIp: number;
   /** New connections per address per second; 0 = no bound. */
   readonly maxNewConnectionsPerIp: number;
+  /**
+   * Sessions open at once from all addresses, allow-listed ones included (the file descriptors they
+   * hold are the process's either way); 0 or absent = no bound.
+   */
+  readonly maxSessions?: number;
   readonly ipv6PrefixLength: number;
   readonly allow: CidrList;
   readonly deny: CidrList;
@@ -30,6 +36,8 @@ export class ConnectionLimits implements ConnectionGate {
   /** Connections in the current one-second window per address key (fixed window: cheap, no timers). */
   #window = new Map<string, number>();
   #windowStart = 0;
+  /** Open sessions from every address. */
+  #total = 0;
 
   constructor(options: ConnectionLimitsOptions) {
     this.#options = options;
@@ -37,9 +45,30 @@ export class ConnectionLimits implements ConnectionGate {
   }
 
   admit(ip: string): Admission {
-    const { allow, deny, maxSessionsPerIp, maxNewConnectionsPerIp, ipv6PrefixLength } = this.#options;
+    const { allow, deny, maxSessions = 0 } = this.#options;
     if (deny.has(ip)) return { kind: 'refused', reason: 'denied' };
-    if (allow.has(ip)) return { kind: 'admitted', release: () => undefined };
+    const perIp = allow.has(ip) ? undefined : this.#admitPerIp(ip);
+    if (perIp?.kind === 'refused') return perIp;
+    if (maxSessions > 0 && this.#total >= maxSessions) {
+      perIp?.release();
+      return { kind: 'refused', reason: 'max_sessions' };
+    }
+    this.#total += 1;
+    let released = false;
+    return {
+      kind: 'admitted',
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#total -= 1;
+        perIp?.release();
+      },
+    };
+  }
+
+  /** The per-address bounds; an admission here holds a place in the address's count until released. */
+  #admitPerIp(ip: string): Admission {
+    const { maxSessionsPerIp, maxNewConnectionsPerIp, ipv6PrefixLength } = this.#options;
     const key = ipKey(ip, ipv6PrefixLength);
 
     const now = this.#now();
@@ -55,12 +84,9 @@ export class ConnectionLimits implements ConnectionGate {
     const open = this.#open.get(key) ?? 0;
     if (maxSessionsPerIp > 0 && open >= maxSessionsPerIp) return { kind: 'refused', reason: 'too_many_sessions' };
     this.#open.set(key, open + 1);
-    let released = false;
     return {
       kind: 'admitted',
       release: () => {
-        if (released) return;
-        released = true;
         const left = (this.#open.get(key) ?? 1) - 1;
         if (left <= 0) this.#open.delete(key);
         else this.#open.set(key, left);
@@ -68,8 +94,8 @@ export class ConnectionLimits implements ConnectionGate {
     };
   }
 
-  /** Open sessions from an address key (for tests and diagnostics). */
-  openSessions(ip: string): number {
-    return this.#open.get(ipKey(ip, this.#options.ipv6PrefixLength)) ?? 0;
+  /** Open sessions from an address's key, or from all addresses (for tests and diagnostics). */
+  openSessions(ip?: string): number {
+    return ip === undefined ? this.#total : (this.#open.get(ipKey(ip, this.#options.ipv6PrefixLength)) ?? 0);
   }
 }

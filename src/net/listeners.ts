@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { ListenerConfig } from '../config/types.js';
 import type { TlsProvider } from './tls-provider.js';
 import type { Logger } from '../observability/log.js';
-import type { Metrics } from '../observability/metrics.js';
+import type { ConnectionRefusal, Metrics } from '../observability/metrics.js';
 import type { ConnectionGate } from './connection-gate.js';
 import { normaliseAddress } from './addresses.js';
 import { POP3_ALPN } from './starttls.js';
@@ -37,7 +37,28 @@ const handshakeSeconds = (socket: Socket): number =>
   (performance.now() - (acceptedAt.get(peerKey(socket)) ?? performance.now())) / 1000;
 
 /**
- * Binds one listener. Every TCP connection first passes the gate (deny list, per-IP bounds)
+ * What a refused client is told. The process-wide bounds and the handshake bounds close the
+ * connection without a byte on the implicit-TLS port, where the client waits for a ServerHello and
+ * a POP3 line would only be a TLS error; there is nothing to spend under load. The per-address
+ * refusals keep their `-ERR` line on both ports, for the people who debug with openssl s_client.
+ */
+function refusalReply(kind: ListenerConfig['kind'], reason: ConnectionRefusal): string | undefined {
+  switch (reason) {
+    case 'denied':
+      return Reply.connectionDenied;
+    case 'too_many_sessions':
+    case 'too_many_connections':
+      return Reply.tooManyConnections;
+    case 'max_sessions':
+      return kind === 'tls' ? undefined : Reply.serverBusy;
+    case 'too_many_handshakes':
+    case 'max_handshakes':
+      return undefined;
+  }
+}
+
+/**
+ * Binds one listener. Every TCP connection first passes the gate (deny list, per-IP and process bounds)
  * before any TLS or POP3 work. Implicit-TLS listeners hand over sockets after the handshake
  * (popwarden's greeting follows it, RFC 8314 §3); STLS listeners hand over the plain socket.
  * Rejects with the bind error (EADDRINUSE, EACCES) so startup can fail as a whole.
@@ -60,29 +81,31 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
         createPlainServer({ allowHalfOpen: true });
 
   // 'connection' is the raw TCP socket, on TLS servers too: the place to refuse cheaply.
-  server.on('connection', (socket: Socket) => {
-    const admission = gate.admit(normaliseAddress(socket.remoteAddress ?? ''));
-    if (admission.kind === 'refused') {
-      metrics.connectionRefused(config.name, admission.reason);
-      log.info({ listener: config.name, peer: socket.remoteAddress, reason: admission.reason }, 'connection refused');
-      socket.on('error', () => undefined);
-      socket.end(line(admission.reason === 'denied' ? Reply.connectionDenied : Reply.tooManyConnections));
-      socket.destroySoon();
+  const refuse = (socket: Socket, reason: ConnectionRefusal): void => {
+    metrics.connectionRefused(config.name, reason);
+    log.info({ listener: config.name, peer: socket.remoteAddress, reason }, 'connection refused');
+    socket.on('error', () => undefined);
+    const reply = refusalReply(config.kind, reason);
+    if (reply === undefined) {
+      socket.destroy();
       return;
     }
+    socket.end(line(reply));
+    socket.destroySoon();
+  };
+  server.on('connection', (socket: Socket) => {
+    const address = normaliseAddress(socket.remoteAddress ?? '');
+    const admission = gate.admit(address);
+    if (admission.kind === 'refused') return refuse(socket, admission.reason);
     const key = peerKey(socket);
     if (config.kind === 'tls') {
-      const release = tls.handshakes.begin(normaliseAddress(socket.remoteAddress ?? ''));
-      if (release === undefined) {
+      const handshake = tls.handshakes.admit(address);
+      if (handshake.kind === 'refused') {
         admission.release();
-        metrics.connectionRefused(config.name, 'too_many_connections');
-        log.info({ listener: config.name, peer: socket.remoteAddress, reason: 'too_many_handshakes' }, 'connection refused');
-        // Before any TLS work, and without a POP3 reply: the client expects a ServerHello.
-        socket.destroy();
-        return;
+        return refuse(socket, handshake.reason);
       }
-      handshaking.set(key, release);
-      socket.once('close', release);
+      handshaking.set(key, handshake.release);
+      socket.once('close', handshake.release);
     }
     acceptedAt.set(key, performance.now());
     socket.once('close', () => {

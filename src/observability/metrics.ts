@@ -13,7 +13,18 @@ export type LoginResult = 'success' | 'failure' | 'blocked' | 'backend_error';
 export type RelayDirection = 'to_client' | 'to_backend';
 /** The limiter that blocked a login or a connection. */
 export type LimiterName = 'user_ip' | 'ip' | 'user' | 'store_unavailable';
-export type ConnectionRefusal = 'denied' | 'too_many_sessions' | 'too_many_connections';
+/**
+ * Why a connection was turned away at accept: the deny list, a per-address bound (sessions, new
+ * connections per second, TLS handshakes in progress), or a bound of the whole process, named
+ * after its key (limits.max_sessions, limits.max_handshakes).
+ */
+export type ConnectionRefusal =
+  | 'denied'
+  | 'too_many_sessions'
+  | 'too_many_connections'
+  | 'too_many_handshakes'
+  | 'max_sessions'
+  | 'max_handshakes';
 
 export interface Metrics {
   /** A client connected (before any TLS work). */

@@ -44,7 +44,9 @@ export const CLIENT_MECHANISMS = ['user', 'plain', 'login', 'apop', 'cram-md5'] 
 export const BACKEND_MECHANISMS = ['cram-md5', 'apop', 'plain', 'login', 'user'] as const;
 const LOGIN_RESULTS: readonly LoginResult[] = ['success', 'failure', 'blocked', 'backend_error'];
 const LIMITERS: readonly LimiterName[] = ['user_ip', 'ip', 'user', 'store_unavailable'];
-const REFUSALS: readonly ConnectionRefusal[] = ['denied', 'too_many_sessions', 'too_many_connections'];
+const REFUSALS: readonly ConnectionRefusal[] = [
+  'denied', 'too_many_sessions', 'too_many_connections', 'too_many_handshakes', 'max_sessions', 'max_handshakes',
+];
 const HANDSHAKE_RESULTS: readonly TlsHandshakeResult[] = ['success', 'failure', 'timeout'];
 const DIRECTIONS: readonly RelayDirection[] = ['to_client', 'to_backend'];
 

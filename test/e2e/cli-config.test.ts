@@ -5,7 +5,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,9 +103,11 @@ describe('popwarden CLI: configuration errors', () => {
     assert.equal(line, 'popwarden: config: unknown flag --listen-tsl; did you mean --listen-tls?');
   });
 
-  it('an unknown POPWARDEN_ variable: exit 1', async () => {
-    const line = assertOneLineFailure(await runCli(BACKEND, { env: { POPWARDEN_BACKEND_PORT: '110' } }));
-    assert.match(line, /unknown environment variable POPWARDEN_BACKEND_PORT/);
+  it('an unknown POPWARDEN_ variable is not an error: a warning on stderr, and the config is used', async () => {
+    const run = await runCli([...BACKEND, '--check-config'], { env: { POPWARDEN_BACKEND_PORT: '110', POPWARDEN_GREETING: 'from env' } });
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /^popwarden: WARNING: ignoring unknown environment variable POPWARDEN_BACKEND_PORT; did you mean POPWARDEN_BACKEND_\w+\?\n$/);
+    assert.equal((parse(run.stdout) as Record<string, unknown>)['greeting'], 'from env');
   });
 });
 
@@ -124,6 +126,13 @@ describe('popwarden CLI: --check-config', () => {
     assert.deepEqual(printed['listen_stls'], []);
     assert.equal(printed['greeting'], 'hello from env');
     assert.deepEqual((printed['timeouts'] as Record<string, unknown>)['idle'], '20m');
+  });
+
+  it('prints a Redis password that contains @ masked whole', async () => {
+    const run = await runCli([...BACKEND, '--redis-url', 'redis://:pass@dor@127.0.0.1:6390', '--check-config']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((parse(run.stdout) as { redis: { url: string } }).redis.url, 'redis://:********@127.0.0.1:6390');
+    assert.ok(!run.stdout.includes('dor'), run.stdout);
   });
 
   it('fails when cert or key cannot be read', async () => {
@@ -176,6 +185,21 @@ describe('popwarden CLI: startup and shutdown', () => {
     assert.equal(line, `popwarden: cannot listen on 127.0.0.1:${port}: address already in use; stop whatever holds it or change listen_tls/listen_stls`);
   });
 
+  it('a world-writable ./.state with a planted certificate: exit 1, one line naming it and the fix', async () => {
+    const state = join(dir, '.state');
+    mkdirSync(state);
+    chmodSync(state, 0o777);
+    const planted = await generateSelfSigned(['planted.example']);
+    writeFileSync(join(state, 'cert.pem'), planted.certPem);
+    writeFileSync(join(state, 'key.pem'), planted.keyPem, { mode: 0o600 });
+    try {
+      const line = assertOneLineFailure(await runCli([...BACKEND, '--listen-tls', '127.0.0.1:0', '--listen-stls', '']));
+      assert.equal(line, `popwarden: state_dir ${state} is writable by group or others (mode 0777); check what is in it, then chmod 700 ${state}`);
+    } finally {
+      rmSync(state, { recursive: true, force: true });
+    }
+  });
+
   it('a stop signal during startup (while the certificate is generated) still ends in an orderly exit 0', async () => {
     let signalled = false;
     const run = await runCli([...BACKEND, '--state-dir', join(dir, 'state-early'), '--listen-tls', '127.0.0.1:0', '--listen-stls', ''], {
@@ -192,10 +216,11 @@ describe('popwarden CLI: startup and shutdown', () => {
     assert.match(run.stdout, /"msg":"stopped"/);
   });
 
-  it('serves, then stops on SIGTERM with exit 0', async () => {
+  it('serves, then stops on SIGTERM with exit 0 (Kubernetes service variables in the environment only warn)', async () => {
     let listeningPort: number | undefined;
     let probed: Promise<void> | undefined;
     const run = await runCli([...BACKEND, '--state-dir', join(dir, 'state-run'), '--listen-tls', '127.0.0.1:0', '--listen-stls', ''], {
+      env: { POPWARDEN_PORT: 'tcp://10.0.0.7:995', POPWARDEN_SERVICE_HOST: '10.0.0.7', POPWARDEN_SERVICE_PORT: '995' },
       onStdout(text, child) {
         const match = /"address":"127\.0\.0\.1:(\d+)","msg":"listening"/.exec(text);
         if (match === null || listeningPort !== undefined) return;
@@ -216,6 +241,7 @@ describe('popwarden CLI: startup and shutdown', () => {
     assert.equal(run.code, 0, `signal ${run.signal}; stdout: ${run.stdout}; stderr: ${run.stderr}`);
     assert.equal(run.stderr, '');
     assert.match(run.stdout, /USING A SELF-SIGNED CERTIFICATE/);
+    assert.match(run.stdout, /"level":"warn".*"msg":"ignoring POPWARDEN_PORT, POPWARDEN_SERVICE_HOST, POPWARDEN_SERVICE_PORT: Kubernetes service variables/);
     assert.match(run.stdout, /"signal":"SIGTERM","msg":"stopping"/);
     assert.match(run.stdout, /"msg":"stopped"/);
   });

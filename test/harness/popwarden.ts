@@ -42,6 +42,17 @@ export function testCertificate(): TestCertificate {
   return cachedCertificate;
 }
 
+let cachedStateDir: string | undefined;
+
+/**
+ * One private state directory per test process (the generated HMAC key lands there). Not tmpdir()
+ * itself: popwarden refuses a state directory that others may write, as /tmp is.
+ */
+export function testStateDir(): string {
+  cachedStateDir ??= mkdtempSync(join(tmpdir(), 'popwarden-state-'));
+  return cachedStateDir;
+}
+
 /** TLS material for tests, built the way production builds it once tls-context lands. */
 export function testTlsMaterial(cert = testCertificate()): TlsMaterial {
   const options = { cert: readFileSync(cert.certFile), key: readFileSync(cert.keyFile), minVersion: 'TLSv1.2' as const };
@@ -96,7 +107,7 @@ export function testConfig(overrides: ProxyOverrides): Config {
       ...overrides.backend,
     },
     tls: { certFile: undefined, keyFile: undefined },
-    stateDir: overrides.stateDir ?? tmpdir(),
+    stateDir: overrides.stateDir ?? testStateDir(),
     greeting: overrides.greeting ?? 'popwarden test ready',
     authFailureDelayMs: overrides.authFailureDelayMs ?? 0,
     timeouts: {

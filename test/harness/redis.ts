@@ -15,7 +15,7 @@ import type { FakeBackend } from './fake-backend.js';
 import { startTestProxy, testConfig, type TestProxy } from './popwarden.js';
 import { RawClient } from './raw-client.js';
 import { createProtection, type Protection } from '../../src/auth/protection.js';
-import type { RateLimitConfig, RedisTarget } from '../../src/config/types.js';
+import type { LimitsConfig, RateLimitConfig, RedisTarget } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { NO_METRICS, type Metrics } from '../../src/observability/metrics.js';
 
@@ -147,7 +147,7 @@ export interface Protected {
 /** popwarden in front of `backend`, with the protection createProtection builds from this config. */
 export async function startProtected(
   backend: FakeBackend,
-  options: { redis?: RedisTarget; rateLimit?: Partial<RateLimitConfig>; limits?: { maxSessionsPerIp?: number; maxNewConnectionsPerIp?: number }; commandTimeoutMs?: number; authFailureDelayMs?: number; metrics?: Metrics } = {},
+  options: { redis?: RedisTarget; rateLimit?: Partial<RateLimitConfig>; limits?: Partial<LimitsConfig>; commandTimeoutMs?: number; authFailureDelayMs?: number; metrics?: Metrics } = {},
 ): Promise<Protected> {
   const base = testConfig({ backend: { host: backend.host, port: backend.port } });
   const config = {

@@ -89,7 +89,14 @@ describe('loadConfig defaults', () => {
       clientWriteStallMs: 600_000,
       shutdownMs: 20_000,
     });
-    assert.deepEqual(config.limits, { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, maxHandshakesPerIp: 10 });
+    assert.deepEqual(config.limits, {
+      maxInvalidCommands: 5,
+      maxSessionsPerIp: 20,
+      maxNewConnectionsPerIp: 10,
+      maxHandshakesPerIp: 10,
+      maxSessions: 5_000,
+      maxHandshakes: 256,
+    });
   });
 
   it('takes state_dir from systemd STATE_DIRECTORY, else ./.state, and an explicit key over both', () => {
@@ -179,15 +186,42 @@ describe('loadConfig unknown names', () => {
     assert.match(loadError([...BACKEND, 'stray']), /unexpected argument "stray"/);
   });
 
-  it('rejects an unknown POPWARDEN_ environment variable, with a hint when close', () => {
-    assert.equal(
-      loadError(BACKEND, { POPWARDEN_BACKEND_TLS_INSECUR: '1' }),
-      'config: unknown environment variable POPWARDEN_BACKEND_TLS_INSECUR; did you mean POPWARDEN_BACKEND_TLS_INSECURE?',
-    );
-    assert.match(loadError(BACKEND, { POPWARDEN_WHATEVER_ELSE_ENTIRELY: 'x' }), /unknown environment variable POPWARDEN_WHATEVER_ELSE_ENTIRELY; unset it/);
-    assert.match(loadError(BACKEND, { POPWARDEN_TIMEOUTS_IDLE: '10m' }), /did you mean POPWARDEN_TIMEOUTS__IDLE\?$/);
+  it('ignores an unknown POPWARDEN_ environment variable with a warning, with a hint when close', () => {
+    const warningsFor = (env: NodeJS.ProcessEnv): readonly string[] => {
+      const result = loadConfig(BACKEND, env);
+      assert.ok(result.action === 'run', result.action);
+      return result.warnings;
+    };
+    assert.deepEqual(warningsFor({ POPWARDEN_BACKEND_TLS_INSECUR: '1' }), [
+      'ignoring unknown environment variable POPWARDEN_BACKEND_TLS_INSECUR; did you mean POPWARDEN_BACKEND_TLS_INSECURE?',
+    ]);
+    assert.match(warningsFor({ POPWARDEN_WHATEVER_ELSE_ENTIRELY: 'x' }).join(), /^ignoring unknown environment variable POPWARDEN_WHATEVER_ELSE_ENTIRELY; unset it/);
+    assert.match(warningsFor({ POPWARDEN_TIMEOUTS_IDLE: '10m' }).join(), /did you mean POPWARDEN_TIMEOUTS__IDLE\?$/);
     // The shared prefix must not make unrelated names look close.
-    assert.match(loadError(BACKEND, { POPWARDEN_METRICS: 'x' }), /POPWARDEN_METRICS; unset it/);
+    assert.match(warningsFor({ POPWARDEN_METRICS: 'x' }).join(), /POPWARDEN_METRICS; unset it/);
+    // The typo'd setting is not applied, the rest of the config is.
+    assert.equal(load(BACKEND, { POPWARDEN_GREETNG: 'typo', POPWARDEN_LOG_LEVEL: 'warn' }).greeting, 'popwarden ready');
+    assert.equal(load(BACKEND, { POPWARDEN_GREETNG: 'typo', POPWARDEN_LOG_LEVEL: 'warn' }).logLevel, 'warn');
+    assert.deepEqual(warningsFor({}), []);
+  });
+
+  it('names Kubernetes service variables as such, in one warning', () => {
+    const result = loadConfig(BACKEND, {
+      POPWARDEN_PORT: 'tcp://10.0.0.7:995',
+      POPWARDEN_PORT_995_TCP: 'tcp://10.0.0.7:995',
+      POPWARDEN_PORT_995_TCP_PROTO: 'tcp',
+      POPWARDEN_PORT_995_TCP_PORT: '995',
+      POPWARDEN_PORT_995_TCP_ADDR: '10.0.0.7',
+      POPWARDEN_SERVICE_HOST: '10.0.0.7',
+      POPWARDEN_SERVICE_PORT: '995',
+      POPWARDEN_SERVICE_PORT_POP3S: '995',
+    });
+    assert.ok(result.action === 'run');
+    assert.equal(result.warnings.length, 1);
+    assert.match(result.warnings[0] ?? '', /^ignoring POPWARDEN_PORT, .*POPWARDEN_SERVICE_PORT_POP3S: Kubernetes service variables, not settings/);
+  });
+
+  it('still refuses POPWARDEN_CONFIG: ignoring it would run without the intended file', () => {
     assert.match(loadError(BACKEND, { POPWARDEN_CONFIG: '/etc/popwarden.yaml' }), /POPWARDEN_CONFIG is not supported; give the config file with --config FILE$/);
   });
 
@@ -213,8 +247,27 @@ describe('loadConfig value checks', () => {
     assert.match(loadError(['--config', file]), /:3: timeouts.pre_auth 60 has no unit; write it with one, e.g. "60s"$/);
   });
 
+  it('reads the process-wide bounds from flags and the environment, 0 for none, and refuses negatives', () => {
+    const config = load([...BACKEND, '--limits-max-sessions', '2000'], { POPWARDEN_LIMITS__MAX_HANDSHAKES: '0' });
+    assert.equal(config.limits.maxSessions, 2_000);
+    assert.equal(config.limits.maxHandshakes, 0);
+    assert.equal(loadError([...BACKEND, '--limits-max-sessions=-1']), 'config: --limits-max-sessions -1 must be at least 0');
+  });
+
   it('allows a zero auth failure delay', () => {
     assert.equal(load([...BACKEND, '--auth-failure-delay', '0s']).authFailureDelayMs, 0);
+  });
+
+  it('takes a bare 0 for any duration, from a flag, the environment and a YAML number', () => {
+    assert.equal(load([...BACKEND, '--auth-failure-delay', '0']).authFailureDelayMs, 0);
+    assert.equal(load(BACKEND, { POPWARDEN_BACKEND_PROBE_INTERVAL: '0' }).metrics.backendProbeIntervalMs, 0);
+    const file = writeYaml('backend: 127.0.0.1:110\nauth_failure_delay: 0\ntimeouts:\n  pre_auth: 0\nredis:\n  command_timeout: "0"\n');
+    const config = load(['--config', file]);
+    assert.equal(config.authFailureDelayMs, 0);
+    assert.equal(config.timeouts.preAuthMs, 0);
+    assert.equal(config.redis.commandTimeoutMs, 0);
+    // Only zero: any other bare number still needs its unit.
+    assert.match(loadError([...BACKEND, '--auth-failure-delay', '1']), /has no unit/);
   });
 
   it('reads IPv6 listeners and backend', () => {
@@ -393,6 +446,16 @@ describe('redactedConfig', () => {
       const values = raws.map((raw) => key.path.reduce<unknown>((node, part) => (node as Record<string, unknown>)?.[part], raw));
       assert.ok(values.some((value) => value !== undefined), `${key.name} missing from redactedConfig output`);
     }
+  });
+
+  it('masks a Redis URL password up to the last @, as the URL parser reads it', () => {
+    const printed = (url: string) => redactedConfig(load([...BACKEND, '--redis-url', url])).redis?.url;
+    assert.equal(printed('redis://:pass@dor@127.0.0.1:6390/2'), `redis://:${REDACTED}@127.0.0.1:6390/2`);
+    assert.equal(printed('redis://app:p:a@s@s@redis.example:6379'), `redis://app:${REDACTED}@redis.example:6379`);
+    assert.equal(printed('rediss://:simple@127.0.0.1:6380'), `rediss://:${REDACTED}@127.0.0.1:6380`);
+    // No colon: the URL parser calls it a username, but people put passwords there; hide it whole.
+    assert.equal(printed('redis://s3cret@127.0.0.1:6379'), `redis://${REDACTED}@127.0.0.1:6379`);
+    assert.equal(printed('redis://127.0.0.1:6379/0?name=x@y'), 'redis://127.0.0.1:6379/0?name=x@y');
   });
 
   it('masks keys marked secret and keys whose names look secret', () => {

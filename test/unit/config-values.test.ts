@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   MAX_DURATION_MS,
+  MAX_STORE_DURATION_MS,
   formatDuration,
   formatHostPort,
   parseDuration,
@@ -29,9 +30,15 @@ describe('parseDuration', () => {
     assert.equal(value(parseDuration('0s')), 0);
   });
 
+  it('takes a bare 0 as zero: no unit can make it ambiguous', () => {
+    assert.equal(value(parseDuration('0')), 0);
+    assert.equal(value(parseDuration('0', MAX_STORE_DURATION_MS)), 0);
+  });
+
   it('refuses a bare number and suggests a unit', () => {
     assert.match(problem(parseDuration('600')), /no unit.*"600s"/);
-    assert.match(problem(parseDuration('0')), /no unit/);
+    assert.match(problem(parseDuration('00')), /no unit/);
+    assert.match(problem(parseDuration('01')), /no unit/);
     assert.match(problem(parseDuration('1.5')), /no unit/);
   });
 

@@ -6,8 +6,9 @@
  * random per deployment, read from `rate_limit.hmac_key_file` or generated into state_dir.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { checkStateFile, ensureStateDir } from '../../config/state-dir.js';
 
 /** Bytes of key generated; a key file must hold at least this many. */
 export const HMAC_KEY_BYTES = 32;
@@ -31,7 +32,8 @@ export function loadHmacKey(keyFile: string | undefined, stateDir: string): Hmac
   const file = keyFile ?? join(stateDir, GENERATED_KEY_FILE);
   let generated = false;
   if (keyFile === undefined) {
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    ensureStateDir(stateDir);
+    checkStateFile(file);
     try {
       writeFileSync(file, `${randomBytes(HMAC_KEY_BYTES).toString('hex')}\n`, { flag: 'wx', mode: 0o600 });
       chmodSync(file, 0o600);

@@ -1,0 +1,110 @@
+/**
+ * The bounds of the whole process (limits.max_sessions, limits.max_handshakes) and the per-address
+ * handshake bound counted per IPv6 network (issue 9, point 6).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConnectionLimits } from '../../src/net/connection-limits.js';
+import { HandshakeLimiter } from '../../src/net/handshake-limit.js';
+import { CidrList } from '../../src/auth/rate-limit/cidr.js';
+import { descriptorWarning, descriptorsNeeded } from '../../src/net/descriptor-budget.js';
+
+describe('limits.max_sessions', () => {
+  const make = () =>
+    new ConnectionLimits({
+      maxSessions: 3,
+      maxSessionsPerIp: 2,
+      maxNewConnectionsPerIp: 0,
+      ipv6PrefixLength: 64,
+      allow: new CidrList(['192.0.2.50']),
+      deny: new CidrList(['203.0.113.0/24']),
+    });
+
+  it('bounds the sessions of all addresses together, allow-listed ones included', () => {
+    const gate = make();
+    const admitted = ['192.0.2.1', '192.0.2.2', '192.0.2.50'].map((ip) => gate.admit(ip));
+    assert.deepEqual(admitted.map((a) => a.kind), ['admitted', 'admitted', 'admitted']);
+    assert.deepEqual(gate.admit('192.0.2.3'), { kind: 'refused', reason: 'max_sessions' });
+    assert.deepEqual(gate.admit('192.0.2.50'), { kind: 'refused', reason: 'max_sessions' });
+    assert.equal(gate.openSessions(), 3);
+    // A refusal for the process holds no per-address place.
+    assert.equal(gate.openSessions('192.0.2.3'), 0);
+    const [first] = admitted;
+    assert.ok(first?.kind === 'admitted');
+    first.release();
+    first.release();
+    assert.equal(gate.openSessions(), 2);
+    assert.equal(gate.admit('192.0.2.3').kind, 'admitted');
+  });
+
+  it('keeps the more specific reasons: deny list, then the per-address bound', () => {
+    const gate = make();
+    gate.admit('192.0.2.1');
+    gate.admit('192.0.2.1');
+    assert.deepEqual(gate.admit('203.0.113.9'), { kind: 'refused', reason: 'denied' });
+    assert.deepEqual(gate.admit('192.0.2.1'), { kind: 'refused', reason: 'too_many_sessions' });
+    assert.equal(gate.openSessions(), 2);
+  });
+
+  it('0 means no bound', () => {
+    const gate = new ConnectionLimits({ maxSessions: 0, maxSessionsPerIp: 0, maxNewConnectionsPerIp: 0, ipv6PrefixLength: 64, allow: new CidrList([]), deny: new CidrList([]) });
+    for (let i = 0; i < 1_000; i++) assert.equal(gate.admit(`10.0.${i >> 8}.${i & 255}`).kind, 'admitted');
+  });
+});
+
+describe('HandshakeLimiter', () => {
+  it('counts an IPv6 client by its /64, like the other per-address limits', () => {
+    const limiter = new HandshakeLimiter({ maxPerIp: 2, maxTotal: 0, ipv6PrefixLength: 64 });
+    assert.equal(limiter.admit('2001:db8:1:2::1').kind, 'started');
+    assert.equal(limiter.admit('2001:db8:1:2:ffff:ffff:ffff:ffff').kind, 'started');
+    assert.deepEqual(limiter.admit('2001:db8:1:2:abcd::7'), { kind: 'refused', reason: 'too_many_handshakes' });
+    assert.equal(limiter.inProgress('2001:db8:1:2::99'), 2);
+    assert.equal(limiter.admit('2001:db8:1:3::1').kind, 'started', 'the next /64 is another address');
+  });
+
+  it('follows rate_limit.ipv6_prefix, and counts IPv4-mapped IPv6 as IPv4', () => {
+    const limiter = new HandshakeLimiter({ maxPerIp: 1, maxTotal: 0, ipv6PrefixLength: 48 });
+    assert.equal(limiter.admit('2001:db8:1:2::1').kind, 'started');
+    assert.equal(limiter.admit('2001:db8:1:3::1').kind, 'refused');
+    assert.equal(limiter.admit('192.0.2.7').kind, 'started');
+    assert.equal(limiter.admit('::ffff:192.0.2.7').kind, 'refused');
+  });
+
+  it('bounds the handshakes of all addresses together, and frees a place on release', () => {
+    const limiter = new HandshakeLimiter({ maxPerIp: 10, maxTotal: 3, ipv6PrefixLength: 64 });
+    const started = ['192.0.2.1', '192.0.2.2', '2001:db8::1'].map((ip) => limiter.admit(ip));
+    assert.deepEqual(limiter.admit('192.0.2.4'), { kind: 'refused', reason: 'max_handshakes' });
+    assert.equal(limiter.begin('192.0.2.4'), undefined);
+    const [first] = started;
+    assert.ok(first?.kind === 'started');
+    first.release();
+    first.release();
+    assert.equal(limiter.inProgress(), 2);
+    assert.equal(limiter.admit('192.0.2.4').kind, 'started');
+    assert.equal(limiter.inProgress('192.0.2.1'), 0);
+  });
+});
+
+describe('file descriptors for limits.max_sessions', () => {
+  const limits = (soft: string) => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                20000                files\n`;
+
+  it('warns when 2 descriptors per session and the reserve do not fit, and says what fits', () => {
+    assert.equal(descriptorsNeeded(5_000), 10_064);
+    assert.equal(descriptorWarning(5_000, () => limits('20000')), undefined);
+    assert.equal(
+      descriptorWarning(5_000, () => limits('1024')),
+      'limits.max_sessions 5000 needs 10064 file descriptors but the limit is 1024: raise it (LimitNOFILE= in the unit, ulimit -n) or set limits.max_sessions to 480 or less',
+    );
+  });
+
+  it('says nothing without a bound, with an unlimited limit, or without /proc', () => {
+    assert.equal(descriptorWarning(0, () => limits('16')), undefined);
+    assert.equal(descriptorWarning(5_000, () => limits('unlimited')), undefined);
+    assert.equal(
+      descriptorWarning(5_000, () => {
+        throw new Error('ENOENT');
+      }),
+      undefined,
+    );
+  });
+});
