@@ -186,14 +186,54 @@ const limiterSchema = (maxFailures: number, window: string, block: string) =>
     block: storeDuration().prefault(block),
   });
 
+/** Keys that were replaced: the error names the new one. */
+export const RENAMED_KEYS: Readonly<Record<string, string>> = {
+  'rate_limit.normalise_usernames': 'rate_limit.username_canonical (lower_case, realm_separators)',
+};
+
+/** solid-pop3d's realm separators: the default of rate_limit.username_canonical.realm_separators. */
+export const DEFAULT_REALM_SEPARATORS = '@%';
+
+/** The one capture group of a username pattern: checked here, so a bad one fails at load. */
+function captureGroups(pattern: string): number | undefined {
+  try {
+    // An alternative that matches "" makes exec return one slot per group.
+    return (new RegExp(`${pattern}|`).exec('')?.length ?? 1) - 1;
+  } catch {
+    return undefined;
+  }
+}
+
+const usernameCanonicalSchema = z
+  .strictObject({
+    /** Default true. Lower-case the name (most backends' logins are not case-sensitive). false only for a backend where Alice and alice are different accounts. */
+    lower_case: z.boolean().prefault(true),
+    /** Default "@%". The name ends at the first of these characters: solid-pop3d logs alice@x and alice%x in as alice. "" keeps realms (a backend where alice@a and alice@b are different accounts). */
+    realm_separators: z
+      .string()
+      .regex(/^[\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e]{0,8}$/, { message: 'must be up to 8 punctuation characters, e.g. "@%" or ""' })
+      .optional(),
+    /** Optional, instead of realm_separators. A regular expression with one capture group: the account is the capture (names it does not match count whole). It runs on every login against text the client chose: keep it simple. */
+    pattern: z
+      .string()
+      .min(1)
+      .refine((pattern) => captureGroups(pattern) !== undefined, { message: 'is not a valid regular expression' })
+      .refine((pattern) => (captureGroups(pattern) ?? 1) === 1, { message: 'must have exactly one capture group (the account)' })
+      .optional(),
+  })
+  .refine((rule) => rule.pattern === undefined || rule.realm_separators === undefined, {
+    message: 'takes realm_separators or pattern, not both',
+    params: { severalKeys: true },
+  });
+
 const rateLimitSchema = z.strictObject({
   /** Default "popwarden". Prefix of every Redis key; instances that share limits must share it. */
   key_prefix: z
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'must be 1 to 64 letters, digits, "_", "." or "-"' })
     .prefault('popwarden'),
-  /** Default true. Trim and lower-case usernames before keying, so "Alice " cannot escape alice's counters. Turn off only for a backend with case-sensitive logins. */
-  normalise_usernames: z.boolean().prefault(true),
+  /** How the backend turns a typed username into an account; every limit counts the account, so its spellings cannot be guessed separately. Names are always trimmed. See the README's per-server table. */
+  username_canonical: usernameCanonicalSchema.prefault({}),
   /** Default 64. IPv6 clients are counted by this prefix: one customer usually holds a whole /64, and rotating addresses inside it must not reset the count. */
   ipv6_prefix: z.number().int().min(32).max(128).prefault(64),
   /** Default 10 failures in 90d, blocked 1h. Consecutive failures of one user from one address (a success resets it): stops guessing one account from one place. */

@@ -19,6 +19,13 @@ export interface DovecotOptions {
   pop3sPort?: boolean;
   /** With the stls profile: demand a client certificate signed by this CA (PEM) on TLS logins. */
   clientCaFile?: string;
+  /** Dovecot's auth_username_format, e.g. "%Ln": drop the domain, so alice@anything logs in as alice. */
+  authUsernameFormat?: string;
+  /**
+   * false: switch off Dovecot's auth penalty (failures from one address delayed 2, 4, 8, then 15 s),
+   * the documented way: the auth process cannot reach anvil's penalty socket. Default: on.
+   */
+  authPenalty?: boolean;
 }
 
 /** A running Dovecot instance. */
@@ -215,6 +222,7 @@ login_greeting = Dovecot (popwarden harness) ready.
 ${ssl}
 disable_plaintext_auth = ${profile.tls ? 'yes' : 'no'}
 auth_mechanisms = ${profile.mechanisms}
+${opts.authUsernameFormat === undefined ? '' : `auth_username_format = ${opts.authUsernameFormat}`}
 
 passdb {
   driver = passwd-file
@@ -239,6 +247,7 @@ service pop3-login {
 }
 service anvil {
   chroot =
+  ${opts.authPenalty === false ? 'unix_listener anvil-auth-penalty {\n    mode = 0\n  }' : ''}
 }
 service stats {
   unix_listener stats-reader {

@@ -8,7 +8,7 @@ import { Cluster } from 'ioredis';
 import { loadConfig } from '../../config/load.js';
 import type { Config, LimiterPolicy } from '../../config/types.js';
 import { isIP } from 'node:net';
-import { KEY_KINDS, encodeUser, ipKey, normaliseUser, pairId, storeKey } from './keys.js';
+import { KEY_KINDS, canonicalUser, encodeUser, ipKey, pairId, storeKey } from './keys.js';
 import { createRedisClient, describeRedisTarget, waitUntilReady, type RedisClient } from './redis-client.js';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, blocked: 3 } as const;
@@ -115,7 +115,7 @@ async function status(client: RedisClient, config: Config, user: string | undefi
     blocked ||= state?.blocked === true;
     lines.push(describe(label, state, r[kind]));
   };
-  const userId = user === undefined ? undefined : encodeUser(normaliseUser(user, r));
+  const userId = user === undefined ? undefined : encodeUser(canonicalUser(user, r.usernameCanonical));
   const address = ip === undefined ? undefined : ipKey(ip, r.ipv6PrefixLength);
   if (userId !== undefined) await show(`user ${userId} (all addresses)`, 'user', userId);
   if (address !== undefined) await show(`address ${address} (all users)`, 'ip', address);
@@ -144,7 +144,7 @@ async function unblock(client: RedisClient, config: Config, user: string | undef
   const keys: string[] = [];
   const kindKey = (kind: string, id: string) => `${r.keyPrefix}:${kind}:${id}`;
   if (user !== undefined) {
-    const userId = encodeUser(normaliseUser(user, r));
+    const userId = encodeUser(canonicalUser(user, r.usernameCanonical));
     keys.push(kindKey(KEY_KINDS.user, userId));
     for (const kind of [KEY_KINDS.userIp, KEY_KINDS.seen]) keys.push(...(await scan(client, `${globEscape(kindKey(kind, `{${userId}@`))}*}`)));
   }
