@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { attemptKeys, canonicalUser, ipKey } from '../../src/auth/rate-limit/keys.js';
 import { CidrList } from '../../src/auth/rate-limit/cidr.js';
 import { loadHmacKey, passwordTag } from '../../src/auth/rate-limit/hmac.js';
-import { decide } from '../../src/auth/rate-limit/policy.js';
 import { ConnectionLimits } from '../../src/net/connection-limits.js';
 
 const SOLID = { lowerCase: true, realmSeparators: '@%', pattern: undefined };
@@ -95,27 +94,6 @@ describe('failed-password fingerprint', () => {
     const file = join(dir, 'short.key');
     writeFileSync(file, 'abcd\n');
     assert.throws(() => loadHmacKey(file, dir), /at least 32/);
-  });
-});
-
-describe('decision', () => {
-  const config = {
-    userIp: { maxFailures: 10, windowMs: 1, blockMs: 1 },
-    ip: { maxFailures: 100, windowMs: 1, blockMs: 1 },
-    user: { maxFailures: 50, windowMs: 1, blockMs: 1 },
-  };
-  const none = { userIp: undefined, ip: undefined, user: undefined, trusted: false };
-  it('blocks at max_failures, narrowest limiter first; a trusted pair ignores the per-user block', () => {
-    assert.deepEqual(decide(none, config), { kind: 'allowed' });
-    assert.deepEqual(decide({ ...none, userIp: { consumed: 9, msLeft: 5 } }, config), { kind: 'allowed' });
-    assert.deepEqual(decide({ ...none, userIp: { consumed: 10, msLeft: 5 } }, config), { kind: 'limited', retryMs: 5, limiter: 'user_ip' });
-    assert.deepEqual(decide({ ...none, ip: { consumed: 100, msLeft: 7 }, user: { consumed: 50, msLeft: 9 } }, config), {
-      kind: 'limited',
-      retryMs: 7,
-      limiter: 'ip',
-    });
-    assert.deepEqual(decide({ ...none, user: { consumed: 50, msLeft: 9 } }, config), { kind: 'limited', retryMs: 9, limiter: 'user' });
-    assert.deepEqual(decide({ ...none, user: { consumed: 50, msLeft: 9 }, trusted: true }, config), { kind: 'allowed' });
   });
 });
 
