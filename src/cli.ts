@@ -13,6 +13,7 @@ import { startupErrorLine } from './config/startup-errors.js';
 import { SHUTDOWN_DRAIN_MS } from './config/limits.js';
 import type { Config } from './config/types.js';
 import { checkConfiguredCertificate } from './net/tls-context.js';
+import { describeSwitchedOff } from './auth/rate-limit/policy.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { runRateLimitCli } from './auth/rate-limit/cli.js';
 import { runCertCli } from './certs/cli.js';
@@ -104,7 +105,9 @@ async function main(argv: string[]): Promise<void> {
       return;
     case 'check':
       for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
-      process.stdout.write(`# popwarden effective configuration (secrets masked)\n${stringify(redactedConfig(loaded.config))}`);
+      process.stdout.write(
+        `# popwarden effective configuration (secrets masked)\n${describeSwitchedOff(loaded.config.rateLimit).map((note) => `# ${note}\n`).join('')}${stringify(redactedConfig(loaded.config))}`,
+      );
       return;
     case 'run':
       await serve(loaded.config, () => rereadConfig(argv, process.env));

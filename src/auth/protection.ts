@@ -5,6 +5,7 @@ import type { LoginGuard } from './login-guard.js';
 import type { ConnectionGate } from '../net/connection-gate.js';
 import { ConnectionLimits } from '../net/connection-limits.js';
 import { CidrList } from './rate-limit/cidr.js';
+import { describeSwitchedOff } from './rate-limit/policy.js';
 import { loadHmacKey } from './rate-limit/hmac.js';
 import { InsuredStore } from './rate-limit/insurance.js';
 import { RateLimitGuard, type GuardStore } from './rate-limit/guard.js';
@@ -47,6 +48,7 @@ export async function createProtection(config: Config, log: Logger, metrics: Met
       'generated the rate-limit HMAC key; instances that share a Redis must share this file (rate_limit.hmac_key_file)',
     );
   }
+  for (const note of describeSwitchedOff(rateLimit)) log.warn(note);
   const memory = new MemoryLimitStore(rateLimit);
   const limits = {
     userIp: rateLimit.userIp,

@@ -175,15 +175,24 @@ const redisSchema = z.strictObject({
   connect_timeout: duration().prefault('2s'),
 });
 
+/**
+ * A limiter's window or block: at least 1s. `0s` is refused, not read as 1 s or as "off": a
+ * limiter is switched off with max_failures: 0, and only so (issue 9.5).
+ */
+const limiterDuration = () =>
+  storeDuration().refine((ms) => ms >= 1_000, {
+    message: 'is under 1s, which is no limit; use 1s or more (to switch this limiter off, set its max_failures to 0)',
+  });
+
 /** One failure counter. */
 const limiterSchema = (maxFailures: number, window: string, block: string) =>
   z.strictObject({
-    /** Failures within `window` that trigger the block. */
-    max_failures: z.number().int().min(1).max(1_000_000).prefault(maxFailures),
-    /** How long failures are remembered (the counter's TTL from its first failure). */
-    window: storeDuration().prefault(window),
-    /** How long the key stays blocked once max_failures is reached. */
-    block: storeDuration().prefault(block),
+    /** Failures within `window` that trigger the block; 0 switches this limiter off. */
+    max_failures: z.number().int().min(0).max(1_000_000).prefault(maxFailures),
+    /** At least 1s, counted in whole seconds. How long failures are remembered (the counter's TTL from its first attempt). */
+    window: limiterDuration().prefault(window),
+    /** At least 1s. How long the key stays blocked once max_failures is reached. */
+    block: limiterDuration().prefault(block),
   });
 
 /** Keys that were replaced: the error names the new one. */
@@ -242,7 +251,7 @@ const rateLimitSchema = z.strictObject({
   ip: limiterSchema(100, '1d', '1d').prefault({}),
   /** Default 50 failures in 1h, blocked 15m. All failures of one user from anywhere (distributed guessing); never applied to a trusted pair, so a botnet cannot lock the real user out. */
   user: limiterSchema(50, '1h', '15m').prefault({}),
-  /** Default 30d. After a successful login from an address, that user+address is trusted this long: exempt from the per-user block. */
+  /** Default 30d. After a successful login from an address, that user+address is trusted this long: exempt from the per-user block. 0s trusts no pair. */
   trusted_for: storeDuration().prefault('30d'),
   /** Optional. File with the key (at least 32 bytes) of the HMAC that recognises a repeated wrong password. Default: generated in state_dir on first start (mode 0600). Instances sharing one Redis must share this file. */
   hmac_key_file: filePath.optional(),

@@ -108,6 +108,23 @@ describe('rate limiting in Redis', { timeout: 120_000 }, () => {
     assert.equal(await login(b.proxy, '127.0.0.20', 'alice', 's3cret!pw'), BLOCKED);
   });
 
+  test('trusted_for 0s trusts no address, and a limiter with max_failures 0 counts nothing (issue 9.5)', async () => {
+    const { proxy, protection } = await start('t8', {
+      rateLimit: {
+        trustedPairMs: 0,
+        userIp: { maxFailures: 0, windowMs: 3_600_000, blockMs: 3_600_000 },
+        user: { maxFailures: 3, windowMs: 3_600_000, blockMs: 900_000 },
+      },
+    });
+    assert.equal(await login(proxy, '127.0.0.50', 'alice', 's3cret!pw'), '+OK Logged in');
+    await protection.guard.settled();
+    assert.equal(protection.storeUp(), true, 'the success did not break the store');
+    for (let i = 51; i <= 53; i++) assert.equal(await login(proxy, `127.0.0.${i}`, 'alice', `guess-${i}`), AUTH_FAILED);
+    assert.equal(await login(proxy, '127.0.0.50', 'alice', 's3cret!pw'), BLOCKED, 'no address is exempt from the per-user limit');
+    assert.equal(await redis.cli('--scan', '--pattern', 't8:uip:*'), '');
+    assert.equal(await redis.cli('--scan', '--pattern', 't8:trusted:*'), '');
+  });
+
   test('an allowed address is never limited; a denied one is refused at connect', async () => {
     const { proxy } = await start('t7', {
       rateLimit: { allow: ['127.0.0.30/31'], deny: ['127.0.0.66'], userIp: { maxFailures: 2, windowMs: 3_600_000, blockMs: 3_600_000 } },

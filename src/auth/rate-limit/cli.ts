@@ -91,12 +91,12 @@ async function counter(client: RedisClient, key: string, policy: LimiterPolicy):
   const [value, ttl] = await Promise.all([client.get(key), client.pttl(key)]);
   if (value === null) return undefined;
   const failures = Number(value);
-  return { key, failures, msLeft: ttl, blocked: failures >= policy.maxFailures };
+  return { key, failures, msLeft: ttl, blocked: policy.maxFailures > 0 && failures >= policy.maxFailures };
 }
 
 function describe(label: string, state: CounterState | undefined, policy: LimiterPolicy): string {
   if (state === undefined) return `${label}: no failures`;
-  const limit = `limit ${policy.maxFailures} per ${humanMs(policy.windowMs)}`;
+  const limit = policy.maxFailures === 0 ? 'limiter off: max_failures 0' : `limit ${policy.maxFailures} per ${humanMs(policy.windowMs)}`;
   return state.blocked
     ? `${label}: BLOCKED for ${humanMs(state.msLeft)} (${state.failures} failures, ${limit})`
     : `${label}: ${state.failures} failure${state.failures === 1 ? '' : 's'}, not blocked (${limit}; counter expires in ${humanMs(state.msLeft)})`;

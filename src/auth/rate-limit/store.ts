@@ -153,12 +153,11 @@ export class RedisLimitStore implements LimitStore {
 
   async succeed(keys: AttemptKeys): Promise<void> {
     const { keyPrefix, trustedPairMs } = this.#config;
+    const forget = this.#client.multi().del(this.#key('userIp', keys), storeKey(keyPrefix, KEY_KINDS.seen, keys.pair));
+    // trusted_for 0s trusts no pair (and PX 0 would be a Redis error).
+    if (trustedPairMs > 0) forget.set(this.#trustedKey(keys), '1', 'PX', trustedPairMs);
     const [result] = await Promise.all([
-      this.#client
-        .multi()
-        .del(this.#key('userIp', keys), storeKey(keyPrefix, KEY_KINDS.seen, keys.pair))
-        .set(this.#trustedKey(keys), '1', 'PX', trustedPairMs)
-        .exec(),
+      forget.exec(),
       this.#giveBack(
         this.#active.filter((limiter) => limiter !== 'userIp'),
         keys,
@@ -300,7 +299,7 @@ export class MemoryLimitStore implements LimitStore {
   async succeed(keys: AttemptKeys): Promise<void> {
     this.#counters.delete(this.#key('userIp', keys));
     this.#seen.delete(keys.pair);
-    this.#trusted.set(keys.pair, true, this.#config.trustedPairMs);
+    if (this.#config.trustedPairMs > 0) this.#trusted.set(keys.pair, true, this.#config.trustedPairMs);
     this.#giveBack(
       this.#active.filter((limiter) => limiter !== 'userIp'),
       keys,
