@@ -52,8 +52,8 @@ interface AuditFields {
 }
 
 /**
- * The backend went silent or hung up at the step that carries the credentials (PASS, AUTH,
- * APOP): it may have judged them. Before that step nothing was sent that could be a guess.
+ * The backend went silent or hung up at the step that carries the credentials (from AUTH, APOP
+ * or USER on): it may have judged them. Before that step nothing was sent that could be a guess.
  */
 function isUnansweredCredentials(error: BackendUnavailableError): boolean {
   return error.step === 'auth' && (error.code === 'E_BACKEND_TIMEOUT' || error.code === 'E_BACKEND_CLOSED');
