@@ -19,6 +19,11 @@ class RecordingGuard implements LoginGuard {
   limited: Limited | undefined;
   readonly calls: string[] = [];
   readonly passwordsSeen: string[] = [];
+  #settlementSeen: ((call: string) => void) | undefined;
+  /** Resolves with the next settlement ("VERDICT USER"). */
+  nextSettlement(): Promise<string> {
+    return new Promise((resolve) => (this.#settlementSeen = resolve));
+  }
   reserve(attempt: LoginAttempt): Promise<GuardDecision> {
     this.calls.push(`reserve ${attempt.ip} ${attempt.user}`);
     this.passwordsSeen.push(attempt.password.toString('latin1'));
@@ -27,6 +32,9 @@ class RecordingGuard implements LoginGuard {
       kind: 'allowed',
       settle: (verdict: LoginVerdict) => {
         this.calls.push(`${verdict} ${attempt.user}`);
+        // After the session's own continuation (its audit line) has run: microtasks come first.
+        const seen = this.#settlementSeen;
+        setImmediate(() => seen?.(`${verdict} ${attempt.user}`));
         return Promise.resolve();
       },
     });
@@ -125,15 +133,15 @@ describe('failed-login guard in the session', () => {
     assert.deepEqual(guard.calls, ['reserve 127.0.0.1 busy', 'not_judged busy']);
   });
 
-  test('a client that hangs up right after PASS is still counted and audited', async () => {
+  test('a client that hangs up right after PASS is still counted and audited', { timeout: 10_000 }, async () => {
     guard.calls.length = 0;
+    const settlement = guard.nextSettlement();
     const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
     await client.readLine();
     await client.command('USER slowfail');
     client.write('PASS wrong\r\n');
     client.destroy();
-    const deadline = Date.now() + 3_000;
-    while (!guard.calls.includes('refused slowfail') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(await settlement, 'refused slowfail');
     assert.deepEqual(guard.calls, ['reserve 127.0.0.1 slowfail', 'refused slowfail']);
     assert.match(proxy.logText(), /"user":"slowfail".*"result":"failure"/);
   });
