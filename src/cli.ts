@@ -14,6 +14,7 @@ import { DEFAULT_MAX_SESSIONS, SHUTDOWN_DRAIN_MS } from './config/limits.js';
 import { descriptorWarning } from './net/descriptor-budget.js';
 import type { Config } from './config/types.js';
 import { checkConfiguredCertificate } from './net/tls-context.js';
+import { describeSwitchedOff } from './auth/rate-limit/policy.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { runRateLimitCli } from './auth/rate-limit/cli.js';
 import { runCertCli } from './certs/cli.js';
@@ -119,7 +120,9 @@ async function main(argv: string[]): Promise<void> {
     case 'check': {
       for (const warning of [...loaded.warnings, ...startWarnings(loaded.config)]) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
-      process.stdout.write(`# popwarden effective configuration (secrets masked)\n${stringify(redactedConfig(loaded.config))}`);
+      process.stdout.write(
+        `# popwarden effective configuration (secrets masked)\n${describeSwitchedOff(loaded.config.rateLimit).map((note) => `# ${note}\n`).join('')}${stringify(redactedConfig(loaded.config))}`,
+      );
       // A backend certificate popwarden would refuse at every login is a configuration error too.
       const backendProblem = await backendConfigProblem(loaded.config.backend, loaded.config.timeouts.backendConnectMs);
       if (backendProblem !== undefined) {

@@ -14,30 +14,49 @@ export interface LoginAttempt {
   readonly password: Buffer;
 }
 
-/** The decision before a login reaches the backend. */
+/**
+ * What the backend made of a reserved attempt:
+ * - `accepted`: it logged the user in;
+ * - `refused`: it said the password is wrong (a verdict on the password);
+ * - `unanswered`: the credentials were sent and the backend never answered (it timed out or hung
+ *   up): counted like `refused`, since a backend that stalls failures (Dovecot's auth penalty)
+ *   must not turn guesses into free ones;
+ * - `not_judged`: no verdict on the password (backend down before the credentials were sent, a
+ *   mailbox in use, a protocol error, no safe mechanism, the client gone before the backend).
+ */
+export type LoginVerdict = 'accepted' | 'refused' | 'unanswered' | 'not_judged';
+
+/**
+ * The decision before a login reaches the backend. An allowed attempt holds a reservation: it is
+ * already counted against every limit, so attempts in flight at once can never exceed them, and
+ * `settle` tells the guard what became of it (once; later calls do nothing): kept on `refused`
+ * and `unanswered`, given back otherwise.
+ */
 export type GuardDecision =
-  | { readonly kind: 'allowed' }
+  | { readonly kind: 'allowed'; settle(verdict: LoginVerdict): Promise<void> }
   | { readonly kind: 'limited'; readonly retryMs: number; readonly limiter: LimiterName };
 
 /**
- * Failed-login protection, consulted by the session around every backend login: `check` before
+ * Failed-login protection, consulted by the session before every backend login: `reserve` before
  * the backend sees the attempt (a blocked guess is never forwarded, even with the right
- * password), then `recordFailure` when the backend refused the credentials or `recordSuccess`
- * when it accepted them. Store trouble is the guard's own business (fallback or fail-closed);
- * these calls never throw and never wait longer than the guard's own deadline.
+ * password), then the decision's `settle` with the backend's verdict. Store trouble is the guard's
+ * own business (fallback or fail-closed); these calls never throw and never wait longer than the
+ * guard's own deadline.
  */
 export interface LoginGuard {
-  check(attempt: LoginAttempt): Promise<GuardDecision>;
-  recordFailure(attempt: LoginAttempt): Promise<void>;
-  recordSuccess(attempt: LoginAttempt): Promise<void>;
-  /** Releases connections to the store. */
+  reserve(attempt: LoginAttempt): Promise<GuardDecision>;
+  /** Resolves when every settlement begun so far is done (shutdown waits for it; so can tests). */
+  settled(): Promise<void>;
+  /** Waits for the settlements in flight, then releases connections to the store. */
   close(): Promise<void>;
 }
 
+/** An allowed attempt with nothing to settle. */
+export const NOTHING_RESERVED: GuardDecision = { kind: 'allowed', settle: () => Promise.resolve() };
+
 /** No protection beyond the failure delay (tests of other parts). */
 export const ALLOW_ALL: LoginGuard = {
-  check: () => Promise.resolve({ kind: 'allowed' }),
-  recordFailure: () => Promise.resolve(),
-  recordSuccess: () => Promise.resolve(),
+  reserve: () => Promise.resolve(NOTHING_RESERVED),
+  settled: () => Promise.resolve(),
   close: () => Promise.resolve(),
 };

@@ -6,9 +6,10 @@ import type { ConnectionGate } from '../net/connection-gate.js';
 import { ConnectionLimits } from '../net/connection-limits.js';
 import { DEFAULT_MAX_SESSIONS } from '../config/limits.js';
 import { CidrList } from './rate-limit/cidr.js';
+import { describeSwitchedOff } from './rate-limit/policy.js';
 import { loadHmacKey } from './rate-limit/hmac.js';
 import { InsuredStore } from './rate-limit/insurance.js';
-import { RateLimitGuard } from './rate-limit/guard.js';
+import { RateLimitGuard, type GuardStore } from './rate-limit/guard.js';
 import { MemoryLimitStore, RedisLimitStore } from './rate-limit/store.js';
 import { createRedisClient, describeRedisTarget, waitUntilReady } from './rate-limit/redis-client.js';
 
@@ -49,6 +50,7 @@ export async function createProtection(config: Config, log: Logger, metrics: Met
       'generated the rate-limit HMAC key; instances that share a Redis must share this file (rate_limit.hmac_key_file)',
     );
   }
+  for (const note of describeSwitchedOff(rateLimit)) log.warn(note);
   const memory = new MemoryLimitStore(rateLimit);
   const limits = {
     userIp: rateLimit.userIp,
@@ -62,7 +64,7 @@ export async function createProtection(config: Config, log: Logger, metrics: Met
   if (client === undefined) {
     log.info({ ...limits }, 'rate limiting in process memory (no redis configured): limits are per instance and reset on restart');
     const guard = new RateLimitGuard({ config: rateLimit, store: plainStore(memory), hmacKey: hmac.key, allow, log });
-    return { guard, gate, storeUp: () => undefined, close: () => Promise.resolve() };
+    return { guard, gate, storeUp: () => undefined, close: () => guard.close() };
   }
 
   client.on('error', (error: Error) => log.debug({ err: error }, 'redis client error'));
@@ -79,19 +81,15 @@ export async function createProtection(config: Config, log: Logger, metrics: Met
     upAtStart,
   });
   if (upAtStart) log.info({ redis: target, onStoreFailure: rateLimit.onStoreFailure, ...limits }, 'rate limiting in Redis, shared by every instance');
-  const close = async (): Promise<void> => {
+  const disconnect = async (): Promise<void> => {
     store.close();
     client.disconnect();
   };
-  const guard = new RateLimitGuard({ config: rateLimit, store, hmacKey: hmac.key, allow, log, close });
-  return { guard, gate, storeUp: () => store.up, close };
+  const guard = new RateLimitGuard({ config: rateLimit, store, hmacKey: hmac.key, allow, log, close: disconnect });
+  return { guard, gate, storeUp: () => store.up, close: () => guard.close() };
 }
 
-/** A memory store needs no insurance: its reads are never "unavailable". */
-function plainStore(store: MemoryLimitStore) {
-  return {
-    read: store.read.bind(store),
-    fail: store.fail.bind(store),
-    succeed: store.succeed.bind(store),
-  };
+/** A memory store needs no insurance: it never fails, and settles its own reservations. */
+function plainStore(store: MemoryLimitStore): GuardStore {
+  return { reserve: async (keys) => ({ reservation: await store.reserve(keys), settleIn: store }) };
 }

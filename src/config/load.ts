@@ -9,9 +9,9 @@ import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
-import { CONFIG_KEYS, DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, ENV_PREFIX, configSchema, knownKeysAt, type ConfigKey, type ParsedConfig, type RawConfig } from './schema.js';
+import { CONFIG_KEYS, DEFAULT_REALM_SEPARATORS, RENAMED_KEYS, DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, ENV_PREFIX, configSchema, knownKeysAt, type ConfigKey, type ParsedConfig, type RawConfig } from './schema.js';
 import { BACKEND_AUTH_TIMEOUT_MS, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP, DEFAULT_MAX_SESSIONS, SHUTDOWN_DRAIN_MS } from './limits.js';
-import type { Config, HostPort, LimiterPolicy, ListenerConfig, ListenerKind, RedisTarget } from './types.js';
+import type { Config, HostPort, LimiterPolicy, UsernameCanonical, ListenerConfig, ListenerKind, RedisTarget } from './types.js';
 import { formatDuration, formatHostPort } from './values.js';
 
 export class ConfigError extends Error {
@@ -358,6 +358,8 @@ function explainUnknownKey(issue: z.core.$ZodIssueUnrecognizedKeys, file: Config
   const dotted = [...issue.path, key].join('.');
   const line = file?.lineOf(issue.path, key);
   const where = file === undefined ? '' : `${file.path}${line === undefined ? '' : `:${line}`}: `;
+  const renamed = RENAMED_KEYS[dotted];
+  if (renamed !== undefined) return fail(`${where}"${dotted}" was replaced by "${renamed}"`);
   // A nested key written at the top level ("idle: 10m") is a common slip; point at its real home.
   const misplaced = CONFIG_KEYS.find((known) => known.path.length > 1 && known.path.at(-1) === key);
   const suggestion =
@@ -493,7 +495,11 @@ function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
     },
     rateLimit: {
       keyPrefix: r.key_prefix,
-      normaliseUsernames: r.normalise_usernames,
+      usernameCanonical: {
+        lowerCase: r.username_canonical.lower_case,
+        realmSeparators: r.username_canonical.pattern === undefined ? (r.username_canonical.realm_separators ?? DEFAULT_REALM_SEPARATORS) : '',
+        pattern: r.username_canonical.pattern,
+      },
       ipv6PrefixLength: r.ipv6_prefix,
       userIp: limiterPolicy(r.user_ip),
       ip: limiterPolicy(r.ip),
@@ -519,6 +525,10 @@ const limiterPolicy = (limiter: ParsedLimiter): LimiterPolicy => ({
   maxFailures: limiter.max_failures,
   windowMs: limiter.window,
   blockMs: limiter.block,
+});
+const rawUsernameCanonical = (rule: UsernameCanonical) => ({
+  lower_case: rule.lowerCase,
+  ...(rule.pattern === undefined ? { realm_separators: rule.realmSeparators } : { pattern: rule.pattern }),
 });
 const rawLimiter = (policy: LimiterPolicy) => ({
   max_failures: policy.maxFailures,
@@ -617,7 +627,7 @@ function toRawConfig(config: Config): RawConfig {
     redis: rawRedis(config),
     rate_limit: {
       key_prefix: config.rateLimit.keyPrefix,
-      normalise_usernames: config.rateLimit.normaliseUsernames,
+      username_canonical: rawUsernameCanonical(config.rateLimit.usernameCanonical),
       ipv6_prefix: config.rateLimit.ipv6PrefixLength,
       user_ip: rawLimiter(config.rateLimit.userIp),
       ip: rawLimiter(config.rateLimit.ip),

@@ -190,15 +190,64 @@ const redisSchema = z.strictObject({
   connect_timeout: duration().prefault('2s'),
 });
 
+/**
+ * A limiter's window or block: at least 1s. `0s` is refused, not read as 1 s or as "off": a
+ * limiter is switched off with max_failures: 0, and only so (issue 9.5).
+ */
+const limiterDuration = () =>
+  storeDuration().refine((ms) => ms >= 1_000, {
+    message: 'is under 1s, which is no limit; use 1s or more (to switch this limiter off, set its max_failures to 0)',
+  });
+
 /** One failure counter. */
 const limiterSchema = (maxFailures: number, window: string, block: string) =>
   z.strictObject({
-    /** Failures within `window` that trigger the block. */
-    max_failures: z.number().int().min(1).max(1_000_000).prefault(maxFailures),
-    /** How long failures are remembered (the counter's TTL from its first failure). */
-    window: storeDuration().prefault(window),
-    /** How long the key stays blocked once max_failures is reached. */
-    block: storeDuration().prefault(block),
+    /** Failures within `window` that trigger the block; 0 switches this limiter off. */
+    max_failures: z.number().int().min(0).max(1_000_000).prefault(maxFailures),
+    /** At least 1s, counted in whole seconds. How long failures are remembered (the counter's TTL from its first attempt). */
+    window: limiterDuration().prefault(window),
+    /** At least 1s. How long the key stays blocked once max_failures is reached. */
+    block: limiterDuration().prefault(block),
+  });
+
+/** Keys that were replaced: the error names the new one. */
+export const RENAMED_KEYS: Readonly<Record<string, string>> = {
+  'rate_limit.normalise_usernames': 'rate_limit.username_canonical (lower_case, realm_separators)',
+};
+
+/** solid-pop3d's realm separators: the default of rate_limit.username_canonical.realm_separators. */
+export const DEFAULT_REALM_SEPARATORS = '@%';
+
+/** The one capture group of a username pattern: checked here, so a bad one fails at load. */
+function captureGroups(pattern: string): number | undefined {
+  try {
+    // An alternative that matches "" makes exec return one slot per group.
+    return (new RegExp(`${pattern}|`).exec('')?.length ?? 1) - 1;
+  } catch {
+    return undefined;
+  }
+}
+
+const usernameCanonicalSchema = z
+  .strictObject({
+    /** Default true. Lower-case the name (most backends' logins are not case-sensitive). false only for a backend where Alice and alice are different accounts. */
+    lower_case: z.boolean().prefault(true),
+    /** Default "@%". The name ends at the first of these characters: solid-pop3d logs alice@x and alice%x in as alice. "" keeps realms (a backend where alice@a and alice@b are different accounts). */
+    realm_separators: z
+      .string()
+      .regex(/^[\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e]{0,8}$/, { message: 'must be up to 8 punctuation characters, e.g. "@%" or ""' })
+      .optional(),
+    /** Optional, instead of realm_separators. A regular expression with one capture group: the account is the capture (names it does not match count whole). It runs on every login against text the client chose: keep it simple. */
+    pattern: z
+      .string()
+      .min(1)
+      .refine((pattern) => captureGroups(pattern) !== undefined, { message: 'is not a valid regular expression' })
+      .refine((pattern) => (captureGroups(pattern) ?? 1) === 1, { message: 'must have exactly one capture group (the account)' })
+      .optional(),
+  })
+  .refine((rule) => rule.pattern === undefined || rule.realm_separators === undefined, {
+    message: 'takes realm_separators or pattern, not both',
+    params: { severalKeys: true },
   });
 
 const rateLimitSchema = z.strictObject({
@@ -207,8 +256,8 @@ const rateLimitSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'must be 1 to 64 letters, digits, "_", "." or "-"' })
     .prefault('popwarden'),
-  /** Default true. Trim and lower-case usernames before keying, so "Alice " cannot escape alice's counters. Turn off only for a backend with case-sensitive logins. */
-  normalise_usernames: z.boolean().prefault(true),
+  /** How the backend turns a typed username into an account; every limit counts the account, so its spellings cannot be guessed separately. Names are always trimmed. See the README's per-server table. */
+  username_canonical: usernameCanonicalSchema.prefault({}),
   /** Default 64. IPv6 clients are counted by this prefix: one customer usually holds a whole /64, and rotating addresses inside it must not reset the count. */
   ipv6_prefix: z.number().int().min(32).max(128).prefault(64),
   /** Default 10 failures in 90d, blocked 1h. Consecutive failures of one user from one address (a success resets it): stops guessing one account from one place. */
@@ -217,7 +266,7 @@ const rateLimitSchema = z.strictObject({
   ip: limiterSchema(100, '1d', '1d').prefault({}),
   /** Default 50 failures in 1h, blocked 15m. All failures of one user from anywhere (distributed guessing); never applied to a trusted pair, so a botnet cannot lock the real user out. */
   user: limiterSchema(50, '1h', '15m').prefault({}),
-  /** Default 30d. After a successful login from an address, that user+address is trusted this long: exempt from the per-user block. */
+  /** Default 30d. After a successful login from an address, that user+address is trusted this long: exempt from the per-user block. 0s trusts no pair. */
   trusted_for: storeDuration().prefault('30d'),
   /** Optional. File with the key (at least 32 bytes) of the HMAC that recognises a repeated wrong password. Default: generated in state_dir on first start (mode 0600). Instances sharing one Redis must share this file. */
   hmac_key_file: filePath.optional(),

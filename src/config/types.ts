@@ -125,11 +125,21 @@ export interface LimiterPolicy {
   readonly blockMs: number;
 }
 
+/** How the backend reduces a typed username to an account; every limit is keyed on the result. */
+export interface UsernameCanonical {
+  /** Lower-case the name: the backend's logins are not case-sensitive. */
+  readonly lowerCase: boolean;
+  /** The name ends at the first of these characters ("" keeps realms). */
+  readonly realmSeparators: string;
+  /** Instead of realmSeparators: the account is this expression's one capture group. */
+  readonly pattern: string | undefined;
+}
+
 export interface RateLimitConfig {
   /** Prefix of every store key, so several deployments can share one Redis. */
   readonly keyPrefix: string;
-  /** Trim and lower-case usernames before keying (so Alice and alice share their counters). */
-  readonly normaliseUsernames: boolean;
+  /** Trimmed, then as configured: so Alice, alice@x and alice%x share alice's counters. */
+  readonly usernameCanonical: UsernameCanonical;
   /** IPv6 clients are keyed by this prefix length (one customer's whole /64). */
   readonly ipv6PrefixLength: number;
   readonly userIp: LimiterPolicy;

@@ -23,7 +23,7 @@ import { loginToBackend, type BackendSession } from '../backend/login.js';
 import type { BodySink } from '../backend/link.js';
 import type { BackendMemory } from '../backend/memory.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
-import type { LoginAttempt, LoginGuard } from '../auth/login-guard.js';
+import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard.js';
 import type { LoginResult, Metrics } from '../observability/metrics.js';
 import { AUTHORIZATION_COMMANDS, TRANSACTION_COMMAND, type CommandSpec } from './commands.js';
 import type { ClientMechanism, SessionContext } from './context.js';
@@ -54,6 +54,15 @@ interface AuditFields {
   readonly limiter?: string;
   readonly backendCode?: string | undefined;
   readonly backendText?: string;
+  readonly backendError?: string;
+}
+
+/**
+ * The backend went silent or hung up at the step that carries the credentials (from AUTH, APOP
+ * or USER on): it may have judged them. Before that step nothing was sent that could be a guess.
+ */
+function isUnansweredCredentials(error: BackendUnavailableError): boolean {
+  return error.step === 'auth' && (error.code === 'E_BACKEND_TIMEOUT' || error.code === 'E_BACKEND_CLOSED');
 }
 
 /** How long a closing socket may take to flush its last line before it is destroyed. */
@@ -305,10 +314,15 @@ export class Session implements SessionContext {
     const audit = (result: LoginResult, fields: AuditFields = {}): void =>
       this.#audit(credentials.user, clientMechanism, result, startedAt, fields);
     this.#enterState(SessionState.authenticating, 'credentials complete');
+    let settle: (verdict: LoginVerdict) => Promise<void> = () => Promise.resolve();
     try {
-      // A blocked guess never reaches the backend, not even with the right password.
-      const decision = await this.#deps.guard.check(attempt);
-      if (this.#isClosed()) return replied;
+      // A blocked guess never reaches the backend, not even with the right password, and
+      // an allowed one is counted before it does, so parallel guesses cannot outrun the limits.
+      const decision = await this.#deps.guard.reserve(attempt);
+      if (this.#isClosed()) {
+        if (decision.kind === 'allowed') await decision.settle('not_judged');
+        return replied;
+      }
       if (decision.kind === 'limited') {
         this.metrics.rateLimitRejection(decision.limiter);
         audit('blocked', { limiter: decision.limiter });
@@ -316,6 +330,7 @@ export class Session implements SessionContext {
         this.#enterState(SessionState.authorization, 'login blocked');
         return reply(decision.limiter === 'store_unavailable' ? Reply.loginUnavailable : Reply.tooManyFailures);
       }
+      settle = decision.settle;
       const backend = await loginToBackend(credentials, {
         backend: chooseBackend(this.config.backend, credentials.user),
         tlsOptions: this.#deps.backendTls,
@@ -325,8 +340,9 @@ export class Session implements SessionContext {
         memory: this.#deps.backendMemory,
         onIdleFailure: (error) => this.#onBackendIdleFailure(error),
       });
-      // Off the reply's path: the client does not wait for the store to forget its failures.
-      void this.#deps.guard.recordSuccess(attempt);
+      // Off the reply's path: the client does not wait for the store to forget its failures
+      // (the guard tracks it: LoginGuard.settled()).
+      void settle('accepted');
       audit('success', { backendMechanism: backend.mechanism });
       if (this.#isClosed()) {
         backend.link.destroy();
@@ -343,7 +359,7 @@ export class Session implements SessionContext {
       if (!gone) this.#enterState(SessionState.authorization, 'login failed');
       if (error instanceof BackendRejectedError) {
         // Only a refused password counts against the limits; "in use" or "try later" do not.
-        if (error.isCredentialFailure) await this.#deps.guard.recordFailure(attempt);
+        await settle(error.isCredentialFailure ? 'refused' : 'not_judged');
         audit('failure', {
           backendCode: error.backendCode,
           backendText: escapeForLog(error.backendText, MAX_LOGGED_BACKEND_TEXT),
@@ -353,6 +369,7 @@ export class Session implements SessionContext {
         return reply(error.clientReply);
       }
       if (error instanceof NoSafeMechanismError) {
+        await settle('not_judged');
         this.log.error({ code: error.code, reason: error.message, fix: error.hint }, 'refusing to log in to the backend');
         this.metrics.backendError(error.code);
         audit('backend_error');
@@ -361,12 +378,17 @@ export class Session implements SessionContext {
         return reply(error.clientReply);
       }
       if (error instanceof BackendUnavailableError) {
+        // Silence or a hang-up once the credentials were sent counts as a failure: a backend
+        // that stalls refusals (Dovecot's auth penalty) must not make guesses free (issue 9.4).
+        const unanswered = isUnansweredCredentials(error);
+        await settle(unanswered ? 'unanswered' : 'not_judged');
         if (gone) return replied; // most likely our own close() cut the login short
         this.log.warn({ code: error.code, step: error.step, reason: error.message }, 'backend login failed');
         this.metrics.backendError(error.code);
-        audit('backend_error');
+        audit(unanswered ? 'failure' : 'backend_error', unanswered ? { backendError: error.code } : {});
         return reply(error.clientReply);
       }
+      await settle('not_judged');
       throw error;
     } finally {
       credentials.wipe();

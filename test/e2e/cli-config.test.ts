@@ -135,6 +135,13 @@ describe('popwarden CLI: --check-config', () => {
     assert.ok(!run.stdout.includes('dor'), run.stdout);
   });
 
+  it('says which rate limiter is switched off (issue 9.5)', async () => {
+    const run = await runCli([...BACKEND, '--rate-limit-ip-max-failures', '0', '--check-config']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^# rate_limit\.ip is off \(max_failures: 0\): failures are not counted per address$/m);
+    assert.equal((parse(run.stdout) as { rate_limit: { ip: { max_failures: number } } }).rate_limit.ip.max_failures, 0);
+  });
+
   it('fails when cert or key cannot be read', async () => {
     const cert = join(dir, 'only-cert.pem');
     writeFileSync(cert, (await generateSelfSigned(['localhost'])).certPem);

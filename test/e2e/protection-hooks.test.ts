@@ -8,26 +8,38 @@ import assert from 'node:assert/strict';
 import { startFakeBackend, legacyScript, type FakeBackend } from '../harness/fake-backend.js';
 import { startTestProxy, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
-import type { GuardDecision, LoginAttempt, LoginGuard } from '../../src/auth/login-guard.js';
+import type { GuardDecision, LoginAttempt, LoginGuard, LoginVerdict } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
 import { NO_METRICS, type Metrics } from '../../src/observability/metrics.js';
 
+type Limited = Extract<GuardDecision, { kind: 'limited' }>;
+
 class RecordingGuard implements LoginGuard {
-  decision: GuardDecision = { kind: 'allowed' };
+  /** Reservations are refused with this while it is set. */
+  limited: Limited | undefined;
   readonly calls: string[] = [];
   readonly passwordsSeen: string[] = [];
-  check(attempt: LoginAttempt): Promise<GuardDecision> {
-    this.calls.push(`check ${attempt.ip} ${attempt.user}`);
-    this.passwordsSeen.push(attempt.password.toString('latin1'));
-    return Promise.resolve(this.decision);
+  #settlementSeen: ((call: string) => void) | undefined;
+  /** Resolves with the next settlement ("VERDICT USER"). */
+  nextSettlement(): Promise<string> {
+    return new Promise((resolve) => (this.#settlementSeen = resolve));
   }
-  recordFailure(attempt: LoginAttempt): Promise<void> {
-    this.calls.push(`failure ${attempt.user}`);
+  reserve(attempt: LoginAttempt): Promise<GuardDecision> {
+    this.calls.push(`reserve ${attempt.ip} ${attempt.user}`);
     this.passwordsSeen.push(attempt.password.toString('latin1'));
-    return Promise.resolve();
+    if (this.limited !== undefined) return Promise.resolve(this.limited);
+    return Promise.resolve({
+      kind: 'allowed',
+      settle: (verdict: LoginVerdict) => {
+        this.calls.push(`${verdict} ${attempt.user}`);
+        // After the session's own continuation (its audit line) has run: microtasks come first.
+        const seen = this.#settlementSeen;
+        setImmediate(() => seen?.(`${verdict} ${attempt.user}`));
+        return Promise.resolve();
+      },
+    });
   }
-  recordSuccess(attempt: LoginAttempt): Promise<void> {
-    this.calls.push(`success ${attempt.user}`);
+  settled(): Promise<void> {
     return Promise.resolve();
   }
   close(): Promise<void> {
@@ -102,40 +114,40 @@ describe('failed-login guard in the session', () => {
     return reply;
   };
 
-  test('a success is checked first and recorded after', async () => {
+  test('a success is reserved first and settled as accepted after', async () => {
     guard.calls.length = 0;
     assert.equal(await login('alice', 's3cret!pw'), '+OK Logged in');
-    assert.deepEqual(guard.calls, ['check 127.0.0.1 alice', 'success alice']);
+    assert.deepEqual(guard.calls, ['reserve 127.0.0.1 alice', 'accepted alice']);
   });
 
-  test('a wrong password is recorded as a failure; the guard saw the password only during its calls', async () => {
+  test('a wrong password is settled as refused; the guard saw the password only when reserving', async () => {
     guard.calls.length = 0;
     assert.equal(await login('alice', 'wrong'), '-ERR [AUTH] Authentication failed');
-    assert.deepEqual(guard.calls, ['check 127.0.0.1 alice', 'failure alice']);
-    assert.deepEqual(guard.passwordsSeen.slice(-2), ['wrong', 'wrong']);
+    assert.deepEqual(guard.calls, ['reserve 127.0.0.1 alice', 'refused alice']);
+    assert.deepEqual(guard.passwordsSeen.slice(-1), ['wrong']);
   });
 
-  test('[IN-USE] is not a failed password and is not recorded (A-04)', async () => {
+  test('[IN-USE] is not a failed password: the reservation is given back (A-04)', async () => {
     guard.calls.length = 0;
     assert.match(await login('busy', 'whatever'), /^-ERR \[IN-USE\]/);
-    assert.deepEqual(guard.calls, ['check 127.0.0.1 busy']);
+    assert.deepEqual(guard.calls, ['reserve 127.0.0.1 busy', 'not_judged busy']);
   });
 
-  test('a client that hangs up right after PASS is still counted and audited', async () => {
+  test('a client that hangs up right after PASS is still counted and audited', { timeout: 10_000 }, async () => {
     guard.calls.length = 0;
+    const settlement = guard.nextSettlement();
     const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
     await client.readLine();
     await client.command('USER slowfail');
     client.write('PASS wrong\r\n');
     client.destroy();
-    const deadline = Date.now() + 3_000;
-    while (!guard.calls.includes('failure slowfail') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    assert.deepEqual(guard.calls, ['check 127.0.0.1 slowfail', 'failure slowfail']);
+    assert.equal(await settlement, 'refused slowfail');
+    assert.deepEqual(guard.calls, ['reserve 127.0.0.1 slowfail', 'refused slowfail']);
     assert.match(proxy.logText(), /"user":"slowfail".*"result":"failure"/);
   });
 
   test('a blocked login never reaches the backend, even with the right password, and waits the failure delay (A-01)', async () => {
-    guard.decision = { kind: 'limited', retryMs: 60_000, limiter: 'user_ip' };
+    guard.limited = { kind: 'limited', retryMs: 60_000, limiter: 'user_ip' };
     try {
       const connectionsBefore = backend.connections().length;
       const started = Date.now();
@@ -146,16 +158,16 @@ describe('failed-login guard in the session', () => {
       assert.ok(events.includes('loginAttempt user  blocked'));
       assert.match(proxy.logText(), /"limiter":"user_ip".*"result":"blocked"/);
     } finally {
-      guard.decision = { kind: 'allowed' };
+      guard.limited = undefined;
     }
   });
 
   test('a guard whose store is down and that fails closed gets its own [SYS/TEMP] reply', async () => {
-    guard.decision = { kind: 'limited', retryMs: 0, limiter: 'store_unavailable' };
+    guard.limited = { kind: 'limited', retryMs: 0, limiter: 'store_unavailable' };
     try {
       assert.equal(await login('alice', 's3cret!pw'), '-ERR [SYS/TEMP] Login temporarily unavailable, try again later');
     } finally {
-      guard.decision = { kind: 'allowed' };
+      guard.limited = undefined;
     }
   });
 

@@ -66,7 +66,8 @@ describe('popwarden ratelimit', { timeout: 120_000 }, () => {
     for (let i = 1; i <= 10; i++) await login(running.proxy, '127.0.0.2', 'alice', `w${i}`);
     assert.equal(await login(running.proxy, '127.0.0.2', 'alice', 's3cret!pw'), BLOCKED);
 
-    const blocked = await ratelimit(['status', '--user', 'Alice', '--ip', '127.0.0.2', ...redisFlag]);
+    // Any spelling of the account finds its counters (issue 9.1).
+    const blocked = await ratelimit(['status', '--user', 'Alice@example.org', '--ip', '127.0.0.2', ...redisFlag]);
     assert.equal(blocked.code, 3, blocked.stderr);
     assert.match(blocked.stdout, /user alice from 127\.0\.0\.2: BLOCKED for (59m \d+s|1h)/);
     assert.match(blocked.stdout, /user alice \(all addresses\): 10 failures, not blocked/);

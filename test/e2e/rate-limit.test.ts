@@ -55,11 +55,11 @@ describe('rate limiting in Redis', { timeout: 120_000 }, () => {
   });
 
   test('a success resets the pair and makes it trusted', async () => {
-    const { proxy } = await start('t2');
+    const { proxy, protection } = await start('t2');
     for (let i = 1; i <= 5; i++) await login(proxy, '127.0.0.4', 'alice', `wrong-${i}`);
     assert.equal(await redis.cli('get', 't2:uip:{alice@127.0.0.4}'), '5');
     assert.equal(await login(proxy, '127.0.0.4', 'alice', 's3cret!pw'), '+OK Logged in');
-    await new Promise((resolve) => setTimeout(resolve, 100)); // recordSuccess is not awaited by the session
+    await protection.guard.settled(); // the session settles a success off the reply's path
     assert.equal(await redis.cli('exists', 't2:uip:{alice@127.0.0.4}'), '0');
     const trustedTtl = Number(await redis.cli('pttl', 't2:trusted:{alice@127.0.0.4}'));
     assert.ok(trustedTtl > 29 * 86_400_000, String(trustedTtl));
@@ -88,9 +88,9 @@ describe('rate limiting in Redis', { timeout: 120_000 }, () => {
   });
 
   test('many addresses guessing one user block it, except where it logged in before (trusted pair, A-03)', async () => {
-    const { proxy } = await start('t5', { rateLimit: { user: { maxFailures: 5, windowMs: 3_600_000, blockMs: 900_000 } } });
+    const { proxy, protection } = await start('t5', { rateLimit: { user: { maxFailures: 5, windowMs: 3_600_000, blockMs: 900_000 } } });
     assert.equal(await login(proxy, '127.0.0.10', 'alice', 's3cret!pw'), '+OK Logged in');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await protection.guard.settled();
     for (let i = 11; i <= 15; i++) assert.equal(await login(proxy, `127.0.0.${i}`, 'alice', `guess-${i}`), AUTH_FAILED);
     const before = backendLogins(backend);
     assert.equal(await login(proxy, '127.0.0.16', 'alice', 's3cret!pw'), BLOCKED);
@@ -106,6 +106,23 @@ describe('rate limiting in Redis', { timeout: 120_000 }, () => {
     for (let i = 1; i <= 5; i++) await login(b.proxy, '127.0.0.20', 'alice', `b-${i}`);
     assert.equal(await login(a.proxy, '127.0.0.20', 'alice', 's3cret!pw'), BLOCKED);
     assert.equal(await login(b.proxy, '127.0.0.20', 'alice', 's3cret!pw'), BLOCKED);
+  });
+
+  test('trusted_for 0s trusts no address, and a limiter with max_failures 0 counts nothing (issue 9.5)', async () => {
+    const { proxy, protection } = await start('t8', {
+      rateLimit: {
+        trustedPairMs: 0,
+        userIp: { maxFailures: 0, windowMs: 3_600_000, blockMs: 3_600_000 },
+        user: { maxFailures: 3, windowMs: 3_600_000, blockMs: 900_000 },
+      },
+    });
+    assert.equal(await login(proxy, '127.0.0.50', 'alice', 's3cret!pw'), '+OK Logged in');
+    await protection.guard.settled();
+    assert.equal(protection.storeUp(), true, 'the success did not break the store');
+    for (let i = 51; i <= 53; i++) assert.equal(await login(proxy, `127.0.0.${i}`, 'alice', `guess-${i}`), AUTH_FAILED);
+    assert.equal(await login(proxy, '127.0.0.50', 'alice', 's3cret!pw'), BLOCKED, 'no address is exempt from the per-user limit');
+    assert.equal(await redis.cli('--scan', '--pattern', 't8:uip:*'), '');
+    assert.equal(await redis.cli('--scan', '--pattern', 't8:trusted:*'), '');
   });
 
   test('an allowed address is never limited; a denied one is refused at connect', async () => {

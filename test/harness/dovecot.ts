@@ -28,6 +28,8 @@ export interface DovecotOptions {
   authPenalty?: boolean;
   /** Dovecot's own `auth_failure_delay` (default 2 secs); `0` keeps penalty tests short. */
   authFailureDelay?: string;
+  /** Dovecot's auth_username_format, e.g. "%Ln": drop the domain, so alice@anything logs in as alice. */
+  authUsernameFormat?: string;
 }
 
 /** A running Dovecot instance. */
@@ -225,6 +227,7 @@ ${ssl}
 disable_plaintext_auth = ${profile.tls ? 'yes' : 'no'}
 auth_mechanisms = ${profile.mechanisms}
 ${opts.authFailureDelay === undefined ? '' : `auth_failure_delay = ${opts.authFailureDelay}`}
+${opts.authUsernameFormat === undefined ? '' : `auth_username_format = ${opts.authUsernameFormat}`}
 
 passdb {
   driver = passwd-file

@@ -135,7 +135,7 @@ export function testConfig(overrides: ProxyOverrides): Config {
     },
     rateLimit: {
       keyPrefix: 'popwarden',
-      normaliseUsernames: true,
+      usernameCanonical: { lowerCase: true, realmSeparators: '@%', pattern: undefined },
       ipv6PrefixLength: 64,
       userIp: { maxFailures: 10, windowMs: 90 * 86_400_000, blockMs: 3_600_000 },
       ip: { maxFailures: 100, windowMs: 86_400_000, blockMs: 86_400_000 },

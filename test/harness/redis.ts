@@ -15,7 +15,7 @@ import type { FakeBackend } from './fake-backend.js';
 import { startTestProxy, testConfig, type TestProxy } from './popwarden.js';
 import { RawClient } from './raw-client.js';
 import { createProtection, type Protection } from '../../src/auth/protection.js';
-import type { LimitsConfig, RateLimitConfig, RedisTarget } from '../../src/config/types.js';
+import type { LimitsConfig, RateLimitConfig, RedisTarget, TimeoutsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { NO_METRICS, type Metrics } from '../../src/observability/metrics.js';
 
@@ -146,8 +146,16 @@ export interface Protected {
 
 /** popwarden in front of `backend`, with the protection createProtection builds from this config. */
 export async function startProtected(
-  backend: FakeBackend,
-  options: { redis?: RedisTarget; rateLimit?: Partial<RateLimitConfig>; limits?: Partial<LimitsConfig>; commandTimeoutMs?: number; authFailureDelayMs?: number; metrics?: Metrics } = {},
+  backend: Pick<FakeBackend, 'host' | 'port'>,
+  options: {
+    redis?: RedisTarget;
+    rateLimit?: Partial<RateLimitConfig>;
+    limits?: Partial<LimitsConfig>;
+    timeouts?: Partial<TimeoutsConfig>;
+    commandTimeoutMs?: number;
+    authFailureDelayMs?: number;
+    metrics?: Metrics;
+  } = {},
 ): Promise<Protected> {
   const base = testConfig({ backend: { host: backend.host, port: backend.port } });
   const config = {
@@ -170,6 +178,7 @@ export async function startProtected(
     guard: protection.guard,
     gate: protection.gate,
     ...(options.authFailureDelayMs === undefined ? {} : { authFailureDelayMs: options.authFailureDelayMs }),
+    ...(options.timeouts === undefined ? {} : { timeouts: options.timeouts }),
     ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
   });
   return {
@@ -184,14 +193,14 @@ export async function startProtected(
 }
 
 /** USER/PASS over STLS from `source`; returns popwarden's reply to PASS. */
-export async function login(proxy: TestProxy, source: string, user: string, password: string): Promise<string> {
+export async function login(proxy: TestProxy, source: string, user: string, password: string, timeoutMs = 5_000): Promise<string> {
   const client = await RawClient.plain(proxy.host, proxy.stlsPort, source);
   try {
     await client.readLine();
     assert.equal(await client.command('STLS'), '+OK Begin TLS negotiation');
     await client.upgrade(proxy.caFile);
     await client.command(`USER ${user}`);
-    return await client.command(`PASS ${password}`);
+    return await client.command(`PASS ${password}`, timeoutMs);
   } finally {
     client.destroy();
   }

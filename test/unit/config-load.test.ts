@@ -442,6 +442,8 @@ describe('redactedConfig', () => {
     // tls.pfx excludes cert/key.
     const withoutPair = common.filter((_, i) => !['--cert', '--key'].includes(common[i] ?? '') && !['--cert', '--key'].includes(common[i - 1] ?? ''));
     raws.push(redactedConfig(load([...withoutPair, '--tls-pfx', pem, '--tls-pfx-passphrase-file', pem])) as Record<string, unknown>);
+    // rate_limit.username_canonical: realm_separators or pattern.
+    raws.push(redactedConfig(load([...common, '--rate-limit-username-canonical-pattern', '^([^@]+)'])) as Record<string, unknown>);
     for (const key of CONFIG_KEYS) {
       const values = raws.map((raw) => key.path.reduce<unknown>((node, part) => (node as Record<string, unknown>)?.[part], raw));
       assert.ok(values.some((value) => value !== undefined), `${key.name} missing from redactedConfig output`);

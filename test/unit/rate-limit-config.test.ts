@@ -3,6 +3,10 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig, redactedConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
+import { describeSwitchedOff } from '../../src/auth/rate-limit/policy.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const BACKEND = ['--backend', '127.0.0.1:1110'];
 const load = (argv: string[], env: NodeJS.ProcessEnv = {}): Config => {
@@ -61,6 +65,49 @@ describe('rate-limit configuration', () => {
     assert.deepEqual(config.rateLimit.allow, ['192.0.2.0/24', '2001:db8::1']);
     assert.match(loadError([...BACKEND, '--rate-limit-deny', '192.0.2.0/40']), /--rate-limit-deny.*prefix length/);
     assert.match(loadError([...BACKEND, '--rate-limit-on-store-failure', 'open']), /insurance, fail_closed/);
+  });
+
+  it('username_canonical: strips realms after @ and % and lower-cases by default; a pattern needs one capture (issue 9.1)', () => {
+    assert.deepEqual(load(BACKEND).rateLimit.usernameCanonical, { lowerCase: true, realmSeparators: '@%', pattern: undefined });
+    const exact = load([...BACKEND, '--rate-limit-username-canonical-realm-separators', '', '--no-rate-limit-username-canonical-lower-case']);
+    assert.deepEqual(exact.rateLimit.usernameCanonical, { lowerCase: false, realmSeparators: '', pattern: undefined });
+    const pattern = load([], { POPWARDEN_BACKEND: '127.0.0.1:1110', POPWARDEN_RATE_LIMIT__USERNAME_CANONICAL__PATTERN: '^([^+@]+)' });
+    assert.deepEqual(pattern.rateLimit.usernameCanonical, { lowerCase: true, realmSeparators: '', pattern: '^([^+@]+)' });
+    assert.deepEqual(redactedConfig(pattern).rate_limit?.username_canonical, { lower_case: true, pattern: '^([^+@]+)' });
+    assert.match(loadError([...BACKEND, '--rate-limit-username-canonical-pattern', '^[^@]+$']), /exactly one capture group/);
+    assert.match(loadError([...BACKEND, '--rate-limit-username-canonical-pattern', '^(a)(b)']), /exactly one capture group/);
+    assert.match(loadError([...BACKEND, '--rate-limit-username-canonical-pattern', '^(a']), /not a valid regular expression/);
+    assert.match(loadError([...BACKEND, '--rate-limit-username-canonical-realm-separators', 'ab']), /punctuation/);
+    assert.match(
+      loadError([...BACKEND, '--rate-limit-username-canonical-pattern', '^([^@]+)', '--rate-limit-username-canonical-realm-separators', '@']),
+      /realm_separators or pattern, not both/,
+    );
+  });
+
+  it('the replaced normalise_usernames key names its successor', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'popwarden-rl-'));
+    const file = join(dir, 'popwarden.yaml');
+    writeFileSync(file, 'backend: 127.0.0.1:1110\nrate_limit:\n  normalise_usernames: true\n');
+    assert.match(loadError(['-c', file]), /popwarden.yaml:3: "rate_limit.normalise_usernames" was replaced by "rate_limit.username_canonical/);
+  });
+
+  it('a limiter is off with max_failures 0 and only so: a window or block under 1s is refused (issue 9.5)', () => {
+    const off = load([...BACKEND, '--rate-limit-user-ip-max-failures', '0', '--rate-limit-trusted-for', '0s']);
+    assert.equal(off.rateLimit.userIp.maxFailures, 0);
+    assert.deepEqual(describeSwitchedOff(off.rateLimit), [
+      'rate_limit.user_ip is off (max_failures: 0): failures are not counted per user and address',
+      'rate_limit.trusted_for is 0s: no address is trusted; the per-user limit applies everywhere',
+    ]);
+    assert.deepEqual(describeSwitchedOff(load(BACKEND).rateLimit), []);
+    for (const [flag, value] of [
+      ['--rate-limit-user-ip-window', '0s'],
+      ['--rate-limit-user-ip-block', '0s'],
+      ['--rate-limit-ip-window', '500ms'],
+      ['--rate-limit-user-block', '0ms'],
+    ] as const) {
+      assert.match(loadError([...BACKEND, flag, value]), new RegExp(`${flag} "${value}" is under 1s.*set its max_failures to 0`));
+    }
+    assert.equal(load([...BACKEND, '--rate-limit-user-window', '1s']).rateLimit.user.windowMs, 1_000);
   });
 
   it('--check-config masks the password of a Redis URL', () => {

@@ -4,13 +4,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attemptKeys, ipKey, normaliseUser } from '../../src/auth/rate-limit/keys.js';
+import { attemptKeys, canonicalUser, ipKey } from '../../src/auth/rate-limit/keys.js';
 import { CidrList } from '../../src/auth/rate-limit/cidr.js';
 import { loadHmacKey, passwordTag } from '../../src/auth/rate-limit/hmac.js';
-import { decide } from '../../src/auth/rate-limit/policy.js';
 import { ConnectionLimits } from '../../src/net/connection-limits.js';
 
-const KEYS = { normaliseUsernames: true, ipv6PrefixLength: 64 };
+const SOLID = { lowerCase: true, realmSeparators: '@%', pattern: undefined };
+const KEYS = { usernameCanonical: SOLID, ipv6PrefixLength: 64 };
 
 describe('rate-limit keys', () => {
   it('keys IPv6 clients by their /64 (A-07)', () => {
@@ -28,14 +28,24 @@ describe('rate-limit keys', () => {
     assert.equal(ipKey('192.0.2.7', 64), '192.0.2.7');
   });
 
-  it('normalises usernames (trim, lower-case) unless told not to', () => {
-    assert.equal(normaliseUser('  Alice ', { normaliseUsernames: true }), 'alice');
-    assert.equal(normaliseUser('  Alice ', { normaliseUsernames: false }), '  Alice ');
-    assert.equal(attemptKeys('ALICE', '::ffff:127.0.0.2', KEYS).pair, attemptKeys('alice ', '127.0.0.2', KEYS).pair);
+  it('keys every spelling of one account on its canonical name (issue 9.1)', () => {
+    assert.equal(canonicalUser('  Alice ', SOLID), 'alice');
+    assert.equal(canonicalUser('alice@v0', SOLID), 'alice');
+    assert.equal(canonicalUser('ALICE%final', SOLID), 'alice');
+    assert.equal(canonicalUser('alice%a@b', SOLID), 'alice', 'cut at the first separator');
+    const exact = { lowerCase: false, realmSeparators: '', pattern: undefined };
+    assert.equal(canonicalUser('  Alice@Example.COM ', exact), 'Alice@Example.COM', 'trimmed, nothing else');
+    const dovecotDomain = { lowerCase: true, realmSeparators: '@', pattern: undefined };
+    assert.equal(canonicalUser('alice%x', dovecotDomain), 'alice%x');
+    const pattern = { lowerCase: true, realmSeparators: '', pattern: '^(?:[a-z]+\\\\)?([^@]+)' };
+    assert.equal(canonicalUser('CORP\\Alice@x', pattern), 'alice', 'the capture of the pattern');
+    assert.equal(canonicalUser('@alice', { ...pattern, pattern: '^([a-z]+)$' }), '@alice', 'no match: the whole name');
+    assert.equal(attemptKeys('ALICE@v3', '::ffff:127.0.0.2', KEYS).pair, attemptKeys('alice ', '127.0.0.2', KEYS).pair);
+    assert.equal(attemptKeys('Alice%v4', '127.0.0.2', KEYS).userId, 'alice');
   });
 
   it('percent-encodes users so no typed character forges a separator or a hash tag', () => {
-    const keys = attemptKeys('a}b@c:{d', '192.0.2.1', KEYS);
+    const keys = attemptKeys('a}b@c:{d', '192.0.2.1', { ...KEYS, usernameCanonical: { lowerCase: true, realmSeparators: '', pattern: undefined } });
     assert.equal(keys.pair, '{a%7Db%40c%3A%7Bd@192.0.2.1}');
     assert.equal((keys.pair.match(/[{}]/g) ?? []).length, 2);
     assert.equal(keys.userId, 'a%7Db%40c%3A%7Bd');
@@ -84,27 +94,6 @@ describe('failed-password fingerprint', () => {
     const file = join(dir, 'short.key');
     writeFileSync(file, 'abcd\n');
     assert.throws(() => loadHmacKey(file, dir), /at least 32/);
-  });
-});
-
-describe('decision', () => {
-  const config = {
-    userIp: { maxFailures: 10, windowMs: 1, blockMs: 1 },
-    ip: { maxFailures: 100, windowMs: 1, blockMs: 1 },
-    user: { maxFailures: 50, windowMs: 1, blockMs: 1 },
-  };
-  const none = { userIp: undefined, ip: undefined, user: undefined, trusted: false };
-  it('blocks at max_failures, narrowest limiter first; a trusted pair ignores the per-user block', () => {
-    assert.deepEqual(decide(none, config), { kind: 'allowed' });
-    assert.deepEqual(decide({ ...none, userIp: { consumed: 9, msLeft: 5 } }, config), { kind: 'allowed' });
-    assert.deepEqual(decide({ ...none, userIp: { consumed: 10, msLeft: 5 } }, config), { kind: 'limited', retryMs: 5, limiter: 'user_ip' });
-    assert.deepEqual(decide({ ...none, ip: { consumed: 100, msLeft: 7 }, user: { consumed: 50, msLeft: 9 } }, config), {
-      kind: 'limited',
-      retryMs: 7,
-      limiter: 'ip',
-    });
-    assert.deepEqual(decide({ ...none, user: { consumed: 50, msLeft: 9 } }, config), { kind: 'limited', retryMs: 9, limiter: 'user' });
-    assert.deepEqual(decide({ ...none, user: { consumed: 50, msLeft: 9 }, trusted: true }, config), { kind: 'allowed' });
   });
 });
 

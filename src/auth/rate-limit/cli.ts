@@ -8,7 +8,7 @@ import { Cluster } from 'ioredis';
 import { loadConfig } from '../../config/load.js';
 import type { Config, LimiterPolicy } from '../../config/types.js';
 import { isIP } from 'node:net';
-import { KEY_KINDS, encodeUser, ipKey, normaliseUser, pairId, storeKey } from './keys.js';
+import { KEY_KINDS, canonicalUser, encodeUser, ipKey, pairId, storeKey } from './keys.js';
 import { createRedisClient, describeRedisTarget, waitUntilReady, type RedisClient } from './redis-client.js';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, blocked: 3 } as const;
@@ -91,12 +91,12 @@ async function counter(client: RedisClient, key: string, policy: LimiterPolicy):
   const [value, ttl] = await Promise.all([client.get(key), client.pttl(key)]);
   if (value === null) return undefined;
   const failures = Number(value);
-  return { key, failures, msLeft: ttl, blocked: failures >= policy.maxFailures };
+  return { key, failures, msLeft: ttl, blocked: policy.maxFailures > 0 && failures >= policy.maxFailures };
 }
 
 function describe(label: string, state: CounterState | undefined, policy: LimiterPolicy): string {
   if (state === undefined) return `${label}: no failures`;
-  const limit = `limit ${policy.maxFailures} per ${humanMs(policy.windowMs)}`;
+  const limit = policy.maxFailures === 0 ? 'limiter off: max_failures 0' : `limit ${policy.maxFailures} per ${humanMs(policy.windowMs)}`;
   return state.blocked
     ? `${label}: BLOCKED for ${humanMs(state.msLeft)} (${state.failures} failures, ${limit})`
     : `${label}: ${state.failures} failure${state.failures === 1 ? '' : 's'}, not blocked (${limit}; counter expires in ${humanMs(state.msLeft)})`;
@@ -115,7 +115,7 @@ async function status(client: RedisClient, config: Config, user: string | undefi
     blocked ||= state?.blocked === true;
     lines.push(describe(label, state, r[kind]));
   };
-  const userId = user === undefined ? undefined : encodeUser(normaliseUser(user, r));
+  const userId = user === undefined ? undefined : encodeUser(canonicalUser(user, r.usernameCanonical));
   const address = ip === undefined ? undefined : ipKey(ip, r.ipv6PrefixLength);
   if (userId !== undefined) await show(`user ${userId} (all addresses)`, 'user', userId);
   if (address !== undefined) await show(`address ${address} (all users)`, 'ip', address);
@@ -144,7 +144,7 @@ async function unblock(client: RedisClient, config: Config, user: string | undef
   const keys: string[] = [];
   const kindKey = (kind: string, id: string) => `${r.keyPrefix}:${kind}:${id}`;
   if (user !== undefined) {
-    const userId = encodeUser(normaliseUser(user, r));
+    const userId = encodeUser(canonicalUser(user, r.usernameCanonical));
     keys.push(kindKey(KEY_KINDS.user, userId));
     for (const kind of [KEY_KINDS.userIp, KEY_KINDS.seen]) keys.push(...(await scan(client, `${globEscape(kindKey(kind, `{${userId}@`))}*}`)));
   }

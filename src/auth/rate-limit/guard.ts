@@ -1,24 +1,23 @@
 /**
  * The LoginGuard the session calls around every backend login, over a store (Redis with its
- * insurance, or memory alone). Decisions come out as the closed union the session renders:
- * allowed | limited(retryMs, limiter); a store that is down and fails closed is limited by
+ * insurance, or memory alone). reserve() counts the attempt before the backend sees it and comes
+ * out as the closed union the session renders: allowed (with the reservation to settle) |
+ * limited(retryMs, limiter); a store that is down and fails closed is limited by
  * 'store_unavailable'. These calls never throw: a store error is handled by the store below.
  */
 import type { RateLimitConfig } from '../../config/types.js';
 import type { Logger } from '../../observability/log.js';
-import type { GuardDecision, LoginAttempt, LoginGuard } from '../login-guard.js';
+import { NOTHING_RESERVED, type GuardDecision, type LoginAttempt, type LoginGuard, type LoginVerdict } from '../login-guard.js';
 import type { CidrList } from './cidr.js';
 import { passwordTag } from './hmac.js';
-import { UNAVAILABLE } from './insurance.js';
-import { attemptKeys } from './keys.js';
-import { decide, type Snapshot } from './policy.js';
-import type { AttemptKeys } from './keys.js';
+import { UNAVAILABLE, type Held } from './insurance.js';
+import { attemptKeys, type AttemptKeys } from './keys.js';
+import { LIMITER_NAMES } from './policy.js';
+import type { Settlement } from './store.js';
 
-/** What the guard needs of a store: the LimitStore calls, where a read may be "unavailable". */
+/** What the guard needs of a store: a reservation and where to settle it, or "unavailable". */
 export interface GuardStore {
-  read(keys: AttemptKeys): Promise<Snapshot | typeof UNAVAILABLE>;
-  fail(keys: AttemptKeys, tag: string): Promise<boolean>;
-  succeed(keys: AttemptKeys): Promise<void>;
+  reserve(keys: AttemptKeys): Promise<Held | typeof UNAVAILABLE>;
 }
 
 export interface RateLimitGuardOptions {
@@ -32,51 +31,73 @@ export interface RateLimitGuardOptions {
 
 export class RateLimitGuard implements LoginGuard {
   readonly #options: RateLimitGuardOptions;
+  readonly #settling = new Set<Promise<void>>();
 
   constructor(options: RateLimitGuardOptions) {
     this.#options = options;
   }
 
-  #keys(attempt: LoginAttempt): AttemptKeys {
-    return attemptKeys(attempt.user, attempt.ip, this.#options.config);
-  }
-
-  async check(attempt: LoginAttempt): Promise<GuardDecision> {
-    if (this.#options.allow.has(attempt.ip)) return { kind: 'allowed' };
+  async reserve(attempt: LoginAttempt): Promise<GuardDecision> {
+    if (this.#options.allow.has(attempt.ip)) return NOTHING_RESERVED;
+    const keys = attemptKeys(attempt.user, attempt.ip, this.#options.config);
+    // Before the first await: the session wipes the password once its calls have returned.
+    const tag = passwordTag(this.#options.hmacKey, keys.pair, attempt.password);
+    let held: Held | typeof UNAVAILABLE;
     try {
-      const snapshot = await this.#options.store.read(this.#keys(attempt));
-      if (snapshot === UNAVAILABLE) return { kind: 'limited', retryMs: 0, limiter: 'store_unavailable' };
-      return decide(snapshot, this.#options.config);
+      held = await this.#options.store.reserve(keys);
     } catch (error) {
       // Only the memory store can get here, and it does not fail; never let a bug block logins silently.
-      this.#options.log.error({ err: error }, 'rate-limit check failed; login allowed');
-      return { kind: 'allowed' };
+      this.#options.log.error({ err: error }, 'rate-limit reservation failed; login allowed');
+      return NOTHING_RESERVED;
     }
+    if (held === UNAVAILABLE) return { kind: 'limited', retryMs: 0, limiter: 'store_unavailable' };
+    const { reservation, settleIn } = held;
+    if (reservation.kind === 'full') {
+      return { kind: 'limited', retryMs: reservation.msLeft, limiter: LIMITER_NAMES[reservation.limiter] };
+    }
+    let settled = false;
+    return {
+      kind: 'allowed',
+      settle: (verdict) => {
+        if (settled) return Promise.resolve();
+        settled = true;
+        return this.#track(this.#settle(settleIn, keys, tag, verdict));
+      },
+    };
   }
 
-  async recordFailure(attempt: LoginAttempt): Promise<void> {
-    if (this.#options.allow.has(attempt.ip)) return;
-    const keys = this.#keys(attempt);
-    // Before the first await: the session wipes the password right after this call returns.
-    const tag = passwordTag(this.#options.hmacKey, keys.pair, attempt.password);
+  async #settle(store: Settlement, keys: AttemptKeys, tag: string, verdict: LoginVerdict): Promise<void> {
     try {
-      const counted = await this.#options.store.fail(keys, tag);
-      if (!counted) this.#options.log.debug('repeated wrong password: not counted again');
+      switch (verdict) {
+        case 'accepted':
+          return await store.succeed(keys);
+        case 'refused':
+          if (!(await store.fail(keys, tag))) this.#options.log.debug('repeated wrong password: not counted again');
+          return;
+        case 'unanswered':
+          // No fingerprint: nobody said the password was wrong, so a repeat proves nothing.
+          await store.fail(keys, undefined);
+          return;
+        case 'not_judged':
+          return await store.release(keys);
+      }
     } catch (error) {
-      this.#options.log.error({ err: error }, 'could not count a failed login');
+      this.#options.log.error({ err: error, verdict }, 'could not settle a login reservation');
     }
   }
 
-  async recordSuccess(attempt: LoginAttempt): Promise<void> {
-    if (this.#options.allow.has(attempt.ip)) return;
-    try {
-      await this.#options.store.succeed(this.#keys(attempt));
-    } catch (error) {
-      this.#options.log.error({ err: error }, 'could not record a successful login');
-    }
+  #track(settlement: Promise<void>): Promise<void> {
+    this.#settling.add(settlement);
+    void settlement.finally(() => this.#settling.delete(settlement));
+    return settlement;
   }
 
-  close(): Promise<void> {
-    return this.#options.close?.() ?? Promise.resolve();
+  async settled(): Promise<void> {
+    await Promise.all(this.#settling);
+  }
+
+  async close(): Promise<void> {
+    await this.settled();
+    await this.#options.close?.();
   }
 }

@@ -6,18 +6,25 @@
  * while it is down and switches back as soon as it answers: no restart needed.
  *
  * The insurance counts from zero at the start of an outage and nothing is copied back to Redis
- * afterwards (rate-limiter-flexible's insurance behaves the same way).
+ * afterwards (rate-limiter-flexible's insurance behaves the same way). A reservation is settled in
+ * the store that made it: one made in Redis and settled while Redis is down stays counted there
+ * until its window ends (the safe side).
  */
 import type { StoreFailureMode } from '../../config/types.js';
 import type { Logger } from '../../observability/log.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { AttemptKeys } from './keys.js';
-import type { Snapshot } from './policy.js';
-import type { LimitStore, RedisLimitStore } from './store.js';
+import type { LimitStore, RedisLimitStore, Reservation, Settlement } from './store.js';
 import type { RedisClient } from './redis-client.js';
 
-/** What a read answers when the store is down and the policy is fail_closed. */
+/** What reserve answers when the store is down and the policy is fail_closed. */
 export const UNAVAILABLE = Symbol('store unavailable');
+
+/** A reservation, and the store that must settle it. */
+export interface Held {
+  readonly reservation: Reservation;
+  readonly settleIn: Settlement;
+}
 
 /** How often a down store is probed. */
 export const PROBE_INTERVAL_MS = 1_000;
@@ -84,42 +91,44 @@ export class InsuredStore {
     return this.#up;
   }
 
-  read(keys: AttemptKeys): Promise<Snapshot | typeof UNAVAILABLE> {
-    return this.#run(
-      (store) => store.read(keys),
-      () => UNAVAILABLE,
-    );
+  async reserve(keys: AttemptKeys): Promise<Held | typeof UNAVAILABLE> {
+    if (this.#up) {
+      try {
+        const reservation = await withDeadline(this.#options.primary.reserve(keys), this.#options.deadlineMs);
+        return { reservation, settleIn: this.#inPrimary };
+      } catch (error) {
+        this.#primaryFailed(error);
+      }
+    }
+    if (this.#options.mode === 'fail_closed') return UNAVAILABLE;
+    return { reservation: await this.#options.insurance.reserve(keys), settleIn: this.#options.insurance };
   }
 
-  fail(keys: AttemptKeys, tag: string): Promise<boolean> {
-    return this.#run(
-      (store) => store.fail(keys, tag),
-      () => false,
-    );
+  /** Settles in Redis, under the deadline; a failure marks the store down and is not retried elsewhere. */
+  readonly #inPrimary: Settlement = {
+    release: (keys) => this.#onPrimary((store) => store.release(keys), undefined),
+    fail: (keys, tag) => this.#onPrimary((store) => store.fail(keys, tag), true),
+    succeed: (keys) => this.#onPrimary((store) => store.succeed(keys), undefined),
+  };
+
+  async #onPrimary<T>(operation: (store: LimitStore) => Promise<T>, whenDown: T): Promise<T> {
+    if (!this.#up) return whenDown;
+    try {
+      return await withDeadline(operation(this.#options.primary), this.#options.deadlineMs);
+    } catch (error) {
+      this.#primaryFailed(error);
+      return whenDown;
+    }
   }
 
-  succeed(keys: AttemptKeys): Promise<void> {
-    return this.#run(
-      (store) => store.succeed(keys),
-      () => undefined,
-    );
+  #primaryFailed(error: unknown): void {
+    this.#options.metrics.rateLimitStoreError();
+    this.#markDown(error);
   }
 
   close(): void {
     this.#closed = true;
     clearInterval(this.#probe);
-  }
-
-  async #run<T, U>(operation: (store: LimitStore) => Promise<T>, failClosed: () => U): Promise<T | U> {
-    if (this.#up) {
-      try {
-        return await withDeadline(operation(this.#options.primary), this.#options.deadlineMs);
-      } catch (error) {
-        this.#options.metrics.rateLimitStoreError();
-        this.#markDown(error);
-      }
-    }
-    return this.#options.mode === 'insurance' ? operation(this.#options.insurance) : failClosed();
   }
 
   #markDown(cause: unknown): void {

@@ -6,6 +6,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { normaliseAddress } from '../../net/addresses.js';
+import type { UsernameCanonical } from '../../config/types.js';
 
 /** The kinds of keys popwarden keeps, one per limiter plus the pair's two companions. */
 export const KEY_KINDS = {
@@ -19,13 +20,41 @@ export const KEY_KINDS = {
 } as const;
 
 export interface KeyOptions {
-  readonly normaliseUsernames: boolean;
+  readonly usernameCanonical: UsernameCanonical;
   readonly ipv6PrefixLength: number;
 }
 
-/** Trim and lower-case (when configured), so "Alice " cannot escape alice's counters. */
-export function normaliseUser(user: string, options: Pick<KeyOptions, 'normaliseUsernames'>): string {
-  return options.normaliseUsernames ? user.trim().toLowerCase() : user;
+/** Compiled patterns, by source: a handful per process (one per configuration loaded). */
+const compiled = new Map<string, RegExp>();
+
+function compile(pattern: string): RegExp {
+  let regex = compiled.get(pattern);
+  if (regex === undefined) {
+    regex = new RegExp(pattern);
+    compiled.set(pattern, regex);
+  }
+  return regex;
+}
+
+/**
+ * The account a typed username names, as the backend sees it (`rate_limit.username_canonical`):
+ * trimmed, lower-cased unless the backend is case-sensitive, then cut at the first realm
+ * separator (solid-pop3d logs "alice@x" and "alice%x" in as alice), or the capture of the
+ * operator's pattern (a name it does not match is keyed whole). Every limit is keyed on this, so
+ * "Alice", "alice@v1" and "alice%v2" share alice's counters: guesses cannot be spread over
+ * spellings of one account. A rule coarser than the backend's only merges counters (never splits
+ * them), which is why the default strips more than most servers do. A name that carries a
+ * separator is not refused: it is already counted as its account, and many clients send the
+ * whole address as the username (the README says more).
+ */
+export function canonicalUser(user: string, rule: UsernameCanonical): string {
+  let name = user.trim();
+  if (rule.lowerCase) name = name.toLowerCase();
+  if (rule.pattern !== undefined) return compile(rule.pattern).exec(name)?.[1] ?? name;
+  for (let i = 0; i < name.length; i++) {
+    if (rule.realmSeparators.includes(name[i] ?? '')) return name.slice(0, i);
+  }
+  return name;
 }
 
 /** The username as a key part: percent-encoded, so ':', '@', '{', '}' and spaces cannot confuse keys. */
@@ -95,7 +124,7 @@ function compressIpv6(groups: readonly number[]): string {
 
 /** The ids one attempt is counted under. */
 export interface AttemptKeys {
-  /** Normalised username (what the HMAC and the CLI see). */
+  /** The canonical username (what the HMAC and the CLI see). */
   readonly user: string;
   /** ipKey() of the client. */
   readonly ip: string;
@@ -106,10 +135,10 @@ export interface AttemptKeys {
 }
 
 export function attemptKeys(user: string, address: string, options: KeyOptions): AttemptKeys {
-  const normalised = normaliseUser(user, options);
+  const canonical = canonicalUser(user, options.usernameCanonical);
   const ip = ipKey(address, options.ipv6PrefixLength);
-  const userId = encodeUser(normalised);
-  return { user: normalised, ip, userId, pair: pairId(userId, ip) };
+  const userId = encodeUser(canonical);
+  return { user: canonical, ip, userId, pair: pairId(userId, ip) };
 }
 
 export function pairId(userId: string, ip: string): string {

@@ -1,26 +1,46 @@
 /**
  * Where the failure counters live: Redis (shared by every instance) or process memory (no Redis
- * configured, or the insurance while Redis is down). Both follow rate-limiter-flexible's
- * login-protection pattern: read before the attempt, consume on a refused password, delete the
- * user+IP counter on success. Both keep two companions per user+IP pair: the trusted mark of a
- * recent success and the fingerprints of wrong passwords already counted.
+ * configured, or the insurance while Redis is down). Both count an attempt BEFORE the backend is
+ * asked (issue 9.2): `reserve` adds one to each counter at once, atomically per counter, and
+ * refuses when a counter already holds max_failures; the verdict then keeps the point (a refused
+ * password) or gives it back (a success, or no verdict at all). So however many guesses run in
+ * parallel, at most max_failures of them are ever judged per window. When a kept failure leaves a
+ * counter full, the counter lives on for `block` from then (the block). Both keep two companions
+ * per user+IP pair: the trusted mark of a recent success and the fingerprints of wrong passwords
+ * already counted.
  *
  * Store errors are thrown as they are; insurance.ts decides what an error means.
  */
 import type { Cluster, Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { LimiterPolicy, RateLimitConfig } from '../../config/types.js';
-import { MAX_DURATION_MS } from '../../config/values.js';
 import { KEY_KINDS, storeKey, type AttemptKeys } from './keys.js';
-import { LIMITERS, type Counter, type LimiterKey, type Snapshot } from './policy.js';
+import { activeLimiters, type LimiterKey } from './policy.js';
 
-export interface LimitStore {
-  /** Reads the three counters and the trusted mark: one round trip. */
-  read(keys: AttemptKeys): Promise<Snapshot>;
-  /** Counts one refused password (`tag` is its fingerprint). False when it was a repeat, not counted. */
-  fail(keys: AttemptKeys, tag: string): Promise<boolean>;
-  /** A successful login: forget the pair's failures, trust the pair. */
+/** What reserve() did: counted the attempt on every active limiter, or nothing, because one is full. */
+export type Reservation =
+  | { readonly kind: 'reserved' }
+  | { readonly kind: 'full'; readonly limiter: LimiterKey; readonly msLeft: number };
+
+/** How a reservation ends (the store that made it must settle it). */
+export interface Settlement {
+  /** Gives the reservation back: the attempt was not judged. */
+  release(keys: AttemptKeys): Promise<void>;
+  /**
+   * Keeps the reservation as a failure and starts the block of every counter it leaves full.
+   * With `tag` (the wrong password's fingerprint) a repeat is given back instead: false.
+   */
+  fail(keys: AttemptKeys, tag: string | undefined): Promise<boolean>;
+  /** A successful login: forget the pair's failures, trust the pair, give back the ip and user points. */
   succeed(keys: AttemptKeys): Promise<void>;
+}
+
+export interface LimitStore extends Settlement {
+  /**
+   * Counts one attempt in flight on every active limiter, or on none when one of them is full
+   * (the per-user one never binds a pair trusted by an earlier success).
+   */
+  reserve(keys: AttemptKeys): Promise<Reservation>;
 }
 
 type Policies = Pick<RateLimitConfig, LimiterKey | 'keyPrefix' | 'trustedPairMs'>;
@@ -32,91 +52,117 @@ export function limiterId(limiter: LimiterKey, keys: AttemptKeys): string {
   return limiter === 'userIp' ? keys.pair : limiter === 'ip' ? keys.ip : keys.userId;
 }
 
-/**
- * rate-limiter-flexible options for one limiter. `points` is one less than max_failures, and the
- * consume that crosses it blocks the key for `block`: so the key holds max_failures while blocked.
- */
-function limiterOptions(prefix: string, limiter: LimiterKey, policy: LimiterPolicy, maxMs: number) {
-  const seconds = (ms: number) => Math.max(1, Math.min(Math.ceil(ms / 1000), Math.floor(maxMs / 1000)));
-  return {
-    keyPrefix: `${prefix}:${LIMITER_KIND[limiter]}`,
-    points: policy.maxFailures - 1,
-    duration: seconds(policy.windowMs),
-    blockDuration: seconds(policy.blockMs),
-  };
-}
-
-/** Consumes one point on each limiter; a RateLimiterRes rejection is a block, not an error. */
-async function consumeAll(limiters: Record<LimiterKey, RateLimiterAbstract>, keys: AttemptKeys): Promise<void> {
-  const results = await Promise.allSettled(LIMITERS.map((limiter) => limiters[limiter].consume(limiterId(limiter, keys))));
-  for (const result of results) {
-    if (result.status === 'rejected' && !(result.reason instanceof RateLimiterRes)) throw result.reason;
-  }
-}
+/** Whole seconds for rate-limiter-flexible, rounded up (the config refuses less than 1 s). */
+const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
 
 // ---------------------------------------------------------------------------------------------
+
+/** Takes one point back, never below 0 and never creating a key that expired meanwhile. */
+const GIVE_BACK = `local v = tonumber(redis.call('get', KEYS[1]))
+if v ~= nil and v > 0 then return redis.call('decr', KEYS[1]) end
+return 0`;
+
+/** A counter that holds max_failures (ARGV[1]) lives for the block (ARGV[2] ms) from now. */
+const BLOCK_IF_FULL = `local v = tonumber(redis.call('get', KEYS[1]))
+if v ~= nil and v >= tonumber(ARGV[1]) then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end
+return 0`;
 
 /** The shared store. The client has the offline queue off and a command timeout (redis-client.ts). */
 export class RedisLimitStore implements LimitStore {
   readonly #client: Redis | Cluster;
   readonly #config: Policies;
+  readonly #active: readonly LimiterKey[];
   readonly #limiters: Record<LimiterKey, RateLimiterRedis>;
 
   constructor(client: Redis | Cluster, config: Policies) {
     this.#client = client;
     this.#config = config;
-    const make = (limiter: LimiterKey) =>
+    this.#active = activeLimiters(config);
+    // consume() is rate-limiter-flexible's atomic increment (SET NX with the window, INCRBY) and
+    // refuses past `points`. With points = max_failures, consume number max_failures is still
+    // allowed and the next refused; no blockDuration: a refused reservation is given back, and
+    // the block starts from the failure that fills the counter (BLOCK_IF_FULL), not from a
+    // refusal, so guesses at a blocked key cannot prolong its block.
+    const make = (limiter: LimiterKey, policy: LimiterPolicy) =>
       new RateLimiterRedis({
         storeClient: client,
         // Fail at once while the client is not connected, instead of waiting for a timeout.
         rejectIfRedisNotReady: true,
-        ...limiterOptions(config.keyPrefix, limiter, config[limiter], Number.MAX_SAFE_INTEGER),
+        keyPrefix: `${config.keyPrefix}:${LIMITER_KIND[limiter]}`,
+        points: Math.max(policy.maxFailures, 1),
+        duration: seconds(policy.windowMs),
       });
-    this.#limiters = { userIp: make('userIp'), ip: make('ip'), user: make('user') };
+    this.#limiters = { userIp: make('userIp', config.userIp), ip: make('ip', config.ip), user: make('user', config.user) };
   }
 
   #key(limiter: LimiterKey, keys: AttemptKeys): string {
     return this.#limiters[limiter].getKey(limiterId(limiter, keys));
   }
 
-  async read(keys: AttemptKeys): Promise<Snapshot> {
-    const client = this.#client;
-    // Issued in one tick: the client's auto-pipelining sends them in one write per node, so the
-    // hot path of a login costs one round trip (limiter keys hash to different Cluster slots, so
-    // a single MULTI is not possible).
-    const read = (limiter: LimiterKey) => {
-      const key = this.#key(limiter, keys);
-      return Promise.all([client.get(key), client.pttl(key)]);
-    };
-    const [userIp, ip, user, trusted] = await Promise.all([
-      read('userIp'),
-      read('ip'),
-      read('user'),
-      client.exists(storeKey(this.#config.keyPrefix, KEY_KINDS.trusted, keys.pair)),
-    ]);
-    const counter = ([value, ttl]: [string | null, number]): Counter | undefined =>
-      value === null ? undefined : { consumed: Number(value), msLeft: ttl };
-    return { userIp: counter(userIp), ip: counter(ip), user: counter(user), trusted: trusted === 1 };
+  #trustedKey(keys: AttemptKeys): string {
+    return storeKey(this.#config.keyPrefix, KEY_KINDS.trusted, keys.pair);
   }
 
-  async fail(keys: AttemptKeys, tag: string): Promise<boolean> {
-    const seen = storeKey(this.#config.keyPrefix, KEY_KINDS.seen, keys.pair);
-    // The set lives as long as the pair's counter window; both keys share the pair's hash slot.
-    const result = await this.#client.multi().sadd(seen, tag).pexpire(seen, this.#config.userIp.windowMs).exec();
-    const [added] = result ?? [];
-    if (added?.[0]) throw added[0];
-    if (added?.[1] === 0) return false;
-    await consumeAll(this.#limiters, keys);
+  #giveBack(limiters: readonly LimiterKey[], keys: AttemptKeys): Promise<unknown> {
+    // Issued in one tick: auto-pipelining sends them in one write per node (limiter keys hash to
+    // different Cluster slots, so one MULTI or script over all of them is not possible).
+    return Promise.all(limiters.map((limiter) => this.#client.eval(GIVE_BACK, 1, this.#key(limiter, keys))));
+  }
+
+  async reserve(keys: AttemptKeys): Promise<Reservation> {
+    const [trusted, ...results] = await Promise.allSettled([
+      this.#client.exists(this.#trustedKey(keys)),
+      ...this.#active.map((limiter) => this.#limiters[limiter].consume(limiterId(limiter, keys))),
+    ]);
+    const failure = [trusted, ...results].find((r) => r.status === 'rejected' && !(r.reason instanceof RateLimiterRes));
+    if (failure?.status === 'rejected') throw failure.reason;
+    const isTrusted = trusted?.status === 'fulfilled' && trusted.value === 1;
+    const fullAt = results.findIndex((r, i) => r.status === 'rejected' && !(this.#active[i] === 'user' && isTrusted));
+    if (fullAt === -1) return { kind: 'reserved' };
+    // Every consume incremented its counter, the refused ones too: give them all back.
+    await this.#giveBack(this.#active, keys);
+    const refused = results[fullAt];
+    const msLeft = refused?.status === 'rejected' ? (refused.reason as RateLimiterRes).msBeforeNext : 0;
+    return { kind: 'full', limiter: this.#active[fullAt] ?? 'user', msLeft: Math.max(msLeft, 0) };
+  }
+
+  async release(keys: AttemptKeys): Promise<void> {
+    await this.#giveBack(this.#active, keys);
+  }
+
+  async fail(keys: AttemptKeys, tag: string | undefined): Promise<boolean> {
+    if (tag !== undefined) {
+      const seen = storeKey(this.#config.keyPrefix, KEY_KINDS.seen, keys.pair);
+      // The set lives as long as the pair's counter window; both keys share the pair's hash slot.
+      const result = await this.#client.multi().sadd(seen, tag).pexpire(seen, this.#config.userIp.windowMs).exec();
+      const [added] = result ?? [];
+      if (added?.[0]) throw added[0];
+      if (added?.[1] === 0) {
+        await this.release(keys);
+        return false;
+      }
+    }
+    await Promise.all(
+      this.#active.map((limiter) => {
+        const policy = this.#config[limiter];
+        return this.#client.eval(BLOCK_IF_FULL, 1, this.#key(limiter, keys), policy.maxFailures, policy.blockMs);
+      }),
+    );
     return true;
   }
 
   async succeed(keys: AttemptKeys): Promise<void> {
     const { keyPrefix, trustedPairMs } = this.#config;
-    const result = await this.#client
-      .multi()
-      .del(this.#key('userIp', keys), storeKey(keyPrefix, KEY_KINDS.seen, keys.pair))
-      .set(storeKey(keyPrefix, KEY_KINDS.trusted, keys.pair), '1', 'PX', trustedPairMs)
-      .exec();
+    const forget = this.#client.multi().del(this.#key('userIp', keys), storeKey(keyPrefix, KEY_KINDS.seen, keys.pair));
+    // trusted_for 0s trusts no pair (and PX 0 would be a Redis error).
+    if (trustedPairMs > 0) forget.set(this.#trustedKey(keys), '1', 'PX', trustedPairMs);
+    const [result] = await Promise.all([
+      forget.exec(),
+      this.#giveBack(
+        this.#active.filter((limiter) => limiter !== 'userIp'),
+        keys,
+      ),
+    ]);
     const failed = result?.find(([error]) => error !== null);
     if (failed?.[0]) throw failed[0];
   }
@@ -134,14 +180,24 @@ class ExpiringMap<V> {
   readonly #entries = new Map<string, { value: V; expiresAt: number }>();
   #writesSinceSweep = 0;
 
-  get(key: string): V | undefined {
+  #entry(key: string): { value: V; expiresAt: number } | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     if (entry.expiresAt <= Date.now()) {
       this.#entries.delete(key);
       return undefined;
     }
-    return entry.value;
+    return entry;
+  }
+
+  get(key: string): V | undefined {
+    return this.#entry(key)?.value;
+  }
+
+  /** Milliseconds until `key` expires (0 if it has). */
+  msLeft(key: string): number {
+    const entry = this.#entry(key);
+    return entry === undefined ? 0 : entry.expiresAt - Date.now();
   }
 
   set(key: string, value: V, ttlMs: number): void {
@@ -154,6 +210,18 @@ class ExpiringMap<V> {
     }
   }
 
+  /** Changes a live key's value, keeping its expiry. */
+  update(key: string, value: V): void {
+    const entry = this.#entry(key);
+    if (entry !== undefined) entry.value = value;
+  }
+
+  /** Gives a live key a new expiry. */
+  expire(key: string, ttlMs: number): void {
+    const entry = this.#entry(key);
+    if (entry !== undefined) entry.expiresAt = Date.now() + ttlMs;
+  }
+
   delete(key: string): void {
     this.#entries.delete(key);
   }
@@ -161,46 +229,80 @@ class ExpiringMap<V> {
 
 /**
  * One process's store: with no Redis configured, and as the insurance while Redis is down. The
- * same numbers, except that windows longer than Node's timer limit (24.8 days) are cut to it:
- * rate-limiter-flexible's memory store expires each key with a setTimeout.
+ * same numbers and the same arithmetic as Redis; every call does its work synchronously, so a
+ * reservation is atomic here too.
  */
 export class MemoryLimitStore implements LimitStore {
   readonly #config: Policies;
-  readonly #limiters: Record<LimiterKey, RateLimiterMemory>;
+  readonly #active: readonly LimiterKey[];
+  readonly #counters = new ExpiringMap<number>();
   readonly #trusted = new ExpiringMap<true>();
   readonly #seen = new ExpiringMap<Set<string>>();
 
   constructor(config: Policies) {
     this.#config = config;
-    const make = (limiter: LimiterKey) =>
-      new RateLimiterMemory(limiterOptions(config.keyPrefix, limiter, config[limiter], MAX_DURATION_MS));
-    this.#limiters = { userIp: make('userIp'), ip: make('ip'), user: make('user') };
+    this.#active = activeLimiters(config);
   }
 
-  async read(keys: AttemptKeys): Promise<Snapshot> {
-    const counters = await Promise.all(LIMITERS.map((limiter) => this.#limiters[limiter].get(limiterId(limiter, keys))));
-    const counter = (res: RateLimiterRes | null | undefined): Counter | undefined =>
-      res === null || res === undefined ? undefined : { consumed: res.consumedPoints, msLeft: res.msBeforeNext };
-    return {
-      userIp: counter(counters[0]),
-      ip: counter(counters[1]),
-      user: counter(counters[2]),
-      trusted: this.#trusted.get(keys.pair) === true,
-    };
+  #key(limiter: LimiterKey, keys: AttemptKeys): string {
+    return `${LIMITER_KIND[limiter]}:${limiterId(limiter, keys)}`;
   }
 
-  async fail(keys: AttemptKeys, tag: string): Promise<boolean> {
-    const seen = this.#seen.get(keys.pair) ?? new Set<string>();
-    if (seen.has(tag)) return false;
-    seen.add(tag);
-    this.#seen.set(keys.pair, seen, this.#config.userIp.windowMs);
-    await consumeAll(this.#limiters, keys);
+  #giveBack(limiters: readonly LimiterKey[], keys: AttemptKeys): void {
+    for (const limiter of limiters) {
+      const key = this.#key(limiter, keys);
+      const count = this.#counters.get(key);
+      if (count !== undefined && count > 0) this.#counters.update(key, count - 1);
+    }
+  }
+
+  async reserve(keys: AttemptKeys): Promise<Reservation> {
+    const trusted = this.#trusted.get(keys.pair) === true;
+    for (const limiter of this.#active) {
+      if (limiter === 'user' && trusted) continue;
+      const key = this.#key(limiter, keys);
+      if ((this.#counters.get(key) ?? 0) >= this.#config[limiter].maxFailures) {
+        return { kind: 'full', limiter, msLeft: this.#counters.msLeft(key) };
+      }
+    }
+    for (const limiter of this.#active) {
+      const key = this.#key(limiter, keys);
+      const count = this.#counters.get(key);
+      if (count === undefined) this.#counters.set(key, 1, this.#config[limiter].windowMs);
+      else this.#counters.update(key, count + 1);
+    }
+    return { kind: 'reserved' };
+  }
+
+  async release(keys: AttemptKeys): Promise<void> {
+    this.#giveBack(this.#active, keys);
+  }
+
+  async fail(keys: AttemptKeys, tag: string | undefined): Promise<boolean> {
+    if (tag !== undefined) {
+      const seen = this.#seen.get(keys.pair) ?? new Set<string>();
+      if (seen.has(tag)) {
+        this.#giveBack(this.#active, keys);
+        return false;
+      }
+      seen.add(tag);
+      this.#seen.set(keys.pair, seen, this.#config.userIp.windowMs);
+    }
+    for (const limiter of this.#active) {
+      const key = this.#key(limiter, keys);
+      const policy = this.#config[limiter];
+      if ((this.#counters.get(key) ?? 0) >= policy.maxFailures) this.#counters.expire(key, policy.blockMs);
+    }
     return true;
   }
 
   async succeed(keys: AttemptKeys): Promise<void> {
-    await this.#limiters.userIp.delete(limiterId('userIp', keys));
+    this.#counters.delete(this.#key('userIp', keys));
     this.#seen.delete(keys.pair);
-    this.#trusted.set(keys.pair, true, this.#config.trustedPairMs);
+    if (this.#config.trustedPairMs > 0) this.#trusted.set(keys.pair, true, this.#config.trustedPairMs);
+    this.#giveBack(
+      this.#active.filter((limiter) => limiter !== 'userIp'),
+      keys,
+    );
   }
 }
