@@ -121,8 +121,8 @@ describe('a backend that stays silent after the credentials (issue 9.4)', { time
   let dovecot: Dovecot;
   let redis: RedisServer;
   before(async () => {
-    // Dovecot answers a wrong password after 2 s; popwarden here waits 1 s per backend step, as
-    // it would wait out a backend penalty longer than timeouts.backend_step.
+    // Dovecot answers a wrong password after 2 s; popwarden here waits only 1 s for the reply to
+    // the credentials (timeouts.backend_auth), as it would for a backend penalty longer than that.
     dovecot = await startDovecot({ profile: 'all', authPenalty: false });
     redis = await startRedis();
   });
@@ -132,7 +132,7 @@ describe('a backend that stays silent after the credentials (issue 9.4)', { time
   });
 
   test('a timeout once the credentials were sent counts as a failure and is audited as one', async () => {
-    const running = await startProtected(dovecot, { redis: { kind: 'url', url: redis.url }, rateLimit: { keyPrefix: 's1' }, timeouts: { backendStepMs: 1_000 } });
+    const running = await startProtected(dovecot, { redis: { kind: 'url', url: redis.url }, rateLimit: { keyPrefix: 's1' }, timeouts: { backendAuthMs: 1_000 } });
     try {
       const { proxy } = running;
       for (let i = 0; i < 10; i++) {
