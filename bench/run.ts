@@ -3,7 +3,7 @@
  * (stunnel4, nginx's mail proxy) and the backend itself, in one run, in front of one Dovecot,
  * with one ECDSA P-256 certificate and the same load. See bench/README.md for how to read it.
  *
- *   node --import tsx bench/run.ts [--quick] [--only abcde] [--reps N] [--no-pin]
+ *   node --import tsx bench/run.ts [--quick] [--only abcde] [--reps N] [--no-pin] [--profile]
  *
  * Prints a Markdown report and writes it to bench/results/latest.md (a --quick or --only run
  * writes bench/results/partial.md instead, so the full result stays).
@@ -27,19 +27,20 @@ const { values } = parseArgs({
     only: { type: 'string', default: 'abcde' },
     reps: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
   },
 });
 const quick = values.quick === true;
 const only = new Set(values.only.toLowerCase().replace(/[^a-e]/g, ''));
 const reps = Number(values.reps ?? (quick ? 1 : 3));
 if (only.size === 0 || !Number.isInteger(reps) || reps < 1 || reps > 20) {
-  console.error('usage: run.ts [--quick] [--only abcde] [--reps 1..20] [--no-pin]');
+  console.error('usage: run.ts [--quick] [--only abcde] [--reps 1..20] [--no-pin] [--profile]');
   process.exit(2);
 }
 
 const sizes: Sizes = quick
-  ? { reps, bigRetrs: 1, logins: new Map([[8, 100], [32, 160]]), noops: new Map([[1, 500], [20, 1_000]]), idleSessions: [200, 1_000], fetchConcurrency: [1, 8], sTimeSeconds: 2 }
-  : { reps, bigRetrs: 2, logins: new Map([[8, 400], [32, 640]]), noops: new Map([[1, 3_000], [20, 10_000]]), idleSessions: [1_000, 5_000], fetchConcurrency: [1, 8], sTimeSeconds: 5 };
+  ? { reps, bigRetrs: 1, logins: new Map([[8, 100], [32, 160]]), noops: new Map([[1, 500], [20, 1_000]]), idleSessions: [200, 1_000], fetchConcurrency: [1, 8], fetchRounds: { max: 3, seconds: 1 }, sTimeSeconds: 2 }
+  : { reps, bigRetrs: 3, logins: new Map([[8, 400], [32, 640]]), noops: new Map([[1, 5_000], [20, 10_000]]), idleSessions: [1_000, 5_000], fetchConcurrency: [1, 8], fetchRounds: { max: 20, seconds: 3 }, sTimeSeconds: 5 };
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);
@@ -65,8 +66,11 @@ log('starting Dovecot, Redis, the auth_http endpoint and the front ends');
 const backend = await startBenchBackend(env.restWrap);
 const redis = await startRedis();
 const authHttp = await startAuthHttp(env, backend.port);
+// --profile: every popwarden process writes a CPU profile and a heap profile when it stops.
+const profileDir = join(here, 'results', 'profiles');
+const nodeOptions = values.profile === true ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heap-prof', `--heap-prof-dir=${profileDir}`] : [];
 const starters = new Map<string, () => Promise<Target>>([
-  ['popwarden', () => startPopwarden(env, backend.port, redis.url)],
+  ['popwarden', () => startPopwarden(env, backend.port, redis.url, nodeOptions)],
   ['stunnel', () => startStunnel(env, backend.port)],
   ['nginx', () => startNginx(env, authHttp.port, authHttp.pid)],
 ]);
