@@ -55,13 +55,23 @@ export class Results {
     return values === undefined || values.length === 0 ? undefined : median(values);
   }
 
+  /** Every row, each target's median with min-max; ratios of medians. */
   table(): string {
+    return this.#render(this.rows, true);
+  }
+
+  /** The rows the README carries, medians only. */
+  summary(): string {
+    return this.#render(SUMMARY_ROWS.map((id) => this.rows.find((r) => r.id === id)).filter((r): r is Row => r !== undefined), false);
+  }
+
+  #render(rows: readonly Row[], ranges: boolean): string {
     const format = (x: number, digits: number): string => x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
     const cell = (row: Row, target: TargetName): string => {
       const values = row.values.get(target);
       if (values === undefined || values.length === 0) return '';
       const mid = format(median(values), row.digits);
-      if (values.length === 1) return mid;
+      if (!ranges || values.length === 1) return mid;
       return `${mid} <sub>${format(Math.min(...values), row.digits)}–${format(Math.max(...values), row.digits)}</sub>`;
     };
     const ratio = (row: Row, peer: TargetName): string => {
@@ -71,11 +81,11 @@ export class Results {
       return `${(ours / theirs).toFixed(2)}`;
     };
     const lines = [
-      `| workload | measure (${'↑'} more is better, ${'↓'} less is) | ${COLUMNS.join(' | ')} | popwarden / stunnel | popwarden / nginx |`,
+      `| workload | measure (↑ more is better, ↓ less is) | ${COLUMNS.join(' | ')} | popwarden / stunnel | popwarden / nginx |`,
       `|---|---|${COLUMNS.map(() => '--:').join('|')}|--:|--:|`,
     ];
     let previous = '';
-    for (const row of this.rows) {
+    for (const row of rows) {
       const workload = row.workload === previous ? '' : row.workload;
       previous = row.workload;
       const arrow = row.better === 'higher' ? '↑' : '↓';
@@ -84,6 +94,9 @@ export class Results {
     return lines.join('\n');
   }
 }
+
+/** The measures the README's summary shows: each workload's rate and its cost. */
+const SUMMARY_ROWS = ['e.seconds', 'e.rate8', 'e.cpu1', 'a.rate', 'a.cpu', 'b.rate8', 'b.rate32', 'b.cpu32', 'b.helper32', 'c.p50.1', 'c.p99.1', 'c.cpu.1', 'd.kib1000', 'd.kib5000'];
 
 /** One issue-10 target: popwarden's median against a bound taken from the same run. */
 export interface Goal {

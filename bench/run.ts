@@ -149,6 +149,10 @@ const report = [
   goalTable(results),
   ...(results.notes.length > 0 ? ['', ...results.notes.map((note) => `- ${note}`)] : []),
   '',
+  '### Summary (medians; what the README shows)',
+  '',
+  results.summary(),
+  '',
 ].join('\n');
 console.log(report);
 const resultsDir = join(here, 'results');
