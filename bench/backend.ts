@@ -5,13 +5,13 @@
  * delay, enough processes for thousands of idle sessions. Plaintext on loopback; the TLS front
  * ends sit in front of it.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { MAIL_GID, writeMaildir, type SampleAccount, type SampleMessage } from '../test/harness/maildrop.js';
 import { freePort, waitForPort } from '../test/harness/ports.js';
-import { stopTree } from './proc.js';
+import { spawnWrapped, stopTree } from './proc.js';
 
 /** The uid Dovecot's mail processes run as (numeric, no host account), as in the test harness. */
 const MAIL_UID = 20001;
@@ -124,6 +124,7 @@ service stats {
 /** Starts Dovecot on a free loopback port with the bench maildrop (written once, ~1 s). */
 export async function startBenchBackend(wrap: readonly string[]): Promise<BenchBackend> {
   const dir = fs.mkdtempSync('/tmp/popwarden-bench-dovecot-');
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
   fs.chmodSync(dir, 0o755); // the mail processes run as MAIL_UID and must reach the maildirs
   for (const d of ['run', 'state', 'etc', 'mail']) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
   const accounts = [
@@ -145,7 +146,7 @@ export async function startBenchBackend(wrap: readonly string[]): Promise<BenchB
   fs.writeFileSync(confFile, config(dir, port, passwdFile));
   const check = spawnSync('dovecot', ['-c', confFile, '-n'], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`bad bench dovecot config: ${check.stderr}`);
-  const child = spawn(wrap[0]!, [...wrap.slice(1), 'dovecot', '-F', '-c', confFile], { stdio: 'ignore' });
+  const child = spawnWrapped(wrap, ['dovecot', '-F', '-c', confFile]);
   const pid = child.pid!;
   const failed = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`dovecot exited with ${code}: ${fs.readFileSync(path.join(dir, 'dovecot.log'), 'utf8').slice(-2000)}`))));
   await Promise.race([waitForPort('127.0.0.1', port, 15_000), failed]);

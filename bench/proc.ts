@@ -3,7 +3,7 @@
  * resident memory. A target is a tree (nginx's master and worker, Dovecot's many processes), so
  * every reading sums the tree under the root PID; and stopping a target stops that tree, by PID.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
@@ -88,7 +88,28 @@ export async function stopTree(root: number, child: ChildProcess): Promise<void>
   await exited;
 }
 
-/** Synchronous last resort for the exit hook: KILL every tree still alive. */
-export function killTreesNow(roots: readonly number[]): void {
-  for (const root of roots) signalAll(processTree(root), 'SIGKILL');
+const started: number[] = [];
+let hooked = false;
+
+/**
+ * Kills the tree of `pid` when this process exits, however it exits short of SIGKILL: the last
+ * resort for whatever a failed run did not stop itself.
+ */
+export function killOnExit(pid: number | undefined): void {
+  if (pid === undefined) return;
+  started.push(pid);
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', () => {
+    for (const root of started) signalAll(processTree(root), 'SIGKILL');
+  });
+  // Ctrl-C and kill: exit through the hook above instead of leaving the servers running.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => process.exit(130));
+}
+
+/** Spawns `argv` under `wrap` (a command prefix: taskset, ulimit), killed when this process exits. */
+export function spawnWrapped(wrap: readonly string[], argv: readonly string[], stderr: 'ignore' | 'inherit' = 'ignore'): ChildProcess {
+  const child = spawn(wrap[0]!, [...wrap.slice(1), ...argv], { stdio: ['ignore', 'ignore', stderr] });
+  killOnExit(child.pid);
+  return child;
 }

@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { startRedis } from '../test/harness/redis.js';
 import { ACCOUNTS, passwordOf, startBenchBackend } from './backend.js';
 import { PopClient } from './pop-client.js';
+import { killOnExit } from './proc.js';
 import { goalTable, median, Results } from './report.js';
 import { benchEnvironment, directTarget, startAuthHttp, startNginx, startPopwarden, startStunnel, versions, type Target } from './targets.js';
 import { bigRetr, fetchSessions, idleSessions, logins, noops, openSslReference, type Sizes } from './workloads.js';
@@ -65,6 +66,7 @@ const results = new Results();
 log('starting Dovecot, Redis, the auth_http endpoint and the front ends');
 const backend = await startBenchBackend(env.restWrap);
 const redis = await startRedis();
+killOnExit(redis.pid);
 const authHttp = await startAuthHttp(env, backend.port);
 // --profile: every popwarden process writes a CPU profile and a heap profile when it stops.
 const profileDir = join(here, 'results', 'profiles');

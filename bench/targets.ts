@@ -5,13 +5,13 @@
  * core 0 (when there are two) with the descriptor limit raised to the hard limit; everything
  * else (the load generator, Dovecot, Redis, the auth_http endpoint) stays on core 1.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitForPort } from '../test/harness/ports.js';
-import { killTreesNow, stopTree } from './proc.js';
+import { spawnWrapped, stopTree } from './proc.js';
 
 export type TargetName = 'popwarden' | 'stunnel' | 'nginx' | 'direct';
 export const PROXIES: readonly TargetName[] = ['popwarden', 'stunnel', 'nginx'];
@@ -40,15 +40,6 @@ export interface Environment {
   readonly restWrap: readonly string[];
 }
 
-const started: number[] = [];
-
-/** Spawns `argv` under `wrap`, remembering its PID for the exit hook. */
-export function spawnWrapped(wrap: readonly string[], argv: readonly string[], stdio: 'ignore' | 'inherit' = 'ignore'): ChildProcess {
-  const child = spawn(wrap[0]!, [...wrap.slice(1), ...argv], { stdio: ['ignore', 'ignore', stdio] });
-  if (child.pid !== undefined) started.push(child.pid);
-  return child;
-}
-
 /**
  * A temp dir with one ECDSA P-256 certificate for every front end, and the pinning: this
  * process (all its threads) moves to core 1 and its children inherit that; front ends get core 0.
@@ -60,10 +51,7 @@ export function benchEnvironment(pin: boolean): Environment {
   const keyFile = join(dir, 'key.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
     '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
-  process.on('exit', () => {
-    killTreesNow(started);
-    rmSync(dir, { recursive: true, force: true });
-  });
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   const raiseLimit = ['sh', '-c', 'ulimit -n "$(ulimit -Hn)" && exec "$@"', 'sh'];
   const twoCores = pin && cpus().length >= 2;
   if (twoCores) execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });

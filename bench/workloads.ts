@@ -9,9 +9,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ACCOUNTS, BIG_MESSAGE_BYTES, FETCH_MESSAGES, passwordOf } from './backend.js';
 import { PopClient, type Endpoint } from './pop-client.js';
-import { cpuSeconds, rssKiB } from './proc.js';
+import { cpuSeconds, killOnExit, rssKiB, spawnWrapped } from './proc.js';
 import { percentile, type Results } from './report.js';
-import { spawnWrapped, type Environment, type Target } from './targets.js';
+import type { Environment, Target } from './targets.js';
 import { freePort, waitForPort } from '../test/harness/ports.js';
 
 /** How much work each workload does per target and repetition. */
@@ -193,6 +193,7 @@ function idleGenerator(env: Environment, port: number): { hold(n: number): Promi
   const child = spawn(env.restWrap[0]!, [...env.restWrap.slice(1), 'python3', script, String(port), env.certFile, ACCOUNTS.small, passwordOf(ACCOUNTS.small)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
+  killOnExit(child.pid);
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
