@@ -78,12 +78,28 @@ async function costed(target: Target, work: () => Promise<void>): Promise<{ seco
   return { seconds, cpu: delta(before.own, after.own), helperCpu: delta(before.helper, after.helper) };
 }
 
-/** `workers` loops sharing `total` iterations of `one`. */
-async function pool(workers: number, total: number, one: (index: number) => Promise<void>): Promise<void> {
+/**
+ * `workers` loops sharing `total` iterations of `one`. None starts after the first failure or
+ * once the step's time is up, so nothing goes on in the background of the next measure.
+ * Resolves with the number of iterations done.
+ */
+async function pool(workers: number, total: number, one: (index: number) => Promise<void>): Promise<number> {
+  const deadline = performance.now() + STEP_LIMIT_MS * 0.9;
   let next = 0;
+  let done = 0;
+  let failed = false;
   await Promise.all(Array.from({ length: workers }, async () => {
-    while (next < total) await one(next++);
+    while (next < total && !failed && performance.now() < deadline) {
+      try {
+        await one(next++);
+        done += 1;
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    }
   }));
+  return done;
 }
 
 /** (a) RETR of the big message: MB/s (10^6 bytes) and CPU seconds per GB (10^9 bytes). */
@@ -108,20 +124,21 @@ export async function logins(env: Environment, targets: readonly Target[], sizes
   for (const [workers, total] of sizes.logins) {
     await rotated(targets, sizes.reps, async (target) => {
       const latencies: number[] = [];
-      const cost = await costed(target, () =>
-        pool(workers, total, async () => {
+      let done = 0;
+      const cost = await costed(target, async () => {
+        done = await pool(workers, total, async () => {
           const started = performance.now();
           const client = await PopClient.login(endpoint(env, target), ACCOUNTS.small, passwordOf(ACCOUNTS.small));
           latencies.push(performance.now() - started);
           await client.quit();
-        }),
-      );
-      results.add(`b.rate${workers}`, workload, `logins/s, ${workers} workers`, 'higher', 0, target.name, total / cost.seconds);
+        });
+      });
+      results.add(`b.rate${workers}`, workload, `logins/s, ${workers} workers`, 'higher', 0, target.name, done / cost.seconds);
       results.add(`b.p50.${workers}`, workload, `login p50 ms, ${workers} workers`, 'lower', 1, target.name, percentile(latencies, 50));
       results.add(`b.p99.${workers}`, workload, `login p99 ms, ${workers} workers`, 'lower', 1, target.name, percentile(latencies, 99));
-      if (cost.cpu !== undefined) results.add(`b.cpu${workers}`, workload, `CPU µs per login, ${workers} workers`, 'lower', 0, target.name, (cost.cpu / total) * 1e6);
+      if (cost.cpu !== undefined) results.add(`b.cpu${workers}`, workload, `CPU µs per login, ${workers} workers`, 'lower', 0, target.name, (cost.cpu / done) * 1e6);
       if (cost.helperCpu !== undefined) {
-        results.add(`b.helper${workers}`, workload, `+ auth_http CPU µs per login, ${workers} workers`, 'lower', 0, target.name, (cost.helperCpu / total) * 1e6);
+        results.add(`b.helper${workers}`, workload, `+ auth_http CPU µs per login, ${workers} workers`, 'lower', 0, target.name, (cost.helperCpu / done) * 1e6);
       }
     });
   }
@@ -138,9 +155,10 @@ export async function noops(env: Environment, targets: readonly Target[], sizes:
       for (const client of clients) for (let i = 0; i < 20; i++) await client.ok('NOOP');
       const latencies: number[] = [];
       const perSession = Math.ceil(total / sessions);
+      const deadline = performance.now() + STEP_LIMIT_MS * 0.9;
       const cost = await costed(target, () =>
         Promise.all(clients.map(async (client) => {
-          for (let i = 0; i < perSession; i++) {
+          for (let i = 0; i < perSession && performance.now() < deadline; i++) {
             const started = performance.now();
             await client.ok('NOOP');
             latencies.push((performance.now() - started) * 1000);
@@ -176,8 +194,7 @@ export async function fetchSessions(env: Environment, targets: readonly Target[]
       const cost = await costed(target, async () => {
         const started = performance.now();
         for (let round = 0; round < sizes.fetchRounds.max && performance.now() - started < sizes.fetchRounds.seconds * 1000; round++) {
-          await pool(concurrency, concurrency, () => session(target));
-          sessions += concurrency;
+          sessions += await pool(concurrency, concurrency, () => session(target));
         }
       });
       results.add(`e.rate${concurrency}`, workload, `messages/s, ${label}`, 'higher', 0, target.name, (sessions * FETCH_MESSAGES) / cost.seconds);
