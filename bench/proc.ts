@@ -4,7 +4,8 @@
  * every reading sums the tree under the root PID; and stopping a target stops that tree, by PID.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
@@ -112,4 +113,23 @@ export function spawnWrapped(wrap: readonly string[], argv: readonly string[], s
   const child = spawn(wrap[0]!, [...wrap.slice(1), ...argv], { stdio: ['ignore', 'ignore', stderr] });
   killOnExit(child.pid);
   return child;
+}
+
+/**
+ * Asks a node process started with --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=DIR for a heap
+ * snapshot and resolves with its path once the file stops growing (at most 3 minutes).
+ */
+export async function heapSnapshot(pid: number, dir: string): Promise<string> {
+  const before = new Set(readdirSync(dir));
+  process.kill(pid, 'SIGUSR2');
+  let size = -1;
+  for (const deadline = Date.now() + 180_000; Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const file = readdirSync(dir).find((name) => name.endsWith('.heapsnapshot') && !before.has(name));
+    if (file === undefined) continue;
+    const now = statSync(join(dir, file)).size;
+    if (now > 0 && now === size) return join(dir, file);
+    size = now;
+  }
+  throw new Error('no heap snapshot within 3 minutes');
 }

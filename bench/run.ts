@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { startRedis } from '../test/harness/redis.js';
 import { ACCOUNTS, passwordOf, startBenchBackend } from './backend.js';
 import { PopClient } from './pop-client.js';
-import { killOnExit } from './proc.js';
+import { heapSnapshot, killOnExit } from './proc.js';
 import { goalTable, median, Results } from './report.js';
 import { benchEnvironment, directTarget, startAuthHttp, startNginx, startPopwarden, startStunnel, versions, type Target } from './targets.js';
 import { bigRetr, fetchSessions, idleSessions, logins, noops, openSslReference, type Sizes } from './workloads.js';
@@ -68,9 +68,13 @@ const backend = await startBenchBackend(env.restWrap);
 const redis = await startRedis();
 killOnExit(redis.pid);
 const authHttp = await startAuthHttp(env, backend.port);
-// --profile: every popwarden process writes a CPU profile and a heap profile when it stops.
+// --profile: every popwarden process writes a CPU profile and a heap profile when it stops, and
+// a heap snapshot on SIGUSR2 (sent while it holds the most idle sessions in workload d).
 const profileDir = join(here, 'results', 'profiles');
-const nodeOptions = values.profile === true ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heap-prof', `--heap-prof-dir=${profileDir}`] : [];
+const profiling = values.profile === true;
+const nodeOptions = profiling
+  ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heap-prof', `--heap-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`]
+  : [];
 const starters = new Map<string, () => Promise<Target>>([
   ['popwarden', () => startPopwarden(env, backend.port, redis.url, nodeOptions)],
   ['stunnel', () => startStunnel(env, backend.port)],
@@ -114,7 +118,9 @@ for (const target of targets) await target.stop();
 if (only.has('d')) {
   log('(d) idle sessions, a fresh process of each proxy');
   try {
-    await idleSessions(env, starters, sizes, results);
+    await idleSessions(env, starters, sizes, results, async (target) => {
+      if (profiling && target.name === 'popwarden') log(`heap snapshot: ${await heapSnapshot(target.pid!, profileDir)}`);
+    });
   } catch (error) {
     results.notes.push(`(d) stopped early: ${(error as Error).message}`);
     log(`(d) failed: ${(error as Error).message}`);

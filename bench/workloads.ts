@@ -235,8 +235,15 @@ function idleGenerator(env: Environment, port: number): { hold(n: number): Promi
 /**
  * (d) RSS per idle authenticated TLS session, on a fresh process of each proxy: the growth from
  * the RSS after one warm-up login to the RSS while N sessions sit idle, divided by N.
+ * `atPeak` runs while the most sessions are held (the heap snapshot of a --profile run).
  */
-export async function idleSessions(env: Environment, start: ReadonlyMap<string, () => Promise<Target>>, sizes: Sizes, results: Results): Promise<void> {
+export async function idleSessions(
+  env: Environment,
+  start: ReadonlyMap<string, () => Promise<Target>>,
+  sizes: Sizes,
+  results: Results,
+  atPeak: (target: Target) => Promise<void> = async () => undefined,
+): Promise<void> {
   const workload = '(d) idle authenticated TLS sessions, fresh process';
   const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 1_000));
   for (const [name, startFresh] of start) {
@@ -255,6 +262,7 @@ export async function idleSessions(env: Environment, start: ReadonlyMap<string, 
         await settle();
         results.add(`d.kib${n}`, workload, `KiB per session at ${n.toLocaleString('en-US')}`, 'lower', 1, target.name, (rssKiB(target.pid!) - baseline) / held.held);
       }
+      await atPeak(target);
       results.add('d.failed', workload, `failed sessions of ${sizes.idleSessions.at(-1)!.toLocaleString('en-US')}`, 'lower', 0, target.name, failed);
     } finally {
       await generator.stop();
