@@ -85,3 +85,12 @@ export const DEFAULT_MAX_HANDSHAKES = 256;
 
 /** Descriptors that are not sessions: stdio, listeners, Redis, the metrics server, files, libuv's own. */
 export const DESCRIPTOR_RESERVE = 64;
+
+/**
+ * Keys the in-memory failed-login store holds per kind (counters, trusted pairs, repeated-password
+ * sets): without Redis, and as the insurance while Redis is down. Measured at 350 bytes of heap a
+ * key (a repeated-password set is the heaviest), so the three kinds stay near 50 MB however many
+ * usernames and addresses a spray uses; past the bound the oldest keys make room. Redis has its
+ * own memory policy (maxmemory).
+ */
+export const MAX_MEMORY_LIMIT_KEYS = 50_000;

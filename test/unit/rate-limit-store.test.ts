@@ -82,3 +82,24 @@ describe('in-memory reservations', () => {
     assert.equal(refused.kind === 'full' && refused.limiter, 'user');
   });
 });
+
+describe('in-memory store bound', () => {
+  it('holds at most maxKeys counters however many spellings and addresses a spray uses', async () => {
+    const store = new MemoryLimitStore(config, { maxKeys: 100 });
+    for (let i = 0; i < 1_000; i++) {
+      const keys = attemptKeys(`user${i}`, `198.51.100.${i % 250}`, keyOptions);
+      assert.equal((await store.reserve(keys)).kind, 'reserved');
+      assert.equal(await store.fail(keys, `tag-${i}`), true);
+    }
+    assert.ok(store.size <= 3 * 100, `${store.size} keys held`);
+    assert.ok(store.evicted > 0, 'the oldest keys made room');
+  });
+
+  it('keeps the newest counters when it must evict: the latest guesses are still counted', async () => {
+    const store = new MemoryLimitStore(config, { maxKeys: 50 });
+    const target = from('192.0.2.99');
+    for (let i = 0; i < 200; i++) await store.reserve(attemptKeys(`spray${i}`, '203.0.113.1', keyOptions));
+    for (let i = 0; i < 3; i++) await store.reserve(target);
+    assert.equal((await store.reserve(target)).kind, 'full');
+  });
+});

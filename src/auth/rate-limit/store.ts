@@ -14,6 +14,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { LimiterPolicy, RateLimitConfig } from '../../config/types.js';
+import { MAX_MEMORY_LIMIT_KEYS } from '../../config/limits.js';
 import { KEY_KINDS, storeKey, type AttemptKeys } from './keys.js';
 import { activeLimiters, type LimiterKey } from './policy.js';
 
@@ -175,10 +176,26 @@ export class RedisLimitStore implements LimitStore {
 
 // ---------------------------------------------------------------------------------------------
 
-/** Keys with an expiry, without a timer per key (a 30-day timer would overflow Node's 24.8 days). */
+/**
+ * Keys with an expiry, without a timer per key (a 30-day timer would overflow Node's 24.8 days),
+ * and at most `maxEntries` of them: a spray of random usernames or addresses must not grow the
+ * process without bound. When full, expired keys go first, then the oldest key (a Map iterates in
+ * insertion order), so the counters of the latest guesses are the ones kept.
+ */
 class ExpiringMap<V> {
   readonly #entries = new Map<string, { value: V; expiresAt: number }>();
+  readonly #maxEntries: number;
   #writesSinceSweep = 0;
+  /** Live keys dropped to make room. */
+  evicted = 0;
+
+  constructor(maxEntries: number) {
+    this.#maxEntries = maxEntries;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
 
   #entry(key: string): { value: V; expiresAt: number } | undefined {
     const entry = this.#entries.get(key);
@@ -201,13 +218,22 @@ class ExpiringMap<V> {
   }
 
   set(key: string, value: V, ttlMs: number): void {
-    this.#entries.set(key, { value, expiresAt: Date.now() + ttlMs });
     // Amortised sweep, so keys nobody reads again do not pile up.
-    if (++this.#writesSinceSweep >= 1_000) {
-      this.#writesSinceSweep = 0;
-      const now = Date.now();
-      for (const [k, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(k);
+    if (++this.#writesSinceSweep >= 1_000) this.#sweep();
+    if (!this.#entries.has(key) && this.#entries.size >= this.#maxEntries) {
+      const oldest = this.#entries.keys().next();
+      if (oldest.done !== true) {
+        this.#entries.delete(oldest.value);
+        this.evicted++;
+      }
     }
+    this.#entries.set(key, { value, expiresAt: Date.now() + ttlMs });
+  }
+
+  #sweep(): void {
+    this.#writesSinceSweep = 0;
+    const now = Date.now();
+    for (const [k, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(k);
   }
 
   /** Changes a live key's value, keeping its expiry. */
@@ -235,13 +261,26 @@ class ExpiringMap<V> {
 export class MemoryLimitStore implements LimitStore {
   readonly #config: Policies;
   readonly #active: readonly LimiterKey[];
-  readonly #counters = new ExpiringMap<number>();
-  readonly #trusted = new ExpiringMap<true>();
-  readonly #seen = new ExpiringMap<Set<string>>();
+  readonly #counters: ExpiringMap<number>;
+  readonly #trusted: ExpiringMap<true>;
+  readonly #seen: ExpiringMap<Set<string>>;
 
-  constructor(config: Policies) {
+  constructor(config: Policies, bounds: { readonly maxKeys: number } = { maxKeys: MAX_MEMORY_LIMIT_KEYS }) {
     this.#config = config;
     this.#active = activeLimiters(config);
+    this.#counters = new ExpiringMap(bounds.maxKeys);
+    this.#trusted = new ExpiringMap(bounds.maxKeys);
+    this.#seen = new ExpiringMap(bounds.maxKeys);
+  }
+
+  /** Keys held, counters and companions together. */
+  get size(): number {
+    return this.#counters.size + this.#trusted.size + this.#seen.size;
+  }
+
+  /** Live keys dropped to stay within the bound since start. */
+  get evicted(): number {
+    return this.#counters.evicted + this.#trusted.evicted + this.#seen.evicted;
   }
 
   #key(limiter: LimiterKey, keys: AttemptKeys): string {
