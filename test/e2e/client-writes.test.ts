@@ -143,6 +143,19 @@ describe('client writes: TCP_NODELAY and one TLS record per small reply', { time
     });
   }
 
+  test('replies to commands pipelined in one write leave together, as one TLS record', async () => {
+    const { client, recordsDuring } = await tappedClient('implicit');
+    await client.readLine(); // with the session tickets
+    const records = await recordsDuring(async () => {
+      client.write(`CAPA\r\nUSER ${alice.user}\r\nCAPA\r\n`);
+      await client.readUntilTerminator();
+      assert.match(await client.readLine(), /^\+OK/);
+      await client.readUntilTerminator();
+    });
+    assert.equal(records, 1);
+    client.destroy();
+  });
+
   test('SASL challenges leave as one TLS record each', async () => {
     const { client, recordsDuring } = await tappedClient('implicit');
     await client.readLine(); // with the session tickets
