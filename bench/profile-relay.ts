@@ -9,7 +9,7 @@
  *   noop   NOOP round trips on one logged-in session: p50/p99 and CPU µs per NOOP.
  *
  *   npm run build && node --import tsx bench/profile-relay.ts fetch [--sessions 20] [--cpu-prof DIR]
- *   node --import tsx bench/profile-relay.ts idle [--sessions 1000] [--heap-snapshot DIR]
+ *   node --import tsx bench/profile-relay.ts idle [--sessions 1000] [--settle SECONDS] [--heap-snapshot DIR]
  *   node --import tsx bench/profile-relay.ts noop [--count 2000]
  *
  * --cpu-prof DIR starts popwarden with `node --cpu-prof` (written at its exit, after the
@@ -36,6 +36,7 @@ const { positionals, values } = parseArgs({
     'cpu-prof': { type: 'string' },
     'heap-snapshot': { type: 'string' },
     'node-flag': { type: 'string', multiple: true, default: [] },
+    settle: { type: 'string', default: '2' },
   },
 });
 const mode = positionals[0] ?? 'fetch';
@@ -211,9 +212,12 @@ async function idleWorkload(): Promise<void> {
   for (let i = 0; i < sessions; i += 50) {
     clients.push(...(await Promise.all(Array.from({ length: Math.min(50, sessions - i) }, () => Client.open(popwarden.port, 'u', 'p')))));
   }
-  await new Promise((resolve) => setTimeout(resolve, 2000));
-  const after = rssKiB(popwarden.pid);
-  console.log(`idle: ${sessions} logged-in TLS sessions: RSS ${before} -> ${after} KiB, ${((after - before) / sessions).toFixed(1)} KiB/session`);
+  const settleSeconds = Number(values.settle);
+  for (let waited = 0; waited < settleSeconds; waited += 2) {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const after = rssKiB(popwarden.pid);
+    console.log(`idle: ${sessions} logged-in TLS sessions, after ${waited + 2} s: RSS ${before} -> ${after} KiB, ${((after - before) / sessions).toFixed(1)} KiB/session`);
+  }
   if (values['heap-snapshot'] !== undefined) {
     const snapshotDir = values['heap-snapshot'];
     const existing = new Set(readdirSync(snapshotDir));
