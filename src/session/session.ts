@@ -177,7 +177,6 @@ export class Session implements SessionContext {
     this.#serving = true;
     try {
       while (this.#state !== SessionState.closed && this.#queue.length > 0) {
-        clearTimeout(this.#idleTimer);
         if (this.#draining) {
           this.close('server-shutdown', Reply.shuttingDown);
           break;
@@ -424,10 +423,16 @@ export class Session implements SessionContext {
 
   /** RFC 1939 §3 autologout: only while no command is outstanding (D-11), and silently. */
   #armIdleTimer(): void {
-    clearTimeout(this.#idleTimer);
     if (this.#state !== SessionState.transaction || this.#serving) return;
-    this.#idleTimer = setTimeout(() => this.close('idle-timeout'), this.config.timeouts.idleMs);
+    // One timer per session, pushed back after every command rather than made anew.
+    if (this.#idleTimer === undefined) this.#idleTimer = setTimeout(this.#onIdleTimeout, this.config.timeouts.idleMs);
+    else this.#idleTimer.refresh();
   }
+
+  /** A command being served is not idleness (D-11): the timer restarts once it is done. */
+  readonly #onIdleTimeout = (): void => {
+    if (!this.#serving) this.close('idle-timeout');
+  };
 
   #onBackendIdleFailure(error: BackendUnavailableError): void {
     if (this.#state !== SessionState.transaction || this.#serving) return;
