@@ -6,6 +6,7 @@ import { TerminatorScanner } from '../net/multiline.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
 
 const EMPTY = Buffer.alloc(0);
+const CRLF = Buffer.from('\r\n', 'latin1');
 const LF = 0x0a;
 const CR = 0x0d;
 
@@ -69,30 +70,38 @@ export class BackendLink {
       throw new Error('refusing to send a backend command line that contains CR, LF or NUL');
     }
     this.#expectingReply = true;
-    this.#socket.write(Buffer.concat([bytes, Buffer.from('\r\n')]));
+    // One write: the line and its CRLF in one segment (the socket has TCP_NODELAY).
+    this.#socket.write(Buffer.concat([bytes, CRLF], bytes.length + CRLF.length));
   }
 
   /**
-   * Reads the next line of a reply (without its line ending). Fails on a line over `maxOctets`,
-   * on silence for `timeoutMs`, and when the backend closes.
+   * Reads the next line of a reply, with its line ending as the backend sent it (CRLF, or a
+   * bare LF). Fails on a line over `maxOctets`, on silence for `timeoutMs`, and when the backend
+   * closes. The line is a view of the bytes read, not a copy.
    */
-  async readLine(step: BackendStep, timeoutMs: number, maxOctets = MAX_RESPONSE_LINE_OCTETS): Promise<Buffer> {
-    const deadline = Date.now() + timeoutMs;
+  async readRawLine(step: BackendStep, timeoutMs: number, maxOctets = MAX_RESPONSE_LINE_OCTETS): Promise<Buffer> {
+    let deadline: number | undefined;
     for (;;) {
       const lf = this.#unread.indexOf(LF);
       if (lf !== -1) {
         if (lf + 1 > maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
-        const end = lf > 0 && this.#unread[lf - 1] === CR ? lf - 1 : lf;
-        const lineBytes = Buffer.from(this.#unread.subarray(0, end));
-        this.#unread = this.#unread.subarray(lf + 1);
+        const line = this.#unread.subarray(0, lf + 1);
+        // Nothing left: drop the reference, so an idle link holds no buffer.
+        this.#unread = lf + 1 === this.#unread.length ? EMPTY : this.#unread.subarray(lf + 1);
         if (this.#unread.length < UNREAD_HIGH_WATER) this.#socket.resume();
-        return lineBytes;
+        return line;
       }
       if (this.#unread.length >= maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
       if (this.#failure !== undefined) throw this.#failure;
       this.#socket.resume();
+      deadline ??= Date.now() + timeoutMs;
       await this.#waitForInput(step, deadline);
     }
+  }
+
+  /** Like readRawLine, without the line ending. */
+  async readLine(step: BackendStep, timeoutMs: number, maxOctets = MAX_RESPONSE_LINE_OCTETS): Promise<Buffer> {
+    return withoutLineEnding(await this.readRawLine(step, timeoutMs, maxOctets));
   }
 
   /**
@@ -124,13 +133,26 @@ export class BackendLink {
   /**
    * Streams the body of a multi-line reply to `sink` as it arrives, unmodified, until the
    * terminating CRLF.CRLF has been passed on (it is part of what the client must receive).
+   * `head` (the status line, for the client) goes out in the same write as the first body bytes
+   * already read: a small reply leaves as one write, so as one TLS record and one segment.
    * Rejects if the backend closes, goes silent for `idleMs`, or sends bytes after the
    * terminator (BackendUnavailableError), or if the client stops reading (ClientStalledError);
    * the caller must then close the client WITHOUT completing the reply (D-01).
    */
-  streamBody(sink: BodySink, idleMs: number): Promise<void> {
+  streamBody(sink: BodySink, idleMs: number, head: Buffer = EMPTY): Promise<void> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    const scanner = new TerminatorScanner();
+    const alreadyRead = this.#unread;
+    this.#unread = EMPTY;
+    const end = alreadyRead.length === 0 ? -1 : scanner.feed(alreadyRead);
+    if (end !== -1) {
+      // The whole reply came with its status line (the usual case for small replies).
+      sink.write(joined(head, alreadyRead.subarray(0, end)));
+      if (end < alreadyRead.length) return Promise.reject(this.#fail(this.#protocolError('relay', 'data after the end of a multi-line reply')));
+      this.#expectingReply = false;
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
-      const scanner = new TerminatorScanner();
       let idleTimer: NodeJS.Timeout | undefined;
       let done = false;
       const finish = (error?: BackendUnavailableError | ClientStalledError): void => {
@@ -148,51 +170,43 @@ export class BackendLink {
           reject(this.#fail(error));
         }
       };
-      const armIdleTimer = (): void => {
-        clearTimeout(idleTimer);
-        idleTimer = setTimeout(
-          () => finish(new BackendUnavailableError('E_BACKEND_TIMEOUT', 'relay', `no data for ${idleMs} ms inside a reply`)),
-          idleMs,
-        );
-      };
-      const consume = (chunk: Buffer): void => {
-        const end = scanner.feed(chunk);
-        if (end !== -1) {
-          sink.write(chunk.subarray(0, end));
-          if (end < chunk.length) finish(this.#protocolError('relay', 'data after the end of a multi-line reply'));
-          else finish();
-          return;
-        }
-        if (sink.write(chunk)) {
-          armIdleTimer();
+      const onIdle = (): void =>
+        finish(new BackendUnavailableError('E_BACKEND_TIMEOUT', 'relay', `no data for ${idleMs} ms inside a reply`));
+      const forward = (bytes: Buffer): void => {
+        if (sink.write(bytes)) {
+          // One timer per reply, pushed back on every chunk rather than made anew.
+          if (idleTimer === undefined) idleTimer = setTimeout(onIdle, idleMs);
+          else idleTimer.refresh();
           return;
         }
         // The client is full: stop reading the backend until it drains. Our own pause is not
         // backend silence, so the idle timer waits too; the sink bounds the stall instead.
         clearTimeout(idleTimer);
+        idleTimer = undefined;
         this.#socket.pause();
         sink.drained().then(
           () => {
             if (done) return;
-            armIdleTimer();
+            idleTimer = setTimeout(onIdle, idleMs);
             this.#socket.resume();
           },
           (error: unknown) => finish(new ClientStalledError({ cause: error })),
         );
       };
+      const consume = (chunk: Buffer): void => {
+        const at = scanner.feed(chunk);
+        if (at === -1) return forward(chunk);
+        sink.write(chunk.subarray(0, at));
+        if (at < chunk.length) finish(this.#protocolError('relay', 'data after the end of a multi-line reply'));
+        else finish();
+      };
 
-      if (this.#failure !== undefined) {
-        reject(this.#failure);
-        return;
-      }
-      const alreadyRead = this.#unread;
-      this.#unread = EMPTY;
       this.#sink = consume;
       this.#wake = () => {
         if (this.#failure !== undefined) finish(this.#failure);
       };
-      armIdleTimer();
-      if (alreadyRead.length > 0) consume(alreadyRead);
+      if (head.length > 0 || alreadyRead.length > 0) forward(joined(head, alreadyRead));
+      else idleTimer = setTimeout(onIdle, idleMs);
       if (!done) this.#socket.resume();
     });
   }
@@ -293,4 +307,25 @@ export class BackendLink {
       };
     });
   }
+}
+
+/** A line without its CRLF or bare LF (a view). */
+export function withoutLineEnding(line: Buffer): Buffer {
+  let end = line.length;
+  if (end > 0 && line[end - 1] === LF) end -= 1;
+  if (end > 0 && line[end - 1] === CR) end -= 1;
+  return line.subarray(0, end);
+}
+
+/**
+ * `first` then `second` as one buffer. A status line and the body read with it sit side by side
+ * in the chunk they came in: then the result is a view over both, with nothing copied.
+ */
+function joined(first: Buffer, second: Buffer): Buffer {
+  if (first.length === 0) return second;
+  if (second.length === 0) return first;
+  if (first.buffer === second.buffer && first.byteOffset + first.length === second.byteOffset) {
+    return Buffer.from(first.buffer, first.byteOffset, first.length + second.length);
+  }
+  return Buffer.concat([first, second], first.length + second.length);
 }

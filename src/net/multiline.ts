@@ -1,35 +1,53 @@
 /**
  * Finds the end of a relayed multi-line reply (RFC 1939 §3: CRLF "." CRLF) in a stream of
- * chunks without looking at each byte in JavaScript and without buffering the body: only the
- * last four bytes of what was seen are carried to the next chunk, to catch a terminator that is
- * split across reads. Bytes are never modified: dot-stuffing is the client's business.
+ * chunks without looking at each byte in JavaScript and without buffering the body: between
+ * chunks only a number is carried (how much of a terminator the stream so far ends with), so a
+ * terminator split across reads is caught with nothing allocated per chunk. Bytes are never
+ * modified: dot-stuffing is the client's business.
  *
  * Only CRLF counts as a line end here. A body with bare LF lines (`x\n.\n`) is data, not an end
  * (D-05); treating it as one would let a message forge the rest of the session.
  */
 const TERMINATOR = Buffer.from('\r\n.\r\n', 'latin1');
+/** The most of a terminator that can end one chunk without completing it. */
 const CARRY = TERMINATOR.length - 1;
+const CR = 0x0d;
 
 export class TerminatorScanner {
-  /** The status line's CRLF precedes the body, so a body may end at once with ".\r\n". */
-  #carry: Buffer = Buffer.from('\r\n', 'latin1');
+  /**
+   * How many leading bytes of the terminator the stream seen so far ends with (0 to 4). The
+   * status line's CRLF precedes the body, so a body may end at once with ".\r\n".
+   */
+  #matched = 2;
 
   /**
    * Scans the next chunk of the body. Returns the index in `chunk` just past the terminator,
    * or -1 when the reply goes on.
    */
   feed(chunk: Buffer): number {
-    if (this.#carry.length > 0) {
-      const seam = Buffer.concat([this.#carry, chunk.subarray(0, CARRY)]);
-      const at = seam.indexOf(TERMINATOR);
-      if (at !== -1) return at + TERMINATOR.length - this.#carry.length;
+    // A terminator begun in earlier chunks can only end within this chunk's first four bytes.
+    const head = Math.min(chunk.length, CARRY);
+    let matched = this.#matched;
+    for (let i = 0; i < head; i++) {
+      matched = advance(matched, chunk[i]!);
+      if (matched === TERMINATOR.length) return i + 1;
     }
     const at = chunk.indexOf(TERMINATOR);
     if (at !== -1) return at + TERMINATOR.length;
-    this.#carry =
-      chunk.length >= CARRY
-        ? Buffer.from(chunk.subarray(chunk.length - CARRY))
-        : Buffer.concat([this.#carry, chunk]).subarray(-CARRY);
+    if (chunk.length > head) {
+      matched = 0;
+      for (let i = chunk.length - CARRY; i < chunk.length; i++) matched = advance(matched, chunk[i]!);
+    }
+    this.#matched = matched;
     return -1;
   }
+}
+
+/**
+ * One byte through the terminator's matching automaton. On a mismatch no longer partial match
+ * survives in CRLF.CRLF except a fresh CR, so the fallback is 1 for a CR and 0 otherwise.
+ */
+function advance(matched: number, byte: number): number {
+  if (byte === TERMINATOR[matched]) return matched + 1;
+  return byte === CR ? 1 : 0;
 }

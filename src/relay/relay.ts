@@ -4,7 +4,7 @@ import type { Command } from '../pop3/grammar.js';
 import { parseStatusLine } from '../pop3/grammar.js';
 import { parseCapabilities, postLoginCapabilities, UNKNOWN_CAPABILITIES } from '../pop3/capabilities.js';
 import { Reply, line } from '../pop3/replies.js';
-import type { BodySink } from '../backend/link.js';
+import { withoutLineEnding, type BodySink } from '../backend/link.js';
 import type { SessionContext } from '../session/context.js';
 import { closeSession, invalid, replied, type Outcome } from '../session/outcome.js';
 import { hasMultilineReply, planRelay, REFUSED_AFTER_LOGIN } from './policy.js';
@@ -25,7 +25,6 @@ export async function relayCommand(command: Command, context: SessionContext, ra
   const { link } = context.backend;
   const idleMs = context.config.timeouts.backendIdleMs;
   const started = performance.now();
-  let replyStarted = false;
   let bytesToClient = 0;
   // Bytes are counted here and reported once per command, not once per chunk.
   const countingSink: BodySink = {
@@ -38,25 +37,25 @@ export async function relayCommand(command: Command, context: SessionContext, ra
   try {
     link.send(plan.line);
     context.metrics.bytesRelayed('to_backend', plan.line.length + 2);
-    const statusBytes = await link.readLine('relay', idleMs, MAX_RESPONSE_LINE_OCTETS);
+    const statusWire = await link.readRawLine('relay', idleMs, MAX_RESPONSE_LINE_OCTETS);
+    const statusBytes = withoutLineEnding(statusWire);
     const status = parseStatusLine(statusBytes);
     if (status === undefined) {
       throw new BackendUnavailableError('E_BACKEND_PROTOCOL', 'relay', 'reply is neither +OK nor -ERR');
     }
     if (command.verb === 'CAPA') {
-      const capabilities = await readCapabilities(status.ok, context);
-      replyStarted = true;
-      countingSink.write(capabilities);
+      countingSink.write(await readCapabilities(status.ok, context));
+    } else if (status.ok && hasMultilineReply(command)) {
+      // The status line leaves in the same write as the body bytes read with it.
+      await link.streamBody(countingSink, idleMs, statusLineForClient(statusWire, statusBytes));
     } else {
-      replyStarted = true;
-      countingSink.write(Buffer.concat([withoutControlBytes(statusBytes), CRLF]));
-      if (status.ok && hasMultilineReply(command)) await link.streamBody(countingSink, idleMs);
-      else link.replyComplete('relay');
+      countingSink.write(statusLineForClient(statusWire, statusBytes));
+      link.replyComplete('relay');
     }
     context.metrics.commandRelayed(command.verb, (performance.now() - started) / 1000);
     return command.verb === 'QUIT' ? closeSession('quit') : replied;
   } catch (error) {
-    return endAfterFailure(error, command.verb, replyStarted, context);
+    return endAfterFailure(error, command.verb, bytesToClient > 0, context);
   } finally {
     context.metrics.bytesRelayed('to_client', bytesToClient);
   }
@@ -101,9 +100,22 @@ const CRLF = line('').subarray(0, 2);
 /**
  * Status lines are the one piece of backend text a client sees after login (message counts,
  * sizes, -ERR reasons). Control bytes are dropped so a hostile backend cannot drive a terminal
- * or a log viewer (S-08); bodies are never touched.
+ * or a log viewer (S-08); bodies are never touched. A clean line ending in CRLF, the usual
+ * case, is passed on as it came (a view, so it can share one write with the body after it).
  */
+function statusLineForClient(wire: Buffer, text: Buffer): Buffer {
+  if (wire.length === text.length + CRLF.length && !hasControlBytes(text)) return wire;
+  return Buffer.concat([withoutControlBytes(text), CRLF]);
+}
+
+function hasControlBytes(bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
+    if (byte < 0x20 || byte === 0x7f) return true;
+  }
+  return false;
+}
+
 function withoutControlBytes(statusLine: Buffer): Buffer {
-  const text = statusLine.toString('latin1');
-  return /[\x00-\x1f\x7f]/.test(text) ? Buffer.from(text.replace(/[\x00-\x1f\x7f]/g, ''), 'latin1') : statusLine;
+  return Buffer.from(statusLine.toString('latin1').replace(/[\x00-\x1f\x7f]/g, ''), 'latin1');
 }

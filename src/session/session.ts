@@ -95,6 +95,7 @@ export class Session implements SessionContext {
   /** Resolves once the session has closed. */
   readonly closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
   #firstChunkSeen = false;
+  #corked = false;
   #invalidCommands = 0;
   #backend: BackendSession | undefined;
   readonly #clientIp: string;
@@ -159,12 +160,31 @@ export class Session implements SessionContext {
       if (foreign === 'tls' && !this.#secure) return this.close('tls-on-plaintext-port');
       if (foreign === 'http') return this.close('http-on-pop3-port', Reply.unknownCommand);
     }
-    this.#queue.push(...this.#framer.push(chunk));
+    const lines = this.#framer.push(chunk);
+    this.#queue.push(...lines);
     // Backpressure on a client that pipelines faster than it is served.
     if (this.#queue.length >= MAX_QUEUED_CLIENT_LINES) this.#socket.pause();
+    if (lines.length > 1) this.#corkUntilNextTurn();
     this.#lineArrived?.();
     void this.#serve();
   };
+
+  /**
+   * Pipelined commands that arrived together get their replies in one write: the socket has
+   * TCP_NODELAY, so without this every short reply would be its own TLS record and segment.
+   * Uncorked on the next turn of the event loop, whatever the handlers do meanwhile, so no
+   * reply (a SASL challenge, STLS's +OK) ever waits on anything but this turn's other replies.
+   */
+  #corkUntilNextTurn(): void {
+    if (this.#corked) return;
+    const socket = this.#socket;
+    this.#corked = true;
+    socket.cork();
+    setImmediate(() => {
+      this.#corked = false;
+      socket.uncork();
+    });
+  }
 
   /** Serves queued lines in order; one runs at a time. */
   async #serve(): Promise<void> {
@@ -172,7 +192,6 @@ export class Session implements SessionContext {
     this.#serving = true;
     try {
       while (this.#state !== SessionState.closed && this.#queue.length > 0) {
-        clearTimeout(this.#idleTimer);
         if (this.#draining) {
           this.close('server-shutdown', Reply.shuttingDown);
           break;
@@ -432,10 +451,16 @@ export class Session implements SessionContext {
 
   /** RFC 1939 §3 autologout: only while no command is outstanding (D-11), and silently. */
   #armIdleTimer(): void {
-    clearTimeout(this.#idleTimer);
     if (this.#state !== SessionState.transaction || this.#serving) return;
-    this.#idleTimer = setTimeout(() => this.close('idle-timeout'), this.config.timeouts.idleMs);
+    // One timer per session, pushed back after every command rather than made anew.
+    if (this.#idleTimer === undefined) this.#idleTimer = setTimeout(this.#onIdleTimeout, this.config.timeouts.idleMs);
+    else this.#idleTimer.refresh();
   }
+
+  /** A command being served is not idleness (D-11): the timer restarts once it is done. */
+  readonly #onIdleTimeout = (): void => {
+    if (!this.#serving) this.close('idle-timeout');
+  };
 
   #onBackendIdleFailure(error: BackendUnavailableError): void {
     if (this.#state !== SessionState.transaction || this.#serving) return;

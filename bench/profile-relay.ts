@@ -1,0 +1,269 @@
+/**
+ * Profiling workloads for the relay path (issue 10), against popwarden as its own process:
+ *
+ *   fetch  fetchmail-like sessions through popwarden to a real Dovecot: TLS, USER/PASS, STAT,
+ *          LIST, UIDL, RETR of 200 small messages, QUIT; one at a time. CPU ms and wall time
+ *          per session, read from /proc.
+ *   idle   N idle logged-in TLS sessions (a minimal in-process backend, since Dovecot's default
+ *          process limits stop at 100); KiB of RSS per session over the empty process.
+ *   noop   NOOP round trips on one logged-in session: p50/p99 and CPU µs per NOOP.
+ *
+ *   npm run build && node --import tsx bench/profile-relay.ts fetch [--sessions 20] [--cpu-prof DIR]
+ *   node --import tsx bench/profile-relay.ts idle [--sessions 1000] [--settle SECONDS] [--heap-snapshot DIR]
+ *   node --import tsx bench/profile-relay.ts noop [--count 2000]
+ *
+ * --cpu-prof DIR starts popwarden with `node --cpu-prof` (written at its exit, after the
+ * workload); --heap-snapshot DIR writes a snapshot of popwarden with the sessions open;
+ * --node-flag F (repeatable) passes F to popwarden's node (e.g. --perf-basic-prof for `perf`).
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { freePort, waitForPort } from '../test/harness/ports.js';
+import { startDovecot } from '../test/harness/dovecot.js';
+import { sampleMaildrop, writeMaildir, type SampleMessage } from '../test/harness/maildrop.js';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    sessions: { type: 'string' },
+    count: { type: 'string', default: '2000' },
+    messages: { type: 'string', default: '200' },
+    'cpu-prof': { type: 'string' },
+    'heap-snapshot': { type: 'string' },
+    'node-flag': { type: 'string', multiple: true, default: [] },
+    settle: { type: 'string', default: '2' },
+  },
+});
+const mode = positionals[0] ?? 'fetch';
+
+const dir = mkdtempSync(join(tmpdir(), 'popwarden-profile-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+const certFile = join(dir, 'cert.pem');
+const keyFile = join(dir, 'key.pem');
+// ECDSA P-256, as in the issue's measurements.
+execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+  '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+const ca = readFileSync(certFile);
+
+/** CPU time of a process in ms, from /proc: user + system, or one of them. */
+function cpuMs(pid: number, part: 'all' | 'user' | 'system' = 'all'): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const user = Number(fields[11]);
+  const system = Number(fields[12]);
+  const ticks = part === 'user' ? user : part === 'system' ? system : user + system;
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+}
+function rssKiB(pid: number): number {
+  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+}
+const percentile = (xs: readonly number[], p: number): number =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
+
+/** popwarden from dist/ on a free implicit-TLS port; metrics on (as deployed), info logs to /dev/null. */
+async function startPopwarden(backendPort: number): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const nodeFlags: string[] = [...values['node-flag']];
+  if (values['cpu-prof'] !== undefined) nodeFlags.push('--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`);
+  if (values['heap-snapshot'] !== undefined) nodeFlags.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${values['heap-snapshot']}`);
+  const child = spawn(process.execPath, [...nodeFlags, 'dist/cli.js', '--listen-tls', `127.0.0.1:${port}`,
+    '--listen-stls', `127.0.0.1:${await freePort()}`, '--backend', `127.0.0.1:${backendPort}`, '--cert', certFile,
+    '--key', keyFile, '--auth-failure-delay', '0s', '--state-dir', dir, '--metrics-listen', `127.0.0.1:${await freePort()}`,
+    '--backend-probe-interval', '0s', '--timeouts-idle', '1h', '--timeouts-backend-idle', '1h',
+    '--limits-max-new-connections-per-ip', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0'],
+  { stdio: ['ignore', 'ignore', 'inherit'] });
+  process.on('exit', () => child.kill('SIGKILL'));
+  await waitForPort('127.0.0.1', port);
+  console.error(`popwarden pid ${child.pid}`);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    port,
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** A logged-in TLS session driven one command at a time. */
+class Client {
+  #pending: Buffer = Buffer.alloc(0);
+  #waiter: (() => void) | undefined;
+  private constructor(readonly socket: TLSSocket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+      this.#waiter?.();
+    });
+  }
+
+  static async open(port: number, user: string, pass: string): Promise<Client> {
+    const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
+    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    const client = new Client(socket);
+    await client.reply(false);
+    await client.command(`USER ${user}`);
+    const loggedIn = await client.command(`PASS ${pass}`);
+    if (!loggedIn.startsWith('+OK')) throw new Error(`login failed: ${loggedIn}`);
+    return client;
+  }
+
+  async command(line: string, multiline = false): Promise<string> {
+    this.socket.write(`${line}\r\n`);
+    return this.reply(multiline);
+  }
+
+  /** The next reply; for a multi-line one, up to its terminator. */
+  async reply(multiline: boolean): Promise<string> {
+    for (;;) {
+      const lineEnd = this.#pending.indexOf('\r\n');
+      if (lineEnd !== -1) {
+        const status = this.#pending.subarray(0, lineEnd).toString('latin1');
+        let end = lineEnd + 2;
+        if (multiline && status.startsWith('+OK')) {
+          const terminator = this.#pending.indexOf('\r\n.\r\n', lineEnd);
+          end = terminator === -1 ? -1 : terminator + 5;
+        }
+        if (end !== -1) {
+          this.#pending = this.#pending.subarray(end);
+          return status;
+        }
+      }
+      await new Promise<void>((resolve) => (this.#waiter = resolve));
+    }
+  }
+}
+
+function smallMessages(user: string, count: number): SampleMessage[] {
+  return Array.from({ length: count }, (_, i): SampleMessage => {
+    const n = i + 2;
+    const bytes = Buffer.from(`From: a@example.test\r\nTo: ${user}@example.test\r\nSubject: small ${n}\r\n\r\n${'a short line of text\r\n'.repeat(10 + (i % 40))}`);
+    return { user, n, bytes, sha256: '', messageId: '', uidl: `${1704187000 + n}.M${n}P7.profile` };
+  });
+}
+
+async function fetchWorkload(): Promise<void> {
+  const sessions = Number(values.sessions ?? '20');
+  const { bob } = sampleMaildrop();
+  const dovecot = await startDovecot({ profile: 'all' });
+  writeMaildir(join(dovecot.dir, 'mail', bob.user), { ...bob, messages: smallMessages(bob.user, Number(values.messages) - 1) }, { chown: true });
+  const popwarden = await startPopwarden(dovecot.port);
+  const session = async (): Promise<void> => {
+    const client = await Client.open(popwarden.port, bob.user, bob.pass);
+    const stat = await client.command('STAT');
+    const count = Number(stat.split(' ')[1]);
+    await client.command('LIST', true);
+    await client.command('UIDL', true);
+    for (let n = 1; n <= count; n++) await client.command(`RETR ${n}`, true);
+    await client.command('QUIT');
+    client.socket.destroy();
+  };
+  await session(); // warm-up
+  const cpuBefore = cpuMs(popwarden.pid);
+  const systemBefore = cpuMs(popwarden.pid, 'system');
+  const started = performance.now();
+  for (let i = 0; i < sessions; i++) await session();
+  const wall = (performance.now() - started) / sessions;
+  const cpu = (cpuMs(popwarden.pid) - cpuBefore) / sessions;
+  const system = (cpuMs(popwarden.pid, 'system') - systemBefore) / sessions;
+  console.log(`fetch: ${sessions} sessions of ${values.messages} messages: ${(wall / 1000).toFixed(3)} s/session, ` +
+    `popwarden CPU ${cpu.toFixed(1)} ms/session (system ${system.toFixed(1)})`);
+  await popwarden.stop();
+  await dovecot.stop();
+}
+
+/** A backend that accepts any USER/PASS and answers NOOP: enough for idle sessions. */
+async function minimalBackend(): Promise<number> {
+  const server = createServer((socket: Socket) => {
+    socket.setNoDelay(true);
+    socket.on('error', () => undefined);
+    socket.write('+OK minimal backend\r\n');
+    let pending = '';
+    socket.on('data', (chunk: Buffer) => {
+      pending += chunk.toString('latin1');
+      let at: number;
+      while ((at = pending.indexOf('\r\n')) !== -1) {
+        const verb = pending.slice(0, at).split(' ')[0]!.toUpperCase();
+        pending = pending.slice(at + 2);
+        if (verb === 'CAPA') socket.write('+OK\r\nUSER\r\n.\r\n');
+        else if (verb === 'QUIT') socket.end('+OK bye\r\n');
+        else socket.write('+OK\r\n');
+      }
+    });
+  });
+  server.maxConnections = 20_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as { port: number }).port;
+}
+
+async function idleWorkload(): Promise<void> {
+  const sessions = Number(values.sessions ?? '1000');
+  const popwarden = await startPopwarden(await minimalBackend());
+  // One session opened and closed first, so the empty baseline has every module loaded.
+  (await Client.open(popwarden.port, 'u', 'p')).socket.destroy();
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const before = rssKiB(popwarden.pid);
+  const clients: Client[] = [];
+  for (let i = 0; i < sessions; i += 50) {
+    clients.push(...(await Promise.all(Array.from({ length: Math.min(50, sessions - i) }, () => Client.open(popwarden.port, 'u', 'p')))));
+  }
+  const settleSeconds = Number(values.settle);
+  for (let waited = 0; waited < settleSeconds; waited += 2) {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const after = rssKiB(popwarden.pid);
+    console.log(`idle: ${sessions} logged-in TLS sessions, after ${waited + 2} s: RSS ${before} -> ${after} KiB, ${((after - before) / sessions).toFixed(1)} KiB/session`);
+  }
+  if (values['heap-snapshot'] !== undefined) {
+    const snapshotDir = values['heap-snapshot'];
+    const existing = new Set(readdirSync(snapshotDir));
+    process.kill(popwarden.pid, 'SIGUSR2');
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const fresh = readdirSync(snapshotDir).filter((f) => !existing.has(f) && f.endsWith('.heapsnapshot'));
+      if (fresh.length > 0) {
+        console.log(`heap snapshot: ${join(snapshotDir, fresh[0]!)}`);
+        break;
+      }
+    }
+  }
+  for (const client of clients) client.socket.destroy();
+  await popwarden.stop();
+}
+
+async function noopWorkload(): Promise<void> {
+  const count = Number(values.count);
+  const popwarden = await startPopwarden(await minimalBackend());
+  const client = await Client.open(popwarden.port, 'u', 'p');
+  for (let i = 0; i < 200; i++) await client.command('NOOP');
+  const cpuBefore = cpuMs(popwarden.pid);
+  const rtts: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const started = performance.now();
+    await client.command('NOOP');
+    rtts.push((performance.now() - started) * 1000);
+  }
+  const cpu = ((cpuMs(popwarden.pid) - cpuBefore) * 1000) / count;
+  console.log(`noop: ${count} round trips: p50 ${percentile(rtts, 50).toFixed(0)} µs, p99 ${percentile(rtts, 99).toFixed(0)} µs, popwarden CPU ${cpu.toFixed(0)} µs/NOOP`);
+  client.socket.destroy();
+  await popwarden.stop();
+}
+
+switch (mode) {
+  case 'fetch':
+    await fetchWorkload();
+    break;
+  case 'idle':
+    await idleWorkload();
+    break;
+  case 'noop':
+    await noopWorkload();
+    break;
+  default:
+    throw new Error(`unknown workload ${mode}: fetch, idle or noop`);
+}
+process.exit(0);
