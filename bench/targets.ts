@@ -76,16 +76,23 @@ async function listening(child: ChildProcess, port: number, what: string): Promi
   exited.catch(() => undefined);
 }
 
+/** The node flags an installed popwarden runs with: those of its shebang (`env -S node FLAGS`). */
+function shebangNodeOptions(script: string): string[] {
+  const first = readFileSync(script, 'latin1').split('\n', 1)[0] ?? '';
+  const words = first.replace(/^#!\S*env\s+(-S\s+)?/, '').split(/\s+/);
+  return words[0] === 'node' ? words.slice(1).filter((word) => word !== '') : [];
+}
+
 /**
  * popwarden from dist/ with the Redis limiter, connection bounds off (one address is the load).
  * `nodeOptions` go to node itself (`--cpu-prof`, `--heap-prof`).
  */
 export async function startPopwarden(env: Environment, backendPort: number, redisUrl: string, nodeOptions: readonly string[] = []): Promise<Target> {
   const port = await freePort();
-  const child = spawnWrapped(env.frontWrap, [process.execPath, ...nodeOptions, 'dist/cli.js', '--listen-tls', `127.0.0.1:${port}`, '--listen-stls', `127.0.0.1:${await freePort()}`,
+  const child = spawnWrapped(env.frontWrap, [process.execPath, ...shebangNodeOptions('dist/cli.js'), ...nodeOptions, 'dist/cli.js', '--listen-tls', `127.0.0.1:${port}`, '--listen-stls', `127.0.0.1:${await freePort()}`,
     '--backend', `127.0.0.1:${backendPort}`, '--cert', env.certFile, '--key', env.keyFile, '--redis', redisUrl, '--auth-failure-delay', '0s',
     '--limits-max-new-connections-per-ip', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0',
-    '--log-level', 'warn', '--state-dir', env.dir, '--metrics-listen', 'off', '--backend-probe-interval', '0s'], 'inherit');
+    '--limits-max-sessions', '0', '--limits-max-handshakes', '0', '--log-level', 'warn', '--state-dir', env.dir, '--metrics-listen', 'off', '--backend-probe-interval', '0s'], 'inherit');
   await listening(child, port, 'popwarden');
   return target('popwarden', port, child, undefined);
 }
