@@ -25,6 +25,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import {
   assertSameMessages,
   fetchWithCurl,
@@ -330,5 +331,33 @@ describe('solid-pop3d: an APOP timestamp for users without an APOP secret', { ti
     } finally {
       await pinned.stop();
     }
+  });
+});
+
+describe('the legacy harness itself', { timeout: 60_000 }, () => {
+  test('stop() ends the listener and a server still holding a connection: no process, no zombie left', async () => {
+    const server = await startLegacyServer({ server: 'popa3d' });
+    const client = await RawClient.plain(server.host, server.port);
+    try {
+      assert.equal(await client.readLine(), '+OK');
+      const pids = server.processes();
+      assert.equal(pids[0], server.pid);
+      assert.ok(pids.length >= 2, `a popa3d serves the open connection: ${pids.join(' ')}`);
+      await server.stop();
+      // A zombie keeps its /proc entry until it is reaped.
+      assert.deepEqual(pids.filter((pid) => fs.existsSync(`/proc/${pid}`)), []);
+      assert.equal(fs.existsSync(server.dir), false);
+      assert.ok(await client.closedWithin(5_000), 'the connection ends with its server');
+    } finally {
+      client.destroy();
+      await server.stop();
+    }
+  });
+
+  test('a server that is not unpacked fails at once with the command that installs it', async () => {
+    await assert.rejects(
+      startLegacyServer({ server: 'mailutils', peersDir: '/nonexistent/popwarden-peers' }),
+      /mailutils-pop3d\/usr\/sbin\/pop3d is missing: run "sudo bash scripts\/test-all.sh --install-only"/,
+    );
   });
 });

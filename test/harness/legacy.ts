@@ -11,9 +11,12 @@
  * /etc/shadow, /etc/group and /var/mail are bind-mounted from the instance's directory. Needs
  * root with CAP_SYS_ADMIN, as the tests run in CI.
  *
- * Every instance is its own process group and session (the listener's pid): stop() ends the
- * per-connection servers first, so the listener reaps them, then the listener, so no process and
- * no zombie is left behind. The listener also dies with the test process (setpriv --pdeathsig).
+ * Every instance is its own session and PID namespace: `unshare --pid --fork` makes the listener
+ * the namespace's init, which reaps every orphan (popa3d's privilege-separated child outlives its
+ * parent; on a host whose PID 1 never reaps, that would be a zombie for good), and when the
+ * listener dies the kernel kills and reaps everything left in the namespace. stop() ends the
+ * listener; if the `unshare` above it dies first, --kill-child takes the namespace with it.
+ * The chain also dies with the test process (setpriv --pdeathsig), however that ends.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -38,6 +41,8 @@ export interface LegacyOptions {
    * no user has an APOP secret in ~/.spop3d).
    */
   readonly apop?: boolean;
+  /** Where the servers are unpacked (default PEERS_DIR). */
+  readonly peersDir?: string;
 }
 
 /** What the server offers, as probed on a fresh connection after it started. */
@@ -63,11 +68,11 @@ export interface LegacyServer {
   readonly caFile?: string;
   /** Instance directory (etc/, spool/, home/, config, log); removed by stop(). */
   readonly dir: string;
-  /** The listener's pid, also its process group and session id. */
+  /** The pid of the `unshare` that runs the listener's namespace, also the instance's session id. */
   readonly pid: number;
   /** socat's connection log and every server's stderr. */
   readonly logFile: string;
-  /** Every live (non-zombie) process of the instance, the listener first. */
+  /** Every live (non-zombie) process of the instance, in the host's pid numbering, `pid` first. */
   processes(): number[];
   /** Resolves once no per-connection server process is left (every session has ended). */
   whenIdle(timeoutMs?: number): Promise<void>;
@@ -97,7 +102,7 @@ interface ServerSpec {
   /** Directories the server needs on the host (compiled-in paths). */
   readonly hostDirs: readonly string[];
   /** Writes the server's configuration into `dir` and returns its command-line arguments. */
-  configure(dir: string, opts: LegacyOptions, caFiles: { cert: string; key: string } | undefined): string[];
+  configure(dir: string, opts: LegacyOptions, tls: { cert: string; key: string } | undefined, peersDir: string): string[];
 }
 
 const SPECS: Record<LegacyServerKind, ServerSpec> = {
@@ -117,14 +122,14 @@ const SPECS: Record<LegacyServerKind, ServerSpec> = {
     pkg: 'mailutils-pop3d',
     serviceUsers: [],
     hostDirs: [],
-    configure(dir, opts, tls) {
+    configure(dir, opts, tls, peersDir) {
       const apop = opts.apop ?? true;
       const apopDb = path.join(dir, 'etc', 'apop.db');
       if (apop) {
         const { alice, bob } = sampleMaildrop();
         const plain = path.join(dir, 'etc', 'apop.txt');
         fs.writeFileSync(plain, `${alice.user} ${alice.pass}\n${bob.user} ${bob.pass}\n`, { mode: 0o600 });
-        const r = spawnSync(path.join(PEERS_DIR, 'mailutils-pop3d/usr/bin/popauth'), ['-c', '-f', plain, '-o', `gdbm://${apopDb}`, '-P', '600'], {
+        const r = spawnSync(path.join(peersDir, 'mailutils-pop3d/usr/bin/popauth'), ['-c', '-f', plain, '-o', `gdbm://${apopDb}`, '-P', '600'], {
           encoding: 'utf8',
         });
         fs.rmSync(plain);
@@ -151,7 +156,7 @@ const SPECS: Record<LegacyServerKind, ServerSpec> = {
       ].join('\n');
       const file = path.join(dir, 'pop3d.conf');
       fs.writeFileSync(file, conf);
-      const lint = spawnSync(path.join(PEERS_DIR, 'mailutils-pop3d/usr/sbin/pop3d'), [`--config-file=${file}`, '--config-lint'], { encoding: 'utf8' });
+      const lint = spawnSync(path.join(peersDir, 'mailutils-pop3d/usr/sbin/pop3d'), [`--config-file=${file}`, '--config-lint'], { encoding: 'utf8' });
       if (lint.status !== 0) throw new Error(`bad generated mailutils config ${file}: ${lint.stderr}`);
       return [`--config-file=${file}`, '--inetd'];
     },
@@ -247,8 +252,7 @@ function writeSpool(dir: string): void {
 
 interface ProcInfo {
   readonly pid: number;
-  readonly pgrp: number;
-  readonly session: number;
+  readonly ppid: number;
   readonly zombie: boolean;
 }
 
@@ -264,9 +268,9 @@ function instanceProcesses(id: number): ProcInfo[] {
       continue; // exited while we looked
     }
     // After the ")" that ends comm: state ppid pgrp session ...
-    const [state, , pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const [state, ppid, pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     if (Number(pgrp) === id || Number(session) === id) {
-      found.push({ pid: Number(entry), pgrp: Number(pgrp), session: Number(session), zombie: state === 'Z' });
+      found.push({ pid: Number(entry), ppid: Number(ppid), zombie: state === 'Z' });
     }
   }
   return found;
@@ -292,7 +296,7 @@ async function pollUntil(done: () => boolean, timeoutMs: number): Promise<boolea
   return true;
 }
 
-/** Instances still running, for the synchronous exit hook: listener pid -> instance dir. */
+/** Instances still running, for the synchronous exit hook: leader pid -> instance dir. */
 const live = new Map<number, string>();
 let exitHookInstalled = false;
 
@@ -308,10 +312,10 @@ function installExitHook(): void {
 }
 
 /** Throws a clear message when something this harness needs is missing. */
-function checkPrerequisites(spec: ServerSpec): string {
-  const binary = path.join(PEERS_DIR, spec.binary);
+function checkPrerequisites(spec: ServerSpec, peersDir: string): string {
+  const binary = path.join(peersDir, spec.binary);
   if (!fs.existsSync(binary)) {
-    throw new Error(`${binary} is missing: run "sudo bash scripts/test-all.sh --install-only" (it unpacks ${spec.pkg} into ${PEERS_DIR})`);
+    throw new Error(`${binary} is missing: run "sudo bash scripts/test-all.sh --install-only" (it unpacks ${spec.pkg} into ${peersDir})`);
   }
   const ldd = spawnSync('ldd', [binary], { encoding: 'utf8' });
   const missingLibs = ldd.stdout.split('\n').filter((l) => l.includes('not found'));
@@ -367,7 +371,8 @@ async function probeOffers(host: string, port: number, listenerExited: Promise<s
 export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServer> {
   const spec = SPECS[opts.server];
   if (opts.stls === true && opts.server !== 'mailutils') throw new Error(`${opts.server} has no STLS`);
-  const binary = checkPrerequisites(spec);
+  const peersDir = opts.peersDir ?? PEERS_DIR;
+  const binary = checkPrerequisites(spec, peersDir);
   const host = '127.0.0.1';
   // The servers switch to the mailbox owner's uid: the directory must be traversable by them.
   const dir = fs.mkdtempSync(`/tmp/popwarden-legacy-${opts.server}-`);
@@ -385,7 +390,7 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
       caFile = cert.caFile;
       tls = { cert: cert.certFile, key: cert.keyFile };
     }
-    const args = spec.configure(dir, opts, tls);
+    const args = spec.configure(dir, opts, tls, peersDir);
     const launcher = path.join(dir, 'launch.sh');
     fs.writeFileSync(launcher, `#!/bin/sh\nexec ${[binary, ...args].map((a) => `'${a}'`).join(' ')}\n`, { mode: 0o755 });
 
@@ -396,7 +401,7 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
       'setpriv',
       [
         '--pdeathsig', 'KILL', '--',
-        'unshare', '-m', '--propagation', 'private',
+        'unshare', '--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child=KILL',
         'sh', '-c', NAMESPACE_SCRIPT, 'popwarden-legacy-ns', dir,
         'socat', '-d', '-d', `TCP-LISTEN:${port},bind=${host},reuseaddr,fork`, `EXEC:${launcher},nofork`,
       ],
@@ -404,9 +409,9 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
     );
     fs.closeSync(out);
     if (child.pid === undefined) throw new Error('could not spawn setpriv');
-    const listener = child.pid;
-    pid = listener;
-    live.set(listener, dir);
+    const leader = child.pid;
+    pid = leader;
+    live.set(leader, dir);
     installExitHook();
     const exited = new Promise<string>((resolve) => child.once('exit', (code, sig) => resolve(`exit ${code ?? sig}`)));
     child.once('error', () => undefined);
@@ -419,11 +424,13 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
       throw new Error(`${opts.server} did not serve on ${host}:${port}: ${(error as Error).message}\n${tail}`);
     }
 
+    const alive = (): ProcInfo[] => instanceProcesses(leader).filter((p) => !p.zombie);
     const processes = (): number[] => {
-      const all = instanceProcesses(listener).filter((p) => !p.zombie).map((p) => p.pid);
-      return [...all.filter((p) => p === listener), ...all.filter((p) => p !== listener)];
+      const all = alive().map((p) => p.pid);
+      return [...all.filter((p) => p === leader), ...all.filter((p) => p !== leader)];
     };
-    const servers = (): number[] => processes().filter((p) => p !== listener);
+    // Below the leader runs the listener (socat); below that, one server per connection.
+    const servers = (): number[] => alive().filter((p) => p.pid !== leader && p.ppid !== leader).map((p) => p.pid);
     const whenIdle = async (timeoutMs = 10_000): Promise<void> => {
       if (!(await pollUntil(() => servers().length === 0, timeoutMs))) {
         throw new Error(`${opts.server}: sessions still running after ${timeoutMs} ms: ${servers().join(' ')}`);
@@ -433,16 +440,18 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
     let stopped: Promise<void> | undefined;
     const stop = (): Promise<void> =>
       (stopped ??= (async () => {
-        // Per-connection servers first, so the listener reaps them: none becomes an orphan zombie.
-        signal(servers(), 'SIGTERM');
-        await pollUntil(() => servers().length === 0, 3_000);
-        signal([listener], 'SIGTERM');
+        // `unshare --fork` ignores SIGTERM while it waits; its child, the listener, is the
+        // namespace's init: when it exits the kernel kills and reaps the rest, unshare reaps the
+        // listener and exits, and Node reaps unshare. Nothing is left to the host's PID 1.
+        const listener = (): number[] => alive().filter((p) => p.ppid === leader).map((p) => p.pid);
+        signal(listener(), 'SIGTERM');
         if (!(await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 3_000).unref())]))) {
-          signal(instanceProcesses(listener).map((p) => p.pid), 'SIGKILL');
+          signal(listener(), 'SIGKILL');
           await exited;
         }
-        signal(servers(), 'SIGKILL');
-        live.delete(listener);
+        // A server that somehow left the namespace would still be in the session.
+        if (!(await pollUntil(() => alive().length === 0, 3_000))) signal(processes(), 'SIGKILL');
+        live.delete(leader);
         fs.rmSync(dir, { recursive: true, force: true });
       })());
 
@@ -454,7 +463,7 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
       port,
       offers,
       dir,
-      pid: listener,
+      pid: leader,
       logFile,
       processes,
       whenIdle,
