@@ -20,7 +20,12 @@
  * | solid-pop3d 0.15-31                 | `+OK Solid POP3 server ready <pid.time@host>` | `-ERR unknown command`    | auto: APOP, refused (no user has an APOP secret in ~/.spop3d): **login fails** (todo below); `auth: user` pinned: USER/PASS |
  *
  * Seen on the way: solid-pop3d serves each message with the mbox separator's blank line (two
- * more octets than the message), and accepts `alice@anything` and `alice%anything` as alice.
+ * more octets than the message), answers a failed login after about 1 s, and accepts
+ * `alice@anything` and `alice%anything` as alice. mailutils stamps X-IMAPbase/X-UID/X-UIDL
+ * headers into the mbox in the first session that opens it, with or without QUIT, so its RETR
+ * grows from the second session on (456 -> 523 octets for message 1). popa3d refused (no
+ * trusted link): the client gets `-ERR [SYS/TEMP] Login to the mail server is not possible
+ * right now` and popa3d only ever sees `CAPA`.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
