@@ -296,6 +296,16 @@ async function pollUntil(done: () => boolean, timeoutMs: number): Promise<boolea
   return true;
 }
 
+/**
+ * SIGKILL for the listener, the init of the instance's PID namespace: the kernel then kills and
+ * reaps the servers, and `unshare` reaps the listener. Killing `unshare` too would leave the
+ * listener's zombie to the host's PID 1.
+ */
+function killInstanceNow(leader: number): void {
+  const listeners = instanceProcesses(leader).filter((p) => p.ppid === leader && !p.zombie).map((p) => p.pid);
+  signal(listeners.length > 0 ? listeners : [leader], 'SIGKILL');
+}
+
 /** Instances still running, for the synchronous exit hook: leader pid -> instance dir. */
 const live = new Map<number, string>();
 let exitHookInstalled = false;
@@ -305,7 +315,7 @@ function installExitHook(): void {
   exitHookInstalled = true;
   process.on('exit', () => {
     for (const [pid, dir] of live) {
-      signal(instanceProcesses(pid).map((p) => p.pid), 'SIGKILL');
+      killInstanceNow(pid);
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -475,7 +485,7 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
     };
   } catch (error) {
     if (pid !== undefined) {
-      signal(instanceProcesses(pid).map((p) => p.pid), 'SIGKILL');
+      killInstanceNow(pid);
       live.delete(pid);
     }
     fs.rmSync(dir, { recursive: true, force: true });
