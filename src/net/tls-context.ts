@@ -9,7 +9,7 @@ import { pkcs12ToPem } from '../certs/pkcs12.js';
 import type { Config } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { TlsMaterialError } from '../tls/material-error.js';
-import { tlsPolicy } from '../tls/policy.js';
+import { isLegacyTlsVersion, tlsPolicy } from '../tls/policy.js';
 
 /** The TLS side of popwarden's listeners: one context for implicit TLS and for STLS upgrades. */
 export interface TlsMaterial {
@@ -312,7 +312,7 @@ async function loadDefaultCredentials(config: Config, base: SecureContextOptions
  */
 export async function loadTlsMaterial(config: Config, log: Logger): Promise<TlsMaterial> {
   const policy = tlsPolicy(config.tls);
-  if (policy.minVersion === 'TLSv1' || policy.minVersion === 'TLSv1.1') {
+  if (isLegacyTlsVersion(policy.minVersion)) {
     log.warn({ minVersion: policy.minVersion }, 'LEGACY TLS PROTOCOLS ENABLED (tls.allow_legacy_protocols): TLS 1.0/1.1 are broken; @SECLEVEL=0 is in effect');
   }
   const ticketKeys = await readTicketKeys(config.tls.ticketKeysFile, log);
