@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
-import { TICKET_KEYS_LENGTH, loadTlsMaterial, readTicketKeys, sniLookup } from '../../src/net/tls-context.js';
+import { loadTlsMaterial, sniLookup } from '../../src/net/tls-context.js';
+import { TICKET_KEYS_LENGTH, readTicketKeys } from '../../src/tls/ticket-keys.js';
 import { tlsPolicy } from '../../src/tls/policy.js';
 import { makeNamedCertificate } from '../harness/popwarden.js';
 
