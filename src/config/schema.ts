@@ -22,6 +22,7 @@ import {
   type Parsed,
 } from './values.js';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, MIN_TLS_VERSION, isLegacyTlsVersion } from '../tls/policy.js';
+import { canonicalServerName } from '../tls/sni.js';
 
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
 function parsedString<T>(parse: (text: string) => Parsed<T>) {
@@ -133,7 +134,7 @@ const serverName = z
   .refine((name) => !name.startsWith('*.') || name.split('.').length >= 3, {
     message: 'is a wildcard over a single label; use *.example.org, not *.org',
   })
-  .transform((name) => name.toLowerCase().replace(/\.$/, ''));
+  .transform(canonicalServerName);
 
 /** The TLS policy's defaults (tls/policy.ts), also read here by the effective-config printer. */
 export { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS };

@@ -9,6 +9,7 @@ import type { Config } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { TlsMaterialError } from '../tls/material-error.js';
 import { isLegacyTlsVersion, tlsPolicy } from '../tls/policy.js';
+import { canonicalServerName, sniLookup } from '../tls/sni.js';
 import { readTicketKeys } from '../tls/ticket-keys.js';
 
 /** The TLS side of popwarden's listeners: one context for implicit TLS and for STLS upgrades. */
@@ -169,7 +170,7 @@ export async function checkConfiguredCertificate(config: Config, now = new Date(
       if (!covers(leaf, name)) {
         throw new TlsMaterialError(`cert ${entry.certFile} (${describeCert(leaf)}) does not cover ${name}, which tls.certificates serves it for; its names: ${leaf.subjectAltName ?? 'none'}`);
       }
-      leaves.set(canonicalName(name), { leaf, path: entry.certFile });
+      leaves.set(canonicalServerName(name), { leaf, path: entry.certFile });
     }
   }
   for (const name of config.tls.serverNames ?? []) {
@@ -180,22 +181,6 @@ export async function checkConfiguredCertificate(config: Config, now = new Date(
     }
   }
   return warnings;
-}
-
-/** A name a client sent, as compared: lower case, without a trailing dot. */
-const canonicalName = (name: string): string => name.toLowerCase().replace(/\.$/, '');
-
-/**
- * SNI lookup: an exact name first, then `*.parent` for exactly one left-most label (RFC 6125
- * §6.4.3: `*.example.org` covers `a.example.org`, not `example.org` or `a.b.example.org`).
- */
-export function sniLookup<T>(byName: ReadonlyMap<string, T>, servername: string): T | undefined {
-  const name = canonicalName(servername);
-  const exact = byName.get(name);
-  if (exact !== undefined) return exact;
-  const dot = name.indexOf('.');
-  if (dot <= 0) return undefined;
-  return byName.get(`*${name.slice(dot)}`);
 }
 
 const subjectName = (cert: X509Certificate): string =>
@@ -293,7 +278,7 @@ export async function loadTlsMaterial(config: Config, log: Logger): Promise<TlsM
     const [cert, key] = await Promise.all([readPem(entry.certFile, 'certificate'), readPem(entry.keyFile, 'key')]);
     await checkOperatorFiles(entry, cert, key, log);
     const context = makeContext({ ...base, cert, key }, `cert ${entry.certFile} with key ${entry.keyFile}`);
-    for (const name of entry.names) byName.set(canonicalName(name), context);
+    for (const name of entry.names) byName.set(canonicalServerName(name), context);
     const sniLeaf = parseCertificate(cert, entry.certFile);
     certificates.push({ name: subjectName(sniLeaf), notAfter: new Date(sniLeaf.validTo) });
     files.push(entry.certFile, entry.keyFile);
