@@ -1,8 +1,9 @@
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
+import { certificateChain, parseCertificate, parsePrivateKey, readPem, type CertificateFiles } from '../certs/pem.js';
 import { ensureSelfSigned } from '../certs/self-signed.js';
 import { pkcs12ToPem } from '../certs/pkcs12.js';
 import type { Config } from '../config/types.js';
@@ -45,38 +46,6 @@ export function selfSignedHosts(): string[] {
   return names;
 }
 
-interface CertificateFiles {
-  readonly certFile: string;
-  readonly keyFile: string;
-}
-
-async function readPem(path: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new TlsMaterialError(`cannot read the TLS ${what} ${path} (${code})`, { cause: error });
-  }
-}
-
-function parseCertificate(pem: Buffer, path: string): X509Certificate {
-  try {
-    return new X509Certificate(pem);
-  } catch (error) {
-    throw new TlsMaterialError(`cert ${path} is not a PEM certificate`, { cause: error });
-  }
-}
-
-function parsePrivateKey(pem: Buffer, path: string): KeyObject {
-  try {
-    return createPrivateKey(pem);
-  } catch (error) {
-    const encrypted = pem.includes('ENCRYPTED');
-    const reason = encrypted ? 'is encrypted; popwarden needs an unencrypted key (protect it with file mode 0600)' : 'is not a PEM private key';
-    throw new TlsMaterialError(`key ${path} ${reason}`, { cause: error });
-  }
-}
-
 /** The operator's pair must parse and belong together; anything else cannot serve a single handshake. */
 function checkPairMatches(files: CertificateFiles, certPem: Buffer, keyPem: Buffer): X509Certificate {
   const cert = parseCertificate(certPem, files.certFile);
@@ -102,13 +71,6 @@ async function checkOperatorFiles(files: CertificateFiles, certPem: Buffer, keyP
 
 /** --check-config warns when a certificate expires within this many days. */
 export const EXPIRY_WARNING_DAYS = 14;
-
-/** Every certificate in a PEM file, in file order. */
-function certificateChain(pem: Buffer, path: string): X509Certificate[] {
-  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new TlsMaterialError(`cert ${path} is not a PEM certificate`);
-  return blocks.map((block) => parseCertificate(Buffer.from(block), path));
-}
 
 const describeCert = (cert: X509Certificate): string => cert.subject.replaceAll('\n', ', ');
 
