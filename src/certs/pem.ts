@@ -1,9 +1,11 @@
 /**
- * Reading certificates and keys: PEM files in, parsed X509Certificate and KeyObject out, each
- * failure a one-line TlsMaterialError that names the file.
+ * Reading certificates and keys: PEM files in, parsed X509Certificate and KeyObject out (or, for
+ * the default certificate, what createSecureContext takes), each failure a one-line
+ * TlsMaterialError that names the file.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import type { SecureContextOptions } from 'node:tls';
 import { TlsMaterialError } from '../tls/material-error.js';
 
 /** A certificate file and the key file that belongs to it. */
@@ -47,4 +49,12 @@ export function certificateChain(pem: Buffer, path: string): X509Certificate[] {
   const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   if (blocks.length === 0) throw new TlsMaterialError(`cert ${path} is not a PEM certificate`);
   return blocks.map((block) => parseCertificate(Buffer.from(block), path));
+}
+
+/** Credentials as createSecureContext takes them, with the leaf for the expiry gauge and the logs. */
+export interface DefaultCredentials {
+  readonly options: Pick<SecureContextOptions, 'cert' | 'key' | 'pfx' | 'passphrase'>;
+  readonly leaf: X509Certificate;
+  readonly what: string;
+  readonly files: string[];
 }

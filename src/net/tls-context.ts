@@ -3,9 +3,9 @@ import { stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
-import { certificateChain, parseCertificate, parsePrivateKey, readPem, type CertificateFiles } from '../certs/pem.js';
+import { certificateChain, parseCertificate, parsePrivateKey, readPem, type CertificateFiles, type DefaultCredentials } from '../certs/pem.js';
 import { ensureSelfSigned } from '../certs/self-signed.js';
-import { pkcs12ToPem } from '../certs/pkcs12.js';
+import { loadPfx } from '../certs/pkcs12.js';
 import type { Config } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { TlsMaterialError } from '../tls/material-error.js';
@@ -153,47 +153,6 @@ function makeContext(options: SecureContextOptions, what: string): SecureContext
     return createSecureContext(options);
   } catch (error) {
     throw new TlsMaterialError(`cannot use ${what}: ${(error as Error).message}`, { cause: error });
-  }
-}
-
-/** Credentials as createSecureContext takes them, with the leaf for the expiry gauge and the logs. */
-interface DefaultCredentials {
-  readonly options: Pick<SecureContextOptions, 'cert' | 'key' | 'pfx' | 'passphrase'>;
-  readonly leaf: X509Certificate;
-  readonly what: string;
-  readonly files: string[];
-}
-
-/**
- * tls.pfx: Node's own PKCS#12 support first; a legacy RC2-40/3DES bundle that OpenSSL 3 refuses
- * ("Unsupported PKCS12 PFX data") is unwrapped with node-forge and used as PEM, with a warning.
- */
-async function loadPfx(pfxFile: string, passphraseFile: string | undefined, base: SecureContextOptions, log: Logger): Promise<DefaultCredentials> {
-  const pfx = await readPem(pfxFile, 'PKCS#12 file');
-  const passphrase = passphraseFile === undefined ? '' : (await readPem(passphraseFile, 'PKCS#12 passphrase file')).toString('utf8').replace(/\r?\n$/, '');
-  const files = passphraseFile === undefined ? [pfxFile] : [pfxFile, passphraseFile];
-  const what = `tls.pfx ${pfxFile}`;
-  try {
-    const context = createSecureContext({ ...base, pfx, passphrase });
-    const der: unknown = context.context.getCertificate();
-    if (!Buffer.isBuffer(der)) throw new TlsMaterialError(`${what} holds no certificate`);
-    return { options: { pfx, passphrase }, leaf: new X509Certificate(der), what, files };
-  } catch (error) {
-    if (error instanceof TlsMaterialError) throw error;
-    const message = (error as Error).message;
-    if (!/unsupported/i.test(message)) {
-      const hint = /mac verify|bad decrypt/i.test(message) ? ' (wrong passphrase?)' : '';
-      throw new TlsMaterialError(`cannot use ${what}: ${message}${hint}`, { cause: error });
-    }
-    let pem;
-    try {
-      pem = pkcs12ToPem(pfx, passphrase);
-    } catch (forgeError) {
-      throw new TlsMaterialError(`cannot use ${what}: ${(forgeError as Error).message} (wrong passphrase?)`, { cause: forgeError });
-    }
-    log.warn({ pfx: pfxFile }, 'tls.pfx uses legacy PKCS#12 encryption (RC2-40/3DES) that OpenSSL 3 refuses; converted in memory. Re-export it with a current openssl pkcs12 -export (AES-256)');
-    const cert = Buffer.from(pem.certPem);
-    return { options: { cert, key: Buffer.from(pem.keyPem) }, leaf: parseCertificate(cert, pfxFile), what, files };
   }
 }
 
