@@ -13,7 +13,7 @@ import { startupErrorLine } from './config/startup-errors.js';
 import { DEFAULT_MAX_SESSIONS, SHUTDOWN_DRAIN_MS } from './config/limits.js';
 import { descriptorWarning } from './net/descriptor-budget.js';
 import type { Config } from './config/types.js';
-import { checkConfiguredCertificate } from './net/tls-context.js';
+import { checkConfiguredCertificate } from './certs/checks.js';
 import { describeSwitchedOff } from './auth/rate-limit/policy.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { runRateLimitCli } from './auth/rate-limit/cli.js';
