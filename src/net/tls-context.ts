@@ -1,10 +1,8 @@
 import { X509Certificate } from 'node:crypto';
-import { hostname } from 'node:os';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
 import { checkOperatorFiles } from '../certs/checks.js';
-import { parseCertificate, readPem, type CertificateFiles, type DefaultCredentials } from '../certs/pem.js';
-import { ensureSelfSigned } from '../certs/self-signed.js';
-import { loadPfx } from '../certs/pkcs12.js';
+import { loadDefaultCredentials } from '../certs/default-certificate.js';
+import { parseCertificate, readPem } from '../certs/pem.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import { TlsMaterialError } from '../tls/material-error.js';
@@ -36,15 +34,6 @@ export interface TlsMaterial {
   readonly beginHandshake?: (address: string) => (() => void) | undefined;
 }
 
-/** Host names the first-run certificate covers: what a local test client or the host's own name would use. */
-export function selfSignedHosts(): string[] {
-  const names = ['localhost', '127.0.0.1', '::1'];
-  const own = hostname();
-  // A host name with odd characters (containers use hex IDs, which are fine) would make a bad SAN.
-  if (/^[A-Za-z0-9.-]{1,253}$/.test(own) && !names.includes(own)) names.push(own);
-  return names;
-}
-
 const subjectName = (cert: X509Certificate): string =>
   /^CN=(.*)$/m.exec(cert.subject)?.[1] ?? cert.subject.replaceAll('\n', ', ');
 
@@ -54,23 +43,6 @@ function makeContext(options: SecureContextOptions, what: string): SecureContext
   } catch (error) {
     throw new TlsMaterialError(`cannot use ${what}: ${(error as Error).message}`, { cause: error });
   }
-}
-
-/** The default certificate: cert/key, a PKCS#12 bundle, or the self-signed pair in stateDir. */
-async function loadDefaultCredentials(config: Config, base: SecureContextOptions, log: Logger): Promise<DefaultCredentials> {
-  if (config.tls.pfxFile !== undefined) return loadPfx(config.tls.pfxFile, config.tls.pfxPassphraseFile, base, log);
-  const { certFile, keyFile } = config.tls;
-  let files: CertificateFiles;
-  if (certFile !== undefined && keyFile !== undefined) files = { certFile, keyFile };
-  else files = await ensureSelfSigned(config.stateDir, selfSignedHosts(), log);
-  const [cert, key] = await Promise.all([readPem(files.certFile, 'certificate'), readPem(files.keyFile, 'key')]);
-  if (certFile !== undefined) await checkOperatorFiles(files, cert, key, log);
-  return {
-    options: { cert, key },
-    leaf: parseCertificate(cert, files.certFile),
-    what: `cert ${files.certFile} with key ${files.keyFile}`,
-    files: certFile === undefined ? [] : [files.certFile, files.keyFile],
-  };
 }
 
 /**
