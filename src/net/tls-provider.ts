@@ -1,5 +1,5 @@
 import type { SecureContext, TlsOptions } from 'node:tls';
-import type { TlsMaterial } from './tls-context.js';
+import type { TlsMaterial } from './tls-material.js';
 import { UNLIMITED_HANDSHAKES, type HandshakeLimiter } from './handshake-limit.js';
 
 /** Called with the new material after every successful replace(). */

@@ -5,7 +5,7 @@ import type { BackendConfig, Config } from '../config/types.js';
 import type { Logger } from './log.js';
 import { NO_METRICS, type Metrics } from './metrics.js';
 import type { RunningProxy } from '../app.js';
-import type { TlsMaterial } from '../net/tls-context.js';
+import type { TlsMaterial } from '../net/tls-material.js';
 import { CERT_FILE_NAME } from '../certs/self-signed.js';
 import { formatHostPort } from '../config/values.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from './prometheus.js';

@@ -9,7 +9,7 @@ import { createSecureContext, createServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { pkcs12ToPem } from '../../src/certs/pkcs12.js';
 import { loadConfig } from '../../src/config/load.js';
-import { loadTlsMaterial } from '../../src/net/tls-context.js';
+import { loadTlsMaterial } from '../../src/net/tls-material.js';
 import { TlsMaterialError } from '../../src/tls/material-error.js';
 import { createLogger } from '../../src/observability/log.js';
 import { servedFingerprint } from '../harness/popwarden.js';

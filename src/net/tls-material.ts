@@ -1,3 +1,8 @@
+/**
+ * The TLS material the listeners serve (the default context, the SNI contexts, the server
+ * options, the ticket keys), built in one piece from the certificates under the policy, so a
+ * reload either swaps all of it or keeps the old.
+ */
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
 import { checkOperatorFiles } from '../certs/checks.js';
