@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Config, ListenerConfig } from './config/types.js';
 import type { Logger } from './observability/log.js';
-import { loadTlsMaterial, type TlsMaterial } from './net/tls-context.js';
+import { loadTlsMaterial, type TlsMaterial } from './net/tls-material.js';
 import { planReload } from './config/reload.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';

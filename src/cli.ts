@@ -8,7 +8,6 @@
  * SIGTERM/SIGINT (draining for timeouts.shutdown), reload the config and certificates on SIGHUP. Any failure before serving is one line on stderr and exit status 1; the wording
  * lives in config/startup-errors.ts.
  */
-import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import type { ReloadableProxy } from './app.js';
 import { runPopwarden } from './main.js';
@@ -17,19 +16,14 @@ import { startupErrorLine } from './config/startup-errors.js';
 import { DEFAULT_MAX_SESSIONS, SHUTDOWN_DRAIN_MS } from './config/limits.js';
 import { descriptorWarning } from './net/descriptor-budget.js';
 import type { Config } from './config/types.js';
-import { checkConfiguredCertificate } from './net/tls-context.js';
+import { checkConfiguredCertificate } from './certs/checks.js';
 import { describeSwitchedOff } from './auth/rate-limit/policy.js';
+import { packageVersion } from './version.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { runRateLimitCli } from './auth/rate-limit/cli.js';
 import { runCertCli } from './certs/cli.js';
 import { runBackendCli } from './backend/cli.js';
 import { backendConfigProblem } from './observability/backend-probe.js';
-
-function packageVersion(): string {
-  // src/cli.ts and dist/cli.js both sit one level below package.json.
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
-  return pkg.version ?? 'unknown';
-}
 
 /**
  * SIGTERM/SIGINT: close gracefully and exit 0; a second one while closing exits 1 at once.

@@ -3,7 +3,7 @@ import { basename, dirname } from 'node:path';
 import type { Config } from './config/types.js';
 import type { Logger } from './observability/log.js';
 import { startPopwarden, type ReloadableProxy } from './app.js';
-import { loadTlsMaterial } from './net/tls-context.js';
+import { loadTlsMaterial } from './net/tls-material.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { startObservability } from './observability/setup.js';
 import { createProtection } from './auth/protection.js';

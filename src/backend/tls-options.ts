@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { MIN_TLS_VERSION } from '../tls/policy.js';
 import type { ConnectionOptions } from 'node:tls';
 import type { BackendConfig } from '../config/types.js';
 import { isLoopbackAddress } from '../net/addresses.js';
@@ -14,7 +15,7 @@ import { isLoopbackAddress } from '../net/addresses.js';
 export function backendTlsOptions(backend: BackendConfig): ConnectionOptions {
   const servername = backend.tlsServerName ?? (isIP(backend.host) === 0 ? backend.host : undefined);
   return {
-    minVersion: 'TLSv1.2',
+    minVersion: MIN_TLS_VERSION,
     rejectUnauthorized: !backend.tlsInsecure,
     ...(backend.caFile === undefined ? {} : { ca: readFileSync(backend.caFile) }),
     ...(backend.clientCertFile === undefined || backend.clientKeyFile === undefined

@@ -1,11 +1,16 @@
 /**
- * PKCS#12 bundles OpenSSL 3 will not open: files exported with RC2-40 or 3DES (older Windows and
- * Java tools, `openssl pkcs12 -export -legacy`) fail in Node with "Unsupported PKCS12 PFX data"
- * because the legacy provider is not loaded. node-forge still reads them; the result is handed
- * to OpenSSL as PEM, so forge never verifies anything, it only unwraps (ECOSYSTEM.md §5).
+ * PKCS#12 certificates (tls.pfx). Node opens current bundles itself, but OpenSSL 3 will not open
+ * files exported with RC2-40 or 3DES (older Windows and Java tools, `openssl pkcs12 -export
+ * -legacy`): they fail in Node with "Unsupported PKCS12 PFX data" because the legacy provider is
+ * not loaded. node-forge still reads them; the result is handed to OpenSSL as PEM, so forge never
+ * verifies anything, it only unwraps (ECOSYSTEM.md §5).
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import forge from 'node-forge';
+import type { Logger } from '../observability/log.js';
+import { TlsMaterialError } from '../tls/material-error.js';
+import { parseCertificate, readPem, type DefaultCredentials } from './pem.js';
 
 export interface PemCredentials {
   /** The chain as PEM, leaf first, each certificate followed by its issuer where the bundle has it. */
@@ -35,4 +40,37 @@ export function pkcs12ToPem(der: Buffer, passphrase: string): PemCredentials {
     chain.push(...rest.splice(next, 1));
   }
   return { certPem: [...chain, ...rest].map((cert) => cert.toString()).join(''), keyPem };
+}
+
+/**
+ * tls.pfx: Node's own PKCS#12 support first; a legacy RC2-40/3DES bundle that OpenSSL 3 refuses
+ * ("Unsupported PKCS12 PFX data") is unwrapped with node-forge and used as PEM, with a warning.
+ */
+export async function loadPfx(pfxFile: string, passphraseFile: string | undefined, base: SecureContextOptions, log: Logger): Promise<DefaultCredentials> {
+  const pfx = await readPem(pfxFile, 'PKCS#12 file');
+  const passphrase = passphraseFile === undefined ? '' : (await readPem(passphraseFile, 'PKCS#12 passphrase file')).toString('utf8').replace(/\r?\n$/, '');
+  const files = passphraseFile === undefined ? [pfxFile] : [pfxFile, passphraseFile];
+  const what = `tls.pfx ${pfxFile}`;
+  try {
+    const context = createSecureContext({ ...base, pfx, passphrase });
+    const der: unknown = context.context.getCertificate();
+    if (!Buffer.isBuffer(der)) throw new TlsMaterialError(`${what} holds no certificate`);
+    return { options: { pfx, passphrase }, leaf: new X509Certificate(der), what, files };
+  } catch (error) {
+    if (error instanceof TlsMaterialError) throw error;
+    const message = (error as Error).message;
+    if (!/unsupported/i.test(message)) {
+      const hint = /mac verify|bad decrypt/i.test(message) ? ' (wrong passphrase?)' : '';
+      throw new TlsMaterialError(`cannot use ${what}: ${message}${hint}`, { cause: error });
+    }
+    let pem;
+    try {
+      pem = pkcs12ToPem(pfx, passphrase);
+    } catch (forgeError) {
+      throw new TlsMaterialError(`cannot use ${what}: ${(forgeError as Error).message} (wrong passphrase?)`, { cause: forgeError });
+    }
+    log.warn({ pfx: pfxFile }, 'tls.pfx uses legacy PKCS#12 encryption (RC2-40/3DES) that OpenSSL 3 refuses; converted in memory. Re-export it with a current openssl pkcs12 -export (AES-256)');
+    const cert = Buffer.from(pem.certPem);
+    return { options: { cert, key: Buffer.from(pem.keyPem) }, leaf: parseCertificate(cert, pfxFile), what, files };
+  }
 }

@@ -21,6 +21,8 @@ import {
   type HostPortRules,
   type Parsed,
 } from './values.js';
+import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, MIN_TLS_VERSION, isLegacyTlsVersion } from '../tls/policy.js';
+import { canonicalServerName } from '../tls/sni.js';
 
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
 function parsedString<T>(parse: (text: string) => Parsed<T>) {
@@ -132,12 +134,10 @@ const serverName = z
   .refine((name) => !name.startsWith('*.') || name.split('.').length >= 3, {
     message: 'is a wildcard over a single label; use *.example.org, not *.org',
   })
-  .transform((name) => name.toLowerCase().replace(/\.$/, ''));
+  .transform(canonicalServerName);
 
-/** Mozilla intermediate (TLS 1.2 suites; OpenSSL keeps its AEAD-only TLS 1.3 defaults). */
-export const DEFAULT_TLS_CIPHERS =
-  'ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305';
-export const DEFAULT_TLS_GROUPS = 'X25519:prime256v1:secp384r1';
+/** The TLS policy's defaults (tls/policy.ts), also read here by the effective-config printer. */
+export { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS };
 
 const tlsSchema = z.strictObject({
   /** Default []. Certificates chosen by the name the client sends (SNI): `[{names: [mail.example.org, "*.example.net"], cert: FILE, key: FILE}]`. Clients that send no name or an unknown one get the top-level cert/key (or pfx, or the self-signed pair). */
@@ -149,7 +149,7 @@ const tlsSchema = z.strictObject({
   /** Default false. Also reload (as on SIGHUP) when a certificate, key or pfx file changes; changes are debounced. */
   watch_files: z.boolean().prefault(false),
   /** Default TLSv1.2. TLSv1 and TLSv1.1 also need allow_legacy_protocols: true. */
-  min_version: z.enum(TLS_VERSIONS).prefault('TLSv1.2'),
+  min_version: z.enum(TLS_VERSIONS).prefault(MIN_TLS_VERSION),
   /** Default false. Allow min_version TLSv1 or TLSv1.1 (broken protocols; OpenSSL 3 needs @SECLEVEL=0 for them, which popwarden adds). Logged loudly at every start. */
   allow_legacy_protocols: z.boolean().prefault(false),
   /** Default: Mozilla intermediate (ECDHE with AES-GCM or CHACHA20-POLY1305). OpenSSL cipher string for TLS 1.2 and below; TLS 1.3 keeps OpenSSL's AEAD suites. */
@@ -380,7 +380,7 @@ export const configSchema = z
     if (config.tls.pfx !== undefined && config.cert !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['tls', 'pfx'], message: 'is set together with cert/key; give one of them' });
     }
-    if ((config.tls.min_version === 'TLSv1' || config.tls.min_version === 'TLSv1.1') && !config.tls.allow_legacy_protocols) {
+    if (isLegacyTlsVersion(config.tls.min_version) && !config.tls.allow_legacy_protocols) {
       ctx.addIssue({
         code: 'custom',
         path: ['tls', 'min_version'],

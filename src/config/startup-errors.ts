@@ -2,7 +2,7 @@
  * The one stderr line popwarden prints when it cannot start. Operators read it in `journalctl` or
  * a terminal, so it says what failed and what to change, never a stack trace.
  */
-import { TlsMaterialError } from '../net/tls-context.js';
+import { TlsMaterialError } from '../tls/material-error.js';
 import { ConfigError } from './load.js';
 import { formatHostPort } from './values.js';
 

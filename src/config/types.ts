@@ -3,6 +3,7 @@
  * config/load.ts (flags > environment > YAML file > defaults), frozen, and never re-parsed.
  * Durations are milliseconds here; the user writes them with units ("2s", "10m").
  */
+import type { TlsVersion } from '../tls/policy.js';
 
 /** How popwarden logs in to the backend. `auto` picks the strongest mechanism offered. */
 export const BACKEND_AUTH_MODES = ['auto', 'apop', 'cram-md5', 'plain', 'login', 'user'] as const;
@@ -156,9 +157,8 @@ export interface RateLimitConfig {
   readonly onStoreFailure: StoreFailureMode;
 }
 
-/** TLS protocol versions an operator may name; below TLSv1.2 needs allowLegacyProtocols. */
-export const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
-export type TlsVersion = (typeof TLS_VERSIONS)[number];
+/** TLS protocol versions an operator may name; below TLSv1.2 needs allowLegacyProtocols. Defined by the TLS policy. */
+export { TLS_VERSIONS, type TlsVersion } from '../tls/policy.js';
 
 /** One SNI certificate: served to clients that ask for one of `names` (exact, or `*.domain` for one label). */
 export interface SniCertificateConfig {

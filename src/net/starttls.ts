@@ -1,6 +1,6 @@
 import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
-import type { TlsMaterial } from './tls-context.js';
+import type { TlsMaterial } from './tls-material.js';
 import { onceWithin } from './once-within.js';
 import { normaliseAddress } from './addresses.js';
 

@@ -1,5 +1,9 @@
+/**
+ * The TLS material in use, swapped whole on reload: what the listeners, STLS and the SNI
+ * callback read, so a new certificate reaches them without a restart.
+ */
 import type { SecureContext, TlsOptions } from 'node:tls';
-import type { TlsMaterial } from './tls-context.js';
+import type { TlsMaterial } from './tls-material.js';
 import { UNLIMITED_HANDSHAKES, type HandshakeLimiter } from './handshake-limit.js';
 
 /** Called with the new material after every successful replace(). */

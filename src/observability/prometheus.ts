@@ -7,6 +7,7 @@
  * time, from counts kept here.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { TLS_VERSIONS } from '../tls/policy.js';
 import type {
   ConnectionRefusal,
   LimiterName,
@@ -39,7 +40,6 @@ export const BACKEND_ERROR_CODES = [
   'E_BACKEND_NO_SAFE_MECHANISM',
 ] as const;
 
-export const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
 export const CLIENT_MECHANISMS = ['user', 'plain', 'login', 'apop', 'cram-md5'] as const;
 export const BACKEND_MECHANISMS = ['cram-md5', 'apop', 'plain', 'login', 'user'] as const;
 const LOGIN_RESULTS: readonly LoginResult[] = ['success', 'failure', 'blocked', 'backend_error'];

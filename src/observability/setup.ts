@@ -5,12 +5,13 @@ import type { BackendConfig, Config } from '../config/types.js';
 import type { Logger } from './log.js';
 import { NO_METRICS, type Metrics } from './metrics.js';
 import type { RunningProxy } from '../app.js';
-import type { TlsMaterial } from '../net/tls-context.js';
+import type { TlsMaterial } from '../net/tls-material.js';
 import { CERT_FILE_NAME } from '../certs/self-signed.js';
 import { formatHostPort } from '../config/values.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from './prometheus.js';
 import { startMetricsServer, type MetricsServer, type ReadinessCheck } from './metrics-server.js';
 import { BackendProber } from './backend-probe.js';
+import { packageVersion } from '../version.js';
 
 /** Metrics and health endpoints for one running popwarden. */
 export interface Observability {
@@ -22,16 +23,6 @@ export interface Observability {
   close(): Promise<void>;
   /** Where the admin endpoints listen; undefined when metrics are off. */
   readonly address: { readonly host: string; readonly port: number } | undefined;
-}
-
-/** popwarden's version from package.json (src/ and dist/ both sit one level below it). */
-export function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }
 
 /**

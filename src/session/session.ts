@@ -12,7 +12,7 @@ import { LineFramer, type FramedLine } from '../net/line-codec.js';
 import { detectForeignProtocol } from '../net/hygiene.js';
 import { upgradeToTls } from '../net/starttls.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
-import type { TlsMaterial } from '../net/tls-context.js';
+import type { TlsMaterial } from '../net/tls-material.js';
 import { normaliseAddress } from '../net/addresses.js';
 import { escapeForLog, type Logger } from '../observability/log.js';
 import { parseCommand } from '../pop3/grammar.js';

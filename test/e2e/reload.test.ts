@@ -9,7 +9,7 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPopwarden, type ReloadableProxy } from '../../src/app.js';
-import { loadTlsMaterial } from '../../src/net/tls-context.js';
+import { loadTlsMaterial } from '../../src/net/tls-material.js';
 import { createLogger } from '../../src/observability/log.js';
 import { NO_METRICS } from '../../src/observability/metrics.js';
 import { Writable } from 'node:stream';

@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startPopwarden, type RunningProxy } from '../../src/app.js';
-import { loadTlsMaterial } from '../../src/net/tls-context.js';
+import { loadTlsMaterial } from '../../src/net/tls-material.js';
 import { createLogger } from '../../src/observability/log.js';
 import { testConfig } from '../harness/popwarden.js';
 import { createTestCa, type TestCa } from '../harness/test-ca.js';

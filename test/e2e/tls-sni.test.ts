@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPopwarden, type RunningProxy } from '../../src/app.js';
-import { loadTlsMaterial } from '../../src/net/tls-context.js';
+import { loadTlsMaterial } from '../../src/net/tls-material.js';
 import { createLogger } from '../../src/observability/log.js';
 import { makeNamedCertificate, servedFingerprint, testConfig } from '../harness/popwarden.js';
 

@@ -13,7 +13,7 @@ import { X509Certificate } from 'node:crypto';
 import { startPopwarden, type RunningProxy } from '../../src/app.js';
 import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
-import type { TlsMaterial } from '../../src/net/tls-context.js';
+import type { TlsMaterial } from '../../src/net/tls-material.js';
 import type { Metrics } from '../../src/observability/metrics.js';
 import type { LoginGuard } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';

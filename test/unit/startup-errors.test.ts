@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError } from '../../src/config/load.js';
 import { startupErrorLine } from '../../src/config/startup-errors.js';
-import { TlsMaterialError } from '../../src/net/tls-context.js';
+import { TlsMaterialError } from '../../src/tls/material-error.js';
 
 /** The shape Node gives listen() failures. */
 function listenError(code: string, address: string, port: number): Error {

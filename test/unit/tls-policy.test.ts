@@ -8,7 +8,10 @@ import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
-import { TICKET_KEYS_LENGTH, loadTlsMaterial, readTicketKeys, sniLookup, tlsPolicy } from '../../src/net/tls-context.js';
+import { loadTlsMaterial } from '../../src/net/tls-material.js';
+import { sniLookup } from '../../src/tls/sni.js';
+import { TICKET_KEYS_LENGTH, readTicketKeys } from '../../src/tls/ticket-keys.js';
+import { tlsPolicy } from '../../src/tls/policy.js';
 import { makeNamedCertificate } from '../harness/popwarden.js';
 
 const root = mkdtempSync(join(tmpdir(), 'popwarden-tls-policy-'));

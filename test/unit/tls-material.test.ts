@@ -11,7 +11,9 @@ import { generateSelfSigned } from '../../src/certs/self-signed.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
-import { MOZILLA_INTERMEDIATE_TLS12_CIPHERS, TlsMaterialError, loadTlsMaterial, type TlsMaterial } from '../../src/net/tls-context.js';
+import { loadTlsMaterial, type TlsMaterial } from '../../src/net/tls-material.js';
+import { TlsMaterialError } from '../../src/tls/material-error.js';
+import { MOZILLA_INTERMEDIATE_TLS12_CIPHERS } from '../../src/tls/policy.js';
 
 const root = mkdtempSync(join(tmpdir(), 'popwarden-tls-context-'));
 after(() => rmSync(root, { recursive: true, force: true }));
