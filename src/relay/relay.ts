@@ -6,7 +6,7 @@ import { parseCapabilities, postLoginCapabilities, UNKNOWN_CAPABILITIES } from '
 import { Reply, line } from '../pop3/replies.js';
 import { withoutLineEnding, type BodySink } from '../backend/link.js';
 import type { SessionContext } from '../session/context.js';
-import { closeSession, invalid, replied, type Outcome } from '../session/outcome.js';
+import { close, invalid, replied, type Outcome } from '../session/outcome.js';
 import { hasMultilineReply, planRelay, REFUSED_AFTER_LOGIN } from './policy.js';
 
 /**
@@ -53,7 +53,7 @@ export async function relayCommand(command: Command, context: SessionContext, ra
       link.replyComplete('relay');
     }
     context.metrics.commandRelayed(command.verb, (performance.now() - started) / 1000);
-    return command.verb === 'QUIT' ? closeSession('quit') : replied;
+    return command.verb === 'QUIT' ? close('quit') : replied;
   } catch (error) {
     return endAfterFailure(error, command.verb, bytesToClient > 0, context);
   } finally {
@@ -67,17 +67,12 @@ export async function relayCommand(command: Command, context: SessionContext, ra
  * is closed as it is: never a terminator, never an -ERR spliced into a body (D-01).
  */
 function endAfterFailure(error: unknown, verb: string, replyStarted: boolean, context: SessionContext): Outcome {
-  if (error instanceof ClientStalledError) {
-    context.close('client-write-stall');
-    return replied;
-  }
+  if (error instanceof ClientStalledError) return close('client-write-stall');
   if (!(error instanceof BackendUnavailableError)) throw error;
   context.metrics.backendError(error.code);
   context.log.warn({ err: error, code: error.code, verb, replyStarted }, 'backend failed during a command');
   const reason = error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : 'backend-closed';
-  if (replyStarted) context.close(reason);
-  else context.close(reason, Reply.backendLost);
-  return replied;
+  return replyStarted ? close(reason) : close(reason, Reply.backendLost);
 }
 
 /**

@@ -13,6 +13,8 @@ export interface CommandSpec {
    * credential is read, nothing reaches a backend (RFC 2595 §2.3, RFC 8314, R-11).
    */
   readonly tlsRequired: boolean;
+  /** PASS: reads the USER given before it, and uses it up whatever its outcome (RFC 1939 §7). */
+  readonly usesPendingUser?: true;
   readonly handle: CommandHandler;
 }
 
@@ -22,7 +24,7 @@ export const AUTHORIZATION_COMMANDS: Readonly<Record<string, CommandSpec>> = {
   STLS: { tlsRequired: false, handle: stls },
   QUIT: { tlsRequired: false, handle: quit },
   USER: { tlsRequired: true, handle: user },
-  PASS: { tlsRequired: true, handle: pass },
+  PASS: { tlsRequired: true, usesPendingUser: true, handle: pass },
   APOP: { tlsRequired: true, handle: apop },
   AUTH: { tlsRequired: true, handle: auth },
 };

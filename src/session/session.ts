@@ -27,7 +27,7 @@ import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard
 import type { LoginResult, Metrics } from '../observability/metrics.js';
 import { AUTHORIZATION_COMMANDS, TRANSACTION_COMMAND, type CommandSpec } from './commands.js';
 import type { ClientMechanism, SessionContext } from './context.js';
-import { invalid, reply, replied, type Outcome } from './outcome.js';
+import { authenticated, invalid, reply, replied, type Outcome } from './outcome.js';
 import { SessionState, type CloseReason } from './states.js';
 import type { FailureDeadline } from './failure-deadline.js';
 
@@ -79,12 +79,13 @@ export class Session implements SessionContext {
   readonly log: Logger;
   readonly config: Config;
   readonly metrics: Metrics;
-  pendingUser: string | undefined;
 
   readonly #deps: SessionDependencies;
   #socket: Socket | TLSSocket;
   #secure: boolean;
   #state: SessionState = SessionState.authorization;
+  /** The username given by USER in this TLS session, waiting for PASS. */
+  #pendingUser: string | undefined;
   readonly #framer = new LineFramer(MAX_SASL_LINE_OCTETS);
   #queue: FramedLine[] = [];
   #lineArrived: (() => void) | undefined;
@@ -124,6 +125,10 @@ export class Session implements SessionContext {
 
   get secure(): boolean {
     return this.#secure;
+  }
+
+  get pendingUser(): string | undefined {
+    return this.#pendingUser;
   }
 
   get state(): SessionState {
@@ -234,7 +239,12 @@ export class Session implements SessionContext {
     if (spec === undefined) return invalid(Reply.unknownCommand);
     if (spec.tlsRequired && !this.#secure) return reply(Reply.tlsRequired);
     this.log.trace({ verb: command.verb }, 'command');
-    return spec.handle(command, this, framed.line);
+    try {
+      return await spec.handle(command, this, framed.line);
+    } finally {
+      // PASS uses up the USER before it, whatever its outcome (RFC 1939 §7).
+      if (spec.usesPendingUser === true) this.#pendingUser = undefined;
+    }
   }
 
   async #render(outcome: Outcome): Promise<void> {
@@ -254,6 +264,28 @@ export class Session implements SessionContext {
         return;
       case 'close':
         this.close(outcome.reason, outcome.text);
+        return;
+      case 'upgradeTls':
+        return this.#upgradeTls();
+      case 'awaitPass':
+        this.#pendingUser = outcome.user;
+        this.write(line(Reply.userAccepted));
+        return;
+      case 'logIn': {
+        this.#enterState(SessionState.authenticating, 'credentials complete');
+        const result = await this.#logIn(outcome.credentials, outcome.mechanism);
+        if (result.kind !== 'authenticated') this.#enterState(SessionState.authorization, 'login failed');
+        return this.#render(result);
+      }
+      case 'authenticated':
+        if (this.#isClosed()) {
+          outcome.backend.link.destroy();
+          return;
+        }
+        this.#backend = outcome.backend;
+        clearTimeout(this.#preAuthTimer);
+        this.#enterState(SessionState.transaction, 'logged in');
+        this.write(line(Reply.loggedIn));
         return;
     }
   }
@@ -278,7 +310,7 @@ export class Session implements SessionContext {
 
   // ---- STLS ------------------------------------------------------------------------------
 
-  async startTls(): Promise<Outcome> {
+  async #upgradeTls(): Promise<void> {
     const plain = this.#socket as Socket;
     // Stop reading in clear BEFORE answering, and forget everything already read: a command
     // pipelined behind STLS must never run inside TLS (CVE-2011-0411 class, S-01..S-03).
@@ -292,7 +324,7 @@ export class Session implements SessionContext {
     const discarded = this.#queue.length;
     this.#queue = [];
     this.#framer.reset();
-    this.pendingUser = undefined;
+    this.#pendingUser = undefined;
     if (discarded > 0) this.log.warn({ discardedLines: discarded }, 'discarded commands pipelined after STLS');
     this.#enterState(SessionState.upgrading, 'STLS');
     await new Promise<void>((resolve) => plain.write(line(Reply.beginTls), () => resolve()));
@@ -300,7 +332,7 @@ export class Session implements SessionContext {
       plain.off('error', onUpgradeError);
       this.log.debug({ err: lostInUpgrade }, 'client went away before the TLS handshake');
       this.close('client-closed');
-      return replied;
+      return;
     }
     const listener = this.#deps.listener.name;
     const handshakeStarted = performance.now();
@@ -322,17 +354,15 @@ export class Session implements SessionContext {
       this.log.info({ err: error }, 'STLS handshake failed');
       this.close('tls-handshake-failed');
     }
-    return replied;
   }
 
   // ---- login -----------------------------------------------------------------------------
 
-  async login(credentials: Credentials, clientMechanism: ClientMechanism): Promise<Outcome> {
+  async #logIn(credentials: Credentials, clientMechanism: ClientMechanism): Promise<Outcome> {
     const startedAt = Date.now();
     const attempt: LoginAttempt = { ip: this.#clientIp, user: credentials.user, password: credentials.password };
     const audit = (result: LoginResult, fields: AuditFields = {}): void =>
       this.#audit(credentials.user, clientMechanism, result, startedAt, fields);
-    this.#enterState(SessionState.authenticating, 'credentials complete');
     let settle: (verdict: LoginVerdict) => Promise<void> = () => Promise.resolve();
     try {
       // A blocked guess never reaches the backend, not even with the right password (A-01), and
@@ -346,7 +376,6 @@ export class Session implements SessionContext {
         this.metrics.rateLimitRejection(decision.limiter);
         audit('blocked', { limiter: decision.limiter });
         await this.#failureDelay(startedAt);
-        this.#enterState(SessionState.authorization, 'login blocked');
         return reply(decision.limiter === 'store_unavailable' ? Reply.loginUnavailable : Reply.tooManyFailures);
       }
       settle = decision.settle;
@@ -363,19 +392,11 @@ export class Session implements SessionContext {
       // (the guard tracks it: LoginGuard.settled()).
       void settle('accepted');
       audit('success', { backendMechanism: backend.mechanism });
-      if (this.#isClosed()) {
-        backend.link.destroy();
-        return replied;
-      }
-      this.#backend = backend;
-      clearTimeout(this.#preAuthTimer);
-      this.#enterState(SessionState.transaction, 'logged in');
-      return reply(Reply.loggedIn);
+      return authenticated(backend);
     } catch (error) {
       // The backend judged these credentials: count and audit the attempt even if the client
       // hung up meanwhile, or guessing one connection at a time would go uncounted.
       const gone = this.#isClosed();
-      if (!gone) this.#enterState(SessionState.authorization, 'login failed');
       if (error instanceof BackendRejectedError) {
         // Only a refused password counts against the limits; "in use" or "try later" do not (A-04).
         await settle(error.isCredentialFailure ? 'refused' : 'not_judged');

@@ -4,7 +4,7 @@ import type { Command } from '../../pop3/grammar.js';
 import { preLoginCapabilities } from '../../pop3/capabilities.js';
 import { Reply } from '../../pop3/replies.js';
 import type { SessionContext } from '../context.js';
-import { closeSession, invalid, replied, reply, type Outcome } from '../outcome.js';
+import { awaitPass, close, invalid, logIn, replied, reply, upgradeTls, type Outcome } from '../outcome.js';
 
 /** CAPA before login: popwarden's own list, which depends only on whether TLS is active. */
 export function capa(_command: Command, context: SessionContext): Outcome {
@@ -13,10 +13,10 @@ export function capa(_command: Command, context: SessionContext): Outcome {
 }
 
 /** STLS (RFC 2595 §4): only on a plaintext listener, only once, only before login. */
-export function stls(command: Command, context: SessionContext): Promise<Outcome> | Outcome {
+export function stls(command: Command, context: SessionContext): Outcome {
   if (command.rest !== '') return invalid(Reply.badSyntax);
   if (context.secure || context.listenerKind !== 'stls') return reply(Reply.alreadyTls);
-  return context.startTls();
+  return upgradeTls;
 }
 
 /**
@@ -26,20 +26,18 @@ export function stls(command: Command, context: SessionContext): Promise<Outcome
 export function user(command: Command, context: SessionContext): Outcome {
   const name = command.rest;
   if (name === '' || name.length > MAX_CREDENTIAL_FIELD_OCTETS) return invalid(Reply.badCredentialSyntax);
-  context.pendingUser = name;
-  return reply(Reply.userAccepted);
+  return awaitPass(name);
 }
 
 /** PASS completes a USER/PASS login; the password keeps its spaces (RFC 1939 §7). */
-export function pass(command: Command, context: SessionContext, rawLine: Buffer): Promise<Outcome> | Outcome {
+export function pass(command: Command, context: SessionContext, rawLine: Buffer): Outcome {
   const name = context.pendingUser;
-  context.pendingUser = undefined;
   // "PASS " is five octets; everything after it is the password, byte for byte.
   const password = rawLine.subarray(5);
   try {
     if (name === undefined) return invalid(Reply.passWithoutUser);
     if (command.rest === '' || password.length > MAX_CREDENTIAL_FIELD_OCTETS) return invalid(Reply.badCredentialSyntax);
-    return context.login(new Credentials(name, password), 'user');
+    return logIn(new Credentials(name, password), 'user');
   } finally {
     password.fill(0);
   }
@@ -55,5 +53,5 @@ export function apop(_command: Command, _context: SessionContext): Outcome {
 
 /** QUIT before login: nothing to update, just leave (RFC 1939 §4). */
 export function quit(_command: Command, _context: SessionContext): Outcome {
-  return closeSession('quit', Reply.bye);
+  return close('quit', Reply.bye);
 }
