@@ -15,12 +15,12 @@ const MECHANISM_LIST = Buffer.from(`+OK\r\n${CLIENT_SASL_MECHANISMS.map((m) => `
  * linear script: it pulls its continuation lines straight from the client.
  */
 export async function auth(command: Command, context: SessionContext): Promise<Outcome> {
-  const [mechanism, initialResponse, ...extra] = command.args;
+  // The command table has refused more than a mechanism and an initial response.
+  const [mechanism, initialResponse] = command.args;
   if (mechanism === undefined) {
     context.write(MECHANISM_LIST);
     return replied;
   }
-  if (extra.length > 0) return invalid(Reply.badSyntax);
   switch (mechanism.toUpperCase()) {
     case 'PLAIN':
       return authPlain(context, initialResponse);
