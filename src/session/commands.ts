@@ -2,7 +2,7 @@ import type { Command } from '../pop3/grammar.js';
 import { Reply } from '../pop3/replies.js';
 import { MAX_CREDENTIAL_FIELD_OCTETS } from '../config/limits.js';
 import type { SessionContext } from './context.js';
-import { invalid, type Outcome } from './outcome.js';
+import { invalid, reply, type Outcome } from './outcome.js';
 import { apop, capa, pass, quit, stls, user } from './handlers/authorization.js';
 import { auth } from './handlers/sasl.js';
 import { relayCommand } from '../relay/relay.js';
@@ -34,6 +34,23 @@ export interface CommandSpec {
   /** The line carries a secret: the session wipes it once the command is served, whatever its outcome. */
   readonly secret?: true;
   readonly handle: CommandHandler;
+}
+
+/** What the session knows about itself when it checks a command. */
+export interface CommandSituation {
+  readonly secure: boolean;
+  readonly pendingUser: string | undefined;
+}
+
+/**
+ * Runs the checks a spec declares, in order, without side effects: the refusal to send, or
+ * undefined when the handler may run.
+ */
+export function checkCommand(spec: CommandSpec, command: Command, rawLine: Buffer, situation: CommandSituation): Outcome | undefined {
+  if (spec.tlsRequired && !situation.secure) return reply(Reply.tlsRequired);
+  if (spec.usesPendingUser === true && situation.pendingUser === undefined) return invalid(Reply.passWithoutUser);
+  if (spec.args !== undefined && !spec.args.fits(command, rawLine)) return invalid(spec.args.refusal);
+  return undefined;
 }
 
 const noArguments: ArgumentCheck = { fits: (command) => command.rest === '', refusal: Reply.badSyntax };

@@ -20,9 +20,15 @@ import type { BackendSession } from '../backend/login.js';
 import type { BodySink } from '../backend/link.js';
 import type { BackendUnavailableError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
-import { AUTHORIZATION_COMMANDS, TRANSACTION_COMMANDS, TRANSACTION_EXTENSION, type CommandSpec } from './commands.js';
+import {
+  AUTHORIZATION_COMMANDS,
+  checkCommand,
+  TRANSACTION_COMMANDS,
+  TRANSACTION_EXTENSION,
+  type CommandSpec,
+} from './commands.js';
 import type { SessionContext } from './context.js';
-import { invalid, reply, type Outcome } from './outcome.js';
+import { invalid, type Outcome } from './outcome.js';
 import { SessionState, type CloseReason } from './states.js';
 import { authenticate, type LoginDependencies } from './login.js';
 
@@ -208,11 +214,10 @@ export class Session implements SessionContext {
         ? (TRANSACTION_COMMANDS[command.verb] ?? TRANSACTION_EXTENSION)
         : AUTHORIZATION_COMMANDS[command.verb];
     if (spec === undefined) return invalid(Reply.unknownCommand);
-    if (spec.tlsRequired && !this.#secure) return reply(Reply.tlsRequired);
-    this.log.trace({ verb: command.verb }, 'command');
     try {
-      if (spec.usesPendingUser === true && this.#pendingUser === undefined) return invalid(Reply.passWithoutUser);
-      if (spec.args !== undefined && !spec.args.fits(command, framed.line)) return invalid(spec.args.refusal);
+      const refusal = checkCommand(spec, command, framed.line, this);
+      if (refusal !== undefined) return refusal;
+      this.log.trace({ verb: command.verb }, 'command');
       return await spec.handle(command, this, framed.line);
     } finally {
       // PASS uses up the USER before it, whatever its outcome (RFC 1939 §7).
