@@ -9,7 +9,7 @@ export const REFUSED_AFTER_LOGIN: ReadonlySet<string> = new Set(['STLS', 'USER',
 /** The argument shapes of the TRANSACTION commands popwarden knows. */
 type ArgumentRule = 'none' | 'message' | 'optional-message' | 'message-and-lines';
 
-interface TransactionRule {
+export interface TransactionRule {
   readonly args: ArgumentRule;
   /** The -ERR a malformed command gets; fixed text, never the client's bytes. */
   readonly refusal: string;
@@ -44,7 +44,8 @@ function isLineCount(token: string): boolean {
   return token === '0' || isMessageNumber(token);
 }
 
-function argumentsFit(args: readonly string[], shape: ArgumentRule): boolean {
+/** Whether a command's arguments have the shape its rule asks for. */
+export function argumentsFit(args: readonly string[], shape: ArgumentRule): boolean {
   switch (shape) {
     case 'none':
       return args.length === 0;
@@ -65,15 +66,23 @@ export type RelayPlan =
   | { readonly kind: 'relay'; readonly line: Buffer };
 
 /**
- * Checks a TRANSACTION command and says what to send. A known command goes out rebuilt from its
+ * The line a checked TRANSACTION command goes out as. A known command goes out rebuilt from its
  * parsed tokens (upper-case verb, single spaces, no trailing space), so the backend reads exactly
  * what popwarden framed the reply for; an unknown extension goes out as the client wrote it.
  */
+export function relayLine(command: Command, rawLine: Buffer): Buffer {
+  if (TRANSACTION_RULES[command.verb] === undefined) return rawLine;
+  return Buffer.from([command.verb, ...command.args].join(' '), 'latin1');
+}
+
+/**
+ * The whole policy for one TRANSACTION line, as the command table (which checks the arguments
+ * against TRANSACTION_RULES) and the relay (which sends relayLine) apply it together.
+ */
 export function planRelay(command: Command, rawLine: Buffer): RelayPlan {
   const known = TRANSACTION_RULES[command.verb];
-  if (known === undefined) return { kind: 'relay', line: rawLine };
-  if (!argumentsFit(command.args, known.args)) return { kind: 'refuse', text: known.refusal };
-  return { kind: 'relay', line: Buffer.from([command.verb, ...command.args].join(' '), 'latin1') };
+  if (known !== undefined && !argumentsFit(command.args, known.args)) return { kind: 'refuse', text: known.refusal };
+  return { kind: 'relay', line: relayLine(command, rawLine) };
 }
 
 /**

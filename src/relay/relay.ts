@@ -6,22 +6,21 @@ import { parseCapabilities, postLoginCapabilities, UNKNOWN_CAPABILITIES } from '
 import { Reply, line } from '../pop3/replies.js';
 import { withoutLineEnding, type BodySink } from '../backend/link.js';
 import type { SessionContext } from '../session/context.js';
-import { closeSession, invalid, replied, type Outcome } from '../session/outcome.js';
-import { hasMultilineReply, planRelay, REFUSED_AFTER_LOGIN } from './policy.js';
+import { close, replied, type Outcome } from '../session/outcome.js';
+import { hasMultilineReply, relayLine } from './policy.js';
 
 /**
- * Serves one client command in the TRANSACTION state: forwards it, relays the status line, and
- * streams a multi-line body straight through. Commands are served one at a time in arrival
- * order, so pipelined replies can never be reordered or shifted (R-08, B-04).
+ * Serves one client command in the TRANSACTION state, once the command table has checked it:
+ * forwards it, relays the status line, and streams a multi-line body straight through. Commands
+ * are served one at a time in arrival order, so pipelined replies can never be reordered or
+ * shifted (R-08, B-04).
  *
  * If the backend fails before any byte of the reply reached the client, the client gets one
  * -ERR [SYS/TEMP] line; if it fails after, the client connection is closed without the
  * terminating ".", so no client mistakes a truncated message for a whole one (D-01).
  */
 export async function relayCommand(command: Command, context: SessionContext, rawLine: Buffer): Promise<Outcome> {
-  if (REFUSED_AFTER_LOGIN.has(command.verb)) return invalid(Reply.alreadyAuthenticated);
-  const plan = planRelay(command, rawLine);
-  if (plan.kind === 'refuse') return invalid(plan.text);
+  const outgoing = relayLine(command, rawLine);
   const { link } = context.backend;
   const idleMs = context.config.timeouts.backendIdleMs;
   const started = performance.now();
@@ -35,8 +34,8 @@ export async function relayCommand(command: Command, context: SessionContext, ra
     drained: () => context.clientSink.drained(),
   };
   try {
-    link.send(plan.line);
-    context.metrics.bytesRelayed('to_backend', plan.line.length + 2);
+    link.send(outgoing);
+    context.metrics.bytesRelayed('to_backend', outgoing.length + 2);
     const statusWire = await link.readRawLine('relay', idleMs, MAX_RESPONSE_LINE_OCTETS);
     const statusBytes = withoutLineEnding(statusWire);
     const status = parseStatusLine(statusBytes);
@@ -53,7 +52,7 @@ export async function relayCommand(command: Command, context: SessionContext, ra
       link.replyComplete('relay');
     }
     context.metrics.commandRelayed(command.verb, (performance.now() - started) / 1000);
-    return command.verb === 'QUIT' ? closeSession('quit') : replied;
+    return command.verb === 'QUIT' ? close('quit') : replied;
   } catch (error) {
     return endAfterFailure(error, command.verb, bytesToClient > 0, context);
   } finally {
@@ -67,17 +66,12 @@ export async function relayCommand(command: Command, context: SessionContext, ra
  * is closed as it is: never a terminator, never an -ERR spliced into a body (D-01).
  */
 function endAfterFailure(error: unknown, verb: string, replyStarted: boolean, context: SessionContext): Outcome {
-  if (error instanceof ClientStalledError) {
-    context.close('client-write-stall');
-    return replied;
-  }
+  if (error instanceof ClientStalledError) return close('client-write-stall');
   if (!(error instanceof BackendUnavailableError)) throw error;
   context.metrics.backendError(error.code);
   context.log.warn({ err: error, code: error.code, verb, replyStarted }, 'backend failed during a command');
   const reason = error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : 'backend-closed';
-  if (replyStarted) context.close(reason);
-  else context.close(reason, Reply.backendLost);
-  return replied;
+  return replyStarted ? close(reason) : close(reason, Reply.backendLost);
 }
 
 /**

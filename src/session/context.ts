@@ -1,10 +1,7 @@
 import type { Config, ListenerKind } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
-import type { Credentials } from '../auth/credentials.js';
 import type { BackendSession } from '../backend/login.js';
 import type { BodySink } from '../backend/link.js';
-import type { Outcome } from './outcome.js';
-import type { CloseReason } from './states.js';
 import type { Metrics } from '../observability/metrics.js';
 
 /** How the client logged in, for the audit line. */
@@ -12,7 +9,8 @@ export type ClientMechanism = 'user' | 'plain' | 'login';
 
 /**
  * The narrow view of a session that command handlers get: enough to reply, read a SASL
- * continuation, upgrade, log in and relay, and nothing that lets a handler change state by hand.
+ * continuation and relay, and nothing that changes the session: state changes, STLS, the login
+ * and the close are outcomes the session renders.
  */
 export interface SessionContext {
   readonly config: Config;
@@ -22,7 +20,7 @@ export interface SessionContext {
   /** True inside TLS (implicit, or after STLS). */
   readonly secure: boolean;
   /** The username given by USER in this TLS session, waiting for PASS. */
-  pendingUser: string | undefined;
+  readonly pendingUser: string | undefined;
 
   /** Writes raw bytes to the client (multi-line replies). */
   write(bytes: Buffer): void;
@@ -31,15 +29,9 @@ export interface SessionContext {
    * line bound; `closed` when the session ended while waiting.
    */
   readContinuation(): Promise<Buffer | 'too-long' | 'closed'>;
-  /** Performs STLS: discards everything buffered in clear, answers +OK and runs the handshake. */
-  startTls(): Promise<Outcome>;
-  /** Logs in to the backend with these credentials; wipes them; returns the reply to send. */
-  login(credentials: Credentials, mechanism: ClientMechanism): Promise<Outcome>;
 
   /** The logged-in backend (TRANSACTION state only). */
   readonly backend: BackendSession;
   /** Where relayed reply bodies go, with backpressure. */
   readonly clientSink: BodySink;
-  /** Ends the session now (used by the relay when the backend breaks mid-reply). */
-  close(reason: CloseReason, farewell?: string): void;
 }

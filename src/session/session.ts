@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { ConnectionOptions, TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { Config, ListenerConfig } from '../config/types.js';
 import {
   MAX_COMMAND_LINE_OCTETS,
-  MAX_LOGGED_BACKEND_TEXT,
   MAX_QUEUED_CLIENT_LINES,
   MAX_SASL_LINE_OCTETS,
 } from '../config/limits.js';
@@ -14,55 +13,31 @@ import { upgradeToTls } from '../net/starttls.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
 import type { TlsMaterial } from '../net/tls-material.js';
 import { normaliseAddress } from '../net/addresses.js';
-import { escapeForLog, type Logger } from '../observability/log.js';
+import type { Logger } from '../observability/log.js';
 import { parseCommand } from '../pop3/grammar.js';
 import { Reply, line } from '../pop3/replies.js';
-import type { Credentials } from '../auth/credentials.js';
-import { chooseBackend } from '../backend/route.js';
-import { loginToBackend, type BackendSession } from '../backend/login.js';
+import type { BackendSession } from '../backend/login.js';
 import type { BodySink } from '../backend/link.js';
-import type { BackendMemory } from '../backend/memory.js';
-import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
-import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard.js';
-import type { LoginResult, Metrics } from '../observability/metrics.js';
-import { AUTHORIZATION_COMMANDS, TRANSACTION_COMMAND, type CommandSpec } from './commands.js';
-import type { ClientMechanism, SessionContext } from './context.js';
-import { invalid, reply, replied, type Outcome } from './outcome.js';
+import type { BackendUnavailableError } from '../errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import {
+  AUTHORIZATION_COMMANDS,
+  checkCommand,
+  TRANSACTION_COMMANDS,
+  TRANSACTION_EXTENSION,
+  type CommandSpec,
+} from './commands.js';
+import type { SessionContext } from './context.js';
+import { invalid, type Outcome } from './outcome.js';
 import { SessionState, type CloseReason } from './states.js';
-import type { FailureDeadline } from './failure-deadline.js';
+import { authenticate, type LoginDependencies } from './login.js';
 
-export interface SessionDependencies {
-  readonly config: Config;
+export interface SessionDependencies extends LoginDependencies {
   readonly listener: ListenerConfig;
   readonly tls: TlsMaterial;
-  readonly backendTls: ConnectionOptions;
   readonly log: Logger;
-  readonly metrics: Metrics;
-  /** Failed-login protection, consulted before every backend login. */
-  readonly guard: LoginGuard;
-  /** When failed logins are answered; one per process (it learns how slow the backend refuses). */
-  readonly failureDeadline: FailureDeadline;
-  /** What each backend offered before (a weaker offer is refused). */
-  readonly backendMemory: BackendMemory;
   /** Told once, when the session has ended. */
   readonly onClosed: (session: Session) => void;
-}
-
-/** Optional fields of the login audit line. */
-interface AuditFields {
-  readonly backendMechanism?: string;
-  readonly limiter?: string;
-  readonly backendCode?: string | undefined;
-  readonly backendText?: string;
-  readonly backendError?: string;
-}
-
-/**
- * The backend went silent or hung up at the step that carries the credentials (from AUTH, APOP
- * or USER on): it may have judged them. Before that step nothing was sent that could be a guess.
- */
-function isUnansweredCredentials(error: BackendUnavailableError): boolean {
-  return error.step === 'auth' && (error.code === 'E_BACKEND_TIMEOUT' || error.code === 'E_BACKEND_CLOSED');
 }
 
 /** How long a closing socket may take to flush its last line before it is destroyed. */
@@ -79,12 +54,13 @@ export class Session implements SessionContext {
   readonly log: Logger;
   readonly config: Config;
   readonly metrics: Metrics;
-  pendingUser: string | undefined;
 
   readonly #deps: SessionDependencies;
   #socket: Socket | TLSSocket;
   #secure: boolean;
   #state: SessionState = SessionState.authorization;
+  /** The username given by USER in this TLS session, waiting for PASS. */
+  #pendingUser: string | undefined;
   readonly #framer = new LineFramer(MAX_SASL_LINE_OCTETS);
   #queue: FramedLine[] = [];
   #lineArrived: (() => void) | undefined;
@@ -124,6 +100,10 @@ export class Session implements SessionContext {
 
   get secure(): boolean {
     return this.#secure;
+  }
+
+  get pendingUser(): string | undefined {
+    return this.#pendingUser;
   }
 
   get state(): SessionState {
@@ -230,11 +210,20 @@ export class Session implements SessionContext {
     const command = parseCommand(framed.line);
     if (command === undefined) return invalid(Reply.unknownCommand);
     const spec: CommandSpec | undefined =
-      this.#state === SessionState.transaction ? TRANSACTION_COMMAND : AUTHORIZATION_COMMANDS[command.verb];
+      this.#state === SessionState.transaction
+        ? (TRANSACTION_COMMANDS[command.verb] ?? TRANSACTION_EXTENSION)
+        : AUTHORIZATION_COMMANDS[command.verb];
     if (spec === undefined) return invalid(Reply.unknownCommand);
-    if (spec.tlsRequired && !this.#secure) return reply(Reply.tlsRequired);
-    this.log.trace({ verb: command.verb }, 'command');
-    return spec.handle(command, this, framed.line);
+    try {
+      const refusal = checkCommand(spec, command, framed.line, this);
+      if (refusal !== undefined) return refusal;
+      this.log.trace({ verb: command.verb }, 'command');
+      return await spec.handle(command, this, framed.line);
+    } finally {
+      // PASS uses up the USER before it, whatever its outcome (RFC 1939 §7).
+      if (spec.usesPendingUser === true) this.#pendingUser = undefined;
+      if (spec.secret === true) framed.line.fill(0);
+    }
   }
 
   async #render(outcome: Outcome): Promise<void> {
@@ -254,6 +243,39 @@ export class Session implements SessionContext {
         return;
       case 'close':
         this.close(outcome.reason, outcome.text);
+        return;
+      case 'upgradeTls':
+        return this.#upgradeTls();
+      case 'awaitPass':
+        this.#pendingUser = outcome.user;
+        this.write(line(Reply.userAccepted));
+        return;
+      case 'logIn': {
+        this.#enterState(SessionState.authenticating, 'credentials complete');
+        const result = await authenticate(
+          {
+            credentials: outcome.credentials,
+            mechanism: outcome.mechanism,
+            clientIp: this.#clientIp,
+            tlsProtocol: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
+            log: this.log,
+            clientGone: () => this.#isClosed(),
+            onBackendIdleFailure: (error) => this.#onBackendIdleFailure(error),
+          },
+          this.#deps,
+        );
+        if (result.kind !== 'authenticated') this.#enterState(SessionState.authorization, 'login failed');
+        return this.#render(result);
+      }
+      case 'authenticated':
+        if (this.#isClosed()) {
+          outcome.backend.link.destroy();
+          return;
+        }
+        this.#backend = outcome.backend;
+        clearTimeout(this.#preAuthTimer);
+        this.#enterState(SessionState.transaction, 'logged in');
+        this.write(line(Reply.loggedIn));
         return;
     }
   }
@@ -278,7 +300,7 @@ export class Session implements SessionContext {
 
   // ---- STLS ------------------------------------------------------------------------------
 
-  async startTls(): Promise<Outcome> {
+  async #upgradeTls(): Promise<void> {
     const plain = this.#socket as Socket;
     // Stop reading in clear BEFORE answering, and forget everything already read: a command
     // pipelined behind STLS must never run inside TLS (CVE-2011-0411 class, S-01..S-03).
@@ -292,7 +314,7 @@ export class Session implements SessionContext {
     const discarded = this.#queue.length;
     this.#queue = [];
     this.#framer.reset();
-    this.pendingUser = undefined;
+    this.#pendingUser = undefined;
     if (discarded > 0) this.log.warn({ discardedLines: discarded }, 'discarded commands pipelined after STLS');
     this.#enterState(SessionState.upgrading, 'STLS');
     await new Promise<void>((resolve) => plain.write(line(Reply.beginTls), () => resolve()));
@@ -300,7 +322,7 @@ export class Session implements SessionContext {
       plain.off('error', onUpgradeError);
       this.log.debug({ err: lostInUpgrade }, 'client went away before the TLS handshake');
       this.close('client-closed');
-      return replied;
+      return;
     }
     const listener = this.#deps.listener.name;
     const handshakeStarted = performance.now();
@@ -322,123 +344,6 @@ export class Session implements SessionContext {
       this.log.info({ err: error }, 'STLS handshake failed');
       this.close('tls-handshake-failed');
     }
-    return replied;
-  }
-
-  // ---- login -----------------------------------------------------------------------------
-
-  async login(credentials: Credentials, clientMechanism: ClientMechanism): Promise<Outcome> {
-    const startedAt = Date.now();
-    const attempt: LoginAttempt = { ip: this.#clientIp, user: credentials.user, password: credentials.password };
-    const audit = (result: LoginResult, fields: AuditFields = {}): void =>
-      this.#audit(credentials.user, clientMechanism, result, startedAt, fields);
-    this.#enterState(SessionState.authenticating, 'credentials complete');
-    let settle: (verdict: LoginVerdict) => Promise<void> = () => Promise.resolve();
-    try {
-      // A blocked guess never reaches the backend, not even with the right password, and
-      // an allowed one is counted before it does, so parallel guesses cannot outrun the limits.
-      const decision = await this.#deps.guard.reserve(attempt);
-      if (this.#isClosed()) {
-        if (decision.kind === 'allowed') await decision.settle('not_judged');
-        return replied;
-      }
-      if (decision.kind === 'limited') {
-        this.metrics.rateLimitRejection(decision.limiter);
-        audit('blocked', { limiter: decision.limiter });
-        await this.#failureDelay(startedAt);
-        this.#enterState(SessionState.authorization, 'login blocked');
-        return reply(decision.limiter === 'store_unavailable' ? Reply.loginUnavailable : Reply.tooManyFailures);
-      }
-      settle = decision.settle;
-      const backend = await loginToBackend(credentials, {
-        backend: chooseBackend(this.config.backend, credentials.user),
-        tlsOptions: this.#deps.backendTls,
-        timeouts: this.config.timeouts,
-        log: this.log,
-        metrics: this.metrics,
-        memory: this.#deps.backendMemory,
-        onIdleFailure: (error) => this.#onBackendIdleFailure(error),
-      });
-      // Off the reply's path: the client does not wait for the store to forget its failures
-      // (the guard tracks it: LoginGuard.settled()).
-      void settle('accepted');
-      audit('success', { backendMechanism: backend.mechanism });
-      if (this.#isClosed()) {
-        backend.link.destroy();
-        return replied;
-      }
-      this.#backend = backend;
-      clearTimeout(this.#preAuthTimer);
-      this.#enterState(SessionState.transaction, 'logged in');
-      return reply(Reply.loggedIn);
-    } catch (error) {
-      // The backend judged these credentials: count and audit the attempt even if the client
-      // hung up meanwhile, or guessing one connection at a time would go uncounted.
-      const gone = this.#isClosed();
-      if (!gone) this.#enterState(SessionState.authorization, 'login failed');
-      if (error instanceof BackendRejectedError) {
-        // Only a refused password counts against the limits; "in use" or "try later" do not.
-        await settle(error.isCredentialFailure ? 'refused' : 'not_judged');
-        audit('failure', {
-          backendCode: error.backendCode,
-          backendText: escapeForLog(error.backendText, MAX_LOGGED_BACKEND_TEXT),
-        });
-        if (gone) return replied;
-        await this.#failureDelay(startedAt);
-        return reply(error.clientReply);
-      }
-      if (error instanceof NoSafeMechanismError) {
-        await settle('not_judged');
-        this.log.error({ code: error.code, reason: error.message, fix: error.hint }, 'refusing to log in to the backend');
-        this.metrics.backendError(error.code);
-        audit('backend_error');
-        if (gone) return replied;
-        await this.#failureDelay(startedAt);
-        return reply(error.clientReply);
-      }
-      if (error instanceof BackendUnavailableError) {
-        // Silence or a hang-up once the credentials were sent counts as a failure: a backend
-        // that stalls refusals (Dovecot's auth penalty) must not make guesses free (issue 9.4).
-        const unanswered = isUnansweredCredentials(error);
-        await settle(unanswered ? 'unanswered' : 'not_judged');
-        if (gone) return replied; // most likely our own close() cut the login short
-        this.log.warn({ code: error.code, step: error.step, reason: error.message }, 'backend login failed');
-        this.metrics.backendError(error.code);
-        audit(unanswered ? 'failure' : 'backend_error', unanswered ? { backendError: error.code } : {});
-        return reply(error.clientReply);
-      }
-      await settle('not_judged');
-      throw error;
-    } finally {
-      credentials.wipe();
-    }
-  }
-
-  /**
-   * Failed logins are answered at a deadline on a grid of the configured delay, counted from
-   * when the credentials arrived, that does not follow the backend's speed: a wrong password and
-   * an unknown user take the same time (A-06), and guessing gets slow.
-   */
-  async #failureDelay(startedAt: number): Promise<void> {
-    await this.#deps.failureDeadline.wait(startedAt, this.config.authFailureDelayMs);
-  }
-
-  /** The one audit line per login attempt (and its metric): never a password or a SASL payload. */
-  #audit(user: string, clientMechanism: ClientMechanism, result: LoginResult, startedAt: number, fields: AuditFields): void {
-    const durationMs = Date.now() - startedAt;
-    this.metrics.loginAttempt(clientMechanism, fields.backendMechanism, result, durationMs / 1000);
-    this.log.info(
-      {
-        event: 'login',
-        user: escapeForLog(user),
-        clientMechanism,
-        ...fields,
-        result,
-        tls: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
-        durationMs,
-      },
-      'login attempt',
-    );
   }
 
   // ---- timers and closing ----------------------------------------------------------------

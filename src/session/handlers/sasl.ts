@@ -5,7 +5,7 @@ import { CLIENT_SASL_MECHANISMS } from '../../pop3/capabilities.js';
 import type { Command } from '../../pop3/grammar.js';
 import { Reply } from '../../pop3/replies.js';
 import type { SessionContext } from '../context.js';
-import { closeSession, invalid, replied, reply, type Outcome } from '../outcome.js';
+import { close, invalid, logIn, replied, reply, type Outcome } from '../outcome.js';
 
 const MECHANISM_LIST = Buffer.from(`+OK\r\n${CLIENT_SASL_MECHANISMS.map((m) => `${m}\r\n`).join('')}.\r\n`, 'latin1');
 
@@ -15,12 +15,12 @@ const MECHANISM_LIST = Buffer.from(`+OK\r\n${CLIENT_SASL_MECHANISMS.map((m) => `
  * linear script: it pulls its continuation lines straight from the client.
  */
 export async function auth(command: Command, context: SessionContext): Promise<Outcome> {
-  const [mechanism, initialResponse, ...extra] = command.args;
+  // The command table has refused more than a mechanism and an initial response.
+  const [mechanism, initialResponse] = command.args;
   if (mechanism === undefined) {
     context.write(MECHANISM_LIST);
     return replied;
   }
-  if (extra.length > 0) return invalid(Reply.badSyntax);
   switch (mechanism.toUpperCase()) {
     case 'PLAIN':
       return authPlain(context, initialResponse);
@@ -50,7 +50,7 @@ async function authPlain(context: SessionContext, initialResponse: string | unde
         // Acting as another user is never allowed; the backend never hears of it (R-13).
         return reply(Reply.authzidRefused);
       case 'ok':
-        return await context.login(new Credentials(message.user, message.password), 'plain');
+        return logIn(new Credentials(message.user, message.password), 'plain');
     }
   } finally {
     response.fill(0);
@@ -72,7 +72,7 @@ async function authLogin(context: SessionContext, initialResponse: string | unde
   if (!Buffer.isBuffer(password)) return password;
   try {
     if (!isAcceptablePassword(password)) return invalid(Reply.saslMalformed);
-    return await context.login(new Credentials(userBytes.toString('latin1'), password), 'login');
+    return logIn(new Credentials(userBytes.toString('latin1'), password), 'login');
   } finally {
     password.fill(0);
   }
@@ -82,7 +82,7 @@ async function authLogin(context: SessionContext, initialResponse: string | unde
 async function readResponse(context: SessionContext): Promise<Buffer | Outcome> {
   const line = await context.readContinuation();
   if (line === 'closed') return replied;
-  if (line === 'too-long') return closeSession('line-too-long', Reply.lineTooLong);
+  if (line === 'too-long') return close('line-too-long', Reply.lineTooLong);
   try {
     const text = line.toString('latin1');
     if (text === '*') return invalid(Reply.authCancelled);

@@ -1,0 +1,166 @@
+import type { ConnectionOptions } from 'node:tls';
+import type { Config } from '../config/types.js';
+import { MAX_LOGGED_BACKEND_TEXT } from '../config/limits.js';
+import { escapeForLog, type Logger } from '../observability/log.js';
+import type { LoginResult, Metrics } from '../observability/metrics.js';
+import { Reply } from '../pop3/replies.js';
+import type { Credentials } from '../auth/credentials.js';
+import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard.js';
+import { chooseBackend } from '../backend/route.js';
+import { loginToBackend } from '../backend/login.js';
+import type { BackendMemory } from '../backend/memory.js';
+import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
+import type { ClientMechanism } from './context.js';
+import type { FailureDeadline } from './failure-deadline.js';
+import { authenticated, replied, reply, type Outcome } from './outcome.js';
+
+/** What a login needs that outlives the session: shared by every session of the process. */
+export interface LoginDependencies {
+  readonly config: Config;
+  readonly backendTls: ConnectionOptions;
+  readonly metrics: Metrics;
+  /** Failed-login protection, consulted before every backend login. */
+  readonly guard: LoginGuard;
+  /** When failed logins are answered; one per process (it learns how slow the backend refuses). */
+  readonly failureDeadline: FailureDeadline;
+  /** What each backend offered before (a weaker offer is refused). */
+  readonly backendMemory: BackendMemory;
+}
+
+/** One login attempt, as the session hands it over. */
+export interface LoginRequest {
+  /** Wiped when the login is over, whatever its end. */
+  readonly credentials: Credentials;
+  readonly mechanism: ClientMechanism;
+  /** The client's address, normalised. */
+  readonly clientIp: string;
+  /** The client's TLS version, for the audit line. */
+  readonly tlsProtocol: string | null;
+  /** The session's logger. */
+  readonly log: Logger;
+  /** Whether the session has closed meanwhile (the client hung up, a timeout, shutdown). */
+  readonly clientGone: () => boolean;
+  /** Told when the logged-in backend link breaks while the session is idle. */
+  readonly onBackendIdleFailure: (error: BackendUnavailableError) => void;
+}
+
+/** Optional fields of the login audit line. */
+interface AuditFields {
+  readonly backendMechanism?: string;
+  readonly limiter?: string;
+  readonly backendCode?: string | undefined;
+  readonly backendText?: string;
+  readonly backendError?: string;
+}
+
+/**
+ * A client's login, from complete credentials to the reply: the guard's reservation, the choice
+ * of backend, the backend login, the reservation settled with the backend's verdict, and the
+ * audit line. Returns `authenticated(backend)` or the reply a failure gets, at the failure
+ * deadline. The bookkeeping of a judged attempt is awaited, and happens even when the client has
+ * hung up meanwhile, or guessing one connection at a time would go uncounted.
+ */
+export async function authenticate(request: LoginRequest, deps: LoginDependencies): Promise<Outcome> {
+  const { credentials, log } = request;
+  const startedAt = Date.now();
+  const attempt: LoginAttempt = { ip: request.clientIp, user: credentials.user, password: credentials.password };
+  const audit = (result: LoginResult, fields: AuditFields = {}): void => writeAudit(request, deps.metrics, result, startedAt, fields);
+  // Failed logins are answered at a deadline on a grid of the configured delay, counted from
+  // when the credentials arrived, that does not follow the backend's speed: a wrong password and
+  // an unknown user take the same time (A-06), and guessing gets slow.
+  const failureDelay = (): Promise<void> => deps.failureDeadline.wait(startedAt, deps.config.authFailureDelayMs);
+  let settle: (verdict: LoginVerdict) => Promise<void> = () => Promise.resolve();
+  try {
+    // A blocked guess never reaches the backend, not even with the right password (A-01), and
+    // an allowed one is counted before it does, so parallel guesses cannot outrun the limits.
+    const decision = await deps.guard.reserve(attempt);
+    if (request.clientGone()) {
+      if (decision.kind === 'allowed') await decision.settle('not_judged');
+      return replied;
+    }
+    if (decision.kind === 'limited') {
+      deps.metrics.rateLimitRejection(decision.limiter);
+      audit('blocked', { limiter: decision.limiter });
+      await failureDelay();
+      return reply(decision.limiter === 'store_unavailable' ? Reply.loginUnavailable : Reply.tooManyFailures);
+    }
+    settle = decision.settle;
+    const backend = await loginToBackend(credentials, {
+      backend: chooseBackend(deps.config.backend, credentials.user),
+      tlsOptions: deps.backendTls,
+      timeouts: deps.config.timeouts,
+      log,
+      metrics: deps.metrics,
+      memory: deps.backendMemory,
+      onIdleFailure: request.onBackendIdleFailure,
+    });
+    // Off the reply's path: the client does not wait for the store to forget its failures
+    // (the guard tracks it: LoginGuard.settled()).
+    void settle('accepted');
+    audit('success', { backendMechanism: backend.mechanism });
+    return authenticated(backend);
+  } catch (error) {
+    const gone = request.clientGone();
+    if (error instanceof BackendRejectedError) {
+      // Only a refused password counts against the limits; "in use" or "try later" do not (A-04).
+      await settle(error.isCredentialFailure ? 'refused' : 'not_judged');
+      audit('failure', {
+        backendCode: error.backendCode,
+        backendText: escapeForLog(error.backendText, MAX_LOGGED_BACKEND_TEXT),
+      });
+      if (gone) return replied;
+      await failureDelay();
+      return reply(error.clientReply);
+    }
+    if (error instanceof NoSafeMechanismError) {
+      await settle('not_judged');
+      log.error({ code: error.code, reason: error.message, fix: error.hint }, 'refusing to log in to the backend');
+      deps.metrics.backendError(error.code);
+      audit('backend_error');
+      if (gone) return replied;
+      await failureDelay();
+      return reply(error.clientReply);
+    }
+    if (error instanceof BackendUnavailableError) {
+      // Silence or a hang-up once the credentials were sent counts as a failure: a backend
+      // that stalls refusals (Dovecot's auth penalty) must not make guesses free (issue 9.4).
+      const unanswered = isUnansweredCredentials(error);
+      await settle(unanswered ? 'unanswered' : 'not_judged');
+      if (gone) return replied; // most likely the session's own close() cut the login short
+      log.warn({ code: error.code, step: error.step, reason: error.message }, 'backend login failed');
+      deps.metrics.backendError(error.code);
+      audit(unanswered ? 'failure' : 'backend_error', unanswered ? { backendError: error.code } : {});
+      return reply(error.clientReply);
+    }
+    await settle('not_judged');
+    throw error;
+  } finally {
+    credentials.wipe();
+  }
+}
+
+/**
+ * The backend went silent or hung up at the step that carries the credentials (from AUTH, APOP
+ * or USER on): it may have judged them. Before that step nothing was sent that could be a guess.
+ */
+function isUnansweredCredentials(error: BackendUnavailableError): boolean {
+  return error.step === 'auth' && (error.code === 'E_BACKEND_TIMEOUT' || error.code === 'E_BACKEND_CLOSED');
+}
+
+/** The one audit line per login attempt (and its metric): never a password or a SASL payload. */
+function writeAudit(request: LoginRequest, metrics: Metrics, result: LoginResult, startedAt: number, fields: AuditFields): void {
+  const durationMs = Date.now() - startedAt;
+  metrics.loginAttempt(request.mechanism, fields.backendMechanism, result, durationMs / 1000);
+  request.log.info(
+    {
+      event: 'login',
+      user: escapeForLog(request.credentials.user),
+      clientMechanism: request.mechanism,
+      ...fields,
+      result,
+      tls: request.tlsProtocol,
+      durationMs,
+    },
+    'login attempt',
+  );
+}
