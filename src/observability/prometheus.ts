@@ -1,11 +1,11 @@
 /**
- * The Prometheus implementation of the Metrics events: the only module that imports prom-client
- * (STYLE lesson 13). Every label value is checked against an allow-list, so a client can never
- * grow the number of series: unknown verbs become "other", unknown codes become "other", and no
- * username, client address or session id is ever a label. The allow-lists are the domain's own
- * constants (close reasons, limiter names, backend error codes, TLS versions). Gauges that mirror
- * state (active connections, certificate expiry, backend and store health) are computed in
- * collect() at scrape time, from counts kept here.
+ * The Prometheus implementation of the Metrics events: with prepared-series.ts, the only code that
+ * uses prom-client (STYLE lesson 13). Every label value is checked against an allow-list, so a
+ * client can never grow the number of series: unknown verbs become "other", unknown codes become
+ * "other", and no username, client address or session id is ever a label. The allow-lists are the
+ * domain's own constants (close reasons, limiter names, backend error codes, TLS versions). Gauges
+ * that mirror state (active connections, certificate expiry, backend and store health) are
+ * computed in collect() at scrape time, from counts kept here.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { TLS_VERSIONS } from '../tls/policy.js';
