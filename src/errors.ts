@@ -28,11 +28,22 @@ export type BackendStep =
   | 'relay'
   | 'quit';
 
+/** The stable codes of backend failures, as logged and counted (popwarden_backend_errors_total). */
+export const BACKEND_ERROR_CODES = [
+  'E_BACKEND_CONNECT',
+  'E_BACKEND_TIMEOUT',
+  'E_BACKEND_CLOSED',
+  'E_BACKEND_PROTOCOL',
+  'E_BACKEND_TLS',
+  'E_BACKEND_NO_SAFE_MECHANISM',
+] as const;
+export type BackendErrorCode = (typeof BACKEND_ERROR_CODES)[number];
+
 /** The backend could not be reached, timed out, closed, or spoke something that is not POP3. */
 export class BackendUnavailableError extends PopwardenError {
   readonly step: BackendStep;
   constructor(
-    code: 'E_BACKEND_CONNECT' | 'E_BACKEND_TIMEOUT' | 'E_BACKEND_CLOSED' | 'E_BACKEND_PROTOCOL' | 'E_BACKEND_TLS',
+    code: Exclude<BackendErrorCode, 'E_BACKEND_NO_SAFE_MECHANISM'>,
     step: BackendStep,
     message: string,
     options?: { cause?: unknown },
@@ -66,7 +77,7 @@ export class BackendRejectedError extends PopwardenError {
 export class NoSafeMechanismError extends PopwardenError {
   readonly hint: string;
   constructor(message: string, hint: string) {
-    super('E_BACKEND_NO_SAFE_MECHANISM', message, Reply.loginNotPossibleSafely);
+    super('E_BACKEND_NO_SAFE_MECHANISM' satisfies BackendErrorCode, message, Reply.loginNotPossibleSafely);
     this.hint = hint;
   }
 }

@@ -1,4 +1,5 @@
 import { MAX_CREDENTIAL_FIELD_OCTETS } from '../config/limits.js';
+import { hasControlBytes } from '../pop3/control-bytes.js';
 
 /**
  * What a client proved it knows, on its way to the backend. The password lives in a Buffer so
@@ -40,7 +41,7 @@ export class Credentials {
  * command injection on the backend link. Length is bounded by RFC 4616 §2.
  */
 export function isAcceptableUsername(user: Buffer): boolean {
-  return user.length > 0 && user.length <= MAX_CREDENTIAL_FIELD_OCTETS && !/[\x00-\x1f\x7f]/.test(user.toString('latin1'));
+  return user.length > 0 && user.length <= MAX_CREDENTIAL_FIELD_OCTETS && !hasControlBytes(user);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 import type { LogLevel } from '../config/types.js';
+import { isControlByte } from '../pop3/control-bytes.js';
 
 export type { Logger };
 
@@ -42,8 +43,8 @@ export function escapeForLog(text: string | Buffer, max = 256): string {
   let i = 0;
   for (; i < s.length && out.length < max; i++) {
     const code = s.charCodeAt(i);
-    if (code >= 0x20 && code < 0x7f && code !== 0x5c) out += s[i];
-    else if (code === 0x5c) out += '\\\\';
+    if (code === 0x5c) out += '\\\\';
+    else if (!isControlByte(code) && code < 0x80) out += s[i];
     else out += `\\x${code.toString(16).padStart(2, '0')}`;
   }
   return i < s.length ? `${out}...` : out;

@@ -5,26 +5,33 @@
  * bounded labels. No username, client address or session id is ever an argument here.
  */
 
+import type { LimiterName } from '../auth/limiter-names.js';
+
+export type { LimiterName };
+
 /** Listener names come from the configuration, so they are a bounded label. */
 export type ListenerName = string;
 
-export type TlsHandshakeResult = 'success' | 'failure' | 'timeout';
-export type LoginResult = 'success' | 'failure' | 'blocked' | 'backend_error';
-export type RelayDirection = 'to_client' | 'to_backend';
-/** The limiter that blocked a login or a connection. */
-export type LimiterName = 'user_ip' | 'ip' | 'user' | 'store_unavailable';
+export const TLS_HANDSHAKE_RESULTS = ['success', 'failure', 'timeout'] as const;
+export type TlsHandshakeResult = (typeof TLS_HANDSHAKE_RESULTS)[number];
+export const LOGIN_RESULTS = ['success', 'failure', 'blocked', 'backend_error'] as const;
+export type LoginResult = (typeof LOGIN_RESULTS)[number];
+export const RELAY_DIRECTIONS = ['to_client', 'to_backend'] as const;
+export type RelayDirection = (typeof RELAY_DIRECTIONS)[number];
 /**
  * Why a connection was turned away at accept: the deny list, a per-address bound (sessions, new
  * connections per second, TLS handshakes in progress), or a bound of the whole process, named
  * after its key (limits.max_sessions, limits.max_handshakes).
  */
-export type ConnectionRefusal =
-  | 'denied'
-  | 'too_many_sessions'
-  | 'too_many_connections'
-  | 'too_many_handshakes'
-  | 'max_sessions'
-  | 'max_handshakes';
+export const CONNECTION_REFUSALS = [
+  'denied',
+  'too_many_sessions',
+  'too_many_connections',
+  'too_many_handshakes',
+  'max_sessions',
+  'max_handshakes',
+] as const;
+export type ConnectionRefusal = (typeof CONNECTION_REFUSALS)[number];
 
 export interface Metrics {
   /** A client connected (before any TLS work). */

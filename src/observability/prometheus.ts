@@ -1,23 +1,28 @@
 /**
- * The Prometheus implementation of the Metrics events: the only module that imports prom-client
- * (STYLE lesson 13). Every label value is checked against an allow-list, so a client can never
- * grow the number of series: unknown verbs become "other", unknown codes become "other", and no
- * username, client address or session id is ever a label. Gauges that mirror state (active
- * connections, certificate expiry, backend and store health) are computed in collect() at scrape
- * time, from counts kept here.
+ * The Prometheus implementation of the Metrics events: with prepared-series.ts, the only code that
+ * uses prom-client (STYLE lesson 13). Every label value is checked against an allow-list, so a
+ * client can never grow the number of series: unknown verbs become "other", unknown codes become
+ * "other", and no username, client address or session id is ever a label. The allow-lists are the
+ * domain's own constants (close reasons, limiter names, backend error codes, TLS versions). Gauges
+ * that mirror state (active connections, certificate expiry, backend and store health) are
+ * computed in collect() at scrape time, from counts kept here.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { TLS_VERSIONS } from '../tls/policy.js';
-import type {
-  ConnectionRefusal,
-  LimiterName,
-  ListenerName,
-  LoginResult,
-  Metrics,
-  RelayDirection,
-  TlsHandshakeResult,
+import { BACKEND_ERROR_CODES } from '../errors.js';
+import { CLOSE_REASONS } from '../session/close-reasons.js';
+import { LIMITER_NAMES_ALL } from '../auth/limiter-names.js';
+import {
+  CONNECTION_REFUSALS,
+  LOGIN_RESULTS,
+  RELAY_DIRECTIONS,
+  TLS_HANDSHAKE_RESULTS,
+  type ListenerName,
+  type Metrics,
 } from './metrics.js';
-import type { CloseReason } from '../session/states.js';
+import { prepareCounter, prepareHistogram, type Labels, type PreparedCounter, type PreparedHistogram } from './prepared-series.js';
+
+export { BACKEND_ERROR_CODES, CLOSE_REASONS };
 
 export const METRIC_PREFIX = 'popwarden_';
 
@@ -27,34 +32,13 @@ export const RELAYED_VERBS = [
   'TOP', 'UIDL', 'CAPA', 'LAST', 'XTND',
 ] as const;
 
-/** The CloseReason values of session/states.ts. */
-export const CLOSE_REASONS = [
-  'quit', 'client-closed', 'client-error', 'client-write-stall', 'pre-auth-timeout', 'idle-timeout',
-  'tls-handshake-failed', 'tls-on-plaintext-port', 'http-on-pop3-port', 'line-too-long',
-  'too-many-invalid-commands', 'backend-closed', 'backend-protocol-error', 'backend-timeout',
-  'server-shutdown',
-] as const satisfies readonly CloseReason[];
-
-export const BACKEND_ERROR_CODES = [
-  'E_BACKEND_CONNECT', 'E_BACKEND_TIMEOUT', 'E_BACKEND_CLOSED', 'E_BACKEND_PROTOCOL', 'E_BACKEND_TLS',
-  'E_BACKEND_NO_SAFE_MECHANISM',
-] as const;
-
 export const CLIENT_MECHANISMS = ['user', 'plain', 'login', 'apop', 'cram-md5'] as const;
 export const BACKEND_MECHANISMS = ['cram-md5', 'apop', 'plain', 'login', 'user'] as const;
-const LOGIN_RESULTS: readonly LoginResult[] = ['success', 'failure', 'blocked', 'backend_error'];
-const LIMITERS: readonly LimiterName[] = ['user_ip', 'ip', 'user', 'store_unavailable'];
-const REFUSALS: readonly ConnectionRefusal[] = [
-  'denied', 'too_many_sessions', 'too_many_connections', 'too_many_handshakes', 'max_sessions', 'max_handshakes',
-];
-const HANDSHAKE_RESULTS: readonly TlsHandshakeResult[] = ['success', 'failure', 'timeout'];
-const DIRECTIONS: readonly RelayDirection[] = ['to_client', 'to_backend'];
 
 /** Maps a value onto its allow-list, or "other". */
 function allowed(value: string | undefined, list: readonly string[], fallback = 'other'): string {
   return value !== undefined && list.includes(value) ? value : fallback;
 }
-
 /** A certificate one listener serves, for the expiry gauge. */
 export interface ServedCertificate {
   readonly listener: ListenerName;
@@ -96,11 +80,88 @@ const COMMAND_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 /** Sessions: from a rejected handshake to a client that stays connected for an hour. */
 const SESSION_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600];
 
+type Family =
+  | { readonly type: 'counter' | 'gauge'; readonly help: string; readonly labels?: readonly string[] }
+  | { readonly type: 'histogram'; readonly help: string; readonly labels?: readonly string[]; readonly buckets: readonly number[] };
+
+/** Every metric popwarden exports, in exposition order, by its name after METRIC_PREFIX. */
+const FAMILIES = {
+  build_info: { type: 'gauge', help: 'Always 1; the labels say which popwarden and Node.js versions run.', labels: ['version', 'node_version'] },
+  connections_total: { type: 'counter', help: 'TCP connections accepted, by listener and TLS mode (implicit TLS or STLS port).', labels: ['listener', 'tls'] },
+  connections_active: { type: 'gauge', help: 'Client connections open now, by listener and TLS mode.', labels: ['listener', 'tls'] },
+  connections_refused_total: { type: 'counter', help: 'Connections turned away at accept (deny list, per-IP bounds), by listener and reason.', labels: ['listener', 'reason'] },
+  tls_handshakes_total: { type: 'counter', help: 'TLS handshakes (implicit TLS and STLS), by listener, result and negotiated version.', labels: ['listener', 'result', 'version'] },
+  tls_handshake_duration_seconds: { type: 'histogram', help: 'Time from TCP accept (or STLS) to the end of the TLS handshake.', labels: ['listener'], buckets: WAIT_BUCKETS },
+  stls_upgrades_total: { type: 'counter', help: 'STLS upgrades on plaintext listeners, by result.', labels: ['listener', 'result'] },
+  stls_discarded_lines_total: { type: 'counter', help: 'Command lines a client pipelined behind STLS, thrown away before the handshake (injection defence).', labels: ['listener'] },
+  login_attempts_total: { type: 'counter', help: 'Complete login attempts, by client mechanism, backend mechanism ("none" when the backend was not reached) and result.', labels: ['client_mechanism', 'backend_mechanism', 'result'] },
+  login_duration_seconds: { type: 'histogram', help: 'Time from complete credentials to the reply, failure delay included, by result.', labels: ['result'], buckets: WAIT_BUCKETS },
+  ratelimit_rejections_total: { type: 'counter', help: 'Logins refused by a limiter, by limiter.', labels: ['limiter'] },
+  // Labelled so that the series can be absent: prom-client always exports an unlabelled gauge.
+  ratelimit_store_up: { type: 'gauge', help: '1 when the shared rate-limit store answers, 0 when the fallback is in use; absent when no store is configured.', labels: ['store'] },
+  ratelimit_store_errors_total: { type: 'counter', help: 'Failed calls to the rate-limit store.' },
+  backend_connect_duration_seconds: { type: 'histogram', help: 'TCP connect time to the backend, for logins.', buckets: WAIT_BUCKETS },
+  backend_errors_total: { type: 'counter', help: 'Backend failures during logins and relaying, by stable error code.', labels: ['reason'] },
+  backend_up: { type: 'gauge', help: '1 when the last backend probe connected and read a +OK greeting within the connect timeout; absent until the first probe.', labels: ['backend'] },
+  backend_probes_total: { type: 'counter', help: 'Backend health probes, by result.', labels: ['result'] },
+  backend_probe_duration_seconds: { type: 'gauge', help: 'How long the last backend probe took (connect + greeting).', labels: ['backend'] },
+  commands_total: { type: 'counter', help: 'Commands relayed after login, by verb ("other" for verbs outside RFC 1939/2449).', labels: ['verb'] },
+  command_duration_seconds: { type: 'histogram', help: 'Round trip of a relayed command: sent to the backend until its whole reply reached the client.', labels: ['verb'], buckets: COMMAND_BUCKETS },
+  relay_bytes_total: { type: 'counter', help: 'Bytes relayed after login, by direction.', labels: ['direction'] },
+  session_duration_seconds: { type: 'histogram', help: 'Lifetime of client sessions, by listener.', labels: ['listener'], buckets: SESSION_BUCKETS },
+  sessions_closed_total: { type: 'counter', help: 'Sessions ended, by listener and reason.', labels: ['listener', 'reason'] },
+  tls_certificate_not_after_timestamp_seconds: { type: 'gauge', help: 'When the certificate a listener serves expires (Unix time).', labels: ['listener', 'name'] },
+  config_reloads_total: { type: 'counter', help: 'Configuration reloads, by result.', labels: ['result'] },
+  config_last_reload_successful: { type: 'gauge', help: 'Whether the last configuration reload succeeded (1 at start).' },
+  config_last_reload_success_timestamp_seconds: { type: 'gauge', help: 'When the configuration was last loaded successfully (start time until a reload).' },
+} as const satisfies Record<string, Family>;
+
+type Families = typeof FAMILIES;
+type Declared = {
+  readonly [K in keyof Families]: Families[K]['type'] extends 'counter' ? Counter<string>
+    : Families[K]['type'] extends 'histogram' ? Histogram<string> : Gauge<string>;
+};
+/** A gauge read at scrape time: the samples it has now (the previous ones are dropped). */
+type Reading = () => Iterable<readonly [Labels, number]>;
+
+/** Creates every family of FAMILIES in `registry`; the gauges in `readings` are read at scrape time. */
+function declare(registry: Registry, readings: { readonly [K in keyof Families]?: Reading }): Declared {
+  const declared: Record<string, Counter<string> | Gauge<string> | Histogram<string>> = {};
+  for (const [key, family] of Object.entries(FAMILIES) as [keyof Families, Family][]) {
+    const common = { name: `${METRIC_PREFIX}${key}`, help: family.help, labelNames: family.labels ?? [], registers: [registry] };
+    const read = readings[key];
+    if (family.type === 'counter') declared[key] = new Counter(common);
+    else if (family.type === 'histogram') declared[key] = new Histogram({ ...common, buckets: [...family.buckets] });
+    else if (read === undefined) declared[key] = new Gauge(common);
+    else {
+      declared[key] = new Gauge({
+        ...common,
+        collect() {
+          this.reset();
+          for (const [labels, value] of read()) this.set(labels, value);
+        },
+      });
+    }
+  }
+  return declared as Declared;
+}
+
+/** A value computed once per key: the caller keeps the keys bounded (allow-listed or configured). */
+function memo<V>(make: (key: string) => V): (key: string) => V {
+  const made = new Map<string, V>();
+  return (key) => {
+    let value = made.get(key);
+    if (value === undefined) {
+      value = make(key);
+      made.set(key, value);
+    }
+    return value;
+  };
+}
+
 /** Builds the metrics with a Registry of their own (never the global one). */
 export function createPrometheusMetrics(options: PrometheusMetricsOptions): PrometheusMetrics {
   const registry = new Registry();
-  const registers = [registry];
-  const p = METRIC_PREFIX;
   const backend = options.backend ?? 'backend';
 
   // Counts behind the state gauges, read in collect().
@@ -124,213 +185,52 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
     entry.count = Math.max(0, entry.count - 1);
   };
 
-  new Gauge({
-    name: `${p}build_info`,
-    help: 'Always 1; the labels say which popwarden and Node.js versions run.',
-    labelNames: ['version', 'node_version'] as const,
-    registers,
-    collect() {
-      this.set({ version: options.version, node_version: process.version }, 1);
-    },
+  const m = declare(registry, {
+    build_info: () => [[{ version: options.version, node_version: process.version }, 1]],
+    connections_active: () => [...active.values()].map(({ listener, tls, count }) => [{ listener, tls }, count] as const),
+    ratelimit_store_up: () => (storeState === undefined ? [] : [[{ store: 'redis' }, storeState ? 1 : 0]]),
+    backend_up: () => (probe === undefined ? [] : [[{ backend }, probe.up ? 1 : 0]]),
+    backend_probe_duration_seconds: () => (probe === undefined ? [] : [[{ backend }, probe.durationSeconds]]),
+    tls_certificate_not_after_timestamp_seconds: () =>
+      certificates.map((c) => [{ listener: c.listener, name: c.name }, Math.floor(c.notAfter.getTime() / 1000)] as const),
   });
 
-  const connections = new Counter({
-    name: `${p}connections_total`,
-    help: 'TCP connections accepted, by listener and TLS mode (implicit TLS or STLS port).',
-    labelNames: ['listener', 'tls'] as const,
-    registers,
-  });
-  new Gauge({
-    name: `${p}connections_active`,
-    help: 'Client connections open now, by listener and TLS mode.',
-    labelNames: ['listener', 'tls'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const { listener, tls, count } of active.values()) this.set({ listener, tls }, count);
-    },
-  });
-  const refused = new Counter({
-    name: `${p}connections_refused_total`,
-    help: 'Connections turned away at accept (deny list, per-IP bounds), by listener and reason.',
-    labelNames: ['listener', 'reason'] as const,
-    registers,
-  });
-  const handshakes = new Counter({
-    name: `${p}tls_handshakes_total`,
-    help: 'TLS handshakes (implicit TLS and STLS), by listener, result and negotiated version.',
-    labelNames: ['listener', 'result', 'version'] as const,
-    registers,
-  });
-  const handshakeDuration = new Histogram({
-    name: `${p}tls_handshake_duration_seconds`,
-    help: 'Time from TCP accept (or STLS) to the end of the TLS handshake.',
-    labelNames: ['listener'] as const,
-    buckets: WAIT_BUCKETS,
-    registers,
-  });
-  const stls = new Counter({
-    name: `${p}stls_upgrades_total`,
-    help: 'STLS upgrades on plaintext listeners, by result.',
-    labelNames: ['listener', 'result'] as const,
-    registers,
-  });
-  const stlsDiscarded = new Counter({
-    name: `${p}stls_discarded_lines_total`,
-    help: 'Command lines a client pipelined behind STLS, thrown away before the handshake (injection defence).',
-    labelNames: ['listener'] as const,
-    registers,
-  });
-  const logins = new Counter({
-    name: `${p}login_attempts_total`,
-    help: 'Complete login attempts, by client mechanism, backend mechanism ("none" when the backend was not reached) and result.',
-    labelNames: ['client_mechanism', 'backend_mechanism', 'result'] as const,
-    registers,
-  });
-  const loginDuration = new Histogram({
-    name: `${p}login_duration_seconds`,
-    help: 'Time from complete credentials to the reply, failure delay included, by result.',
-    labelNames: ['result'] as const,
-    buckets: WAIT_BUCKETS,
-    registers,
-  });
-  const rejections = new Counter({
-    name: `${p}ratelimit_rejections_total`,
-    help: 'Logins refused by a limiter, by limiter.',
-    labelNames: ['limiter'] as const,
-    registers,
-  });
-  // Labelled so that the series can be absent: prom-client always exports an unlabelled gauge.
-  new Gauge({
-    name: `${p}ratelimit_store_up`,
-    help: '1 when the shared rate-limit store answers, 0 when the fallback is in use; absent when no store is configured.',
-    labelNames: ['store'] as const,
-    registers,
-    collect() {
-      this.reset();
-      if (storeState !== undefined) this.set({ store: 'redis' }, storeState ? 1 : 0);
-    },
-  });
-  const storeErrors = new Counter({
-    name: `${p}ratelimit_store_errors_total`,
-    help: 'Failed calls to the rate-limit store.',
-    registers,
-  });
-  const backendConnect = new Histogram({
-    name: `${p}backend_connect_duration_seconds`,
-    help: 'TCP connect time to the backend, for logins.',
-    buckets: WAIT_BUCKETS,
-    registers,
-  });
-  const backendErrors = new Counter({
-    name: `${p}backend_errors_total`,
-    help: 'Backend failures during logins and relaying, by stable error code.',
-    labelNames: ['reason'] as const,
-    registers,
-  });
-  new Gauge({
-    name: `${p}backend_up`,
-    help: '1 when the last backend probe connected and read a +OK greeting within the connect timeout; absent until the first probe.',
-    labelNames: ['backend'] as const,
-    registers,
-    collect() {
-      this.reset();
-      if (probe !== undefined) this.set({ backend }, probe.up ? 1 : 0);
-    },
-  });
-  const probes = new Counter({
-    name: `${p}backend_probes_total`,
-    help: 'Backend health probes, by result.',
-    labelNames: ['result'] as const,
-    registers,
-  });
-  new Gauge({
-    name: `${p}backend_probe_duration_seconds`,
-    help: 'How long the last backend probe took (connect + greeting).',
-    labelNames: ['backend'] as const,
-    registers,
-    collect() {
-      this.reset();
-      if (probe !== undefined) this.set({ backend }, probe.durationSeconds);
-    },
-  });
-  const commands = new Counter({
-    name: `${p}commands_total`,
-    help: 'Commands relayed after login, by verb ("other" for verbs outside RFC 1939/2449).',
-    labelNames: ['verb'] as const,
-    registers,
-  });
-  const commandDuration = new Histogram({
-    name: `${p}command_duration_seconds`,
-    help: 'Round trip of a relayed command: sent to the backend until its whole reply reached the client.',
-    labelNames: ['verb'] as const,
-    buckets: COMMAND_BUCKETS,
-    registers,
-  });
-  const bytes = new Counter({
-    name: `${p}relay_bytes_total`,
-    help: 'Bytes relayed after login, by direction.',
-    labelNames: ['direction'] as const,
-    registers,
-  });
-  const sessionDuration = new Histogram({
-    name: `${p}session_duration_seconds`,
-    help: 'Lifetime of client sessions, by listener.',
-    labelNames: ['listener'] as const,
-    buckets: SESSION_BUCKETS,
-    registers,
-  });
-  const sessionsClosed = new Counter({
-    name: `${p}sessions_closed_total`,
-    help: 'Sessions ended, by listener and reason.',
-    labelNames: ['listener', 'reason'] as const,
-    registers,
-  });
-  new Gauge({
-    name: `${p}tls_certificate_not_after_timestamp_seconds`,
-    help: 'When the certificate a listener serves expires (Unix time).',
-    labelNames: ['listener', 'name'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const c of certificates) this.set({ listener: c.listener, name: c.name }, Math.floor(c.notAfter.getTime() / 1000));
-    },
-  });
-  const reloads = new Counter({
-    name: `${p}config_reloads_total`,
-    help: 'Configuration reloads, by result.',
-    labelNames: ['result'] as const,
-    registers,
-  });
-  const lastReloadOk = new Gauge({
-    name: `${p}config_last_reload_successful`,
-    help: 'Whether the last configuration reload succeeded (1 at start).',
-    registers,
-  });
-  const lastReloadTime = new Gauge({
-    name: `${p}config_last_reload_success_timestamp_seconds`,
-    help: 'When the configuration was last loaded successfully (start time until a reload).',
-    registers,
-  });
+  // The series updated per relayed command or per session, prepared once per verb, direction and
+  // listener so that those paths do no label hashing (issue 10). Keys are bounded: verbs and
+  // directions by their allow-lists, listeners and close reasons by the configuration and CLOSE_REASONS.
+  const verbSeries = memo((verb): { readonly count: PreparedCounter; readonly duration: PreparedHistogram } => ({
+    count: prepareCounter(m.commands_total, { verb }),
+    duration: prepareHistogram(m.command_duration_seconds, { verb }, COMMAND_BUCKETS),
+  }));
+  const knownVerbs = new Set<string>(RELAYED_VERBS);
+  const bytesSeries = memo((direction) => prepareCounter(m.relay_bytes_total, { direction }));
+  const knownDirections = new Set<string>(RELAY_DIRECTIONS);
+  const sessionSeries = memo((listener) => ({
+    duration: prepareHistogram(m.session_duration_seconds, { listener }, SESSION_BUCKETS),
+    closed: memo((reason) => prepareCounter(m.sessions_closed_total, { listener, reason })),
+  }));
+  const knownCloseReasons = new Set<string>(CLOSE_REASONS);
 
   // Series that dashboards and alerts divide by exist from the start, at 0.
-  lastReloadOk.set(1);
-  lastReloadTime.set(Math.floor(Date.now() / 1000));
-  for (const result of ['success', 'failure']) reloads.inc({ result }, 0);
-  storeErrors.inc(0);
-  for (const direction of DIRECTIONS) bytes.inc({ direction }, 0);
-  for (const result of ['success', 'failure']) probes.inc({ result }, 0);
-  for (const result of LOGIN_RESULTS) loginDuration.zero({ result });
+  m.config_last_reload_successful.set(1);
+  m.config_last_reload_success_timestamp_seconds.set(Math.floor(Date.now() / 1000));
+  for (const result of ['success', 'failure']) m.config_reloads_total.inc({ result }, 0);
+  m.ratelimit_store_errors_total.inc(0);
+  for (const direction of RELAY_DIRECTIONS) bytesSeries(direction);
+  for (const result of ['success', 'failure']) m.backend_probes_total.inc({ result }, 0);
+  for (const result of LOGIN_RESULTS) m.login_duration_seconds.zero({ result });
   // Attacks start with a burst: a series born mid-burst loses its first increase to rate().
-  for (const limiter of LIMITERS) rejections.inc({ limiter }, 0);
+  for (const limiter of LIMITER_NAMES_ALL) m.ratelimit_rejections_total.inc({ limiter }, 0);
   for (const client_mechanism of ['user', 'plain', 'login']) {
-    for (const result of ['blocked', 'backend_error']) logins.inc({ client_mechanism, backend_mechanism: 'none', result }, 0);
+    for (const result of ['blocked', 'backend_error']) {
+      m.login_attempts_total.inc({ client_mechanism, backend_mechanism: 'none', result }, 0);
+    }
   }
   for (const { name, tls } of options.listeners ?? []) {
     listenerMode.set(name, tls);
-    connections.inc({ listener: name, tls }, 0);
+    m.connections_total.inc({ listener: name, tls }, 0);
     activeEntry(name, tls);
-    for (const result of ['failure', 'timeout']) handshakes.inc({ listener: name, result, version: 'none' }, 0);
+    for (const result of ['failure', 'timeout']) m.tls_handshakes_total.inc({ listener: name, result, version: 'none' }, 0);
   }
 
   if (options.defaultMetrics !== false) {
@@ -349,66 +249,68 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
 
     connectionOpened(listener, tls) {
       listenerMode.set(listener, tls);
-      connections.inc({ listener, tls });
+      m.connections_total.inc({ listener, tls });
       activeEntry(listener, tls).count += 1;
     },
     connectionRefused(listener, reason) {
-      refused.inc({ listener, reason: allowed(reason, REFUSALS) });
+      m.connections_refused_total.inc({ listener, reason: allowed(reason, CONNECTION_REFUSALS) });
     },
     sessionClosed(listener, reason, durationSeconds) {
       connectionEnded(listener);
-      sessionsClosed.inc({ listener, reason: allowed(reason, CLOSE_REASONS) });
-      sessionDuration.observe({ listener }, durationSeconds);
+      const series = sessionSeries(listener);
+      series.closed(knownCloseReasons.has(reason) ? reason : 'other').inc();
+      series.duration.observe(durationSeconds);
     },
     tlsHandshake(listener, result, version, durationSeconds) {
-      const res = allowed(result, HANDSHAKE_RESULTS);
+      const res = allowed(result, TLS_HANDSHAKE_RESULTS);
       const ver = result === 'success' ? allowed(version, TLS_VERSIONS) : 'none';
-      handshakes.inc({ listener, result: res, version: ver });
-      handshakeDuration.observe({ listener }, durationSeconds);
+      m.tls_handshakes_total.inc({ listener, result: res, version: ver });
+      m.tls_handshake_duration_seconds.observe({ listener }, durationSeconds);
       // A failed handshake on an implicit-TLS port ends the connection before any session exists
       // (no sessionClosed follows); a failed STLS handshake closes its session, which reports it.
       if (result !== 'success' && listenerMode.get(listener) === 'implicit') connectionEnded(listener);
     },
     stlsUpgrade(listener, result, discardedLines) {
-      stls.inc({ listener, result: result === 'success' ? 'success' : 'failure' });
-      if (discardedLines > 0) stlsDiscarded.inc({ listener }, discardedLines);
+      m.stls_upgrades_total.inc({ listener, result: result === 'success' ? 'success' : 'failure' });
+      if (discardedLines > 0) m.stls_discarded_lines_total.inc({ listener }, discardedLines);
     },
     loginAttempt(clientMechanism, backendMechanism, result, durationSeconds) {
       const res = allowed(result, LOGIN_RESULTS);
-      logins.inc({
+      m.login_attempts_total.inc({
         client_mechanism: allowed(clientMechanism, CLIENT_MECHANISMS),
         backend_mechanism: backendMechanism === undefined ? 'none' : allowed(backendMechanism, BACKEND_MECHANISMS),
         result: res,
       });
-      loginDuration.observe({ result: res }, durationSeconds);
+      m.login_duration_seconds.observe({ result: res }, durationSeconds);
     },
     rateLimitRejection(limiter) {
-      rejections.inc({ limiter: allowed(limiter, LIMITERS) });
+      m.ratelimit_rejections_total.inc({ limiter: allowed(limiter, LIMITER_NAMES_ALL) });
     },
     rateLimitStoreUp(up) {
       storeState = up;
     },
     rateLimitStoreError() {
-      storeErrors.inc();
+      m.ratelimit_store_errors_total.inc();
     },
     backendConnected(durationSeconds) {
-      backendConnect.observe(durationSeconds);
+      m.backend_connect_duration_seconds.observe(durationSeconds);
     },
     backendError(code) {
-      backendErrors.inc({ reason: allowed(code, BACKEND_ERROR_CODES) });
+      m.backend_errors_total.inc({ reason: allowed(code, BACKEND_ERROR_CODES) });
     },
     commandRelayed(verb, durationSeconds) {
-      const v = allowed(verb.toUpperCase(), RELAYED_VERBS);
-      commands.inc({ verb: v });
-      commandDuration.observe({ verb: v }, durationSeconds);
+      // The session hands over verbs upper-cased already; anything else takes the long way once more.
+      const series = verbSeries(knownVerbs.has(verb) ? verb : allowed(verb.toUpperCase(), RELAYED_VERBS));
+      series.count.inc();
+      series.duration.observe(durationSeconds);
     },
     bytesRelayed(direction, count) {
-      if (count > 0) bytes.inc({ direction: allowed(direction, DIRECTIONS) }, count);
+      if (count > 0) bytesSeries(knownDirections.has(direction) ? direction : 'other').inc(count);
     },
     configReload(success) {
-      reloads.inc({ result: success ? 'success' : 'failure' });
-      lastReloadOk.set(success ? 1 : 0);
-      if (success) lastReloadTime.set(Math.floor(Date.now() / 1000));
+      m.config_reloads_total.inc({ result: success ? 'success' : 'failure' });
+      m.config_last_reload_successful.set(success ? 1 : 0);
+      if (success) m.config_last_reload_success_timestamp_seconds.set(Math.floor(Date.now() / 1000));
     },
 
     setCertificates(list) {
@@ -416,7 +318,7 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
     },
     backendProbe(up, durationSeconds) {
       probe = { up, at: Date.now(), durationSeconds };
-      probes.inc({ result: up ? 'success' : 'failure' });
+      m.backend_probes_total.inc({ result: up ? 'success' : 'failure' });
     },
     storeUp: () => storeState,
     lastBackendProbe: () => (probe === undefined ? undefined : { up: probe.up, at: probe.at }),

@@ -3,6 +3,7 @@
  * latin1 strings so every byte maps to one character and back: usernames reach the backend
  * exactly as the client typed them, whatever their encoding.
  */
+import { hasControlBytes } from './control-bytes.js';
 
 export interface Command {
   /** Upper-cased keyword (keywords are case-insensitive, RFC 1939 §3). */
@@ -17,8 +18,8 @@ const KEYWORD = /^[A-Za-z]{1,40}$/;
 
 /** Parses a command line (without CRLF); undefined for anything that is not a keyword line. */
 export function parseCommand(line: Buffer): Command | undefined {
+  if (hasControlBytes(line)) return undefined;
   const text = line.toString('latin1');
-  if (CONTROL_CHARACTERS.test(text)) return undefined;
   const space = text.indexOf(' ');
   const keyword = space === -1 ? text : text.slice(0, space);
   if (!KEYWORD.test(keyword)) return undefined;
@@ -27,9 +28,6 @@ export function parseCommand(line: Buffer): Command | undefined {
   // one argument, so its reply is framed as the multi-line reply the backend will send.
   return { verb: keyword.toUpperCase(), rest, args: rest.split(' ').filter((token) => token !== '') };
 }
-
-/** NUL, the other C0 controls (TAB included) and DEL have no place in a command line. */
-const CONTROL_CHARACTERS = /[\x00-\x1f\x7f]/;
 
 /** A strict message number: 1..2^31-1, digits only, so "LIST 4294967297" cannot wrap to 1. */
 export function isMessageNumber(token: string): boolean {

@@ -4,6 +4,7 @@ import type { Command } from '../pop3/grammar.js';
 import { parseStatusLine } from '../pop3/grammar.js';
 import { parseCapabilities, postLoginCapabilities, UNKNOWN_CAPABILITIES } from '../pop3/capabilities.js';
 import { Reply, line } from '../pop3/replies.js';
+import { hasControlBytes, withoutControlBytes } from '../pop3/control-bytes.js';
 import { withoutLineEnding, type BodySink } from '../backend/link.js';
 import type { SessionContext } from '../session/context.js';
 import { close, replied, type Outcome } from '../session/outcome.js';
@@ -100,16 +101,4 @@ const CRLF = line('').subarray(0, 2);
 function statusLineForClient(wire: Buffer, text: Buffer): Buffer {
   if (wire.length === text.length + CRLF.length && !hasControlBytes(text)) return wire;
   return Buffer.concat([withoutControlBytes(text), CRLF]);
-}
-
-function hasControlBytes(bytes: Buffer): boolean {
-  for (let i = 0; i < bytes.length; i++) {
-    const byte = bytes[i]!;
-    if (byte < 0x20 || byte === 0x7f) return true;
-  }
-  return false;
-}
-
-function withoutControlBytes(statusLine: Buffer): Buffer {
-  return Buffer.from(statusLine.toString('latin1').replace(/[\x00-\x1f\x7f]/g, ''), 'latin1');
 }

@@ -16,20 +16,4 @@ export const SessionState = {
 } as const;
 export type SessionState = (typeof SessionState)[keyof typeof SessionState];
 
-/** Why a session ended; logged with every close (and a metrics label later, so keep it bounded). */
-export type CloseReason =
-  | 'quit'
-  | 'client-closed'
-  | 'client-error'
-  | 'client-write-stall'
-  | 'pre-auth-timeout'
-  | 'idle-timeout'
-  | 'tls-handshake-failed'
-  | 'tls-on-plaintext-port'
-  | 'http-on-pop3-port'
-  | 'line-too-long'
-  | 'too-many-invalid-commands'
-  | 'backend-closed'
-  | 'backend-protocol-error'
-  | 'backend-timeout'
-  | 'server-shutdown';
+export type { CloseReason } from './close-reasons.js';

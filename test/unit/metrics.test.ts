@@ -104,6 +104,47 @@ describe('Prometheus metrics', () => {
     assert.doesNotMatch(text, /alice|10\.0\.0\.1|XSECRET|SSLv3|ntlm|E_SOMETHING_NEW/);
   });
 
+  test('a relayed command and a closed session update their series without prom-client hashing labels (issue 10)', async () => {
+    const m = fresh();
+    // The first use of a verb, direction or listener prepares its series; later ones reuse it.
+    m.commandRelayed('RETR', 0.01);
+    m.commandRelayed('XYZZY', 0.01);
+    m.sessionClosed('tls:test', 'quit', 1);
+    let labelledCalls = 0;
+    for (const name of ['commands_total', 'command_duration_seconds', 'relay_bytes_total', 'session_duration_seconds', 'sessions_closed_total']) {
+      const metric = m.registry.getSingleMetric(`popwarden_${name}`) as unknown as Record<string, unknown>;
+      for (const method of ['inc', 'observe']) {
+        const original = metric[method];
+        if (typeof original !== 'function') continue;
+        metric[method] = (...args: unknown[]): unknown => {
+          labelledCalls += 1;
+          return (original as (...a: unknown[]) => unknown).apply(metric, args);
+        };
+      }
+    }
+    for (let i = 0; i < 100; i++) {
+      m.bytesRelayed('to_backend', 6);
+      m.commandRelayed('RETR', 0.004);
+      m.commandRelayed('retr', 0.2);
+      m.commandRelayed('XYZZY', 40);
+      m.bytesRelayed('to_client', 100);
+    }
+    m.sessionClosed('tls:test', 'quit', 2);
+    assert.equal(labelledCalls, 0);
+    const text = await m.render();
+    assert.equal(sample(text, 'popwarden_commands_total{verb="RETR"}'), 201);
+    assert.equal(sample(text, 'popwarden_commands_total{verb="other"}'), 101);
+    assert.equal(sample(text, 'popwarden_command_duration_seconds_count{verb="RETR"}'), 201);
+    assert.equal(sample(text, 'popwarden_command_duration_seconds_bucket{le="0.005",verb="RETR"}'), 100);
+    assert.equal(sample(text, 'popwarden_command_duration_seconds_bucket{le="0.01",verb="RETR"}'), 101);
+    assert.equal(sample(text, 'popwarden_command_duration_seconds_bucket{le="30",verb="other"}'), 1);
+    assert.equal(sample(text, 'popwarden_command_duration_seconds_bucket{le="+Inf",verb="other"}'), 101);
+    assert.equal(sample(text, 'popwarden_relay_bytes_total{direction="to_backend"}'), 600);
+    assert.equal(sample(text, 'popwarden_relay_bytes_total{direction="to_client"}'), 10_000);
+    assert.equal(sample(text, 'popwarden_sessions_closed_total{listener="tls:test",reason="quit"}'), 2);
+    assert.equal(sample(text, 'popwarden_session_duration_seconds_sum{listener="tls:test"}'), 3);
+  });
+
   test('every CloseReason of session/states.ts is its own label value', async () => {
     assert.equal(everyCloseReasonListed, true);
     const m = fresh();
