@@ -5,7 +5,7 @@
  *
  * Keys are snake_case in YAML. Each key is also a flag (`backend_tls` → `--backend-tls`, nested
  * `timeouts.idle` → `--timeouts-idle`) and an environment variable (`POPWARDEN_BACKEND_TLS`,
- * `POPWARDEN_TIMEOUTS__IDLE`); CONFIG_KEYS lists them all, derived from the schema itself.
+ * `POPWARDEN_TIMEOUTS__IDLE`); CONFIG_KEYS (schema-keys.ts) lists them all, derived from the schema itself.
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
@@ -445,97 +445,3 @@ export const configSchema = z
 export type RawConfig = z.input<typeof configSchema>;
 /** The schema's output: durations in ms, addresses parsed; load.ts maps it onto the runtime Config. */
 export type ParsedConfig = z.output<typeof configSchema>;
-
-/** How a flag or environment value is turned into the type the schema expects. */
-export type ConfigKeyKind = 'string' | 'boolean' | 'integer' | 'list';
-
-export interface ConfigKey {
-  /** ["timeouts", "idle"] */
-  readonly path: readonly string[];
-  /** "timeouts.idle", as printed in messages. */
-  readonly name: string;
-  /** "timeouts-idle", without the leading "--". */
-  readonly flag: string;
-  /** "POPWARDEN_TIMEOUTS__IDLE" */
-  readonly env: string;
-  readonly kind: ConfigKeyKind;
-  /** The allowed words, for enum keys. */
-  readonly choices: readonly string[] | undefined;
-  /** The default as the user would write it, for --help. */
-  readonly defaultValue: unknown;
-  /** Masked in --check-config output. Mark a key with `.meta({ secret: true })`. */
-  readonly secret: boolean;
-}
-
-export const ENV_PREFIX = 'POPWARDEN_';
-
-/** Peels optional/default/pipe wrappers to the schema that says what type the user writes. */
-interface LeafFacts {
-  readonly kind: ConfigKeyKind | 'object';
-  readonly defaultValue: unknown;
-  readonly secret: boolean;
-  readonly choices?: readonly string[];
-}
-
-function describeLeaf(schema: z.ZodType): LeafFacts {
-  let current: z.ZodType = schema;
-  let defaultValue: unknown;
-  let secret = false;
-  for (;;) {
-    if (current.meta()?.['secret'] === true) secret = true;
-    if (current instanceof z.ZodOptional) current = current.unwrap() as z.ZodType;
-    else if (current instanceof z.ZodPrefault || current instanceof z.ZodDefault) {
-      defaultValue ??= current.def.defaultValue;
-      current = current.unwrap() as z.ZodType;
-    } else if (current instanceof z.ZodPipe) current = current.in as z.ZodType;
-    else break;
-  }
-  if (current instanceof z.ZodArray) return { kind: 'list', defaultValue, secret };
-  if (current instanceof z.ZodBoolean) return { kind: 'boolean', defaultValue, secret };
-  if (current instanceof z.ZodNumber) return { kind: 'integer', defaultValue, secret };
-  if (current instanceof z.ZodObject) return { kind: 'object', defaultValue, secret };
-  if (current instanceof z.ZodEnum) return { kind: 'string', defaultValue, secret, choices: current.options.map(String) };
-  return { kind: 'string', defaultValue, secret };
-}
-
-function collectKeys(shape: Record<string, z.ZodType>, prefix: readonly string[]): ConfigKey[] {
-  return Object.entries(shape).flatMap(([key, schema]): ConfigKey[] => {
-    const path = [...prefix, key];
-    const leaf = describeLeaf(schema);
-    if (leaf.kind === 'object') {
-      let inner: z.ZodType = schema;
-      while (!(inner instanceof z.ZodObject)) inner = (inner as z.ZodPrefault<z.ZodType>).unwrap();
-      return collectKeys(inner.shape as Record<string, z.ZodType>, path);
-    }
-    return [
-      {
-        path,
-        name: path.join('.'),
-        flag: path.join('-').replaceAll('_', '-'),
-        env: ENV_PREFIX + path.join('__').toUpperCase(),
-        kind: leaf.kind,
-        choices: leaf.choices,
-        defaultValue: leaf.defaultValue,
-        secret: leaf.secret,
-      },
-    ];
-  });
-}
-
-/** Every leaf key of the schema with its flag and environment names, in schema order. */
-export const CONFIG_KEYS: readonly ConfigKey[] = Object.freeze(collectKeys(configSchema.shape, []));
-
-/** Known key names at one level of the file (for "did you mean" on unknown keys). */
-export function knownKeysAt(path: readonly PropertyKey[]): readonly string[] {
-  let shape: Record<string, z.ZodType> = configSchema.shape;
-  for (const segment of path) {
-    let inner: z.ZodType | undefined = shape[String(segment)];
-    while (inner !== undefined && !(inner instanceof z.ZodObject)) {
-      if (inner instanceof z.ZodPrefault || inner instanceof z.ZodOptional) inner = inner.unwrap() as z.ZodType;
-      else return [];
-    }
-    if (inner === undefined) return [];
-    shape = inner.shape as Record<string, z.ZodType>;
-  }
-  return Object.keys(shape);
-}

@@ -4,8 +4,9 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { ConfigError, REDACTED, loadConfig, maskSecrets, redactedConfig, usage } from '../../src/config/load.js';
-import { CONFIG_KEYS } from '../../src/config/schema.js';
+import { ConfigError, loadConfig, redactedConfig, usage } from '../../src/config/load.js';
+import { REDACTED, maskSecrets } from '../../src/config/effective-config.js';
+import { CONFIG_KEYS } from '../../src/config/schema-keys.js';
 import type { Config } from '../../src/config/types.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'popwarden-config-load-'));
