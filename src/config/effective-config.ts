@@ -2,8 +2,7 @@
  * The effective config as --check-config prints it: in config-file shape, secrets masked.
  */
 import { CONFIG_KEYS, type ConfigKey } from './schema-keys.js';
-import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, type RawConfig } from './schema.js';
-import { BACKEND_AUTH_TIMEOUT_MS, DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP, DEFAULT_MAX_SESSIONS, SHUTDOWN_DRAIN_MS } from './limits.js';
+import type { RawConfig } from './schema.js';
 import { getIn, setIn } from './object-paths.js';
 import type { Config, HostPort, LimiterPolicy, ListenerKind, UsernameCanonical } from './types.js';
 import { formatDuration, formatHostPort } from './values.js';
@@ -55,13 +54,13 @@ export function redactRedisUrl(url: string): string {
 
 function rawTls(tls: Config['tls']): NonNullable<RawConfig['tls']> {
   const raw: NonNullable<RawConfig['tls']> = {
-    certificates: (tls.certificates ?? []).map((entry) => ({ names: [...entry.names], cert: entry.certFile, key: entry.keyFile })),
-    server_names: [...(tls.serverNames ?? [])],
-    watch_files: tls.watchFiles ?? false,
-    min_version: tls.minVersion ?? 'TLSv1.2',
-    allow_legacy_protocols: tls.allowLegacyProtocols ?? false,
-    ciphers: tls.ciphers ?? DEFAULT_TLS_CIPHERS,
-    groups: tls.groups ?? DEFAULT_TLS_GROUPS,
+    certificates: tls.certificates.map((entry) => ({ names: [...entry.names], cert: entry.certFile, key: entry.keyFile })),
+    server_names: [...tls.serverNames],
+    watch_files: tls.watchFiles,
+    min_version: tls.minVersion,
+    allow_legacy_protocols: tls.allowLegacyProtocols,
+    ciphers: tls.ciphers,
+    groups: tls.groups,
   };
   if (tls.ticketKeysFile !== undefined) raw.ticket_keys_file = tls.ticketKeysFile;
   if (tls.pfxFile !== undefined) raw.pfx = tls.pfxFile;
@@ -92,18 +91,18 @@ function toRawConfig(config: Config): RawConfig {
       tls_handshake: formatDuration(t.tlsHandshakeMs),
       backend_connect: formatDuration(t.backendConnectMs),
       backend_step: formatDuration(t.backendStepMs),
-      backend_auth: formatDuration(t.backendAuthMs ?? BACKEND_AUTH_TIMEOUT_MS),
+      backend_auth: formatDuration(t.backendAuthMs),
       backend_idle: formatDuration(t.backendIdleMs),
       client_write_stall: formatDuration(t.clientWriteStallMs),
-      shutdown: formatDuration(t.shutdownMs ?? SHUTDOWN_DRAIN_MS),
+      shutdown: formatDuration(t.shutdownMs),
     },
     limits: {
       max_invalid_commands: config.limits.maxInvalidCommands,
       max_sessions_per_ip: config.limits.maxSessionsPerIp,
       max_new_connections_per_ip: config.limits.maxNewConnectionsPerIp,
-      max_handshakes_per_ip: config.limits.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP,
-      max_sessions: config.limits.maxSessions ?? DEFAULT_MAX_SESSIONS,
-      max_handshakes: config.limits.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES,
+      max_handshakes_per_ip: config.limits.maxHandshakesPerIp,
+      max_sessions: config.limits.maxSessions,
+      max_handshakes: config.limits.maxHandshakes,
     },
     tls: rawTls(config.tls),
     redis: rawRedis(config),

@@ -27,7 +27,7 @@ export function checkReferencedFiles(config: Config): void {
   checkReadableFile(config.tls.keyFile, 'key', certRemedy);
   checkReadableFile(config.tls.pfxFile, 'tls.pfx', 'fix the path, or remove tls.pfx');
   checkReadableFile(config.tls.pfxPassphraseFile, 'tls.pfx_passphrase_file', 'fix the path, or remove the key for an empty passphrase');
-  (config.tls.certificates ?? []).forEach((entry, index) => {
+  config.tls.certificates.forEach((entry, index) => {
     const remedy = 'fix the path, or remove that entry of tls.certificates';
     checkReadableFile(entry.certFile, `tls.certificates[${index}].cert`, remedy);
     checkReadableFile(entry.keyFile, `tls.certificates[${index}].key`, remedy);

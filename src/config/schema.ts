@@ -9,11 +9,20 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP, DEFAULT_MAX_SESSIONS, MAX_SHUTDOWN_MS, MIN_IDLE_TIMEOUT_MS } from './limits.js';
+import {
+  BACKEND_AUTH_TIMEOUT_MS,
+  DEFAULT_MAX_HANDSHAKES,
+  DEFAULT_MAX_HANDSHAKES_PER_IP,
+  DEFAULT_MAX_SESSIONS,
+  MAX_SHUTDOWN_MS,
+  MIN_IDLE_TIMEOUT_MS,
+  SHUTDOWN_DRAIN_MS,
+} from './limits.js';
 import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, STORE_FAILURE_MODES, TLS_VERSIONS, type HostPort } from './types.js';
 import {
   MAX_STORE_DURATION_MS,
   formatCidr,
+  formatDuration,
   formatHostPort,
   parseCidr,
   parseDuration,
@@ -94,7 +103,7 @@ const timeoutsSchema = z.strictObject({
    * longer than the backend's largest per-address penalty (Dovecot: 15 s plus 2 s), which it
    * applies here, so that a penalised correct login is not cut off as "backend unavailable".
    */
-  backend_auth: duration().prefault('30s'),
+  backend_auth: duration().prefault(formatDuration(BACKEND_AUTH_TIMEOUT_MS)),
   /** Default 10m. Backend silence while a reply is outstanding after login (a large RETR from a slow disk is still progress). */
   backend_idle: duration().prefault('10m'),
   /** Default 10m. How long a client may leave our writes unread (full TCP window) before it is dropped; bounds buffered memory per session. */
@@ -104,7 +113,7 @@ const timeoutsSchema = z.strictObject({
    * remaining sessions are closed. Kept below the systemd unit's TimeoutStopSec=60s, which would
    * otherwise SIGKILL popwarden mid-drain.
    */
-  shutdown: duration(MAX_SHUTDOWN_MS).prefault('20s'),
+  shutdown: duration(MAX_SHUTDOWN_MS).prefault(formatDuration(SHUTDOWN_DRAIN_MS)),
 });
 
 const limitsSchema = z.strictObject({
@@ -135,9 +144,6 @@ const serverName = z
     message: 'is a wildcard over a single label; use *.example.org, not *.org',
   })
   .transform(canonicalServerName);
-
-/** The TLS policy's defaults (tls/policy.ts), also read here by the effective-config printer. */
-export { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS };
 
 const tlsSchema = z.strictObject({
   /** Default []. Certificates chosen by the name the client sends (SNI): `[{names: [mail.example.org, "*.example.net"], cert: FILE, key: FILE}]`. Clients that send no name or an unknown one get the top-level cert/key (or pfx, or the self-signed pair). */
