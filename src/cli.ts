@@ -118,7 +118,7 @@ async function main(argv: string[]): Promise<void> {
       for (const warning of [...loaded.warnings, ...startWarnings(loaded.config)]) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       process.stdout.write(
-        `# popwarden effective configuration (secrets masked)\n${describeSwitchedOff(loaded.config.rateLimit).map((note) => `# ${note}\n`).join('')}${stringify(redactedConfig(loaded.config))}`,
+        `# popwarden effective configuration (secrets masked)\n${describeSwitchedOff(loaded.config.rateLimit).map((note) => `# ${note}\n`).join('')}${stringify(redactedConfig(loaded.settings))}`,
       );
       // A backend certificate popwarden would refuse at every login is a configuration error too.
       const backendProblem = await backendConfigProblem(loaded.config.backend, loaded.config.timeouts.backendConnectMs);

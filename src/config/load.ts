@@ -15,7 +15,7 @@ import { readEnvironment } from './environment.js';
 import { validate, type Source } from './explain.js';
 import { checkReferencedFiles } from './file-checks.js';
 import { getIn, setIn } from './object-paths.js';
-import { toRuntimeConfig } from './runtime.js';
+import { settle, toRuntimeConfig, type EffectiveSettings } from './runtime.js';
 import { CONFIG_KEYS } from './schema-keys.js';
 import type { Config } from './types.js';
 
@@ -33,6 +33,8 @@ export type LoadResult =
       /** `check`: --check-config was given; print the config and exit instead of serving. */
       readonly action: 'run' | 'check';
       readonly config: Config;
+      /** The same values in config-file shape (durations in ms, addresses parsed): what --check-config prints. */
+      readonly settings: EffectiveSettings;
       readonly configFile: string | undefined;
       /** One line each, for the log (or stderr with --check-config): things ignored, not refused. */
       readonly warnings: readonly string[];
@@ -71,7 +73,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): LoadResult {
     }
   }
 
-  const config = deepFreeze(toRuntimeConfig(validate(raw, sources, file), env));
+  const settings = settle(validate(raw, sources, file), env);
+  const config = deepFreeze(toRuntimeConfig(settings));
   checkReferencedFiles(config);
-  return { action: commandLine.check ? 'check' : 'run', config, configFile: file?.path, warnings: environment.warnings };
+  return { action: commandLine.check ? 'check' : 'run', config, settings, configFile: file?.path, warnings: environment.warnings };
 }

@@ -1,5 +1,8 @@
 /**
- * The schema's output mapped onto the runtime Config every other module reads.
+ * The schema's output mapped onto the runtime Config every other module reads, in two steps:
+ * `settle` fills the defaults the schema cannot know (they depend on the environment, or on
+ * another key), so that the result is complete; `toRuntimeConfig` then only renames and regroups.
+ * The settled values are also what --check-config prints (effective-config.ts).
  */
 import { resolve } from 'node:path';
 import { DEFAULT_REALM_SEPARATORS, type ParsedConfig } from './schema.js';
@@ -16,10 +19,28 @@ function listener(kind: ListenerKind, address: { host: string; port: number }): 
   return { kind, host: address.host, port: address.port, name: `${kind}:${formatHostPort(address)}` };
 }
 
-/** Relative paths are resolved against the working directory once, so logs show what is really read. */
-const absolute = (path: string | undefined) => (path === undefined ? undefined : resolve(path));
+/** The schema's output with every default applied: the one source of the runtime Config and of --check-config. */
+export type EffectiveSettings = ParsedConfig & { readonly state_dir: string };
 
-export function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): Config {
+/**
+ * The defaults the schema cannot declare: state_dir comes from systemd's STATE_DIRECTORY, and the
+ * realm separators apply only when no pattern is given (the schema refuses both together).
+ */
+export function settle(parsed: ParsedConfig, env: NodeJS.ProcessEnv): EffectiveSettings {
+  const canonical = parsed.rate_limit.username_canonical;
+  return {
+    ...parsed,
+    state_dir: resolve(parsed.state_dir ?? defaultStateDir(env)),
+    rate_limit: {
+      ...parsed.rate_limit,
+      username_canonical:
+        canonical.pattern === undefined ? { ...canonical, realm_separators: canonical.realm_separators ?? DEFAULT_REALM_SEPARATORS } : canonical,
+    },
+  };
+}
+
+/** Settled schema output → runtime Config: names and grouping only, every value is already final. */
+export function toRuntimeConfig(parsed: EffectiveSettings): Config {
   const t = parsed.timeouts;
   const r = parsed.rate_limit;
   return {
@@ -32,30 +53,30 @@ export function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): C
       port: parsed.backend.port,
       auth: parsed.backend_auth,
       tls: parsed.backend_tls,
-      caFile: absolute(parsed.backend_ca),
+      caFile: parsed.backend_ca,
       tlsInsecure: parsed.backend_tls_insecure,
       tlsServerName: parsed.backend_tls_servername,
-      clientCertFile: absolute(parsed.backend_tls_cert),
-      clientKeyFile: absolute(parsed.backend_tls_key),
+      clientCertFile: parsed.backend_tls_cert,
+      clientKeyFile: parsed.backend_tls_key,
       allowPlaintextAuth: parsed.allow_plaintext_backend_auth,
       trustLoopback: parsed.backend_trust_loopback,
       sourceAddress: parsed.backend_source_address,
     },
     tls: {
-      certFile: absolute(parsed.cert),
-      keyFile: absolute(parsed.key),
-      pfxFile: absolute(parsed.tls.pfx),
-      pfxPassphraseFile: absolute(parsed.tls.pfx_passphrase_file),
-      certificates: parsed.tls.certificates.map((entry) => ({ names: entry.names, certFile: resolve(entry.cert), keyFile: resolve(entry.key) })),
+      certFile: parsed.cert,
+      keyFile: parsed.key,
+      pfxFile: parsed.tls.pfx,
+      pfxPassphraseFile: parsed.tls.pfx_passphrase_file,
+      certificates: parsed.tls.certificates.map((entry) => ({ names: entry.names, certFile: entry.cert, keyFile: entry.key })),
       serverNames: parsed.tls.server_names,
       watchFiles: parsed.tls.watch_files,
       minVersion: parsed.tls.min_version,
       allowLegacyProtocols: parsed.tls.allow_legacy_protocols,
       ciphers: parsed.tls.ciphers,
       groups: parsed.tls.groups,
-      ticketKeysFile: absolute(parsed.tls.ticket_keys_file),
+      ticketKeysFile: parsed.tls.ticket_keys_file,
     },
-    stateDir: resolve(parsed.state_dir ?? defaultStateDir(env)),
+    stateDir: parsed.state_dir,
     greeting: parsed.greeting,
     authFailureDelayMs: parsed.auth_failure_delay,
     timeouts: {
@@ -85,7 +106,7 @@ export function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): C
     redis: {
       target: redisTarget(parsed.redis),
       username: parsed.redis.username,
-      passwordFile: absolute(parsed.redis.password_file),
+      passwordFile: parsed.redis.password_file,
       tls: parsed.redis.tls,
       commandTimeoutMs: parsed.redis.command_timeout,
       connectTimeoutMs: parsed.redis.connect_timeout,
@@ -94,7 +115,8 @@ export function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): C
       keyPrefix: r.key_prefix,
       usernameCanonical: {
         lowerCase: r.username_canonical.lower_case,
-        realmSeparators: r.username_canonical.pattern === undefined ? (r.username_canonical.realm_separators ?? DEFAULT_REALM_SEPARATORS) : '',
+        // settle leaves realm_separators unset only beside a pattern, which then decides alone.
+        realmSeparators: r.username_canonical.realm_separators ?? '',
         pattern: r.username_canonical.pattern,
       },
       ipv6PrefixLength: r.ipv6_prefix,
@@ -102,7 +124,7 @@ export function toRuntimeConfig(parsed: ParsedConfig, env: NodeJS.ProcessEnv): C
       ip: limiterPolicy(r.ip),
       user: limiterPolicy(r.user),
       trustedPairMs: r.trusted_for,
-      hmacKeyFile: absolute(r.hmac_key_file),
+      hmacKeyFile: r.hmac_key_file,
       allow: r.allow,
       deny: r.deny,
       onStoreFailure: r.on_store_failure,

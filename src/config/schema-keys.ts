@@ -1,10 +1,11 @@
 /**
  * Reflection on the schema: every leaf key with the names it has as a flag (`timeouts.idle` →
  * `--timeouts-idle`) and an environment variable (`POPWARDEN_TIMEOUTS__IDLE`), its kind, choices,
- * default and secrecy, all read from the zod schema itself so that no list of keys is kept by hand.
+ * default, how its value is written, and whether it holds a secret, all read from the zod schema
+ * itself so that no list of keys is kept by hand.
  */
 import { z } from 'zod';
-import { configSchema } from './schema.js';
+import { configSchema, type ValueSyntax } from './schema.js';
 
 /** How a flag or environment value is turned into the type the schema expects. */
 export type ConfigKeyKind = 'string' | 'boolean' | 'integer' | 'list';
@@ -23,8 +24,20 @@ export interface ConfigKey {
   readonly choices: readonly string[] | undefined;
   /** The default as the user would write it, for --help. */
   readonly defaultValue: unknown;
-  /** Masked in --check-config output. Mark a key with `.meta({ secret: true })`. */
+  /** Masked in --check-config output. Mark a key with `.meta({ secret: true })`; see also holdsSecret. */
   readonly secret: boolean;
+  /** How its parsed value (of each list item, for a list) is written back; undefined: as parsed. */
+  readonly syntax: ValueSyntax | undefined;
+  /** Neither required nor defaulted: the key may stay unset (backend_ca, redis.url). */
+  readonly optional: boolean;
+}
+
+/** Key names that hold secrets even if nobody remembered to mark them in the schema (second belt). */
+const SECRET_NAME = /pass(word|phrase)?|secret|token|credential|api_key|private/i;
+
+/** The rule for masking a key's value: marked secret in the schema, or named like a secret. */
+export function holdsSecret(key: Pick<ConfigKey, 'path' | 'secret'>): boolean {
+  return key.secret || SECRET_NAME.test(key.path.at(-1) ?? '');
 }
 
 export const ENV_PREFIX = 'POPWARDEN_';
@@ -34,28 +47,38 @@ interface LeafFacts {
   readonly kind: ConfigKeyKind | 'object';
   readonly defaultValue: unknown;
   readonly secret: boolean;
+  readonly syntax: ValueSyntax | undefined;
+  readonly optional: boolean;
   readonly choices?: readonly string[];
 }
+
+const syntaxOf = (schema: z.ZodType) => schema.meta()?.['syntax'] as ValueSyntax | undefined;
 
 function describeLeaf(schema: z.ZodType): LeafFacts {
   let current: z.ZodType = schema;
   let defaultValue: unknown;
   let secret = false;
+  let syntax: ValueSyntax | undefined;
+  let optional = false;
   for (;;) {
     if (current.meta()?.['secret'] === true) secret = true;
-    if (current instanceof z.ZodOptional) current = current.unwrap() as z.ZodType;
-    else if (current instanceof z.ZodPrefault || current instanceof z.ZodDefault) {
+    syntax ??= syntaxOf(current);
+    if (current instanceof z.ZodOptional) {
+      optional = true;
+      current = current.unwrap() as z.ZodType;
+    } else if (current instanceof z.ZodPrefault || current instanceof z.ZodDefault) {
       defaultValue ??= current.def.defaultValue;
       current = current.unwrap() as z.ZodType;
     } else if (current instanceof z.ZodPipe) current = current.in as z.ZodType;
     else break;
   }
-  if (current instanceof z.ZodArray) return { kind: 'list', defaultValue, secret };
-  if (current instanceof z.ZodBoolean) return { kind: 'boolean', defaultValue, secret };
-  if (current instanceof z.ZodNumber) return { kind: 'integer', defaultValue, secret };
-  if (current instanceof z.ZodObject) return { kind: 'object', defaultValue, secret };
-  if (current instanceof z.ZodEnum) return { kind: 'string', defaultValue, secret, choices: current.options.map(String) };
-  return { kind: 'string', defaultValue, secret };
+  const facts = { defaultValue, secret, syntax, optional: optional && defaultValue === undefined };
+  if (current instanceof z.ZodArray) return { ...facts, kind: 'list', syntax: syntax ?? syntaxOf(current.element as z.ZodType) };
+  if (current instanceof z.ZodBoolean) return { ...facts, kind: 'boolean' };
+  if (current instanceof z.ZodNumber) return { ...facts, kind: 'integer' };
+  if (current instanceof z.ZodObject) return { ...facts, kind: 'object' };
+  if (current instanceof z.ZodEnum) return { ...facts, kind: 'string', choices: current.options.map(String) };
+  return { ...facts, kind: 'string' };
 }
 
 function collectKeys(shape: Record<string, z.ZodType>, prefix: readonly string[]): ConfigKey[] {
@@ -77,6 +100,8 @@ function collectKeys(shape: Record<string, z.ZodType>, prefix: readonly string[]
         choices: leaf.choices,
         defaultValue: leaf.defaultValue,
         secret: leaf.secret,
+        syntax: leaf.syntax,
+        optional: leaf.optional,
       },
     ];
   });

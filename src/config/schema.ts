@@ -8,6 +8,7 @@
  * `POPWARDEN_TIMEOUTS__IDLE`); CONFIG_KEYS (schema-keys.ts) lists them all, derived from the schema itself.
  */
 import { isIP } from 'node:net';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
   BACKEND_AUTH_TIMEOUT_MS,
@@ -33,6 +34,13 @@ import {
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, MIN_TLS_VERSION, isLegacyTlsVersion } from '../tls/policy.js';
 import { canonicalServerName } from '../tls/sni.js';
 
+/**
+ * How a parsed value is written back in --check-config output, declared on the value helpers
+ * below and read through CONFIG_KEYS (schema-keys.ts). A value without one is written as parsed.
+ */
+export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off';
+const writtenAs = (syntax: ValueSyntax) => ({ syntax });
+
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
 function parsedString<T>(parse: (text: string) => Parsed<T>) {
   return z.string().transform((text, ctx): T => {
@@ -53,7 +61,9 @@ function duration(maxMs?: number) {
     error: (issue) =>
       typeof issue.input === 'number' ? `has no unit; write it with one, e.g. "${issue.input}s"` : undefined,
   });
-  return z.preprocess((value) => (value === 0 ? '0' : value), text.pipe(parsedString((value) => parseDuration(value, maxMs))));
+  return z
+    .preprocess((value) => (value === 0 ? '0' : value), text.pipe(parsedString((value) => parseDuration(value, maxMs))))
+    .meta(writtenAs('duration'));
 }
 
 /** A TTL in the rate-limit store: never a timer, so it may be longer than Node's 24-day timer limit. */
@@ -66,13 +76,20 @@ const cidrList = z.array(parsedString((text) => {
 }));
 
 function hostPort(rules: HostPortRules) {
-  return parsedString((text) => parseHostPort(text, rules));
+  return parsedString((text) => parseHostPort(text, rules)).meta(writtenAs('host-port'));
 }
 
 const listenerList = z.array(hostPort({ allowPortZero: true }));
 
-/** A path to a file popwarden reads (cert, key, CA bundle). Existence is checked by load.ts. */
-const filePath = z.string().min(1);
+/**
+ * A path to a file popwarden reads (cert, key, CA bundle), made absolute against the working
+ * directory once, here, so that logs and --check-config show what is really read. Existence is
+ * checked by file-checks.ts.
+ */
+const filePath = z
+  .string()
+  .min(1)
+  .transform((path) => resolve(path));
 
 /**
  * Printable ASCII without `<` and `>`: a greeting containing `<...@...>` would look like an APOP
@@ -353,6 +370,7 @@ export const configSchema = z
         ctx.issues.push({ code: 'custom', message: `${parsed.problem}, or "off"`, input: text });
         return z.NEVER;
       })
+      .meta(writtenAs('host-port-or-off'))
       .prefault('127.0.0.1:9595'),
     /** Default 30s; 0s turns it off. How often the backend is probed (connect and greeting) for the backend-up metric and /readyz. */
     backend_probe_interval: duration().prefault('30s'),

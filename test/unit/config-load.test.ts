@@ -21,11 +21,16 @@ function writeYaml(text: string): string {
 
 const BACKEND = ['--backend', '127.0.0.1:1110'];
 
-function load(argv: string[], env: NodeJS.ProcessEnv = {}): Config {
+function loaded(argv: string[], env: NodeJS.ProcessEnv = {}) {
   const result = loadConfig(argv, env);
   assert.ok(result.action === 'run' || result.action === 'check', `unexpected action ${result.action}`);
-  return result.config;
+  return result;
 }
+
+const load = (argv: string[], env: NodeJS.ProcessEnv = {}): Config => loaded(argv, env).config;
+
+/** What --check-config prints for these flags and environment. */
+const printed = (argv: string[], env: NodeJS.ProcessEnv = {}) => redactedConfig(loaded(argv, env).settings);
 
 /** Asserts a ConfigError with a one-line message and returns the message. */
 function loadError(argv: string[], env: NodeJS.ProcessEnv = {}): string {
@@ -416,12 +421,12 @@ type ListenerArray = unknown[];
 
 describe('redactedConfig', () => {
   it('prints a config file that loads back to the same Config', () => {
-    const original = load(
+    const original = loaded(
       ['--backend', '[2001:db8::1]:110', '--listen-tls', '[::1]:0', '--listen-stls', '', '--backend-tls', 'starttls', '--backend-tls-servername', 'pop.example', '--backend-source-address', '127.0.0.1', '--auth-failure-delay', '1500ms', '--timeouts-idle', '1h', '--log-level', 'warn'],
       { STATE_DIRECTORY: '/var/lib/popwarden' },
     );
-    const file = writeYaml(stringify(redactedConfig(original)));
-    assert.deepEqual(load(['--config', file]), original);
+    const file = writeYaml(stringify(redactedConfig(original.settings)));
+    assert.deepEqual(load(['--config', file]), original.config);
   });
 
   it('mentions every schema key for a fully populated config (no key forgotten in the mapping)', () => {
@@ -439,12 +444,12 @@ describe('redactedConfig', () => {
       ['--redis-url', 'redis://127.0.0.1:6379'],
       ['--redis-sentinels', '127.0.0.1:26379', '--redis-name', 'mymaster'],
       ['--redis-cluster', '127.0.0.1:7000'],
-    ].map((redis) => redactedConfig(load([...common, ...redis])) as Record<string, unknown>);
+    ].map((redis) => printed([...common, ...redis]) as Record<string, unknown>);
     // tls.pfx excludes cert/key.
     const withoutPair = common.filter((_, i) => !['--cert', '--key'].includes(common[i] ?? '') && !['--cert', '--key'].includes(common[i - 1] ?? ''));
-    raws.push(redactedConfig(load([...withoutPair, '--tls-pfx', pem, '--tls-pfx-passphrase-file', pem])) as Record<string, unknown>);
+    raws.push(printed([...withoutPair, '--tls-pfx', pem, '--tls-pfx-passphrase-file', pem]) as Record<string, unknown>);
     // rate_limit.username_canonical: realm_separators or pattern.
-    raws.push(redactedConfig(load([...common, '--rate-limit-username-canonical-pattern', '^([^@]+)'])) as Record<string, unknown>);
+    raws.push(printed([...common, '--rate-limit-username-canonical-pattern', '^([^@]+)']) as Record<string, unknown>);
     for (const key of CONFIG_KEYS) {
       const values = raws.map((raw) => key.path.reduce<unknown>((node, part) => (node as Record<string, unknown>)?.[part], raw));
       assert.ok(values.some((value) => value !== undefined), `${key.name} missing from redactedConfig output`);
@@ -452,13 +457,13 @@ describe('redactedConfig', () => {
   });
 
   it('masks a Redis URL password up to the last @, as the URL parser reads it', () => {
-    const printed = (url: string) => redactedConfig(load([...BACKEND, '--redis-url', url])).redis?.url;
-    assert.equal(printed('redis://:pass@dor@127.0.0.1:6390/2'), `redis://:${REDACTED}@127.0.0.1:6390/2`);
-    assert.equal(printed('redis://app:p:a@s@s@redis.example:6379'), `redis://app:${REDACTED}@redis.example:6379`);
-    assert.equal(printed('rediss://:simple@127.0.0.1:6380'), `rediss://:${REDACTED}@127.0.0.1:6380`);
+    const printedUrl = (url: string) => printed([...BACKEND, '--redis-url', url]).redis?.url;
+    assert.equal(printedUrl('redis://:pass@dor@127.0.0.1:6390/2'), `redis://:${REDACTED}@127.0.0.1:6390/2`);
+    assert.equal(printedUrl('redis://app:p:a@s@s@redis.example:6379'), `redis://app:${REDACTED}@redis.example:6379`);
+    assert.equal(printedUrl('rediss://:simple@127.0.0.1:6380'), `rediss://:${REDACTED}@127.0.0.1:6380`);
     // No colon: the URL parser calls it a username, but people put passwords there; hide it whole.
-    assert.equal(printed('redis://s3cret@127.0.0.1:6379'), `redis://${REDACTED}@127.0.0.1:6379`);
-    assert.equal(printed('redis://127.0.0.1:6379/0?name=x@y'), 'redis://127.0.0.1:6379/0?name=x@y');
+    assert.equal(printedUrl('redis://s3cret@127.0.0.1:6379'), `redis://${REDACTED}@127.0.0.1:6379`);
+    assert.equal(printedUrl('redis://127.0.0.1:6379/0?name=x@y'), 'redis://127.0.0.1:6379/0?name=x@y');
   });
 
   it('masks keys marked secret and keys whose names look secret', () => {
