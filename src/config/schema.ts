@@ -1,7 +1,7 @@
 /**
  * The one description of popwarden's configuration: key names, types, defaults, limits and the
  * reason for each. The YAML file, the POPWARDEN_* environment and the command-line flags are all
- * checked against this schema; load.ts turns its output into the frozen runtime Config.
+ * checked against this schema; runtime.ts maps its output onto the frozen runtime Config.
  *
  * Keys are snake_case in YAML. Each key is also a flag (`backend_tls` → `--backend-tls`, nested
  * `timeouts.idle` → `--timeouts-idle`) and an environment variable (`POPWARDEN_BACKEND_TLS`,

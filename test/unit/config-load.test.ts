@@ -429,6 +429,34 @@ describe('redactedConfig', () => {
     assert.deepEqual(load(['--config', file]), original.config);
   });
 
+  it('prints every key back in its own syntax: a file with all non-secret keys set loads back to the same Config', () => {
+    const pem = join(dir, 'round-trip.pem');
+    writeFileSync(pem, 'x');
+    const file = writeYaml(
+      [
+        'listen_tls: ["[::1]:0"]', 'listen_stls: ["127.0.0.1:0"]', 'backend: pop.example:1110', 'backend_auth: apop', 'backend_tls: implicit',
+        `backend_ca: ${pem}`, 'backend_tls_insecure: true', 'backend_tls_servername: pop.example', `backend_tls_cert: ${pem}`, `backend_tls_key: ${pem}`,
+        'allow_plaintext_backend_auth: true', 'backend_trust_loopback: false', 'backend_source_address: "::1"', `cert: ${pem}`, `key: ${pem}`,
+        `state_dir: ${dir}`, 'greeting: hello', 'auth_failure_delay: 1500ms', 'log_level: warn', 'metrics_listen: "[::1]:0"', 'backend_probe_interval: 0',
+        'tls:', `  certificates: [{names: [Mail.Example.org, "*.example.net"], cert: ${pem}, key: ${pem}}]`, '  server_names: [mail.example.org]',
+        '  watch_files: true', '  min_version: TLSv1.3', '  ciphers: HIGH', '  groups: X25519', `  ticket_keys_file: ${pem}`,
+        'timeouts: {pre_auth: 90s, idle: 1h, tls_handshake: 5s, backend_connect: 1s, backend_step: 2s, backend_auth: 3s, backend_idle: 4m, client_write_stall: 5m, shutdown: 45s}',
+        'limits: {max_invalid_commands: 3, max_sessions_per_ip: 0, max_new_connections_per_ip: 7, max_handshakes_per_ip: 8, max_sessions: 9, max_handshakes: 0}',
+        'redis: {sentinels: ["127.0.0.1:26379", "[::1]:26380"], name: mymaster, username: pw, tls: true, command_timeout: 250ms, connect_timeout: 3s}',
+        'rate_limit:', '  key_prefix: rt', '  username_canonical: {lower_case: false, realm_separators: "@"}', '  ipv6_prefix: 48',
+        '  user_ip: {max_failures: 3, window: 7d, block: 2h}', '  ip: {max_failures: 0, window: 1s, block: 1s}', '  user: {max_failures: 4, window: 90m, block: 1d}',
+        '  trusted_for: 0s', `  hmac_key_file: ${pem}`, '  allow: [192.0.2.0/24]', '  deny: ["2001:db8::/32"]', '  on_store_failure: fail_closed',
+        '',
+      ].join('\n'),
+    );
+    const original = loaded(['--config', file]);
+    const raw = redactedConfig(original.settings);
+    assert.deepEqual(load(['--config', writeYaml(stringify(raw))]), original.config);
+    // Written as a person would: durations in their shortest unit, addresses as HOST:PORT.
+    assert.deepEqual(raw.timeouts, { pre_auth: '90s', idle: '1h', tls_handshake: '5s', backend_connect: '1s', backend_step: '2s', backend_auth: '3s', backend_idle: '4m', client_write_stall: '5m', shutdown: '45s' });
+    assert.deepEqual([raw.backend, raw.metrics_listen, raw.redis?.sentinels], ['pop.example:1110', '[::1]:0', ['127.0.0.1:26379', '[::1]:26380']]);
+  });
+
   it('mentions every schema key for a fully populated config (no key forgotten in the mapping)', () => {
     const pem = join(dir, 'any.pem');
     writeFileSync(pem, 'x');
