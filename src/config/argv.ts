@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { fail } from './config-error.js';
 import { closest, hint } from './did-you-mean.js';
 import { CONFIG_KEYS, type ConfigKey } from './schema-keys.js';
-import { envValue, splitList } from './text-values.js';
+import { valueFromText, splitList } from './text-values.js';
 
 const CONTROL_FLAGS = {
   config: { type: 'string', short: 'c' },
@@ -93,7 +93,7 @@ export function readCommandLine(argv: readonly string[]): CommandLine {
     } else if (Array.isArray(given)) {
       values.set(key, splitList(given as string[]));
     } else if (typeof given === 'string') {
-      values.set(key, key.kind === 'integer' ? envValue(key, `--${key.flag}`, given) : given);
+      values.set(key, key.kind === 'integer' ? valueFromText(key, `--${key.flag}`, given) : given);
     }
   }
   const configFile = parsed['config'];

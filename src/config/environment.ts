@@ -5,7 +5,7 @@
 import { fail } from './config-error.js';
 import { closest, hint } from './did-you-mean.js';
 import { CONFIG_KEYS, ENV_PREFIX, type ConfigKey } from './schema-keys.js';
-import { envValue } from './text-values.js';
+import { valueFromText } from './text-values.js';
 
 /**
  * What Kubernetes injects for a Service named popwarden (enableServiceLinks, on by default):
@@ -32,7 +32,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv): Environment {
     if (!name.startsWith(ENV_PREFIX) || text === undefined) continue;
     const key = byName.get(name);
     if (key !== undefined) {
-      values.set(key, envValue(key, name, text));
+      values.set(key, valueFromText(key, name, text));
     } else if (name === `${ENV_PREFIX}CONFIG`) {
       // Ignoring it would serve without the file its author meant; that is worth a refusal.
       fail(`${name} is not supported; give the config file with --config FILE`);

@@ -8,11 +8,13 @@ import { fail } from './config-error.js';
 const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
 const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
 
+/** Repeated flags and comma-separated text both make one list; blank items are dropped. */
 export function splitList(values: readonly string[]): string[] {
   return values.flatMap((value) => value.split(',')).map((item) => item.trim()).filter((item) => item !== '');
 }
 
-export function envValue(key: ConfigKey, name: string, text: string): unknown {
+/** One flag's or variable's text (`name` is how the user spelled it, for the error) as the schema's input type. */
+export function valueFromText(key: ConfigKey, name: string, text: string): unknown {
   switch (key.kind) {
     case 'list':
       return splitList([text]);
