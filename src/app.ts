@@ -5,7 +5,6 @@ import { loadTlsMaterial, type TlsMaterial } from './net/tls-material.js';
 import { planReload } from './config/reload.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';
-import { DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP } from './config/limits.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { backendTlsOptions } from './backend/tls-options.js';
 import { Session } from './session/session.js';
@@ -69,8 +68,8 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const { log } = deps;
   const tls = TlsProvider.from(deps.tls);
   tls.handshakes = new HandshakeLimiter({
-    maxPerIp: config.limits.maxHandshakesPerIp ?? DEFAULT_MAX_HANDSHAKES_PER_IP,
-    maxTotal: config.limits.maxHandshakes ?? DEFAULT_MAX_HANDSHAKES,
+    maxPerIp: config.limits.maxHandshakesPerIp,
+    maxTotal: config.limits.maxHandshakes,
     ipv6PrefixLength: config.rateLimit.ipv6PrefixLength,
   });
   const metrics = deps.metrics ?? NO_METRICS;

@@ -13,7 +13,6 @@ import type { ReloadableProxy } from './app.js';
 import { runPopwarden } from './main.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
 import { startupErrorLine } from './config/startup-errors.js';
-import { DEFAULT_MAX_SESSIONS, SHUTDOWN_DRAIN_MS } from './config/limits.js';
 import { descriptorWarning } from './net/descriptor-budget.js';
 import type { Config } from './config/types.js';
 import { checkConfiguredCertificate } from './certs/checks.js';
@@ -75,14 +74,14 @@ function handleStopSignals(log: Logger, drainMs: number): { started(proxy: Reloa
 
 /** What is worth saying about the config before it runs, but does not stop it (--check-config prints it too). */
 function startWarnings(config: Config): string[] {
-  const descriptors = descriptorWarning(config.limits.maxSessions ?? DEFAULT_MAX_SESSIONS);
+  const descriptors = descriptorWarning(config.limits.maxSessions);
   return descriptors === undefined ? [] : [descriptors];
 }
 
 async function serve(config: Config, warnings: readonly string[], reread: () => Config): Promise<void> {
   const log = createLogger(config.logLevel);
   for (const warning of warnings) log.warn(warning);
-  const signals = handleStopSignals(log, config.timeouts.shutdownMs ?? SHUTDOWN_DRAIN_MS);
+  const signals = handleStopSignals(log, config.timeouts.shutdownMs);
   signals.started(await runPopwarden(config, log, { loadConfig: reread }));
 }
 
@@ -119,7 +118,7 @@ async function main(argv: string[]): Promise<void> {
       for (const warning of [...loaded.warnings, ...startWarnings(loaded.config)]) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       process.stdout.write(
-        `# popwarden effective configuration (secrets masked)\n${describeSwitchedOff(loaded.config.rateLimit).map((note) => `# ${note}\n`).join('')}${stringify(redactedConfig(loaded.config))}`,
+        `# popwarden effective configuration (secrets masked)\n${describeSwitchedOff(loaded.config.rateLimit).map((note) => `# ${note}\n`).join('')}${stringify(redactedConfig(loaded.settings))}`,
       );
       // A backend certificate popwarden would refuse at every login is a configuration error too.
       const backendProblem = await backendConfigProblem(loaded.config.backend, loaded.config.timeouts.backendConnectMs);

@@ -8,7 +8,6 @@ import { TlsProvider } from './net/tls-provider.js';
 import { startObservability } from './observability/setup.js';
 import { createProtection } from './auth/protection.js';
 import { descriptorWarning } from './net/descriptor-budget.js';
-import { DEFAULT_MAX_SESSIONS } from './config/limits.js';
 
 /** tls.watch_files: editors and ACME clients write a cert, key and chain in quick succession; reload once after they settle. */
 export const WATCH_DEBOUNCE_MS = 1_000;
@@ -59,7 +58,7 @@ function watchFiles(files: readonly string[], onChange: () => void, log: Logger)
 export async function runPopwarden(config: Config, log: Logger, options: RunOptions = {}): Promise<ReloadableProxy> {
   const tls = new TlsProvider(await loadTlsMaterial(config, log));
   const observability = await startObservability(config, log);
-  const descriptors = descriptorWarning(config.limits.maxSessions ?? DEFAULT_MAX_SESSIONS);
+  const descriptors = descriptorWarning(config.limits.maxSessions);
   if (descriptors !== undefined) log.warn(descriptors);
   const protection = await createProtection(config, log, observability.metrics);
   let proxy: ReloadableProxy;
@@ -86,7 +85,7 @@ export async function runPopwarden(config: Config, log: Logger, options: RunOpti
       // The expiry gauge follows the certificates now served, the health probe the backend.
       observability.watch(proxy, tls.current);
       observability.backendChanged(outcome.config.backend);
-      if (config.tls.watchFiles === true) armWatch();
+      if (config.tls.watchFiles) armWatch();
     }
     return outcome;
   };
@@ -94,7 +93,7 @@ export async function runPopwarden(config: Config, log: Logger, options: RunOpti
     stopWatching();
     stopWatching = watchFiles(tls.files, () => void reload(), log);
   };
-  if (config.tls.watchFiles === true) {
+  if (config.tls.watchFiles) {
     if (tls.files.length === 0) log.warn('tls.watch_files is on but no certificate files are configured (self-signed): nothing to watch');
     else armWatch();
   }

@@ -4,7 +4,6 @@ import type { Metrics } from '../observability/metrics.js';
 import type { LoginGuard } from './login-guard.js';
 import type { ConnectionGate } from '../net/connection-gate.js';
 import { ConnectionLimits } from '../net/connection-limits.js';
-import { DEFAULT_MAX_SESSIONS } from '../config/limits.js';
 import { CidrList } from './rate-limit/cidr.js';
 import { describeSwitchedOff } from './rate-limit/policy.js';
 import { loadHmacKey } from './rate-limit/hmac.js';
@@ -38,7 +37,7 @@ export async function createProtection(config: Config, log: Logger, metrics: Met
   const gate = new ConnectionLimits({
     maxSessionsPerIp: config.limits.maxSessionsPerIp,
     maxNewConnectionsPerIp: config.limits.maxNewConnectionsPerIp,
-    maxSessions: config.limits.maxSessions ?? DEFAULT_MAX_SESSIONS,
+    maxSessions: config.limits.maxSessions,
     ipv6PrefixLength: rateLimit.ipv6PrefixLength,
     allow,
     deny,

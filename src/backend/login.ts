@@ -16,7 +16,7 @@ import {
   UNKNOWN_CAPABILITIES,
   type BackendCapabilities,
 } from '../pop3/capabilities.js';
-import { BACKEND_AUTH_TIMEOUT_MS, MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS } from '../config/limits.js';
+import { MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS } from '../config/limits.js';
 import {
   BackendRejectedError,
   BackendUnavailableError,
@@ -94,7 +94,7 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
 
     log.debug({ action: 'logging in to backend', backendMechanism: choice.mechanism });
     // Backends apply their per-address penalty here, so these replies get the longer timeout.
-    const authTimeout = timeouts.backendAuthMs ?? BACKEND_AUTH_TIMEOUT_MS;
+    const authTimeout = timeouts.backendAuthMs;
     const outcome = await authenticate(link, choice.mechanism, credentials, apopTimestamp, authTimeout);
     if (!outcome.ok) throw new BackendRejectedError(outcome.code, outcome.text);
     link.replyComplete('auth');

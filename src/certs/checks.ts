@@ -94,7 +94,7 @@ export async function checkConfiguredCertificate(config: Config, now = new Date(
     const pfx = await loadPfx(pfxFile, config.tls.pfxPassphraseFile, tlsPolicy(config.tls), createLogger('silent'));
     defaultLeaf = { leaf: pfx.leaf, path: pfxFile };
   }
-  for (const entry of config.tls.certificates ?? []) {
+  for (const entry of config.tls.certificates) {
     const leaf = await checkPair(entry.certFile, entry.keyFile);
     for (const name of entry.names) {
       if (!covers(leaf, name)) {
@@ -103,7 +103,7 @@ export async function checkConfiguredCertificate(config: Config, now = new Date(
       leaves.set(canonicalServerName(name), { leaf, path: entry.certFile });
     }
   }
-  for (const name of config.tls.serverNames ?? []) {
+  for (const name of config.tls.serverNames) {
     const chosen = (isIP(name) === 0 ? sniLookup(leaves, name) : undefined) ?? defaultLeaf;
     if (chosen === undefined) continue; // self-signed: made for this host's names at first start
     if (!covers(chosen.leaf, name)) {

@@ -53,17 +53,14 @@ export function planReload(running: Config, next: Config): ReloadPlan {
       ...next.limits,
       maxSessionsPerIp: running.limits.maxSessionsPerIp,
       maxNewConnectionsPerIp: running.limits.maxNewConnectionsPerIp,
-      ...(running.limits.maxHandshakesPerIp === undefined ? {} : { maxHandshakesPerIp: running.limits.maxHandshakesPerIp }),
-      ...(running.limits.maxSessions === undefined ? {} : { maxSessions: running.limits.maxSessions }),
-      ...(running.limits.maxHandshakes === undefined ? {} : { maxHandshakes: running.limits.maxHandshakes }),
+      maxHandshakesPerIp: running.limits.maxHandshakesPerIp,
+      maxSessions: running.limits.maxSessions,
+      maxHandshakes: running.limits.maxHandshakes,
     },
-    tls: { ...next.tls, ...(running.tls.watchFiles === undefined ? {} : { watchFiles: running.tls.watchFiles }) },
+    tls: { ...next.tls, watchFiles: running.tls.watchFiles },
     // The STLS handshake deadline follows the new value; the implicit port's was fixed at bind.
     // The drain time on SIGTERM was handed to the signal handler at startup.
-    timeouts: {
-      ...next.timeouts,
-      ...(running.timeouts.shutdownMs === undefined ? {} : { shutdownMs: running.timeouts.shutdownMs }),
-    },
+    timeouts: { ...next.timeouts, shutdownMs: running.timeouts.shutdownMs },
   };
   return { config: Object.freeze(config), needsRestart };
 }

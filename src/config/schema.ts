@@ -1,19 +1,29 @@
 /**
  * The one description of popwarden's configuration: key names, types, defaults, limits and the
  * reason for each. The YAML file, the POPWARDEN_* environment and the command-line flags are all
- * checked against this schema; load.ts turns its output into the frozen runtime Config.
+ * checked against this schema; runtime.ts maps its output onto the frozen runtime Config.
  *
  * Keys are snake_case in YAML. Each key is also a flag (`backend_tls` → `--backend-tls`, nested
  * `timeouts.idle` → `--timeouts-idle`) and an environment variable (`POPWARDEN_BACKEND_TLS`,
- * `POPWARDEN_TIMEOUTS__IDLE`); CONFIG_KEYS lists them all, derived from the schema itself.
+ * `POPWARDEN_TIMEOUTS__IDLE`); CONFIG_KEYS (schema-keys.ts) lists them all, derived from the schema itself.
  */
 import { isIP } from 'node:net';
+import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_MAX_HANDSHAKES, DEFAULT_MAX_HANDSHAKES_PER_IP, DEFAULT_MAX_SESSIONS, MAX_SHUTDOWN_MS, MIN_IDLE_TIMEOUT_MS } from './limits.js';
+import {
+  BACKEND_AUTH_TIMEOUT_MS,
+  DEFAULT_MAX_HANDSHAKES,
+  DEFAULT_MAX_HANDSHAKES_PER_IP,
+  DEFAULT_MAX_SESSIONS,
+  MAX_SHUTDOWN_MS,
+  MIN_IDLE_TIMEOUT_MS,
+  SHUTDOWN_DRAIN_MS,
+} from './limits.js';
 import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, STORE_FAILURE_MODES, TLS_VERSIONS, type HostPort } from './types.js';
 import {
   MAX_STORE_DURATION_MS,
   formatCidr,
+  formatDuration,
   formatHostPort,
   parseCidr,
   parseDuration,
@@ -23,6 +33,13 @@ import {
 } from './values.js';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, MIN_TLS_VERSION, isLegacyTlsVersion } from '../tls/policy.js';
 import { canonicalServerName } from '../tls/sni.js';
+
+/**
+ * How a parsed value is written back in --check-config output, declared on the value helpers
+ * below and read through CONFIG_KEYS (schema-keys.ts). A value without one is written as parsed.
+ */
+export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off';
+const writtenAs = (syntax: ValueSyntax) => ({ syntax });
 
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
 function parsedString<T>(parse: (text: string) => Parsed<T>) {
@@ -44,7 +61,9 @@ function duration(maxMs?: number) {
     error: (issue) =>
       typeof issue.input === 'number' ? `has no unit; write it with one, e.g. "${issue.input}s"` : undefined,
   });
-  return z.preprocess((value) => (value === 0 ? '0' : value), text.pipe(parsedString((value) => parseDuration(value, maxMs))));
+  return z
+    .preprocess((value) => (value === 0 ? '0' : value), text.pipe(parsedString((value) => parseDuration(value, maxMs))))
+    .meta(writtenAs('duration'));
 }
 
 /** A TTL in the rate-limit store: never a timer, so it may be longer than Node's 24-day timer limit. */
@@ -57,13 +76,20 @@ const cidrList = z.array(parsedString((text) => {
 }));
 
 function hostPort(rules: HostPortRules) {
-  return parsedString((text) => parseHostPort(text, rules));
+  return parsedString((text) => parseHostPort(text, rules)).meta(writtenAs('host-port'));
 }
 
 const listenerList = z.array(hostPort({ allowPortZero: true }));
 
-/** A path to a file popwarden reads (cert, key, CA bundle). Existence is checked by load.ts. */
-const filePath = z.string().min(1);
+/**
+ * A path to a file popwarden reads (cert, key, CA bundle), made absolute against the working
+ * directory once, here, so that logs and --check-config show what is really read. Existence is
+ * checked by file-checks.ts.
+ */
+const filePath = z
+  .string()
+  .min(1)
+  .transform((path) => resolve(path));
 
 /**
  * Printable ASCII without `<` and `>`: a greeting containing `<...@...>` would look like an APOP
@@ -94,7 +120,7 @@ const timeoutsSchema = z.strictObject({
    * longer than the backend's largest per-address penalty (Dovecot: 15 s plus 2 s), which it
    * applies here, so that a penalised correct login is not cut off as "backend unavailable".
    */
-  backend_auth: duration().prefault('30s'),
+  backend_auth: duration().prefault(formatDuration(BACKEND_AUTH_TIMEOUT_MS)),
   /** Default 10m. Backend silence while a reply is outstanding after login (a large RETR from a slow disk is still progress). */
   backend_idle: duration().prefault('10m'),
   /** Default 10m. How long a client may leave our writes unread (full TCP window) before it is dropped; bounds buffered memory per session. */
@@ -104,7 +130,7 @@ const timeoutsSchema = z.strictObject({
    * remaining sessions are closed. Kept below the systemd unit's TimeoutStopSec=60s, which would
    * otherwise SIGKILL popwarden mid-drain.
    */
-  shutdown: duration(MAX_SHUTDOWN_MS).prefault('20s'),
+  shutdown: duration(MAX_SHUTDOWN_MS).prefault(formatDuration(SHUTDOWN_DRAIN_MS)),
 });
 
 const limitsSchema = z.strictObject({
@@ -135,9 +161,6 @@ const serverName = z
     message: 'is a wildcard over a single label; use *.example.org, not *.org',
   })
   .transform(canonicalServerName);
-
-/** The TLS policy's defaults (tls/policy.ts), also read here by the effective-config printer. */
-export { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS };
 
 const tlsSchema = z.strictObject({
   /** Default []. Certificates chosen by the name the client sends (SNI): `[{names: [mail.example.org, "*.example.net"], cert: FILE, key: FILE}]`. Clients that send no name or an unknown one get the top-level cert/key (or pfx, or the self-signed pair). */
@@ -347,6 +370,7 @@ export const configSchema = z
         ctx.issues.push({ code: 'custom', message: `${parsed.problem}, or "off"`, input: text });
         return z.NEVER;
       })
+      .meta(writtenAs('host-port-or-off'))
       .prefault('127.0.0.1:9595'),
     /** Default 30s; 0s turns it off. How often the backend is probed (connect and greeting) for the backend-up metric and /readyz. */
     backend_probe_interval: duration().prefault('30s'),
@@ -445,97 +469,3 @@ export const configSchema = z
 export type RawConfig = z.input<typeof configSchema>;
 /** The schema's output: durations in ms, addresses parsed; load.ts maps it onto the runtime Config. */
 export type ParsedConfig = z.output<typeof configSchema>;
-
-/** How a flag or environment value is turned into the type the schema expects. */
-export type ConfigKeyKind = 'string' | 'boolean' | 'integer' | 'list';
-
-export interface ConfigKey {
-  /** ["timeouts", "idle"] */
-  readonly path: readonly string[];
-  /** "timeouts.idle", as printed in messages. */
-  readonly name: string;
-  /** "timeouts-idle", without the leading "--". */
-  readonly flag: string;
-  /** "POPWARDEN_TIMEOUTS__IDLE" */
-  readonly env: string;
-  readonly kind: ConfigKeyKind;
-  /** The allowed words, for enum keys. */
-  readonly choices: readonly string[] | undefined;
-  /** The default as the user would write it, for --help. */
-  readonly defaultValue: unknown;
-  /** Masked in --check-config output. Mark a key with `.meta({ secret: true })`. */
-  readonly secret: boolean;
-}
-
-export const ENV_PREFIX = 'POPWARDEN_';
-
-/** Peels optional/default/pipe wrappers to the schema that says what type the user writes. */
-interface LeafFacts {
-  readonly kind: ConfigKeyKind | 'object';
-  readonly defaultValue: unknown;
-  readonly secret: boolean;
-  readonly choices?: readonly string[];
-}
-
-function describeLeaf(schema: z.ZodType): LeafFacts {
-  let current: z.ZodType = schema;
-  let defaultValue: unknown;
-  let secret = false;
-  for (;;) {
-    if (current.meta()?.['secret'] === true) secret = true;
-    if (current instanceof z.ZodOptional) current = current.unwrap() as z.ZodType;
-    else if (current instanceof z.ZodPrefault || current instanceof z.ZodDefault) {
-      defaultValue ??= current.def.defaultValue;
-      current = current.unwrap() as z.ZodType;
-    } else if (current instanceof z.ZodPipe) current = current.in as z.ZodType;
-    else break;
-  }
-  if (current instanceof z.ZodArray) return { kind: 'list', defaultValue, secret };
-  if (current instanceof z.ZodBoolean) return { kind: 'boolean', defaultValue, secret };
-  if (current instanceof z.ZodNumber) return { kind: 'integer', defaultValue, secret };
-  if (current instanceof z.ZodObject) return { kind: 'object', defaultValue, secret };
-  if (current instanceof z.ZodEnum) return { kind: 'string', defaultValue, secret, choices: current.options.map(String) };
-  return { kind: 'string', defaultValue, secret };
-}
-
-function collectKeys(shape: Record<string, z.ZodType>, prefix: readonly string[]): ConfigKey[] {
-  return Object.entries(shape).flatMap(([key, schema]): ConfigKey[] => {
-    const path = [...prefix, key];
-    const leaf = describeLeaf(schema);
-    if (leaf.kind === 'object') {
-      let inner: z.ZodType = schema;
-      while (!(inner instanceof z.ZodObject)) inner = (inner as z.ZodPrefault<z.ZodType>).unwrap();
-      return collectKeys(inner.shape as Record<string, z.ZodType>, path);
-    }
-    return [
-      {
-        path,
-        name: path.join('.'),
-        flag: path.join('-').replaceAll('_', '-'),
-        env: ENV_PREFIX + path.join('__').toUpperCase(),
-        kind: leaf.kind,
-        choices: leaf.choices,
-        defaultValue: leaf.defaultValue,
-        secret: leaf.secret,
-      },
-    ];
-  });
-}
-
-/** Every leaf key of the schema with its flag and environment names, in schema order. */
-export const CONFIG_KEYS: readonly ConfigKey[] = Object.freeze(collectKeys(configSchema.shape, []));
-
-/** Known key names at one level of the file (for "did you mean" on unknown keys). */
-export function knownKeysAt(path: readonly PropertyKey[]): readonly string[] {
-  let shape: Record<string, z.ZodType> = configSchema.shape;
-  for (const segment of path) {
-    let inner: z.ZodType | undefined = shape[String(segment)];
-    while (inner !== undefined && !(inner instanceof z.ZodObject)) {
-      if (inner instanceof z.ZodPrefault || inner instanceof z.ZodOptional) inner = inner.unwrap() as z.ZodType;
-      else return [];
-    }
-    if (inner === undefined) return [];
-    shape = inner.shape as Record<string, z.ZodType>;
-  }
-  return Object.keys(shape);
-}

@@ -3,7 +3,7 @@
  * a terminal, so it says what failed and what to change, never a stack trace.
  */
 import { TlsMaterialError } from '../tls/material-error.js';
-import { ConfigError } from './load.js';
+import { ConfigError } from './config-error.js';
 import { formatHostPort } from './values.js';
 
 /** Ports below this need root or CAP_NET_BIND_SERVICE on Linux. */

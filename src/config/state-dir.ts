@@ -7,7 +7,7 @@
  */
 import { chmodSync, mkdirSync, statSync, type Stats } from 'node:fs';
 import { userInfo } from 'node:os';
-import { ConfigError } from './load.js';
+import { ConfigError } from './config-error.js';
 
 /** Write permission for group or others. */
 const WRITABLE_BY_OTHERS = 0o022;

@@ -1,7 +1,9 @@
 /**
  * The validated, normalised configuration every other module reads. It is produced once by
  * config/load.ts (flags > environment > YAML file > defaults), frozen, and never re-parsed.
- * Durations are milliseconds here; the user writes them with units ("2s", "10m").
+ * Durations are milliseconds here; the user writes them with units ("2s", "10m"). Every default is
+ * already applied (the schema's, and those from the environment): a field is `undefined` only
+ * where undefined means something ("no CA file: the bundled list"), never "the default".
  */
 import type { TlsVersion } from '../tls/policy.js';
 
@@ -69,14 +71,14 @@ export interface TimeoutsConfig {
   readonly backendConnectMs: number;
   /** Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
   readonly backendStepMs: number;
-  /** Each backend reply once the login has begun (challenges, verdict). Default 30 s (BACKEND_AUTH_TIMEOUT_MS). */
-  readonly backendAuthMs?: number;
+  /** Each backend reply once the login has begun (challenges, verdict). */
+  readonly backendAuthMs: number;
   /** Silence from the backend while a reply is outstanding after login. */
   readonly backendIdleMs: number;
   /** How long a client may leave our writes unread before it is dropped. */
   readonly clientWriteStallMs: number;
-  /** SIGTERM drain: how long commands in flight may finish before sessions are closed. Default 20 s. */
-  readonly shutdownMs?: number;
+  /** SIGTERM drain: how long commands in flight may finish before sessions are closed. */
+  readonly shutdownMs: number;
 }
 
 export interface LimitsConfig {
@@ -86,12 +88,12 @@ export interface LimitsConfig {
   readonly maxSessionsPerIp: number;
   /** New connections from one client address per second; 0 = no bound. */
   readonly maxNewConnectionsPerIp: number;
-  /** TLS handshakes in progress from one client address (implicit and STLS); 0 = no bound. Default 10. */
-  readonly maxHandshakesPerIp?: number;
-  /** Client connections open at once, the whole process; 0 = no bound. Default 5,000. */
-  readonly maxSessions?: number;
-  /** TLS handshakes in progress, the whole process; 0 = no bound. Default 256. */
-  readonly maxHandshakes?: number;
+  /** TLS handshakes in progress from one client address (implicit and STLS); 0 = no bound. */
+  readonly maxHandshakesPerIp: number;
+  /** Client connections open at once, the whole process; 0 = no bound. */
+  readonly maxSessions: number;
+  /** TLS handshakes in progress, the whole process; 0 = no bound. */
+  readonly maxHandshakes: number;
 }
 
 /** What the failed-login guard does when its Redis store fails or is too slow. */
@@ -167,34 +169,31 @@ export interface SniCertificateConfig {
   readonly keyFile: string;
 }
 
-/**
- * The certificates and policy clients see. The fields after keyFile are optional so a Config made
- * by hand (tests) need not name them; undefined always means the documented default.
- */
+/** The certificates and policy clients see. */
 export interface TlsConfig {
   /** PEM certificate chain; undefined (and no pfxFile) means "generate a self-signed pair in stateDir". */
   readonly certFile: string | undefined;
   readonly keyFile: string | undefined;
   /** PKCS#12 bundle instead of certFile/keyFile (legacy RC2-40 files are converted in memory). */
-  readonly pfxFile?: string | undefined;
+  readonly pfxFile: string | undefined;
   /** File holding the PKCS#12 passphrase; undefined = empty passphrase. */
-  readonly pfxPassphraseFile?: string | undefined;
-  /** SNI certificates; the default (certFile/keyFile, pfx or self-signed) serves every other name. Default []. */
-  readonly certificates?: readonly SniCertificateConfig[];
-  /** Names clients use to reach popwarden, checked by --check-config against the default certificate. Default []. */
-  readonly serverNames?: readonly string[];
-  /** Reload when a certificate or key file changes (besides SIGHUP). Default false. */
-  readonly watchFiles?: boolean;
-  /** Default TLSv1.2. */
-  readonly minVersion?: TlsVersion;
-  /** Must be true for minVersion TLSv1 or TLSv1.1. Default false. */
-  readonly allowLegacyProtocols?: boolean;
-  /** OpenSSL cipher string for TLS 1.2 and below. Default: Mozilla intermediate. */
-  readonly ciphers?: string;
-  /** Key-exchange groups, colon separated (Node's ecdhCurve). Default X25519:prime256v1:secp384r1. */
-  readonly groups?: string;
-  /** 48-byte session ticket key file, shared by instances; created (0600) if absent. Default: random per start and reload. */
-  readonly ticketKeysFile?: string | undefined;
+  readonly pfxPassphraseFile: string | undefined;
+  /** SNI certificates; the default (certFile/keyFile, pfx or self-signed) serves every other name. */
+  readonly certificates: readonly SniCertificateConfig[];
+  /** Names clients use to reach popwarden, checked by --check-config against the default certificate. */
+  readonly serverNames: readonly string[];
+  /** Reload when a certificate or key file changes (besides SIGHUP). */
+  readonly watchFiles: boolean;
+  /** The lowest protocol version offered to clients. */
+  readonly minVersion: TlsVersion;
+  /** Must be true for minVersion TLSv1 or TLSv1.1. */
+  readonly allowLegacyProtocols: boolean;
+  /** OpenSSL cipher string for TLS 1.2 and below. */
+  readonly ciphers: string;
+  /** Key-exchange groups, colon separated (Node's ecdhCurve). */
+  readonly groups: string;
+  /** 48-byte session ticket key file, shared by instances; created (0600) if absent. undefined: random keys per start and reload. */
+  readonly ticketKeysFile: string | undefined;
 }
 
 export interface MetricsConfig {

@@ -72,7 +72,7 @@ export async function loadTlsMaterial(config: Config, log: Logger): Promise<TlsM
   const files = [...main.files];
 
   const byName = new Map<string, SecureContext>();
-  for (const entry of config.tls.certificates ?? []) {
+  for (const entry of config.tls.certificates) {
     const [cert, key] = await Promise.all([readPem(entry.certFile, 'certificate'), readPem(entry.keyFile, 'key')]);
     await checkOperatorFiles(entry, cert, key, log);
     const context = makeContext({ ...base, cert, key }, `cert ${entry.certFile} with key ${entry.keyFile}`);

@@ -65,26 +65,26 @@ export const TLS_POLICY = Object.freeze({
  */
 const LEGACY_CIPHERS = 'ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA';
 
-/** The tls.* settings the policy reads (a Config's `tls` has them); undefined means the default. */
+/** The tls.* settings the policy reads (a Config's `tls` has them, defaults filled in by the config loader). */
 export interface TlsPolicySettings {
-  readonly minVersion?: TlsVersion;
-  readonly allowLegacyProtocols?: boolean;
-  readonly ciphers?: string;
-  readonly groups?: string;
+  readonly minVersion: TlsVersion;
+  readonly allowLegacyProtocols: boolean;
+  readonly ciphers: string;
+  readonly groups: string;
 }
 
 /** The policy for this config: TLS_POLICY with tls.min_version, tls.ciphers and tls.groups applied. */
 export function tlsPolicy(tls: TlsPolicySettings): SecureContextOptions {
-  const minVersion = tls.minVersion ?? TLS_POLICY.minVersion;
+  const minVersion = tls.minVersion;
   const legacy = isLegacyTlsVersion(minVersion);
-  if (legacy && tls.allowLegacyProtocols !== true) {
+  if (legacy && !tls.allowLegacyProtocols) {
     throw new TlsMaterialError(`tls.min_version ${minVersion} needs tls.allow_legacy_protocols: true`);
   }
-  let ciphers = tls.ciphers ?? TLS_POLICY.ciphers;
+  let ciphers = tls.ciphers;
   if (legacy) {
     if (ciphers === TLS_POLICY.ciphers) ciphers = `${ciphers}:${LEGACY_CIPHERS}`;
     // OpenSSL 3's default security level 1 refuses TLS 1.0/1.1 (SHA-1 in the handshake).
     if (!ciphers.includes('@SECLEVEL=')) ciphers = `${ciphers}:@SECLEVEL=0`;
   }
-  return { ...TLS_POLICY, minVersion, ciphers, ecdhCurve: tls.groups ?? TLS_POLICY.ecdhCurve };
+  return { ...TLS_POLICY, minVersion, ciphers, ecdhCurve: tls.groups };
 }

@@ -61,7 +61,7 @@ describe('reload keeps live sessions and swaps certificates for new ones', { tim
         },
       }),
     );
-    const config = { ...testConfig({ backend: { host: backend.host, port: backend.port } }), tls: { ...live } };
+    const config = testConfig({ backend: { host: backend.host, port: backend.port }, tls: { ...live } });
     const sink = new Writable({
       write(chunk: Buffer, _encoding, callback) {
         logLines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));

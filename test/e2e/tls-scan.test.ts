@@ -47,7 +47,7 @@ describe('TLS scanner', { timeout: 600_000 }, () => {
 
   before(async () => {
     ca = createTestCa();
-    const config = { ...testConfig({ backend: { host: '127.0.0.1', port: 9 } }), tls: { certFile: ca.certFile, keyFile: ca.keyFile } };
+    const config = testConfig({ backend: { host: '127.0.0.1', port: 9 }, tls: { certFile: ca.certFile, keyFile: ca.keyFile } });
     const log = createLogger('silent');
     proxy = await startPopwarden(config, { log, tls: await loadTlsMaterial(config, log) });
   });

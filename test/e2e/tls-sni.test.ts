@@ -22,6 +22,7 @@ describe('SNI: certificates chosen by server name on both ports', { timeout: 60_
     const config = {
       ...base,
       tls: {
+        ...base.tls,
         certFile: main.certFile,
         keyFile: main.keyFile,
         certificates: [

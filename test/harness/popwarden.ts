@@ -11,8 +11,9 @@ import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { startPopwarden, type RunningProxy } from '../../src/app.js';
-import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig } from '../../src/config/types.js';
+import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
+import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS } from '../../src/tls/policy.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
 import type { Metrics } from '../../src/observability/metrics.js';
 import type { LoginGuard } from '../../src/auth/login-guard.js';
@@ -86,8 +87,12 @@ export interface TestProxy {
   stop(): Promise<void>;
 }
 
-/** The configuration tests start from: short timeouts, no failure delay, loopback only. */
-export function testConfig(overrides: ProxyOverrides): Config {
+/**
+ * The configuration tests start from: short timeouts, no failure delay, loopback only, and the
+ * schema's defaults elsewhere. `tls` overrides are for tests that build their own TLS material
+ * from the config (startTestProxy serves testTlsMaterial() whatever config.tls says).
+ */
+export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<TlsConfig> }): Config {
   return {
     listeners: [
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
@@ -106,7 +111,21 @@ export function testConfig(overrides: ProxyOverrides): Config {
       sourceAddress: undefined,
       ...overrides.backend,
     },
-    tls: { certFile: undefined, keyFile: undefined },
+    tls: {
+      certFile: undefined,
+      keyFile: undefined,
+      pfxFile: undefined,
+      pfxPassphraseFile: undefined,
+      certificates: [],
+      serverNames: [],
+      watchFiles: false,
+      minVersion: 'TLSv1.2',
+      allowLegacyProtocols: false,
+      ciphers: DEFAULT_TLS_CIPHERS,
+      groups: DEFAULT_TLS_GROUPS,
+      ticketKeysFile: undefined,
+      ...overrides.tls,
+    },
     stateDir: overrides.stateDir ?? testStateDir(),
     greeting: overrides.greeting ?? 'popwarden test ready',
     authFailureDelayMs: overrides.authFailureDelayMs ?? 0,
@@ -116,12 +135,14 @@ export function testConfig(overrides: ProxyOverrides): Config {
       tlsHandshakeMs: 5_000,
       backendConnectMs: 5_000,
       backendStepMs: 5_000,
+      backendAuthMs: 30_000,
       backendIdleMs: 10_000,
       clientWriteStallMs: 10_000,
+      shutdownMs: 20_000,
       ...overrides.timeouts,
     },
     // No handshake bound unless a test asks for one: parallel clients from 127.0.0.1 are the norm here.
-    limits: { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, maxHandshakesPerIp: 0, ...overrides.limits },
+    limits: { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, maxHandshakesPerIp: 0, maxSessions: 5_000, maxHandshakes: 256, ...overrides.limits },
     logLevel: 'debug',
     metrics: { listen: undefined, backendProbeIntervalMs: 0 },
     // The defaults, in process memory (no redis: configured).

@@ -4,8 +4,9 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { ConfigError, REDACTED, loadConfig, maskSecrets, redactedConfig, usage } from '../../src/config/load.js';
-import { CONFIG_KEYS } from '../../src/config/schema.js';
+import { ConfigError, loadConfig, redactedConfig, usage } from '../../src/config/load.js';
+import { REDACTED, maskSecrets } from '../../src/config/effective-config.js';
+import { CONFIG_KEYS } from '../../src/config/schema-keys.js';
 import type { Config } from '../../src/config/types.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'popwarden-config-load-'));
@@ -20,11 +21,16 @@ function writeYaml(text: string): string {
 
 const BACKEND = ['--backend', '127.0.0.1:1110'];
 
-function load(argv: string[], env: NodeJS.ProcessEnv = {}): Config {
+function loaded(argv: string[], env: NodeJS.ProcessEnv = {}) {
   const result = loadConfig(argv, env);
   assert.ok(result.action === 'run' || result.action === 'check', `unexpected action ${result.action}`);
-  return result.config;
+  return result;
 }
+
+const load = (argv: string[], env: NodeJS.ProcessEnv = {}): Config => loaded(argv, env).config;
+
+/** What --check-config prints for these flags and environment. */
+const printed = (argv: string[], env: NodeJS.ProcessEnv = {}) => redactedConfig(loaded(argv, env).settings);
 
 /** Asserts a ConfigError with a one-line message and returns the message. */
 function loadError(argv: string[], env: NodeJS.ProcessEnv = {}): string {
@@ -415,12 +421,40 @@ type ListenerArray = unknown[];
 
 describe('redactedConfig', () => {
   it('prints a config file that loads back to the same Config', () => {
-    const original = load(
+    const original = loaded(
       ['--backend', '[2001:db8::1]:110', '--listen-tls', '[::1]:0', '--listen-stls', '', '--backend-tls', 'starttls', '--backend-tls-servername', 'pop.example', '--backend-source-address', '127.0.0.1', '--auth-failure-delay', '1500ms', '--timeouts-idle', '1h', '--log-level', 'warn'],
       { STATE_DIRECTORY: '/var/lib/popwarden' },
     );
-    const file = writeYaml(stringify(redactedConfig(original)));
-    assert.deepEqual(load(['--config', file]), original);
+    const file = writeYaml(stringify(redactedConfig(original.settings)));
+    assert.deepEqual(load(['--config', file]), original.config);
+  });
+
+  it('prints every key back in its own syntax: a file with all non-secret keys set loads back to the same Config', () => {
+    const pem = join(dir, 'round-trip.pem');
+    writeFileSync(pem, 'x');
+    const file = writeYaml(
+      [
+        'listen_tls: ["[::1]:0"]', 'listen_stls: ["127.0.0.1:0"]', 'backend: pop.example:1110', 'backend_auth: apop', 'backend_tls: implicit',
+        `backend_ca: ${pem}`, 'backend_tls_insecure: true', 'backend_tls_servername: pop.example', `backend_tls_cert: ${pem}`, `backend_tls_key: ${pem}`,
+        'allow_plaintext_backend_auth: true', 'backend_trust_loopback: false', 'backend_source_address: "::1"', `cert: ${pem}`, `key: ${pem}`,
+        `state_dir: ${dir}`, 'greeting: hello', 'auth_failure_delay: 1500ms', 'log_level: warn', 'metrics_listen: "[::1]:0"', 'backend_probe_interval: 0',
+        'tls:', `  certificates: [{names: [Mail.Example.org, "*.example.net"], cert: ${pem}, key: ${pem}}]`, '  server_names: [mail.example.org]',
+        '  watch_files: true', '  min_version: TLSv1.3', '  ciphers: HIGH', '  groups: X25519', `  ticket_keys_file: ${pem}`,
+        'timeouts: {pre_auth: 90s, idle: 1h, tls_handshake: 5s, backend_connect: 1s, backend_step: 2s, backend_auth: 3s, backend_idle: 4m, client_write_stall: 5m, shutdown: 45s}',
+        'limits: {max_invalid_commands: 3, max_sessions_per_ip: 0, max_new_connections_per_ip: 7, max_handshakes_per_ip: 8, max_sessions: 9, max_handshakes: 0}',
+        'redis: {sentinels: ["127.0.0.1:26379", "[::1]:26380"], name: mymaster, username: pw, tls: true, command_timeout: 250ms, connect_timeout: 3s}',
+        'rate_limit:', '  key_prefix: rt', '  username_canonical: {lower_case: false, realm_separators: "@"}', '  ipv6_prefix: 48',
+        '  user_ip: {max_failures: 3, window: 7d, block: 2h}', '  ip: {max_failures: 0, window: 1s, block: 1s}', '  user: {max_failures: 4, window: 90m, block: 1d}',
+        '  trusted_for: 0s', `  hmac_key_file: ${pem}`, '  allow: [192.0.2.0/24]', '  deny: ["2001:db8::/32"]', '  on_store_failure: fail_closed',
+        '',
+      ].join('\n'),
+    );
+    const original = loaded(['--config', file]);
+    const raw = redactedConfig(original.settings);
+    assert.deepEqual(load(['--config', writeYaml(stringify(raw))]), original.config);
+    // Written as a person would: durations in their shortest unit, addresses as HOST:PORT.
+    assert.deepEqual(raw.timeouts, { pre_auth: '90s', idle: '1h', tls_handshake: '5s', backend_connect: '1s', backend_step: '2s', backend_auth: '3s', backend_idle: '4m', client_write_stall: '5m', shutdown: '45s' });
+    assert.deepEqual([raw.backend, raw.metrics_listen, raw.redis?.sentinels], ['pop.example:1110', '[::1]:0', ['127.0.0.1:26379', '[::1]:26380']]);
   });
 
   it('mentions every schema key for a fully populated config (no key forgotten in the mapping)', () => {
@@ -438,12 +472,12 @@ describe('redactedConfig', () => {
       ['--redis-url', 'redis://127.0.0.1:6379'],
       ['--redis-sentinels', '127.0.0.1:26379', '--redis-name', 'mymaster'],
       ['--redis-cluster', '127.0.0.1:7000'],
-    ].map((redis) => redactedConfig(load([...common, ...redis])) as Record<string, unknown>);
+    ].map((redis) => printed([...common, ...redis]) as Record<string, unknown>);
     // tls.pfx excludes cert/key.
     const withoutPair = common.filter((_, i) => !['--cert', '--key'].includes(common[i] ?? '') && !['--cert', '--key'].includes(common[i - 1] ?? ''));
-    raws.push(redactedConfig(load([...withoutPair, '--tls-pfx', pem, '--tls-pfx-passphrase-file', pem])) as Record<string, unknown>);
+    raws.push(printed([...withoutPair, '--tls-pfx', pem, '--tls-pfx-passphrase-file', pem]) as Record<string, unknown>);
     // rate_limit.username_canonical: realm_separators or pattern.
-    raws.push(redactedConfig(load([...common, '--rate-limit-username-canonical-pattern', '^([^@]+)'])) as Record<string, unknown>);
+    raws.push(printed([...common, '--rate-limit-username-canonical-pattern', '^([^@]+)']) as Record<string, unknown>);
     for (const key of CONFIG_KEYS) {
       const values = raws.map((raw) => key.path.reduce<unknown>((node, part) => (node as Record<string, unknown>)?.[part], raw));
       assert.ok(values.some((value) => value !== undefined), `${key.name} missing from redactedConfig output`);
@@ -451,13 +485,13 @@ describe('redactedConfig', () => {
   });
 
   it('masks a Redis URL password up to the last @, as the URL parser reads it', () => {
-    const printed = (url: string) => redactedConfig(load([...BACKEND, '--redis-url', url])).redis?.url;
-    assert.equal(printed('redis://:pass@dor@127.0.0.1:6390/2'), `redis://:${REDACTED}@127.0.0.1:6390/2`);
-    assert.equal(printed('redis://app:p:a@s@s@redis.example:6379'), `redis://app:${REDACTED}@redis.example:6379`);
-    assert.equal(printed('rediss://:simple@127.0.0.1:6380'), `rediss://:${REDACTED}@127.0.0.1:6380`);
+    const printedUrl = (url: string) => printed([...BACKEND, '--redis-url', url]).redis?.url;
+    assert.equal(printedUrl('redis://:pass@dor@127.0.0.1:6390/2'), `redis://:${REDACTED}@127.0.0.1:6390/2`);
+    assert.equal(printedUrl('redis://app:p:a@s@s@redis.example:6379'), `redis://app:${REDACTED}@redis.example:6379`);
+    assert.equal(printedUrl('rediss://:simple@127.0.0.1:6380'), `rediss://:${REDACTED}@127.0.0.1:6380`);
     // No colon: the URL parser calls it a username, but people put passwords there; hide it whole.
-    assert.equal(printed('redis://s3cret@127.0.0.1:6379'), `redis://${REDACTED}@127.0.0.1:6379`);
-    assert.equal(printed('redis://127.0.0.1:6379/0?name=x@y'), 'redis://127.0.0.1:6379/0?name=x@y');
+    assert.equal(printedUrl('redis://s3cret@127.0.0.1:6379'), `redis://${REDACTED}@127.0.0.1:6379`);
+    assert.equal(printedUrl('redis://127.0.0.1:6379/0?name=x@y'), 'redis://127.0.0.1:6379/0?name=x@y');
   });
 
   it('masks keys marked secret and keys whose names look secret', () => {

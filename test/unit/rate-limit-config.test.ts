@@ -9,11 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const BACKEND = ['--backend', '127.0.0.1:1110'];
-const load = (argv: string[], env: NodeJS.ProcessEnv = {}): Config => {
+const loaded = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
   const result = loadConfig(argv, env);
   assert.ok(result.action === 'run');
-  return result.config;
+  return result;
 };
+const load = (argv: string[], env: NodeJS.ProcessEnv = {}): Config => loaded(argv, env).config;
 const loadError = (argv: string[], env: NodeJS.ProcessEnv = {}): string => {
   try {
     loadConfig(argv, env);
@@ -71,9 +72,9 @@ describe('rate-limit configuration', () => {
     assert.deepEqual(load(BACKEND).rateLimit.usernameCanonical, { lowerCase: true, realmSeparators: '@%', pattern: undefined });
     const exact = load([...BACKEND, '--rate-limit-username-canonical-realm-separators', '', '--no-rate-limit-username-canonical-lower-case']);
     assert.deepEqual(exact.rateLimit.usernameCanonical, { lowerCase: false, realmSeparators: '', pattern: undefined });
-    const pattern = load([], { POPWARDEN_BACKEND: '127.0.0.1:1110', POPWARDEN_RATE_LIMIT__USERNAME_CANONICAL__PATTERN: '^([^+@]+)' });
-    assert.deepEqual(pattern.rateLimit.usernameCanonical, { lowerCase: true, realmSeparators: '', pattern: '^([^+@]+)' });
-    assert.deepEqual(redactedConfig(pattern).rate_limit?.username_canonical, { lower_case: true, pattern: '^([^+@]+)' });
+    const pattern = loaded([], { POPWARDEN_BACKEND: '127.0.0.1:1110', POPWARDEN_RATE_LIMIT__USERNAME_CANONICAL__PATTERN: '^([^+@]+)' });
+    assert.deepEqual(pattern.config.rateLimit.usernameCanonical, { lowerCase: true, realmSeparators: '', pattern: '^([^+@]+)' });
+    assert.deepEqual(redactedConfig(pattern.settings).rate_limit?.username_canonical, { lower_case: true, pattern: '^([^+@]+)' });
     assert.match(loadError([...BACKEND, '--rate-limit-username-canonical-pattern', '^[^@]+$']), /exactly one capture group/);
     assert.match(loadError([...BACKEND, '--rate-limit-username-canonical-pattern', '^(a)(b)']), /exactly one capture group/);
     assert.match(loadError([...BACKEND, '--rate-limit-username-canonical-pattern', '^(a']), /not a valid regular expression/);
@@ -111,7 +112,7 @@ describe('rate-limit configuration', () => {
   });
 
   it('--check-config masks the password of a Redis URL', () => {
-    const raw = redactedConfig(load([...BACKEND, '--redis', 'redis://user:hunter2@127.0.0.1:6379/0']));
+    const raw = redactedConfig(loaded([...BACKEND, '--redis', 'redis://user:hunter2@127.0.0.1:6379/0']).settings);
     assert.equal(raw.redis?.url, 'redis://user:********@127.0.0.1:6379/0');
   });
 });

@@ -1,0 +1,54 @@
+/**
+ * The YAML file as a config source: read and parsed with line positions kept, so an error can
+ * point at file:line. Refusals (missing file, syntax error, not a mapping) are one line each.
+ */
+import { readFileSync } from 'node:fs';
+import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
+import { fail } from './config-error.js';
+
+export interface ConfigFile {
+  readonly path: string;
+  readonly data: Record<string, unknown>;
+  /** The 1-based line of a key (or of its value, for a path into a list), when the file has it. */
+  lineOf(path: readonly PropertyKey[], key?: string): number | undefined;
+}
+
+export function readConfigFile(path: string): ConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
+    return fail(`cannot read config file ${path}: ${reason}`);
+  }
+  const lineCounter = new LineCounter();
+  const doc: Document = parseDocument(text, { lineCounter, prettyErrors: false });
+  const syntaxError = doc.errors[0];
+  if (syntaxError !== undefined) {
+    const at = lineCounter.linePos(syntaxError.pos[0]);
+    const position = `${at.line}:${at.col}:`;
+    // Unquoted "[::1]:995" is a YAML flow list followed by junk; the parser cannot say so.
+    const lineText = text.split('\n')[at.line - 1] ?? '';
+    const ipv6Hint = /\[[\da-fA-F:.]*:[\da-fA-F:.]*\]:\d/.test(lineText) ? '; quote IPv6 addresses, e.g. "[::1]:995"' : '';
+    return fail(`${path}:${position} YAML syntax error: ${syntaxError.message}${ipv6Hint}`);
+  }
+  const data: unknown = doc.toJS() ?? {};
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    return fail(`${path}: the file must be a mapping of keys (key: value), not a ${Array.isArray(data) ? 'list' : 'scalar'}`);
+  }
+  const lineAt = (offset: number | undefined) => (offset === undefined ? undefined : lineCounter.linePos(offset).line);
+  return {
+    path,
+    data: data as Record<string, unknown>,
+    lineOf(keyPath, key) {
+      if (key === undefined) {
+        const node: unknown = doc.getIn(keyPath, true);
+        return lineAt(isNode(node) ? node.range?.[0] : undefined);
+      }
+      const map: unknown = keyPath.length === 0 ? doc.contents : doc.getIn(keyPath, true);
+      if (!isMap(map)) return undefined;
+      const pair = map.items.find((item) => isScalar(item.key) && String(item.key.value) === key);
+      return lineAt(isScalar(pair?.key) ? pair.key.range?.[0] : undefined);
+    },
+  };
+}
