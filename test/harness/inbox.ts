@@ -1,0 +1,148 @@
+/**
+ * The one reader of incoming bytes in the harness: everything a stream delivered, kept in order,
+ * read as lines or up to a marker, waiting on the stream's own events (never polling). Raw
+ * clients, real-client helpers, the fake backend and the session scripts all read through it.
+ */
+import type { Readable } from 'node:stream';
+
+/** What `take` looks for: the end (exclusive) of the next piece in `data` from `from`, or -1. */
+type Finder = (data: Buffer, from: number) => number;
+
+export class ByteInbox {
+  /** Everything received, in one buffer that grows by doubling (tests read 50 MB replies). */
+  #data: Buffer = Buffer.alloc(64 * 1024);
+  #total = 0;
+  #consumed = 0;
+  #ended = false;
+  #error: Error | undefined;
+  #waiters: (() => void)[] = [];
+
+  constructor(stream?: Readable) {
+    if (stream !== undefined) this.attach(stream);
+  }
+
+  /** Reads `stream` into this inbox too (after an upgrade, the TLS layer joins the same history). */
+  attach(stream: Readable): void {
+    stream.on('data', (chunk: Buffer) => this.#append(chunk));
+    stream.on('end', () => this.#finish());
+    stream.on('close', () => this.#finish());
+    stream.on('error', (error: Error) => {
+      this.#error ??= error;
+      this.#wake();
+    });
+  }
+
+  /** Everything received so far, consumed or not. */
+  all(): Buffer {
+    return this.#data.subarray(0, this.#total);
+  }
+
+  /** Everything not yet consumed by a read. */
+  unread(): Buffer {
+    return this.all().subarray(this.#consumed);
+  }
+
+  /** True once the stream has ended or closed. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Forgets what was received but not read (before a TLS handshake, or at an upgrade). */
+  discard(): void {
+    this.#consumed = this.#total;
+  }
+
+  /** The next LF-terminated line without its CRLF (or bare LF); null when the stream ended first. */
+  async readLine(timeoutMs: number): Promise<Buffer | null> {
+    const piece = await this.#take((data, from) => {
+      const at = data.indexOf(0x0a, from);
+      return at === -1 ? -1 : at + 1;
+    }, timeoutMs, 'a line');
+    if (piece === null) return null;
+    const end = piece.length >= 2 && piece[piece.length - 2] === 0x0d ? piece.length - 2 : piece.length - 1;
+    return piece.subarray(0, end);
+  }
+
+  /** Up to and including the first `marker` after what was read; null when the stream ended first. */
+  readUntil(marker: string, timeoutMs: number): Promise<Buffer | null> {
+    return this.#take((data, from) => {
+      const at = data.indexOf(marker, from, 'latin1');
+      return at === -1 ? -1 : at + marker.length;
+    }, timeoutMs, JSON.stringify(marker));
+  }
+
+  /**
+   * A multi-line body up to and including its CRLF.CRLF terminator, still dot-stuffed (the body
+   * starts at a line start, so a lone ".\r\n" is an empty body); null when the stream ended first.
+   */
+  readUntilTerminator(timeoutMs: number): Promise<Buffer | null> {
+    return this.#take((data, from) => {
+      if (data.subarray(from, from + 3).toString('latin1') === '.\r\n') return from + 3;
+      const at = data.indexOf('\r\n.\r\n', from, 'latin1');
+      return at === -1 ? -1 : at + 5;
+    }, timeoutMs, 'the end of a multi-line reply');
+  }
+
+  /** Resolves once the stream has ended or closed; rejects after `timeoutMs`. */
+  async whenEnded(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.#ended) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`the stream did not end within ${timeoutMs} ms`);
+      await this.#wait(left);
+    }
+  }
+
+  /** Resolves on the next arrival of bytes, the end or an error, or after `ms`. */
+  #wait(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  async #take(find: Finder, timeoutMs: number, what: string): Promise<Buffer | null> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const end = find(this.all(), this.#consumed);
+      if (end !== -1) {
+        const piece = Buffer.from(this.#data.subarray(this.#consumed, end));
+        this.#consumed = end;
+        return piece;
+      }
+      if (this.#error !== undefined) throw this.#error;
+      if (this.#ended) return null;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        const unread = JSON.stringify(this.unread().toString('latin1').slice(0, 200));
+        throw new Error(`no ${what} within ${timeoutMs} ms; unread: ${unread}`);
+      }
+      await this.#wait(left);
+    }
+  }
+
+  #append(chunk: Buffer): void {
+    if (this.#total + chunk.length > this.#data.length) {
+      const grown = Buffer.alloc(Math.max(this.#data.length * 2, this.#total + chunk.length));
+      this.#data.copy(grown, 0, 0, this.#total);
+      this.#data = grown;
+    }
+    chunk.copy(this.#data, this.#total);
+    this.#total += chunk.length;
+    this.#wake();
+  }
+
+  #finish(): void {
+    this.#ended = true;
+    this.#wake();
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiters) waiter();
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * A log destination for tests: every line popwarden writes, kept as text, and awaitable. A test
+ * that needs a side effect with no event of its own (an audit line, a close reason) waits for
+ * the line that reports it instead of sleeping.
+ */
+import { Writable } from 'node:stream';
+
+/** A predicate over one parsed log line. */
+export type LogPredicate = (entry: Record<string, unknown>) => boolean;
+
+export class LogCapture {
+  readonly #lines: string[] = [];
+  #waiters: (() => void)[] = [];
+
+  /** The stream to hand to createLogger. */
+  readonly stream = new Writable({
+    write: (chunk: Buffer, _encoding, callback) => {
+      this.#lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      for (const waiter of waiters) waiter();
+      callback();
+    },
+  });
+
+  /** Every log line so far, as raw JSON text. */
+  text(): string {
+    return this.#lines.join('\n');
+  }
+
+  /** Parsed log lines. */
+  entries(): Record<string, unknown>[] {
+    return this.#lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  /**
+   * Resolves with the first line (already written or still to come) that `predicate` accepts;
+   * rejects after `timeoutMs` with the lines seen.
+   */
+  waitFor(predicate: LogPredicate, timeoutMs = 5_000): Promise<Record<string, unknown>> {
+    let checked = 0;
+    const find = (): Record<string, unknown> | undefined => {
+      for (; checked < this.#lines.length; checked++) {
+        const entry = JSON.parse(this.#lines[checked]!) as Record<string, unknown>;
+        if (predicate(entry)) return entry;
+      }
+      return undefined;
+    };
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== check);
+        reject(new Error(`no such log line within ${timeoutMs} ms; last lines:\n${this.#lines.slice(-10).join('\n')}`));
+      }, timeoutMs);
+      const check = (): void => {
+        const found = find();
+        if (found === undefined) {
+          this.#waiters.push(check);
+          return;
+        }
+        clearTimeout(timer);
+        resolve(found);
+      };
+      check();
+    });
+  }
+}
