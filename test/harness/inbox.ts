@@ -21,13 +21,17 @@ export class ByteInbox {
     if (stream !== undefined) this.attach(stream);
   }
 
-  /** Reads `stream` into this inbox too (after an upgrade, the TLS layer joins the same history). */
-  attach(stream: Readable): void {
+  /**
+   * Reads `stream` into this inbox too (after an upgrade, the TLS layer joins the same history).
+   * A stream error fails the next read, or with `errors: 'end'` only ends the stream (for raw
+   * probes, where a reset is one more way for the server to hang up).
+   */
+  attach(stream: Readable, options: { readonly errors?: 'throw' | 'end' } = {}): void {
     stream.on('data', (chunk: Buffer) => this.#append(chunk));
     stream.on('end', () => this.#finish());
     stream.on('close', () => this.#finish());
     stream.on('error', (error: Error) => {
-      this.#error ??= error;
+      if (options.errors !== 'end') this.#error ??= error;
       this.#wake();
     });
   }
