@@ -8,6 +8,13 @@ import { Writable } from 'node:stream';
 /** A predicate over one parsed log line. */
 export type LogPredicate = (entry: Record<string, unknown>) => boolean;
 
+export interface WaitForLogOptions {
+  /** Skip the lines before this index (`logs().length` before the action). Default 0. */
+  readonly since?: number;
+  /** Default 5 s. */
+  readonly timeoutMs?: number;
+}
+
 export class LogCapture {
   readonly #lines: string[] = [];
   #waiters: (() => void)[] = [];
@@ -34,11 +41,11 @@ export class LogCapture {
   }
 
   /**
-   * Resolves with the first line (already written or still to come) that `predicate` accepts;
-   * rejects after `timeoutMs` with the lines seen.
+   * Resolves with the first line (already written or still to come, from line `since` on) that
+   * `predicate` accepts; rejects after `timeoutMs` with the last lines seen.
    */
-  waitFor(predicate: LogPredicate, timeoutMs = 5_000): Promise<Record<string, unknown>> {
-    let checked = 0;
+  waitFor(predicate: LogPredicate, { since = 0, timeoutMs = 5_000 }: WaitForLogOptions = {}): Promise<Record<string, unknown>> {
+    let checked = since;
     const find = (): Record<string, unknown> | undefined => {
       for (; checked < this.#lines.length; checked++) {
         const entry = JSON.parse(this.#lines[checked]!) as Record<string, unknown>;

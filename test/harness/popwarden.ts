@@ -16,7 +16,7 @@ import type { TlsMaterial } from '../../src/net/tls-material.js';
 import type { Metrics } from '../../src/observability/metrics.js';
 import type { LoginGuard } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
-import { LogCapture, type LogPredicate } from './log-capture.js';
+import { LogCapture, type LogPredicate, type WaitForLogOptions } from './log-capture.js';
 
 /** A certificate for localhost / 127.0.0.1 signed by itself; `caFile` is what clients trust. */
 export interface TestCertificate {
@@ -84,7 +84,7 @@ export interface TestProxy {
   /** Parsed log lines. */
   logs(): Record<string, unknown>[];
   /** Resolves with the first log line, written or still to come, that `predicate` accepts. */
-  waitForLog(predicate: LogPredicate, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLog(predicate: LogPredicate, options?: WaitForLogOptions): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -174,7 +174,7 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     caFile: cert.caFile,
     logText: () => logs.text(),
     logs: () => logs.entries(),
-    waitForLog: (predicate, timeoutMs) => logs.waitFor(predicate, timeoutMs),
+    waitForLog: (predicate, options) => logs.waitFor(predicate, options),
     stop: () => proxy.close(),
   };
 }
