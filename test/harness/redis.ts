@@ -145,6 +145,8 @@ export interface Protected {
   readonly logs: string[];
   /** Resolves when the gate next gives back a connection's place (its socket has closed). */
   nextRelease(): Promise<void>;
+  /** Resolves once the rate-limit store is reported `up` (or down), at once if it already is. */
+  whenStore(up: boolean, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -194,7 +196,17 @@ export async function startProtected(
     },
   });
   const releases = new EventEmitter();
-  const protection = await createProtection(config, createLogger('debug', sink), options.metrics ?? NO_METRICS);
+  // The store's up/down reports are told to the test too, so it can await them.
+  const storeEvents = new EventEmitter();
+  const metrics = options.metrics ?? NO_METRICS;
+  const observedMetrics: Metrics = {
+    ...metrics,
+    rateLimitStoreUp: (up) => {
+      metrics.rateLimitStoreUp(up);
+      storeEvents.emit('up', up);
+    },
+  };
+  const protection = await createProtection(config, createLogger('debug', sink), observedMetrics);
   const proxy = await startTestProxy({
     backend: { host: backend.host, port: backend.port },
     guard: protection.guard,
@@ -208,6 +220,21 @@ export async function startProtected(
     protection,
     logs,
     nextRelease: () => once(releases, 'release').then(() => undefined),
+    whenStore: (up, timeoutMs = 10_000) =>
+      new Promise<void>((resolve, reject) => {
+        if (protection.storeUp() === up) return resolve();
+        const timer = setTimeout(() => {
+          storeEvents.off('up', onReport);
+          reject(new Error(`the rate-limit store was not reported ${up ? 'up' : 'down'} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const onReport = (reported: boolean): void => {
+          if (reported !== up) return;
+          clearTimeout(timer);
+          storeEvents.off('up', onReport);
+          resolve();
+        };
+        storeEvents.on('up', onReport);
+      }),
     stop: async () => {
       await proxy.stop();
       await protection.close();
