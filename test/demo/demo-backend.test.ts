@@ -56,6 +56,7 @@ class Pop3Wire {
       assert.match(await this.cmd(`USER ${DEMO_USER}`), /^\+OK/);
       const reply = await this.cmd(`PASS ${DEMO_PASSWORD}`);
       if (reply.startsWith('-ERR [IN-USE]') && attempt < 20) {
+        // A retry, as a real client's: the lock's release inside the server tells this side nothing.
         await new Promise((r) => setTimeout(r, 25));
         continue;
       }

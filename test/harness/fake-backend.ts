@@ -7,6 +7,7 @@ import net from 'node:net';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { dotStuff, sampleMaildrop } from './maildrop.js';
 import { ByteInbox } from './inbox.js';
+import { listenOnFreePort } from './ports.js';
 
 /** One accepted connection, as the script sees it. */
 export interface FakeConn {
@@ -122,11 +123,7 @@ export async function startFakeBackend(script: FakeScript): Promise<FakeBackend>
     socket.once('close', () => sockets.delete(socket));
     conns.push(makeConn(conns.length + 1, socket, script));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port: 0 }, resolve);
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const port = await listenOnFreePort(server, host);
   return {
     host,
     port,

@@ -4,6 +4,7 @@
  * clients, real-client helpers, the fake backend and the session scripts all read through it.
  */
 import type { Readable } from 'node:stream';
+import { Changes } from './changes.js';
 
 /** What `take` looks for: the end (exclusive) of the next piece in `data` from `from`, or -1. */
 type Finder = (data: Buffer, from: number) => number;
@@ -15,7 +16,7 @@ export class ByteInbox {
   #consumed = 0;
   #ended = false;
   #error: Error | undefined;
-  #waiters: (() => void)[] = [];
+  readonly #changes = new Changes();
 
   constructor(stream?: Readable) {
     if (stream !== undefined) this.attach(stream);
@@ -32,7 +33,7 @@ export class ByteInbox {
     stream.on('close', () => this.#finish());
     stream.on('error', (error: Error) => {
       if (options.errors !== 'end') this.#error ??= error;
-      this.#wake();
+      this.#changes.notify();
     });
   }
 
@@ -89,43 +90,25 @@ export class ByteInbox {
 
   /** Resolves once the stream has ended or closed; rejects after `timeoutMs`. */
   async whenEnded(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.#ended) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`the stream did not end within ${timeoutMs} ms`);
-      await this.#wait(left);
-    }
-  }
-
-  /** Resolves on the next arrival of bytes, the end or an error, or after `ms`. */
-  #wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await this.#changes.until(() => (this.#ended ? true : undefined), timeoutMs, () => `the stream did not end within ${timeoutMs} ms`);
   }
 
   async #take(find: Finder, timeoutMs: number, what: string): Promise<Buffer | null> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const end = find(this.all(), this.#consumed);
-      if (end !== -1) {
-        const piece = Buffer.from(this.#data.subarray(this.#consumed, end));
-        this.#consumed = end;
-        return piece;
-      }
-      if (this.#error !== undefined) throw this.#error;
-      if (this.#ended) return null;
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        const unread = JSON.stringify(this.unread().toString('latin1').slice(0, 200));
-        throw new Error(`no ${what} within ${timeoutMs} ms; unread: ${unread}`);
-      }
-      await this.#wait(left);
-    }
+    const taken = await this.#changes.until<Buffer | 'ended'>(
+      () => {
+        const end = find(this.all(), this.#consumed);
+        if (end !== -1) {
+          const piece = Buffer.from(this.#data.subarray(this.#consumed, end));
+          this.#consumed = end;
+          return piece;
+        }
+        if (this.#error !== undefined) throw this.#error;
+        return this.#ended ? 'ended' : undefined;
+      },
+      timeoutMs,
+      () => `no ${what} within ${timeoutMs} ms; unread: ${JSON.stringify(this.unread().toString('latin1').slice(0, 200))}`,
+    );
+    return taken === 'ended' ? null : taken;
   }
 
   #append(chunk: Buffer): void {
@@ -136,17 +119,11 @@ export class ByteInbox {
     }
     chunk.copy(this.#data, this.#total);
     this.#total += chunk.length;
-    this.#wake();
+    this.#changes.notify();
   }
 
   #finish(): void {
     this.#ended = true;
-    this.#wake();
-  }
-
-  #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const waiter of waiters) waiter();
+    this.#changes.notify();
   }
 }

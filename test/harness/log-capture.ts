@@ -4,6 +4,7 @@
  * the line that reports it instead of sleeping.
  */
 import { Writable } from 'node:stream';
+import { Changes } from './changes.js';
 
 /** A predicate over one parsed log line. */
 export type LogPredicate = (entry: Record<string, unknown>) => boolean;
@@ -17,15 +18,13 @@ export interface WaitForLogOptions {
 
 export class LogCapture {
   readonly #lines: string[] = [];
-  #waiters: (() => void)[] = [];
+  readonly #changes = new Changes();
 
   /** The stream to hand to createLogger. */
   readonly stream = new Writable({
     write: (chunk: Buffer, _encoding, callback) => {
       this.#lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const waiter of waiters) waiter();
+      this.#changes.notify();
       callback();
     },
   });
@@ -53,21 +52,6 @@ export class LogCapture {
       }
       return undefined;
     };
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w !== check);
-        reject(new Error(`no such log line within ${timeoutMs} ms; last lines:\n${this.#lines.slice(-10).join('\n')}`));
-      }, timeoutMs);
-      const check = (): void => {
-        const found = find();
-        if (found === undefined) {
-          this.#waiters.push(check);
-          return;
-        }
-        clearTimeout(timer);
-        resolve(found);
-      };
-      check();
-    });
+    return this.#changes.until(find, timeoutMs, () => `no such log line within ${timeoutMs} ms; last lines:\n${this.#lines.slice(-10).join('\n')}`);
   }
 }
