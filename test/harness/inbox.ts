@@ -6,8 +6,12 @@
 import type { Readable } from 'node:stream';
 import { Changes } from './changes.js';
 
-/** What `take` looks for: the end (exclusive) of the next piece in `data` from `from`, or -1. */
-type Finder = (data: Buffer, from: number) => number;
+/**
+ * What `take` looks for: the end (exclusive) of the next piece in `data` from `from`, or -1.
+ * `scanned` is where the data stood at the last look: bytes before it were searched already, so
+ * a finder starts there (less its marker's length), and a 50 MB reply costs one pass, not one per chunk.
+ */
+type Finder = (data: Buffer, from: number, scanned: number) => number;
 
 export class ByteInbox {
   /** Everything received, in one buffer that grows by doubling (tests read 50 MB replies). */
@@ -59,8 +63,8 @@ export class ByteInbox {
 
   /** The next LF-terminated line without its CRLF (or bare LF); null when the stream ended first. */
   async readLine(timeoutMs: number): Promise<Buffer | null> {
-    const piece = await this.#take((data, from) => {
-      const at = data.indexOf(0x0a, from);
+    const piece = await this.#take((data, from, scanned) => {
+      const at = data.indexOf(0x0a, Math.max(from, scanned));
       return at === -1 ? -1 : at + 1;
     }, timeoutMs, 'a line');
     if (piece === null) return null;
@@ -70,8 +74,8 @@ export class ByteInbox {
 
   /** Up to and including the first `marker` after what was read; null when the stream ended first. */
   readUntil(marker: string, timeoutMs: number): Promise<Buffer | null> {
-    return this.#take((data, from) => {
-      const at = data.indexOf(marker, from, 'latin1');
+    return this.#take((data, from, scanned) => {
+      const at = data.indexOf(marker, Math.max(from, scanned - marker.length + 1), 'latin1');
       return at === -1 ? -1 : at + marker.length;
     }, timeoutMs, JSON.stringify(marker));
   }
@@ -81,9 +85,9 @@ export class ByteInbox {
    * starts at a line start, so a lone ".\r\n" is an empty body); null when the stream ended first.
    */
   readUntilTerminator(timeoutMs: number): Promise<Buffer | null> {
-    return this.#take((data, from) => {
+    return this.#take((data, from, scanned) => {
       if (data.subarray(from, from + 3).toString('latin1') === '.\r\n') return from + 3;
-      const at = data.indexOf('\r\n.\r\n', from, 'latin1');
+      const at = data.indexOf('\r\n.\r\n', Math.max(from, scanned - 4), 'latin1');
       return at === -1 ? -1 : at + 5;
     }, timeoutMs, 'the end of a multi-line reply');
   }
@@ -94,9 +98,11 @@ export class ByteInbox {
   }
 
   async #take(find: Finder, timeoutMs: number, what: string): Promise<Buffer | null> {
+    let scanned = this.#consumed;
     const taken = await this.#changes.until<Buffer | 'ended'>(
       () => {
-        const end = find(this.all(), this.#consumed);
+        const end = find(this.all(), this.#consumed, scanned);
+        scanned = this.#total;
         if (end !== -1) {
           const piece = Buffer.from(this.#data.subarray(this.#consumed, end));
           this.#consumed = end;
