@@ -2,57 +2,24 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import { RawClient } from '../harness/raw-client.js';
 import { DEMO_PASSWORD, DEMO_USER, startDemoBackend, type DemoBackend } from './demo-backend.js';
 
 /** A raw POP3 client for transcripts: it reads lines exactly as they arrive on the wire. */
 class Pop3Wire {
-  #socket: net.Socket;
-  #buffer = '';
-  #waiters: Array<() => void> = [];
-  #closed = false;
+  readonly #client: RawClient;
 
-  private constructor(socket: net.Socket) {
-    this.#socket = socket;
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      this.#buffer += chunk;
-      this.#wake();
-    });
-    socket.on('close', () => {
-      this.#closed = true;
-      this.#wake();
-    });
-    socket.on('error', () => {});
+  private constructor(client: RawClient) {
+    this.#client = client;
   }
 
-  static connect(port: number): Promise<Pop3Wire> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: '127.0.0.1', port }, () => resolve(new Pop3Wire(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  #wake(): void {
-    for (const w of this.#waiters.splice(0)) w();
+  static async connect(port: number): Promise<Pop3Wire> {
+    return new Pop3Wire(await RawClient.plain('127.0.0.1', port));
   }
 
   /** Next line without its CRLF; rejects if the server closes first or nothing comes in 2 s. */
-  async line(): Promise<string> {
-    const deadline = Date.now() + 2000;
-    for (;;) {
-      const i = this.#buffer.indexOf('\r\n');
-      if (i !== -1) {
-        const l = this.#buffer.slice(0, i);
-        this.#buffer = this.#buffer.slice(i + 2);
-        return l;
-      }
-      if (this.#closed) throw new Error(`connection closed; unread: ${JSON.stringify(this.#buffer)}`);
-      if (Date.now() > deadline) throw new Error(`no line within 2 s; unread: ${JSON.stringify(this.#buffer)}`);
-      await new Promise<void>((r) => {
-        this.#waiters.push(r);
-        setTimeout(r, 100);
-      });
-    }
+  line(): Promise<string> {
+    return this.#client.readLine(2000);
   }
 
   /** Lines of a multi-line body up to (not including) the "." terminator, still dot-stuffed. */
@@ -63,7 +30,7 @@ class Pop3Wire {
   }
 
   send(line: string): void {
-    this.#socket.write(`${line}\r\n`);
+    this.#client.write(`${line}\r\n`);
   }
 
   async cmd(line: string): Promise<string> {
@@ -72,12 +39,12 @@ class Pop3Wire {
   }
 
   /** Resolves when the server has closed the connection. */
-  async closed(): Promise<void> {
-    while (!this.#closed) await new Promise<void>((r) => this.#waiters.push(r));
+  closed(): Promise<void> {
+    return this.#client.whenClosed;
   }
 
   drop(): void {
-    this.#socket.destroy();
+    this.#client.destroy();
   }
 
   /**
@@ -89,6 +56,7 @@ class Pop3Wire {
       assert.match(await this.cmd(`USER ${DEMO_USER}`), /^\+OK/);
       const reply = await this.cmd(`PASS ${DEMO_PASSWORD}`);
       if (reply.startsWith('-ERR [IN-USE]') && attempt < 20) {
+        // A retry, as a real client's: the lock's release inside the server tells this side nothing.
         await new Promise((r) => setTimeout(r, 25));
         continue;
       }

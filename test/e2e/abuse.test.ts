@@ -61,6 +61,7 @@ describe('front-door abuse', { timeout: 60_000 }, () => {
     const flood = Buffer.alloc(48 * 1024 * 1024).fill('CAPA\r\n'); // 48 MiB of commands
     client.write(flood);
     // Look before the 1 s write-stall timeout can close the connection (and empty the buffer).
+    // The wait is the subject: a popwarden that kept reading would have taken the flood by then.
     await new Promise((resolve) => setTimeout(resolve, 500));
     // popwarden stopped reading long before serving 6 MiB of CAPA (each reply is ~100 bytes).
     assert.ok(client.socket.writableLength > 0, 'the client could not even hand its flood to the kernel');

@@ -85,6 +85,7 @@ describe('large messages', () => {
     const client = await loggedIn();
     client.socket.pause();
     client.write('RETR 1\r\n');
+    // The wait is the subject: it proves an absence (the backend does not get to send it all).
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     // A relay that buffered would have taken all 50 MB from the backend by now; one that honours
     // backpressure stops at what the kernel socket buffers on the two loopback links hold (about

@@ -218,8 +218,9 @@ describe('popwarden scraped by a real Prometheus', { timeout: 180_000 }, async (
     c.destroy();
     await prom.waitFor('popwarden_backend_up', (x) => x.value[1] === '0');
     await prom.waitFor('popwarden_login_attempts_total{result="backend_error"}');
-    // One more scrape interval so every rate() window holds the whole story.
-    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    // One more scrape of every target after this point, so every rate() window holds the whole story.
+    const now = Date.now() / 1000;
+    await prom.waitFor('min(timestamp(up))', (x) => Number(x.value[1]) > now);
   });
 
   test('every dashboard query parses and returns data', { skip: !available && 'prometheus is not installed' }, async () => {
@@ -265,6 +266,7 @@ describe('popwarden scraped by a real Prometheus', { timeout: 180_000 }, async (
       unhealthy = all.filter((r) => r.health !== 'ok').map((r) => `${r.name}: ${r.health} ${r.lastError ?? ''}`);
       active = all.filter((r) => r.type === 'alerting' && r.state !== 'inactive').map((r) => r.name).sort();
       if (unhealthy.length === 0 && expected.every((a) => active.includes(a))) break;
+      // Prometheus announces rule evaluations to no one: its API is asked again, as prom.waitFor does.
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
     assert.deepEqual(unhealthy, []);

@@ -80,7 +80,8 @@ describe('failed-login guard in the session', () => {
       legacyScript({
         onCommand: async ({ conn, verb, args, state, line }) => {
           if (state === 'AUTHORIZATION' && verb === 'PASS' && line.includes('wrong') && conn.lines().includes('USER slowfail')) {
-            // A backend that takes its time over a wrong password, as Dovecot does.
+            // A backend that takes its time over a wrong password, as Dovecot does: the delay is
+            // the scenario, not a wait for something.
             await new Promise((resolve) => setTimeout(resolve, 300));
             void conn.write('-ERR [AUTH] Authentication failed.\r\n');
             return true;
@@ -173,6 +174,7 @@ describe('failed-login guard in the session', () => {
 
   test('metrics see connections, handshakes, logins, relayed commands and closes', async () => {
     events.length = 0;
+    const logsBefore = proxy.logs().length;
     const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
     await client.readLine();
     await client.command('USER alice');
@@ -180,7 +182,8 @@ describe('failed-login guard in the session', () => {
     await client.multi('RETR 1');
     await client.command('QUIT');
     await client.closedWithin(2_000);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The session logs this line and counts the close in one synchronous step.
+    await proxy.waitForLog((e) => e['msg'] === 'session closed' && e['reason'] === 'quit', { since: logsBefore });
     assert.ok(events.includes('connectionOpened tls:test implicit'), events.join('\n'));
     assert.ok(events.some((e) => e.startsWith('tlsHandshake tls:test success TLSv1.3')), events.join('\n'));
     assert.ok(events.includes('loginAttempt user user success'), events.join('\n'));

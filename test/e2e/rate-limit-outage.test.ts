@@ -35,14 +35,6 @@ function storeMetrics(): Metrics & { up: boolean[]; errors: number } {
   return state;
 }
 
-async function until(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 const warnLines = (p: Protected) => p.logs.filter((l) => l.includes('"level":"warn"') && l.includes('rate-limit store'));
 
 describe('Redis outages', { timeout: 120_000 }, () => {
@@ -69,7 +61,7 @@ describe('Redis outages', { timeout: 120_000 }, () => {
       const started = Date.now();
       assert.equal(await login(p.proxy, '127.0.0.2', 'bob', 'bobpass'), '+OK Logged in');
       assert.ok(Date.now() - started < 1_000, 'decided at once');
-      await until('store marked down', () => p.protection.storeUp() === false);
+      await p.whenStore(false);
       assert.equal(metrics.up.at(-1), false);
       // The insurance applies the same numbers: 10 failures block the pair.
       for (let i = 1; i <= 10; i++) assert.equal(await login(p.proxy, '127.0.0.3', 'alice', `w${i}`), AUTH_FAILED);
@@ -79,7 +71,7 @@ describe('Redis outages', { timeout: 120_000 }, () => {
       assert.equal(warnLines(p).length, 1, 'one warn line per outage, not per login');
 
       await redis.restart();
-      await until('store back up', () => p.protection.storeUp() === true, 10_000);
+      await p.whenStore(true);
       assert.equal(metrics.up.at(-1), true);
       assert.match(p.logs.join('\n'), /rate-limit store \(Redis\) is back/);
       assert.equal(await login(p.proxy, '127.0.0.4', 'alice', 'again'), AUTH_FAILED);
@@ -103,7 +95,7 @@ describe('Redis outages', { timeout: 120_000 }, () => {
       assert.equal(backendLogins(backend), before);
       assert.match(p.proxy.logText(), /"limiter":"store_unavailable".*"result":"blocked"/);
       await redis.restart();
-      await until('store back up', () => p.protection.storeUp() === true);
+      await p.whenStore(true);
       assert.equal(await login(p.proxy, '127.0.0.5', 'bob', 'bobpass'), '+OK Logged in');
     } finally {
       await p.stop();
@@ -140,7 +132,7 @@ describe('Redis outages', { timeout: 120_000 }, () => {
       assert.equal(p.protection.storeUp(), false);
       assert.ok(metrics.errors >= 1);
       redis.resume();
-      await until('store back up after SIGCONT', () => p.protection.storeUp() === true);
+      await p.whenStore(true);
       assert.equal(await login(p.proxy, '127.0.0.7', 'bob', 'nope'), AUTH_FAILED);
       assert.equal(await redis.cli('get', 'o3:uip:{bob@127.0.0.7}'), '1');
     } finally {
@@ -156,7 +148,7 @@ describe('Redis outages', { timeout: 120_000 }, () => {
       assert.equal(p.protection.storeUp(), false);
       assert.equal(await login(p.proxy, '127.0.0.8', 'bob', 'bobpass'), '+OK Logged in');
       await redis.restart();
-      await until('store up', () => p.protection.storeUp() === true);
+      await p.whenStore(true);
       assert.equal(await login(p.proxy, '127.0.0.8', 'bob', 'x'), AUTH_FAILED);
       assert.equal(await redis.cli('get', 'o4:uip:{bob@127.0.0.8}'), '1');
     } finally {

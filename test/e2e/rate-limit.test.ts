@@ -148,7 +148,7 @@ describe('connection bounds per address', { timeout: 30_000 }, () => {
   });
 
   test('concurrent sessions and new connections per second are bounded before any TLS work', async () => {
-    const { proxy, stop } = await startProtected(backend, { limits: { maxSessionsPerIp: 2, maxNewConnectionsPerIp: 100 } });
+    const { proxy, stop, nextRelease } = await startProtected(backend, { limits: { maxSessionsPerIp: 2, maxNewConnectionsPerIp: 100 } });
     const clients: RawClient[] = [];
     try {
       for (let i = 0; i < 2; i++) {
@@ -163,8 +163,9 @@ describe('connection bounds per address', { timeout: 30_000 }, () => {
       const other = await RawClient.plain(proxy.host, proxy.stlsPort, '127.0.0.41');
       clients.push(other);
       assert.match(await other.readLine(), /^\+OK/, 'another address is unaffected');
+      const released = nextRelease();
       clients[0]?.destroy();
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await released;
       const again = await RawClient.plain(proxy.host, proxy.stlsPort, '127.0.0.40');
       clients.push(again);
       assert.match(await again.readLine(), /^\+OK/, 'a closed session frees its place');

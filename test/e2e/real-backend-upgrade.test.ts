@@ -88,10 +88,13 @@ async function retrAll(client: RawClient): Promise<void> {
 
 /** Dovecot logs asynchronously: wait until it shows `n` logins (or give up after 3 s). */
 async function waitForLogins(dovecot: Dovecot, n: number): Promise<{ user: string; method: string }[]> {
-  const deadline = Date.now() + 3_000;
-  while (dovecot.loginCount() < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await dovecot.whenLogged(() => (dovecot.loginCount() >= n ? true : undefined), 3_000);
   return dovecot.logins();
 }
+
+/** Login processes Dovecot has logged the end of (pop3-login's "Disconnected" lines). */
+const loginProcessEnds = (dovecot: Dovecot): number =>
+  (readFileSync(dovecot.logFile, 'utf8').match(/pop3-login: Info: Disconnected/g) ?? []).length;
 
 /** The commands popwarden sent on the tap, as text lines (only meaningful for a cleartext link). */
 const sentLines = (tap: Tap): string[] => tap.bytesClientToServer().toString('latin1').split('\r\n').filter((l) => l !== '');
@@ -121,91 +124,119 @@ describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () 
     return c;
   };
 
-  test("'apop-only': APOP, and the password crosses in no form", async () => {
-    const { dovecot, tap, proxy } = await chain('apop-only');
+  /**
+   * One login through the chain that succeeds and fetches everything: what Dovecot logged for
+   * it must be exactly one login by alice with `method` (as Dovecot names it).
+   */
+  const loginAndFetch = async ({ dovecot, proxy }: Chain, method: string): Promise<void> => {
     const before = dovecot.loginCount();
     const { client, reply } = await login(proxy);
     assert.equal(reply, '+OK Logged in');
     await retrAll(client);
     const logins = await waitForLogins(dovecot, before + 1);
-    assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'APOP' }]);
-    const lines = sentLines(tap);
-    assert.ok(lines.some((l) => /^APOP alice [0-9a-f]{32}$/.test(l)), lines.join('\n'));
-    assert.ok(!lines.some((l) => /^(USER|PASS|AUTH)\b/.test(l)), lines.join('\n'));
-    assertNoPassword(tap.bytesClientToServer(), 'the backend link');
-  });
+    assert.deepEqual(logins.slice(before), [{ user: 'alice', method }]);
+  };
 
-  test("'cram-md5-only': AUTH CRAM-MD5 with one HMAC response, and no password (R-15)", async () => {
-    const { dovecot, tap, proxy } = await chain('cram-md5-only');
+  /**
+   * One login that popwarden must refuse with [SYS/TEMP] before Dovecot judges anything: once
+   * Dovecot has logged the end of that login process, it has logged no login.
+   */
+  const loginRefused = async ({ dovecot, proxy }: Chain): Promise<void> => {
     const before = dovecot.loginCount();
-    const { client, reply } = await login(proxy);
-    assert.equal(reply, '+OK Logged in');
-    await retrAll(client);
-    const logins = await waitForLogins(dovecot, before + 1);
-    assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'CRAM-MD5' }]);
-    const lines = sentLines(tap);
-    const at = lines.indexOf('AUTH CRAM-MD5');
-    assert.ok(at >= 0, lines.join('\n'));
-    // The response is base64("alice " + HMAC-MD5(password, challenge)), checked against the
-    // challenge Dovecot actually sent.
-    const challengeLine = tap.bytesServerToClient().toString('latin1').split('\r\n').find((l) => l.startsWith('+ '));
-    assert.ok(challengeLine !== undefined);
-    const challenge = Buffer.from(challengeLine.slice(2), 'base64');
-    const expected = `alice ${createHmac('md5', PASSWORD).update(challenge).digest('hex')}`;
-    assert.equal(Buffer.from(lines[at + 1]!, 'base64').toString('latin1'), expected);
-    assert.ok(!lines.some((l) => /^(USER|PASS|APOP|AUTH PLAIN|AUTH LOGIN)\b/.test(l)), lines.join('\n'));
-    assertNoPassword(tap.bytesClientToServer(), 'the backend link');
-  });
-
-  test("'all': CRAM-MD5 is preferred over the APOP timestamp and the cleartext mechanisms (B-02)", async () => {
-    const { dovecot, tap, proxy } = await chain('all');
-    assert.equal(tap.connections, 0, 'popwarden does not dial the backend before a login');
-    const before = dovecot.loginCount();
-    const { client, reply } = await login(proxy);
-    assert.equal(reply, '+OK Logged in');
-    // Dovecot did offer APOP: its greeting carries a timestamp.
-    assert.match(tap.bytesServerToClient().toString('latin1'), /^\+OK .*<[^<>]+@[^<>]+>\r\n/);
-    await retrAll(client);
-    const logins = await waitForLogins(dovecot, before + 1);
-    assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'CRAM-MD5' }]);
-    assert.ok(sentLines(tap).includes('AUTH CRAM-MD5'));
-    assertNoPassword(tap.bytesClientToServer(), 'the backend link');
-  });
-
-  test("'user-only' on loopback (trustLoopback default): a cleartext mechanism, and mail flows", async () => {
-    const { dovecot, tap, proxy } = await chain('user-only');
-    const before = dovecot.loginCount();
-    const { client, reply } = await login(proxy);
-    assert.equal(reply, '+OK Logged in');
-    await retrAll(client);
-    const logins = await waitForLogins(dovecot, before + 1);
-    // Dovecot logs USER/PASS and AUTH PLAIN both as PLAIN; the tap says which one it was:
-    // 'user-only' offers SASL PLAIN LOGIN, and popwarden prefers AUTH PLAIN over USER/PASS.
-    assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'PLAIN' }]);
-    const lines = sentLines(tap);
-    assert.ok(lines.includes(`AUTH PLAIN ${Buffer.from(`\0alice\0${PASSWORD}`).toString('base64')}`), lines.join('\n'));
-  });
-
-  test("'user-only' with backend auth forced to 'user': USER/PASS on the trusted loopback link", async () => {
-    const { dovecot, tap, proxy } = await chain('user-only', { auth: 'user' });
-    const before = dovecot.loginCount();
-    const { client, reply } = await login(proxy);
-    assert.equal(reply, '+OK Logged in');
-    await retrAll(client);
-    const logins = await waitForLogins(dovecot, before + 1);
-    assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'PLAIN' }]);
-    const lines = sentLines(tap);
-    assert.ok(lines.includes('USER alice') && lines.includes(`PASS ${PASSWORD}`), lines.join('\n'));
-  });
-
-  test("'user-only' with trustLoopback: false fails closed with [SYS/TEMP], no password sent (B-01, B-09)", async () => {
-    const { dovecot, tap, proxy } = await chain('user-only', { trustLoopback: false });
-    const before = dovecot.loginCount();
+    const endsBefore = loginProcessEnds(dovecot);
     const { client, reply } = await login(proxy);
     assert.match(reply, /^-ERR \[SYS\/TEMP\] /);
     client.destroy();
-    await new Promise((r) => setTimeout(r, 300));
+    await dovecot.whenLogged(() => (loginProcessEnds(dovecot) > endsBefore ? true : undefined));
     assert.equal(dovecot.loginCount(), before, 'Dovecot saw no login');
+  };
+
+  /** Successful logins: the profile, popwarden's backend settings, Dovecot's name for the mechanism, and what the tap must show. */
+  const successes: {
+    readonly name: string;
+    readonly profile: DovecotProfile;
+    readonly backend?: Omit<ProxyOverrides['backend'], 'host' | 'port'>;
+    readonly method: string;
+    readonly beforeLogin?: (chain: Chain) => void;
+    readonly check: (chain: Chain) => void;
+  }[] = [
+    {
+      name: "'apop-only': APOP, and the password crosses in no form",
+      profile: 'apop-only',
+      method: 'APOP',
+      check: ({ tap }) => {
+        const lines = sentLines(tap);
+        assert.ok(lines.some((l) => /^APOP alice [0-9a-f]{32}$/.test(l)), lines.join('\n'));
+        assert.ok(!lines.some((l) => /^(USER|PASS|AUTH)\b/.test(l)), lines.join('\n'));
+        assertNoPassword(tap.bytesClientToServer(), 'the backend link');
+      },
+    },
+    {
+      name: "'cram-md5-only': AUTH CRAM-MD5 with one HMAC response, and no password (R-15)",
+      profile: 'cram-md5-only',
+      method: 'CRAM-MD5',
+      check: ({ tap }) => {
+        const lines = sentLines(tap);
+        const at = lines.indexOf('AUTH CRAM-MD5');
+        assert.ok(at >= 0, lines.join('\n'));
+        // The response is base64("alice " + HMAC-MD5(password, challenge)), checked against the
+        // challenge Dovecot actually sent.
+        const challengeLine = tap.bytesServerToClient().toString('latin1').split('\r\n').find((l) => l.startsWith('+ '));
+        assert.ok(challengeLine !== undefined);
+        const challenge = Buffer.from(challengeLine.slice(2), 'base64');
+        const expected = `alice ${createHmac('md5', PASSWORD).update(challenge).digest('hex')}`;
+        assert.equal(Buffer.from(lines[at + 1]!, 'base64').toString('latin1'), expected);
+        assert.ok(!lines.some((l) => /^(USER|PASS|APOP|AUTH PLAIN|AUTH LOGIN)\b/.test(l)), lines.join('\n'));
+        assertNoPassword(tap.bytesClientToServer(), 'the backend link');
+      },
+    },
+    {
+      name: "'all': CRAM-MD5 is preferred over the APOP timestamp and the cleartext mechanisms (B-02)",
+      profile: 'all',
+      method: 'CRAM-MD5',
+      beforeLogin: ({ tap }) => assert.equal(tap.connections, 0, 'popwarden does not dial the backend before a login'),
+      check: ({ tap }) => {
+        // Dovecot did offer APOP: its greeting carries a timestamp.
+        assert.match(tap.bytesServerToClient().toString('latin1'), /^\+OK .*<[^<>]+@[^<>]+>\r\n/);
+        assert.ok(sentLines(tap).includes('AUTH CRAM-MD5'));
+        assertNoPassword(tap.bytesClientToServer(), 'the backend link');
+      },
+    },
+    {
+      // Dovecot logs USER/PASS and AUTH PLAIN both as PLAIN; the tap says which one it was:
+      // 'user-only' offers SASL PLAIN LOGIN, and popwarden prefers AUTH PLAIN over USER/PASS.
+      name: "'user-only' on loopback (trustLoopback default): a cleartext mechanism, and mail flows",
+      profile: 'user-only',
+      method: 'PLAIN',
+      check: ({ tap }) => {
+        const lines = sentLines(tap);
+        assert.ok(lines.includes(`AUTH PLAIN ${Buffer.from(`\0alice\0${PASSWORD}`).toString('base64')}`), lines.join('\n'));
+      },
+    },
+    {
+      name: "'user-only' with backend auth forced to 'user': USER/PASS on the trusted loopback link",
+      profile: 'user-only',
+      backend: { auth: 'user' },
+      method: 'PLAIN',
+      check: ({ tap }) => {
+        const lines = sentLines(tap);
+        assert.ok(lines.includes('USER alice') && lines.includes(`PASS ${PASSWORD}`), lines.join('\n'));
+      },
+    },
+  ];
+  for (const c of successes) {
+    test(c.name, async () => {
+      const chained = await chain(c.profile, c.backend);
+      c.beforeLogin?.(chained);
+      await loginAndFetch(chained, c.method);
+      c.check(chained);
+    });
+  }
+
+  test("'user-only' with trustLoopback: false fails closed with [SYS/TEMP], no password sent (B-01, B-09)", async () => {
+    const chained = await chain('user-only', { trustLoopback: false });
+    const { tap, proxy } = chained;
+    await loginRefused(chained);
     assert.ok(tap.connections >= 1, 'popwarden did reach the backend (greeting, CAPA)');
     const lines = sentLines(tap);
     assert.ok(!lines.some((l) => /^(USER|PASS|AUTH|APOP)\b/i.test(l)), lines.join('\n'));
@@ -236,17 +267,11 @@ describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () 
 
     test('with caFile = Dovecot\'s CA: STLS, login, byte-identical RETR, nothing readable after STLS', async () => {
       const dovecot = await dovecotFor('stls');
-      const { tap, proxy } = await chain('stls', { caFile: dovecot.caFile! });
-      const before = dovecot.loginCount();
-      const { client, reply } = await login(proxy);
-      assert.equal(reply, '+OK Logged in');
-      await retrAll(client);
-      const logins = await waitForLogins(dovecot, before + 1);
+      const chained = await chain('stls', { caFile: dovecot.caFile! });
       // Inside TLS popwarden still prefers CRAM-MD5 among what the 'stls' profile offers.
-      assert.deepEqual(logins.slice(before), [{ user: 'alice', method: 'CRAM-MD5' }]);
-      assertEncryptedAfterStls(tap);
-      // Dovecot's own login line says the session was under TLS.
-      await new Promise((r) => setTimeout(r, 100));
+      await loginAndFetch(chained, 'CRAM-MD5');
+      assertEncryptedAfterStls(chained.tap);
+      // Dovecot's own login line (loginAndFetch waited for it) says the session was under TLS.
       const loginLine = readFileSync(dovecot.logFile, 'utf8').split('\n').filter((l) => l.includes('Login: user=<alice>')).at(-1);
       assert.match(loginLine ?? '', /\bTLS\b/, loginLine);
     });
@@ -263,15 +288,10 @@ describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () 
     });
 
     test('with a CA that did not sign Dovecot\'s certificate: [SYS/TEMP], and no fallback to clear', async () => {
-      const dovecot = await dovecotFor('stls');
       // popwarden's own test certificate: valid for 127.0.0.1, but not Dovecot's issuer.
-      const { tap, proxy } = await chain('stls', { caFile: testCertificate().caFile });
-      const before = dovecot.loginCount();
-      const { client, reply } = await login(proxy);
-      assert.match(reply, /^-ERR \[SYS\/TEMP\] /);
-      client.destroy();
-      await new Promise((r) => setTimeout(r, 300));
-      assert.equal(dovecot.loginCount(), before);
+      const chained = await chain('stls', { caFile: testCertificate().caFile });
+      const { tap, proxy } = chained;
+      await loginRefused(chained);
       assert.equal(tap.connections, 1, 'popwarden did not reconnect to try again without TLS');
       const { after } = splitAtStls(tap);
       assert.equal(after[0], 0x16, 'a ClientHello followed STLS');
@@ -281,13 +301,9 @@ describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () 
 
     test('with tlsServerName that the certificate does not name: refused the same way', async () => {
       const dovecot = await dovecotFor('stls');
-      const { tap, proxy } = await chain('stls', { caFile: dovecot.caFile!, tlsServerName: 'mail.example.org' });
-      const before = dovecot.loginCount();
-      const { client, reply } = await login(proxy);
-      assert.match(reply, /^-ERR \[SYS\/TEMP\] /);
-      client.destroy();
-      await new Promise((r) => setTimeout(r, 300));
-      assert.equal(dovecot.loginCount(), before);
+      const chained = await chain('stls', { caFile: dovecot.caFile!, tlsServerName: 'mail.example.org' });
+      await loginRefused(chained);
+      const { tap } = chained;
       assertEncryptedAfterStls(tap);
     });
 

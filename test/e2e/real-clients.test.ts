@@ -77,9 +77,8 @@ describe('real clients through popwarden to Dovecot', { timeout: 300_000 }, () =
     const r = await fetch();
     assert.ok(r.ok, why(r));
     assertSameMessages(r, alice.messages);
-    // Dovecot writes its log line asynchronously (log process); give it a moment.
-    const deadline = Date.now() + 3_000;
-    while (dovecot.loginCount('alice') < before + logins && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    // Dovecot writes its log line asynchronously (log process).
+    await dovecot.whenLogged(() => (dovecot.loginCount('alice') >= before + logins ? true : undefined), 3_000);
     assert.equal(dovecot.loginCount('alice'), before + logins, 'each client session is one backend login');
     const audits = loginAudits(logStart);
     assert.equal(audits.length, logins, JSON.stringify(audits));
@@ -176,6 +175,8 @@ describe('real clients through popwarden to Dovecot', { timeout: 300_000 }, () =
     assert.equal(runs[2]!.exitCode, 60, why(runs[2]!));
     assert.equal(runs[3]!.exitCode, 60, why(runs[3]!));
     assert.match(runs[0]!.stderr, /CERTIFICATE_VERIFY_FAILED/);
+    // The wait is the subject: a login that should not happen has no event to await, and Dovecot
+    // logs asynchronously, so it gets a moment to show one.
     await new Promise((res) => setTimeout(res, 300));
     assert.equal(dovecot.loginCount(), before, 'no client login may reach the backend');
   });
@@ -188,6 +189,7 @@ describe('real clients through popwarden to Dovecot', { timeout: 300_000 }, () =
     // to try; if it sent USER anyway popwarden answers -ERR [AUTH] TLS required.
     assert.equal(r.exitCode, 67, why(r));
     assert.equal(r.messages.length, 0);
+    // As above: proving an absence, Dovecot gets a moment to log a login that must not come.
     await new Promise((res) => setTimeout(res, 300));
     assert.equal(dovecot.loginCount(), before, 'no backend login without TLS on the client side');
     assert.ok(!proxy.logText().includes(alice.pass), 'the password is never logged');

@@ -18,7 +18,11 @@ import { RawClient } from '../harness/raw-client.js';
 const { alice } = sampleMaildrop();
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls `probe` every 20 ms until it returns a value other than undefined, or fails after `timeoutMs`. */
+/**
+ * Polls `probe` every 20 ms until it returns a value other than undefined, or fails after
+ * `timeoutMs`. Only for what announces itself nowhere: a process appearing under Dovecot's
+ * master and its write counter in /proc. Dovecot's log lines are awaited (dovecotSessionEnds).
+ */
 async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 5_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -27,6 +31,16 @@ async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
+}
+
+/** Waits for Dovecot to log the end of a session of `user`; its end-of-session lines so far. */
+async function dovecotSessionEnds(dovecot: Dovecot, user: string): Promise<{ reason: string; deleted: number; total: number }[]> {
+  const ends = await dovecot.whenLogged(() => {
+    const found = sessionEnds(dovecot, user);
+    return found.length > 0 ? found : undefined;
+  });
+  if (ends === undefined) throw new Error('timed out waiting for Dovecot to end the session');
+  return ends;
 }
 
 /** Dovecot's end-of-session lines for `user`: why it ended and how many messages it expunged. */
@@ -169,10 +183,7 @@ describe('data safety with a real Dovecot', { timeout: 180_000 }, () => {
       const client = await loggedIn(proxy);
       assert.match(await client.command('DELE 1'), /^\+OK/);
       client.end();
-      const [end] = await waitFor('Dovecot to end the session', () => {
-        const ends = sessionEnds(dovecot, 'alice');
-        return ends.length > 0 ? ends : undefined;
-      });
+      const [end] = await dovecotSessionEnds(dovecot, 'alice');
       assert.equal(end!.deleted, 0, 'Dovecot expunged nothing');
       assert.doesNotMatch(end!.reason, /Logged out/, 'Dovecot saw no QUIT');
       await assertMaildropIntact(proxy);
@@ -189,10 +200,7 @@ describe('data safety with a real Dovecot', { timeout: 180_000 }, () => {
       assert.equal(await client.command(`PASS ${alice.pass}`, 10_000), '+OK Logged in');
       assert.match(await client.command('DELE 1'), /^\+OK/);
       tcp.resetAndDestroy();
-      const [end] = await waitFor('Dovecot to end the session', () => {
-        const ends = sessionEnds(dovecot, 'alice');
-        return ends.length > 0 ? ends : undefined;
-      });
+      const [end] = await dovecotSessionEnds(dovecot, 'alice');
       assert.equal(end!.deleted, 0);
       assert.doesNotMatch(end!.reason, /Logged out/);
       await assertMaildropIntact(proxy);
@@ -204,10 +212,7 @@ describe('data safety with a real Dovecot', { timeout: 180_000 }, () => {
       assert.match(await client.command('DELE 1'), /^\+OK/);
       assert.match(await client.command('QUIT'), /^\+OK/);
       assert.ok(await client.closedWithin(5_000));
-      const [end] = await waitFor('Dovecot to end the session', () => {
-        const ends = sessionEnds(dovecot, 'alice');
-        return ends.length > 0 ? ends : undefined;
-      });
+      const [end] = await dovecotSessionEnds(dovecot, 'alice');
       assert.deepEqual(end, { reason: 'Logged out', deleted: 1, total: 3 });
       const next = await loggedIn(proxy);
       assert.match(await next.command('STAT'), /^\+OK 2 \d+$/);

@@ -214,6 +214,8 @@ describe('relay of a failing backend', () => {
         if (verb !== 'RETR') return;
         for (const part of ['+OK\r\n..dot\r\nend\r', '\n.', '\r\n']) {
           await conn.write(part);
+          // The gap is the subject: it makes popwarden read the terminator in separate chunks,
+          // which no event on this side can force (the session tests split chunks exactly).
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
         return true;
@@ -358,6 +360,7 @@ describe('timers', () => {
         onCommand: async ({ conn, verb }) => {
           if (verb !== 'RETR') return;
           await conn.write('+OK\r\n');
+          // The pace is the subject: the whole reply takes longer than idleMs, each gap less.
           for (let i = 0; i < 8; i++) {
             await new Promise((resolve) => setTimeout(resolve, 100));
             await conn.write(`line ${i}\r\n`);
@@ -396,14 +399,15 @@ describe('timers', () => {
 
 describe('shutdown', () => {
   test('a RETR in flight finishes, the next command gets [SYS/TEMP], idle sessions close, no QUIT (D-08)', async () => {
+    // The RETR stays in flight, its terminator held back, until the shutdown is under way.
+    let finishRetr!: () => void;
+    const shutdownStarted = new Promise<void>((resolve) => (finishRetr = resolve));
     const r = await rig({
       onCommand: async ({ conn, verb }) => {
         if (verb !== 'RETR') return;
         await conn.write('+OK\r\n');
-        for (let i = 0; i < 5; i++) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          await conn.write(`line ${i}\r\n`);
-        }
+        for (let i = 0; i < 5; i++) await conn.write(`line ${i}\r\n`);
+        await shutdownStarted;
         await conn.write('.\r\n');
         return true;
       },
@@ -416,6 +420,7 @@ describe('shutdown', () => {
       busy.write('STAT\r\n');
       const closing = r.proxy.proxy.close({ drainMs: 5_000 });
       assert.equal(await idle.closedWithin(1_000), true, 'an idle session closes at once');
+      finishRetr();
       assert.match((await busy.readUntilTerminator()).toString('latin1'), /line 4\r\n\.\r\n$/, 'the RETR completes');
       assert.equal(await busy.readLine(), '-ERR [SYS/TEMP] Server is shutting down, try again later');
       assert.equal(await busy.closedWithin(1_000), true);

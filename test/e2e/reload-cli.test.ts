@@ -11,19 +11,9 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { makeNamedCertificate, servedFingerprint } from '../harness/popwarden.js';
+import { ProcessOutput } from '../harness/process-output.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-
-/** Resolves when `output()` matches `pattern` after `from` characters, or rejects after `ms`. */
-async function waitFor(output: () => string, pattern: RegExp, from: number, ms = 10_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const match = pattern.exec(output().slice(from));
-    if (match !== null) return match;
-    if (Date.now() > deadline) throw new Error(`no ${pattern} within ${ms} ms; output:\n${output().slice(from)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('popwarden binary reloads on SIGHUP and on certificate changes', { timeout: 120_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'popwarden-reload-cli-'));
@@ -47,7 +37,7 @@ describe('popwarden binary reloads on SIGHUP and on certificate changes', { time
       '',
     ].join('\n');
   let child: ChildProcess | undefined;
-  let output = '';
+  const output = new ProcessOutput();
   let port = 0;
 
   before(async () => {
@@ -56,9 +46,8 @@ describe('popwarden binary reloads on SIGHUP and on certificate changes', { time
     copyFileSync(first.keyFile, live.keyFile);
     writeFileSync(configFile, configText('first greeting'));
     child = spawn(process.execPath, [join(ROOT, 'dist/cli.js'), '--config', configFile], { env: { PATH: process.env['PATH'] ?? '' } });
-    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    port = Number((await waitFor(() => output, /"address":"127\.0\.0\.1:(\d+)","msg":"listening"/, 0))[1]);
+    output.attach(child.stdout, child.stderr);
+    port = Number((await output.waitFor(/"address":"127\.0\.0\.1:(\d+)","msg":"listening"/, 0))[1]);
   });
   after(async () => {
     if (child !== undefined && child.exitCode === null) {
@@ -76,20 +65,21 @@ describe('popwarden binary reloads on SIGHUP and on certificate changes', { time
   it('SIGHUP: a new certificate is served, the process keeps running', async () => {
     copyFileSync(second.certFile, live.certFile);
     copyFileSync(second.keyFile, live.keyFile);
-    const from = output.length;
+    const from = output.text.length;
     child?.kill('SIGHUP');
     // watch_files may get there first; either way exactly the new pair is served afterwards.
-    await waitFor(() => output, /"msg":"reloaded/, from);
+    await output.waitFor(/"msg":"reloaded/, from);
     assert.equal(await servedFingerprint(port), second.fingerprint256);
     assert.equal(child?.exitCode, null);
   });
 
   it('SIGHUP with a broken config file: refused in one line, the old certificate stays', async () => {
-    await new Promise((r) => setTimeout(r, 1_500)); // let the watcher's debounce from the last test pass
+    // No wait for the watcher: the last test's SIGHUP reload re-armed it, dropping the debounce
+    // its certificate writes had started; a reload it still made would read this same file.
     writeFileSync(configFile, configText('first greeting') + 'no_such_key: 1\n');
-    const from = output.length;
+    const from = output.text.length;
     child?.kill('SIGHUP');
-    const refused = await waitFor(() => output, /.*"msg":"reload refused.*/, from);
+    const refused = await output.waitFor(/.*"msg":"reload refused.*/, from);
     assert.match(refused[0], /no_such_key/);
     assert.equal(await servedFingerprint(port), second.fingerprint256);
     assert.equal(child?.exitCode, null);
@@ -97,10 +87,10 @@ describe('popwarden binary reloads on SIGHUP and on certificate changes', { time
   });
 
   it('tls.watch_files: rewritten certificate files are reloaded without a signal', async () => {
-    const from = output.length;
+    const from = output.text.length;
     copyFileSync(third.keyFile, live.keyFile);
     copyFileSync(third.certFile, live.certFile);
-    await waitFor(() => output, /"msg":"reloaded/, from);
+    await output.waitFor(/"msg":"reloaded/, from);
     assert.equal(await servedFingerprint(port), third.fingerprint256);
   });
 });

@@ -14,6 +14,7 @@ import { createHash, createHmac } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { toLf } from './maildrop.js';
+import { ByteInbox } from './inbox.js';
 import type { SampleMessage } from './maildrop.js';
 
 /** How a client reaches the server: clear text, STLS upgrade, or TLS from the first byte. */
@@ -126,69 +127,25 @@ function readEmlDir(dir: string): Buffer[] {
 
 /** Reads CRLF/LF-terminated lines from a byte stream; lines are returned without their end. */
 export class LineReader {
-  #buf: Buffer = Buffer.alloc(0);
-  #ended = false;
-  #error: Error | undefined;
-  #waiters: (() => void)[] = [];
+  readonly #inbox: ByteInbox;
 
   constructor(stream: Readable) {
-    stream.on('data', (d: Buffer) => {
-      this.#buf = this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
-      this.#wake();
-    });
-    stream.on('end', () => {
-      this.#ended = true;
-      this.#wake();
-    });
-    stream.on('close', () => {
-      this.#ended = true;
-      this.#wake();
-    });
-    stream.on('error', (e: Error) => {
-      this.#error = e;
-      this.#wake();
-    });
-  }
-
-  #wake(): void {
-    const w = this.#waiters;
-    this.#waiters = [];
-    for (const f of w) f();
+    this.#inbox = new ByteInbox(stream);
   }
 
   /** Bytes received but not yet returned as a line. */
   pending(): Buffer {
-    return this.#buf;
+    return this.#inbox.unread();
   }
 
   /** Drops buffered bytes (used before an STLS handshake). */
   discard(): void {
-    this.#buf = Buffer.alloc(0);
+    this.#inbox.discard();
   }
 
   /** Next line without CRLF (or LF), or null at end of stream; rejects after `timeoutMs`. */
-  async readLine(timeoutMs = 30_000): Promise<Buffer | null> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.#buf.indexOf(0x0a);
-      if (i >= 0) {
-        const end = i > 0 && this.#buf[i - 1] === 0x0d ? i - 1 : i;
-        const line = this.#buf.subarray(0, end);
-        this.#buf = this.#buf.subarray(i + 1);
-        return line;
-      }
-      if (this.#error) throw this.#error;
-      if (this.#ended) return null;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no line within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.#waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
+  readLine(timeoutMs = 30_000): Promise<Buffer | null> {
+    return this.#inbox.readLine(timeoutMs);
   }
 
   /** Reads a dot-terminated multi-line body and returns it un-stuffed with CRLF line ends. */

@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { freePort, waitForPort } from './ports.js';
+import { whenFileShows } from './file-watch.js';
 import { MAIL_GID, sampleMaildrop, writeMaildir } from './maildrop.js';
 
 /** Which mechanisms the started Dovecot offers (see the table in startDovecot's TSDoc). */
@@ -51,6 +52,11 @@ export interface Dovecot {
   loginCount(user?: string): number;
   /** Successful logins with their mechanism as Dovecot logs it (USER/PASS shows as PLAIN). */
   logins(): { user: string; method: string }[];
+  /**
+   * Dovecot logs asynchronously (its log process): resolves with what `probe` finds once the log
+   * shows it, re-probing on every write to the log file; undefined after `timeoutMs`.
+   */
+  whenLogged<T>(probe: () => T | undefined, timeoutMs?: number): Promise<T | undefined>;
 }
 
 interface Profile {
@@ -355,6 +361,7 @@ service stats {
       stop,
       logins,
       loginCount: (user) => logins().filter((l) => user === undefined || l.user === user).length,
+      whenLogged: (probe, timeoutMs = 5_000) => whenFileShows(logFile, probe, timeoutMs),
       ...(pop3sPort !== undefined ? { pop3sPort } : {}),
       ...(caFile !== undefined ? { caFile } : {}),
     };

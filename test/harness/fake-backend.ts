@@ -6,6 +6,8 @@
 import net from 'node:net';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { dotStuff, sampleMaildrop } from './maildrop.js';
+import { ByteInbox } from './inbox.js';
+import { listenOnFreePort } from './ports.js';
 
 /** One accepted connection, as the script sees it. */
 export interface FakeConn {
@@ -23,6 +25,8 @@ export interface FakeConn {
   destroy(): void;
   /** Every byte received on this connection so far. */
   received(): Buffer;
+  /** What the peer sent, for reads beyond lines (the same bytes readLine reads). */
+  readonly inbox: ByteInbox;
   /** Every line returned by readLine so far. */
   lines(): string[];
   /** True once the socket is closed. */
@@ -48,52 +52,23 @@ export interface FakeBackend {
 export type FakeScript = (conn: FakeConn) => Promise<void> | void;
 
 function makeConn(id: number, socket: net.Socket, script: FakeScript): FakeConn {
-  const chunks: Buffer[] = [];
+  const inbox = new ByteInbox(socket);
   const lines: string[] = [];
-  let buf = Buffer.alloc(0);
   let closed = false;
-  let waiters: (() => void)[] = [];
   let scriptError: Error | undefined;
-  const wake = (): void => {
-    const w = waiters;
-    waiters = [];
-    for (const f of w) f();
-  };
-  socket.on('data', (d: Buffer) => {
-    chunks.push(Buffer.from(d));
-    buf = buf.length === 0 ? Buffer.from(d) : Buffer.concat([buf, d]);
-    wake();
-  });
   const whenClosed = new Promise<void>((resolve) =>
     socket.once('close', () => {
       closed = true;
-      wake();
       resolve();
     }),
   );
   socket.on('error', () => undefined);
 
   const readLineBytes = async (timeoutMs = 30_000): Promise<Buffer> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = buf.indexOf(0x0a);
-      if (i >= 0) {
-        const line = buf.subarray(0, i > 0 && buf[i - 1] === 0x0d ? i - 1 : i);
-        buf = buf.subarray(i + 1);
-        lines.push(line.toString('utf8'));
-        return line;
-      }
-      if (closed) throw new Error(`fake backend connection ${id}: peer closed before a full line`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`fake backend connection ${id}: no line within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
+    const line = await inbox.readLine(timeoutMs);
+    if (line === null) throw new Error(`fake backend connection ${id}: peer closed before a full line`);
+    lines.push(line.toString('utf8'));
+    return line;
   };
 
   const conn: FakeConn = {
@@ -114,7 +89,8 @@ function makeConn(id: number, socket: net.Socket, script: FakeScript): FakeConn 
       if (typeof s.resetAndDestroy === 'function') s.resetAndDestroy();
       else socket.destroy();
     },
-    received: () => Buffer.concat(chunks),
+    received: () => Buffer.from(inbox.all()),
+    inbox,
     lines: () => [...lines],
     get closed() {
       return closed;
@@ -147,11 +123,7 @@ export async function startFakeBackend(script: FakeScript): Promise<FakeBackend>
     socket.once('close', () => sockets.delete(socket));
     conns.push(makeConn(conns.length + 1, socket, script));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port: 0 }, resolve);
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const port = await listenOnFreePort(server, host);
   return {
     host,
     port,

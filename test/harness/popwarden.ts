@@ -6,7 +6,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
@@ -18,6 +17,7 @@ import type { TlsMaterial } from '../../src/net/tls-material.js';
 import type { Metrics } from '../../src/observability/metrics.js';
 import type { LoginGuard } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
+import { LogCapture, type LogPredicate, type WaitForLogOptions } from './log-capture.js';
 
 /** A certificate for localhost / 127.0.0.1 signed by itself; `caFile` is what clients trust. */
 export interface TestCertificate {
@@ -84,6 +84,8 @@ export interface TestProxy {
   logText(): string;
   /** Parsed log lines. */
   logs(): Record<string, unknown>[];
+  /** Resolves with the first log line, written or still to come, that `predicate` accepts. */
+  waitForLog(predicate: LogPredicate, options?: WaitForLogOptions): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -172,19 +174,13 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
 
 /** Starts popwarden in front of `overrides.backend`. */
 export async function startTestProxy(overrides: ProxyOverrides): Promise<TestProxy> {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
-      callback();
-    },
-  });
+  const logs = new LogCapture();
   // A state_dir per proxy: the backend memory in it must not carry over between tests whose
   // backends happen to get the same port.
   const config = testConfig({ ...overrides, stateDir: overrides.stateDir ?? mkdtempSync(join(tmpdir(), 'popwarden-state-')) });
   const cert = testCertificate();
   const proxy = await startPopwarden(config, {
-    log: createLogger('trace', sink),
+    log: createLogger('trace', logs.stream),
     tls: testTlsMaterial(cert),
     ...(overrides.metrics === undefined ? {} : { metrics: overrides.metrics }),
     ...(overrides.guard === undefined ? {} : { guard: overrides.guard }),
@@ -197,8 +193,9 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     tlsPort: portOf('tls'),
     stlsPort: portOf('stls'),
     caFile: cert.caFile,
-    logText: () => lines.join('\n'),
-    logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
+    logText: () => logs.text(),
+    logs: () => logs.entries(),
+    waitForLog: (predicate, options) => logs.waitFor(predicate, options),
     stop: () => proxy.close(),
   };
 }

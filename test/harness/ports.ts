@@ -36,3 +36,12 @@ export async function waitForPort(host: string, port: number, timeoutMs = 10_000
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Listens on `host` at a port the kernel picks at bind time (no other process can take it in between); resolves that port. */
+export async function listenOnFreePort(server: net.Server, host = '127.0.0.1'): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port: 0 }, resolve);
+  });
+  return (server.address() as net.AddressInfo).port;
+}

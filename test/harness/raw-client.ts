@@ -5,15 +5,13 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
+import { ByteInbox } from './inbox.js';
 
 export class RawClient {
   #socket: Socket | TLSSocket;
-  /** Everything received, in one buffer that grows by doubling (tests read 50 MB replies). */
-  #data: Buffer = Buffer.alloc(64 * 1024);
-  #total = 0;
-  #consumed = 0;
+  /** Everything received, across an upgrade (tests read 50 MB replies). */
+  readonly #inbox = new ByteInbox();
   #closed = false;
-  #waiters: (() => void)[] = [];
   readonly whenClosed: Promise<void>;
   #resolveClosed!: () => void;
 
@@ -51,12 +49,12 @@ export class RawClient {
 
   /** Everything received on this connection (all layers after an upgrade), unconsumed or not. */
   all(): Buffer {
-    return this.#data.subarray(0, this.#total);
+    return this.#inbox.all();
   }
 
   /** Everything not yet consumed by readLine/readUntil. */
   unread(): Buffer {
-    return this.all().subarray(this.#consumed);
+    return this.#inbox.unread();
   }
 
   /** Next line without CRLF; rejects on timeout or close. */
@@ -67,20 +65,9 @@ export class RawClient {
 
   /** Reads up to and including the first occurrence of `marker` after what was consumed. */
   async readUntil(marker: string, timeoutMs = 5_000): Promise<Buffer> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const all = this.all();
-      const at = all.indexOf(marker, this.#consumed, 'latin1');
-      if (at !== -1) {
-        const out = Buffer.from(all.subarray(this.#consumed, at + marker.length));
-        this.#consumed = at + marker.length;
-        return out;
-      }
-      if (this.#closed) throw new Error(`closed before ${JSON.stringify(marker)}; unread: ${JSON.stringify(this.unread().toString('latin1').slice(0, 200))}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timeout waiting for ${JSON.stringify(marker)}; unread: ${JSON.stringify(this.unread().toString('latin1').slice(0, 200))}`);
-      await this.#wait(left);
-    }
+    const bytes = await this.#inbox.readUntil(marker, timeoutMs);
+    if (bytes === null) throw new Error(`closed before ${JSON.stringify(marker)}; unread: ${JSON.stringify(this.unread().toString('latin1').slice(0, 200))}`);
+    return bytes;
   }
 
   /** Sends one command and returns the first reply line. */
@@ -99,33 +86,19 @@ export class RawClient {
 
   /** Reads a multi-line body up to and including CRLF.CRLF (the body starts at a line start). */
   async readUntilTerminator(timeoutMs = 10_000): Promise<Buffer> {
-    const deadline = Date.now() + timeoutMs;
-    const start = this.#consumed;
-    let searchFrom = start;
-    for (;;) {
-      const all = this.all();
-      if (all.subarray(start, start + 3).toString('latin1') === '.\r\n') {
-        this.#consumed = start + 3;
-        return Buffer.from(all.subarray(start, start + 3));
-      }
-      const at = all.indexOf('\r\n.\r\n', searchFrom, 'latin1');
-      searchFrom = Math.max(start, all.length - 4);
-      if (at !== -1) {
-        this.#consumed = at + 5;
-        return Buffer.from(all.subarray(start, at + 5));
-      }
-      if (this.#closed) throw new Error('closed inside a multi-line reply');
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('timeout inside a multi-line reply');
-      await this.#wait(left);
-    }
+    const body = await this.#inbox.readUntilTerminator(timeoutMs);
+    if (body === null) throw new Error('closed inside a multi-line reply');
+    return body;
   }
 
-  /** Resolves true if nothing more arrives within `ms`. */
+  /**
+   * Resolves true if nothing more arrives within `ms`. The wait is the subject: callers prove
+   * an absence (no reply to a discarded command), which no event can announce.
+   */
   async silentFor(ms: number): Promise<boolean> {
-    const before = this.#total;
+    const before = this.all().length;
     await new Promise((resolve) => setTimeout(resolve, ms));
-    return this.#total === before;
+    return this.all().length === before;
   }
 
   /** Wraps the connection in TLS (after the server's +OK to STLS). */
@@ -135,7 +108,7 @@ export class RawClient {
     const secured = tlsConnect({ socket: plain, ca: readFileSync(caFile), servername: 'localhost' });
     await new Promise<void>((resolve, reject) => secured.once('secureConnect', resolve).once('error', reject));
     this.#socket = secured;
-    this.#consumed = this.#total;
+    this.#inbox.discard();
     this.#listen(secured);
   }
 
@@ -160,37 +133,11 @@ export class RawClient {
   }
 
   #listen(socket: Socket): void {
-    socket.on('data', (chunk: Buffer) => {
-      if (this.#total + chunk.length > this.#data.length) {
-        const grown = Buffer.alloc(Math.max(this.#data.length * 2, this.#total + chunk.length));
-        this.#data.copy(grown, 0, 0, this.#total);
-        this.#data = grown;
-      }
-      chunk.copy(this.#data, this.#total);
-      this.#total += chunk.length;
-      this.#wake();
-    });
+    this.#inbox.attach(socket, { errors: 'end' });
     socket.on('error', () => undefined);
     socket.on('close', () => {
       this.#closed = true;
       this.#resolveClosed();
-      this.#wake();
-    });
-  }
-
-  #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const waiter of waiters) waiter();
-  }
-
-  #wait(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
     });
   }
 }

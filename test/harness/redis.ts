@@ -4,6 +4,7 @@
  * by the pid we started. Also a 3-node Redis Cluster built with `redis-cli --cluster create`.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter, once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ import { createProtection, type Protection } from '../../src/auth/protection.js'
 import type { LimitsConfig, RateLimitConfig, RedisTarget, TimeoutsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { NO_METRICS, type Metrics } from '../../src/observability/metrics.js';
+import type { ConnectionGate } from '../../src/net/connection-gate.js';
 
 const run = promisify(execFile);
 
@@ -141,7 +143,28 @@ export interface Protected {
   readonly proxy: TestProxy;
   readonly protection: Protection;
   readonly logs: string[];
+  /** Resolves when the gate next gives back a connection's place (its socket has closed). */
+  nextRelease(): Promise<void>;
+  /** Resolves once the rate-limit store is reported `up` (or down), at once if it already is. */
+  whenStore(up: boolean, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** `gate`, telling `releases` every time a connection gives its place back. */
+function observedGate(gate: ConnectionGate, releases: EventEmitter): ConnectionGate {
+  return {
+    admit: (ip) => {
+      const admission = gate.admit(ip);
+      if (admission.kind === 'refused') return admission;
+      return {
+        kind: 'admitted',
+        release: () => {
+          admission.release();
+          releases.emit('release');
+        },
+      };
+    },
+  };
 }
 
 /** popwarden in front of `backend`, with the protection createProtection builds from this config. */
@@ -172,11 +195,22 @@ export async function startProtected(
       callback();
     },
   });
-  const protection = await createProtection(config, createLogger('debug', sink), options.metrics ?? NO_METRICS);
+  const releases = new EventEmitter();
+  // The store's up/down reports are told to the test too, so it can await them.
+  const storeEvents = new EventEmitter();
+  const metrics = options.metrics ?? NO_METRICS;
+  const observedMetrics: Metrics = {
+    ...metrics,
+    rateLimitStoreUp: (up) => {
+      metrics.rateLimitStoreUp(up);
+      storeEvents.emit('up', up);
+    },
+  };
+  const protection = await createProtection(config, createLogger('debug', sink), observedMetrics);
   const proxy = await startTestProxy({
     backend: { host: backend.host, port: backend.port },
     guard: protection.guard,
-    gate: protection.gate,
+    gate: observedGate(protection.gate, releases),
     ...(options.authFailureDelayMs === undefined ? {} : { authFailureDelayMs: options.authFailureDelayMs }),
     ...(options.timeouts === undefined ? {} : { timeouts: options.timeouts }),
     ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
@@ -185,6 +219,22 @@ export async function startProtected(
     proxy,
     protection,
     logs,
+    nextRelease: () => once(releases, 'release').then(() => undefined),
+    whenStore: (up, timeoutMs = 10_000) =>
+      new Promise<void>((resolve, reject) => {
+        if (protection.storeUp() === up) return resolve();
+        const timer = setTimeout(() => {
+          storeEvents.off('up', onReport);
+          reject(new Error(`the rate-limit store was not reported ${up ? 'up' : 'down'} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const onReport = (reported: boolean): void => {
+          if (reported !== up) return;
+          clearTimeout(timer);
+          storeEvents.off('up', onReport);
+          resolve();
+        };
+        storeEvents.on('up', onReport);
+      }),
     stop: async () => {
       await proxy.stop();
       await protection.close();

@@ -3,6 +3,7 @@
  * directions, so a test can prove what did (or did not) cross the backend link.
  */
 import net from 'node:net';
+import { listenOnFreePort } from './ports.js';
 
 /** A running tap. */
 export interface Tap {
@@ -55,12 +56,7 @@ export async function startTap(targetHost: string, targetPort: number): Promise<
       client.destroy();
     });
   });
-  // Port 0: the kernel picks a free port at bind time, so no other process can take it in between.
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port: 0 }, resolve);
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const port = await listenOnFreePort(server, host);
   return {
     host,
     port,

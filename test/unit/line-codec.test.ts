@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { LineFramer, type FramedLine } from '../../src/net/line-codec.js';
 import { MAX_COMMAND_LINE_OCTETS } from '../../src/config/limits.js';
+import { splitAt } from '../harness/chunks.js';
 
 /** What the framer said, in a form assert.deepEqual compares well: line text (latin1) or TOO-LONG. */
 type Seen = string | { tooLong: true };
@@ -24,18 +25,6 @@ function bytes(text: string): Buffer {
 
 function byteByByte(data: Buffer): Buffer[] {
   return [...data].map((b) => Buffer.of(b));
-}
-
-function splitAt(data: Buffer, points: readonly number[]): Buffer[] {
-  const cuts = [...new Set(points.map((p) => (data.length === 0 ? 0 : p % (data.length + 1))))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let start = 0;
-  for (const cut of cuts) {
-    chunks.push(data.subarray(start, cut));
-    start = cut;
-  }
-  chunks.push(data.subarray(start));
-  return chunks;
 }
 
 const TOO_LONG = { tooLong: true } as const;

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { TerminatorScanner } from '../../src/net/multiline.js';
+import { splitAt } from '../harness/chunks.js';
 
 function bytes(text: string): Buffer {
   return Buffer.from(text, 'latin1');
@@ -43,18 +44,6 @@ function scan(chunks: readonly Buffer[]): Scan {
     offset += chunk.length;
   }
   return { chunk: -1, end: -1, at: -1 };
-}
-
-function splitAt(data: Buffer, points: readonly number[]): Buffer[] {
-  const cuts = [...new Set(points.map((p) => p % (data.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let start = 0;
-  for (const cut of cuts) {
-    chunks.push(data.subarray(start, cut));
-    start = cut;
-  }
-  chunks.push(data.subarray(start));
-  return chunks;
 }
 
 function byteByByte(data: Buffer): Buffer[] {
