@@ -20,7 +20,7 @@ import { Reply, line } from '../pop3/replies.js';
 import type { Credentials } from '../auth/credentials.js';
 import { chooseBackend } from '../backend/route.js';
 import { loginToBackend, type BackendSession } from '../backend/login.js';
-import type { BodySink } from '../backend/link.js';
+import { writeBorrowed, type BodySink } from '../backend/link.js';
 import type { BackendMemory } from '../backend/memory.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard.js';
@@ -147,7 +147,7 @@ export class Session implements SessionContext {
   }
 
   readonly clientSink: BodySink = {
-    write: (chunk) => this.#state !== SessionState.closed && this.#socket.write(chunk),
+    write: (chunk) => this.#state !== SessionState.closed && writeBorrowed(this.#socket, chunk),
     drained: () => this.#drained(),
   };
 
