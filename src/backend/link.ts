@@ -16,6 +16,9 @@ const CR = 0x0d;
  */
 const UNREAD_HIGH_WATER = 64 * 1024;
 
+/** Why a link closed by popwarden fails later reads: one instance, as it says nothing about the link. */
+const CLOSED_BY_POPWARDEN = new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'closed by popwarden');
+
 /**
  * One read buffer for every plaintext backend socket (`backendReadOptions`). Node reads a socket
  * into a fresh 64 KiB buffer per read; relaying a 50 MiB message that way made ~800 buffers,
@@ -276,7 +279,9 @@ export class BackendLink {
    * delete messages unless the client itself said QUIT (RFC 1939 §6, D-07).
    */
   destroy(): void {
-    this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'closed by popwarden'), false);
+    // Every session ends here: a fresh Error (and its stack) only for a reader that is waiting.
+    const error = this.#wake === undefined ? CLOSED_BY_POPWARDEN : new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'closed by popwarden');
+    this.#fail(error, false);
     this.#socket.destroy();
   }
 
@@ -311,10 +316,13 @@ export class BackendLink {
   };
 
   readonly #onEnd = (): void => {
+    // 'close' follows 'end' and every destroy(): no new Error once the link has failed.
+    if (this.#failure !== undefined) return;
     this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'the backend closed the connection'));
   };
 
   readonly #onError = (error: Error): void => {
+    if (this.#failure !== undefined) return;
     this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', error.message, { cause: error }));
   };
 
