@@ -20,7 +20,8 @@
  *
  * --cpu-prof DIR starts popwarden with `node --cpu-prof` (written at its exit, after the
  * workload); --heap-snapshot DIR writes a snapshot of popwarden with the sessions open;
- * --node-flag F (repeatable) passes F to popwarden's node (e.g. --perf-basic-prof for `perf`).
+ * --node-flag F (repeatable) passes F to popwarden's node (e.g. --perf-basic-prof for `perf`);
+ * --cli PATH runs another build (a copy of dist/ from an earlier commit, for A/B runs).
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
@@ -46,6 +47,7 @@ const { positionals, values } = parseArgs({
     'node-flag': { type: 'string', multiple: true, default: [] },
     settle: { type: 'string', default: '2' },
     'log-level': { type: 'string', default: 'warn' },
+    cli: { type: 'string', default: 'dist/cli.js' },
   },
 });
 const mode = positionals[0] ?? 'fetch';
@@ -81,11 +83,11 @@ const percentile = (xs: readonly number[], p: number): number =>
 async function startPopwarden(backendPort: number): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
   const port = await freePort();
   // The flags an installed popwarden runs with: those of its shebang (`env -S node FLAGS`).
-  const shebang = /^#!.*\bnode\b(.*)$/m.exec(readFileSync('dist/cli.js', 'utf8').split('\n', 1)[0]!)?.[1] ?? '';
+  const shebang = /^#!.*\bnode\b(.*)$/m.exec(readFileSync(values.cli, 'utf8').split('\n', 1)[0]!)?.[1] ?? '';
   const nodeFlags: string[] = [...shebang.trim().split(/\s+/).filter(Boolean), ...values['node-flag']];
   if (values['cpu-prof'] !== undefined) nodeFlags.push('--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`);
   if (values['heap-snapshot'] !== undefined) nodeFlags.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${values['heap-snapshot']}`);
-  const child = spawn(process.execPath, [...nodeFlags, 'dist/cli.js', '--listen-tls', `127.0.0.1:${port}`,
+  const child = spawn(process.execPath, [...nodeFlags, values.cli, '--listen-tls', `127.0.0.1:${port}`,
     '--listen-stls', `127.0.0.1:${await freePort()}`, '--backend', `127.0.0.1:${backendPort}`, '--cert', certFile,
     '--key', keyFile, '--auth-failure-delay', '0s', '--state-dir', dir, '--metrics-listen', `127.0.0.1:${await freePort()}`,
     '--backend-probe-interval', '0s', '--allow-plaintext-backend-auth', '--log-level', values['log-level'], '--timeouts-idle', '1h', '--timeouts-backend-idle', '1h',
