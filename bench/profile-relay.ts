@@ -7,14 +7,21 @@
  *   idle   N idle logged-in TLS sessions (a minimal in-process backend, since Dovecot's default
  *          process limits stop at 100); KiB of RSS per session over the empty process.
  *   noop   NOOP round trips on one logged-in session: p50/p99 and CPU µs per NOOP.
+ *   retr   RETR of one big message (--mib, 50 by default) --count times on one session, from a
+ *          minimal in-process backend: MB/s and popwarden's CPU-seconds per GB.
+ *   login  full logins (TLS handshake, greeting, USER, PASS, QUIT) from --concurrency workers:
+ *          popwarden's CPU µs per login.
  *
  *   npm run build && node --import tsx bench/profile-relay.ts fetch [--sessions 20] [--cpu-prof DIR]
  *   node --import tsx bench/profile-relay.ts idle [--sessions 1000] [--settle SECONDS] [--heap-snapshot DIR]
  *   node --import tsx bench/profile-relay.ts noop [--count 2000]
+ *   node --import tsx bench/profile-relay.ts retr [--count 5] [--mib 50]
+ *   node --import tsx bench/profile-relay.ts login [--count 2000] [--concurrency 4]
  *
  * --cpu-prof DIR starts popwarden with `node --cpu-prof` (written at its exit, after the
  * workload); --heap-snapshot DIR writes a snapshot of popwarden with the sessions open;
- * --node-flag F (repeatable) passes F to popwarden's node (e.g. --perf-basic-prof for `perf`).
+ * --node-flag F (repeatable) passes F to popwarden's node (e.g. --perf-basic-prof for `perf`);
+ * --cli PATH runs another build (a copy of dist/ from an earlier commit, for A/B runs).
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
@@ -31,12 +38,16 @@ const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: {
     sessions: { type: 'string' },
-    count: { type: 'string', default: '2000' },
+    count: { type: 'string' },
+    mib: { type: 'string', default: '50' },
+    concurrency: { type: 'string', default: '4' },
     messages: { type: 'string', default: '200' },
     'cpu-prof': { type: 'string' },
     'heap-snapshot': { type: 'string' },
     'node-flag': { type: 'string', multiple: true, default: [] },
     settle: { type: 'string', default: '2' },
+    'log-level': { type: 'string', default: 'warn' },
+    cli: { type: 'string', default: 'dist/cli.js' },
   },
 });
 const mode = positionals[0] ?? 'fetch';
@@ -65,18 +76,23 @@ function rssKiB(pid: number): number {
 const percentile = (xs: readonly number[], p: number): number =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
-/** popwarden from dist/ on a free implicit-TLS port; metrics on (as deployed), info logs to /dev/null. */
+/**
+ * popwarden from dist/ on a free implicit-TLS port, with its shebang's node flags; metrics on (as
+ * deployed), logs at --log-level (warn, as in `npm run bench`) to /dev/null, or to stdout with PW_LOG=1.
+ */
 async function startPopwarden(backendPort: number): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
   const port = await freePort();
-  const nodeFlags: string[] = [...values['node-flag']];
+  // The flags an installed popwarden runs with: those of its shebang (`env -S node FLAGS`).
+  const shebang = /^#!.*\bnode\b(.*)$/m.exec(readFileSync(values.cli, 'utf8').split('\n', 1)[0]!)?.[1] ?? '';
+  const nodeFlags: string[] = [...shebang.trim().split(/\s+/).filter(Boolean), ...values['node-flag']];
   if (values['cpu-prof'] !== undefined) nodeFlags.push('--cpu-prof', `--cpu-prof-dir=${values['cpu-prof']}`);
   if (values['heap-snapshot'] !== undefined) nodeFlags.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${values['heap-snapshot']}`);
-  const child = spawn(process.execPath, [...nodeFlags, 'dist/cli.js', '--listen-tls', `127.0.0.1:${port}`,
+  const child = spawn(process.execPath, [...nodeFlags, values.cli, '--listen-tls', `127.0.0.1:${port}`,
     '--listen-stls', `127.0.0.1:${await freePort()}`, '--backend', `127.0.0.1:${backendPort}`, '--cert', certFile,
     '--key', keyFile, '--auth-failure-delay', '0s', '--state-dir', dir, '--metrics-listen', `127.0.0.1:${await freePort()}`,
-    '--backend-probe-interval', '0s', '--timeouts-idle', '1h', '--timeouts-backend-idle', '1h',
+    '--backend-probe-interval', '0s', '--allow-plaintext-backend-auth', '--log-level', values['log-level'], '--timeouts-idle', '1h', '--timeouts-backend-idle', '1h',
     '--limits-max-new-connections-per-ip', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0'],
-  { stdio: ['ignore', 'ignore', 'inherit'] });
+  { stdio: ['ignore', process.env.PW_LOG ? 'inherit' : 'ignore', 'inherit'] });
   process.on('exit', () => child.kill('SIGKILL'));
   await waitForPort('127.0.0.1', port);
   console.error(`popwarden pid ${child.pid}`);
@@ -91,16 +107,20 @@ async function startPopwarden(backendPort: number): Promise<{ port: number; pid:
   };
 }
 
+const TERMINATOR = Buffer.from('\r\n.\r\n', 'latin1');
+
 /** A logged-in TLS session driven one command at a time. */
 class Client {
   #pending: Buffer = Buffer.alloc(0);
   #waiter: (() => void) | undefined;
   private constructor(readonly socket: TLSSocket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
-      this.#waiter?.();
-    });
+    socket.on('data', this.#onData);
   }
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    this.#waiter?.();
+  };
 
   static async open(port: number, user: string, pass: string): Promise<Client> {
     const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
@@ -111,6 +131,31 @@ class Client {
     const loggedIn = await client.command(`PASS ${pass}`);
     if (!loggedIn.startsWith('+OK')) throw new Error(`login failed: ${loggedIn}`);
     return client;
+  }
+
+  /**
+   * Sends RETR and discards its reply as it arrives, keeping only the last four octets to spot
+   * the terminator (a big body must not be gathered: that would measure this client). Returns
+   * the octets received.
+   */
+  async retrDiscarding(n: number): Promise<number> {
+    this.socket.write(`RETR ${n}\r\n`);
+    let received = 0;
+    let tail = Buffer.alloc(0);
+    await new Promise<void>((resolve) => {
+      const onData = (chunk: Buffer): void => {
+        received += chunk.length;
+        tail = Buffer.concat([tail, chunk.subarray(-5)]).subarray(-5);
+        if (tail.equals(TERMINATOR)) {
+          this.socket.off('data', onData);
+          this.socket.on('data', this.#onData);
+          resolve();
+        }
+      };
+      this.socket.off('data', this.#onData);
+      this.socket.on('data', onData);
+    });
+    return received;
   }
 
   async command(line: string, multiline = false): Promise<string> {
@@ -178,7 +223,7 @@ async function fetchWorkload(): Promise<void> {
 }
 
 /** A backend that accepts any USER/PASS and answers NOOP: enough for idle sessions. */
-async function minimalBackend(): Promise<number> {
+async function minimalBackend(bigBody?: Buffer): Promise<number> {
   const server = createServer((socket: Socket) => {
     socket.setNoDelay(true);
     socket.on('error', () => undefined);
@@ -191,6 +236,10 @@ async function minimalBackend(): Promise<number> {
         const verb = pending.slice(0, at).split(' ')[0]!.toUpperCase();
         pending = pending.slice(at + 2);
         if (verb === 'CAPA') socket.write('+OK\r\nUSER\r\n.\r\n');
+        else if (verb === 'RETR' && bigBody !== undefined) {
+          socket.write(`+OK ${bigBody.length} octets\r\n`);
+          socket.write(bigBody);
+        }
         else if (verb === 'QUIT') socket.end('+OK bye\r\n');
         else socket.write('+OK\r\n');
       }
@@ -236,7 +285,7 @@ async function idleWorkload(): Promise<void> {
 }
 
 async function noopWorkload(): Promise<void> {
-  const count = Number(values.count);
+  const count = Number(values.count ?? '2000');
   const popwarden = await startPopwarden(await minimalBackend());
   const client = await Client.open(popwarden.port, 'u', 'p');
   for (let i = 0; i < 200; i++) await client.command('NOOP');
@@ -253,6 +302,59 @@ async function noopWorkload(): Promise<void> {
   await popwarden.stop();
 }
 
+/** A body of `mib` MiB: 76-octet lines of text, then the terminator. */
+function bigBody(mib: number): Buffer {
+  const lineText = Buffer.from(`${'x'.repeat(74)}\r\n`, 'latin1');
+  const lines = Math.ceil((mib * 1024 * 1024) / lineText.length);
+  const body = Buffer.alloc(lines * lineText.length + 3);
+  for (let i = 0; i < lines; i++) lineText.copy(body, i * lineText.length);
+  body.write('.\r\n', lines * lineText.length, 'latin1');
+  return body;
+}
+
+async function retrWorkload(): Promise<void> {
+  const count = Number(values.count ?? '5');
+  const body = bigBody(Number(values.mib));
+  const popwarden = await startPopwarden(await minimalBackend(body));
+  const client = await Client.open(popwarden.port, 'u', 'p');
+  await client.retrDiscarding(1); // warm-up
+  const cpuBefore = cpuMs(popwarden.pid);
+  const systemBefore = cpuMs(popwarden.pid, 'system');
+  const started = performance.now();
+  for (let i = 0; i < count; i++) await client.retrDiscarding(1);
+  const seconds = (performance.now() - started) / 1000;
+  const gb = (count * body.length) / 1e9;
+  const cpu = (cpuMs(popwarden.pid) - cpuBefore) / 1000;
+  const system = (cpuMs(popwarden.pid, 'system') - systemBefore) / 1000;
+  console.log(`retr: ${count} x ${values.mib} MiB: ${((gb * 1000) / seconds).toFixed(0)} MB/s, ` +
+    `popwarden CPU ${(cpu / gb).toFixed(2)} s/GB (system ${(system / gb).toFixed(2)})`);
+  client.socket.destroy();
+  await popwarden.stop();
+}
+
+async function loginWorkload(): Promise<void> {
+  const count = Number(values.count ?? '2000');
+  const concurrency = Number(values.concurrency);
+  const popwarden = await startPopwarden(await minimalBackend());
+  const login = async (): Promise<void> => {
+    const client = await Client.open(popwarden.port, 'u', 'p');
+    await client.command('QUIT');
+    client.socket.destroy();
+  };
+  for (let i = 0; i < 50; i++) await login(); // warm-up
+  let left = count;
+  const worker = async (): Promise<void> => {
+    while (left-- > 0) await login();
+  };
+  const cpuBefore = cpuMs(popwarden.pid);
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = ((cpuMs(popwarden.pid) - cpuBefore) * 1000) / count;
+  console.log(`login: ${count} logins from ${concurrency} workers: ${(count / seconds).toFixed(0)}/s, popwarden CPU ${cpu.toFixed(0)} µs/login`);
+  await popwarden.stop();
+}
+
 switch (mode) {
   case 'fetch':
     await fetchWorkload();
@@ -263,7 +365,13 @@ switch (mode) {
   case 'noop':
     await noopWorkload();
     break;
+  case 'retr':
+    await retrWorkload();
+    break;
+  case 'login':
+    await loginWorkload();
+    break;
   default:
-    throw new Error(`unknown workload ${mode}: fetch, idle or noop`);
+    throw new Error(`unknown workload ${mode}: fetch, idle, noop, retr or login`);
 }
 process.exit(0);

@@ -3,6 +3,7 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { BackendUnavailableError } from '../errors.js';
 import type { BackendConfig } from '../config/types.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
+import { backendReadOptions } from './link.js';
 
 /**
  * Opens a connection to the backend: TCP, and for `backend_tls: implicit` the TLS handshake too,
@@ -14,6 +15,8 @@ export async function dialBackend(backend: BackendConfig, timeoutMs: number, tls
   const socket = connect({
     host: backend.host,
     port: backend.port,
+    // Reads into one shared buffer instead of a fresh 64 KiB one each (see backendReadOptions).
+    onread: backendReadOptions,
     ...(backend.sourceAddress === undefined ? {} : { localAddress: backend.sourceAddress }),
   });
   socket.setNoDelay(true);
@@ -24,7 +27,12 @@ export async function dialBackend(backend: BackendConfig, timeoutMs: number, tls
     const code = error instanceof DeadlineError ? 'E_BACKEND_TIMEOUT' : 'E_BACKEND_CONNECT';
     throw new BackendUnavailableError(code, 'connect', (error as Error).message, { cause: error });
   }
-  if (backend.tls !== 'implicit') return socket;
+  if (backend.tls !== 'implicit') {
+    // Reads land in a shared buffer and reach only the listeners present: none is lost while the
+    // socket waits, paused, for the BackendLink, which resumes it when it first waits for a reply.
+    socket.pause();
+    return socket;
+  }
 
   const secured = tlsConnect({ ...tlsOptions, socket });
   try {

@@ -16,7 +16,47 @@ const CR = 0x0d;
  */
 const UNREAD_HIGH_WATER = 64 * 1024;
 
-/** Where a streamed reply body goes: write returns false when the client is full (backpressure). */
+/** Why a link closed by popwarden fails later reads: one instance, as it says nothing about the link. */
+const CLOSED_BY_POPWARDEN = new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'closed by popwarden');
+
+/**
+ * One read buffer for every plaintext backend socket (`backendReadOptions`). Node reads a socket
+ * into a fresh 64 KiB buffer per read; relaying a 50 MiB message that way made ~800 buffers,
+ * whose external memory pushed V8 into a full mark-compact about once per message. Reads are
+ * delivered one at a time on the one JavaScript thread and each is consumed before the next, so
+ * a single buffer serves them all: whatever must outlive the read is copied (see `#onData`).
+ */
+const sharedReadBuffer = Buffer.allocUnsafe(64 * 1024);
+
+/**
+ * The `onread` option for a plaintext backend socket: reads land in the shared buffer and reach
+ * the BackendLink as 'data' events whose chunk is a view valid only during the event.
+ */
+export const backendReadOptions = {
+  buffer: sharedReadBuffer,
+  callback(this: Socket, bytes: number, buffer: Uint8Array): boolean {
+    this.emit('data', (buffer as Buffer).subarray(0, bytes));
+    return true;
+  },
+} as const;
+
+/**
+ * Writes a chunk that is valid only during the call (a view of the shared read buffer) to the
+ * client. A TLS socket with nothing queued encrypts the bytes before write() returns (OpenSSL
+ * copies them into its records, or Node copies what it could not write yet), so the view goes
+ * as it is; a busy or corked socket queues the chunk itself, and a plaintext socket may hand
+ * it to the kernel later: those get a copy.
+ */
+export function writeBorrowed(socket: Socket | TLSSocket, chunk: Buffer): boolean {
+  const passesThrough = 'encrypted' in socket && socket.encrypted && socket.writableLength === 0 && socket.writableCorked === 0;
+  return socket.write(passesThrough ? chunk : Buffer.from(chunk));
+}
+
+/**
+ * Where a streamed reply body goes: write returns false when the client is full (backpressure).
+ * A chunk may be a view of a read buffer that the next read overwrites: a sink that keeps a
+ * chunk after write returns (a socket that is busy or corked queues it) must keep a copy.
+ */
 export interface BodySink {
   write(chunk: Buffer): boolean;
   /** Resolves when the client has drained; rejects if it stalls for too long. */
@@ -239,7 +279,9 @@ export class BackendLink {
    * delete messages unless the client itself said QUIT (RFC 1939 §6, D-07).
    */
   destroy(): void {
-    this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'closed by popwarden'), false);
+    // Every session ends here: a fresh Error (and its stack) only for a reader that is waiting.
+    const error = this.#wake === undefined ? CLOSED_BY_POPWARDEN : new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'closed by popwarden');
+    this.#fail(error, false);
     this.#socket.destroy();
   }
 
@@ -267,16 +309,20 @@ export class BackendLink {
       this.#socket.destroy();
       return;
     }
-    this.#unread = this.#unread.length === 0 ? chunk : Buffer.concat([this.#unread, chunk]);
+    // The chunk may be the shared read buffer: what is kept is copied (replies read whole are small).
+    this.#unread = this.#unread.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.#unread, chunk]);
     if (this.#unread.length >= UNREAD_HIGH_WATER) this.#socket.pause();
     this.#wake?.();
   };
 
   readonly #onEnd = (): void => {
+    // 'close' follows 'end' and every destroy(): no new Error once the link has failed.
+    if (this.#failure !== undefined) return;
     this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'the backend closed the connection'));
   };
 
   readonly #onError = (error: Error): void => {
+    if (this.#failure !== undefined) return;
     this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', error.message, { cause: error }));
   };
 

@@ -6,11 +6,13 @@
  * only ever goes up: a stronger offer is remembered, a weaker one refused until an operator says
  * the change is real (`popwarden backend forget ADDRESS`, or deleting the file).
  *
- * One small JSON file in state_dir, mode 0600, replaced atomically (write, then rename). It is
- * read at every login (a few hundred bytes), so `backend forget` applies to a running popwarden.
- * A memory that cannot be read or written refuses the login: it fails closed.
+ * One small JSON file in state_dir, mode 0600, replaced atomically (write, then rename). Every
+ * login looks at it, so `backend forget` applies to a running popwarden; it is parsed again only
+ * when a stat says it is another file than the one parsed last (every write renames a new file
+ * in, so its inode changes). A memory that cannot be read or written refuses the login: it fails
+ * closed.
  */
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendConfig } from '../config/types.js';
 import { formatHostPort } from '../config/values.js';
@@ -56,9 +58,17 @@ function describe(offer: { strongest: BackendStrength; stls: boolean | undefined
   return offer.stls === undefined ? mechanism : `${mechanism} ${offer.stls ? 'with' : 'without'} STLS`;
 }
 
+/**
+ * Which version of the file a parse came from. A rename in gives a new inode; the rest catches
+ * an editor that rewrites the file in place.
+ */
+const versionOf = (stats: Stats): string => `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
+
 /** The remembered offers of every backend popwarden has logged in to, in `stateDir`. */
 export class BackendMemory {
   readonly file: string;
+  /** The last parse and the file version it came from: a login costs a stat, not a read and a parse. */
+  #cached: { readonly version: string; readonly backends: Readonly<Record<string, RememberedBackend>> } | undefined;
 
   constructor(readonly stateDir: string) {
     this.file = join(stateDir, BACKEND_MEMORY_FILE);
@@ -125,14 +135,20 @@ export class BackendMemory {
     return true;
   }
 
+  /** The memory as the file holds it now; a copy the caller may change. */
   #read(): MemoryFile {
-    let text: string;
-    try {
-      text = readFileSync(this.file, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, backends: {} };
-      throw error;
+    const stats = statSync(this.file, { throwIfNoEntry: false });
+    if (stats === undefined) {
+      this.#cached = undefined;
+      return { version: 1, backends: {} };
     }
+    const version = versionOf(stats);
+    if (this.#cached?.version !== version) this.#cached = { version, backends: this.#parse() };
+    return { version: 1, backends: { ...this.#cached.backends } };
+  }
+
+  #parse(): Record<string, RememberedBackend> {
+    const text = readFileSync(this.file, 'utf8');
     const parsed = JSON.parse(text) as Partial<MemoryFile> | null;
     if (parsed?.version !== 1 || typeof parsed.backends !== 'object' || parsed.backends === null) {
       throw new Error(`${this.file} is not a popwarden backend memory (version 1); move it away to start afresh`);
@@ -144,7 +160,7 @@ export class BackendMemory {
       }
       backends[address] = entry;
     }
-    return { version: 1, backends };
+    return backends;
   }
 
   #write(memory: MemoryFile): void {

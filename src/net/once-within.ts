@@ -34,8 +34,10 @@ export function onceWithin(
       if (error === undefined) resolve();
       else reject(error);
     }
-    emitter.once(event, onEvent);
-    emitter.once('error', onError);
-    for (const name of failOn) emitter.once(name, onFailEvent);
+    // on(), not once(): finish() removes every listener anyway, and once() would wrap each one
+    // in a closure of its own (client drains run this per backpressure event).
+    emitter.on(event, onEvent);
+    emitter.on('error', onError);
+    for (const name of failOn) emitter.on(name, onFailEvent);
   });
 }

@@ -17,7 +17,7 @@ import type { Logger } from '../observability/log.js';
 import { parseCommand } from '../pop3/grammar.js';
 import { Reply, line } from '../pop3/replies.js';
 import type { BackendSession } from '../backend/login.js';
-import type { BodySink } from '../backend/link.js';
+import { writeBorrowed, type BodySink } from '../backend/link.js';
 import type { BackendUnavailableError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import {
@@ -127,7 +127,7 @@ export class Session implements SessionContext {
   }
 
   readonly clientSink: BodySink = {
-    write: (chunk) => this.#state !== SessionState.closed && this.#socket.write(chunk),
+    write: (chunk) => this.#state !== SessionState.closed && writeBorrowed(this.#socket, chunk),
     drained: () => this.#drained(),
   };
 

@@ -1,6 +1,7 @@
-import { describe, test } from 'node:test';
+import { describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import fs, { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BACKEND_MEMORY_FILE, BackendMemory, unseenStlsWarning } from '../../src/backend/memory.js';
@@ -37,6 +38,28 @@ describe('BackendMemory', () => {
     assert.equal(memory.forget('mail:110'), true);
     assert.equal(memory.forget('mail:110'), false);
     assert.equal(memory.observe('mail:110', { strongest: 'cleartext', stls: false }).kind, 'ok');
+  });
+
+  test('reads the file once while it is unchanged, and again as soon as another process forgets or deletes', () => {
+    const memory = fresh();
+    memory.observe('mail:110', { strongest: 'cram-md5', stls: false });
+    const reads = mock.method(fs, 'readFileSync');
+    syncBuiltinESMExports(); // the module's named import follows the mock
+    try {
+      for (let i = 0; i < 50; i++) assert.equal(memory.observe('mail:110', { strongest: 'cram-md5', stls: false }).kind, 'ok');
+      assert.ok(reads.mock.callCount() <= 1, `read ${reads.mock.callCount()} times for 50 logins`);
+      // `popwarden backend forget` runs in its own process, with its own BackendMemory.
+      assert.equal(new BackendMemory(memory.stateDir).forget('mail:110'), true);
+      assert.equal(memory.observe('mail:110', { strongest: 'cleartext', stls: false }).kind, 'ok', 'the forget applies at once');
+      assert.equal(memory.observe('mail:110', { strongest: 'cleartext', stls: false }).kind, 'ok');
+      new BackendMemory(memory.stateDir).observe('mail:110', { strongest: 'apop', stls: false });
+      assert.equal(memory.observe('mail:110', { strongest: 'cleartext', stls: false }).kind, 'refuse', 'another writer is seen too');
+      rmSync(memory.file);
+      assert.equal(memory.observe('mail:110', { strongest: 'cleartext', stls: false }).kind, 'ok', 'a deleted file is a blank memory');
+    } finally {
+      reads.mock.restore();
+      syncBuiltinESMExports();
+    }
   });
 
   test('a file that is not a memory refuses logins (fails closed) and names the fix', () => {
