@@ -40,8 +40,11 @@ export class RateLimitGuard implements LoginGuard {
   async reserve(attempt: LoginAttempt): Promise<GuardDecision> {
     if (this.#options.allow.has(attempt.ip)) return NOTHING_RESERVED;
     const keys = attemptKeys(attempt.user, attempt.ip, this.#options.config);
-    // Before the first await: the session wipes the password once its calls have returned.
-    const tag = passwordTag(this.#options.hmacKey, keys.pair, attempt.password);
+    // Before the first await: the session wipes the password once its calls have returned. The
+    // tag names the exact name the backend is given, not the canonical account: bob@d1 and bob@d2
+    // share bob's counters, but on a multi-domain backend they are two accounts, and one password
+    // tried on each is two guesses, not one guess repeated.
+    const tag = passwordTag(this.#options.hmacKey, `${keys.pair}\0${attempt.user}`, attempt.password);
     let held: Held | typeof UNAVAILABLE;
     try {
       held = await this.#options.store.reserve(keys);
