@@ -103,3 +103,40 @@ describe('in-memory store bound', () => {
     assert.equal((await store.reserve(target)).kind, 'full');
   });
 });
+
+describe('in-memory store bound keeps blocks', () => {
+  it('a spray that fills the store never evicts a blocked counter: the block holds', async () => {
+    const store = new MemoryLimitStore(config, { maxKeys: 50 });
+    const alice = from('192.0.2.77');
+    for (let i = 0; i < 3; i++) {
+      await store.reserve(alice);
+      await store.fail(alice, `wrong-${i}`);
+    }
+    assert.equal((await store.reserve(alice)).kind, 'full', 'blocked after 3 failures');
+    for (let i = 0; i < 500; i++) {
+      const keys = attemptKeys(`spray${i}`, `2001:db8:${i.toString(16)}::1`, keyOptions);
+      await store.reserve(keys);
+      await store.fail(keys, `t${i}`);
+    }
+    assert.ok(store.size <= 3 * 50, `${store.size} keys held`);
+    const again = await store.reserve(alice);
+    assert.equal(again.kind, 'full', 'still blocked after the spray');
+  });
+});
+
+describe('in-memory store full of blocks', () => {
+  it('refuses a new attempt rather than forget a block, and counts nothing for it', async () => {
+    const tight = { ...config, ip: { ...config.ip, maxFailures: 3 }, user: { ...config.user, maxFailures: 3 } };
+    const store = new MemoryLimitStore(tight, { maxKeys: 6 });
+    for (const ip of ['192.0.2.1', '192.0.2.2']) {
+      const keys = attemptKeys(`victim-${ip}`, ip, keyOptions);
+      for (let i = 0; i < 3; i++) {
+        await store.reserve(keys);
+        await store.fail(keys, `w${i}`);
+      }
+    }
+    const newcomer = attemptKeys('newcomer', '192.0.2.3', keyOptions);
+    assert.equal((await store.reserve(newcomer)).kind, 'full');
+    assert.equal(store.evicted, 0);
+  });
+});

@@ -176,21 +176,27 @@ export class RedisLimitStore implements LimitStore {
 
 // ---------------------------------------------------------------------------------------------
 
+/** How many of the oldest keys a full map looks at for one it may drop. */
+const EVICTION_PROBES = 64;
+
 /**
  * Keys with an expiry, without a timer per key (a 30-day timer would overflow Node's 24.8 days),
  * and at most `maxEntries` of them: a spray of random usernames or addresses must not grow the
- * process without bound. When full, expired keys go first, then the oldest key (a Map iterates in
- * insertion order), so the counters of the latest guesses are the ones kept.
+ * process without bound. When full, expired keys go first, then the oldest key that `keep` does
+ * not protect (a Map iterates in insertion order), so the counters of the latest guesses are
+ * kept, and a blocked counter is never dropped to make room: with no room left, set() refuses.
  */
 class ExpiringMap<V> {
   readonly #entries = new Map<string, { value: V; expiresAt: number }>();
   readonly #maxEntries: number;
+  readonly #keep: (value: V) => boolean;
   #writesSinceSweep = 0;
   /** Live keys dropped to make room. */
   evicted = 0;
 
-  constructor(maxEntries: number) {
+  constructor(maxEntries: number, keep: (value: V) => boolean = () => false) {
     this.#maxEntries = maxEntries;
+    this.#keep = keep;
   }
 
   get size(): number {
@@ -217,17 +223,31 @@ class ExpiringMap<V> {
     return entry === undefined ? 0 : entry.expiresAt - Date.now();
   }
 
-  set(key: string, value: V, ttlMs: number): void {
+  /** Sets `key`; false, and nothing changed, when the map is full of keys it must keep. */
+  set(key: string, value: V, ttlMs: number): boolean {
     // Amortised sweep, so keys nobody reads again do not pile up.
     if (++this.#writesSinceSweep >= 1_000) this.#sweep();
-    if (!this.#entries.has(key) && this.#entries.size >= this.#maxEntries) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done !== true) {
-        this.#entries.delete(oldest.value);
-        this.evicted++;
-      }
-    }
+    if (!this.#entries.has(key) && this.#entries.size >= this.#maxEntries && !this.#makeRoom()) return false;
     this.#entries.set(key, { value, expiresAt: Date.now() + ttlMs });
+    return true;
+  }
+
+  /** Drops one expired or unprotected key among the oldest; false if there is none. */
+  #makeRoom(): boolean {
+    const now = Date.now();
+    let probes = 0;
+    for (const [key, entry] of this.#entries) {
+      if (entry.expiresAt <= now || !this.#keep(entry.value)) {
+        this.#entries.delete(key);
+        if (entry.expiresAt > now) this.evicted++;
+        return true;
+      }
+      if (++probes >= EVICTION_PROBES) break;
+    }
+    // The oldest keys are all protected: a full sweep may still free an expired one further on.
+    const before = this.#entries.size;
+    this.#sweep();
+    return this.#entries.size < before;
   }
 
   #sweep(): void {
@@ -268,7 +288,9 @@ export class MemoryLimitStore implements LimitStore {
   constructor(config: Policies, bounds: { readonly maxKeys: number } = { maxKeys: MAX_MEMORY_LIMIT_KEYS }) {
     this.#config = config;
     this.#active = activeLimiters(config);
-    this.#counters = new ExpiringMap(bounds.maxKeys);
+    // A counter that has reached the smallest max_failures may hold a block: never dropped for room.
+    const blocking = Math.min(...this.#active.map((limiter) => config[limiter].maxFailures));
+    this.#counters = new ExpiringMap(bounds.maxKeys, (count) => count >= blocking);
     this.#trusted = new ExpiringMap(bounds.maxKeys);
     this.#seen = new ExpiringMap(bounds.maxKeys);
   }
@@ -304,11 +326,17 @@ export class MemoryLimitStore implements LimitStore {
         return { kind: 'full', limiter, msLeft: this.#counters.msLeft(key) };
       }
     }
+    const counted: LimiterKey[] = [];
     for (const limiter of this.#active) {
       const key = this.#key(limiter, keys);
       const count = this.#counters.get(key);
-      if (count === undefined) this.#counters.set(key, 1, this.#config[limiter].windowMs);
-      else this.#counters.update(key, count + 1);
+      if (count !== undefined) this.#counters.update(key, count + 1);
+      else if (!this.#counters.set(key, 1, this.#config[limiter].windowMs)) {
+        // The store is full of counters that hold blocks: refuse rather than forget one.
+        this.#giveBack(counted, keys);
+        return { kind: 'full', limiter, msLeft: 0 };
+      }
+      counted.push(limiter);
     }
     return { kind: 'reserved' };
   }
