@@ -12,10 +12,11 @@
  * in, so its inode changes). A memory that cannot be read or written refuses the login: it fails
  * closed.
  */
-import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendConfig } from '../config/types.js';
 import { formatHostPort } from '../config/values.js';
+import { checkStateFile, ensureStateDir } from '../config/state-dir.js';
 import { isLoopbackAddress } from '../net/addresses.js';
 
 /** Name of the memory file inside state_dir. */
@@ -143,7 +144,13 @@ export class BackendMemory {
       return { version: 1, backends: {} };
     }
     const version = versionOf(stats);
-    if (this.#cached?.version !== version) this.#cached = { version, backends: this.#parse() };
+    if (this.#cached?.version !== version) {
+      // Whoever may write the file or its directory could rewrite what is remembered and
+      // re-open a downgrade: the same ownership and mode rules as every state file.
+      ensureStateDir(this.stateDir);
+      checkStateFile(this.file);
+      this.#cached = { version, backends: this.#parse() };
+    }
     return { version: 1, backends: { ...this.#cached.backends } };
   }
 
@@ -164,7 +171,7 @@ export class BackendMemory {
   }
 
   #write(memory: MemoryFile): void {
-    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    ensureStateDir(this.stateDir);
     const temporary = `${this.file}.${process.pid}.tmp`;
     writeFileSync(temporary, `${JSON.stringify(memory, null, 2)}\n`, { mode: 0o600 });
     chmodSync(temporary, 0o600);

@@ -99,3 +99,24 @@ describe('loopbackTrusted', () => {
     assert.equal(loopbackTrusted(true, '192.0.2.1', 110), false);
   });
 });
+
+describe('BackendMemory and the state directory (review finding F4)', () => {
+  test('a memory file others may write is refused: whoever rewrites it could re-open a downgrade', () => {
+    const memory = fresh();
+    memory.observe('mail:110', { strongest: 'cram-md5', stls: true });
+    fs.chmodSync(memory.file, 0o666);
+    const verdict = memory.observe('mail:110', { strongest: 'cleartext', stls: false });
+    assert.equal(verdict.kind, 'refuse');
+    assert.match(verdict.kind === 'refuse' ? verdict.reason : '', /writable/);
+  });
+
+  test('a memory in a state directory others may write is refused, even when the file itself is 0600', () => {
+    const memory = fresh();
+    memory.observe('mail:110', { strongest: 'cram-md5', stls: true });
+    fs.chmodSync(memory.stateDir, 0o777);
+    // A rewritten file (another inode) is read afresh: that is when the checks run.
+    writeFileSync(`${memory.file}.new`, readFileSync(memory.file), { mode: 0o600 });
+    fs.renameSync(`${memory.file}.new`, memory.file);
+    assert.equal(memory.observe('mail:110', { strongest: 'cram-md5', stls: true }).kind, 'refuse');
+  });
+});
