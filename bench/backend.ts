@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { MAIL_GID, writeMaildir, type SampleAccount, type SampleMessage } from '../test/harness/maildrop.js';
 import { freePort, waitForPort } from '../test/harness/ports.js';
+import { passwdFileDatabases } from '../test/harness/dovecot.js';
 import { spawnWrapped, stopTree } from './proc.js';
 
 /** The uid Dovecot's mail processes run as (numeric, no host account), as in the test harness. */
@@ -80,16 +81,7 @@ auth_mechanisms = plain login cram-md5 apop
 # Benchmark logins are many, fast and from one address: no delay, no per-address cap.
 auth_failure_delay = 0
 mail_max_userip_connections = 0
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u ${passwdFile}
-}
-userdb {
-  driver = passwd-file
-  args = username_format=%u ${passwdFile}
-}
-first_valid_uid = 1000
-mail_location = maildir:~
+${passwdFileDatabases(passwdFile)}
 pop3_uidl_format = %f
 default_process_limit = 6000
 default_client_limit = 12000

@@ -33,6 +33,23 @@ export interface DovecotOptions {
   authUsernameFormat?: string;
 }
 
+/**
+ * Dovecot's passdb and userdb over one passwd-file of plain passwords, with mail in Maildir under
+ * each home; the bench's Dovecot (bench/backend.ts) uses the same.
+ */
+export function passwdFileDatabases(passwdFile: string): string {
+  return `passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u ${passwdFile}
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u ${passwdFile}
+}
+first_valid_uid = 1000
+mail_location = maildir:~`;
+}
+
 /** A running Dovecot instance. */
 export interface Dovecot {
   readonly host: string;
@@ -235,16 +252,7 @@ auth_mechanisms = ${profile.mechanisms}
 ${opts.authFailureDelay === undefined ? '' : `auth_failure_delay = ${opts.authFailureDelay}`}
 ${opts.authUsernameFormat === undefined ? '' : `auth_username_format = ${opts.authUsernameFormat}`}
 
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u ${passwdFile}
-}
-userdb {
-  driver = passwd-file
-  args = username_format=%u ${passwdFile}
-}
-first_valid_uid = 1000
-mail_location = maildir:~
+${passwdFileDatabases(passwdFile)}
 
 pop3_enable_last = yes
 pop3_uidl_format = %f
