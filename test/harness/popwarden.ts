@@ -3,7 +3,7 @@
  * by openssl at test time (never committed), every log line captured for assertions.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as connectTls, createSecureContext } from 'node:tls';
@@ -18,6 +18,7 @@ import type { Metrics } from '../../src/observability/metrics.js';
 import type { LoginGuard } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
 import { LogCapture, type LogPredicate, type WaitForLogOptions } from './log-capture.js';
+import { scratchDir } from './scratch.js';
 
 /** A certificate for localhost / 127.0.0.1 signed by itself; `caFile` is what clients trust. */
 export interface TestCertificate {
@@ -31,7 +32,7 @@ let cachedCertificate: TestCertificate | undefined;
 /** One self-signed certificate per test process, made with openssl. */
 export function testCertificate(): TestCertificate {
   if (cachedCertificate !== undefined) return cachedCertificate;
-  const dir = mkdtempSync(join(tmpdir(), 'popwarden-cert-'));
+  const dir = scratchDir('popwarden-cert');
   const certFile = join(dir, 'cert.pem');
   const keyFile = join(dir, 'key.pem');
   execFileSync('openssl', [
@@ -50,7 +51,7 @@ let cachedStateDir: string | undefined;
  * itself: popwarden refuses a state directory that others may write, as /tmp is.
  */
 export function testStateDir(): string {
-  cachedStateDir ??= mkdtempSync(join(tmpdir(), 'popwarden-state-'));
+  cachedStateDir ??= scratchDir('popwarden-state');
   return cachedStateDir;
 }
 
@@ -177,7 +178,7 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
   const logs = new LogCapture();
   // A state_dir per proxy: the backend memory in it must not carry over between tests whose
   // backends happen to get the same port.
-  const config = testConfig({ ...overrides, stateDir: overrides.stateDir ?? mkdtempSync(join(tmpdir(), 'popwarden-state-')) });
+  const config = testConfig({ ...overrides, stateDir: overrides.stateDir ?? scratchDir('popwarden-state') });
   const cert = testCertificate();
   const proxy = await startPopwarden(config, {
     log: createLogger('trace', logs.stream),

@@ -15,8 +15,6 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket, connect as tlsConnect } from 'node:tls';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Session } from '../../src/session/session.js';
 import { FailureDeadline } from '../../src/session/failure-deadline.js';
@@ -30,6 +28,7 @@ import { LogCapture } from './log-capture.js';
 import { memorySocketPair } from './memory-socket.js';
 import { startFakeBackend, type FakeBackend, type FakeConn } from './fake-backend.js';
 import { testConfig, testTlsMaterial } from './popwarden.js';
+import { scratchDir } from './scratch.js';
 
 const STEP_TIMEOUT_MS = 5_000;
 
@@ -148,7 +147,7 @@ const open = new Set<ScriptedSession>();
  */
 export async function openSession(options: ScriptedSessionOptions): Promise<ScriptedSession> {
   const kind = options.listener ?? 'stls';
-  const base = testConfig({ backend: options.backend, stateDir: mkdtempSync(join(tmpdir(), 'popwarden-state-')) });
+  const base = testConfig({ backend: options.backend, stateDir: scratchDir('popwarden-state') });
   const config = options.config?.(base) ?? base;
   const logs = new LogCapture();
   const log = createLogger('trace', logs.stream);
