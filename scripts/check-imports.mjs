@@ -25,11 +25,6 @@ import ts from 'typescript';
  */
 export const KNOWN_DEBT = [
   {
-    from: 'relay', to: 'session',
-    why: 'relay/relay.ts takes the SessionContext (session/context.ts) and calls back into it; issue 11.1 turns this round: '
-      + 'the relay gets what it needs as arguments and returns close(...) outcomes',
-  },
-  {
     from: 'net', to: 'auth',
     why: 'net/connection-limits.ts and net/handshake-limit.ts key their per-address counts with auth/rate-limit/keys.ts '
       + 'and cidr.ts; those address-keying helpers belong below both, beside net/addresses.ts',
