@@ -25,11 +25,6 @@ import ts from 'typescript';
  */
 export const KNOWN_DEBT = [
   {
-    from: 'net', to: 'auth',
-    why: 'net/connection-limits.ts and net/handshake-limit.ts key their per-address counts with auth/rate-limit/keys.ts '
-      + 'and cidr.ts; those address-keying helpers belong below both, beside net/addresses.ts',
-  },
-  {
     from: 'observability', to: 'app',
     why: 'observability/setup.ts wires metrics, the metrics server and probes from app.ts types: it is composition, '
       + 'and belongs beside app.ts and main.ts',

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnectionLimits } from '../../src/net/connection-limits.js';
 import { HandshakeLimiter } from '../../src/net/handshake-limit.js';
-import { CidrList } from '../../src/auth/rate-limit/cidr.js';
+import { CidrList } from '../../src/net/cidr.js';
 import { descriptorWarning, descriptorsNeeded } from '../../src/net/descriptor-budget.js';
 
 describe('limits.max_sessions', () => {

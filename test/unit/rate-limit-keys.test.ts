@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { attemptKeys, canonicalUser, ipKey } from '../../src/auth/rate-limit/keys.js';
-import { CidrList } from '../../src/auth/rate-limit/cidr.js';
+import { attemptKeys, canonicalUser } from '../../src/auth/rate-limit/keys.js';
+import { ipKey } from '../../src/net/addresses.js';
+import { CidrList } from '../../src/net/cidr.js';
 import { loadHmacKey, passwordTag } from '../../src/auth/rate-limit/hmac.js';
 import { ConnectionLimits } from '../../src/net/connection-limits.js';
 
