@@ -22,7 +22,7 @@ import { createLogger, type Logger } from './observability/log.js';
 import { runRateLimitCli } from './auth/rate-limit/cli.js';
 import { runCertCli } from './certs/cli.js';
 import { runBackendCli } from './backend/cli.js';
-import { backendConfigProblem } from './observability/backend-probe.js';
+import { backendConfigProblem } from './backend/probe.js';
 
 /**
  * SIGTERM/SIGINT: close gracefully and exit 0; a second one while closing exits 1 at once.

@@ -10,7 +10,7 @@ import { CERT_FILE_NAME } from '../certs/self-signed.js';
 import { formatHostPort } from '../config/values.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from './prometheus.js';
 import { startMetricsServer, type MetricsServer, type ReadinessCheck } from './metrics-server.js';
-import { BackendProber } from './backend-probe.js';
+import { BackendProber } from '../backend/probe.js';
 import { packageVersion } from '../version.js';
 
 /** Metrics and health endpoints for one running popwarden. */

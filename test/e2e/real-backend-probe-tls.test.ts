@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { testCertificate, testConfig } from '../harness/popwarden.js';
-import { probeBackend } from '../../src/observability/backend-probe.js';
+import { probeBackend } from '../../src/backend/probe.js';
 import { startObservability } from '../../src/observability/setup.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { BackendConfig } from '../../src/config/types.js';

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { startFakeBackend, type FakeBackend, type FakeScript } from '../harness/fake-backend.js';
 import { testConfig } from '../harness/popwarden.js';
 import { createLogger } from '../../src/observability/log.js';
-import { probeBackend } from '../../src/observability/backend-probe.js';
+import { probeBackend } from '../../src/backend/probe.js';
 import { startObservability, type Observability } from '../../src/observability/setup.js';
 import type { RunningProxy } from '../../src/app.js';
 import type { Config } from '../../src/config/types.js';

@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import type { BackendConfig } from '../config/types.js';
 import type { ConnectionOptions } from 'node:tls';
-import { dialBackend } from '../backend/dial.js';
-import { BackendLink } from '../backend/link.js';
-import { backendTlsOptions, describeBackendTlsFailure } from '../backend/tls-options.js';
+import { dialBackend } from './dial.js';
+import { BackendLink } from './link.js';
+import { backendTlsOptions, describeBackendTlsFailure } from './tls-options.js';
 import { parseCapabilities } from '../pop3/capabilities.js';
 import { MAX_CAPA_LINES } from '../config/limits.js';
 import { BackendUnavailableError } from '../errors.js';
