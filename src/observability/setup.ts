@@ -65,16 +65,7 @@ export async function startObservability(config: Config, log: Logger, options: O
     ...(options.defaultMetrics === undefined ? {} : { defaultMetrics: options.defaultMetrics }),
   });
 
-  let lastBackendState: boolean | undefined;
-  const makeProber = (backend: BackendConfig): BackendProber =>
-    new BackendProber(backend, config.timeouts.backendConnectMs, (result) => {
-      metrics.backendProbe(result.up, result.durationSeconds);
-      if (result.up !== lastBackendState) {
-        if (result.up) log.info({ backend: `${backend.host}:${backend.port}` }, 'backend probe: up');
-        else log.warn({ backend: `${backend.host}:${backend.port}`, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
-        lastBackendState = result.up;
-      }
-    });
+  const makeProber = (backend: BackendConfig): BackendProber => new BackendProber(backend, config.timeouts.backendConnectMs, metrics, log);
   let probedBackend = config.backend;
   let prober = makeProber(probedBackend);
 
@@ -134,7 +125,6 @@ export async function startObservability(config: Config, log: Logger, options: O
       const previous = prober;
       probedBackend = backend;
       prober = makeProber(backend);
-      lastBackendState = undefined;
       void previous.stop();
       prober.start(intervalMs);
     },
