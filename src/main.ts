@@ -5,7 +5,7 @@ import type { Logger } from './observability/log.js';
 import { startPopwarden, type ReloadableProxy } from './app.js';
 import { loadTlsMaterial } from './net/tls-material.js';
 import { TlsProvider } from './net/tls-provider.js';
-import { startObservability } from './observability/setup.js';
+import { startObservability } from './wiring/observability.js';
 import { createProtection } from './auth/protection.js';
 import { descriptorWarning } from './net/descriptor-budget.js';
 

@@ -57,7 +57,7 @@ export interface PrometheusMetricsOptions {
   readonly defaultMetrics?: boolean;
 }
 
-/** The events popwarden reports beyond the Metrics interface: state that setup.ts owns. */
+/** The events popwarden reports beyond the Metrics interface: state that wiring/observability.ts owns. */
 export interface PrometheusMetrics extends Metrics {
   readonly registry: Registry;
   /** The certificates currently served, per listener (replaces the previous set). */

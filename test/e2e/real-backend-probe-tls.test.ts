@@ -14,7 +14,7 @@ import { Writable } from 'node:stream';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { testCertificate, testConfig } from '../harness/popwarden.js';
 import { probeBackend } from '../../src/backend/probe.js';
-import { startObservability } from '../../src/observability/setup.js';
+import { startObservability } from '../../src/wiring/observability.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { BackendConfig } from '../../src/config/types.js';
 

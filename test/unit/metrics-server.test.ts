@@ -10,7 +10,7 @@ import { startFakeBackend, type FakeBackend, type FakeScript } from '../harness/
 import { testConfig } from '../harness/popwarden.js';
 import { createLogger } from '../../src/observability/log.js';
 import { probeBackend } from '../../src/backend/probe.js';
-import { startObservability, type Observability } from '../../src/observability/setup.js';
+import { startObservability, type Observability } from '../../src/wiring/observability.js';
 import type { RunningProxy } from '../../src/app.js';
 import type { Config } from '../../src/config/types.js';
 

@@ -2,14 +2,14 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendConfig, Config } from '../config/types.js';
-import type { Logger } from './log.js';
-import { NO_METRICS, type Metrics } from './metrics.js';
+import type { Logger } from '../observability/log.js';
+import { NO_METRICS, type Metrics } from '../observability/metrics.js';
 import type { RunningProxy } from '../app.js';
 import type { TlsMaterial } from '../net/tls-material.js';
 import { CERT_FILE_NAME } from '../certs/self-signed.js';
 import { formatHostPort } from '../config/values.js';
-import { createPrometheusMetrics, type PrometheusMetrics } from './prometheus.js';
-import { startMetricsServer, type MetricsServer, type ReadinessCheck } from './metrics-server.js';
+import { createPrometheusMetrics, type PrometheusMetrics } from '../observability/prometheus.js';
+import { startMetricsServer, type MetricsServer, type ReadinessCheck } from '../observability/metrics-server.js';
 import { BackendProber } from '../backend/probe.js';
 import { packageVersion } from '../version.js';
 
