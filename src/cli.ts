@@ -10,7 +10,7 @@
  */
 import { stringify } from 'yaml';
 import type { ReloadableProxy } from './app.js';
-import { runPopwarden } from './main.js';
+import { runPopwarden } from './wiring/run-popwarden.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
 import { startupErrorLine } from './config/startup-errors.js';
 import { descriptorWarning } from './net/descriptor-budget.js';
