@@ -9,7 +9,7 @@
  * lives in config/startup-errors.ts.
  */
 import { stringify } from 'yaml';
-import type { ReloadableProxy } from './app.js';
+import type { ReloadableProxy } from './proxy.js';
 import { runPopwarden } from './wiring/run-popwarden.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
 import { startupErrorLine } from './config/startup-errors.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { BackendConfig, Config } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import { NO_METRICS, type Metrics } from '../observability/metrics.js';
-import type { RunningProxy } from '../app.js';
+import type { RunningProxy } from '../proxy.js';
 import type { TlsMaterial } from '../net/tls-material.js';
 import { CERT_FILE_NAME } from '../certs/self-signed.js';
 import { formatHostPort } from '../config/values.js';

@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
-import { startPopwarden, type ReloadableProxy } from '../app.js';
+import { startPopwarden, type ReloadableProxy } from '../proxy.js';
 import { loadTlsMaterial } from '../net/tls-material.js';
 import { TlsProvider } from '../net/tls-provider.js';
 import { startObservability } from './observability.js';

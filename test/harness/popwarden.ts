@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
-import { startPopwarden, type RunningProxy } from '../../src/app.js';
+import { startPopwarden, type RunningProxy } from '../../src/proxy.js';
 import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS } from '../../src/tls/policy.js';

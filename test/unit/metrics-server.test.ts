@@ -11,7 +11,7 @@ import { testConfig } from '../harness/popwarden.js';
 import { createLogger } from '../../src/observability/log.js';
 import { probeBackend } from '../../src/backend/probe.js';
 import { startObservability, type Observability } from '../../src/wiring/observability.js';
-import type { RunningProxy } from '../../src/app.js';
+import type { RunningProxy } from '../../src/proxy.js';
 import type { Config } from '../../src/config/types.js';
 
 const log = createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
