@@ -279,6 +279,9 @@ export class BackendLink {
     this.#socket.destroy();
   }
 
+  // The session's #attach/#detach for the client socket have the same shape with its own
+  // handlers. Each pair stays written out beside the handlers it binds, so that the on and off
+  // lists can be compared at a glance; a shared helper would save four lines and hide them.
   #attach(socket: Socket): void {
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
