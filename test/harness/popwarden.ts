@@ -18,6 +18,7 @@ import type { Metrics } from '../../src/observability/metrics.js';
 import type { LoginGuard } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
 import { LogCapture, type LogPredicate, type WaitForLogOptions } from './log-capture.js';
+import { startTap, type Tap } from './tap.js';
 
 /** A certificate for localhost / 127.0.0.1 signed by itself; `caFile` is what clients trust. */
 export interface TestCertificate {
@@ -162,6 +163,33 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     logs: () => logs.entries(),
     waitForLog: (predicate, options) => logs.waitFor(predicate, options),
     stop: () => proxy.close(),
+  };
+}
+
+/** A real POP3 server, a tap on popwarden's link to it, and popwarden in front of the tap. */
+export interface Chain<Server> {
+  readonly server: Server;
+  readonly tap: Tap;
+  readonly proxy: TestProxy;
+  /** Stops popwarden and the tap; the server is the caller's. */
+  stop(): Promise<void>;
+}
+
+/** Starts a tap in front of `server` and popwarden in front of the tap, with these backend settings. */
+export async function startChain<Server extends { readonly host: string; readonly port: number }>(
+  server: Server,
+  backend: Omit<ProxyOverrides['backend'], 'host' | 'port'> = {},
+): Promise<Chain<Server>> {
+  const tap = await startTap(server.host, server.port);
+  const proxy = await startTestProxy({ backend: { host: tap.host, port: tap.port, ...backend } });
+  return {
+    server,
+    tap,
+    proxy,
+    async stop() {
+      await proxy.stop();
+      await tap.stop();
+    },
   };
 }
 
