@@ -130,7 +130,11 @@ describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () 
     assert.equal(dovecot.loginCount(), before, 'Dovecot saw no login');
   };
 
-  /** Successful logins: the profile, popwarden's backend settings, Dovecot's name for the mechanism, and what the tap must show. */
+  /**
+   * Successful logins: the profile, popwarden's backend settings, Dovecot's name for the mechanism,
+   * and what the tap must show. The entries' checks look alike because each pins one mechanism's
+   * wire form.
+   */
   const successes: {
     readonly name: string;
     readonly profile: DovecotProfile;

@@ -51,6 +51,7 @@ test('a cycle between two folders fails, type-only imports and re-exports includ
   assert.equal(run.status, 1);
 });
 
+// Each test builds the small tree it reasons about in full, so the tree and the verdict read together.
 test('a module that imports nothing outside its folder is vocabulary: importing it ties no folders', (t) => {
   const root = tree({
     'session/close-reasons.ts': "export const REASONS = ['quit'] as const;\n",

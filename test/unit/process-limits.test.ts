@@ -70,6 +70,8 @@ describe('HandshakeLimiter', () => {
     assert.equal(limiter.admit('::ffff:192.0.2.7').kind, 'refused');
   });
 
+  // The same rules as ConnectionLimits' process bound above, checked on this class's own: the two
+  // gates are separate code, so each gets the whole check.
   it('bounds the handshakes of all addresses together, and frees a place on release', () => {
     const limiter = new HandshakeLimiter({ maxPerIp: 10, maxTotal: 3, ipv6PrefixLength: 64 });
     const started = ['192.0.2.1', '192.0.2.2', '2001:db8::1'].map((ip) => limiter.admit(ip));
