@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { BackendUnavailableError, ClientStalledError, type BackendStep } from '../errors.js';
 import { MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
 import { TerminatorScanner } from '../net/multiline.js';
-import { DeadlineError, onceWithin } from '../net/once-within.js';
+import { awaitBackendSocket } from './socket-wait.js';
 
 const EMPTY = Buffer.alloc(0);
 const CRLF = Buffer.from('\r\n', 'latin1');
@@ -262,13 +262,7 @@ export class BackendLink {
     this.#detach(plain);
     const secured = tlsConnect({ ...options, socket: plain });
     this.#socket = secured;
-    try {
-      await onceWithin(secured, 'secureConnect', timeoutMs, { what: 'TLS handshake' });
-    } catch (error) {
-      secured.destroy();
-      const code = error instanceof DeadlineError ? 'E_BACKEND_TIMEOUT' : 'E_BACKEND_TLS';
-      throw new BackendUnavailableError(code, 'tls-handshake', (error as Error).message, { cause: error });
-    }
+    await awaitBackendSocket(secured, 'secureConnect', timeoutMs, { what: 'TLS handshake' }, 'tls-handshake', 'E_BACKEND_TLS');
     this.#secure = true;
     this.#expectingReply = false;
     this.#attach(secured);
@@ -285,6 +279,9 @@ export class BackendLink {
     this.#socket.destroy();
   }
 
+  // The session's #attach/#detach for the client socket have the same shape with its own
+  // handlers. Each pair stays written out beside the handlers it binds, so that the on and off
+  // lists can be compared at a glance; a shared helper would save four lines and hide them.
   #attach(socket: Socket): void {
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);

@@ -1,7 +1,9 @@
 /**
  * Every protocol limit popwarden enforces, with the reason it has the value it has. Limits an
  * operator may want to tune live in the config schema instead (timeouts, invalid-command budget);
- * these are fixed by the RFCs or by the memory bound we promise.
+ * these are fixed by the RFCs or by the memory bound we promise. One exported constant each, not
+ * one table object, so that every import names the limit its code depends on: the repeated shape
+ * below is the list itself, not a copy.
  */
 
 /** RFC 2449 §4: "commands up to 255 octets" including the CRLF. A client line longer than this is refused. */

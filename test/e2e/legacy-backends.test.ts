@@ -41,9 +41,8 @@ import {
 } from '../harness/clients.js';
 import { startLegacyServer, type LegacyOptions, type LegacyServer } from '../harness/legacy.js';
 import { dotStuff, sampleMaildrop, type SampleAccount } from '../harness/maildrop.js';
-import { startTestProxy, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
+import { startChain, type Chain as TappedChain, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
-import { startTap, type Tap } from '../harness/tap.js';
 
 const { alice } = sampleMaildrop();
 
@@ -73,26 +72,7 @@ function messageId(bytes: Buffer): string {
 }
 
 /** A legacy server, a tap on its link and popwarden in front of the tap. */
-interface Chain {
-  readonly server: LegacyServer;
-  readonly tap: Tap;
-  readonly proxy: TestProxy;
-  stop(): Promise<void>;
-}
-
-async function startChain(server: LegacyServer, backend: Omit<ProxyOverrides['backend'], 'host' | 'port'> = {}): Promise<Chain> {
-  const tap = await startTap(server.host, server.port);
-  const proxy = await startTestProxy({ backend: { host: tap.host, port: tap.port, ...backend } });
-  return {
-    server,
-    tap,
-    proxy,
-    async stop() {
-      await proxy.stop();
-      await tap.stop();
-    },
-  };
-}
+type Chain = TappedChain<LegacyServer>;
 
 /** Logs in through popwarden's implicit-TLS port with USER/PASS; returns the client and PASS's reply. */
 async function loginThroughProxy(proxy: TestProxy, account: SampleAccount, user = account.user): Promise<{ client: RawClient; reply: string }> {

@@ -143,6 +143,9 @@ describe('relay of a well-behaved backend', () => {
   });
 });
 
+// One finding's scenario per test, written out whole: the backend's misbehaviour, then what the
+// client must and must not see. They share the rig and the close assertions; a table would hide
+// each scenario behind its parameters.
 describe('relay of a failing backend', () => {
   test('a backend that dies mid-RETR never yields a terminator or an -ERR in the body (D-01, FIN and RST)', async () => {
     for (const how of ['end', 'destroy'] as const) {

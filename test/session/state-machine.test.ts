@@ -22,6 +22,8 @@ const BACKEND_LOGIN = [
 
 const CLIENT_LOGIN = ['S: +OK popwarden test ready', 'C: USER alice', 'S: +OK Send PASS', 'C: PASS secret', 'S: +OK Logged in'];
 
+// Each test is one whole C:/S: conversation, the specification it checks; conversations that open
+// alike stay written out rather than built from shared pieces.
 describe('session state machine (in-memory client, scripted backend)', () => {
   const backends: ScriptedBackend[] = [];
   const backend = async (lines: readonly string[]): Promise<ScriptedBackend> => {
