@@ -18,6 +18,12 @@ export interface MechanismInputs {
   readonly apopTimestamp: string | undefined;
   /** The link may carry a cleartext password: TLS, a trusted loopback backend, or operator opt-in. */
   readonly cleartextAllowed: boolean;
+  /**
+   * Auto only: pass over APOP for a cleartext mechanism, because APOP is known not to work for
+   * this user (the cleartext retry, see loginToBackend). Ignored where the link may not carry
+   * a cleartext password: then APOP is still the only choice.
+   */
+  readonly passOverApop?: boolean;
 }
 
 export type MechanismChoice =
@@ -37,7 +43,7 @@ export function chooseMechanism(inputs: MechanismInputs): MechanismChoice {
   if (mode !== 'auto') return checkForced(mode, inputs);
 
   if (capabilities.sasl.has('CRAM-MD5')) return use('cram-md5');
-  if (apopTimestamp !== undefined) return use('apop');
+  if (apopTimestamp !== undefined && !(inputs.passOverApop === true && cleartextAllowed)) return use('apop');
   if (!cleartextAllowed) {
     return {
       kind: 'none',

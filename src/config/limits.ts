@@ -94,3 +94,17 @@ export const DESCRIPTOR_RESERVE = 64;
  * own memory policy (maxmemory).
  */
 export const MAX_MEMORY_LIMIT_KEYS = 50_000;
+
+/**
+ * Users remembered per backend as logging in with APOP or in clear (backend/apop-users.ts). Only
+ * successful logins add one, so this is a bound on real users, not on what guessing can write;
+ * at about 200 octets an entry, 10,000 is 2 MB.
+ */
+export const MAX_REMEMBERED_APOP_USERS = 10_000;
+
+/**
+ * How long such an entry lasts after the login that wrote it: long enough to cover a user's
+ * daily logins, short enough that a user whose APOP secret was removed gets the cleartext retry
+ * again the next day.
+ */
+export const REMEMBERED_APOP_USER_MS = 24 * 60 * 60 * 1000;

@@ -21,8 +21,9 @@ import { join } from 'node:path';
 import { Session } from '../../src/session/session.js';
 import { FailureDeadline } from '../../src/session/failure-deadline.js';
 import { BackendMemory } from '../../src/backend/memory.js';
+import { ApopUsers } from '../../src/backend/apop-users.js';
 import { NO_METRICS } from '../../src/observability/metrics.js';
-import { ALLOW_ALL } from '../../src/auth/login-guard.js';
+import { ALLOW_ALL, type LoginGuard } from '../../src/auth/login-guard.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { Config } from '../../src/config/types.js';
 import { ByteInbox } from './inbox.js';
@@ -94,9 +95,13 @@ export interface ScriptedBackend extends FakeBackend {
   finished(n?: number): Promise<void>;
 }
 
-/** Starts a backend that plays `lines` (`S:` its own, `C:` what popwarden must send) on each connection. */
-export async function scriptedBackend(lines: readonly string[]): Promise<ScriptedBackend> {
-  parseSteps(lines); // a typo fails here, not inside a connection
+/**
+ * Starts a backend that plays `lines` (`S:` its own, `C:` what popwarden must send) on each
+ * connection; or, given several scripts, the n-th on connection n (the last one on any after).
+ */
+export async function scriptedBackend(lines: readonly string[] | readonly (readonly string[])[]): Promise<ScriptedBackend> {
+  const scripts = (lines.length > 0 && Array.isArray(lines[0]) ? lines : [lines]) as readonly (readonly string[])[];
+  for (const one of scripts) parseSteps(one); // a typo fails here, not inside a connection
   const backend = await startFakeBackend((conn: FakeConn) =>
     converse(
       {
@@ -105,7 +110,7 @@ export async function scriptedBackend(lines: readonly string[]): Promise<Scripte
         finish: (how) => (how === '(end)' ? conn.end() : conn.destroy()),
         inbox: conn.inbox,
       },
-      lines,
+      scripts[Math.min(conn.id, scripts.length) - 1]!,
     ),
   );
   return {
@@ -137,6 +142,10 @@ export interface ScriptedSessionOptions {
   readonly listener?: 'tls' | 'stls';
   /** Changes to the test configuration. */
   readonly config?: (config: Config) => Config;
+  /** Failed-login protection (default: none). */
+  readonly guard?: LoginGuard;
+  /** What the session has learnt of APOP users (default: nothing yet). */
+  readonly apopUsers?: ApopUsers;
 }
 
 const open = new Set<ScriptedSession>();
@@ -170,9 +179,10 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
     backendTls: {},
     log,
     metrics: NO_METRICS,
-    guard: ALLOW_ALL,
+    guard: options.guard ?? ALLOW_ALL,
     failureDeadline: new FailureDeadline(log),
     backendMemory: new BackendMemory(config.stateDir),
+    apopUsers: options.apopUsers ?? new ApopUsers(),
     onClosed: () => undefined,
   });
   const inbox = new ByteInbox(client);
