@@ -215,7 +215,7 @@ async function authenticate(
   switch (mechanism) {
     case 'cram-md5': {
       link.send('AUTH CRAM-MD5');
-      const challenge = await readChallenge(link, timeoutMs);
+      const challenge = await readChallenge(link, timeoutMs, 'AUTH CRAM-MD5');
       if (!Buffer.isBuffer(challenge)) return challenge;
       link.send(cramMd5Response(user, password, challenge));
       return finalReply();
@@ -236,7 +236,7 @@ async function authenticate(
           link.send(withInitialResponse);
         } else {
           link.send('AUTH PLAIN');
-          const challenge = await readChallenge(link, timeoutMs);
+          const challenge = await readChallenge(link, timeoutMs, 'AUTH PLAIN');
           if (!Buffer.isBuffer(challenge)) return challenge;
           link.send(encoded);
         }
@@ -248,7 +248,7 @@ async function authenticate(
     }
     case 'login': {
       link.send('AUTH LOGIN');
-      const userPrompt = await readChallenge(link, timeoutMs);
+      const userPrompt = await readChallenge(link, timeoutMs, 'AUTH LOGIN');
       if (!Buffer.isBuffer(userPrompt)) return userPrompt;
       link.send(Buffer.from(user, 'latin1').toString('base64'));
       const passwordPrompt = await readChallenge(link, timeoutMs);
@@ -270,8 +270,12 @@ async function authenticate(
   }
 }
 
-/** Reads a SASL continuation ("+ base64"); an -ERR instead ends the exchange as a refusal. */
-async function readChallenge(link: BackendLink, timeoutMs: number): Promise<Buffer | AuthOutcome> {
+/**
+ * Reads a SASL continuation ("+ base64"); an -ERR instead ends the exchange as a refusal. An -ERR
+ * to the `opening` AUTH command itself judged no credential: the backend does not take the
+ * mechanism (one it does not advertise, forced by the operator), and that is no login failure.
+ */
+async function readChallenge(link: BackendLink, timeoutMs: number, opening?: string): Promise<Buffer | AuthOutcome> {
   const line = (await link.readLine('auth', timeoutMs)).toString('latin1');
   if (line === '+' || line.startsWith('+ ')) {
     const challenge = decodeBase64Strict(line.slice(2).trim());
@@ -280,6 +284,7 @@ async function readChallenge(link: BackendLink, timeoutMs: number): Promise<Buff
   }
   const status = parseStatusLine(Buffer.from(line, 'latin1'));
   if (status === undefined || status.ok) throw protocolError('auth', 'expected a SASL continuation');
+  if (opening !== undefined) throw protocolError('auth', `the backend refused ${opening} before any credential was sent: check backend_auth`);
   return outcomeOf(status);
 }
 

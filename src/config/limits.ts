@@ -8,6 +8,13 @@
 export const MAX_COMMAND_LINE_OCTETS = 255;
 
 /**
+ * RFC 2449 §4: before it, the longest command was 47 octets ("4 character command, single
+ * space, 40 character argument, CRLF"), and only servers that answer CAPA must take 255. A
+ * backend without CAPA (popa3d, solid-pop3d) gets no longer line from the relay.
+ */
+export const MAX_RFC1939_COMMAND_LINE_OCTETS = 47;
+
+/**
  * RFC 5034 §4 lets an AUTH continuation line exceed the command limit; PLAIN carries up to three
  * 255-octet fields (RFC 4616 §2), which base64 makes 1,024 octets. RFC 4954 calls 12,288 enough for
  * any SASL line; we need far less and keep the bound tight.

@@ -1,5 +1,5 @@
 import { MAX_CAPA_LINES, MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
-import { BackendUnavailableError, ClientStalledError } from '../errors.js';
+import { BackendSentTooMuchError, BackendUnavailableError, ClientStalledError } from '../errors.js';
 import type { Command } from '../pop3/grammar.js';
 import { parseStatusLine } from '../pop3/grammar.js';
 import { parseCapabilities, postLoginCapabilities, UNKNOWN_CAPABILITIES } from '../pop3/capabilities.js';
@@ -7,8 +7,8 @@ import { Reply, line } from '../pop3/replies.js';
 import { hasControlBytes, withoutControlBytes } from '../pop3/control-bytes.js';
 import { withoutLineEnding, type BodySink } from '../backend/link.js';
 import type { SessionContext } from '../session/context.js';
-import { close, replied, type Outcome } from '../session/outcome.js';
-import { hasMultilineReply, relayLine } from './policy.js';
+import { close, replied, reply, type Outcome } from '../session/outcome.js';
+import { fitsBackendLine, hasMultilineReply, relayLine } from './policy.js';
 
 /**
  * Serves one client command in the TRANSACTION state, once the command table has checked it:
@@ -22,7 +22,9 @@ import { hasMultilineReply, relayLine } from './policy.js';
  */
 export async function relayCommand(command: Command, context: SessionContext, rawLine: Buffer): Promise<Outcome> {
   const outgoing = relayLine(command, rawLine);
-  const { link } = context.backend;
+  const { link, capabilities } = context.backend;
+  // Sent anyway, a line the backend cannot read whole may be answered once per piece (B-04).
+  if (!fitsBackendLine(outgoing, capabilities)) return reply(Reply.tooLongForBackend);
   const idleMs = context.config.timeouts.backendIdleMs;
   const started = performance.now();
   let bytesToClient = 0;
@@ -71,7 +73,11 @@ function endAfterFailure(error: unknown, verb: string, replyStarted: boolean, co
   if (!(error instanceof BackendUnavailableError)) throw error;
   context.metrics.backendError(error.code);
   context.log.warn({ err: error, code: error.code, verb, replyStarted }, 'backend failed during a command');
-  const reason = error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : 'backend-closed';
+  // The reply went out whole and the backend said more: nothing is cut short, so the client
+  // learns why the session ends, as it would had the extra line come while it was idle.
+  if (error instanceof BackendSentTooMuchError) return close('backend-protocol-error', Reply.backendLost);
+  const reason =
+    error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : error.code === 'E_BACKEND_PROTOCOL' ? 'backend-protocol-error' : 'backend-closed';
   return replyStarted ? close(reason) : close(reason, Reply.backendLost);
 }
 

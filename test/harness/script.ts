@@ -8,7 +8,8 @@
  * `C:` lines in a row go out as one write, so they arrive pipelined); `S: text` is a line the
  * server sends. Directives in place of text: `C: (end)` half-closes the client side,
  * `S: (end)` is the server closing (for the session: the client sees the end and nothing unread);
- * on a backend script `S: (reset)` hangs up abruptly.
+ * on a backend script `S: (reset)` hangs up abruptly; `(flush)` ends a write, so the lines after it
+ * leave in a write of their own (whether they arrive in a read of their own is the network's say).
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -67,9 +68,13 @@ async function converse(party: Party, lines: readonly string[]): Promise<void> {
         i += 1;
         continue;
       }
+      if (step.text === '(flush)') {
+        i += 1;
+        continue;
+      }
       // Everything this side says in a row leaves in one write.
       const run: string[] = [];
-      while (i < steps.length && steps[i]!.from === party.we && !/^\((end|reset)\)$/.test(steps[i]!.text)) {
+      while (i < steps.length && steps[i]!.from === party.we && !/^\((end|reset|flush)\)$/.test(steps[i]!.text)) {
         run.push(`${steps[i]!.text}\r\n`);
         i += 1;
       }
@@ -120,6 +125,28 @@ export async function scriptedBackend(lines: readonly string[] | readonly (reado
       if (conn === undefined) throw new Error(`the backend has no connection ${n}`);
       await conn.done;
       if (conn.scriptError !== undefined) throw conn.scriptError;
+    },
+  };
+}
+
+/**
+ * Scripted backends for one suite: `backend(lines)` starts one, and `stopAll()` (the suite's
+ * `after`) hangs up every session still open and stops every backend started.
+ */
+export function scriptedBackends(): {
+  backend: (lines: Parameters<typeof scriptedBackend>[0]) => Promise<ScriptedBackend>;
+  stopAll: () => Promise<void>;
+} {
+  const started: ScriptedBackend[] = [];
+  return {
+    async backend(lines) {
+      const one = await scriptedBackend(lines);
+      started.push(one);
+      return one;
+    },
+    async stopAll() {
+      await closeSessions();
+      await Promise.all(started.map((b) => b.stop()));
     },
   };
 }

@@ -92,17 +92,20 @@ describe('chooseMechanism, forced modes', () => {
     }
   });
 
-  it('a forced mechanism the backend does not offer → none, not a fallback', () => {
+  it('a forced mechanism CAPA does not list is still tried (legacy servers accept more than they list), never another', () => {
     const cases: ReadonlyArray<readonly [Exclude<BackendAuthMode, 'auto'>, Partial<MechanismInputs> & { capa?: readonly string[] }]> = [
       ['cram-md5', { capa: ['USER', 'SASL PLAIN'], apopTimestamp: TIMESTAMP, cleartextAllowed: true }],
-      ['apop', { capa: ['SASL CRAM-MD5'] }],
       ['plain', { capa: ['SASL LOGIN', 'USER'], cleartextAllowed: true }],
       ['login', { capa: ['SASL PLAIN', 'USER'], cleartextAllowed: true }],
       ['user', { capa: ['SASL PLAIN'], cleartextAllowed: true }],
     ];
     for (const [mode, over] of cases) {
-      none(chooseMechanism(inputs({ ...over, mode })));
+      assert.equal(used(chooseMechanism(inputs({ ...over, mode }))), mode, mode);
     }
+  });
+
+  it('forced APOP without a timestamp in the greeting → none, not a fallback', () => {
+    assert.match(none(chooseMechanism(inputs({ mode: 'apop', capa: ['SASL CRAM-MD5', 'USER'], cleartextAllowed: true }))).reason, /no APOP timestamp/);
   });
 
   it('a forced cleartext mechanism without permission → none, even when offered', () => {
