@@ -84,7 +84,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   }
   const failureDeadline = new FailureDeadline(log);
   const backendMemory = new BackendMemory(config.stateDir);
-  const apopUsers = new ApopUsers();
+  const apopUsers = new ApopUsers(config.rateLimit.usernameCanonical);
   const unseenStls = unseenStlsWarning(config.backend, backendMemory);
   if (unseenStls !== undefined) log.warn(unseenStls);
   const sessions = new Set<Session>();

@@ -1,4 +1,6 @@
 import { MAX_REMEMBERED_APOP_USERS, REMEMBERED_APOP_USER_MS } from '../config/limits.js';
+import type { UsernameCanonical } from '../config/types.js';
+import { canonicalUser } from '../auth/rate-limit/keys.js';
 
 /** How a user last logged in to a backend that offers APOP. */
 export type ApopUserKind =
@@ -20,18 +22,23 @@ export type ApopUserKind =
  * oldest entry goes) and every entry expires a day after the success that wrote it, so a user
  * whose APOP secret was removed is locked out of APOP at most that long (a restart forgets all).
  * In memory only: a restart loses nothing but the first retry.
+ *
+ * Users are keyed by account, as the limits are (`rate_limit.username_canonical`): were "Alice"
+ * or "alice@x" another entry than alice, a spelling would buy back the retry that alice's APOP
+ * secret rules out.
  */
 export class ApopUsers {
   readonly #entries = new Map<string, { readonly kind: ApopUserKind; readonly until: number }>();
 
   constructor(
+    private readonly accounts: UsernameCanonical,
     private readonly maxEntries = MAX_REMEMBERED_APOP_USERS,
     private readonly ttlMs = REMEMBERED_APOP_USER_MS,
   ) {}
 
   /** How `user` last logged in to `backend`, if popwarden remembers it. */
   get(backend: string, user: string, now = Date.now()): ApopUserKind | undefined {
-    const key = keyOf(backend, user);
+    const key = keyOf(backend, canonicalUser(user, this.accounts));
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     if (entry.until <= now) {
@@ -43,7 +50,7 @@ export class ApopUsers {
 
   /** Records a successful login; the entry moves to the young end of the eviction order. */
   remember(backend: string, user: string, kind: ApopUserKind, now = Date.now()): void {
-    const key = keyOf(backend, user);
+    const key = keyOf(backend, canonicalUser(user, this.accounts));
     this.#entries.delete(key);
     this.#entries.set(key, { kind, until: now + this.ttlMs });
     if (this.#entries.size > this.maxEntries) {

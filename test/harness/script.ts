@@ -209,7 +209,7 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
     guard: options.guard ?? ALLOW_ALL,
     failureDeadline: new FailureDeadline(log),
     backendMemory: new BackendMemory(config.stateDir),
-    apopUsers: options.apopUsers ?? new ApopUsers(),
+    apopUsers: options.apopUsers ?? new ApopUsers(config.rateLimit.usernameCanonical),
     onClosed: () => undefined,
   });
   const inbox = new ByteInbox(client);
