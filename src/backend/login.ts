@@ -25,10 +25,12 @@ import {
 } from '../errors.js';
 import { formatHostPort } from '../config/values.js';
 
-/** A logged-in backend connection, ready for the relay. */
+/**
+ * A logged-in backend connection, ready for the relay. Held by every idle session, so it keeps
+ * only what the relay and the audit line use (CAPA after login asks the backend afresh).
+ */
 export interface BackendSession {
   readonly link: BackendLink;
-  readonly capabilities: BackendCapabilities;
   readonly mechanism: BackendMechanism;
 }
 
@@ -98,7 +100,7 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
     const outcome = await authenticate(link, choice.mechanism, credentials, apopTimestamp, authTimeout);
     if (!outcome.ok) throw new BackendRejectedError(outcome.code, outcome.text);
     link.replyComplete('auth');
-    return { link, capabilities, mechanism: choice.mechanism };
+    return { link, mechanism: choice.mechanism };
   } catch (error) {
     link.destroy();
     throw error;
