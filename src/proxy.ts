@@ -7,7 +7,7 @@ import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { backendTlsOptions } from './backend/tls-options.js';
-import { Session } from './session/session.js';
+import { Session, type SessionDependencies } from './session/session.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
 import { ApopUsers } from './backend/apop-users.js';
@@ -91,25 +91,24 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const onClosed = (session: Session): void => {
     sessions.delete(session);
   };
+  // What the sessions of one listener share, made once per listener and configuration rather
+  // than once per session (an idle session would keep its own copy); reload() starts afresh.
+  let sessionDeps = new Map<ListenerConfig, SessionDependencies>();
+  const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
+    let made = sessionDeps.get(listener);
+    if (made === undefined) {
+      made = { config: current, listener, tls, backendTls, log, metrics, guard, failureDeadline, backendMemory, apopUsers, onClosed };
+      sessionDeps.set(listener, made);
+    }
+    return made;
+  };
 
   const bound: BoundServer[] = [];
   try {
     for (const listener of config.listeners) {
       bound.push(
         await bindListener(listener, { tls, log, metrics, gate }, (socket, secure, listenerConfig) => {
-          const session = new Session(socket, secure, {
-            config: current,
-            listener: listenerConfig,
-            tls,
-            backendTls,
-            log,
-            metrics,
-            guard,
-            failureDeadline,
-            backendMemory,
-            apopUsers,
-            onClosed,
-          });
+          const session = new Session(socket, secure, sessionDepsFor(listenerConfig));
           sessions.add(session);
           session.start();
         }),
@@ -132,6 +131,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       tls.replace(material);
       current = plan.config;
       backendTls = nextBackendTls;
+      sessionDeps = new Map();
       metrics.configReload(true);
       if (plan.needsRestart.length > 0) {
         log.warn({ keys: plan.needsRestart }, 'reload: these settings changed but need a restart; they keep their old values until then');

@@ -26,9 +26,13 @@ import {
 } from '../errors.js';
 import { formatHostPort } from '../config/values.js';
 
-/** A logged-in backend connection, ready for the relay. */
+/**
+ * A logged-in backend connection, ready for the relay. Held by every idle session, so it keeps
+ * only what the relay and the audit line use (CAPA after login asks the backend afresh).
+ */
 export interface BackendSession {
   readonly link: BackendLink;
+  /** What the backend offered before login: the relay keeps lines it cannot read whole away from it. */
   readonly capabilities: BackendCapabilities;
   readonly mechanism: BackendMechanism;
 }

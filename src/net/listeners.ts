@@ -67,15 +67,21 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
   const { tls, log, metrics, gate } = deps;
   /** Release functions of this listener's handshakes in progress (limits.max_handshakes_per_ip), by peer. */
   const handshaking = new Map<string, () => void>();
+  /** A handshake is over (done, failed, or its connection closed): its place and its timing go. */
+  const handshakeDone = (key: string): void => {
+    handshaking.get(key)?.();
+    handshaking.delete(key);
+    acceptedAt.delete(key);
+  };
   // TCP_NODELAY on every accepted socket, set by the server on the raw TCP handle (under the
   // TLS socket, and still there after STLS): each reply is written whole, so Nagle has nothing
   // to merge, and holding a reply's tail until the client's delayed ACK cost ~40 ms a message.
   const server: Server =
     config.kind === 'tls'
       ? createTlsServer({ ...tls.serverOptions, ALPNProtocols: POP3_ALPN, SNICallback: tls.sniCallback, noDelay: true }, (socket) => {
-          handshaking.get(peerKey(socket))?.();
-          handshaking.delete(peerKey(socket));
-          metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, handshakeSeconds(socket));
+          const seconds = handshakeSeconds(socket);
+          handshakeDone(peerKey(socket));
+          metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, seconds);
           onAccept(socket, true, config);
         })
       : // Half-open: a client that sends its last commands and shuts down its side still gets the
@@ -100,22 +106,25 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     const address = normaliseAddress(socket.remoteAddress ?? '');
     const admission = gate.admit(address);
     if (admission.kind === 'refused') return refuse(socket, admission.reason);
-    const key = peerKey(socket);
     if (config.kind === 'tls') {
       const handshake = tls.handshakes.admit(address);
       if (handshake.kind === 'refused') {
         admission.release();
         return refuse(socket, handshake.reason);
       }
+      const key = peerKey(socket);
       handshaking.set(key, handshake.release);
-      socket.once('close', handshake.release);
+      acceptedAt.set(key, performance.now());
+      // One plain listener ('close' comes once), not a `once` wrapper each: an idle session keeps
+      // whatever its close listeners hold. The entries are this connection's until the handshake
+      // is done (they go then); afterwards they may be a new connection's from the same port.
+      socket.on('close', () => {
+        if (handshaking.get(key) === handshake.release) handshakeDone(key);
+        admission.release();
+      });
+    } else {
+      socket.on('close', admission.release);
     }
-    acceptedAt.set(key, performance.now());
-    socket.once('close', () => {
-      acceptedAt.delete(key);
-      handshaking.delete(key);
-      admission.release();
-    });
     metrics.connectionOpened(config.name, config.kind === 'tls' ? 'implicit' : 'starttls');
     // A plain listener's session starts now; a TLS listener's once the handshake is done.
     if (config.kind === 'stls') onAccept(socket, false, config);

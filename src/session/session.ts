@@ -67,9 +67,9 @@ export class Session implements SessionContext {
   #serving = false;
   #draining = false;
   #clientFinished = false;
-  #resolveClosed!: () => void;
-  /** Resolves once the session has closed. */
-  readonly closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
+  /** Made on first request: most sessions end without anyone waiting for them. */
+  #closed: Promise<void> | undefined;
+  #resolveClosed: (() => void) | undefined;
   #firstChunkSeen = false;
   #corked = false;
   #invalidCommands = 0;
@@ -92,6 +92,15 @@ export class Session implements SessionContext {
       listener: deps.listener.name,
     });
     this.#preAuthTimer = setTimeout(() => this.#onPreAuthTimeout(), deps.config.timeouts.preAuthMs);
+  }
+
+  /** Resolves once the session has closed. */
+  get closed(): Promise<void> {
+    if (this.#closed === undefined) {
+      if (this.#state === SessionState.closed) this.#closed = Promise.resolve();
+      else this.#closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
+    }
+    return this.#closed;
   }
 
   get listenerKind(): ListenerConfig['kind'] {
@@ -273,7 +282,9 @@ export class Session implements SessionContext {
           return;
         }
         this.#backend = outcome.backend;
+        // Dropped, not only cleared: an idle session would keep the timer and its closure.
         clearTimeout(this.#preAuthTimer);
+        this.#preAuthTimer = undefined;
         this.#enterState(SessionState.transaction, 'logged in');
         this.write(line(Reply.loggedIn));
         return;
@@ -411,7 +422,7 @@ export class Session implements SessionContext {
     this.log.info({ reason, state: previous }, 'session closed');
     this.metrics.sessionClosed(this.#deps.listener.name, reason, (Date.now() - this.#openedAt) / 1000);
     this.#deps.onClosed(this);
-    this.#resolveClosed();
+    this.#resolveClosed?.();
   }
 
   /** A method, not a field test, so TypeScript does not narrow the state across awaits. */
