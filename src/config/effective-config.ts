@@ -23,11 +23,20 @@ function written(key: ConfigKey, value: unknown): unknown {
         return formatHostPort(item as HostPort);
       case 'host-port-or-off':
         return item === 'off' ? 'off' : formatHostPort(item as HostPort);
+      case 'listener':
+        return writtenListener(item as EffectiveSettings['listen_tls'][number]);
       case undefined:
         return item;
     }
   };
   return key.kind === 'list' ? (value as readonly unknown[]).map(write) : write(value);
+}
+
+/** A listener as it is usually written: HOST:PORT, and the object form only behind a load balancer. */
+function writtenListener(entry: EffectiveSettings['listen_tls'][number]): unknown {
+  const address = formatHostPort(entry.address);
+  if (!entry.proxy_protocol) return address;
+  return { address, proxy_protocol: true, proxy_protocol_trusted: entry.proxy_protocol_trusted };
 }
 
 /**

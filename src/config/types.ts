@@ -34,6 +34,11 @@ export interface ListenerConfig extends HostPort {
   readonly kind: ListenerKind;
   /** A short stable name for logs and metrics, e.g. "tls:0.0.0.0:995". */
   readonly name: string;
+  /**
+   * Set when every connection must begin with a PROXY protocol header from one of `trusted`
+   * (CIDRs): the client address it carries replaces the socket's peer everywhere.
+   */
+  readonly proxyProtocol?: { readonly trusted: readonly string[] };
 }
 
 export interface BackendConfig extends HostPort {
@@ -67,6 +72,8 @@ export interface TimeoutsConfig {
   readonly idleMs: number;
   /** TLS handshake, on the implicit port and after STLS. */
   readonly tlsHandshakeMs: number;
+  /** The whole PROXY protocol header on a listener that requires one. */
+  readonly proxyProtocolMs: number;
   /** TCP connect to the backend. */
   readonly backendConnectMs: number;
   /** Each step of the backend login script before the credentials (greeting, CAPA, STLS). */

@@ -135,6 +135,7 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       preAuthMs: 30_000,
       idleMs: 600_000,
       tlsHandshakeMs: 5_000,
+      proxyProtocolMs: 3_000,
       backendConnectMs: 5_000,
       backendStepMs: 5_000,
       backendAuthMs: 30_000,
