@@ -12,7 +12,7 @@ import { detectForeignProtocol } from '../net/hygiene.js';
 import { upgradeToTls } from '../net/starttls.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
 import type { TlsMaterial } from '../net/tls-material.js';
-import { normaliseAddress } from '../net/addresses.js';
+import type { ClientOrigin } from '../net/proxy-intake.js';
 import type { Logger } from '../observability/log.js';
 import { parseCommand } from '../pop3/grammar.js';
 import { Reply, line } from '../pop3/replies.js';
@@ -34,6 +34,8 @@ import { authenticate, type LoginDependencies } from './login.js';
 
 export interface SessionDependencies extends LoginDependencies {
   readonly listener: ListenerConfig;
+  /** Who the client is: the socket's peer, or the one its load balancer's PROXY header names. */
+  readonly client: ClientOrigin;
   readonly tls: TlsMaterial;
   readonly log: Logger;
   /** Told once, when the session has ended. */
@@ -74,7 +76,7 @@ export class Session implements SessionContext {
   #corked = false;
   #invalidCommands = 0;
   #backend: BackendSession | undefined;
-  readonly #clientIp: string;
+  readonly #client: ClientOrigin;
   readonly #openedAt = Date.now();
   #preAuthTimer: NodeJS.Timeout | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
@@ -85,10 +87,12 @@ export class Session implements SessionContext {
     this.metrics = deps.metrics;
     this.#socket = socket;
     this.#secure = secure;
-    this.#clientIp = normaliseAddress(socket.remoteAddress ?? '');
+    this.#client = deps.client;
     this.log = deps.log.child({
       sid: this.id,
-      peer: `${this.#clientIp}:${socket.remotePort ?? 0}`,
+      peer: `${deps.client.address}:${deps.client.port}`,
+      // The load balancer that carried a proxied client, so its own logs can be matched.
+      ...(deps.client.via === undefined ? {} : { via: deps.client.via }),
       listener: deps.listener.name,
     });
     this.#preAuthTimer = setTimeout(() => this.#onPreAuthTimeout(), deps.config.timeouts.preAuthMs);
@@ -256,7 +260,7 @@ export class Session implements SessionContext {
           {
             credentials: outcome.credentials,
             mechanism: outcome.mechanism,
-            clientIp: this.#clientIp,
+            client: this.#client,
             tlsProtocol: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
             log: this.log,
             clientGone: () => this.#isClosed(),
@@ -327,7 +331,7 @@ export class Session implements SessionContext {
     const listener = this.#deps.listener.name;
     const handshakeStarted = performance.now();
     try {
-      const secured = await upgradeToTls(plain, this.#deps.tls, this.config.timeouts.tlsHandshakeMs);
+      const secured = await upgradeToTls(plain, this.#deps.tls, this.config.timeouts.tlsHandshakeMs, this.#client.address);
       const version = secured.getProtocol() ?? undefined;
       this.metrics.tlsHandshake(listener, 'success', version, (performance.now() - handshakeStarted) / 1000);
       this.metrics.stlsUpgrade(listener, 'success', discarded);

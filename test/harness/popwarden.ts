@@ -10,7 +10,7 @@ import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { startPopwarden, type RunningProxy } from '../../src/app.js';
-import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
+import type { BackendConfig, Config, LimitsConfig, ListenerConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS } from '../../src/tls/policy.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
@@ -62,6 +62,8 @@ export function testTlsMaterial(cert = testCertificate()): TlsMaterial {
 
 export interface ProxyOverrides {
   readonly backend: Partial<BackendConfig> & Pick<BackendConfig, 'host' | 'port'>;
+  /** Default: one implicit-TLS and one STLS listener on 127.0.0.1, port 0. */
+  readonly listeners?: readonly ListenerConfig[];
   readonly timeouts?: Partial<TimeoutsConfig>;
   readonly limits?: Partial<LimitsConfig>;
   readonly authFailureDelayMs?: number;
@@ -96,7 +98,7 @@ export interface TestProxy {
  */
 export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<TlsConfig> }): Config {
   return {
-    listeners: [
+    listeners: overrides.listeners ?? [
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
       { kind: 'stls', host: '127.0.0.1', port: 0, name: 'stls:test' },
     ],

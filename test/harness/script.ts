@@ -25,6 +25,7 @@ import { NO_METRICS } from '../../src/observability/metrics.js';
 import { ALLOW_ALL } from '../../src/auth/login-guard.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { Config } from '../../src/config/types.js';
+import { directOrigin } from '../../src/net/proxy-intake.js';
 import { ByteInbox } from './inbox.js';
 import { LogCapture } from './log-capture.js';
 import { memorySocketPair } from './memory-socket.js';
@@ -166,6 +167,7 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
   const session = new Session(server, kind === 'tls', {
     config,
     listener: config.listeners.find((l) => l.kind === kind)!,
+    client: directOrigin(server),
     tls,
     backendTls: {},
     log,
