@@ -46,7 +46,7 @@ function writtenListener(entry: EffectiveSettings['listen_tls'][number]): unknow
  */
 const TOP_LEVEL_ORDER = [
   'listen_tls', 'listen_stls', 'backend', 'backend_auth', 'backend_tls', 'backend_tls_insecure', 'allow_plaintext_backend_auth',
-  'backend_trust_loopback', 'state_dir', 'greeting', 'auth_failure_delay', 'log_level', 'timeouts', 'limits', 'tls', 'redis',
+  'backend_trust_loopback', 'backend_proxy_protocol', 'backend_xclient', 'state_dir', 'greeting', 'auth_failure_delay', 'log_level', 'timeouts', 'limits', 'tls', 'redis',
   'rate_limit', 'metrics_listen', 'backend_probe_interval',
 ];
 

@@ -68,6 +68,8 @@ export function toRuntimeConfig(settings: EffectiveSettings): Config {
       allowPlaintextAuth: settings.allow_plaintext_backend_auth,
       trustLoopback: settings.backend_trust_loopback,
       sourceAddress: settings.backend_source_address,
+      proxyProtocol: settings.backend_proxy_protocol,
+      xclient: settings.backend_xclient,
     },
     tls: {
       certFile: settings.cert,

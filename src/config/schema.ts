@@ -19,7 +19,7 @@ import {
   MIN_IDLE_TIMEOUT_MS,
   SHUTDOWN_DRAIN_MS,
 } from './limits.js';
-import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, STORE_FAILURE_MODES, TLS_VERSIONS, type HostPort } from './types.js';
+import { BACKEND_AUTH_MODES, BACKEND_PROXY_PROTOCOL_MODES, BACKEND_TLS_MODES, BACKEND_XCLIENT_MODES, LOG_LEVELS, STORE_FAILURE_MODES, TLS_VERSIONS, type HostPort } from './types.js';
 import {
   MAX_STORE_DURATION_MS,
   formatCidr,
@@ -366,6 +366,20 @@ export const configSchema = z
       .string()
       .refine((text) => isIP(text) !== 0, { message: 'is not an IP address; use e.g. 192.0.2.10 or 2001:db8::10' })
       .optional(),
+    /**
+     * Default off. Open every backend connection with a PROXY protocol header (v1 text or v2
+     * binary) naming the client, so the backend's logs and per-address limits see the client,
+     * not popwarden; the health probe sends v2 LOCAL (v1 UNKNOWN) instead. Only for a backend
+     * that expects the header (Dovecot: `haproxy = yes` on its listener and popwarden's address
+     * in haproxy_trusted_networks): any other reads it as a broken first command.
+     */
+    backend_proxy_protocol: z.enum(BACKEND_PROXY_PROTOCOL_MODES).prefault('off'),
+    /**
+     * Default off. auto: when the backend offers XCLIENT (Dovecot advertises it as `[XCLIENT]` in
+     * its greeting to addresses in login_trusted_networks; others in CAPA), send `XCLIENT ADDR=…
+     * PORT=…` with the client's address before the login, inside TLS when the link uses it.
+     */
+    backend_xclient: z.enum(BACKEND_XCLIENT_MODES).prefault('off'),
     /** Optional PEM certificate chain for clients. With `key`; if both are absent a self-signed pair is generated in state_dir. */
     cert: filePath.optional(),
     /** Optional PEM private key (unencrypted, mode 0600) matching `cert`. */

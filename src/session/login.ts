@@ -88,6 +88,7 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
     settle = decision.settle;
     const backend = await loginToBackend(credentials, {
       backend: chooseBackend(deps.config.backend, credentials.user),
+      client: request.client,
       tlsOptions: deps.backendTls,
       timeouts: deps.config.timeouts,
       log,

@@ -113,6 +113,8 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       allowPlaintextAuth: false,
       trustLoopback: true,
       sourceAddress: undefined,
+      proxyProtocol: 'off',
+      xclient: 'off',
       ...overrides.backend,
     },
     tls: {

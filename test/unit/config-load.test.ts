@@ -66,6 +66,8 @@ describe('loadConfig defaults', () => {
       allowPlaintextAuth: false,
       trustLoopback: undefined, // a loopback backend is trusted on a privileged port only
       sourceAddress: undefined,
+      proxyProtocol: 'off',
+      xclient: 'off',
     });
     assert.deepEqual(config.tls, {
       certFile: undefined,
@@ -456,7 +458,7 @@ describe('redactedConfig', () => {
       [
         'listen_tls: ["[::1]:0"]', 'listen_stls: ["127.0.0.1:0", {address: "127.0.0.1:1", proxy_protocol: true, proxy_protocol_trusted: [10.0.0.0/8]}]', 'backend: pop.example:1110', 'backend_auth: apop', 'backend_tls: implicit',
         `backend_ca: ${pem}`, 'backend_tls_insecure: true', 'backend_tls_servername: pop.example', `backend_tls_cert: ${pem}`, `backend_tls_key: ${pem}`,
-        'allow_plaintext_backend_auth: true', 'backend_trust_loopback: false', 'backend_source_address: "::1"', `cert: ${pem}`, `key: ${pem}`,
+        'allow_plaintext_backend_auth: true', 'backend_trust_loopback: false', 'backend_source_address: "::1"', 'backend_proxy_protocol: v2', 'backend_xclient: auto', `cert: ${pem}`, `key: ${pem}`,
         `state_dir: ${dir}`, 'greeting: hello', 'auth_failure_delay: 1500ms', 'log_level: warn', 'metrics_listen: "[::1]:0"', 'backend_probe_interval: 0',
         'tls:', `  certificates: [{names: [Mail.Example.org, "*.example.net"], cert: ${pem}, key: ${pem}}]`, '  server_names: [mail.example.org]',
         '  watch_files: true', '  min_version: TLSv1.3', '  ciphers: HIGH', '  groups: X25519', `  ticket_keys_file: ${pem}`,
