@@ -157,6 +157,8 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     if (proxy === undefined) return admit(socket, directOrigin(socket));
     void readProxyHeader(socket, proxy.trusted, proxy.timeoutMs).then((intake) => {
       if (intake.kind === 'refused') return refuse(socket, intake.reason, directOrigin(socket), intake.detail);
+      // Shutdown began while the header was on its way: no session may start after it.
+      if (!server.listening) socket.destroy();
       if (socket.destroyed) return;
       admit(socket, intake.origin);
     });

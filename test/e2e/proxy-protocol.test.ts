@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { readFileSync } from 'node:fs';
+import { EventEmitter, once } from 'node:events';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { startHaproxy, type Haproxy } from '../harness/haproxy.js';
 import { startProtected, type Protected } from '../harness/redis.js';
@@ -164,5 +165,52 @@ describe('PROXY protocol in, behind HAProxy (issue 13.6)', { timeout: 240_000 },
     } finally {
       secured.destroy();
     }
+  });
+});
+
+describe('the TLS handshake bound counts the carried address (issue 13.6)', { timeout: 60_000 }, () => {
+  let dovecot: Dovecot;
+  let running: Protected;
+  const refusals: string[] = [];
+  /** Told of every admitted connection (its handshake then in progress). */
+  const opened = new EventEmitter();
+  before(async () => {
+    dovecot = await startDovecot({ profile: 'all', authPenalty: false });
+    const metrics: Metrics = {
+      ...NO_METRICS,
+      connectionRefused: (listener, reason) => void refusals.push(`${listener} ${reason}`),
+      connectionOpened: () => void opened.emit('opened'),
+    };
+    running = await startProtected(dovecot, { listeners: LISTENERS, metrics, limits: { maxHandshakesPerIp: 1 } });
+  });
+  after(async () => {
+    await running?.stop();
+    await dovecot?.stop();
+  });
+
+  /** A connection from the trusted proxy that names `client`, and nothing after the header. */
+  async function headerOnly(client: string): Promise<RawClient> {
+    const connection = await RawClient.plain('127.0.0.1', running.proxy.tlsPort);
+    connection.write(encodeProxyHeader('v2', { address: client, port: 1000 }, { address: '127.0.0.1', port: 995 }));
+    return connection;
+  }
+
+  test('a second handshake for 198.51.100.1 is refused while one is in progress; 198.51.100.2 through the same proxy shakes hands', async () => {
+    const admitted = once(opened, 'opened');
+    const first = await headerOnly('198.51.100.1');
+    await admitted;
+    const second = await headerOnly('198.51.100.1');
+    await second.whenClosed;
+    assert.deepEqual(refusals, ['tls:lb too_many_handshakes']);
+    const log = await running.proxy.waitForLog((l) => l['reason'] === 'too_many_handshakes');
+    assert.equal(log['peer'], '198.51.100.1');
+
+    const raw = netConnect({ host: '127.0.0.1', port: running.proxy.tlsPort });
+    await new Promise((resolve) => raw.once('connect', resolve));
+    raw.write(encodeProxyHeader('v2', { address: '198.51.100.2', port: 1000 }, { address: '127.0.0.1', port: 995 }));
+    const secured = tlsConnect({ socket: raw, ca: readFileSync(running.proxy.caFile), servername: 'localhost' });
+    await new Promise((resolve, reject) => secured.once('secureConnect', resolve).once('error', reject));
+    secured.destroy();
+    first.destroy();
   });
 });

@@ -213,6 +213,8 @@ export async function startProtected(
   const protection = await createProtection(config, createLogger('debug', sink), observedMetrics);
   const proxy = await startTestProxy({
     backend: backendConfig,
+    // The same limits as the gate's: the handshake bounds are the proxy's own.
+    limits: config.limits,
     ...(options.listeners === undefined ? {} : { listeners: options.listeners }),
     guard: protection.guard,
     gate: observedGate(protection.gate, releases),
