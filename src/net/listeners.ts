@@ -174,8 +174,8 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
       const timedOut = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
       metrics.tlsHandshake(config.name, timedOut ? 'timeout' : 'failure', undefined, handshakeSeconds(socket));
-      const client = clients.get(peerKey(socket)) ?? directOrigin(socket);
-      log.debug({ listener: config.name, peer: client.address, via: client.via, code: error.code, reason: error.message }, 'TLS handshake failed');
+      const client = clients.get(peerKey(socket));
+      log.debug({ listener: config.name, peer: client?.address ?? socket.remoteAddress, via: client?.via, code: error.code, reason: error.message }, 'TLS handshake failed');
       // With a 'tlsClientError' listener, Node leaves the socket open (even on handshakeTimeout):
       // closing it is ours to do, or stalled handshakes pile up forever.
       socket.destroy();
