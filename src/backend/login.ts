@@ -51,9 +51,10 @@ export interface BackendLoginContext {
 /**
  * The backend login, as one linear script: connect (with a PROXY header if configured), greeting
  * (APOP timestamp), CAPA, STLS when offered, CAPA again inside TLS, XCLIENT when offered and
- * configured, a check against what the backend offered before, then the strongest mechanism allowed. Each step has its own timeout and label. On any failure the link
- * is dropped without QUIT and a typed error thrown: BackendUnavailableError,
- * NoSafeMechanismError or BackendRejectedError.
+ * configured, a check against what the backend offered before, then the strongest mechanism
+ * allowed. Each step has its own timeout and label. On any failure the link is dropped without
+ * QUIT and a typed error thrown: BackendUnavailableError, NoSafeMechanismError or
+ * BackendRejectedError.
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const { backend, timeouts, log } = context;
