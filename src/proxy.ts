@@ -14,6 +14,7 @@ import { ApopUsers } from './backend/apop-users.js';
 import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
 import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
+import { CidrList } from './net/cidr.js';
 
 /** A listener after bind: its configuration and the address the kernel gave it (port 0 in tests). */
 export interface BoundListener {
@@ -64,6 +65,12 @@ export interface ProxyDependencies {
   readonly loadTls?: (config: Config, log: Logger) => Promise<TlsMaterial>;
 }
 
+/** A listener behind a load balancer: whom it takes a PROXY header from, and how long it waits for one. */
+function proxyIntake(listener: ListenerConfig, config: Config): { proxy?: { trusted: CidrList; timeoutMs: number } } {
+  if (listener.proxyProtocol === undefined) return {};
+  return { proxy: { trusted: new CidrList(listener.proxyProtocol.trusted), timeoutMs: config.timeouts.proxyProtocolMs } };
+}
+
 /** Binds every listener (all or nothing) and serves sessions until close(). */
 export async function startPopwarden(config: Config, deps: ProxyDependencies): Promise<ReloadableProxy> {
   const { log } = deps;
@@ -107,8 +114,8 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   try {
     for (const listener of config.listeners) {
       bound.push(
-        await bindListener(listener, { tls, log, metrics, gate }, (socket, secure, listenerConfig) => {
-          const session = new Session(socket, secure, sessionDepsFor(listenerConfig));
+        await bindListener(listener, { tls, log, metrics, gate, ...proxyIntake(listener, config) }, (socket, secure, listenerConfig, client) => {
+          const session = new Session(socket, secure, sessionDepsFor(listenerConfig), client);
           sessions.add(session);
           session.start();
         }),
