@@ -11,6 +11,9 @@ import { Session, type SessionDependencies } from './session/session.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
 import { ApopUsers } from './backend/apop-users.js';
+import { SharedBackendMemory, type OfferMemory } from './backend/shared-memory.js';
+import { SharedApopUsers, type ApopMemory } from './backend/shared-apop-users.js';
+import type { SharedRedis } from './auth/rate-limit/shared-redis.js';
 import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
 import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
@@ -59,6 +62,11 @@ export interface ProxyDependencies {
   readonly guard?: LoginGuard;
   /** Admission at TCP accept. Default: every connection is admitted. */
   readonly gate?: ConnectionGate;
+  /**
+   * Redis, for the state every instance must agree on (what backends offered, how users log in
+   * to APOP backends). Default: none; that state is this process's own.
+   */
+  readonly shared?: SharedRedis;
   /** Reads the config again for reload() (throws ConfigError). Default: the running config. */
   readonly loadConfig?: () => Config;
   /** Builds TLS material for reload(). Default: loadTlsMaterial. */
@@ -90,9 +98,12 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     log.warn('backend certificates are NOT verified (--backend-tls-insecure): the backend link is encrypted but not authenticated');
   }
   const failureDeadline = new FailureDeadline(log);
-  const backendMemory = new BackendMemory(config.stateDir);
-  const apopUsers = new ApopUsers(config.rateLimit.usernameCanonical);
-  const unseenStls = unseenStlsWarning(config.backend, backendMemory);
+  const localMemory = new BackendMemory(config.stateDir);
+  const localApopUsers = new ApopUsers(config.rateLimit.usernameCanonical);
+  const backendMemory: OfferMemory = deps.shared === undefined ? localMemory : new SharedBackendMemory(localMemory, deps.shared);
+  const apopUsers: ApopMemory =
+    deps.shared === undefined ? localApopUsers : new SharedApopUsers(localApopUsers, deps.shared, config.rateLimit.usernameCanonical);
+  const unseenStls = unseenStlsWarning(config.backend, localMemory);
   if (unseenStls !== undefined) log.warn(unseenStls);
   const sessions = new Set<Session>();
   const onClosed = (session: Session): void => {

@@ -11,11 +11,14 @@ import { InsuredStore } from './rate-limit/insurance.js';
 import { RateLimitGuard, type GuardStore } from './rate-limit/guard.js';
 import { MemoryLimitStore, RedisLimitStore } from './rate-limit/store.js';
 import { createRedisClient, describeRedisTarget, waitUntilReady } from './rate-limit/redis-client.js';
+import { SharedRedis } from './rate-limit/shared-redis.js';
 
 /** Failed-login protection and connection admission for one running popwarden. */
 export interface Protection {
   readonly guard: LoginGuard;
   readonly gate: ConnectionGate;
+  /** Redis for the other shared state (backend memory, APOP users); undefined without Redis. */
+  readonly shared: SharedRedis | undefined;
   /** True while the shared store (Redis) is in use; undefined without Redis. */
   storeUp(): boolean | undefined;
   close(): Promise<void>;
@@ -63,18 +66,19 @@ export async function createProtection(config: Config, log: Logger, metrics: Met
   if (client === undefined) {
     log.info({ ...limits }, 'rate limiting in process memory (no redis configured): limits are per instance and reset on restart');
     const guard = new RateLimitGuard({ config: rateLimit, store: plainStore(memory), hmacKey: hmac.key, allow, log });
-    return { guard, gate, storeUp: () => undefined, close: () => guard.close() };
+    return { guard, gate, shared: undefined, storeUp: () => undefined, close: () => guard.close() };
   }
 
   client.on('error', (error: Error) => log.debug({ err: error }, 'redis client error'));
   const target = describeRedisTarget(config.redis);
   const upAtStart = await waitUntilReady(client, config.redis.connectTimeoutMs);
+  const deadlineMs = config.redis.commandTimeoutMs + DEADLINE_SLACK_MS;
   const store = new InsuredStore({
     primary: new RedisLimitStore(client, rateLimit),
     client,
     insurance: memory,
     mode: rateLimit.onStoreFailure,
-    deadlineMs: config.redis.commandTimeoutMs + DEADLINE_SLACK_MS,
+    deadlineMs,
     log,
     metrics,
     upAtStart,
@@ -85,7 +89,8 @@ export async function createProtection(config: Config, log: Logger, metrics: Met
     client.disconnect();
   };
   const guard = new RateLimitGuard({ config: rateLimit, store, hmacKey: hmac.key, allow, log, close: disconnect });
-  return { guard, gate, storeUp: () => store.up, close: () => guard.close() };
+  const shared = new SharedRedis(client, rateLimit.keyPrefix, hmac.key, deadlineMs, log);
+  return { guard, gate, shared, storeUp: () => store.up, close: () => guard.close() };
 }
 
 /** A memory store needs no insurance: it never fails, and settles its own reservations. */

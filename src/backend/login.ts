@@ -7,8 +7,8 @@ import type { Metrics } from '../observability/metrics.js';
 import { BackendLink } from './link.js';
 import { dialBackend } from './dial.js';
 import { chooseMechanism, CLEARTEXT_MECHANISMS, loopbackTrusted, strongestOffered, type BackendMechanism } from './mechanism.js';
-import type { ApopUsers } from './apop-users.js';
-import type { BackendMemory } from './memory.js';
+import type { ApopMemory } from './shared-apop-users.js';
+import type { OfferMemory } from './shared-memory.js';
 import { apopDigest, findApopTimestamp } from '../auth/apop.js';
 import { cramMd5Response } from '../auth/cram-md5.js';
 import { decodeBase64Strict } from '../auth/base64.js';
@@ -48,9 +48,9 @@ export interface BackendLoginContext {
   readonly log: Logger;
   readonly metrics: Metrics;
   /** What this backend offered before: a weaker offer now is refused (issue 9.7). */
-  readonly memory: BackendMemory;
+  readonly memory: OfferMemory;
   /** How each user logged in to a backend that offers APOP (the cleartext retry). */
-  readonly apopUsers: ApopUsers;
+  readonly apopUsers: ApopMemory;
   /** Told when the link breaks later, while no reply is outstanding. */
   readonly onIdleFailure: (error: BackendUnavailableError) => void;
 }
@@ -66,11 +66,11 @@ export interface BackendLoginContext {
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const address = formatHostPort(context.backend);
-  const known = context.backend.auth === 'auto' ? context.apopUsers.get(address, credentials.user) : undefined;
+  const known = context.backend.auth === 'auto' ? await context.apopUsers.get(address, credentials.user) : undefined;
   const first = await loginOnce(credentials, context, known === 'cleartext');
   if (first.kind === 'logged-in') {
     if (first.apopOffered && context.backend.auth === 'auto') {
-      context.apopUsers.remember(address, credentials.user, first.session.mechanism === 'apop' ? 'apop' : 'cleartext');
+      await context.apopUsers.remember(address, credentials.user, first.session.mechanism === 'apop' ? 'apop' : 'cleartext');
     }
     return first.session;
   }
@@ -90,7 +90,7 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
     throw error;
   }
   if (second.kind === 'refused') throw second.error;
-  context.apopUsers.remember(address, credentials.user, 'cleartext');
+  await context.apopUsers.remember(address, credentials.user, 'cleartext');
   return second.session;
 }
 
@@ -143,7 +143,7 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
       strongest: strongestOffered(capabilities, apopTimestamp),
       stls: backend.tls === 'auto' || backend.tls === 'starttls' ? stlsOffered : undefined,
     };
-    const verdict = context.memory.observe(formatHostPort(backend), offer);
+    const verdict = await context.memory.observe(formatHostPort(backend), offer);
     if (verdict.kind === 'refuse') throw new NoSafeMechanismError(verdict.reason, verdict.hint);
 
     const cleartextAllowed =

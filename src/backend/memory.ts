@@ -65,6 +65,62 @@ function describe(offer: { strongest: BackendStrength; stls: boolean | undefined
  */
 const versionOf = (stats: Stats): string => `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
 
+/** What one login's offer means against what was remembered: the verdict, and what to remember now. */
+export interface Judgement {
+  readonly verdict: OfferVerdict;
+  /** Undefined: nothing to write (the offer is no stronger, or it was refused). */
+  readonly remember: RememberedBackend | undefined;
+}
+
+/**
+ * The one rule, for the file and for Redis alike: an offer weaker than the remembered one, or
+ * without the STLS once seen, is refused; a stronger one is remembered. `forgetHint` says how
+ * the operator accepts a backend changed on purpose, wherever the memory lives.
+ */
+export function judgeOffer(
+  address: string,
+  remembered: RememberedBackend | undefined,
+  offer: BackendOffer,
+  now: Date,
+  forgetHint: string,
+): Judgement {
+  if (remembered !== undefined) {
+    const weakerMechanism = rank(offer.strongest) < rank(remembered.strongest);
+    const strippedStls = remembered.stls && offer.stls === false;
+    if (weakerMechanism || strippedStls) {
+      return {
+        verdict: {
+          kind: 'refuse',
+          reason:
+            `the backend ${address} offered ${describe(remembered)} before (remembered since ${remembered.changed}) ` +
+            `and now offers ${describe(offer)}: refusing the downgrade, which is what an impostor on the port or ` +
+            'a man in the middle would offer',
+          hint: `if the backend was changed on purpose, ${forgetHint}; the next login remembers what it offers then`,
+        },
+        remember: undefined,
+      };
+    }
+    const stronger = rank(offer.strongest) > rank(remembered.strongest) || (offer.stls === true && !remembered.stls);
+    if (!stronger) return { verdict: { kind: 'ok' }, remember: undefined };
+  }
+  return {
+    verdict: { kind: 'ok' },
+    remember: {
+      strongest: remembered === undefined || rank(offer.strongest) > rank(remembered.strongest) ? offer.strongest : remembered.strongest,
+      stls: offer.stls === true || (remembered?.stls ?? false),
+      firstSeen: remembered?.firstSeen ?? now.toISOString(),
+      changed: now.toISOString(),
+    },
+  };
+}
+
+const sameEntry = (a: RememberedBackend, b: RememberedBackend): boolean =>
+  a.strongest === b.strongest && a.stls === b.stls && a.firstSeen === b.firstSeen && a.changed === b.changed;
+
+/** Whether `entry` is a remembered offer as the file and Redis hold them. */
+export const isRememberedBackend = (entry: Partial<RememberedBackend> | null | undefined): entry is RememberedBackend =>
+  entry !== null && entry !== undefined && STRENGTHS.includes(entry.strongest as BackendStrength) && typeof entry.stls === 'boolean';
+
 /** The remembered offers of every backend popwarden has logged in to, in `stateDir`. */
 export class BackendMemory {
   readonly file: string;
@@ -98,33 +154,30 @@ export class BackendMemory {
 
   #observe(address: string, offer: BackendOffer, now: Date): OfferVerdict {
     const memory = this.#read();
-    const remembered = memory.backends[address];
-    if (remembered !== undefined) {
-      const weakerMechanism = rank(offer.strongest) < rank(remembered.strongest);
-      const strippedStls = remembered.stls && offer.stls === false;
-      if (weakerMechanism || strippedStls) {
-        return {
-          kind: 'refuse',
-          reason:
-            `the backend ${address} offered ${describe(remembered)} before (remembered since ${remembered.changed}) ` +
-            `and now offers ${describe(offer)}: refusing the downgrade, which is what an impostor on the port or ` +
-            'a man in the middle would offer',
-          hint:
-            `if the backend was changed on purpose, run "popwarden backend forget ${address} --state-dir ${this.stateDir}" ` +
-            `(or delete ${this.file}); the next login remembers what it offers then`,
-        };
-      }
-      const stronger = rank(offer.strongest) > rank(remembered.strongest) || (offer.stls === true && !remembered.stls);
-      if (!stronger) return { kind: 'ok' };
+    const judged = judgeOffer(address, memory.backends[address], offer, now, this.#forgetHint(address));
+    if (judged.remember !== undefined) {
+      memory.backends[address] = judged.remember;
+      this.#write(memory);
     }
-    memory.backends[address] = {
-      strongest: remembered === undefined || rank(offer.strongest) > rank(remembered.strongest) ? offer.strongest : remembered.strongest,
-      stls: offer.stls === true || (remembered?.stls ?? false),
-      firstSeen: remembered?.firstSeen ?? now.toISOString(),
-      changed: now.toISOString(),
-    };
+    return judged.verdict;
+  }
+
+  /** How an operator accepts a changed backend remembered here. */
+  #forgetHint(address: string): string {
+    return `run "popwarden backend forget ${address} --state-dir ${this.stateDir}" (or delete ${this.file})`;
+  }
+
+  /**
+   * Makes the entry for `address` what `entry` says (undefined: forgets it): the copy of the
+   * shared memory in Redis, kept for when Redis is down. Written only when it differs.
+   */
+  mirror(address: string, entry: RememberedBackend | undefined): void {
+    const memory = this.#read();
+    const held = memory.backends[address];
+    if (entry === undefined ? held === undefined : held !== undefined && sameEntry(held, entry)) return;
+    if (entry === undefined) delete memory.backends[address];
+    else memory.backends[address] = entry;
     this.#write(memory);
-    return { kind: 'ok' };
   }
 
   /** Forgets one backend; false if it was not remembered. */
@@ -162,7 +215,7 @@ export class BackendMemory {
     }
     const backends: Record<string, RememberedBackend> = {};
     for (const [address, entry] of Object.entries(parsed.backends)) {
-      if (!STRENGTHS.includes(entry.strongest) || typeof entry.stls !== 'boolean') {
+      if (!isRememberedBackend(entry)) {
         throw new Error(`${this.file}: the entry for ${address} is malformed; forget it or delete the file`);
       }
       backends[address] = entry;

@@ -8,8 +8,8 @@ import type { Credentials } from '../auth/credentials.js';
 import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard.js';
 import { chooseBackend } from '../backend/route.js';
 import { loginToBackend } from '../backend/login.js';
-import type { BackendMemory } from '../backend/memory.js';
-import type { ApopUsers } from '../backend/apop-users.js';
+import type { OfferMemory } from '../backend/shared-memory.js';
+import type { ApopMemory } from '../backend/shared-apop-users.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
 import type { ClientOrigin } from '../net/proxy-intake.js';
@@ -25,10 +25,10 @@ export interface LoginDependencies {
   readonly guard: LoginGuard;
   /** When failed logins are answered; one per process (it learns how slow the backend refuses). */
   readonly failureDeadline: FailureDeadline;
-  /** What each backend offered before (a weaker offer is refused). */
-  readonly backendMemory: BackendMemory;
+  /** What each backend offered before (a weaker offer is refused); shared through Redis when configured. */
+  readonly backendMemory: OfferMemory;
   /** How each user logged in to a backend that offers APOP (the cleartext retry after a refused APOP). */
-  readonly apopUsers: ApopUsers;
+  readonly apopUsers: ApopMemory;
 }
 
 /** One login attempt, as the session hands it over. */

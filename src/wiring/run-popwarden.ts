@@ -69,6 +69,7 @@ export async function runPopwarden(config: Config, log: Logger, options: RunOpti
       metrics: observability.metrics,
       guard: protection.guard,
       gate: protection.gate,
+      ...(protection.shared === undefined ? {} : { shared: protection.shared }),
       ...(options.loadConfig === undefined ? {} : { loadConfig: options.loadConfig }),
     });
   } catch (error) {

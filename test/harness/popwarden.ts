@@ -16,6 +16,7 @@ import type { TlsMaterial } from '../../src/net/tls-material.js';
 import type { Metrics } from '../../src/observability/metrics.js';
 import type { LoginGuard } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
+import type { SharedRedis } from '../../src/auth/rate-limit/shared-redis.js';
 import { LogCapture, type LogPredicate, type WaitForLogOptions } from './log-capture.js';
 import { scratchDir } from './scratch.js';
 import { startTap, type Tap } from './tap.js';
@@ -74,6 +75,8 @@ export interface ProxyOverrides {
   readonly metrics?: Metrics;
   readonly guard?: LoginGuard;
   readonly gate?: ConnectionGate;
+  /** Redis for the state instances share (backend memory, APOP users): createProtection's. */
+  readonly shared?: SharedRedis;
 }
 
 /** A running in-process popwarden with one implicit-TLS and one STLS listener. */
@@ -154,6 +157,7 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     ...(overrides.metrics === undefined ? {} : { metrics: overrides.metrics }),
     ...(overrides.guard === undefined ? {} : { guard: overrides.guard }),
     ...(overrides.gate === undefined ? {} : { gate: overrides.gate }),
+    ...(overrides.shared === undefined ? {} : { shared: overrides.shared }),
   });
   const portOf = (kind: 'tls' | 'stls'): number => proxy.listeners.find((l) => l.config.kind === kind)!.address.port;
   return {

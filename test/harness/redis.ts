@@ -218,6 +218,7 @@ export async function startProtected(
     ...(options.listeners === undefined ? {} : { listeners: options.listeners }),
     guard: protection.guard,
     gate: observedGate(protection.gate, releases),
+    ...(protection.shared === undefined ? {} : { shared: protection.shared }),
     ...(options.authFailureDelayMs === undefined ? {} : { authFailureDelayMs: options.authFailureDelayMs }),
     ...(options.timeouts === undefined ? {} : { timeouts: options.timeouts }),
     ...(options.metrics === undefined ? {} : { metrics: options.metrics }),

@@ -38,7 +38,7 @@ export class StoreTimeoutError extends Error {
 }
 
 /** Our own deadline over the client's command timeout: a Lua script or a MULTI is several commands. */
-async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+export async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([

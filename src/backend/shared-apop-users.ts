@@ -1,0 +1,49 @@
+/**
+ * How each user logs in to a backend that offers APOP (apop-users.ts), shared by every instance
+ * through Redis: otherwise a guesser who reaches the instance that has not seen alice log in gets
+ * back the cleartext retry that tests one guess against two secrets. One key per backend and
+ * user, `PREFIX:apopuser:HMAC`, named by an HMAC of both under the limiter's key (Redis sees no
+ * username), holding "apop" or "cleartext", expiring a day after the success that wrote it
+ * (REMEMBERED_APOP_USER_MS). Only successful logins write, so the keys are bounded by the real
+ * users who logged in within a day. The process's own ApopUsers is written too and answers alone
+ * while Redis is down.
+ */
+import { REMEMBERED_APOP_USER_MS } from '../config/limits.js';
+import type { UsernameCanonical } from '../config/types.js';
+import { canonicalUser } from '../auth/rate-limit/keys.js';
+import { SHARED_KEY_KINDS, type SharedRedis } from '../auth/rate-limit/shared-redis.js';
+import type { ApopUserKind, ApopUsers } from './apop-users.js';
+
+/** What the backend login asks and tells; ApopUsers alone, or with Redis. */
+export interface ApopMemory {
+  get(backend: string, user: string): ApopUserKind | undefined | Promise<ApopUserKind | undefined>;
+  remember(backend: string, user: string, kind: ApopUserKind): void | Promise<void>;
+}
+
+const isKind = (value: string | null): value is ApopUserKind => value === 'apop' || value === 'cleartext';
+
+export class SharedApopUsers implements ApopMemory {
+  constructor(
+    readonly local: ApopUsers,
+    private readonly shared: SharedRedis,
+    private readonly accounts: UsernameCanonical,
+    private readonly ttlMs = REMEMBERED_APOP_USER_MS,
+  ) {}
+
+  #key(backend: string, user: string): string {
+    return this.shared.key(SHARED_KEY_KINDS.apopUser, this.shared.hashedId(backend, canonicalUser(user, this.accounts)));
+  }
+
+  async get(backend: string, user: string): Promise<ApopUserKind | undefined> {
+    const key = this.#key(backend, user);
+    const value = await this.shared.attempt('APOP users', (client) => client.get(key));
+    if (value === undefined) return this.local.get(backend, user);
+    return isKind(value) ? value : undefined;
+  }
+
+  async remember(backend: string, user: string, kind: ApopUserKind): Promise<void> {
+    this.local.remember(backend, user, kind);
+    const key = this.#key(backend, user);
+    await this.shared.attempt('APOP users', (client) => client.set(key, kind, 'PX', this.ttlMs));
+  }
+}

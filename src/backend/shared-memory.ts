@@ -1,0 +1,95 @@
+/**
+ * What each backend offered before (memory.ts), shared by every instance through Redis: a
+ * downgrade one instance would refuse must be refused by all, or an impostor need only reach the
+ * instance that has not seen the real server yet. Redis holds one hash per backend address
+ * (`PREFIX:offer:HOST:PORT`), only ever raised, atomically (RAISE below), so two instances that
+ * see a stronger offer at once both leave the stronger of the two. No expiry: forgetting what a
+ * backend offered is the operator's decision (`popwarden backend forget`, or DEL of the key), and
+ * the keys are bounded by the configured backends.
+ *
+ * Every instance keeps its state_dir file as well, and a login is refused if either Redis or the
+ * file remembers more than the backend offers now; whatever the file knows that Redis does not
+ * (learnt during an outage, or before Redis was configured) is raised into Redis at the next
+ * login, so the other instances learn it too. While Redis is down the file decides alone, as
+ * without Redis. So accepting a backend changed on purpose takes the DEL in Redis and `backend
+ * forget` on each instance: the memory fails closed.
+ */
+import type { SharedRedis } from '../auth/rate-limit/shared-redis.js';
+import { SHARED_KEY_KINDS } from '../auth/rate-limit/shared-redis.js';
+import { BackendMemory, isRememberedBackend, judgeOffer, STRENGTHS, type BackendOffer, type BackendStrength, type OfferVerdict, type RememberedBackend } from './memory.js';
+
+/** What a login checks an offer against; the file alone (BackendMemory) or Redis with it. */
+export interface OfferMemory {
+  observe(address: string, offer: BackendOffer): OfferVerdict | Promise<OfferVerdict>;
+}
+
+/**
+ * Raises the hash in KEYS[1] to at least ARGV (strongest, stls 0/1, now): the mechanism only
+ * goes up (by ARGV[4..], the names weakest first), STLS once seen stays, firstSeen is kept.
+ */
+const RAISE = `local ranks = {}
+for i = 4, #ARGV do ranks[ARGV[i]] = i end
+local held = redis.call('hmget', KEYS[1], 'strongest', 'stls', 'firstSeen')
+local strongest = ARGV[1]
+if held[1] and ranks[held[1]] and ranks[held[1]] > ranks[strongest] then strongest = held[1] end
+local stls = ARGV[2]
+if held[2] == '1' then stls = '1' end
+redis.call('hset', KEYS[1], 'strongest', strongest, 'stls', stls, 'firstSeen', held[3] or ARGV[3], 'changed', ARGV[3])
+return 1`;
+
+export class SharedBackendMemory implements OfferMemory {
+  constructor(
+    readonly local: BackendMemory,
+    private readonly shared: SharedRedis,
+  ) {}
+
+  #key(address: string): string {
+    return this.shared.key(SHARED_KEY_KINDS.offer, address);
+  }
+
+  async observe(address: string, offer: BackendOffer, now = new Date()): Promise<OfferVerdict> {
+    const key = this.#key(address);
+    const held = await this.shared.attempt('backend memory', (client) => client.hgetall(key));
+    // The file judges every login (and fails closed on its own problems); Redis adds the other instances' view.
+    const localVerdict = this.local.observe(address, offer, now);
+    if (held === undefined) return localVerdict;
+    const remembered = fromHash(held);
+    if (remembered === 'malformed') {
+      return { kind: 'refuse', reason: `the shared memory of the backend ${address} in Redis (${key}) is malformed`, hint: `run "redis-cli DEL ${key}"` };
+    }
+    const hint = `run "redis-cli DEL ${key}" (the memory every instance shares) and "popwarden backend forget ${address}" on each instance`;
+    const judged = judgeOffer(address, remembered, offer, now, hint);
+    if (judged.verdict.kind === 'refuse') return judged.verdict;
+    const known = strongerOf(judged.remember ?? remembered, localEntry(this.local, address));
+    if (known !== undefined && (remembered === undefined || isStronger(known, remembered))) {
+      // Not written: the file has it, and the next login tries again.
+      await this.shared.attempt('backend memory', (client) => client.eval(RAISE, 1, key, known.strongest, known.stls ? '1' : '0', now.toISOString(), ...STRENGTHS));
+    }
+    return localVerdict;
+  }
+}
+
+const rankOf = (entry: { strongest: BackendStrength }): number => STRENGTHS.indexOf(entry.strongest);
+
+const isStronger = (a: RememberedBackend, b: RememberedBackend): boolean => rankOf(a) > rankOf(b) || (a.stls && !b.stls);
+
+/** The join of two memories: the stronger mechanism, STLS if either saw it. */
+function strongerOf(a: RememberedBackend | undefined, b: RememberedBackend | undefined): RememberedBackend | undefined {
+  if (a === undefined || b === undefined) return a ?? b;
+  return { ...(rankOf(a) >= rankOf(b) ? a : b), stls: a.stls || b.stls };
+}
+
+function localEntry(memory: BackendMemory, address: string): RememberedBackend | undefined {
+  try {
+    return memory.entries()[address];
+  } catch {
+    return undefined; // observe() has already refused this login for it
+  }
+}
+
+/** A hash as Redis returns it (no fields: nothing remembered) as a remembered offer. */
+function fromHash(hash: Record<string, string>): RememberedBackend | undefined | 'malformed' {
+  if (Object.keys(hash).length === 0) return undefined;
+  const entry = { strongest: hash['strongest'], stls: hash['stls'] === '1', firstSeen: hash['firstSeen'] ?? '', changed: hash['changed'] ?? '' };
+  return isRememberedBackend(entry as Partial<RememberedBackend>) ? (entry as RememberedBackend) : 'malformed';
+}

@@ -1,0 +1,131 @@
+/**
+ * State that every instance must agree on lives in Redis when it is configured (issue 13.8): two
+ * popwarden instances over one real redis-server, each with its own state_dir, in front of one
+ * real Dovecot. What one instance learnt of the backend (what it offered, how alice logs in) the
+ * other acts on, though its own file and memory know nothing of it.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startDovecot, type Dovecot, type DovecotProfile } from '../harness/dovecot.js';
+import { startRedis, startProtected, login, type Protected, type RedisServer } from '../harness/redis.js';
+import { startTap, type Tap } from '../harness/tap.js';
+import { sampleMaildrop } from '../harness/maildrop.js';
+import { Reply } from '../../src/pop3/replies.js';
+import type { BackendConfig } from '../../src/config/types.js';
+
+const { alice } = sampleMaildrop();
+
+/** Two instances sharing `redis` under `keyPrefix`, in front of `tap`; stopped after `body`. */
+async function withTwoInstances(
+  redis: RedisServer,
+  tap: Tap,
+  keyPrefix: string,
+  backendOptions: Partial<BackendConfig>,
+  body: (first: Protected, second: Protected) => Promise<void>,
+): Promise<void> {
+  const options = { redis: { kind: 'url', url: redis.url } as const, rateLimit: { keyPrefix }, backendOptions, authFailureDelayMs: 0 };
+  const first = await startProtected(tap, options);
+  try {
+    const second = await startProtected(tap, options);
+    try {
+      await body(first, second);
+    } finally {
+      await second.stop();
+    }
+  } finally {
+    await first.stop();
+  }
+}
+
+/** What popwarden sent the backend after `from` octets, for messages. */
+const sentSince = (tap: Tap, from: number): string => tap.bytesClientToServer().subarray(from).toString('latin1');
+
+describe('state shared by instances through Redis (issue 13.8)', { timeout: 120_000 }, () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    await redis?.stop();
+  });
+
+  /** A real Dovecot behind a tap, replaceable on its port by one offering less. */
+  async function withBackend(profile: DovecotProfile, body: (tap: Tap, swap: (next: DovecotProfile) => Promise<void>) => Promise<void>): Promise<void> {
+    let dovecot: Dovecot = await startDovecot({ profile, authPenalty: false, authFailureDelay: '0' });
+    const tap = await startTap(dovecot.host, dovecot.port);
+    try {
+      await body(tap, async (next) => {
+        const port = dovecot.port;
+        await dovecot.stop();
+        dovecot = await startDovecot({ profile: next, port, authPenalty: false, authFailureDelay: '0' });
+      });
+    } finally {
+      await tap.stop();
+      await dovecot.stop();
+    }
+  }
+
+  test('a downgrade first seen by one instance is refused by the other: no password crosses', async () => {
+    await withBackend('cram-md5-only', async (tap, swap) => {
+      // trust_loopback would let USER/PASS through to the impostor on its own: only the memory stops it.
+      await withTwoInstances(redis, tap, 'downgrade', { trustLoopback: true }, async (first, second) => {
+        assert.equal(await login(first.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
+        const key = `downgrade:offer:${tap.host}:${tap.port}`;
+        assert.equal(await redis.cli('HGET', key, 'strongest'), 'cram-md5');
+        await swap('user-only');
+        const from = tap.bytesClientToServer().length;
+        // The second instance has never logged in to this backend: its own file is empty.
+        assert.equal(await login(second.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loginNotPossibleSafely);
+        assert.doesNotMatch(sentSince(tap, from), /PASS|USER|AUTH/);
+        assert.match(second.proxy.logText(), new RegExp(`refusing the downgrade[^\n]*redis-cli DEL ${key}`), 'the refusal names the Redis key to delete');
+        // The operator's word, in Redis: the next login, on either instance, remembers the new offer.
+        await redis.cli('DEL', key);
+        assert.equal(await login(second.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
+        assert.equal(await redis.cli('HGET', key, 'strongest'), 'cleartext');
+      });
+    });
+  });
+
+  test('how alice logs in (APOP) is shared: the other instance does not retry her refused APOP in clear', async () => {
+    // apop-only: an APOP timestamp and USER in CAPA; a refused APOP would be retried with USER/PASS on a fresh connection.
+    await withBackend('apop-only', async (tap) => {
+      await withTwoInstances(redis, tap, 'apop', { trustLoopback: true }, async (first, second) => {
+        assert.equal(await login(first.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
+        const keys = (await redis.cli('--scan', '--pattern', 'apop:apopuser:*')).split('\n').filter((k) => k !== '');
+        assert.equal(keys.length, 1);
+        assert.doesNotMatch(keys[0] ?? '', /alice/, 'Redis sees an HMAC, not the username');
+        assert.equal(await redis.cli('GET', keys[0] ?? ''), 'apop');
+        const ttl = Number(await redis.cli('PTTL', keys[0] ?? ''));
+        assert.ok(ttl > 0 && ttl <= 24 * 3_600_000, `expires within a day: ${ttl}`);
+
+        const from = tap.bytesClientToServer().length;
+        assert.match(await login(second.proxy, '127.0.0.1', alice.user, 'wrong-guess'), /^-ERR \[AUTH\]/);
+        const sent = sentSince(tap, from);
+        assert.match(sent, /^APOP alice /m);
+        assert.doesNotMatch(sent, /USER|PASS/, 'one secret per guess: no cleartext retry');
+      });
+    });
+  });
+
+  test('Redis down: each instance falls back on its own copy, says so once, and shares again when Redis is back', async () => {
+    await withBackend('cram-md5-only', async (tap) => {
+      await withTwoInstances(redis, tap, 'outage', {}, async (first) => {
+        assert.equal(await login(first.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
+        await redis.kill();
+        try {
+          for (let i = 0; i < 3; i++) assert.equal(await login(first.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
+        } finally {
+          await redis.restart();
+        }
+        // The protection's log, where the Redis connection reports.
+        const warnings = first.logs.filter((line) => line.includes('shared state (Redis) unavailable'));
+        assert.equal(warnings.length, 1, 'one line per outage, not per login');
+        await first.whenStore(true);
+        assert.equal(await login(first.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
+        assert.ok(first.logs.some((line) => line.includes('shared state (Redis) is back')));
+        // The restarted Redis is empty: the instance's own copy put back what it knew.
+        assert.equal(await redis.cli('HGET', `outage:offer:${tap.host}:${tap.port}`, 'strongest'), 'cram-md5');
+      });
+    });
+  });
+});
