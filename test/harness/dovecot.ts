@@ -38,6 +38,8 @@ export interface DovecotOptions {
   haproxy?: boolean;
   /** Dovecot's login_trusted_networks: clients from these may send XCLIENT (advertised in their CAPA). */
   loginTrustedNetworks?: string;
+  /** Which sample accounts this server holds (default both): two servers with different users. */
+  accounts?: readonly ('alice' | 'bob')[];
 }
 
 /**
@@ -207,9 +209,10 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
     const pop3sPort = opts.pop3sPort ? await freePort(host) : undefined;
     for (const d of ['run', 'state', 'etc', 'mail']) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
 
-    const { alice, bob } = sampleMaildrop();
+    const sample = sampleMaildrop();
+    const accounts = (opts.accounts ?? ['alice', 'bob']).map((name) => sample[name]);
     let passwd = '';
-    for (const acct of [alice, bob]) {
+    for (const acct of accounts) {
       const home = path.join(dir, 'mail', acct.user);
       writeMaildir(home, acct, { chown: true });
       passwd += passwdLine(acct.user, acct.pass, acct.uid, home);
@@ -218,10 +221,11 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
     fs.writeFileSync(passwdFile, passwd, { mode: 0o640 });
     spawnSync('chgrp', ['dovecot', passwdFile]);
     // The uid check dovecot.sh does with setpriv: fail early with a clear message.
+    const first = accounts[0] ?? sample.alice;
     const probe = spawnSync('setpriv', [
-      `--reuid=${alice.uid}`, `--regid=${MAIL_GID}`, '--clear-groups', 'test', '-x', path.join(dir, 'mail', 'alice'),
+      `--reuid=${first.uid}`, `--regid=${MAIL_GID}`, '--clear-groups', 'test', '-x', path.join(dir, 'mail', first.user),
     ]);
-    if (probe.status !== 0) throw new Error(`uid ${alice.uid} cannot reach ${dir}/mail/alice`);
+    if (probe.status !== 0) throw new Error(`uid ${first.uid} cannot reach ${dir}/mail/${first.user}`);
 
     let caFile: string | undefined;
     let ssl = 'ssl = no';
