@@ -1,0 +1,26 @@
+/**
+ * The deployment files in contrib/ that the README points at are valid as shipped: each popwarden
+ * YAML passes the config schema (its certificate and key paths are the operator's, so the file
+ * checks are not run), and the HAProxy config passes `haproxy -c`.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { readConfigFile } from '../../src/config/config-file.js';
+import { configSchema } from '../../src/config/schema.js';
+
+const CONTRIB = new URL('../../contrib', import.meta.url).pathname;
+
+for (const name of ['instance-a.yaml', 'instance-b.yaml']) {
+  test(`contrib/popwarden/${name} passes the config schema`, () => {
+    const parsed = configSchema.safeParse(readConfigFile(join(CONTRIB, 'popwarden', name)).data);
+    assert.ok(parsed.success, parsed.success ? '' : parsed.error.message);
+    assert.equal(parsed.data.rate_limit.key_prefix, 'popwarden');
+  });
+}
+
+test('contrib/haproxy/haproxy.cfg passes haproxy -c', { skip: spawnSync('haproxy', ['-v']).status !== 0 && 'haproxy is not installed' }, () => {
+  const check = spawnSync('haproxy', ['-c', '-q', '-f', join(CONTRIB, 'haproxy', 'haproxy.cfg')], { encoding: 'utf8' });
+  assert.equal(check.status, 0, check.stderr);
+});
