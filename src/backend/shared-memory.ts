@@ -11,11 +11,12 @@
  * file remembers more than the backend offers now; whatever the file knows that Redis does not
  * (learnt during an outage, or before Redis was configured) is raised into Redis at the next
  * login, so the other instances learn it too. While Redis is down the file decides alone, as
- * without Redis. So accepting a backend changed on purpose takes the DEL in Redis and `backend
- * forget` on each instance: the memory fails closed.
+ * without Redis. So accepting a backend changed on purpose takes `backend forget --config` on
+ * each instance (the Redis key and that instance's file): the memory fails closed.
  */
 import type { SharedRedis } from '../auth/rate-limit/shared-redis.js';
-import { SHARED_KEY_KINDS } from '../auth/rate-limit/shared-redis.js';
+import { SHARED_KEY_KINDS, sharedKey } from '../auth/rate-limit/shared-redis.js';
+import type { RedisClient } from '../auth/rate-limit/redis-client.js';
 import { BackendMemory, isRememberedBackend, judgeOffer, STRENGTHS, type BackendOffer, type BackendStrength, type OfferVerdict, type RememberedBackend } from './memory.js';
 
 /** What a login checks an offer against; the file alone (BackendMemory) or Redis with it. */
@@ -57,7 +58,9 @@ export class SharedBackendMemory implements OfferMemory {
     if (remembered === 'malformed') {
       return { kind: 'refuse', reason: `the shared memory of the backend ${address} in Redis (${key}) is malformed`, hint: `run "redis-cli DEL ${key}"` };
     }
-    const hint = `run "redis-cli DEL ${key}" (the memory every instance shares) and "popwarden backend forget ${address}" on each instance`;
+    const hint =
+      `run "popwarden backend forget ${address} --config FILE" on each instance (it deletes ${key} in Redis, ` +
+      'the memory every instance shares, and the instance\'s own copy)';
     const judged = judgeOffer(address, remembered, offer, now, hint);
     if (judged.verdict.kind === 'refuse') return judged.verdict;
     const known = strongerOf(judged.remember ?? remembered, localEntry(this.local, address));
@@ -92,4 +95,12 @@ function fromHash(hash: Record<string, string>): RememberedBackend | undefined |
   if (Object.keys(hash).length === 0) return undefined;
   const entry = { strongest: hash['strongest'], stls: hash['stls'] === '1', firstSeen: hash['firstSeen'] ?? '', changed: hash['changed'] ?? '' };
   return isRememberedBackend(entry as Partial<RememberedBackend>) ? (entry as RememberedBackend) : 'malformed';
+}
+
+/** The Redis key of what `address` offered, under `prefix`. */
+export const sharedOfferKey = (prefix: string, address: string): string => sharedKey(prefix, SHARED_KEY_KINDS.offer, address);
+
+/** What Redis remembers of `address` under `prefix` (for `popwarden backend show`). */
+export async function sharedOffer(client: RedisClient, prefix: string, address: string): Promise<RememberedBackend | 'malformed' | undefined> {
+  return fromHash(await client.hgetall(sharedOfferKey(prefix, address)));
 }

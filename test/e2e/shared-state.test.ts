@@ -12,6 +12,11 @@ import { startTap, type Tap } from '../harness/tap.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
 import { Reply } from '../../src/pop3/replies.js';
 import type { BackendConfig } from '../../src/config/types.js';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { scratchDir } from '../harness/scratch.js';
 
 const { alice } = sampleMaildrop();
 
@@ -35,6 +40,17 @@ async function withTwoInstances(
   } finally {
     await first.stop();
   }
+}
+
+const CLI = new URL('../../src/cli.ts', import.meta.url).pathname;
+
+/** `popwarden backend COMMAND... --config FILE` with a config naming `address`, `redis` and `keyPrefix`; its stdout. */
+async function backendCli(redis: RedisServer, keyPrefix: string, address: string, ...command: string[]): Promise<string> {
+  const dir = scratchDir('popwarden-forget');
+  const configFile = join(dir, 'popwarden.yaml');
+  writeFileSync(configFile, `backend: ${address}\nstate_dir: ${join(dir, 'state')}\nredis:\n  url: ${redis.url}\nrate_limit:\n  key_prefix: ${keyPrefix}\n`);
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', CLI, 'backend', ...command, '--config', configFile]);
+  return stdout;
 }
 
 /** What popwarden sent the backend after `from` octets, for messages. */
@@ -77,9 +93,14 @@ describe('state shared by instances through Redis (issue 13.8)', { timeout: 120_
         // The second instance has never logged in to this backend: its own file is empty.
         assert.equal(await login(second.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loginNotPossibleSafely);
         assert.doesNotMatch(sentSince(tap, from), /PASS|USER|AUTH/);
-        assert.match(second.proxy.logText(), new RegExp(`refusing the downgrade[^\n]*redis-cli DEL ${key}`), 'the refusal names the Redis key to delete');
-        // The operator's word, in Redis: the next login, on either instance, remembers the new offer.
-        await redis.cli('DEL', key);
+        assert.match(second.proxy.logText(), new RegExp(`refusing the downgrade[^\n]*backend forget [^\n]*--config[^\n]*${key}`), 'the refusal says how to forget, and where');
+        // The operator's word: `backend forget --config` deletes the shared memory; the next login remembers the new offer.
+        const address = `${tap.host}:${tap.port}`;
+        const shown = JSON.parse(await backendCli(redis, 'downgrade', address, 'show')) as { redis: Record<string, { strongest: string }> };
+        assert.equal(shown.redis[address]?.strongest, 'cram-md5');
+        const forgot = await backendCli(redis, 'downgrade', address, 'forget', address);
+        assert.match(forgot, /^forgot 127\.0\.0\.1:\d+ in Redis:/);
+        assert.equal(await redis.cli('EXISTS', key), '0');
         assert.equal(await login(second.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
         assert.equal(await redis.cli('HGET', key, 'strongest'), 'cleartext');
       });

@@ -19,6 +19,11 @@ export const SHARED_KEY_KINDS = {
   apopUser: 'apopuser',
 } as const;
 
+export type SharedKeyKind = (typeof SHARED_KEY_KINDS)[keyof typeof SHARED_KEY_KINDS];
+
+/** `PREFIX:KIND:ID`, as the limiter's keys are (keys.ts storeKey). */
+export const sharedKey = (prefix: string, kind: SharedKeyKind, id: string): string => `${prefix}:${kind}:${id}`;
+
 /** Hex characters of the HMAC that names a user's key: 128 bits, no collision in practice. */
 const USER_ID_HEX = 32;
 
@@ -35,8 +40,8 @@ export class SharedRedis {
     private readonly log: Logger,
   ) {}
 
-  key(kind: (typeof SHARED_KEY_KINDS)[keyof typeof SHARED_KEY_KINDS], id: string): string {
-    return `${this.prefix}:${kind}:${id}`;
+  key(kind: SharedKeyKind, id: string): string {
+    return sharedKey(this.prefix, kind, id);
   }
 
   /** An id for `parts` that names no one: a truncated HMAC, as the limiter's password tags are. */
