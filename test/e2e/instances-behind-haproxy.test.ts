@@ -20,6 +20,7 @@ import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { startHaproxy, type Haproxy } from '../harness/haproxy.js';
 import { startRedis, type RedisServer } from '../harness/redis.js';
 import { ProcessOutput } from '../harness/process-output.js';
+import { Changes } from '../harness/changes.js';
 import { freePort } from '../harness/ports.js';
 import { scratchDir } from '../harness/scratch.js';
 import { testCertificate } from '../harness/popwarden.js';
@@ -82,6 +83,7 @@ async function startInstance(name: string, dovecot: Dovecot, redis: RedisServer,
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', configFile], { cwd: ROOT, env: { PATH: process.env['PATH'] ?? '' } });
   const output = new ProcessOutput();
   output.attach(child.stdout, child.stderr);
+  for (const stream of [child.stdout, child.stderr]) stream.on('data', () => written.notify());
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   // A test process that ends without stop() (a crash, a timeout) takes the instance with it.
   const killOnExit = (): void => void child.kill('SIGKILL');
@@ -103,6 +105,24 @@ async function startInstance(name: string, dovecot: Dovecot, redis: RedisServer,
       .filter((line) => line.includes('"event":"login"'))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
   return { name, dovecot, tlsPort, output, child, audits, stop };
+}
+
+/** Told of every write of every instance: a test awaits the audit lines its logins cause. */
+const written = new Changes();
+
+/**
+ * The audit lines of `instances` after `from` (per instance) for the client `address`, once there
+ * are `count` of them: a client can read popwarden's reply before the line reaches the pipe.
+ */
+function audited(instances: readonly Instance[], from: readonly number[], address: string, count: number): Promise<{ instance: Instance; line: Record<string, unknown> }[]> {
+  return written.until(
+    () => {
+      const found = auditsFrom(instances, from, address);
+      return found.length >= count ? found : undefined;
+    },
+    10_000,
+    () => `fewer than ${count} audit lines for ${address}`,
+  );
 }
 
 /** The audit lines of `instances` after `from` (per instance), for `peer` address. */
@@ -183,7 +203,7 @@ describe('two instances behind HAProxy, sharing one Redis, each before its own D
       const result = await fetchWithCurl({ host: lb().host, port: lb().ports[0] ?? 0, mode: 'implicit', user: alice.user, pass: alice.pass, caFile: testCertificate().caFile, interface: '127.0.0.7', messages: [1] });
       assert.ok(result.ok, result.stderr);
     }
-    const audits = auditsFrom(instances, from, '127.0.0.7');
+    const audits = await audited(instances, from, '127.0.0.7', 2);
     assert.deepEqual(audits.map(({ instance, line }) => [instance.name, line['result']]).sort(), [['a', 'success'], ['b', 'success']]);
     assert.equal(auditsFrom(instances, from, '127.0.0.1').length, 0, "HAProxy's address is in no audit line");
     for (const [i, dovecot] of dovecots.entries()) {
@@ -200,14 +220,14 @@ describe('two instances behind HAProxy, sharing one Redis, each before its own D
   test('failed logins from one address are counted once across both instances: the 11th is blocked whichever instance answers', async () => {
     const from = marks();
     for (let i = 1; i <= 10; i++) assert.match(await attempt(lb(), '127.0.0.9', alice.user, `wrong-guess-${i}`), /^-ERR \[AUTH\]/);
-    const failures = auditsFrom(instances, from, '127.0.0.9');
+    const failures = await audited(instances, from, '127.0.0.9', 10);
     assert.equal(failures.filter(({ line }) => line['result'] === 'failure').length, 10);
     assert.ok(failures.some(({ instance }) => instance.name === 'a') && failures.some(({ instance }) => instance.name === 'b'), 'both instances judged some');
     const loginsBefore = dovecots.map((dovecot) => dovecot.loginCount('alice'));
     // The right password now: refused unseen by any backend, on whichever instance answers.
     const blockedFrom = marks();
     for (let i = 0; i < 4; i++) assert.match(await attempt(lb(), '127.0.0.9', alice.user, alice.pass), /^-ERR /);
-    const blocked = auditsFrom(instances, blockedFrom, '127.0.0.9');
+    const blocked = await audited(instances, blockedFrom, '127.0.0.9', 4);
     assert.deepEqual([...new Set(blocked.map(({ line }) => line['result']))], ['blocked']);
     assert.deepEqual([...new Set(blocked.map(({ instance }) => instance.name))].sort(), ['a', 'b']);
     assert.deepEqual(dovecots.map((dovecot) => dovecot.loginCount('alice')), loginsBefore);
@@ -219,7 +239,7 @@ describe('two instances behind HAProxy, sharing one Redis, each before its own D
     let killed: Instance | undefined;
     try {
       assert.equal(reply, Reply.loggedIn);
-      const [served] = auditsFrom(instances, from, '127.0.0.10');
+      const [served] = await audited(instances, from, '127.0.0.10', 1);
       killed = served?.instance;
       assert.ok(killed !== undefined, 'one instance audited the login');
       const before = maildirDigest(killed.dovecot, 'alice');
@@ -249,7 +269,8 @@ describe('two instances behind HAProxy, sharing one Redis, each before its own D
           next.client.destroy();
         }
       }
-      assert.deepEqual(auditsFrom(instances, afterKill, '127.0.0.10').map(({ instance }) => instance.name), [survivor.name, survivor.name, survivor.name]);
+      const served3 = await audited(instances, afterKill, '127.0.0.10', 3);
+      assert.deepEqual(served3.map(({ instance }) => instance.name), [survivor.name, survivor.name, survivor.name]);
     } finally {
       client.destroy();
     }
