@@ -84,12 +84,13 @@ export async function createProtection(config: Config, log: Logger, metrics: Met
     upAtStart,
   });
   if (upAtStart) log.info({ redis: target, onStoreFailure: rateLimit.onStoreFailure, ...limits }, 'rate limiting in Redis, shared by every instance');
+  const shared = new SharedRedis(client, rateLimit.keyPrefix, hmac.key, deadlineMs, log, () => store.up);
   const disconnect = async (): Promise<void> => {
     store.close();
+    shared.close();
     client.disconnect();
   };
   const guard = new RateLimitGuard({ config: rateLimit, store, hmacKey: hmac.key, allow, log, close: disconnect });
-  const shared = new SharedRedis(client, rateLimit.keyPrefix, hmac.key, deadlineMs, log);
   return { guard, gate, shared, storeUp: () => store.up, close: () => guard.close() };
 }
 

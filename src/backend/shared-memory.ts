@@ -3,9 +3,9 @@
  * downgrade one instance would refuse must be refused by all, or an impostor need only reach the
  * instance that has not seen the real server yet. Redis holds one hash per backend address
  * (`PREFIX:offer:HOST:PORT`), only ever raised, atomically (RAISE below), so two instances that
- * see a stronger offer at once both leave the stronger of the two. No expiry: forgetting what a
- * backend offered is the operator's decision (`popwarden backend forget`, or DEL of the key), and
- * the keys are bounded by the configured backends.
+ * see a stronger offer at once both leave the stronger of the two. The keys are bounded by the
+ * configured backends; each expires REMEMBERED_OFFER_MS after the last login that read it, so only
+ * a backend no instance has used for that long is forgotten in Redis (the files still remember).
  *
  * Every instance keeps its state_dir file as well, and a login is refused if either Redis or the
  * file remembers more than the backend offers now; whatever the file knows that Redis does not
@@ -17,6 +17,7 @@
 import type { SharedRedis } from '../auth/rate-limit/shared-redis.js';
 import { SHARED_KEY_KINDS, sharedKey } from '../auth/rate-limit/shared-redis.js';
 import type { RedisClient } from '../auth/rate-limit/redis-client.js';
+import { REMEMBERED_OFFER_MS } from '../config/limits.js';
 import { BackendMemory, isRememberedBackend, judgeOffer, STRENGTHS, type BackendOffer, type BackendStrength, type OfferVerdict, type RememberedBackend } from './memory.js';
 
 /** What a login checks an offer against; the file alone (BackendMemory) or Redis with it. */
@@ -25,18 +26,28 @@ export interface OfferMemory {
 }
 
 /**
- * Raises the hash in KEYS[1] to at least ARGV (strongest, stls 0/1, now): the mechanism only
- * goes up (by ARGV[4..], the names weakest first), STLS once seen stays, firstSeen is kept.
+ * Raises the hash in KEYS[1] to at least ARGV (strongest, stls 0/1, now) and keeps it for ARGV[4]
+ * ms: the mechanism only goes up (by ARGV[5..], the names weakest first), STLS once seen stays,
+ * firstSeen is kept.
  */
 const RAISE = `local ranks = {}
-for i = 4, #ARGV do ranks[ARGV[i]] = i end
+for i = 5, #ARGV do ranks[ARGV[i]] = i end
 local held = redis.call('hmget', KEYS[1], 'strongest', 'stls', 'firstSeen')
 local strongest = ARGV[1]
 if held[1] and ranks[held[1]] and ranks[held[1]] > ranks[strongest] then strongest = held[1] end
 local stls = ARGV[2]
 if held[2] == '1' then stls = '1' end
 redis.call('hset', KEYS[1], 'strongest', strongest, 'stls', stls, 'firstSeen', held[3] or ARGV[3], 'changed', ARGV[3])
+redis.call('pexpire', KEYS[1], ARGV[4])
 return 1`;
+
+/** The hash at `key`, its expiry pushed back: one MULTI on one key (one Cluster slot). */
+async function readAndRefresh(client: RedisClient, key: string): Promise<Record<string, string>> {
+  const results = await client.multi().hgetall(key).pexpire(key, REMEMBERED_OFFER_MS).exec();
+  const failed = results?.find(([error]) => error !== null);
+  if (failed?.[0]) throw failed[0];
+  return (results?.[0]?.[1] ?? {}) as Record<string, string>;
+}
 
 export class SharedBackendMemory implements OfferMemory {
   constructor(
@@ -50,7 +61,8 @@ export class SharedBackendMemory implements OfferMemory {
 
   async observe(address: string, offer: BackendOffer, now = new Date()): Promise<OfferVerdict> {
     const key = this.#key(address);
-    const held = await this.shared.attempt('backend memory', (client) => client.hgetall(key));
+    // Every login that reads the key keeps it alive (REMEMBERED_OFFER_MS), in the same round trip.
+    const held = await this.shared.attempt('backend memory', (client) => readAndRefresh(client, key));
     // The file judges every login (and fails closed on its own problems); Redis adds the other instances' view.
     const localVerdict = this.local.observe(address, offer, now);
     if (held === undefined) return localVerdict;
@@ -66,7 +78,7 @@ export class SharedBackendMemory implements OfferMemory {
     const known = strongerOf(judged.remember ?? remembered, localEntry(this.local, address));
     if (known !== undefined && (remembered === undefined || isStronger(known, remembered))) {
       // Not written: the file has it, and the next login tries again.
-      await this.shared.attempt('backend memory', (client) => client.eval(RAISE, 1, key, known.strongest, known.stls ? '1' : '0', now.toISOString(), ...STRENGTHS));
+      await this.shared.attempt('backend memory', (client) => client.eval(RAISE, 1, key, known.strongest, known.stls ? '1' : '0', now.toISOString(), REMEMBERED_OFFER_MS, ...STRENGTHS));
     }
     return localVerdict;
   }

@@ -128,3 +128,10 @@ export const MAX_PROXY_V1_OCTETS = 107;
  * connection, so this is also the most a pending proxied connection can hold.
  */
 export const MAX_PROXY_V2_OCTETS = 2_048;
+
+/**
+ * How long Redis keeps what a backend offered (backend/shared-memory.ts) after the last login
+ * that saw it: every key under the prefix expires (A-04), and a backend popwarden has not logged
+ * in to for a quarter is one no instance uses. Each instance's backends.json still remembers.
+ */
+export const REMEMBERED_OFFER_MS = 90 * 24 * 60 * 60 * 1000;

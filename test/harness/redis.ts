@@ -4,6 +4,7 @@
  * by the pid we started. Also a 3-node Redis Cluster built with `redis-cli --cluster create`.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { Changes } from './changes.js';
 import { EventEmitter, once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -145,6 +146,8 @@ export interface Protected {
   readonly logs: string[];
   /** Resolves when the gate next gives back a connection's place (its socket has closed). */
   nextRelease(): Promise<void>;
+  /** Resolves with the first line of `logs`, written or still to come, that contains `text`. */
+  whenLogged(text: string, timeoutMs?: number): Promise<string>;
   /** Resolves once the rate-limit store is reported `up` (or down), at once if it already is. */
   whenStore(up: boolean, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -193,9 +196,11 @@ export async function startProtected(
     rateLimit: { ...base.rateLimit, ...options.rateLimit },
   };
   const logs: string[] = [];
+  const written = new Changes();
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       logs.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      written.notify();
       callback();
     },
   });
@@ -228,6 +233,8 @@ export async function startProtected(
     protection,
     logs,
     nextRelease: () => once(releases, 'release').then(() => undefined),
+    whenLogged: (text, timeoutMs = 10_000) =>
+      written.until(() => logs.find((line) => line.includes(text)), timeoutMs, () => `no log line with ${JSON.stringify(text)} within ${timeoutMs} ms`),
     whenStore: (up, timeoutMs = 10_000) =>
       new Promise<void>((resolve, reject) => {
         if (protection.storeUp() === up) return resolve();

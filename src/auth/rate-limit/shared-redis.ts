@@ -2,14 +2,13 @@
  * The limiter's Redis connection, lent to the other state that every instance must agree on
  * (what each backend offered before, how each user logs in to a backend that offers APOP). Each
  * of those keeps a copy in the process and asks Redis first; while Redis is down or slow, the
- * copy answers alone. The outage is logged once, and the first answer from Redis afterwards ends
- * it: there is no probe, because every login asks again (the client fails at once while it is
- * disconnected: no offline queue).
+ * copy answers alone. The outage is logged once; a probe pings every second and ends it, as the
+ * limiter's insurance does (insurance.ts).
  */
 import { createHmac } from 'node:crypto';
 import type { Logger } from '../../observability/log.js';
 import type { RedisClient } from './redis-client.js';
-import { withDeadline } from './insurance.js';
+import { PROBE_INTERVAL_MS, withDeadline } from './insurance.js';
 
 /** The kinds of shared keys, beside the limiter's (keys.ts): `PREFIX:KIND:ID`. */
 export const SHARED_KEY_KINDS = {
@@ -29,6 +28,7 @@ const USER_ID_HEX = 32;
 
 export class SharedRedis {
   #down = false;
+  #probe: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly client: RedisClient,
@@ -38,6 +38,8 @@ export class SharedRedis {
     private readonly hmacKey: Buffer,
     private readonly deadlineMs: number,
     private readonly log: Logger,
+    /** Whether the limiter's store has Redis: when it has found Redis down, no login waits here for it too. */
+    private readonly limiterUp: () => boolean = () => true,
   ) {}
 
   key(kind: SharedKeyKind, id: string): string {
@@ -52,25 +54,26 @@ export class SharedRedis {
   }
 
   /**
-   * Runs `operation` on Redis under the command deadline. Undefined when Redis is not connected,
-   * fails or is too slow: the caller answers from its own copy.
+   * Runs `operation` on Redis under the command deadline. Undefined, at once, while Redis is
+   * known to be down (a probe finds it back), and when it fails or is too slow: the caller
+   * answers from its own copy. So a hung Redis costs a login at most one deadline, not one per call.
    */
   async attempt<T>(what: string, operation: (client: RedisClient) => Promise<T>): Promise<T | undefined> {
-    if (this.client.status !== 'ready') {
-      this.#markDown(new Error(`Redis connection is ${this.client.status}`), what);
+    if (this.#down) return undefined;
+    if (this.client.status !== 'ready' || !this.limiterUp()) {
+      this.#markDown(new Error(`Redis connection is ${this.client.status === 'ready' ? 'failing the limiter' : this.client.status}`), what);
       return undefined;
     }
     try {
-      const result = await withDeadline(operation(this.client), this.deadlineMs);
-      if (this.#down) {
-        this.#down = false;
-        this.log.info({ shared: what }, 'shared state (Redis) is back: backend memory and APOP users are shared again');
-      }
-      return result;
+      return await withDeadline(operation(this.client), this.deadlineMs);
     } catch (error) {
       this.#markDown(error, what);
       return undefined;
     }
+  }
+
+  close(): void {
+    clearInterval(this.#probe);
   }
 
   #markDown(cause: unknown, what: string): void {
@@ -80,5 +83,20 @@ export class SharedRedis {
       { shared: what, reason: cause instanceof Error ? cause.message : String(cause) },
       'shared state (Redis) unavailable: what backends offered and how users log in to APOP backends are kept in this process until it is back',
     );
+    this.#probe = setInterval(() => void this.#probeOnce(), PROBE_INTERVAL_MS);
+    this.#probe.unref();
+  }
+
+  async #probeOnce(): Promise<void> {
+    if (this.client.status !== 'ready' || !this.limiterUp()) return;
+    try {
+      await withDeadline(this.client.ping(), this.deadlineMs);
+    } catch {
+      return; // still down; the next tick tries again
+    }
+    if (!this.#down) return;
+    this.#down = false;
+    clearInterval(this.#probe);
+    this.log.info('shared state (Redis) is back: backend memory and APOP users are shared again');
   }
 }
