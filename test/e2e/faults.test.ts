@@ -42,6 +42,8 @@ type Link = 'clear' | 'stls';
 interface Step {
   readonly name: string;
   readonly link: Link;
+  /** A login step: the step popwarden's log line must name. */
+  readonly logStep?: string;
   /** The command whose reply the fault hits; none: the greeting. */
   readonly trigger?: Trigger;
   /** Where in the reply the mid-reply faults (stall, reset, half-close, truncate) act. */
@@ -57,11 +59,11 @@ const { alice } = sampleMaildrop();
 const DELETED = 3;
 
 const STEPS: readonly Step[] = [
-  { name: 'greeting', link: 'clear', midReply: 5 },
-  { name: 'CAPA', link: 'clear', trigger: onCommand('CAPA'), midReply: 20 },
-  { name: 'STLS', link: 'stls', trigger: onCommand('STLS'), midReply: 5 },
-  { name: 'AUTH challenge', link: 'clear', trigger: onCommand('AUTH'), midReply: 5 },
-  { name: 'verdict', link: 'clear', trigger: afterCommand('AUTH'), midReply: 5 },
+  { name: 'greeting', logStep: 'greeting', link: 'clear', midReply: 5 },
+  { name: 'CAPA', logStep: 'capa', link: 'clear', trigger: onCommand('CAPA'), midReply: 20 },
+  { name: 'STLS', logStep: 'stls', link: 'stls', trigger: onCommand('STLS'), midReply: 5 },
+  { name: 'AUTH challenge', logStep: 'auth', link: 'clear', trigger: onCommand('AUTH'), midReply: 5 },
+  { name: 'verdict', logStep: 'auth', link: 'clear', trigger: afterCommand('AUTH'), midReply: 5 },
   { name: 'RETR', link: 'clear', trigger: onCommand('RETR'), midReply: 32 * 1024, commands: ['RETR 2'], multiline: true },
   { name: 'TOP', link: 'clear', trigger: onCommand('TOP'), midReply: 100, commands: ['TOP 1 5'], multiline: true },
   { name: 'LIST', link: 'clear', trigger: onCommand('LIST'), midReply: 20, commands: ['LIST'], multiline: true },
@@ -252,7 +254,17 @@ describe('fault injection between popwarden and Dovecot', { timeout: 300_000 }, 
             const serious = seriousLines(pw, peer);
             assert.equal(serious.length, 1, JSON.stringify(serious));
             const code = String(why['code']);
+            // A login step's line names the step that failed, whatever the failure.
+            if (step.logStep !== undefined) assert.equal(why['step'], step.logStep);
             log = `${code} at ${String(why['step'] ?? why['verb'])}`;
+            if (step.logStep !== undefined) {
+              // Silence or a hang-up once the login has begun counts against the limits, as a
+              // guess the backend may have judged (issue 9.4); before it, nothing was guessed.
+              const audit = await pw.waitForLog((e) => e['peer'] === peer && e['event'] === 'login', { since, timeoutMs: GUARD_MS });
+              const unanswered = step.logStep === 'auth' && (code === 'E_BACKEND_TIMEOUT' || code === 'E_BACKEND_CLOSED');
+              assert.equal(audit['result'], unanswered ? 'failure' : 'backend_error');
+              if (unanswered) log += ' (counted as a failed login)';
+            }
             const metricsAfter = await pw.scrape();
             assert.equal(sampleTotal(metricsAfter, BACKEND_ERRORS), sampleTotal(metricsBefore, BACKEND_ERRORS) + 1);
             assert.equal(sampleValue(metricsAfter, BACKEND_ERRORS, { reason: code }), sampleValue(metricsBefore, BACKEND_ERRORS, { reason: code }) + 1);
