@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { afterCommand, onCommand, startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
-import { spawnPopwarden, type PopwardenProcess } from '../harness/popwarden-process.js';
+import { spawnPopwarden, stopAll, type PopwardenProcess } from '../harness/popwarden-process.js';
 import { RawClient } from '../harness/raw-client.js';
 import { startRedis, type RedisServer } from '../harness/redis.js';
 
@@ -65,12 +65,7 @@ describe('kill -9 of popwarden, and a restart', { timeout: 120_000 }, () => {
     pw = await spawnPopwarden(settings());
   });
   after(async () => {
-    const crash = pw?.crashReport();
-    await pw?.stop();
-    await proxy?.stop();
-    await redis?.stop();
-    await dovecot?.stop();
-    assert.equal(crash, undefined, crash);
+    await stopAll([pw], proxy, redis, dovecot);
   });
 
   test('killed during RETR, after a DELE: the client sees no terminator, nothing is deleted, the restart serves every message', async () => {

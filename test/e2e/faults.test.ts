@@ -18,7 +18,7 @@ import { join, resolve } from 'node:path';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { afterCommand, FAULT_KINDS, onCommand, startFaultProxy, type FaultKind, type FaultProxy, type Trigger } from '../harness/fault-proxy.js';
 import { sampleMaildrop, writeMaildir, type SampleAccount } from '../harness/maildrop.js';
-import { sampleTotal, sampleValue, spawnPopwarden, type PopwardenProcess } from '../harness/popwarden-process.js';
+import { sampleTotal, sampleValue, spawnPopwarden, stopAll, type PopwardenProcess } from '../harness/popwarden-process.js';
 import { RawClient } from '../harness/raw-client.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -163,13 +163,6 @@ describe('fault injection between popwarden and Dovecot', { timeout: 300_000 }, 
   });
 
   after(async () => {
-    for (const pw of popwardens.values()) {
-      const crash = pw.crashReport();
-      await pw.stop();
-      assert.equal(crash, undefined, crash);
-    }
-    await proxy?.stop();
-    await dovecot?.stop();
     const dir = join(ROOT, 'test-output');
     mkdirSync(dir, { recursive: true });
     const table = [
@@ -178,6 +171,7 @@ describe('fault injection between popwarden and Dovecot', { timeout: 300_000 }, 
       ...rows.map((r) => `| ${r.fault} | ${r.step} | ${r.client} | ${r.log} | \`${r.metric}\` | ${r.mailbox} |`),
     ].join('\n');
     writeFileSync(join(dir, 'faults.md'), `${table}\n`);
+    await stopAll([...popwardens.values()], proxy, dovecot);
   });
 
   for (const step of STEPS) {

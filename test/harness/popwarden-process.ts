@@ -5,6 +5,7 @@
  * over HTTP; anything the process prints on stderr, an uncaught exception or an unhandled
  * rejection, or an exit nobody asked for, is a crash that crashReport() names.
  */
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -169,4 +170,15 @@ export function sampleTotal(text: string, name: string): number {
     if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) total += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return total;
+}
+
+/**
+ * The end of a suite: stops the popwarden processes, then the peers (in the order given), then
+ * fails if a process had crashed or reported an uncaught error on the way.
+ */
+export async function stopAll(processes: readonly (PopwardenProcess | undefined)[], ...peers: ({ stop(): Promise<void> } | undefined)[]): Promise<void> {
+  const crashes = processes.map((pw) => pw?.crashReport()).filter((report) => report !== undefined);
+  for (const pw of processes) await pw?.stop();
+  for (const peer of peers) await peer?.stop();
+  assert.deepEqual(crashes, []);
 }
