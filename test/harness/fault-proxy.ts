@@ -207,6 +207,8 @@ class Pipe {
         this.#toServer = false;
         return;
       case 'reset':
+        // An RST (SO_LINGER 0). A reader on Linux that still has the bytes before it unread
+        // sees the end of the stream rather than ECONNRESET: both are a hang-up to popwarden.
         this.#mode = 'drop';
         this.#toServer = false;
         this.#down.resetAndDestroy();

@@ -42,6 +42,8 @@ export interface PopwardenProcess {
   scrape(): Promise<string>;
   /** Undefined while the process is healthy; else what went wrong (stderr, a defect line, an exit). */
   crashReport(): string | undefined;
+  /** Resolves when the process has exited, whoever ended it. */
+  waitForExit(): Promise<void>;
   /** kill -9, awaited. */
   kill9(): Promise<void>;
   /** SIGTERM, awaited. */
@@ -53,7 +55,10 @@ export interface PopwardenProcess {
  * defaults: loopback listeners on free ports, the test certificate, metrics on a free port, no
  * backend probe, no failure delay, debug logs.
  */
-export async function spawnPopwarden(settings: Record<string, unknown>, options: { stateDir?: string } = {}): Promise<PopwardenProcess> {
+export async function spawnPopwarden(
+  settings: Record<string, unknown>,
+  options: { stateDir?: string; /** More node flags (the harness's own test plants a defect with one). */ nodeArgs?: readonly string[] } = {},
+): Promise<PopwardenProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'popwarden-process-'));
   const stateDir = options.stateDir ?? join(dir, 'state');
   const cert = testCertificate();
@@ -73,7 +78,7 @@ export async function spawnPopwarden(settings: Record<string, unknown>, options:
   writeFileSync(configFile, stringify(config));
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--unhandled-rejections=strict', '--import', 'tsx', CLI, '--config', configFile],
+    ['--unhandled-rejections=strict', ...(options.nodeArgs ?? []), '--import', 'tsx', CLI, '--config', configFile],
     { cwd: ROOT, env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const logs = new LogCapture();
@@ -144,6 +149,7 @@ export async function spawnPopwarden(settings: Record<string, unknown>, options:
       if (exit !== undefined && !expectedExit) problems.push(`the process ${exit}`);
       return problems.length === 0 ? undefined : problems.join('\n');
     },
+    waitForExit: () => exited,
     kill9: () => signal('SIGKILL'),
     stop: () => signal('SIGTERM'),
   };
