@@ -102,7 +102,7 @@ const FAMILIES = {
   ratelimit_store_errors_total: { type: 'counter', help: 'Failed calls to the rate-limit store.' },
   ratelimit_store_outages_total: { type: 'counter', help: 'Times the rate-limit store went down (a failed or timed-out call, a lost connection) and the fallback took over.' },
   backend_connect_duration_seconds: { type: 'histogram', help: 'TCP connect time to the backend, for logins.', buckets: WAIT_BUCKETS },
-  backend_errors_total: { type: 'counter', help: 'Backend failures during logins and relaying, by stable error code.', labels: ['reason'] },
+  backend_errors_total: { type: 'counter', help: 'Backend failures during logins, relayed commands and idle sessions, by stable error code.', labels: ['reason'] },
   backend_up: { type: 'gauge', help: '1 when the last backend probe connected and read a +OK greeting within the connect timeout; absent until the first probe.', labels: ['backend'] },
   backend_probes_total: { type: 'counter', help: 'Backend health probes, by result.', labels: ['result'] },
   backend_probe_duration_seconds: { type: 'gauge', help: 'How long the last backend probe took (connect + greeting).', labels: ['backend'] },

@@ -52,6 +52,12 @@ interface Step {
   readonly commands?: readonly string[];
   /** The faulted command's reply is multi-line. */
   readonly multiline?: boolean;
+  /** Where every fault acts, when not where faultOffset puts it. */
+  readonly faultAt?: number;
+  /** The faults that mean something at this step (default: all). */
+  readonly kinds?: readonly FaultKind[];
+  /** The fault hits a logged-in session between commands (the backend hangs up on it). */
+  readonly idle?: boolean;
 }
 
 const { alice } = sampleMaildrop();
@@ -64,12 +70,15 @@ const STEPS: readonly Step[] = [
   { name: 'STLS', logStep: 'stls', link: 'stls', trigger: onCommand('STLS'), midReply: 5 },
   { name: 'AUTH challenge', logStep: 'auth', link: 'clear', trigger: onCommand('AUTH'), midReply: 5 },
   { name: 'verdict', logStep: 'auth', link: 'clear', trigger: afterCommand('AUTH'), midReply: 5 },
+  // After the backend's +OK to STLS (32 bytes), inside its half of the TLS handshake.
+  { name: 'STLS handshake', logStep: 'tls-handshake', link: 'stls', trigger: onCommand('STLS'), midReply: 32 + 64, faultAt: 32 + 64, kinds: ['delay', 'stall', 'reset', 'half-close', 'truncate', 'corrupt'] },
   { name: 'RETR', link: 'clear', trigger: onCommand('RETR'), midReply: 32 * 1024, commands: ['RETR 2'], multiline: true },
   { name: 'TOP', link: 'clear', trigger: onCommand('TOP'), midReply: 100, commands: ['TOP 1 5'], multiline: true },
   { name: 'LIST', link: 'clear', trigger: onCommand('LIST'), midReply: 20, commands: ['LIST'], multiline: true },
   { name: 'UIDL', link: 'clear', trigger: onCommand('UIDL'), midReply: 20, commands: ['UIDL'], multiline: true },
   { name: 'DELE', link: 'clear', trigger: onCommand('DELE'), midReply: 5, commands: [`DELE ${DELETED}`] },
   { name: 'QUIT', link: 'clear', trigger: onCommand('QUIT'), midReply: 5, commands: [`DELE ${DELETED}`, 'QUIT'] },
+  { name: 'idle, between commands', link: 'clear', midReply: 0, commands: [], idle: true, kinds: ['reset', 'half-close', 'truncate'] },
 ];
 
 /** One row of the README table. */
@@ -84,6 +93,7 @@ interface Row {
 
 /** Where each fault acts in the reply: mid-reply for the cutting faults, the first byte otherwise. */
 function faultOffset(kind: FaultKind, step: Step): number {
+  if (step.faultAt !== undefined) return step.faultAt;
   return kind === 'stall' || kind === 'reset' || kind === 'half-close' || kind === 'truncate' ? step.midReply : 0;
 }
 
@@ -92,11 +102,11 @@ function describeFault(kind: FaultKind, step: Step): string {
     case 'delay':
       return `delay ${DELAY_MS} ms`;
     case 'corrupt':
-      return 'corrupt the first byte';
+      return step.faultAt === undefined ? 'corrupt the first byte' : `corrupt byte ${step.faultAt}`;
     case 'never-answer':
       return step.trigger === undefined ? 'accept, never answer' : 'swallow the command, never answer';
     default:
-      return `${kind} after ${step.midReply} bytes`;
+      return step.idle === true ? `${kind} (the backend hangs up)` : `${kind} after ${step.midReply} bytes`;
   }
 }
 
@@ -113,6 +123,8 @@ function restoreMessage(dovecot: Dovecot, account: SampleAccount, n: number): vo
 }
 
 const BACKEND_ERRORS = 'popwarden_backend_errors_total';
+/** The lines that say why a backend failure ended a login or a session. */
+const WHY = ['backend login failed', 'backend failed during a command', 'backend connection ended while idle'];
 
 const SERIOUS = new Set(['warn', 'error', 'fatal']);
 
@@ -175,15 +187,16 @@ describe('fault injection between popwarden and Dovecot', { timeout: 300_000 }, 
   });
 
   for (const step of STEPS) {
-    for (const kind of FAULT_KINDS) {
+    for (const kind of step.kinds ?? FAULT_KINDS) {
       test(`${kind} at ${step.name}`, async () => {
         const pw = popwardens.get(step.link)!;
-        const fired = proxy.armNext({
+        const fault = {
           kind,
           ...(step.trigger === undefined ? {} : { trigger: step.trigger }),
           afterBytes: faultOffset(kind, step),
           delayMs: DELAY_MS,
-        });
+        };
+        const fired = step.idle === true ? Promise.resolve() : proxy.armNext(fault);
         const metricsBefore = await pw.scrape();
         const since = pw.logs().length;
         const client = await RawClient.tls(pw.host, pw.tlsPort, pw.caFile);
@@ -208,8 +221,9 @@ describe('fault injection between popwarden and Dovecot', { timeout: 300_000 }, 
           } else {
             assert.equal(loginReply, REPLIES.loggedIn);
             for (const command of step.commands.slice(0, -1)) assert.match(await client.command(command, GUARD_MS), /^\+OK/);
-            const faulted = step.commands.at(-1)!;
-            client.write(`${faulted}\r\n`);
+            const faulted = step.commands.at(-1) ?? '';
+            if (step.idle === true) proxy.armAll(fault);
+            else client.write(`${faulted}\r\n`);
             await fired;
             if (kind === 'delay') {
               const status = await client.readLine(GUARD_MS);
@@ -242,7 +256,7 @@ describe('fault injection between popwarden and Dovecot', { timeout: 300_000 }, 
           let metric = 'no error counted';
           if (kind !== 'delay') {
             const why = await pw.waitForLog(
-              (e) => e['peer'] === peer && (e['msg'] === 'backend login failed' || e['msg'] === 'backend failed during a command'),
+              (e) => e['peer'] === peer && typeof e['msg'] === 'string' && WHY.includes(e['msg']),
               { since, timeoutMs: GUARD_MS },
             );
             const serious = seriousLines(pw, peer);
@@ -250,7 +264,7 @@ describe('fault injection between popwarden and Dovecot', { timeout: 300_000 }, 
             const code = String(why['code']);
             // A login step's line names the step that failed, whatever the failure.
             if (step.logStep !== undefined) assert.equal(why['step'], step.logStep);
-            log = `${code} at ${String(why['step'] ?? why['verb'])}`;
+            log = `${code} ${step.idle === true ? 'while idle' : `at ${String(why['step'] ?? why['verb'])}`}`;
             if (step.logStep !== undefined) {
               // Silence or a hang-up once the login has begun counts against the limits, as a
               // guess the backend may have judged (issue 9.4); before it, nothing was guessed.

@@ -112,12 +112,17 @@ class Pipe {
     up.on('data', (chunk: Buffer) => this.#fromServer(chunk));
   }
 
-  /** Arms a fault on an open connection, cued at once (Redis: from now on). */
+  /**
+   * Arms a fault on an open connection, cued at once: the faults that need no reply bytes (a
+   * reset, a hang-up, never answering) act now, on a connection that may be idle; the others act
+   * on the next bytes the server sends.
+   */
   armNow(armed: Armed): void {
     this.#armed = armed;
     this.#cued = true;
     this.#replyBytes = 0;
-    if (armed.fault.kind === 'never-answer' || armed.fault.kind === 'reset') {
+    const { kind, afterBytes = 0 } = armed.fault;
+    if (kind === 'never-answer' || (afterBytes === 0 && (kind === 'reset' || kind === 'truncate' || kind === 'half-close'))) {
       this.#act(Buffer.alloc(0));
     }
   }
@@ -249,7 +254,10 @@ export interface FaultProxy {
    * pending at a time.
    */
   armNext(fault: Fault): Promise<FaultFired>;
-  /** Arms `fault` on every open connection (cued at once) and on every new one, until clear(). */
+  /**
+   * Arms `fault` on every open connection (cued at once: see Pipe.armNow) and on every new one,
+   * until clear(). Redis outages; a backend that hangs up on an idle session.
+   */
   armAll(fault: Omit<Fault, 'trigger'>): void;
   /** Disarms armAll; connections already broken stay broken (the client reconnects). */
   clear(): void;
