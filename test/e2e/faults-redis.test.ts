@@ -48,6 +48,7 @@ const REDIS_FAULTS: readonly { kind: FaultKind; what: string }[] = [
   { kind: 'stall', what: 'stall (replies lost, connection open)' },
   { kind: 'reset', what: 'reset every connection' },
   { kind: 'never-answer', what: 'accept, never answer' },
+  { kind: 'truncate', what: 'hang up (FIN both ways)' },
 ];
 
 describe('fault injection between popwarden and Redis', { timeout: 180_000 }, () => {
