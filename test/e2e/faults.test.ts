@@ -23,12 +23,12 @@ import { RawClient } from '../harness/raw-client.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 /** Every backend timeout in the test config: short, so a stall ends quickly. */
-const BACKEND_TIMEOUT_MS = 1_000;
+const BACKEND_TIMEOUT_MS = 1_200;
 /** How long past its timeout a reply may take before the test calls it a hang (a loaded CI machine). */
 const SLACK_MS = 4_000;
 const GUARD_MS = BACKEND_TIMEOUT_MS + SLACK_MS;
 const TERMINATOR = '\r\n.\r\n';
-const DELAY_MS = 300;
+const DELAY_MS = 200;
 
 const REPLIES = {
   loggedIn: '+OK Logged in',
