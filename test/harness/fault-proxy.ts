@@ -71,8 +71,6 @@ class Pipe {
   #stalled = false;
   #partialLine = '';
   #previousLine: string | undefined;
-  /** Lines forwarded to the server, for the tests' record (what the backend really received). */
-  readonly sentLines: string[] = [];
 
   constructor(down: Socket, target: { host: string; port: number }, armed: Armed | undefined, onGone: () => void) {
     this.#down = down;
@@ -151,7 +149,6 @@ class Pipe {
           break;
         }
       }
-      this.sentLines.push(line);
       this.#previousLine = line;
       start = lf + 1;
     }
@@ -261,8 +258,6 @@ export interface FaultProxy {
   armAll(fault: Omit<Fault, 'trigger'>): void;
   /** Disarms armAll; connections already broken stay broken (the client reconnects). */
   clear(): void;
-  /** The lines the server received on each connection, oldest connection first. */
-  sentLines(): readonly (readonly string[])[];
   /** Closes every connection and the listener. */
   stop(): Promise<void>;
 }
@@ -270,22 +265,16 @@ export interface FaultProxy {
 /** Starts a fault proxy on a free loopback port in front of `target`. */
 export async function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
   const pipes = new Set<Pipe>();
-  const history: Pipe[] = [];
   let next: Armed | undefined;
   let everyone: Fault | undefined;
   const armedForAll = (fault: Fault): Armed => ({ fault, fired: () => undefined });
-  const server: Server = createServer({ pauseOnConnect: false }, (down) => {
-    let armed: Armed | undefined;
-    if (everyone !== undefined) armed = armedForAll(everyone);
-    else if (next !== undefined) {
-      armed = next;
-      next = undefined;
-    }
-    const pipe = new Pipe(down, target, everyone === undefined ? armed : undefined, () => pipes.delete(pipe));
-    if (everyone !== undefined && armed !== undefined) pipe.armNow(armed);
+  const server: Server = createServer((down) => {
+    // A fault for everyone is cued at once; the next connection's fault waits for its cue.
+    const forThisOne = everyone === undefined ? next : undefined;
+    if (forThisOne !== undefined) next = undefined;
+    const pipe = new Pipe(down, target, forThisOne, () => pipes.delete(pipe));
+    if (everyone !== undefined) pipe.armNow(armedForAll(everyone));
     pipes.add(pipe);
-    history.push(pipe);
-    if (history.length > 1_000) history.shift();
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -308,7 +297,6 @@ export async function startFaultProxy(target: { host: string; port: number }): P
       everyone = undefined;
       next = undefined;
     },
-    sentLines: () => history.map((pipe) => pipe.sentLines),
     async stop() {
       for (const pipe of pipes) pipe.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
