@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
-import { afterCommand, FAULT_KINDS, onCommand, startFaultProxy, type FaultKind, type FaultProxy, type Trigger } from '../harness/fault-proxy.js';
+import { afterCommand, FAULT_KINDS, onCommand, startFaultProxy, type Fault, type FaultKind, type FaultProxy, type Trigger } from '../harness/fault-proxy.js';
 import { sampleMaildrop, writeMaildir, type SampleAccount } from '../harness/maildrop.js';
 import { sampleTotal, sampleValue, spawnPopwarden, stopAll, type PopwardenProcess } from '../harness/popwarden-process.js';
 import { RawClient } from '../harness/raw-client.js';
@@ -143,6 +143,105 @@ function summariseReply(bytes: Buffer, multiline: boolean): string {
   return crlf + 2 === bytes.length ? '+OK, close, no body, no terminator' : '+OK and part of the body, close, no terminator';
 }
 
+/** What the client saw, and whether the backend got (and answered) the client's QUIT. */
+interface ClientView {
+  readonly clientSaw: string;
+  readonly quitCommitted: boolean;
+}
+
+/**
+ * The client's side of one case: log in, send the step's commands, and check what comes back:
+ * a clean -ERR or a close within the timeout, never a false +OK, never a terminator after a cut
+ * reply. `fault` sends the faulted command's cue (or hits an idle session) and resolves once the
+ * fault has acted.
+ */
+async function playClient(client: RawClient, step: Step, kind: FaultKind, fault: () => Promise<unknown>): Promise<ClientView> {
+  assert.match(await client.readLine(GUARD_MS), /^\+OK /);
+  assert.match(await client.command('USER alice', GUARD_MS), /^\+OK/);
+  const loginReply = await client.command(`PASS ${alice.pass}`, GUARD_MS);
+  if (step.commands === undefined) {
+    // A login step: a clean -ERR, and the session goes on in AUTHORIZATION.
+    await fault();
+    assert.equal(loginReply, kind === 'delay' ? REPLIES.loggedIn : REPLIES.unavailable);
+    assert.match(await client.command('QUIT', GUARD_MS), /^\+OK/);
+    return { clientSaw: kind === 'delay' ? loginReply : `${loginReply} (the session stays open)`, quitCommitted: false };
+  }
+  assert.equal(loginReply, REPLIES.loggedIn);
+  for (const command of step.commands.slice(0, -1)) assert.match(await client.command(command, GUARD_MS), /^\+OK/);
+  const faulted = step.commands.at(-1);
+  if (faulted !== undefined) client.write(`${faulted}\r\n`);
+  await fault();
+  const multiline = step.multiline === true;
+  if (kind === 'delay') {
+    const status = await client.readLine(GUARD_MS);
+    assert.match(status, /^\+OK/);
+    if (multiline) await client.readUntilTerminator(GUARD_MS);
+    // The client's own QUIT commits what it deleted.
+    if (faulted !== 'QUIT') assert.match(await client.command('QUIT', GUARD_MS), /^\+OK/);
+    await client.whenClosed;
+    return { clientSaw: multiline ? '+OK and the whole reply' : status, quitCommitted: true };
+  }
+  assert.equal(await client.closedWithin(GUARD_MS), true, 'popwarden did not close the session within its timeout');
+  const reply = client.unread();
+  const text = reply.toString('latin1');
+  if (multiline) {
+    assert.equal(text.includes(TERMINATOR), false, 'a cut reply looked complete');
+    assert.ok(text === `${REPLIES.lost}\r\n` || text.startsWith('+OK'), text.slice(0, 200));
+  } else {
+    assert.equal(text, `${REPLIES.lost}\r\n`);
+  }
+  // The backend received QUIT and answered (the fault hit its reply) unless the proxy swallowed
+  // the command: then, and only then, it committed.
+  return { clientSaw: summariseReply(reply, multiline), quitCommitted: faulted === 'QUIT' && kind !== 'never-answer' };
+}
+
+/** One line says why (and a login step's line names that step); a metric counts it. */
+async function checkLogAndMetric(
+  pw: PopwardenProcess,
+  c: { step: Step; kind: FaultKind; peer: string; since: number; metricsBefore: string },
+): Promise<{ log: string; metric: string }> {
+  const { step, peer, since, metricsBefore } = c;
+  if (c.kind === 'delay') {
+    assert.deepEqual(seriousLines(pw, peer), []);
+    assert.equal(sampleTotal(await pw.scrape(), BACKEND_ERRORS), sampleTotal(metricsBefore, BACKEND_ERRORS));
+    return { log: 'nothing (it works)', metric: 'no error counted' };
+  }
+  const why = await pw.waitForLog((e) => e['peer'] === peer && typeof e['msg'] === 'string' && WHY.includes(e['msg']), { since, timeoutMs: GUARD_MS });
+  const serious = seriousLines(pw, peer);
+  assert.equal(serious.length, 1, JSON.stringify(serious));
+  const code = String(why['code']);
+  let log = `${code} ${step.idle === true ? 'while idle' : `at ${String(why['step'] ?? why['verb'])}`}`;
+  if (step.logStep !== undefined) {
+    assert.equal(why['step'], step.logStep);
+    // Silence or a hang-up once the login has begun counts against the limits, as a guess the
+    // backend may have judged (issue 9.4); before it, nothing was guessed.
+    const audit = await pw.waitForLog((e) => e['peer'] === peer && e['event'] === 'login', { since, timeoutMs: GUARD_MS });
+    const unanswered = step.logStep === 'auth' && (code === 'E_BACKEND_TIMEOUT' || code === 'E_BACKEND_CLOSED');
+    assert.equal(audit['result'], unanswered ? 'failure' : 'backend_error');
+    if (unanswered) log += ' (counted as a failed login)';
+  }
+  const metricsAfter = await pw.scrape();
+  assert.equal(sampleTotal(metricsAfter, BACKEND_ERRORS), sampleTotal(metricsBefore, BACKEND_ERRORS) + 1);
+  assert.equal(sampleValue(metricsAfter, BACKEND_ERRORS, { reason: code }), sampleValue(metricsBefore, BACKEND_ERRORS, { reason: code }) + 1);
+  return { log, metric: `${BACKEND_ERRORS}{reason="${code}"} +1` };
+}
+
+/** The mailbox: a deletion happens exactly when the backend got the client's QUIT; a committed one is undone for the next case. */
+async function checkMailbox(dovecot: Dovecot, step: Step, quitCommitted: boolean): Promise<string> {
+  const present = (n: number): boolean => messagePresent(dovecot, alice, n);
+  for (const n of [1, 2]) assert.equal(present(n), true);
+  if (step.commands?.includes(`DELE ${DELETED}`) !== true) return 'unchanged';
+  if (!quitCommitted) {
+    assert.equal(present(DELETED), true, 'a message was deleted without QUIT');
+    return 'unchanged (no QUIT reached the backend)';
+  }
+  // Dovecot expunges as it answers QUIT; its log shows the session's end once done.
+  await dovecot.whenLogged(() => (present(DELETED) ? undefined : true), GUARD_MS);
+  assert.equal(present(DELETED), false, 'QUIT reached the backend: the message must be gone');
+  restoreMessage(dovecot, alice, DELETED);
+  return `message ${DELETED} deleted (the backend got QUIT)`;
+}
+
 describe('fault injection between popwarden and Dovecot', { timeout: 300_000 }, () => {
   let dovecot: Dovecot;
   let proxy: FaultProxy;
@@ -190,118 +289,24 @@ describe('fault injection between popwarden and Dovecot', { timeout: 300_000 }, 
     for (const kind of step.kinds ?? FAULT_KINDS) {
       test(`${kind} at ${step.name}`, async () => {
         const pw = popwardens.get(step.link)!;
-        const fault = {
+        const fault: Fault = {
           kind,
           ...(step.trigger === undefined ? {} : { trigger: step.trigger }),
           afterBytes: faultOffset(kind, step),
           delayMs: DELAY_MS,
         };
-        const fired = step.idle === true ? Promise.resolve() : proxy.armNext(fault);
+        const fired = step.idle === true ? undefined : proxy.armNext(fault);
         const metricsBefore = await pw.scrape();
         const since = pw.logs().length;
         const client = await RawClient.tls(pw.host, pw.tlsPort, pw.caFile);
         const peer = `127.0.0.1:${client.socket.localPort}`;
         try {
-          assert.match(await client.readLine(GUARD_MS), /^\+OK /);
-          assert.match(await client.command('USER alice', GUARD_MS), /^\+OK/);
-          const loginReply = await client.command(`PASS ${alice.pass}`, GUARD_MS);
-          let clientSaw: string;
-          let quitCommitted = false;
-          if (step.commands === undefined) {
-            // A login step: a clean -ERR, and the session goes on in AUTHORIZATION.
-            await fired;
-            if (kind === 'delay') {
-              assert.equal(loginReply, REPLIES.loggedIn);
-              clientSaw = '+OK Logged in';
-            } else {
-              assert.equal(loginReply, REPLIES.unavailable);
-              clientSaw = `${loginReply} (the session stays open)`;
-            }
-            assert.match(await client.command('QUIT', GUARD_MS), /^\+OK/);
-          } else {
-            assert.equal(loginReply, REPLIES.loggedIn);
-            for (const command of step.commands.slice(0, -1)) assert.match(await client.command(command, GUARD_MS), /^\+OK/);
-            const faulted = step.commands.at(-1) ?? '';
-            if (step.idle === true) proxy.armAll(fault);
-            else client.write(`${faulted}\r\n`);
-            await fired;
-            if (kind === 'delay') {
-              const status = await client.readLine(GUARD_MS);
-              assert.match(status, /^\+OK/);
-              if (step.multiline === true) await client.readUntilTerminator(GUARD_MS);
-              clientSaw = step.multiline === true ? '+OK and the whole reply' : status;
-              // The client's own QUIT commits what it deleted.
-              quitCommitted = true;
-              if (faulted !== 'QUIT') assert.match(await client.command('QUIT', GUARD_MS), /^\+OK/);
-            } else {
-              assert.equal(await client.closedWithin(GUARD_MS), true, 'popwarden did not close the session within its timeout');
-              const reply = client.unread();
-              const text = reply.toString('latin1');
-              // Never a false +OK, never a terminator after a cut reply.
-              if (step.multiline === true) {
-                assert.equal(text.includes(TERMINATOR), false, 'a cut reply looked complete');
-                assert.ok(text === REPLIES.lost + '\r\n' || text.startsWith('+OK'), text.slice(0, 200));
-              } else {
-                assert.equal(text, `${REPLIES.lost}\r\n`);
-              }
-              clientSaw = summariseReply(reply, step.multiline === true);
-              // The backend received QUIT and answered (the fault hit its reply) unless the
-              // proxy swallowed the command: then, and only then, it committed.
-              quitCommitted = faulted === 'QUIT' && kind !== 'never-answer';
-            }
-          }
-
-          // One line says why; a metric counts it.
-          let log = 'nothing (it works)';
-          let metric = 'no error counted';
-          if (kind !== 'delay') {
-            const why = await pw.waitForLog(
-              (e) => e['peer'] === peer && typeof e['msg'] === 'string' && WHY.includes(e['msg']),
-              { since, timeoutMs: GUARD_MS },
-            );
-            const serious = seriousLines(pw, peer);
-            assert.equal(serious.length, 1, JSON.stringify(serious));
-            const code = String(why['code']);
-            // A login step's line names the step that failed, whatever the failure.
-            if (step.logStep !== undefined) assert.equal(why['step'], step.logStep);
-            log = `${code} ${step.idle === true ? 'while idle' : `at ${String(why['step'] ?? why['verb'])}`}`;
-            if (step.logStep !== undefined) {
-              // Silence or a hang-up once the login has begun counts against the limits, as a
-              // guess the backend may have judged (issue 9.4); before it, nothing was guessed.
-              const audit = await pw.waitForLog((e) => e['peer'] === peer && e['event'] === 'login', { since, timeoutMs: GUARD_MS });
-              const unanswered = step.logStep === 'auth' && (code === 'E_BACKEND_TIMEOUT' || code === 'E_BACKEND_CLOSED');
-              assert.equal(audit['result'], unanswered ? 'failure' : 'backend_error');
-              if (unanswered) log += ' (counted as a failed login)';
-            }
-            const metricsAfter = await pw.scrape();
-            assert.equal(sampleTotal(metricsAfter, BACKEND_ERRORS), sampleTotal(metricsBefore, BACKEND_ERRORS) + 1);
-            assert.equal(sampleValue(metricsAfter, BACKEND_ERRORS, { reason: code }), sampleValue(metricsBefore, BACKEND_ERRORS, { reason: code }) + 1);
-            metric = `${BACKEND_ERRORS}{reason="${code}"} +1`;
-          } else {
-            await client.whenClosed;
-            assert.deepEqual(seriousLines(pw, peer), []);
-            assert.equal(sampleTotal(await pw.scrape(), BACKEND_ERRORS), sampleTotal(metricsBefore, BACKEND_ERRORS));
-          }
-
-          // The mailbox: a deletion happens exactly when the backend got the client's QUIT.
+          const seen = await playClient(client, step, kind, () => (fired ?? Promise.resolve(proxy.armAll(fault))));
+          const told = await checkLogAndMetric(pw, { step, kind, peer, since, metricsBefore });
           await pw.waitForLog((e) => e['peer'] === peer && e['msg'] === 'session closed', { since, timeoutMs: GUARD_MS });
-          const present = (n: number): boolean => messagePresent(dovecot, alice, n);
-          let mailbox = 'unchanged';
-          if (step.commands?.includes(`DELE ${DELETED}`) === true) {
-            // Dovecot expunges as it answers QUIT; the log shows it once done.
-            if (quitCommitted) {
-              await dovecot.whenLogged(() => (present(DELETED) ? undefined : true), GUARD_MS);
-              assert.equal(present(DELETED), false, 'QUIT reached the backend: the message must be gone');
-              mailbox = `message ${DELETED} deleted (the backend got QUIT)`;
-              restoreMessage(dovecot, alice, DELETED);
-            } else {
-              assert.equal(present(DELETED), true, 'a message was deleted without QUIT');
-              mailbox = `unchanged (no QUIT reached the backend)`;
-            }
-          }
-          for (const n of [1, 2]) assert.equal(present(n), true);
+          const mailbox = await checkMailbox(dovecot, step, seen.quitCommitted);
           assert.equal(pw.crashReport(), undefined, pw.crashReport());
-          rows.push({ fault: describeFault(kind, step), step: step.name, client: clientSaw, log, metric, mailbox });
+          rows.push({ fault: describeFault(kind, step), step: step.name, client: seen.clientSaw, ...told, mailbox });
         } finally {
           client.destroy();
           proxy.clear();
