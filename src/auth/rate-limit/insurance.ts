@@ -170,8 +170,11 @@ export class InsuredStore {
       // answer: it may be dead without a word (a firewall or NAT dropped it, a peer that
       // vanished), and ioredis waits for its TCP timeout, many minutes, before it would notice.
       // A fresh connection is cheap and finds out now.
-      this.#options.log.debug({ err: error }, 'rate-limit store: no answer to a ping on an open connection; reconnecting');
-      this.#options.client.disconnect(true);
+      // Not after close(): a reconnect would keep a stopping process alive.
+      if (!this.#closed) {
+        this.#options.log.debug({ err: error }, 'rate-limit store: no answer to a ping on an open connection; reconnecting');
+        this.#options.client.disconnect(true);
+      }
     } finally {
       this.#probing = false;
     }
