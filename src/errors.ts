@@ -60,7 +60,9 @@ export class BackendUnavailableError extends PopwardenError {
   /**
    * The same failure as seen by a reader at `step`: a link that broke (the backend hung up) is
    * noticed by whoever waits next, and the step it was waiting in is what the failure means
-   * (a hang-up after the credentials is an unanswered guess, issue 9.4).
+   * (a hang-up after the credentials is an unanswered guess, issue 9.4). The copy is a plain
+   * BackendUnavailableError: subclasses (BackendSentTooMuchError) are told apart only by the
+   * relay, whose reads are all at step 'relay', where the failure is returned as it is.
    */
   atStep(step: BackendStep): BackendUnavailableError {
     if (step === this.step) return this;
