@@ -355,6 +355,15 @@ describe('loadConfig value checks', () => {
     assert.match(loadError(['--config', join(dir, 'missing.yaml')]), /cannot read config file .*missing.yaml: no such file/);
   });
 
+  it('refuses an alias YAML cannot resolve, or one that expands without bound, as a ConfigError (found by the config fuzz target)', () => {
+    const dangling = writeYaml('*\0');
+    assert.match(loadError(['--config', dangling]), new RegExp(`^config: ${dangling}: YAML error: Unresolved alias`));
+    const laughs = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+    for (const name of 'bcdefg') laughs.push(`${name}: &${name} [${Array(9).fill(`*${String.fromCharCode(name.charCodeAt(0) - 1)}`).join(',')}]`);
+    const bomb = writeYaml(`${laughs.join('\n')}\n`);
+    assert.match(loadError(['--config', bomb]), new RegExp(`^config: ${bomb}: YAML error: Excessive alias count`));
+  });
+
   it('accepts an empty config file', () => {
     assert.equal(load(['--config', writeYaml(''), ...BACKEND]).greeting, 'popwarden ready');
   });
