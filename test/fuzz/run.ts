@@ -1,7 +1,7 @@
 /**
  * `npm run fuzz`: every target in test/fuzz/targets/ (or those named with --target), each in its
- * own process under --unhandled-rejections=strict, for 10^6 inputs (a target's defaultRuns if it
- * is slower, like the end-to-end one) unless --runs or --seconds say otherwise. A watchdog kills a
+ * own process under --unhandled-rejections=strict, for 10^6 inputs (for its defaultSeconds if it
+ * is slower, like the config loader and the end-to-end one) unless --runs or --seconds say otherwise. A watchdog kills a
  * worker that reports nothing for --hang-seconds: a parser stuck in a loop never returns to say so.
  *
  *   npm run fuzz -- [--target NAME[,NAME]] [--runs N] [--seconds S] [--seed N] [--ci] [--list]
@@ -59,7 +59,7 @@ const hangMs = Number(values['hang-seconds']) * 1000;
 function runWorker(names: readonly string[]): Promise<TargetResult[]> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', '--unhandled-rejections=strict', '--expose-gc', join(FUZZ_DIR, 'worker.ts'), JSON.stringify(options), ...names],
+    ['--import', 'tsx', '--unhandled-rejections=strict', '--expose-gc', '--no-warnings', join(FUZZ_DIR, 'worker.ts'), JSON.stringify(options), ...names],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const results: TargetResult[] = [];
@@ -107,7 +107,8 @@ function report(result: TargetResult): void {
     process.stderr.write(
       `fuzz: ${result.target}: ok, ${result.inputs} inputs in ${(result.ms / 1000).toFixed(1)} s (${result.inputsPerSecond}/s), ` +
         `${result.replayed} saved inputs replayed, heap ${result.heapAfterShortRunMiB} MiB after ${result.shortRunInputs} inputs, ` +
-        `${result.heapAfterLongRunMiB} MiB after all; slowest input ${result.slowestInputMs} ms\n`,
+        `${result.heapAfterLongRunMiB} MiB after all; slowest input ${result.slowestInputMs} ms\n` +
+        Object.entries(result.warnings ?? {}).map(([message, count]) => `fuzz: ${result.target}: process warning ${count}x: ${message}\n`).join(''),
     );
   } else {
     process.stderr.write(`fuzz: ${result.target}: FAILED (seed ${seed})\n${result.failure}\n${result.crashFile ? `input: ${result.crashFile}\n` : ''}`);

@@ -18,10 +18,10 @@ export interface FuzzTarget<Input> {
    */
   check(input: Input): void | Promise<void>;
   /**
-   * Inputs for a default run when the target is too slow for 10^6 (a real server per input):
-   * the runner uses this count, and `--runs`/`--seconds` still override it.
+   * For a target too slow for 10^6 inputs in a few minutes (a file or a server per input): a
+   * default run lasts this many seconds instead. `--runs` and `--seconds` override either default.
    */
-  readonly defaultRuns?: number;
+  readonly defaultSeconds?: number;
   /** The inputs `--ci` runs; default 2,000. Keep the whole CI pass to a few seconds. */
   readonly ciRuns?: number;
   /** Started once before the first input (a server the inputs are sent to); its result is kept. */

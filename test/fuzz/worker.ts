@@ -35,6 +35,8 @@ export interface TargetResult {
   readonly heapAfterLongRunMiB: number;
   readonly shortRunInputs: number;
   readonly slowestInputMs: number;
+  /** Process warnings seen during the target's run, by message. */
+  readonly warnings?: Record<string, number>;
   readonly failure?: string;
   readonly crashFile?: string;
 }
@@ -44,6 +46,13 @@ const MAX_INPUT_MS = 2_000;
 const HEARTBEAT_MS = 1_000;
 
 let current: { target: string; input: unknown } | undefined;
+
+/**
+ * Process warnings by message, reported per target instead of printed per input (the worker runs
+ * with --no-warnings): the yaml library warns on every collection used as a key.
+ */
+const warnings = new Map<string, number>();
+process.on('warning', (warning) => warnings.set(warning.message.slice(0, 120), (warnings.get(warning.message.slice(0, 120)) ?? 0) + 1));
 
 function emit(event: Record<string, unknown>): void {
   writeSync(1, `${JSON.stringify(event)}\n`);
@@ -138,6 +147,7 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
     crashFile: saveCrash(target.name, input, found, failure),
   });
 
+  warnings.clear();
   await target.setUp?.();
   try {
     // The regressions first: every crash found before must now pass, and so must the corpus.
@@ -151,9 +161,11 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
       }
     }
 
-    const planned = options.ci ? (target.ciRuns ?? 2_000) : (options.runs ?? target.defaultRuns ?? 1_000_000);
-    const timeLimit = options.seconds === undefined ? {} : { interruptAfterTimeLimit: options.seconds * 1000, markInterruptAsFailure: false };
-    const shortRuns = Math.max(1, Math.min(10_000, Math.floor(planned / 100)));
+    const untilTime = !options.ci && options.runs === undefined && (options.seconds ?? target.defaultSeconds) !== undefined;
+    const planned = options.ci ? (target.ciRuns ?? 2_000) : (options.runs ?? (untilTime ? Number.MAX_SAFE_INTEGER : 1_000_000));
+    const seconds = options.ci ? undefined : (options.seconds ?? (options.runs === undefined ? target.defaultSeconds : undefined));
+    const timeLimit = seconds === undefined ? {} : { interruptAfterTimeLimit: seconds * 1000, markInterruptAsFailure: false };
+    const shortRuns = untilTime ? 1_000 : Math.max(1, Math.min(10_000, Math.floor(planned / 100)));
     const examples = saved.map(({ input }) => [input] as [unknown]);
     const phase = async (numRuns: number, limit: object): Promise<TargetResult | undefined> => {
       const details = await fc.check(property as fc.IAsyncProperty<[unknown]>, {
@@ -190,6 +202,7 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
       heapAfterLongRunMiB: heapLong,
       shortRunInputs: shortRuns,
       slowestInputMs: Math.round(slowest * 10) / 10,
+      warnings: Object.fromEntries(warnings),
     };
   } finally {
     current = undefined;
