@@ -132,7 +132,8 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
   };
   const property = isAsync(target) ? fc.asyncProperty(target.input, asyncPredicate) : fc.property(target.input, syncPredicate);
 
-  const failed = (failure: string, input: unknown, found: string): TargetResult => ({
+  /** A failing result; the input is saved as a crash unless it came from a saved file. */
+  const failed = (failure: string, input: unknown, found: string, savedAs?: string): TargetResult => ({
     target: target.name,
     ok: false,
     replayed: 0,
@@ -144,7 +145,7 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
     shortRunInputs: 0,
     slowestInputMs: Math.round(slowest),
     failure,
-    crashFile: saveCrash(target.name, input, found, failure),
+    crashFile: savedAs ?? saveCrash(target.name, input, found, failure),
   });
 
   warnings.clear();
@@ -157,7 +158,7 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
         if (isAsync(target)) await asyncPredicate(input);
         else syncPredicate(input);
       } catch (error) {
-        return { ...failed(`${file}: ${(error as Error).stack ?? String(error)}`, input, `replay of ${file}`), crashFile: file };
+        return failed(`${file}: ${(error as Error).stack ?? String(error)}`, input, `replay of ${file}`, file);
       }
     }
 

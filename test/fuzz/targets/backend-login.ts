@@ -99,7 +99,8 @@ function serve(socket: Socket): void {
   socket.on('data', (chunk: Buffer) => {
     pending = Buffer.concat([pending, chunk]);
     for (let lf = pending.indexOf(0x0a); lf !== -1; lf = pending.indexOf(0x0a)) {
-      talk.received.push(pending.subarray(0, lf + 1));
+      // After STLS come TLS records, not command lines.
+      if (!talk.received.some((l) => l.toString('latin1').toUpperCase() === 'STLS\r\n')) talk.received.push(pending.subarray(0, lf + 1));
       pending = pending.subarray(lf + 1);
       answer();
     }
