@@ -68,8 +68,10 @@ function saveCrash(target: string, input: unknown, found: string, error: string)
 }
 
 process.on('uncaughtExceptionMonitor', (error, origin) => {
-  const saved = current === undefined ? undefined : saveCrash(current.target, current.input, `process ${origin}`, String(error));
-  writeSync(2, `fuzz: the process saw an ${origin}: ${error.stack ?? String(error)}\n${saved === undefined ? '' : `fuzz: input saved to ${saved}\n`}`);
+  // Not saved as a crash: a stray rejection surfaces a turn after the input that made it, so the
+  // input last tried may be innocent. Its target, seed and input are what a rerun needs.
+  const last = current === undefined ? '' : `fuzz: while running ${current.target}; the input last tried was ${encodeInput(current.input)}\n`;
+  writeSync(2, `fuzz: the process saw an ${origin}: ${error.stack ?? String(error)}\n${last}`);
 });
 
 /** The saved inputs of one kind (corpus or crashes) for a target, each with its file. */
@@ -190,6 +192,8 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
     const longFailure = await phase(planned, timeLimit);
     if (longFailure !== undefined) return longFailure;
     const ms = performance.now() - t0;
+    // A stray rejection surfaces after the turn that made it: let it, before reporting success.
+    await new Promise((resolve) => setTimeout(resolve, 10));
     const heapLong = heapMiB();
     await target.afterRun?.();
     return {
