@@ -111,6 +111,7 @@ function report(result: TargetResult): void {
       `fuzz: ${result.target}: ok, ${result.inputs} inputs in ${(result.ms / 1000).toFixed(1)} s (${result.inputsPerSecond}/s), ` +
         `${result.replayed} saved inputs replayed, heap ${result.heapAfterShortRunMiB} MiB after ${result.shortRunInputs} inputs, ` +
         `${result.heapAfterLongRunMiB} MiB after all; slowest input ${result.slowestInputMs} ms\n` +
+        (result.notes === undefined ? '' : `fuzz: ${result.target}: ${result.notes}\n`) +
         Object.entries(result.warnings ?? {}).map(([message, count]) => `fuzz: ${result.target}: process warning ${count}x: ${message}\n`).join(''),
     );
   } else {

@@ -22,6 +22,8 @@ export interface FuzzTarget<Input> {
    * default run lasts this many seconds instead. `--runs` and `--seconds` override either default.
    */
   readonly defaultSeconds?: number;
+  /** The bound on one input before it counts as a hang; default 2,000 ms. */
+  readonly maxInputMs?: number;
   /** The inputs `--ci` runs; default 2,000. Keep the whole CI pass to a few seconds. */
   readonly ciRuns?: number;
   /** Started once before the first input (a server the inputs are sent to); its result is kept. */
@@ -29,6 +31,8 @@ export interface FuzzTarget<Input> {
   tearDown?(): Promise<void>;
   /** Checks after the whole run (the process stayed up, a legitimate login still works). */
   afterRun?(): Promise<void>;
+  /** One line for the report after the run (what a server under test saw, its memory). */
+  notes?(): string;
 }
 
 /** Identity, for type inference in target files: `export default defineTarget({...})`. */

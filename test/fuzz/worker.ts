@@ -37,11 +37,13 @@ export interface TargetResult {
   readonly slowestInputMs: number;
   /** Process warnings seen during the target's run, by message. */
   readonly warnings?: Record<string, number>;
+  /** The target's own line about the run (see FuzzTarget.notes). */
+  readonly notes?: string;
   readonly failure?: string;
   readonly crashFile?: string;
 }
 
-/** A single input taking longer than this is a hang (sync parsers take microseconds). */
+/** By default, a single input taking longer than this is a hang (sync parsers take microseconds). */
 const MAX_INPUT_MS = 2_000;
 const HEARTBEAT_MS = 1_000;
 
@@ -106,6 +108,7 @@ function isAsync(target: FuzzTarget<unknown>): boolean {
 }
 
 export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOptions): Promise<TargetResult> {
+  const maxInputMs = target.maxInputMs ?? MAX_INPUT_MS;
   let slowest = 0;
   let inputs = 0;
   let lastBeat = Date.now();
@@ -113,7 +116,7 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
   const finished = (started: number): void => {
     const took = performance.now() - started;
     if (took > slowest) slowest = took;
-    if (took > MAX_INPUT_MS) throw new Error(`one input took ${Math.round(took)} ms (bound ${MAX_INPUT_MS} ms): a hang`);
+    if (took > maxInputMs) throw new Error(`one input took ${Math.round(took)} ms (bound ${maxInputMs} ms): a hang`);
     inputs++;
     if (Date.now() - lastBeat > HEARTBEAT_MS) {
       lastBeat = Date.now();
@@ -176,7 +179,7 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
         numRuns,
         examples,
         ...limit,
-        ...(isAsync(target) ? { timeout: MAX_INPUT_MS } : {}),
+        ...(isAsync(target) ? { timeout: maxInputMs } : {}),
       });
       if (!details.failed) return undefined;
       const input = details.counterexample?.[0];
@@ -208,6 +211,7 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
       shortRunInputs: shortRuns,
       slowestInputMs: Math.round(slowest * 10) / 10,
       warnings: Object.fromEntries(warnings),
+      ...(target.notes === undefined ? {} : { notes: target.notes() }),
     };
   } finally {
     current = undefined;

@@ -119,7 +119,7 @@ export default defineTarget({
   about: 'backend login over loopback against fuzzed replies: a session or a typed error, in time',
   input: fc.record({ conversation, auth: fc.constantFrom(...BACKEND_AUTH_MODES), tls: fc.constantFrom('off', 'off', 'off', 'auto' as const) }),
   defaultSeconds: 120,
-  ciRuns: 150,
+  ciRuns: 80,
   async setUp() {
     server = createServer(serve);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
