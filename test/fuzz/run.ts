@@ -112,6 +112,7 @@ function report(result: TargetResult): void {
         `${result.replayed} saved inputs replayed, heap ${result.heapAfterShortRunMiB} MiB after ${result.shortRunInputs} inputs, ` +
         `${result.heapAfterLongRunMiB} MiB after all; slowest input ${result.slowestInputMs} ms\n` +
         (result.notes === undefined ? '' : `fuzz: ${result.target}: ${result.notes}\n`) +
+        (result.serverHeapAfterLongRunMiB === undefined ? '' : `fuzz: ${result.target}: server heap ${result.serverHeapAfterShortRunMiB} MiB after the short run, ${result.serverHeapAfterLongRunMiB} MiB after all\n`) +
         Object.entries(result.warnings ?? {}).map(([message, count]) => `fuzz: ${result.target}: process warning ${count}x: ${message}\n`).join(''),
     );
   } else {

@@ -31,8 +31,10 @@ export interface FuzzTarget<Input> {
   tearDown?(): Promise<void>;
   /** Checks after the whole run (the process stayed up, a legitimate login still works). */
   afterRun?(): Promise<void>;
-  /** One line for the report after the run (what a server under test saw, its memory). */
+  /** One line for the report after the run (what a server under test saw). */
   notes?(): string;
+  /** The heap in use of a process under test, after a GC (MiB): taken after the short and the long run. */
+  measureServerHeapMiB?(): Promise<number>;
 }
 
 /** Identity, for type inference in target files: `export default defineTarget({...})`. */

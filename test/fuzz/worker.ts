@@ -39,6 +39,9 @@ export interface TargetResult {
   readonly warnings?: Record<string, number>;
   /** The target's own line about the run (see FuzzTarget.notes). */
   readonly notes?: string;
+  /** The heap of the process under test, for targets that have one (the e2e popwarden). */
+  readonly serverHeapAfterShortRunMiB?: number;
+  readonly serverHeapAfterLongRunMiB?: number;
   readonly failure?: string;
   readonly crashFile?: string;
 }
@@ -190,6 +193,7 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
     const shortFailure = await phase(shortRuns, {});
     if (shortFailure !== undefined) return shortFailure;
     const heapShort = heapMiB();
+    const serverShort = await target.measureServerHeapMiB?.();
     inputs = 0;
     const t0 = performance.now();
     const longFailure = await phase(planned, timeLimit);
@@ -198,6 +202,7 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
     // A stray rejection surfaces after the turn that made it: let it, before reporting success.
     await new Promise((resolve) => setTimeout(resolve, 10));
     const heapLong = heapMiB();
+    const serverLong = await target.measureServerHeapMiB?.();
     await target.afterRun?.();
     return {
       target: target.name,
@@ -212,6 +217,7 @@ export async function runTarget(target: FuzzTarget<unknown>, options: WorkerOpti
       slowestInputMs: Math.round(slowest * 10) / 10,
       warnings: Object.fromEntries(warnings),
       ...(target.notes === undefined ? {} : { notes: target.notes() }),
+      ...(serverShort === undefined || serverLong === undefined ? {} : { serverHeapAfterShortRunMiB: serverShort, serverHeapAfterLongRunMiB: serverLong }),
     };
   } finally {
     current = undefined;

@@ -34,6 +34,8 @@ const problems: string[] = [];
 /** How many times popwarden logged each message: what the streams reached. */
 const messages = new Map<string, number>();
 let rssAtStart = 0;
+/** Waiting for popwarden's answers to SIGUSR2 (test/fuzz/heap-probe.mjs), in order. */
+const heapProbes: ((bytes: number) => void)[] = [];
 
 /** popwarden's resident memory in MiB, from /proc. */
 function popwardenRssMiB(): number {
@@ -46,7 +48,7 @@ function watchOutput(child: ChildProcess): Promise<{ tls: number; stls: number }
     const found: Partial<Record<'tls' | 'stls', number>> = {};
     let rest = '';
     const onLine = (line: string): void => {
-      let entry: { level?: number; msg?: string; kind?: string; address?: string; reason?: string };
+      let entry: { level?: number; msg?: string; kind?: string; address?: string; reason?: string; heapProbe?: number };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
@@ -54,6 +56,7 @@ function watchOutput(child: ChildProcess): Promise<{ tls: number; stls: number }
         return;
       }
       if ((entry.level ?? 0) >= 50) problems.push(line);
+      if (entry.heapProbe !== undefined) heapProbes.shift()?.(entry.heapProbe);
       const counted = entry.msg === 'session closed' ? `closed: ${entry.reason}` : entry.msg;
       if (counted !== undefined) messages.set(counted, (messages.get(counted) ?? 0) + 1);
       if (entry.msg === 'listening' && (entry.kind === 'tls' || entry.kind === 'stls')) {
@@ -189,7 +192,7 @@ export default defineTarget({
       '',
     ].join('\n'));
     // The command line entry from source (no build step to go stale), as `node dist/cli.js` runs it.
-    popwarden = spawn(process.execPath, ['--import', 'tsx', '--unhandled-rejections=strict', join(ROOT, 'src/cli.ts'), '--config', config], {
+    popwarden = spawn(process.execPath, ['--import', 'tsx', '--unhandled-rejections=strict', '--expose-gc', '--import', join(import.meta.dirname, '../heap-probe.mjs'), join(ROOT, 'src/cli.ts'), '--config', config], {
       cwd: ROOT,
       env: { PATH: process.env['PATH'] ?? '' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -243,6 +246,12 @@ export default defineTarget({
     }
     assertAlive();
     assert.ok((messages.get('session opened') ?? 0) > 0, 'no session was logged');
+  },
+  measureServerHeapMiB() {
+    return new Promise((resolveHeap) => {
+      heapProbes.push((bytes) => resolveHeap(Math.round((bytes / 1048576) * 10) / 10));
+      popwarden.kill('SIGUSR2');
+    });
   },
   notes() {
     const count = (msg: string) => messages.get(msg) ?? 0;
