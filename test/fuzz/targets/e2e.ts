@@ -164,7 +164,7 @@ function assertAlive(): void {
 
 export default defineTarget({
   name: 'e2e',
-  about: 'random client streams to the real popwarden binary in front of Dovecot; it stays up',
+  about: 'random client streams to a real popwarden process in front of Dovecot; it stays up',
   input: stream,
   defaultSeconds: 120,
   ciRuns: 40,
