@@ -1,7 +1,7 @@
 /**
  * The config loader (config/config-file.ts, load.ts and the validation behind them): any file,
- * YAML or not, ends in a Config or in the one ConfigError whose message is a single line; never
- * in another exception. A loaded config also survives --check-config's printer.
+ * YAML or not, ends in a Config or in the one ConfigError whose message is a single line with no
+ * control byte; never in another exception. A loaded config also survives --check-config's printer.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -77,7 +77,7 @@ export default defineTarget({
       if (loaded.action === 'run' || loaded.action === 'check') stringify(redactedConfig(loaded.settings));
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      assert.ok(!/[\r\n]/.test(error.message), 'a ConfigError of more than one line');
+      assert.ok(!/[\x00-\x1f\x7f]/.test(error.message), 'a ConfigError with a line break or another control byte');
     }
     assert.equal(({} as Record<string, unknown>)['polluted'], undefined, 'Object.prototype was polluted');
   },
