@@ -60,15 +60,30 @@ function runWorker(names: readonly string[]): Promise<TargetResult[]> {
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', '--unhandled-rejections=strict', '--expose-gc', '--no-warnings', join(FUZZ_DIR, 'worker.ts'), JSON.stringify(options), ...names],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    // Its own process group, so the watchdog's kill also takes what the worker started (the e2e
+    // popwarden) with it; Dovecot's harness has its own watchdog.
+    { stdio: ['ignore', 'pipe', 'inherit'], detached: true },
   );
+  const killGroup = (signal: NodeJS.Signals): void => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // already gone
+    }
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    killGroup(signal);
+    process.exit(1);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const results: TargetResult[] = [];
   let buffered = '';
   let hung = false;
   const watchdog = setTimeout(onHang, hangMs);
   function onHang(): void {
     hung = true;
-    child.kill('SIGKILL');
+    killGroup('SIGKILL');
   }
   child.stdout.on('data', (chunk: Buffer) => {
     watchdog.refresh();
@@ -88,6 +103,10 @@ function runWorker(names: readonly string[]): Promise<TargetResult[]> {
   return new Promise((resolve) => {
     child.on('exit', (code, signal) => {
       clearTimeout(watchdog);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      // Whatever the worker left running (it died, or was killed) goes with it.
+      if (code !== 0 || signal !== null) killGroup('SIGKILL');
       const missing = names.filter((n) => !results.some((r) => r.target === n));
       const died = code !== 0 || signal !== null;
       if (died) {

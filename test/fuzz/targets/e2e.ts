@@ -197,6 +197,8 @@ export default defineTarget({
       env: { PATH: process.env['PATH'] ?? '' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    // If the worker dies of a failure, popwarden must not outlive it.
+    process.once('exit', () => popwarden.kill('SIGKILL'));
     ports = await watchOutput(popwarden);
     rssAtStart = popwardenRssMiB();
   },
