@@ -113,7 +113,9 @@ function runWorker(names: readonly string[]): Promise<TargetResult[]> {
         const why = hung ? `no progress for ${hangMs / 1000} s: a hang (killed)` : `worker exited with ${signal ?? `code ${code}`}`;
         // Every target that did not report failed; if all reported, the process itself did (a
         // stray rejection after the last report still fails the run).
-        for (const name of missing.length > 0 ? missing : ['(worker process)']) {
+        // A worker whose target failed exits with 1 too: that failure is reported already.
+        const unexplained = missing.length === 0 && results.every((r) => r.ok) ? ['(worker process)'] : [];
+        for (const name of missing.length > 0 ? missing : unexplained) {
           const failure = { target: name, ok: false, failure: why } as TargetResult;
           results.push(failure);
           report(failure);
