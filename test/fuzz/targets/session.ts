@@ -116,7 +116,9 @@ export default defineTarget({
     await new Promise((resolve) => server.close(resolve));
   },
   notes() {
-    return `the backend was sent ${[...verbsSeen].sort((a, b) => b[1] - a[1]).map(([verb, n]) => `${verb} ${n}`).join(', ')}`;
+    const byCount = [...verbsSeen].sort((a, b) => b[1] - a[1]);
+    const others = byCount.slice(15).reduce((sum, [, n]) => sum + n, 0);
+    return `the backend was sent ${byCount.slice(0, 15).map(([verb, n]) => `${verb} ${n}`).join(', ')} and ${others} lines of other verbs`;
   },
   async check(input) {
     backendLines = [];
