@@ -120,6 +120,8 @@ export default defineTarget({
   input: fc.record({ conversation, auth: fc.constantFrom(...BACKEND_AUTH_MODES), tls: fc.constantFrom('off', 'off', 'off', 'auto' as const) }),
   defaultSeconds: 120,
   ciRuns: 80,
+  // A few step timeouts of 200 ms at most, with room for a loaded machine.
+  maxInputMs: 5_000,
   async setUp() {
     server = createServer(serve);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
