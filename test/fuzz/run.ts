@@ -105,15 +105,14 @@ function runWorker(names: readonly string[]): Promise<TargetResult[]> {
       clearTimeout(watchdog);
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
-      // Whatever the worker left running (it died, or was killed) goes with it.
-      if (code !== 0 || signal !== null) killGroup('SIGKILL');
       const missing = names.filter((n) => !results.some((r) => r.target === n));
-      const died = code !== 0 || signal !== null;
-      if (died) {
+      if (code !== 0 || signal !== null) {
+        // Whatever the worker left running (it died, or was killed) goes with it.
+        killGroup('SIGKILL');
         const why = hung ? `no progress for ${hangMs / 1000} s: a hang (killed)` : `worker exited with ${signal ?? `code ${code}`}`;
-        // Every target that did not report failed; if all reported, the process itself did (a
-        // stray rejection after the last report still fails the run).
-        // A worker whose target failed exits with 1 too: that failure is reported already.
+        // Every target that did not report failed. If all reported and all passed, the process
+        // itself failed (a stray rejection after the last report); a worker whose target failed
+        // exits with 1 too, and that failure is reported already.
         const unexplained = missing.length === 0 && results.every((r) => r.ok) ? ['(worker process)'] : [];
         for (const name of missing.length > 0 ? missing : unexplained) {
           const failure = { target: name, ok: false, failure: why } as TargetResult;
