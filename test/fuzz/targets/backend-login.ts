@@ -14,6 +14,7 @@ import { Credentials } from '../../../src/auth/credentials.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../../../src/errors.js';
 import { BACKEND_AUTH_MODES } from '../../../src/config/types.js';
 import type { BackendMemory } from '../../../src/backend/memory.js';
+import { ApopUsers } from '../../../src/backend/apop-users.js';
 import { createLogger } from '../../../src/observability/log.js';
 import { NO_METRICS } from '../../../src/observability/metrics.js';
 import { testConfig } from '../../harness/popwarden.js';
@@ -113,6 +114,7 @@ export const outcomes = new Map<string, number>();
 
 const acceptEveryOffer = { observe: () => ({ kind: 'ok' }) } as unknown as BackendMemory;
 const log = createLogger('silent');
+let apopUsers: ApopUsers;
 
 export default defineTarget({
   name: 'backend-login',
@@ -126,6 +128,7 @@ export default defineTarget({
     server = createServer(serve);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.address() as { port: number }).port;
+    apopUsers = new ApopUsers(testConfig({ backend: { host: '127.0.0.1', port } }).rateLimit.usernameCanonical);
   },
   async tearDown() {
     await new Promise((resolve) => server.close(resolve));
@@ -139,11 +142,13 @@ export default defineTarget({
     try {
       const session = await loginToBackend(new Credentials('alice', latin1('secret')), {
         backend: config.backend,
+        client: { address: '192.0.2.1', port: 40_000, localAddress: '127.0.0.1', localPort: 995, via: undefined },
         tlsOptions: { rejectUnauthorized: true, servername: 'localhost' },
         timeouts: config.timeouts,
         log,
         metrics: NO_METRICS,
         memory: acceptEveryOffer,
+        apopUsers,
         onIdleFailure: () => undefined,
       });
       session.link.destroy();

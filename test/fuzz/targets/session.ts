@@ -14,6 +14,8 @@ import { ALLOW_ALL } from '../../../src/auth/login-guard.js';
 import { parseCommand } from '../../../src/pop3/grammar.js';
 import { REFUSED_AFTER_LOGIN } from '../../../src/relay/policy.js';
 import type { BackendMemory } from '../../../src/backend/memory.js';
+import { ApopUsers } from '../../../src/backend/apop-users.js';
+import { directOrigin } from '../../../src/net/proxy-intake.js';
 import { createLogger } from '../../../src/observability/log.js';
 import { NO_METRICS } from '../../../src/observability/metrics.js';
 import type { Config } from '../../../src/config/types.js';
@@ -135,8 +137,9 @@ export default defineTarget({
       guard: ALLOW_ALL,
       failureDeadline,
       backendMemory: acceptEveryOffer,
+      apopUsers: new ApopUsers(config.rateLimit.usernameCanonical),
       onClosed: () => undefined,
-    });
+    }, directOrigin(end.asSocket()));
     client.on('data', () => undefined);
     client.on('error', () => undefined);
     session.start();
