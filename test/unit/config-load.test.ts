@@ -40,6 +40,8 @@ function loadError(argv: string[], env: NodeJS.ProcessEnv = {}): string {
     assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
     assert.equal(error.code, 'E_CONFIG');
     assert.ok(!error.message.includes('\n'), `message has several lines: ${error.message}`);
+    // The message is printed to a terminal: no NUL, ESC or other control byte from a file's bytes.
+    assert.doesNotMatch(error.message, /[\x00-\x1f\x7f]/, 'message carries a control byte');
     assert.ok(error.message.startsWith('config: '), error.message);
     return error.message;
   }
@@ -375,6 +377,15 @@ describe('loadConfig value checks', () => {
     const list = writeYaml('- a\n- b\n');
     assert.match(loadError(['--config', list]), /must be a mapping of keys .* not a list/);
     assert.match(loadError(['--config', join(dir, 'missing.yaml')]), /cannot read config file .*missing.yaml: no such file/);
+  });
+
+  it('refuses an alias YAML cannot resolve, or one that expands without bound, as a ConfigError (found by the config fuzz target)', () => {
+    const dangling = writeYaml('*\0');
+    assert.match(loadError(['--config', dangling]), new RegExp(`^config: ${dangling}: YAML error: Unresolved alias .*: \\\\x00$`));
+    const laughs = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+    for (const name of 'bcdefg') laughs.push(`${name}: &${name} [${Array(9).fill(`*${String.fromCharCode(name.charCodeAt(0) - 1)}`).join(',')}]`);
+    const bomb = writeYaml(`${laughs.join('\n')}\n`);
+    assert.match(loadError(['--config', bomb]), new RegExp(`^config: ${bomb}: YAML error: Excessive alias count`));
   });
 
   it('accepts an empty config file', () => {
