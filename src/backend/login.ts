@@ -4,8 +4,9 @@ import type { Credentials } from '../auth/credentials.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { BackendLink } from './link.js';
-import { dialBackend } from './dial.js';
-import { chooseMechanism, loopbackTrusted, strongestOffered, type BackendMechanism } from './mechanism.js';
+import { dialBackend, type ProgramContext } from './dial.js';
+import { localLinkTrust } from './local-link.js';
+import { chooseMechanism, strongestOffered, type BackendMechanism } from './mechanism.js';
 import type { BackendMemory } from './memory.js';
 import { apopDigest, findApopTimestamp } from '../auth/apop.js';
 import { cramMd5Response } from '../auth/cram-md5.js';
@@ -23,7 +24,7 @@ import {
   NoSafeMechanismError,
   type BackendStep,
 } from '../errors.js';
-import { formatHostPort } from '../config/values.js';
+import { formatBackendAddress } from '../config/values.js';
 
 /** A logged-in backend connection, ready for the relay. */
 export interface BackendSession {
@@ -42,6 +43,8 @@ export interface BackendLoginContext {
   readonly memory: BackendMemory;
   /** Told when the link breaks later, while no reply is outstanding. */
   readonly onIdleFailure: (error: BackendUnavailableError) => void;
+  /** For an `exec:` backend: where its program is started, the cap, the client's addresses. */
+  readonly program: ProgramContext;
 }
 
 /**
@@ -54,13 +57,18 @@ export interface BackendLoginContext {
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const { backend, timeouts, log } = context;
   const dialStarted = performance.now();
-  const socket = await dialBackend(backend, timeouts.backendConnectMs, context.tlsOptions);
+  const connection = await dialBackend(backend, timeouts.backendConnectMs, context.tlsOptions, context.program);
   context.metrics.backendConnected((performance.now() - dialStarted) / 1000);
-  const link = new BackendLink(socket, context.onIdleFailure);
+  const link = new BackendLink(connection.socket, context.onIdleFailure);
   const step = timeouts.backendStepMs;
   try {
     log.debug({ action: 'reading backend greeting' });
-    const greeting = await readStatus(link, 'greeting', step);
+    const greeting = await readStatus(link, 'greeting', step).catch(async (error: unknown) => {
+      // A program that ended before its greeting: one error that names it, with its exit status.
+      if (connection.process === undefined || !(error instanceof BackendUnavailableError) || error.code !== 'E_BACKEND_CLOSED') throw error;
+      link.destroy();
+      throw await connection.process.earlyExitError();
+    });
     if (!greeting.ok) throw protocolError('greeting', 'the backend greeted with -ERR');
     link.replyComplete('greeting');
     const apopTimestamp = findApopTimestamp(greeting.text);
@@ -82,15 +90,15 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
       strongest: strongestOffered(capabilities, apopTimestamp),
       stls: backend.tls === 'auto' || backend.tls === 'starttls' ? stlsOffered : undefined,
     };
-    const verdict = context.memory.observe(formatHostPort(backend), offer);
+    const verdict = context.memory.observe(formatBackendAddress(backend.address), offer);
     if (verdict.kind === 'refuse') throw new NoSafeMechanismError(verdict.reason, verdict.hint);
 
-    const cleartextAllowed =
-      link.secure ||
-      backend.allowPlaintextAuth ||
-      loopbackTrusted(backend.trustLoopback, link.remoteAddress ?? '', backend.port);
-    const choice = chooseMechanism({ mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed });
-    if (choice.kind === 'none') throw new NoSafeMechanismError(choice.reason, choice.hint);
+    const local = link.secure || backend.allowPlaintextAuth ? { trusted: true as const } : await localLinkTrust(backend, link.remoteAddress);
+    const choice = chooseMechanism({ mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed: local.trusted });
+    if (choice.kind === 'none') {
+      const why = local.trusted || local.why === undefined ? '' : ` (the socket is not trusted: ${local.why})`;
+      throw new NoSafeMechanismError(choice.reason + why, choice.hint);
+    }
 
     log.debug({ action: 'logging in to backend', backendMechanism: choice.mechanism });
     // Backends apply their per-address penalty here, so these replies get the longer timeout.

@@ -15,9 +15,9 @@
 import { chmodSync, readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendConfig } from '../config/types.js';
-import { formatHostPort } from '../config/values.js';
+import { formatBackendAddress } from '../config/values.js';
 import { checkStateFile, ensureStateDir } from '../config/state-dir.js';
-import { isLoopbackAddress } from '../net/addresses.js';
+import { isLocalBackend } from './local-link.js';
 
 /** Name of the memory file inside state_dir. */
 export const BACKEND_MEMORY_FILE = 'backends.json';
@@ -185,8 +185,8 @@ export class BackendMemory {
  * Undefined when there is nothing to warn about.
  */
 export function unseenStlsWarning(backend: BackendConfig, memory: BackendMemory): string | undefined {
-  if (backend.tls !== 'auto' || backend.host === 'localhost' || isLoopbackAddress(backend.host)) return undefined;
-  const address = formatHostPort(backend);
+  if (backend.tls !== 'auto' || isLocalBackend(backend.address)) return undefined;
+  const address = formatBackendAddress(backend.address);
   let remembered: RememberedBackend | undefined;
   try {
     remembered = memory.entries()[address];

@@ -7,7 +7,7 @@ import { NO_METRICS, type Metrics } from './metrics.js';
 import type { RunningProxy } from '../app.js';
 import type { TlsMaterial } from '../net/tls-material.js';
 import { CERT_FILE_NAME } from '../certs/self-signed.js';
-import { formatHostPort } from '../config/values.js';
+import { formatBackendAddress } from '../config/values.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from './prometheus.js';
 import { startMetricsServer, type MetricsServer, type ReadinessCheck } from './metrics-server.js';
 import { BackendProber } from './backend-probe.js';
@@ -60,7 +60,7 @@ export async function startObservability(config: Config, log: Logger, options: O
   }
   const metrics: PrometheusMetrics = createPrometheusMetrics({
     version: options.version ?? packageVersion(),
-    backend: formatHostPort(config.backend),
+    backend: formatBackendAddress(config.backend.address),
     listeners: config.listeners.map((l) => ({ name: l.name, tls: l.kind === 'tls' ? 'implicit' : 'starttls' })),
     ...(options.defaultMetrics === undefined ? {} : { defaultMetrics: options.defaultMetrics }),
   });
@@ -70,11 +70,12 @@ export async function startObservability(config: Config, log: Logger, options: O
     new BackendProber(backend, config.timeouts.backendConnectMs, (result) => {
       metrics.backendProbe(result.up, result.durationSeconds);
       if (result.up !== lastBackendState) {
-        if (result.up) log.info({ backend: `${backend.host}:${backend.port}` }, 'backend probe: up');
-        else log.warn({ backend: `${backend.host}:${backend.port}`, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
+        const name = formatBackendAddress(backend.address);
+        if (result.up) log.info({ backend: name }, 'backend probe: up');
+        else log.warn({ backend: name, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
         lastBackendState = result.up;
       }
-    });
+    }, log);
   let probedBackend = config.backend;
   let prober = makeProber(probedBackend);
 

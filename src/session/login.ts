@@ -9,6 +9,7 @@ import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard
 import { chooseBackend } from '../backend/route.js';
 import { loginToBackend } from '../backend/login.js';
 import type { BackendMemory } from '../backend/memory.js';
+import type { BackendPrograms, ClientEndpoints } from '../backend/programs.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
 import type { FailureDeadline } from './failure-deadline.js';
@@ -25,6 +26,8 @@ export interface LoginDependencies {
   readonly failureDeadline: FailureDeadline;
   /** What each backend offered before (a weaker offer is refused). */
   readonly backendMemory: BackendMemory;
+  /** Where `exec:` backends run their programs. */
+  readonly backendPrograms: BackendPrograms;
 }
 
 /** One login attempt, as the session hands it over. */
@@ -34,6 +37,8 @@ export interface LoginRequest {
   readonly mechanism: ClientMechanism;
   /** The client's address, normalised. */
   readonly clientIp: string;
+  /** Both ends of the client's connection (an `exec:` backend's program gets them in its environment). */
+  readonly client: ClientEndpoints;
   /** The client's TLS version, for the audit line. */
   readonly tlsProtocol: string | null;
   /** The session's logger. */
@@ -93,6 +98,7 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
       metrics: deps.metrics,
       memory: deps.backendMemory,
       onIdleFailure: request.onBackendIdleFailure,
+      program: { programs: deps.backendPrograms, limit: deps.config.limits.maxBackendProcesses, client: request.client, log },
     });
     // Off the reply's path: the client does not wait for the store to forget its failures
     // (the guard tracks it: LoginGuard.settled()).

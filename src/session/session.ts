@@ -257,6 +257,12 @@ export class Session implements SessionContext {
             credentials: outcome.credentials,
             mechanism: outcome.mechanism,
             clientIp: this.#clientIp,
+            client: {
+              remoteIp: this.#clientIp,
+              remotePort: this.#socket.remotePort ?? 0,
+              localIp: normaliseAddress(this.#socket.localAddress ?? ''),
+              localPort: this.#socket.localPort ?? 0,
+            },
             tlsProtocol: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
             log: this.log,
             clientGone: () => this.#isClosed(),

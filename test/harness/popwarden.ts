@@ -10,7 +10,7 @@ import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { startPopwarden, type RunningProxy } from '../../src/app.js';
-import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
+import type { BackendAddress, BackendConfig, Config, HostPort, LimitsConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS } from '../../src/tls/policy.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
@@ -60,8 +60,11 @@ export function testTlsMaterial(cert = testCertificate()): TlsMaterial {
   return { secureContext: createSecureContext(options), serverOptions: { ...options, handshakeTimeout: 5_000 } };
 }
 
+/** The backend: its address, or HOST and PORT for a TCP one (most tests), and any other settings. */
+export type BackendOverrides = Partial<BackendConfig> & (Pick<BackendConfig, 'address'> | HostPort);
+
 export interface ProxyOverrides {
-  readonly backend: Partial<BackendConfig> & Pick<BackendConfig, 'host' | 'port'>;
+  readonly backend: BackendOverrides;
   readonly timeouts?: Partial<TimeoutsConfig>;
   readonly limits?: Partial<LimitsConfig>;
   readonly authFailureDelayMs?: number;
@@ -95,6 +98,8 @@ export interface TestProxy {
  * from the config (startTestProxy serves testTlsMaterial() whatever config.tls says).
  */
 export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<TlsConfig> }): Config {
+  const { host, port, ...backend } = overrides.backend as Partial<BackendConfig> & Partial<HostPort>;
+  const address: BackendAddress = backend.address ?? { kind: 'tcp', host: host ?? '127.0.0.1', port: port ?? 110 };
   return {
     listeners: [
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
@@ -111,7 +116,8 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       allowPlaintextAuth: false,
       trustLoopback: true,
       sourceAddress: undefined,
-      ...overrides.backend,
+      ...backend,
+      address,
     },
     tls: {
       certFile: undefined,
@@ -144,7 +150,7 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       ...overrides.timeouts,
     },
     // No handshake bound unless a test asks for one: parallel clients from 127.0.0.1 are the norm here.
-    limits: { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, maxHandshakesPerIp: 0, maxSessions: 5_000, maxHandshakes: 256, ...overrides.limits },
+    limits: { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, maxHandshakesPerIp: 0, maxSessions: 5_000, maxHandshakes: 256, maxBackendProcesses: 100, ...overrides.limits },
     logLevel: 'debug',
     metrics: { listen: undefined, backendProbeIntervalMs: 0 },
     // The defaults, in process memory (no redis: configured).

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { Session } from '../../src/session/session.js';
 import { FailureDeadline } from '../../src/session/failure-deadline.js';
 import { BackendMemory } from '../../src/backend/memory.js';
+import { BackendPrograms } from '../../src/backend/programs.js';
 import { NO_METRICS } from '../../src/observability/metrics.js';
 import { ALLOW_ALL } from '../../src/auth/login-guard.js';
 import { createLogger } from '../../src/observability/log.js';
@@ -168,6 +169,7 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
     listener: config.listeners.find((l) => l.kind === kind)!,
     tls,
     backendTls: {},
+    backendPrograms: new BackendPrograms(createLogger('silent')),
     log,
     metrics: NO_METRICS,
     guard: ALLOW_ALL,
