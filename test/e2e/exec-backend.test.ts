@@ -13,9 +13,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { assertSameMessages, fetchWithCurl, fetchWithPoplib, type ClientOptions, type ClientResult } from '../harness/clients.js';
-import { startLegacyServer, type LegacyOptions, type LegacyServer } from '../harness/legacy.js';
+import { settledMessages, startLegacyServer, type LegacyOptions, type LegacyServer } from '../harness/legacy.js';
 import { dotStuff, sampleMaildrop } from '../harness/maildrop.js';
-import { startTestProxy, type TestProxy } from '../harness/popwarden.js';
+import { backendProgramsExited, startTestProxy, type TestProxy } from '../harness/popwarden.js';
 import { childrenOf } from '../harness/proc.js';
 import { RawClient } from '../harness/raw-client.js';
 
@@ -26,13 +26,6 @@ const why = (r: ClientResult): string => `exit ${r.exitCode}\n${r.stderr.slice(-
 function messageId(bytes: Buffer): string {
   const header = bytes.subarray(0, bytes.indexOf('\r\n\r\n')).toString('latin1');
   return /^Message-ID: (.*)$/im.exec(header)?.[1]?.trim() ?? '(none)';
-}
-
-/** Resolves once every backend program popwarden has started so far has exited (and been reaped: Node reaps before 'exit'). */
-export async function programsExited(proxy: TestProxy): Promise<void> {
-  const started = proxy.logs().filter((l) => l['msg'] === 'backend program started').length;
-  let exited = 0;
-  await proxy.waitForLog((l) => l['msg'] === 'backend program exited' && ++exited >= started, { timeoutMs: 15_000 });
 }
 
 /** Children of this process (popwarden runs in it) other than the harness's own servers, and every zombie. */
@@ -57,11 +50,7 @@ for (const c of CASES) {
 
     before(async () => {
       server = await startLegacyServer(c.opts);
-      // mailutils stamps X-UID headers on first open: a second direct fetch is the stable one.
-      await server.fetchDirect(alice);
-      await server.whenIdle();
-      reference = await server.fetchDirect(alice);
-      await server.whenIdle();
+      reference = await settledMessages(server, alice);
       harnessPids = childrenOf(process.pid).map((p) => p.pid);
       proxy = await startTestProxy({
         backend: { address: { kind: 'exec', ...server.exec, environment: {}, cwd: undefined }, trustLoopback: undefined },
@@ -89,7 +78,7 @@ for (const c of CASES) {
       } finally {
         client.destroy();
       }
-      await programsExited(proxy);
+      await backendProgramsExited(proxy);
       assert.deepEqual(leftovers(harnessPids), []);
     });
 
@@ -104,7 +93,7 @@ for (const c of CASES) {
         const r = await run();
         assert.ok(r.ok, why(r));
         assertSameMessages(r, reference);
-        await programsExited(proxy);
+        await backendProgramsExited(proxy);
         assert.deepEqual(leftovers(harnessPids), []);
       });
     }
@@ -122,7 +111,7 @@ for (const c of CASES) {
         client.destroy();
       }
       // The mbox is final once the program has exited.
-      await programsExited(proxy);
+      await backendProgramsExited(proxy);
       assert.deepEqual(leftovers(harnessPids), []);
       const left = (await server.headersDirect(alice)).map(messageId);
       await server.whenIdle();

@@ -496,6 +496,23 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
   }
 }
 
+/**
+ * What `server` serves `account` directly, once it has settled: mailutils stamps X-IMAPbase/X-UID
+ * headers into the mbox when a session first opens it, so the bytes count only once a second
+ * fetch agrees with the first. Returns with the server idle.
+ */
+export async function settledMessages(server: LegacyServer, account: SampleAccount): Promise<Buffer[]> {
+  let previous = await server.fetchDirect(account);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    await server.whenIdle();
+    const again = await server.fetchDirect(account);
+    await server.whenIdle();
+    if (again.length === previous.length && again.every((m, i) => m.equals(previous[i]!))) return again;
+    previous = again;
+  }
+  throw new Error(`${server.label} serves different bytes on every direct fetch`);
+}
+
 /** Logs in with USER/PASS, sends `command(n)` for every message, and drops the connection without QUIT. */
 async function readEveryMessage(host: string, port: number, account: SampleAccount, command: (n: number) => string): Promise<Buffer[]> {
   const conn = await connectPop({ host, port, timeoutMs: 30_000 });

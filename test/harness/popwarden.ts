@@ -206,6 +206,20 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
   };
 }
 
+/**
+ * Resolves once every backend program (`exec:` backend) the proxy has started so far has exited;
+ * Node reaps a child before it reports the exit, so none is left a zombie by then. Programs whose
+ * exit a failed login already reported (gone before their greeting) are not counted.
+ */
+export async function backendProgramsExited(proxy: TestProxy, timeoutMs = 15_000): Promise<void> {
+  const lines = proxy.logs();
+  const started = lines.filter((l) => l['msg'] === 'backend program started').length;
+  const reportedByLogin = lines.filter((l) => l['code'] === 'E_BACKEND_EXEC' && l['step'] === 'greeting').length;
+  let exited = 0;
+  if (started - reportedByLogin <= 0) return;
+  await proxy.waitForLog((l) => l['msg'] === 'backend program exited' && ++exited >= started - reportedByLogin, { timeoutMs });
+}
+
 /** A self-signed certificate for `names` (the first is the CN), made with openssl in `dir`. */
 export function makeNamedCertificate(dir: string, label: string, names: readonly string[], days = 2): TestCertificate & { fingerprint256: string } {
   const certFile = join(dir, `${label}.crt`);
