@@ -110,7 +110,8 @@ export class BackendMemory {
             `and now offers ${describe(offer)}: refusing the downgrade, which is what an impostor on the port or ` +
             'a man in the middle would offer',
           hint:
-            `if the backend was changed on purpose, run "popwarden backend forget ${address} --state-dir ${this.stateDir}" ` +
+            // An exec: backend's address has spaces: quoted, it is one argument.
+            `if the backend was changed on purpose, run "popwarden backend forget ${/\s/.test(address) ? `'${address}'` : address} --state-dir ${this.stateDir}" ` +
             `(or delete ${this.file}); the next login remembers what it offers then`,
         };
       }

@@ -164,7 +164,7 @@ const timeoutsSchema = z.strictObject({
     .prefault('10m'),
   /** Default 10s. TLS handshake on the implicit-TLS port and after STLS; Node's own default (120s) lets idle half-open sockets pile up. */
   tls_handshake: duration().prefault('10s'),
-  /** Default 10s. TCP connect to the backend; a dead backend should fail the login quickly, not hang the client. */
+  /** Default 10s. Connect to the backend (TCP or its UNIX socket), or start its program; a dead backend should fail the login quickly, not hang the client. */
   backend_connect: duration().prefault('10s'),
   /** Default 15s. Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
   backend_step: duration().prefault('15s'),

@@ -92,7 +92,7 @@ export interface TimeoutsConfig {
   readonly idleMs: number;
   /** TLS handshake, on the implicit port and after STLS. */
   readonly tlsHandshakeMs: number;
-  /** TCP connect to the backend. */
+  /** Connect to the backend (TCP, its UNIX socket), or start its program. */
   readonly backendConnectMs: number;
   /** Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
   readonly backendStepMs: number;
