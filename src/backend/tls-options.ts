@@ -13,9 +13,10 @@ import { isLocalBackend } from './local-link.js';
  * was warned at startup).
  */
 export function backendTlsOptions(backend: BackendConfig): ConnectionOptions {
-  // A UNIX socket or a program has no host name: backend_tls_servername names the certificate.
-  const host = backend.address.kind === 'tcp' ? backend.address.host : undefined;
-  const servername = backend.tlsServerName ?? (host !== undefined && isIP(host) === 0 ? host : undefined);
+  // A UNIX socket or a program has no host name: its certificate must name localhost, unless
+  // backend_tls_servername says otherwise.
+  const host = backend.address.kind === 'tcp' ? backend.address.host : 'localhost';
+  const servername = backend.tlsServerName ?? (isIP(host) === 0 ? host : undefined);
   return {
     minVersion: MIN_TLS_VERSION,
     rejectUnauthorized: !backend.tlsInsecure,

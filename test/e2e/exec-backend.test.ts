@@ -35,13 +35,15 @@ function leftovers(harnessPids: readonly number[]): string[] {
     .map((p) => `${p.pid} ${p.comm} ${p.state}`);
 }
 
-const CASES: readonly { opts: LegacyOptions; mechanism: string }[] = [
+const CASES: readonly { opts: LegacyOptions; mechanism: string; secure?: boolean }[] = [
   { opts: { server: 'popa3d' }, mechanism: 'user' },
   { opts: { server: 'mailutils' }, mechanism: 'apop' },
+  // STLS on the child's socket too (backend_tls auto), its certificate checked like a remote one's.
+  { opts: { server: 'mailutils', stls: true }, mechanism: 'apop', secure: true },
 ];
 
 for (const c of CASES) {
-  describe(`exec: ${c.opts.server}, one process per session`, { timeout: 180_000 }, () => {
+  describe(`exec: ${c.opts.server}${c.secure === true ? ' with STLS' : ''}, one process per session`, { timeout: 180_000 }, () => {
     let server: LegacyServer;
     let proxy: TestProxy;
     let reference: Buffer[];
@@ -53,7 +55,11 @@ for (const c of CASES) {
       reference = await settledMessages(server, alice);
       harnessPids = childrenOf(process.pid).map((p) => p.pid);
       proxy = await startTestProxy({
-        backend: { address: { kind: 'exec', ...server.exec, environment: {}, cwd: undefined }, trustLoopback: undefined },
+        backend: {
+          address: { kind: 'exec', ...server.exec, environment: {}, cwd: undefined },
+          trustLoopback: undefined,
+          ...(server.caFile === undefined ? {} : { caFile: server.caFile, tls: 'starttls' as const }),
+        },
       });
     });
     after(async () => {
