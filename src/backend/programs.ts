@@ -12,9 +12,10 @@
  * The parent then closes its copy of the child's end (close, never shutdown: that would end the
  * child's socket too).
  *
- * Bounded: at most `limit` children at once; each is killed (SIGTERM to its process group, then
- * SIGKILL after a grace) as soon as popwarden's end of its socket closes, which is how every
- * session ends, whatever ends it; Node reaps every child, so none is left a zombie. Its stderr is
+ * Bounded: at most `limit` children at once; each is ended once popwarden's end of its socket
+ * closes, which is how every session ends, whatever ends it: it reads EOF and normally exits at
+ * once; if not within BACKEND_PROCESS_EXIT_GRACE_MS, SIGTERM to its process group, then SIGKILL
+ * after BACKEND_PROCESS_KILL_GRACE_MS. Node reaps every child, so none is left a zombie. Its stderr is
  * kept up to MAX_BACKEND_STDERR_OCTETS and logged with its exit status, at most
  * MAX_BACKEND_STDERR_LINES_PER_MINUTE such lines a minute for the whole process.
  */
@@ -26,6 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecCommand } from '../config/types.js';
 import {
+  BACKEND_PROCESS_EXIT_GRACE_MS,
   BACKEND_PROCESS_KILL_GRACE_MS,
   MAX_BACKEND_STDERR_LINES_PER_MINUTE,
   MAX_BACKEND_STDERR_OCTETS,
@@ -85,6 +87,8 @@ export class BackendProcess {
   #socketClosed = false;
   #reported = false;
   #killedByUs = false;
+  /** It exited or hung up while its session still ran: a crash, or the server's own hang-up. */
+  #endedMidSession = false;
   #killTimer: NodeJS.Timeout | undefined;
 
   readonly #budget: LogBudget;
@@ -103,6 +107,7 @@ export class BackendProcess {
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         this.#exit = { code, signal };
+        if (!this.#socketClosed) this.#endedMidSession = true;
         clearTimeout(this.#killTimer);
         resolve();
       });
@@ -115,14 +120,24 @@ export class BackendProcess {
     return this.#child.pid;
   }
 
-  /** Our end of the child's socket closed (the session is over): make sure the child ends too. */
+  /** The child closed its end first (EOF on ours): it ended the session, not popwarden. */
+  socketEnded(): void {
+    if (!this.#socketClosed) this.#endedMidSession = true;
+  }
+
+  /**
+   * Our end of the child's socket closed (the session is over): make sure the child ends too. It
+   * has EOF now; if it has not exited within the exit grace, SIGTERM, and SIGKILL after another.
+   */
   socketClosed(): void {
+    if (this.#socketClosed) return;
     this.#socketClosed = true;
     if (this.#exit === undefined) {
-      this.#killedByUs = true;
-      this.#signalGroup('SIGTERM');
-      this.#killTimer = setTimeout(() => this.#signalGroup('SIGKILL'), BACKEND_PROCESS_KILL_GRACE_MS);
-      this.#killTimer.unref();
+      this.#killTimer = setTimeout(() => {
+        this.#killedByUs = true;
+        this.#signalGroup('SIGTERM');
+        this.#killTimer = setTimeout(() => this.#signalGroup('SIGKILL'), BACKEND_PROCESS_KILL_GRACE_MS);
+      }, BACKEND_PROCESS_EXIT_GRACE_MS);
     }
     this.#maybeReport();
   }
@@ -147,8 +162,12 @@ export class BackendProcess {
 
   #stderrText(): string {
     if (this.#stderrOctets === 0) return '';
-    const text = escapeForLog(Buffer.concat(this.#stderr).toString('latin1').trim(), MAX_BACKEND_STDERR_OCTETS);
-    return `; stderr: ${text}${this.#stderrDropped > 0 ? ` (${this.#stderrDropped} more octets dropped)` : ''}`;
+    return `; stderr: ${this.#stderrKept()}${this.#stderrDropped > 0 ? ` (${this.#stderrDropped} more octets dropped)` : ''}`;
+  }
+
+  /** What was kept of its stderr, safe to log (control bytes escaped). */
+  #stderrKept(): string {
+    return escapeForLog(Buffer.concat(this.#stderr).toString('latin1').trim(), MAX_BACKEND_STDERR_OCTETS);
   }
 
   #signalGroup(signal: NodeJS.Signals): void {
@@ -162,34 +181,41 @@ export class BackendProcess {
     }
   }
 
-  /** One line per child, once it has exited and the session is done with it. */
+  /**
+   * One line per child, once it has exited and the session is done with it: debug for a quiet
+   * clean exit; info when it wrote to stderr (legacy servers log there) or exited badly after its
+   * session had ended (EOF where it wanted QUIT); warn when it died on its own mid-session or had
+   * to be killed. The info and warn lines share the per-minute budget.
+   */
   #maybeReport(): void {
     if (this.#reported || this.#exit === undefined || !this.#socketClosed || this.#child.stderr?.closed === false) return;
     this.#reported = true;
     const exit = this.#exit;
-    const clean = this.#stderrOctets === 0 && (exit.code === 0 || (this.#killedByUs && exit.signal === 'SIGTERM'));
+    const failed = exit.code !== 0 || exit.signal !== null;
+    const troubled = this.#killedByUs || (failed && this.#endedMidSession);
     const fields = { program: this.#program, programPid: this.#child.pid, exitCode: exit.code, signal: exit.signal };
-    if (clean) {
+    if (!troubled && !failed && this.#stderrOctets === 0) {
       this.#log.debug(fields, 'backend program exited');
       return;
     }
-    const allowed = this.#budget.take();
-    if (allowed === undefined) return;
-    this.#log.warn(
-      {
-        ...fields,
-        ...(this.#stderrOctets === 0 ? {} : { stderr: escapeForLog(Buffer.concat(this.#stderr).toString('latin1').trim(), MAX_BACKEND_STDERR_OCTETS) }),
-        ...(this.#stderrDropped === 0 ? {} : { stderrDropped: this.#stderrDropped }),
-        ...(allowed === 0 ? {} : { linesSuppressed: allowed }),
-        ...(exit.signal === 'SIGKILL' && this.#killedByUs ? { note: `ignored SIGTERM for ${BACKEND_PROCESS_KILL_GRACE_MS} ms` } : {}),
-      },
-      'backend program exited',
-    );
+    const suppressed = this.#budget.take();
+    if (suppressed === undefined) return;
+    const line = {
+      ...fields,
+      ...(this.#stderrOctets === 0 ? {} : { stderr: this.#stderrKept() }),
+      ...(this.#stderrDropped === 0 ? {} : { stderrDropped: this.#stderrDropped }),
+      ...(suppressed === 0 ? {} : { linesSuppressed: suppressed }),
+      ...(this.#killedByUs
+        ? { note: `still running ${BACKEND_PROCESS_EXIT_GRACE_MS} ms after its session ended${exit.signal === 'SIGKILL' ? `, and ignored SIGTERM for ${BACKEND_PROCESS_KILL_GRACE_MS} ms` : ''}` }
+        : {}),
+    };
+    if (troubled) this.#log.warn(line, 'backend program exited');
+    else this.#log.info(line, 'backend program exited');
   }
 }
 
 /** A per-minute allowance of log lines; take() says how many were suppressed since the last one, or undefined when none is left. */
-class LogBudget {
+export class LogBudget {
   #windowStart = 0;
   #used = 0;
   #suppressed = 0;
@@ -278,7 +304,9 @@ export class BackendPrograms {
     const program = new BackendProcess(child, spec.command, options.log, this.#budget);
     this.#running.add(program);
     void program.exited.then(() => this.#running.delete(program));
+    ours.once('end', () => program.socketEnded());
     ours.once('close', () => program.socketClosed());
+    if (ours.destroyed) program.socketClosed();
     return { socket: ours, process: program };
   }
 
@@ -307,13 +335,15 @@ export class BackendPrograms {
     const ours = connect({ path, onread: backendReadOptions });
     try {
       await onceWithin(ours, 'connect', timeoutMs, { what: 'connection' });
+      // Nothing may be read before the BackendLink listens (see dial.ts); the child is not even
+      // started yet, so nothing arrives, but reads stay off from here on all the same.
+      ours.pause();
       ours.write(Buffer.from(token, 'hex'));
       let timer: NodeJS.Timeout | undefined;
       const theirs = await Promise.race([
         accepted,
         new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new DeadlineError('pairing', timeoutMs)), timeoutMs))),
       ]).finally(() => clearTimeout(timer));
-      ours.pause();
       return { ours, theirs };
     } catch (error) {
       this.#pending.delete(token);

@@ -91,10 +91,14 @@ export const DEFAULT_MAX_HANDSHAKES = 256;
 export const DEFAULT_MAX_BACKEND_PROCESSES = 100;
 
 /**
- * A backend program gets this long to exit after SIGTERM (sent when its session ends without it
- * having exited on its own) before SIGKILL. Legacy servers that got EOF on their socket exit at
- * once; this only bounds one that ignores both.
+ * When its session ends, a backend program gets this long to exit on its own before SIGTERM: it
+ * has read EOF on its socket, and a server that answered QUIT before it finished rewriting the
+ * mailbox (RFC 1939 §6 says it should not, not all do) must not be cut off in the middle of the
+ * write. Servers that are idle exit at once on EOF.
  */
+export const BACKEND_PROCESS_EXIT_GRACE_MS = 5_000;
+
+/** After SIGTERM, this long before SIGKILL: bounds a program that ignores both EOF and SIGTERM. */
 export const BACKEND_PROCESS_KILL_GRACE_MS = 2_000;
 
 /**

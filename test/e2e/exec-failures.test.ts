@@ -103,15 +103,16 @@ describe('exec: a program that cannot serve', { timeout: 60_000 }, () => {
 });
 
 describe('exec: the program is ended with its session', { timeout: 60_000 }, () => {
-  test('a program that ignores SIGTERM gets SIGKILL after the grace, and is reaped', async () => {
+  test('a program that ignores EOF and SIGTERM gets SIGTERM 5 s after its session, SIGKILL 2 s later, and is reaped', async () => {
     const proxy = await startProxy(exec(serve, { IGNORE_TERM: '1' }));
     try {
       const { client, reply } = await login(proxy);
       assert.match(reply, /^\+OK/, proxy.logText().slice(-1_000));
       client.destroy();
-      const exit = await proxy.waitForLog((l) => l['msg'] === 'backend program exited', { timeoutMs: 10_000 });
+      const exit = await proxy.waitForLog((l) => l['msg'] === 'backend program exited', { timeoutMs: 20_000 });
       assert.equal(exit['signal'], 'SIGKILL');
-      assert.match(String(exit['note']), /ignored SIGTERM/);
+      assert.equal(exit['level'], 'warn');
+      assert.match(String(exit['note']), /still running 5000 ms after its session ended, and ignored SIGTERM for 2000 ms/);
       assertNoChildren();
     } finally {
       await proxy.stop();
@@ -125,6 +126,39 @@ describe('exec: the program is ended with its session', { timeout: 60_000 }, () 
     await proxy.stop();
     client.destroy();
     assertNoChildren();
+  });
+});
+
+describe("exec: the program's stderr", { timeout: 60_000 }, () => {
+  test('is logged with its exit status, bounded (the rest counted, not kept), control bytes escaped', async () => {
+    // 100 KB of stderr, then a crash mid-session: after the greeting and the login.
+    const noisy = script('noisy.sh', `#!/bin/sh
+printf '+OK noisy\\r\\n'
+read capa; printf -- '-ERR\\r\\n'
+read user; printf '+OK\\r\\n'
+read pass; printf '+OK\\r\\n'
+printf 'line one\\033[2J\\n' >&2
+head -c 100000 /dev/zero | tr '\\0' x >&2
+exit 9
+`);
+    const proxy = await startProxy(exec(noisy));
+    try {
+      const { client, reply } = await login(proxy);
+      assert.match(reply, /^\+OK/);
+      const exit = await proxy.waitForLog((l) => l['msg'] === 'backend program exited', { timeoutMs: 10_000 });
+      client.destroy();
+      assert.equal(exit['level'], 'warn');
+      assert.equal(exit['exitCode'], 9);
+      const stderr = String(exit['stderr']);
+      assert.ok(stderr.startsWith('line one\\x1b[2J\\x0axxx'), stderr.slice(0, 40));
+      // 2,048 octets kept; escaping may lengthen the text by the last escape's few characters.
+      assert.ok(stderr.length <= 2_052, String(stderr.length));
+      assert.equal(Number(exit['stderrDropped']) + 2_048, 100_000 + 'line one\x1b[2J\n'.length);
+      await backendProgramsExited(proxy);
+      assertNoChildren();
+    } finally {
+      await proxy.stop();
+    }
   });
 });
 
