@@ -100,7 +100,8 @@ export class BackendProcess {
     this.#log = log;
     child.stderr?.on('data', (chunk: Buffer) => {
       const room = MAX_BACKEND_STDERR_OCTETS - this.#stderrOctets;
-      if (room > 0) this.#stderr.push(chunk.subarray(0, room));
+      // A copy: a view would keep the whole (up to 64 KiB) read buffer alive.
+      if (room > 0) this.#stderr.push(Buffer.from(chunk.subarray(0, room)));
       this.#stderrOctets += Math.min(room, chunk.length);
       this.#stderrDropped += Math.max(0, chunk.length - Math.max(room, 0));
     });
@@ -114,10 +115,6 @@ export class BackendProcess {
     });
     // stderr is read to its end before 'close'; the line waits for it and for our socket.
     child.once('close', () => this.#maybeReport());
-  }
-
-  get pid(): number | undefined {
-    return this.#child.pid;
   }
 
   /** The child closed its end first (EOF on ours): it ended the session, not popwarden. */
@@ -145,7 +142,8 @@ export class BackendProcess {
   /**
    * The error for a link that closed before the greeting: the program's exit status and stderr,
    * naming it, so the one log line of the failed login says everything (and the exit line is not
-   * written twice). Waits for the exit, which the closing socket brings within the kill grace.
+   * written twice). Waits for the exit, which the closed socket brings within the exit and kill
+   * graces at most.
    */
   async earlyExitError(): Promise<BackendUnavailableError> {
     this.#reported = true;
@@ -247,6 +245,8 @@ export class BackendPrograms {
   readonly #pending = new Map<string, PendingPair>();
   readonly #running = new Set<BackendProcess>();
   readonly #budget = new LogBudget();
+  /** Starts under way (not yet running, not yet failed): they hold a place under the cap. */
+  #starting = 0;
   #server: Promise<{ server: Server; path: string; dir: string }> | undefined;
 
   constructor(log: Logger) {
@@ -267,9 +267,22 @@ export class BackendPrograms {
     spec: ExecCommand,
     options: { readonly limit: number; readonly client: ClientEndpoints | undefined; readonly log: Logger; readonly timeoutMs: number },
   ): Promise<{ socket: Socket; process: BackendProcess }> {
-    if (this.#running.size >= options.limit) {
+    // Counted from here, before the first await: logins that start together cannot all pass.
+    if (this.#running.size + this.#starting >= options.limit) {
       throw new BackendUnavailableError('E_BACKEND_BUSY', 'connect', `${options.limit} backend programs are running (limits.max_backend_processes)`);
     }
+    this.#starting += 1;
+    try {
+      return await this.#start(spec, options);
+    } finally {
+      this.#starting -= 1;
+    }
+  }
+
+  async #start(
+    spec: ExecCommand,
+    options: { readonly client: ClientEndpoints | undefined; readonly log: Logger; readonly timeoutMs: number },
+  ): Promise<{ socket: Socket; process: BackendProcess }> {
     const { ours, theirs } = await this.#pair(options.timeoutMs);
     let child: ChildProcess;
     try {
