@@ -485,6 +485,9 @@ export const configSchema = z
         sniNames.add(name);
       }
     });
+    if (config.backend_source_address !== undefined && config.backend.kind !== 'tcp') {
+      ctx.addIssue({ code: 'custom', path: ['backend_source_address'], message: `applies only to a HOST:PORT backend, not to ${config.backend.kind}:` });
+    }
     if ((config.backend_tls_cert === undefined) !== (config.backend_tls_key === undefined)) {
       const given = config.backend_tls_cert === undefined ? 'backend_tls_key' : 'backend_tls_cert';
       const missing = given === 'backend_tls_key' ? 'backend_tls_cert' : 'backend_tls_key';

@@ -104,6 +104,10 @@ describe('backend refusals: one line naming the problem', () => {
     assert.match(loadError(['--config', yamlFile('backend:\n  exec:\n    args: [x]\n')]), /command/);
   });
 
+  it('backend_source_address with a socket or a program', () => {
+    assert.match(loadError(['--backend', 'unix:/run/x.sock', '--backend-source-address', '127.0.0.2']), /--backend-source-address "127.0.0.2" applies only to a HOST:PORT backend, not to unix:/);
+  });
+
   it('no backend at all: still "is required"', () => {
     assert.match(loadError([]), /^config: backend is required; /);
   });
