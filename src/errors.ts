@@ -24,6 +24,7 @@ export type BackendStep =
   | 'capa'
   | 'stls'
   | 'tls-handshake'
+  | 'xclient'
   | 'auth'
   | 'relay'
   | 'quit';
@@ -52,6 +53,17 @@ export class BackendUnavailableError extends PopwardenError {
   ) {
     super(code, `${step}: ${message}`, Reply.backendUnavailable, options);
     this.step = step;
+  }
+}
+
+/**
+ * The backend sent more after a complete reply: two status lines for one command, or a line after
+ * a body's terminator. The reply reached the client whole; the link cannot be trusted to answer
+ * the next command with that command's own reply, so it ends, and the session with it (B-04).
+ */
+export class BackendSentTooMuchError extends BackendUnavailableError {
+  constructor(step: BackendStep, message: string) {
+    super('E_BACKEND_PROTOCOL', step, message);
   }
 }
 

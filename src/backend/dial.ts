@@ -1,19 +1,19 @@
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { BackendUnavailableError } from '../errors.js';
 import type { BackendConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
-import { DeadlineError, onceWithin } from '../net/once-within.js';
 import { backendReadOptions } from './link.js';
-import type { BackendProcess, BackendPrograms, ClientEndpoints } from './programs.js';
+import { awaitBackendSocket } from './socket-wait.js';
+import { encodeLocalProxyHeader, encodeProxyHeader } from '../net/proxy-protocol.js';
+import type { ClientOrigin } from '../net/proxy-intake.js';
+import type { BackendProcess, BackendPrograms } from './programs.js';
 
-/** What an `exec:` backend needs to start its program for one session. */
-export interface ProgramContext {
+/** Where an `exec:` backend's program is started, and the cap on them. */
+export interface ProgramRunner {
   readonly programs: BackendPrograms;
   /** limits.max_backend_processes */
   readonly limit: number;
-  /** The client's connection, for the program's environment; undefined for the health probe. */
-  readonly client: ClientEndpoints | undefined;
+  /** The session's logger: the program's exit line goes there. */
   readonly log: Logger;
 }
 
@@ -24,8 +24,10 @@ export interface BackendConnection {
 }
 
 /**
- * Opens a connection to the backend: TCP, a UNIX socket, or a program started with the socket as
- * its stdin and stdout; for `backend_tls: implicit` the TLS handshake too, verified as
+ * Opens a connection to the backend: TCP or a UNIX socket, then with backend_proxy_protocol the
+ * PROXY header for `client` (LOCAL without one: popwarden's own probe); or starts an `exec:`
+ * backend's program with the socket as its stdin and stdout (the client's address goes into its
+ * environment instead). For `backend_tls: implicit` the TLS handshake too, verified as
  * `tlsOptions` say, all within `timeoutMs`. Fails with E_BACKEND_CONNECT, E_BACKEND_TIMEOUT,
  * E_BACKEND_TLS, or for a program E_BACKEND_EXEC and E_BACKEND_BUSY.
  */
@@ -33,15 +35,15 @@ export async function dialBackend(
   backend: BackendConfig,
   timeoutMs: number,
   tlsOptions: ConnectionOptions,
-  programContext: ProgramContext,
+  client: ClientOrigin | undefined,
+  runner: ProgramRunner,
 ): Promise<BackendConnection> {
   const deadline = Date.now() + timeoutMs;
   const { address } = backend;
   let socket: Socket;
   let process: BackendProcess | undefined;
   if (address.kind === 'exec') {
-    const { limit, client, log } = programContext;
-    ({ socket, process } = await programContext.programs.start(address, { limit, client, log, timeoutMs }));
+    ({ socket, process } = await runner.programs.start(address, { limit: runner.limit, client, log: runner.log, timeoutMs }));
   } else {
     socket = connect({
       ...(address.kind === 'unix' ? { path: address.path } : { host: address.host, port: address.port }),
@@ -50,13 +52,8 @@ export async function dialBackend(
       ...(backend.sourceAddress === undefined || address.kind !== 'tcp' ? {} : { localAddress: backend.sourceAddress }),
     });
     if (address.kind === 'tcp') socket.setNoDelay(true);
-    try {
-      await onceWithin(socket, 'connect', timeoutMs, { what: 'connection' });
-    } catch (error) {
-      socket.destroy();
-      const code = error instanceof DeadlineError ? 'E_BACKEND_TIMEOUT' : 'E_BACKEND_CONNECT';
-      throw new BackendUnavailableError(code, 'connect', (error as Error).message, { cause: error });
-    }
+    await awaitBackendSocket(socket, 'connect', timeoutMs, { what: 'connection' }, 'connect', 'E_BACKEND_CONNECT');
+    if (backend.proxyProtocol !== 'off') socket.write(proxyHeader(backend.proxyProtocol, client));
   }
   if (backend.tls !== 'implicit') {
     // Reads land in a shared buffer and reach only the listeners present: none is lost while the
@@ -66,12 +63,13 @@ export async function dialBackend(
   }
 
   const secured = tlsConnect({ ...tlsOptions, socket });
-  try {
-    await onceWithin(secured, 'secureConnect', Math.max(1, deadline - Date.now()), { what: 'TLS handshake', failOn: ['close'] });
-    return { socket: secured, process };
-  } catch (error) {
-    secured.destroy();
-    const code = error instanceof DeadlineError ? 'E_BACKEND_TIMEOUT' : 'E_BACKEND_TLS';
-    throw new BackendUnavailableError(code, 'tls-handshake', (error as Error).message, { cause: error });
-  }
+  const remaining = Math.max(1, deadline - Date.now());
+  await awaitBackendSocket(secured, 'secureConnect', remaining, { what: 'TLS handshake', failOn: ['close'] }, 'tls-handshake', 'E_BACKEND_TLS');
+  return { socket: secured, process };
+}
+
+/** The header before anything else on the link: the client's addresses, or LOCAL when popwarden speaks for itself. */
+function proxyHeader(version: 'v1' | 'v2', client: ClientOrigin | undefined): Buffer {
+  if (client === undefined || isIP(client.address) === 0 || isIP(client.localAddress) === 0) return encodeLocalProxyHeader(version);
+  return encodeProxyHeader(version, { address: client.address, port: client.port }, { address: client.localAddress, port: client.localPort });
 }

@@ -36,14 +36,7 @@ import { BackendUnavailableError } from '../errors.js';
 import { escapeForLog, type Logger } from '../observability/log.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
 import { backendReadOptions } from './link.js';
-
-/** Both ends of the client's connection, for the child's environment. */
-export interface ClientEndpoints {
-  readonly remoteIp: string;
-  readonly remotePort: number;
-  readonly localIp: string;
-  readonly localPort: number;
-}
+import type { ClientOrigin } from '../net/proxy-intake.js';
 
 /** The PATH inetd gives its servers; popwarden's own environment is never passed on. */
 const CHILD_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -51,25 +44,26 @@ const CHILD_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 const TOKEN_OCTETS = 16;
 
 /**
- * The child's environment: a PATH, the operator's variables, and the client's address under the
- * names tcpd-era servers read, since getpeername() on their socket cannot give it: ucspi-tcp's
+ * The child's environment: a PATH, the operator's variables, and the client's address (the one
+ * a trusted PROXY header named, when there was one) under the names tcpd-era servers read, since
+ * getpeername() on their socket cannot give it: ucspi-tcp's
  * (PROTO, TCPREMOTEIP, TCPREMOTEPORT, TCPLOCALIP, TCPLOCALPORT), the CGI-style REMOTE_ADDR and
  * REMOTE_PORT, and xinetd's REMOTE_HOST (an address, as xinetd sets it). Nothing of popwarden's own
  * environment (REDIS passwords, tokens) leaks to the child.
  */
-export function childEnvironment(spec: ExecCommand, client: ClientEndpoints | undefined): Record<string, string> {
+export function childEnvironment(spec: ExecCommand, client: ClientOrigin | undefined): Record<string, string> {
   const addresses: Record<string, string> =
     client === undefined
       ? {}
       : {
           PROTO: 'TCP',
-          TCPREMOTEIP: client.remoteIp,
-          TCPREMOTEPORT: String(client.remotePort),
-          TCPLOCALIP: client.localIp,
+          TCPREMOTEIP: client.address,
+          TCPREMOTEPORT: String(client.port),
+          TCPLOCALIP: client.localAddress,
           TCPLOCALPORT: String(client.localPort),
-          REMOTE_ADDR: client.remoteIp,
-          REMOTE_PORT: String(client.remotePort),
-          REMOTE_HOST: client.remoteIp,
+          REMOTE_ADDR: client.address,
+          REMOTE_PORT: String(client.port),
+          REMOTE_HOST: client.address,
         };
   return { PATH: CHILD_PATH, ...spec.environment, ...addresses };
 }
@@ -265,7 +259,7 @@ export class BackendPrograms {
    */
   async start(
     spec: ExecCommand,
-    options: { readonly limit: number; readonly client: ClientEndpoints | undefined; readonly log: Logger; readonly timeoutMs: number },
+    options: { readonly limit: number; readonly client: ClientOrigin | undefined; readonly log: Logger; readonly timeoutMs: number },
   ): Promise<{ socket: Socket; process: BackendProcess }> {
     // Counted from here, before the first await: logins that start together cannot all pass.
     if (this.#running.size + this.#starting >= options.limit) {
@@ -281,7 +275,7 @@ export class BackendPrograms {
 
   async #start(
     spec: ExecCommand,
-    options: { readonly client: ClientEndpoints | undefined; readonly log: Logger; readonly timeoutMs: number },
+    options: { readonly client: ClientOrigin | undefined; readonly log: Logger; readonly timeoutMs: number },
   ): Promise<{ socket: Socket; process: BackendProcess }> {
     const { ours, theirs } = await this.#pair(options.timeoutMs);
     let child: ChildProcess;

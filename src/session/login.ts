@@ -9,9 +9,11 @@ import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard
 import { chooseBackend } from '../backend/route.js';
 import { loginToBackend } from '../backend/login.js';
 import type { BackendMemory } from '../backend/memory.js';
-import type { BackendPrograms, ClientEndpoints } from '../backend/programs.js';
+import type { BackendPrograms } from '../backend/programs.js';
+import type { ApopUsers } from '../backend/apop-users.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
+import type { ClientOrigin } from '../net/proxy-intake.js';
 import type { FailureDeadline } from './failure-deadline.js';
 import { authenticated, replied, reply, type Outcome } from './outcome.js';
 
@@ -28,6 +30,8 @@ export interface LoginDependencies {
   readonly backendMemory: BackendMemory;
   /** Where `exec:` backends run their programs. */
   readonly backendPrograms: BackendPrograms;
+  /** How each user logged in to a backend that offers APOP (the cleartext retry after a refused APOP). */
+  readonly apopUsers: ApopUsers;
 }
 
 /** One login attempt, as the session hands it over. */
@@ -35,10 +39,8 @@ export interface LoginRequest {
   /** Wiped when the login is over, whatever its end. */
   readonly credentials: Credentials;
   readonly mechanism: ClientMechanism;
-  /** The client's address, normalised. */
-  readonly clientIp: string;
-  /** Both ends of the client's connection (an `exec:` backend's program gets them in its environment). */
-  readonly client: ClientEndpoints;
+  /** Who the client is (the address every limit counts, and what the backend is told). */
+  readonly client: ClientOrigin;
   /** The client's TLS version, for the audit line. */
   readonly tlsProtocol: string | null;
   /** The session's logger. */
@@ -68,7 +70,7 @@ interface AuditFields {
 export async function authenticate(request: LoginRequest, deps: LoginDependencies): Promise<Outcome> {
   const { credentials, log } = request;
   const startedAt = Date.now();
-  const attempt: LoginAttempt = { ip: request.clientIp, user: credentials.user, password: credentials.password };
+  const attempt: LoginAttempt = { ip: request.client.address, user: credentials.user, password: credentials.password };
   const audit = (result: LoginResult, fields: AuditFields = {}): void => writeAudit(request, deps.metrics, result, startedAt, fields);
   // Failed logins are answered at a deadline on a grid of the configured delay, counted from
   // when the credentials arrived, that does not follow the backend's speed: a wrong password and
@@ -92,13 +94,15 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
     settle = decision.settle;
     const backend = await loginToBackend(credentials, {
       backend: chooseBackend(deps.config.backend, credentials.user),
+      client: request.client,
       tlsOptions: deps.backendTls,
       timeouts: deps.config.timeouts,
       log,
       metrics: deps.metrics,
       memory: deps.backendMemory,
+      apopUsers: deps.apopUsers,
       onIdleFailure: request.onBackendIdleFailure,
-      program: { programs: deps.backendPrograms, limit: deps.config.limits.maxBackendProcesses, client: request.client, log },
+      programs: { programs: deps.backendPrograms, limit: deps.config.limits.maxBackendProcesses, log },
     });
     // Off the reply's path: the client does not wait for the store to forget its failures
     // (the guard tracks it: LoginGuard.settled()).

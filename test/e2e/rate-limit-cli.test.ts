@@ -6,13 +6,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startFakeBackend, legacyScript, type FakeBackend } from '../harness/fake-backend.js';
 import { login, startProtected, startRedis, type Protected, type RedisServer } from '../harness/redis.js';
+import { scratchDir } from '../harness/scratch.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'src', 'cli.ts');
@@ -127,7 +127,7 @@ describe('fail2ban filter', { timeout: 60_000 }, () => {
       await backend.stop();
     }
     const audit = running.proxy.logText();
-    const file = join(mkdtempSync(join(tmpdir(), 'popwarden-f2b-')), 'popwarden.log');
+    const file = join(scratchDir('popwarden-f2b'), 'popwarden.log');
     writeFileSync(file, `${audit}\n`);
     const result = await promisify(execFile)('fail2ban-regex', ['-v', file, FILTER], { timeout: 30_000 }).catch(
       (error: unknown) => {

@@ -7,8 +7,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startDovecot, type Dovecot, type DovecotProfile } from '../harness/dovecot.js';
@@ -18,6 +17,7 @@ import { RawClient } from '../harness/raw-client.js';
 import { startTap, type Tap } from '../harness/tap.js';
 import { Reply } from '../../src/pop3/replies.js';
 import { BACKEND_MEMORY_FILE } from '../../src/backend/memory.js';
+import { scratchDir } from '../harness/scratch.js';
 
 const { alice } = sampleMaildrop();
 const CLI = new URL('../../src/cli.ts', import.meta.url).pathname;
@@ -41,7 +41,7 @@ async function withSwap(
 ): Promise<void> {
   let dovecot: Dovecot = await startDovecot({ profile: first });
   const tap = await startTap(dovecot.host, dovecot.port);
-  const stateDir = mkdtempSync(join(tmpdir(), 'popwarden-state-'));
+  const stateDir = scratchDir('popwarden-state');
   const caFile = dovecot.caFile;
   const proxy = await startTestProxy({
     backend: { host: tap.host, port: tap.port, ...(caFile === undefined ? {} : { caFile }), ...backend },
@@ -65,6 +65,8 @@ async function withSwap(
   }
 }
 
+// The finally above stops this file's own chain (real-backend-penalty.test.ts stops its two
+// proxies alike): each file starts and stops what it built.
 describe('a backend that offers less than before is refused (issue 9.7)', () => {
   test('CRAM-MD5 swapped for a USER-only server on the same port: refused, no PASS crosses, until forgotten', async () => {
     // trustLoopback: true (the operator's explicit word) would let USER/PASS through on its own.

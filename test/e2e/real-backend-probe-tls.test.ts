@@ -7,16 +7,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { testCertificate, testConfig } from '../harness/popwarden.js';
-import { probeBackend } from '../../src/observability/backend-probe.js';
-import { startObservability } from '../../src/observability/setup.js';
+import { probeBackend } from '../../src/backend/probe.js';
+import { startObservability } from '../../src/wiring/observability.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { BackendConfig } from '../../src/config/types.js';
+import { scratchDir } from '../harness/scratch.js';
 
 const CLI = new URL('../../src/cli.ts', import.meta.url).pathname;
 const silent = createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
@@ -65,7 +63,7 @@ describe('the probe checks the backend certificate behind STLS (issue 9.8)', () 
   });
 
   test('--check-config exits 1 with one line that names the fix', async () => {
-    const stateDir = mkdtempSync(join(tmpdir(), 'popwarden-state-'));
+    const stateDir = scratchDir('popwarden-state');
     const run = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const child = execFile(
         process.execPath,

@@ -3,21 +3,22 @@
  * by openssl at test time (never committed), every log line captured for assertions.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
-import { startPopwarden, type RunningProxy } from '../../src/app.js';
-import type { BackendAddress, BackendConfig, Config, HostPort, LimitsConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
+import { startPopwarden, type RunningProxy } from '../../src/proxy.js';
+import type { BackendAddress, BackendConfig, Config, HostPort, LimitsConfig, ListenerConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
-import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS } from '../../src/tls/policy.js';
+import { loadConfig } from '../../src/config/load.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
 import type { Metrics } from '../../src/observability/metrics.js';
 import type { LoginGuard } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
 import { LogCapture, type LogPredicate, type WaitForLogOptions } from './log-capture.js';
+import { scratchDir } from './scratch.js';
+import { startTap, type Tap } from './tap.js';
 
 /** A certificate for localhost / 127.0.0.1 signed by itself; `caFile` is what clients trust. */
 export interface TestCertificate {
@@ -31,7 +32,7 @@ let cachedCertificate: TestCertificate | undefined;
 /** One self-signed certificate per test process, made with openssl. */
 export function testCertificate(): TestCertificate {
   if (cachedCertificate !== undefined) return cachedCertificate;
-  const dir = mkdtempSync(join(tmpdir(), 'popwarden-cert-'));
+  const dir = scratchDir('popwarden-cert');
   const certFile = join(dir, 'cert.pem');
   const keyFile = join(dir, 'key.pem');
   execFileSync('openssl', [
@@ -50,7 +51,7 @@ let cachedStateDir: string | undefined;
  * itself: popwarden refuses a state directory that others may write, as /tmp is.
  */
 export function testStateDir(): string {
-  cachedStateDir ??= mkdtempSync(join(tmpdir(), 'popwarden-state-'));
+  cachedStateDir ??= scratchDir('popwarden-state');
   return cachedStateDir;
 }
 
@@ -65,6 +66,8 @@ export type BackendOverrides = Partial<BackendConfig> & (Pick<BackendConfig, 'ad
 
 export interface ProxyOverrides {
   readonly backend: BackendOverrides;
+  /** Default: one implicit-TLS and one STLS listener on 127.0.0.1, port 0. */
+  readonly listeners?: readonly ListenerConfig[];
   readonly timeouts?: Partial<TimeoutsConfig>;
   readonly limits?: Partial<LimitsConfig>;
   readonly authFailureDelayMs?: number;
@@ -93,6 +96,17 @@ export interface TestProxy {
 }
 
 /**
+ * The schema's defaults, as the loader maps them onto the runtime Config: testConfig starts from
+ * these rather than from a hand-written copy (config-load.test.ts pins them value by value, which
+ * is where writing them out belongs), so a new key with a default needs no line here.
+ */
+const SCHEMA_DEFAULTS: Config = (() => {
+  const loaded = loadConfig(['--backend', '127.0.0.1:1'], {});
+  if (loaded.action !== 'run') throw new Error(`unexpected action ${loaded.action}`);
+  return loaded.config;
+})();
+
+/**
  * The configuration tests start from: short timeouts, no failure delay, loopback only, and the
  * schema's defaults elsewhere. `tls` overrides are for tests that build their own TLS material
  * from the config (startTestProxy serves testTlsMaterial() whatever config.tls says).
@@ -101,39 +115,14 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
   const { host, port, ...backend } = overrides.backend as Partial<BackendConfig> & Partial<HostPort>;
   const address: BackendAddress = backend.address ?? { kind: 'tcp', host: host ?? '127.0.0.1', port: port ?? 110 };
   return {
-    listeners: [
+    // redis and rateLimit as well: the limiter in process memory (no redis: configured).
+    ...SCHEMA_DEFAULTS,
+    listeners: overrides.listeners ?? [
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
       { kind: 'stls', host: '127.0.0.1', port: 0, name: 'stls:test' },
     ],
-    backend: {
-      auth: 'auto',
-      tls: 'auto',
-      caFile: undefined,
-      tlsInsecure: false,
-      tlsServerName: undefined,
-      clientCertFile: undefined,
-      clientKeyFile: undefined,
-      allowPlaintextAuth: false,
-      trustLoopback: true,
-      sourceAddress: undefined,
-      ...backend,
-      address,
-    },
-    tls: {
-      certFile: undefined,
-      keyFile: undefined,
-      pfxFile: undefined,
-      pfxPassphraseFile: undefined,
-      certificates: [],
-      serverNames: [],
-      watchFiles: false,
-      minVersion: 'TLSv1.2',
-      allowLegacyProtocols: false,
-      ciphers: DEFAULT_TLS_CIPHERS,
-      groups: DEFAULT_TLS_GROUPS,
-      ticketKeysFile: undefined,
-      ...overrides.tls,
-    },
+    backend: { ...SCHEMA_DEFAULTS.backend, trustLoopback: true, ...backend, address },
+    tls: { ...SCHEMA_DEFAULTS.tls, ...overrides.tls },
     stateDir: overrides.stateDir ?? testStateDir(),
     greeting: overrides.greeting ?? 'popwarden test ready',
     authFailureDelayMs: overrides.authFailureDelayMs ?? 0,
@@ -141,6 +130,7 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       preAuthMs: 30_000,
       idleMs: 600_000,
       tlsHandshakeMs: 5_000,
+      proxyProtocolMs: 3_000,
       backendConnectMs: 5_000,
       backendStepMs: 5_000,
       backendAuthMs: 30_000,
@@ -150,31 +140,9 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       ...overrides.timeouts,
     },
     // No handshake bound unless a test asks for one: parallel clients from 127.0.0.1 are the norm here.
-    limits: { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, maxHandshakesPerIp: 0, maxSessions: 5_000, maxHandshakes: 256, maxBackendProcesses: 100, ...overrides.limits },
+    limits: { ...SCHEMA_DEFAULTS.limits, maxHandshakesPerIp: 0, ...overrides.limits },
     logLevel: 'debug',
     metrics: { listen: undefined, backendProbeIntervalMs: 0 },
-    // The defaults, in process memory (no redis: configured).
-    redis: {
-      target: { kind: 'none' },
-      username: undefined,
-      passwordFile: undefined,
-      tls: false,
-      commandTimeoutMs: 500,
-      connectTimeoutMs: 2_000,
-    },
-    rateLimit: {
-      keyPrefix: 'popwarden',
-      usernameCanonical: { lowerCase: true, realmSeparators: '@%', pattern: undefined },
-      ipv6PrefixLength: 64,
-      userIp: { maxFailures: 10, windowMs: 90 * 86_400_000, blockMs: 3_600_000 },
-      ip: { maxFailures: 100, windowMs: 86_400_000, blockMs: 86_400_000 },
-      user: { maxFailures: 50, windowMs: 3_600_000, blockMs: 900_000 },
-      trustedPairMs: 30 * 86_400_000,
-      hmacKeyFile: undefined,
-      allow: [],
-      deny: [],
-      onStoreFailure: 'insurance',
-    },
   };
 }
 
@@ -183,7 +151,7 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
   const logs = new LogCapture();
   // A state_dir per proxy: the backend memory in it must not carry over between tests whose
   // backends happen to get the same port.
-  const config = testConfig({ ...overrides, stateDir: overrides.stateDir ?? mkdtempSync(join(tmpdir(), 'popwarden-state-')) });
+  const config = testConfig({ ...overrides, stateDir: overrides.stateDir ?? scratchDir('popwarden-state') });
   const cert = testCertificate();
   const proxy = await startPopwarden(config, {
     log: createLogger('trace', logs.stream),
@@ -218,6 +186,33 @@ export async function backendProgramsExited(proxy: TestProxy, timeoutMs = 15_000
   let exited = 0;
   if (started - reportedByLogin <= 0) return;
   await proxy.waitForLog((l) => l['msg'] === 'backend program exited' && ++exited >= started - reportedByLogin, { timeoutMs });
+}
+
+/** A real POP3 server, a tap on popwarden's link to it, and popwarden in front of the tap. */
+export interface Chain<Server> {
+  readonly server: Server;
+  readonly tap: Tap;
+  readonly proxy: TestProxy;
+  /** Stops popwarden and the tap; the server is the caller's. */
+  stop(): Promise<void>;
+}
+
+/** Starts a tap in front of `server` and popwarden in front of the tap, with these backend settings. */
+export async function startChain<Server extends { readonly host: string; readonly port: number }>(
+  server: Server,
+  backend: Omit<ProxyOverrides['backend'], 'host' | 'port'> = {},
+): Promise<Chain<Server>> {
+  const tap = await startTap(server.host, server.port);
+  const proxy = await startTestProxy({ backend: { host: tap.host, port: tap.port, ...backend } });
+  return {
+    server,
+    tap,
+    proxy,
+    async stop() {
+      await proxy.stop();
+      await tap.stop();
+    },
+  };
 }
 
 /** A self-signed certificate for `names` (the first is the CN), made with openssl in `dir`. */

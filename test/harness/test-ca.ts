@@ -4,9 +4,9 @@
  * complain about a self-signed test certificate.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { scratchDir } from './scratch.js';
 
 export interface TestCa {
   readonly dir: string;
@@ -30,7 +30,7 @@ export function createClientCertificate(ca: TestCa, commonName: string): { certF
 
 /** Creates a CA and a 90-day RSA-2048 server certificate for localhost and 127.0.0.1. */
 export function createTestCa(): TestCa {
-  const dir = mkdtempSync(join(tmpdir(), 'popwarden-ca-'));
+  const dir = scratchDir('popwarden-ca');
   const path = (name: string): string => join(dir, name);
   const openssl = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'ignore' });
   openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '365', '-subj', '/CN=popwarden test CA',

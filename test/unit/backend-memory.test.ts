@@ -1,14 +1,14 @@
 import { describe, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs, { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import fs, { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BACKEND_MEMORY_FILE, BackendMemory, unseenStlsWarning } from '../../src/backend/memory.js';
 import { loopbackTrusted } from '../../src/backend/mechanism.js';
 import { testConfig } from '../harness/popwarden.js';
+import { scratchDir } from '../harness/scratch.js';
 
-const fresh = (): BackendMemory => new BackendMemory(join(mkdtempSync(join(tmpdir(), 'popwarden-memory-')), 'state'));
+const fresh = (): BackendMemory => new BackendMemory(join(scratchDir('popwarden-memory'), 'state'));
 
 describe('BackendMemory', () => {
   test('remembers the first offer in a 0600 file and accepts the same offer again', () => {

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { loadConfig, redactedConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { describeSwitchedOff } from '../../src/auth/rate-limit/policy.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { scratchDir } from '../harness/scratch.js';
 
 const BACKEND = ['--backend', '127.0.0.1:1110'];
 const loaded = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
@@ -86,7 +86,7 @@ describe('rate-limit configuration', () => {
   });
 
   it('the replaced normalise_usernames key names its successor', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'popwarden-rl-'));
+    const dir = scratchDir('popwarden-rl');
     const file = join(dir, 'popwarden.yaml');
     writeFileSync(file, 'backend: 127.0.0.1:1110\nrate_limit:\n  normalise_usernames: true\n');
     assert.match(loadError(['-c', file]), /popwarden.yaml:3: "rate_limit.normalise_usernames" was replaced by "rate_limit.username_canonical/);

@@ -1,13 +1,14 @@
 /** Key derivation, CIDR lists, the password fingerprint, the decision and the connection gate. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { attemptKeys, canonicalUser, ipKey } from '../../src/auth/rate-limit/keys.js';
-import { CidrList } from '../../src/auth/rate-limit/cidr.js';
+import { attemptKeys, canonicalUser } from '../../src/auth/rate-limit/keys.js';
+import { ipKey } from '../../src/net/addresses.js';
+import { CidrList } from '../../src/net/cidr.js';
 import { loadHmacKey, passwordTag } from '../../src/auth/rate-limit/hmac.js';
 import { ConnectionLimits } from '../../src/net/connection-limits.js';
+import { scratchDir } from '../harness/scratch.js';
 
 const SOLID = { lowerCase: true, realmSeparators: '@%', pattern: undefined };
 const KEYS = { usernameCanonical: SOLID, ipv6PrefixLength: 64 };
@@ -71,7 +72,7 @@ describe('CIDR lists', () => {
 });
 
 describe('failed-password fingerprint', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'popwarden-hmac-'));
+  const dir = scratchDir('popwarden-hmac');
   it('is a keyed, truncated HMAC: stable, per pair, per key, never the password', () => {
     const key = Buffer.alloc(32, 1);
     const tag = passwordTag(key, '{alice@192.0.2.1}', Buffer.from('hunter2'));

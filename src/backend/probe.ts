@@ -1,16 +1,17 @@
 import { performance } from 'node:perf_hooks';
 import type { BackendConfig } from '../config/types.js';
 import type { ConnectionOptions } from 'node:tls';
-import { dialBackend, type BackendConnection } from '../backend/dial.js';
-import { BackendLink } from '../backend/link.js';
-import { backendTlsOptions, describeBackendTlsFailure } from '../backend/tls-options.js';
+import { dialBackend, type BackendConnection } from './dial.js';
+import { BackendLink } from './link.js';
+import { backendTlsOptions, describeBackendTlsFailure } from './tls-options.js';
 import { parseCapabilities } from '../pop3/capabilities.js';
 import { MAX_CAPA_LINES } from '../config/limits.js';
 import { BackendUnavailableError } from '../errors.js';
 import { formatBackendAddress } from '../config/values.js';
-import { BackendPrograms } from '../backend/programs.js';
-import { programProblem } from '../backend/program-check.js';
-import { createLogger, type Logger } from './log.js';
+import { BackendPrograms } from './programs.js';
+import { programProblem } from './program-check.js';
+import { createLogger, type Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /**
  * What one probe found. `reason` is a short stable word for logs when the backend is down;
@@ -93,8 +94,8 @@ export async function probeBackend(
   let link: BackendLink;
   let connection: BackendConnection;
   try {
-    const program = { programs: programs ?? new BackendPrograms(SILENT), limit: 1, client: undefined, log: SILENT };
-    connection = await dialBackend(backend, timeoutMs, tlsOptions, program);
+    const runner = { programs: programs ?? new BackendPrograms(SILENT), limit: 1, log: SILENT };
+    connection = await dialBackend(backend, timeoutMs, tlsOptions, undefined, runner);
     link = new BackendLink(connection.socket, () => undefined);
   } catch (error) {
     const tls = describeBackendTlsFailure(error, backend);
@@ -124,11 +125,15 @@ export async function probeBackend(
   }
 }
 
-/** Runs probeBackend every `intervalMs` (never two at once) until stopped. */
+/**
+ * Runs probeBackend every `intervalMs` (never two at once) until stopped, and tells what it found:
+ * every result to `metrics`, each change between up and down to the log.
+ */
 export class BackendProber {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<ProbeResult> | undefined;
   #stopped = false;
+  #lastUp: boolean | undefined;
 
   /** The fix the latest failed probe named (a TLS trust problem), for /readyz. */
   lastFix: string | undefined;
@@ -142,8 +147,8 @@ export class BackendProber {
   constructor(
     private readonly backend: BackendConfig,
     private readonly timeoutMs: number,
-    private readonly onResult: (result: ProbeResult) => void,
-    log: Logger = SILENT,
+    private readonly metrics: Pick<Metrics, 'backendProbe'>,
+    private readonly log: Logger,
   ) {
     this.#tlsOptions = backendTlsOptions(backend);
     this.#programs = new BackendPrograms(log);
@@ -166,10 +171,19 @@ export class BackendProber {
     this.#running = probeBackend(this.backend, this.timeoutMs, this.#tlsOptions, this.#programs).then((result) => {
       this.#running = undefined;
       this.lastFix = result.up ? undefined : result.fix;
-      if (!this.#stopped) this.onResult(result);
+      if (!this.#stopped) this.#tell(result);
       return result;
     });
     return this.#running;
+  }
+
+  #tell(result: ProbeResult): void {
+    this.metrics.backendProbe(result.up, result.durationSeconds);
+    if (result.up === this.#lastUp) return;
+    const backend = formatBackendAddress(this.backend.address);
+    if (result.up) this.log.info({ backend }, 'backend probe: up');
+    else this.log.warn({ backend, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
+    this.#lastUp = result.up;
   }
 
   /** Stops the schedule and waits for a probe in flight (bounded by its own timeout). */
