@@ -15,25 +15,9 @@ import type { ExecCommand } from '../../src/config/types.js';
 import { backendProgramsExited, startTestProxy, type TestProxy } from '../harness/popwarden.js';
 import { childrenOf } from '../harness/proc.js';
 import { RawClient } from '../harness/raw-client.js';
+import { writeTinyInetdServer } from '../harness/tiny-inetd.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'popwarden-exec-failures-'));
-
-/** A minimal inetd-style POP3 server: +OK to everything, no CAPA; ENV_DUMP and IGNORE_TERM change it. */
-const SERVE = `#!/bin/sh
-[ -n "$ENV_DUMP" ] && env > "$ENV_DUMP"
-[ -n "$IGNORE_TERM" ] && trap '' TERM
-printf '+OK tiny\\r\\n'
-while IFS= read -r line; do
-  case "$line" in
-    CAPA*) printf -- '-ERR no CAPA\\r\\n' ;;
-    QUIT*) printf '+OK bye\\r\\n'; exit 0 ;;
-    *) printf '+OK\\r\\n' ;;
-  esac
-done
-# SIGTERM stays ignored across exec: only SIGKILL ends this.
-[ -n "$IGNORE_TERM" ] && exec sleep 600
-exit 0
-`;
 
 function script(name: string, text: string, mode = 0o755): string {
   const path = join(dir, name);
@@ -42,7 +26,7 @@ function script(name: string, text: string, mode = 0o755): string {
   return path;
 }
 
-const serve = script('serve.sh', SERVE);
+const serve = writeTinyInetdServer(dir);
 const exec = (command: string, environment: Record<string, string> = {}): ExecCommand => ({ command, args: [], environment, cwd: undefined });
 
 async function startProxy(program: ExecCommand, maxBackendProcesses = 10): Promise<TestProxy> {
@@ -77,7 +61,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 describe('exec: a program that cannot serve', { timeout: 60_000 }, () => {
   const cases: [string, () => string, RegExp][] = [
     ['missing', () => join(dir, 'no-such-server'), /cannot run .*no-such-server: it \(or its working directory\) does not exist/],
-    ['not executable', () => script('not-executable.sh', SERVE, 0o644), /cannot run .*not-executable.sh: it is not executable/],
+    ['not executable', () => writeTinyInetdServer(dir, 'not-executable.sh', 0o644), /cannot run .*not-executable.sh: it is not executable/],
     ['exits before its greeting', () => script('early.sh', '#!/bin/sh\necho "cannot open /etc/ipop3d.conf" >&2\nexit 7\n'), /early.sh exited with status 7 before its greeting; stderr: cannot open \/etc\/ipop3d.conf/],
   ];
   for (const [label, make, reason] of cases) {
