@@ -56,8 +56,7 @@ describe('loadConfig defaults', () => {
       ['tls:0.0.0.0:995', 'stls:0.0.0.0:110'],
     );
     assert.deepEqual(config.backend, {
-      host: '127.0.0.1',
-      port: 1110,
+      address: { kind: 'tcp', host: '127.0.0.1', port: 1110 },
       auth: 'auto',
       tls: 'auto',
       caFile: undefined,
@@ -107,6 +106,7 @@ describe('loadConfig defaults', () => {
       maxHandshakesPerIp: 10,
       maxSessions: 5_000,
       maxHandshakes: 256,
+      maxBackendProcesses: 100,
     });
   });
 
@@ -142,7 +142,7 @@ describe('loadConfig precedence: flag > env > file > default', () => {
   it('file beats default', () => {
     const config = load(['--config', file]);
     assert.equal(config.greeting, 'from file');
-    assert.equal(config.backend.host, 'file.example');
+    assert.deepEqual(config.backend.address, { kind: 'tcp', host: 'file.example', port: 110 });
     assert.equal(config.backend.trustLoopback, false);
     assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [1]);
     assert.equal(config.timeouts.idleMs, 11 * 60_000);
@@ -163,7 +163,7 @@ describe('loadConfig precedence: flag > env > file > default', () => {
     assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [3]);
     assert.equal(config.timeouts.idleMs, 13 * 60_000);
     // Keys nobody overrode keep the file's value.
-    assert.equal(config.backend.host, 'file.example');
+    assert.deepEqual(config.backend.address, { kind: 'tcp', host: 'file.example', port: 110 });
   });
 });
 
@@ -287,7 +287,7 @@ describe('loadConfig value checks', () => {
       { kind: 'tls', host: '::1', port: 0, name: 'tls:[::1]:0' },
       { kind: 'stls', host: '::', port: 0, name: 'stls:[::]:0' },
     ]);
-    assert.deepEqual([config.backend.host, config.backend.port], ['::1', 1110]);
+    assert.deepEqual(config.backend.address, { kind: 'tcp', host: '::1', port: 1110 });
   });
 
   it('refuses port 0 for the backend but not for listeners', () => {
