@@ -56,8 +56,8 @@ export interface AttackReport {
   readonly outcomes: Readonly<Record<string, number>>;
 }
 
-/** The first line of `text` (CRLF or LF), at most 60 characters: an outcome label. */
-const firstLine = (text: string): string => text.split(/\r?\n/, 1)[0]!.slice(0, 60);
+/** The first line of `text` (CRLF or LF), at most 80 characters: an outcome label. */
+const firstLine = (text: string): string => text.split(/\r?\n/, 1)[0]!.slice(0, 80);
 
 /**
  * Runs `socket` until it closes or `ms` pass; resolves with everything received (latin1) and
