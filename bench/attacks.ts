@@ -6,7 +6,9 @@
  * again. Reports its login latency against the quiet case, and popwarden's RSS, descriptors and
  * event-loop delay (prom-client's monitorEventLoopDelay, read from /metrics).
  *
- *   npm run bench:attacks [-- --seconds 15] [--only slowloris-995,credential-stuffing]
+ *   npm run bench:attacks [-- --seconds 15] [--only slowloris-995,credential-stuffing] [--profile]
+ *
+ * --profile: popwarden writes a CPU profile to bench/results/profiles/ when it stops.
  *
  * Prints a Markdown report and writes it to bench/results/attacks.md. Not CI: timings only here;
  * test/e2e/attacks.test.ts checks the functional outcomes.
@@ -28,7 +30,7 @@ import { fdCount, percentile, rssBytes } from './lib.js';
 import { killOnExit, stopTree } from './proc.js';
 import { benchEnvironment, versions } from './targets.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '15' }, only: { type: 'string' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '15' }, only: { type: 'string' }, profile: { type: 'boolean', default: false } } });
 const seconds = Number(values.seconds);
 if (!Number.isFinite(seconds) || seconds < 3 || seconds > 60) {
   console.error('usage: attacks.ts [--seconds 3..60] [--only kind,kind]');
@@ -69,7 +71,8 @@ const redis = await startRedis();
 killOnExit(redis.pid);
 const ports = { tls: await freePort(), stls: await freePort(), metrics: await freePort() };
 const popwardenLog = join('/tmp', `popwarden-attacks-${process.pid}.log`);
-const child: ChildProcess = spawn(process.execPath, ['dist/cli.js', '--listen-tls', `127.0.0.1:${ports.tls}`, '--listen-stls', `127.0.0.1:${ports.stls}`,
+const profile = values.profile === true ? ['--cpu-prof', `--cpu-prof-dir=${join(here, 'results', 'profiles')}`] : [];
+const child: ChildProcess = spawn(process.execPath, [...profile, 'dist/cli.js', '--listen-tls', `127.0.0.1:${ports.tls}`, '--listen-stls', `127.0.0.1:${ports.stls}`,
   '--backend', `127.0.0.1:${backend.port}`, '--cert', env.certFile, '--key', env.keyFile, '--redis', redis.url,
   '--state-dir', env.dir, '--metrics-listen', `127.0.0.1:${ports.metrics}`, '--backend-probe-interval', '0s', '--log-level', 'info'],
 { stdio: ['ignore', 'pipe', 'inherit'] });
