@@ -96,14 +96,14 @@ describe('attacks while a real user works (issue 14.3)', { timeout: 120_000 }, (
   });
 
   test('slowloris on 110: every trickling connection is closed at the login deadline', async () => {
-    const report = await underAttack('slowloris-110', { sources: loopbackSources(2, 10), concurrency: 30, durationMs: 8_000 });
+    const report = await underAttack('slowloris-110', { sources: loopbackSources(2, 10), concurrency: 30, durationMs: 15_000 });
     assert.deepEqual(Object.keys(report.outcomes), ['closed by popwarden (-ERR Login timed out)']);
   });
 
   test('slowloris on 995: stalled handshakes are closed, the per-address handshake bound refuses the excess at once', async () => {
     const refusedBefore = guarded.proxy.logs().filter((l) => l['reason'] === 'too_many_handshakes').length;
     // 12 stalled handshakes from each of 3 addresses: 10 each are let in (and time out), 2 each refused.
-    const report = await underAttack('slowloris-995', { sources: loopbackSources(3, 3), concurrency: 36, durationMs: 8_000 });
+    const report = await underAttack('slowloris-995', { sources: loopbackSources(3, 3), concurrency: 36, durationMs: 15_000 });
     assert.deepEqual(report.outcomes, { 'closed by popwarden': 36 });
     const refused = guarded.proxy.logs().filter((l) => l['reason'] === 'too_many_handshakes').length - refusedBefore;
     assert.equal(refused, 6);
