@@ -10,6 +10,7 @@ import { backendTlsOptions } from './backend/tls-options.js';
 import { Session, type SessionDependencies } from './session/session.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
+import { BackendPrograms } from './backend/programs.js';
 import { ApopUsers } from './backend/apop-users.js';
 import { SharedBackendMemory, type OfferMemory } from './backend/shared-memory.js';
 import { SharedApopUsers, type ApopMemory } from './backend/shared-apop-users.js';
@@ -99,6 +100,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   }
   const failureDeadline = new FailureDeadline(log);
   const localMemory = new BackendMemory(config.stateDir);
+  const backendPrograms = new BackendPrograms(log);
   const localApopUsers = new ApopUsers(config.rateLimit.usernameCanonical);
   const backendMemory: OfferMemory = deps.shared === undefined ? localMemory : new SharedBackendMemory(localMemory, deps.shared);
   const apopUsers: ApopMemory =
@@ -115,7 +117,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
     let made = sessionDeps.get(listener);
     if (made === undefined) {
-      made = { config: current, listener, tls, backendTls, log, metrics, guard, failureDeadline, backendMemory, apopUsers, onClosed };
+      made = { config: current, listener, tls, backendTls, log, metrics, guard, failureDeadline, backendMemory, apopUsers, backendPrograms, onClosed };
       sessionDeps.set(listener, made);
     }
     return made;
@@ -190,6 +192,8 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       }
       for (const session of [...sessions]) session.close('server-shutdown');
       await Promise.all(listenersClosed);
+      // Each closed session has signalled its program; wait until they are all reaped.
+      await backendPrograms.close();
     },
   };
 }

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultStateDir, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { formatHostPort } from '../config/values.js';
+import { formatBackendAddress } from '../config/values.js';
 import { createRedisClient, describeRedisTarget, waitUntilReady, type RedisClient } from '../auth/rate-limit/redis-client.js';
 import { BackendMemory } from './memory.js';
 import { sharedOffer, sharedOfferKey } from './shared-memory.js';
@@ -18,12 +18,13 @@ export interface BackendCliIo {
 }
 
 export const BACKEND_USAGE = `Usage: popwarden backend show [--state-dir DIR] [--config FILE]
-       popwarden backend forget HOST:PORT [--state-dir DIR] [--config FILE]
+       popwarden backend forget ADDRESS [--state-dir DIR] [--config FILE]
 
 popwarden remembers the strongest login each backend offered (CRAM-MD5, APOP, cleartext) and
 whether it offered STLS, and refuses a backend that later offers less: that is what an impostor
 on the port or a man in the middle would do. If the backend was changed on purpose, forget it:
 the next login remembers what it offers then. A running popwarden sees the change at once.
+ADDRESS is the backend as \`show\` lists it: HOST:PORT, unix:/path, or "exec:/program args".
 
   --state-dir DIR   popwarden's state_dir (default: the config's, else $STATE_DIRECTORY, else ./.state)
   --config FILE     popwarden's config: its state_dir, and with redis: the memory every instance
@@ -72,7 +73,7 @@ export async function runBackendCli(argv: readonly string[], env: NodeJS.Process
         return 0;
       }
       // Redis holds one key per backend: the ones this instance knows of, and its config's.
-      const addresses = new Set([...Object.keys(local), ...(config === undefined ? [] : [formatHostPort(config.backend)])]);
+      const addresses = new Set([...Object.keys(local), ...(config === undefined ? [] : [formatBackendAddress(config.backend.address)])]);
       const shared: Record<string, unknown> = {};
       for (const address of addresses) {
         const entry = await sharedOffer(client, prefix, address);

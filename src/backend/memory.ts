@@ -15,9 +15,9 @@
 import { chmodSync, readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendConfig } from '../config/types.js';
-import { formatHostPort } from '../config/values.js';
+import { formatBackendAddress } from '../config/values.js';
 import { checkStateFile, ensureStateDir } from '../config/state-dir.js';
-import { isLoopbackAddress } from '../net/addresses.js';
+import { isLocalBackend } from './local-link.js';
 
 /** Name of the memory file inside state_dir. */
 export const BACKEND_MEMORY_FILE = 'backends.json';
@@ -64,6 +64,9 @@ function describe(offer: { strongest: BackendStrength; stls: boolean | undefined
  * an editor that rewrites the file in place.
  */
 const versionOf = (stats: Stats): string => `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
+
+/** An address as one shell argument: an exec: backend's address has spaces, so it is quoted. */
+export const shellWord = (address: string): string => (/\s/.test(address) ? `'${address}'` : address);
 
 /** What one login's offer means against what was remembered: the verdict, and what to remember now. */
 export interface Judgement {
@@ -164,7 +167,7 @@ export class BackendMemory {
 
   /** How an operator accepts a changed backend remembered here. */
   #forgetHint(address: string): string {
-    return `run "popwarden backend forget ${address} --state-dir ${this.stateDir}" (or delete ${this.file})`;
+    return `run "popwarden backend forget ${shellWord(address)} --state-dir ${this.stateDir}" (or delete ${this.file})`;
   }
 
   /**
@@ -238,8 +241,8 @@ export class BackendMemory {
  * Undefined when there is nothing to warn about.
  */
 export function unseenStlsWarning(backend: BackendConfig, memory: BackendMemory): string | undefined {
-  if (backend.tls !== 'auto' || backend.host === 'localhost' || isLoopbackAddress(backend.host)) return undefined;
-  const address = formatHostPort(backend);
+  if (backend.tls !== 'auto' || isLocalBackend(backend.address)) return undefined;
+  const address = formatBackendAddress(backend.address);
   let remembered: RememberedBackend | undefined;
   try {
     remembered = memory.entries()[address];

@@ -18,7 +18,7 @@ import type { SharedRedis } from '../auth/rate-limit/shared-redis.js';
 import { SHARED_KEY_KINDS, sharedKey } from '../auth/rate-limit/shared-redis.js';
 import type { RedisClient } from '../auth/rate-limit/redis-client.js';
 import { REMEMBERED_OFFER_MS } from '../config/limits.js';
-import { BackendMemory, isRememberedBackend, judgeOffer, STRENGTHS, type BackendOffer, type BackendStrength, type OfferVerdict, type RememberedBackend } from './memory.js';
+import { BackendMemory, isRememberedBackend, shellWord, judgeOffer, STRENGTHS, type BackendOffer, type BackendStrength, type OfferVerdict, type RememberedBackend } from './memory.js';
 
 /** What a login checks an offer against; the file alone (BackendMemory) or Redis with it. */
 export interface OfferMemory {
@@ -71,7 +71,7 @@ export class SharedBackendMemory implements OfferMemory {
       return { kind: 'refuse', reason: `the shared memory of the backend ${address} in Redis (${key}) is malformed`, hint: `run "redis-cli DEL ${key}"` };
     }
     const hint =
-      `run "popwarden backend forget ${address} --config FILE" on each instance (it deletes ${key} in Redis, ` +
+      `run "popwarden backend forget ${shellWord(address)} --config FILE" on each instance (it deletes ${key} in Redis, ` +
       'the memory every instance shares, and the instance\'s own copy)';
     const judged = judgeOffer(address, remembered, offer, now, hint);
     if (judged.verdict.kind === 'refuse') return judged.verdict;

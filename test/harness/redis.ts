@@ -226,6 +226,8 @@ export async function startProtected(
     ...(protection.shared === undefined ? {} : { shared: protection.shared }),
     ...(options.authFailureDelayMs === undefined ? {} : { authFailureDelayMs: options.authFailureDelayMs }),
     ...(options.timeouts === undefined ? {} : { timeouts: options.timeouts }),
+    // The same limits for the listeners (handshake bounds, invalid commands) as for the gate.
+    ...(options.limits === undefined ? {} : { limits: options.limits }),
     ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
   });
   return {
