@@ -40,37 +40,20 @@ import {
   type ClientResult,
 } from '../harness/clients.js';
 import { startLegacyServer, type LegacyOptions, type LegacyServer } from '../harness/legacy.js';
-import { dotStuff, sampleMaildrop, type SampleAccount } from '../harness/maildrop.js';
+import { dotStuff, messageIdOf as messageId, sampleMaildrop, type SampleAccount } from '../harness/maildrop.js';
 import { startTestProxy, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
-import { startTap, type Tap } from '../harness/tap.js';
+import { passwordFormsIn as passwordFormsOf, startTap, type Tap } from '../harness/tap.js';
 
 const { alice } = sampleMaildrop();
 
-/** Every form in which alice's password could be recognised on the backend link. */
-const PASSWORD_FORMS: readonly string[] = [
-  alice.pass,
-  Buffer.from(alice.pass).toString('base64'),
-  Buffer.from(alice.pass).toString('hex'),
-  Buffer.from(alice.pass).toString('hex').toUpperCase(),
-  Buffer.from(`\0alice\0${alice.pass}`).toString('base64'),
-];
-
-function passwordFormsIn(bytes: Buffer): string[] {
-  const text = bytes.toString('latin1');
-  return PASSWORD_FORMS.filter((form) => text.includes(form));
-}
+/** The forms of alice's password that appear in `bytes`. */
+const passwordFormsIn = (bytes: Buffer): string[] => passwordFormsOf(bytes, alice.user, alice.pass);
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /** What a failed client run said, for assertion messages. */
 const why = (r: ClientResult): string => `exit ${r.exitCode}\n${r.stderr.slice(-1_500)}\n${r.transcript.slice(-1_500)}`;
-
-/** The Message-ID of a message, to tell which ones a server still holds whatever headers it adds. */
-function messageId(bytes: Buffer): string {
-  const header = bytes.subarray(0, bytes.indexOf('\r\n\r\n')).toString('latin1');
-  return /^Message-ID: (.*)$/im.exec(header)?.[1]?.trim() ?? '(none)';
-}
 
 /** A legacy server, a tap on its link and popwarden in front of the tap. */
 interface Chain {
