@@ -1,0 +1,104 @@
+/**
+ * The server dimension of the interop matrix: each row is one real POP3 server in one setup,
+ * started by the existing harness (test/harness/dovecot.ts, test/harness/legacy.ts), with what
+ * popwarden needs to be told about it and what it needs so popwarden can avoid cleartext.
+ */
+import type { BackendConfig } from '../../src/config/types.js';
+import type { SampleAccount } from '../harness/maildrop.js';
+import { startDovecot, type DovecotProfile } from '../harness/dovecot.js';
+import { startLegacyServer, type LegacyOptions } from '../harness/legacy.js';
+
+/**
+ * How popwarden reaches the server. `tcp`: HOST:PORT (the servers listen on loopback). `exec`
+ * (popwarden spawns the server per session, as inetd does) and `unix` (a socket-activated server
+ * behind a UNIX socket) are issue 12 points 1 and 2: rows list them once popwarden has them.
+ */
+export type BackendForm = 'tcp' | 'exec' | 'unix';
+
+/** A running server as the matrix uses it: where it listens and how to read its maildrop directly. */
+export interface RunningServer {
+  readonly host: string;
+  readonly port: number;
+  /** The certificate to trust when popwarden upgrades the link with STLS. */
+  readonly caFile?: string;
+  /** Resolves once no session of the server is left (its changes are on disk). */
+  whenIdle(timeoutMs?: number): Promise<void>;
+  /** Puts the sample maildrops back (or what snapshotMaildrop kept); only while idle. */
+  resetMaildrop(): void;
+  /** Servers that change the maildrop on first open: resetMaildrop() puts back the maildrop as it is now. */
+  snapshotMaildrop?(): void;
+  /** Every message as the server serves it directly, without QUIT (nothing changes). */
+  fetchDirect(account: SampleAccount): Promise<Buffer[]>;
+  /** Every message's header (`TOP n 0`), directly, without QUIT. */
+  headersDirect(account: SampleAccount): Promise<Buffer[]>;
+  stop(): Promise<void>;
+}
+
+/** One row of the matrix. */
+export interface ServerRow {
+  /** Short, stable name (test names, report keys). */
+  readonly id: string;
+  /** The server and its setup, for the table. */
+  readonly label: string;
+  readonly forms: readonly BackendForm[];
+  /**
+   * The server offers APOP, CRAM-MD5 or STLS, so the backend link must never carry the password
+   * in clear, base64 or hex. False: popwarden sends it as the operator allowed (trusted loopback).
+   */
+  readonly protectsPassword: boolean;
+  /** What the server needs so popwarden can avoid cleartext on the link (README). */
+  readonly needs: string;
+  /** Set when every cell of the row is known to fail, with the reason (cells run as todo). */
+  readonly knownFailure?: string;
+  /** popwarden's backend settings beyond how to reach it. */
+  backendSettings?(server: RunningServer): Partial<BackendConfig>;
+  start(): Promise<RunningServer>;
+}
+
+function dovecotRow(profile: DovecotProfile, label: string, protectsPassword: boolean, needs: string): ServerRow {
+  return {
+    id: `dovecot-${profile}`,
+    label,
+    forms: ['tcp'],
+    protectsPassword,
+    needs,
+    ...(profile === 'stls' ? { backendSettings: (server: RunningServer) => ({ caFile: server.caFile }) } : {}),
+    start: () => startDovecot({ profile }),
+  };
+}
+
+function legacyRow(id: string, label: string, opts: LegacyOptions, row: Omit<ServerRow, 'id' | 'label' | 'start' | 'forms'>): ServerRow {
+  return { id, label, forms: ['tcp'], ...row, start: () => startLegacyServer(opts) };
+}
+
+/** Every row, in table order. */
+export const SERVER_ROWS: readonly ServerRow[] = [
+  dovecotRow('apop-only', 'Dovecot 2.3, APOP only', true, '`auth_mechanisms = apop` and plain (or CRAM-MD5) passwords in its passdb'),
+  dovecotRow('cram-md5-only', 'Dovecot 2.3, CRAM-MD5 only', true, '`auth_mechanisms = cram-md5` and plain (or CRAM-MD5) passwords in its passdb'),
+  dovecotRow('user-only', 'Dovecot 2.3, USER/PASS only', false, 'one of the above, or STLS; as it is, only a trusted link (privileged loopback port)'),
+  dovecotRow('stls', 'Dovecot 2.3, STLS', true, '`ssl = yes` with a certificate popwarden trusts (`backend_ca_file`)'),
+  legacyRow('popa3d', 'popa3d 1.0.3', { server: 'popa3d' }, {
+    protectsPassword: false,
+    needs: 'nothing it can offer (USER/PASS only, no CAPA): run it on a privileged loopback port (inetd, socat) and keep it off the network',
+  }),
+  legacyRow('mailutils-apop', 'GNU mailutils pop3d 3.15, APOP', { server: 'mailutils' }, {
+    protectsPassword: true,
+    needs: 'an APOP secret per user in its popauth database (`popauth`, `apop-database-file`)',
+  }),
+  legacyRow('mailutils-stls', 'GNU mailutils pop3d 3.15, APOP + STLS', { server: 'mailutils', stls: true }, {
+    protectsPassword: true,
+    needs: 'popauth APOP secrets, or STLS (`tls-mode stls`) with a certificate popwarden trusts; popwarden uses both',
+    backendSettings: (server) => ({ caFile: server.caFile }),
+  }),
+  legacyRow('solid-pop3d-auto', 'solid-pop3d 0.15, backend_auth auto', { server: 'solid-pop3d' }, {
+    protectsPassword: true,
+    needs: 'an APOP secret in every user\'s `~/.spop3d` (it offers APOP to every user, secret or not)',
+    knownFailure:
+      'solid-pop3d sends an APOP timestamp to every user; popwarden picks APOP and users without a ~/.spop3d secret are refused (branch legacy)',
+  }),
+  legacyRow('solid-pop3d-user', 'solid-pop3d 0.15, backend_auth user', { server: 'solid-pop3d' }, {
+    protectsPassword: false,
+    needs: 'pinned to USER/PASS (users without `~/.spop3d`): a privileged loopback port',
+    backendSettings: () => ({ auth: 'user' }),
+  }),
+];
