@@ -59,13 +59,13 @@ async function deleteWithOpenssl(o: ClientOptions, numbers: readonly number[], e
 export const MATRIX_CLIENTS: readonly MatrixClient[] = [
   {
     id: 'fetchmail-keep',
-    label: (port) => (port === 'implicit' ? 'fetchmail --ssl --sslcertck --keep' : 'fetchmail STLS --sslcertck --keep'),
+    label: (port) => (port === 'implicit' ? 'fetchmail --ssl --keep' : 'fetchmail STLS --keep'),
     checks: ['fetch'],
     fetch: (o) => fetchWithFetchmail(o),
   },
   {
     id: 'fetchmail',
-    label: (port) => (port === 'implicit' ? 'fetchmail --ssl --sslcertck' : 'fetchmail STLS --sslcertck'),
+    label: (port) => (port === 'implicit' ? 'fetchmail --ssl' : 'fetchmail STLS'),
     checks: ['fetch-delete'],
     fetch: (o) => fetchWithFetchmail({ ...o, keep: false }),
   },
@@ -77,7 +77,7 @@ export const MATRIX_CLIENTS: readonly MatrixClient[] = [
   },
   {
     id: 'openssl',
-    label: (port) => (port === 'implicit' ? 'openssl s_client' : 'openssl s_client -starttls pop3'),
+    label: (port) => (port === 'implicit' ? 's_client' : 's_client -starttls pop3'),
     checks: ['fetch', 'dele-kill', 'dele-quit'],
     fetch: (o) => fetchWithOpenssl(o),
     delete: deleteWithOpenssl,

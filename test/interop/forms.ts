@@ -10,7 +10,10 @@ import type { BackendForm, RunningServer } from './servers.js';
 export interface FormLink {
   /** popwarden's backend address settings for this form. */
   readonly backend: Pick<BackendConfig, 'host' | 'port'> & Partial<BackendConfig>;
-  readonly tap: Tap;
+  /** Every byte popwarden sent on the link so far, session after session. */
+  clientToServer(): Buffer;
+  /** Resolves once every session popwarden opened on the link has ended (and its server with it). */
+  whenIdle(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -18,8 +21,14 @@ export interface FormLink {
 export async function linkFor(form: BackendForm, server: RunningServer): Promise<FormLink> {
   switch (form) {
     case 'tcp': {
-      const tap = await startTap(server.host, server.port);
-      return { backend: { host: tap.host, port: tap.port }, tap, stop: () => tap.stop() };
+      const tap: Tap = await startTap(server.host, server.port);
+      return {
+        backend: { host: tap.host, port: tap.port },
+        clientToServer: () => tap.bytesClientToServer(),
+        // The server's own sessions are the link's: RunningServer.whenIdle covers them.
+        whenIdle: async () => undefined,
+        stop: () => tap.stop(),
+      };
     }
     case 'exec':
     case 'unix':

@@ -56,7 +56,7 @@ function describeChoice(proxy: TestProxy, link: FormLink): string | undefined {
     .filter((l) => typeof l['backendMechanism'] === 'string')
     .at(-1)?.['backendMechanism'];
   if (mechanism === undefined) return undefined;
-  const sent = link.tap.bytesClientToServer().toString('latin1');
+  const sent = link.clientToServer().toString('latin1');
   const stls = /(^|\r\n)STLS\r\n/.test(sent);
   return `${stls ? 'STLS, then ' : ''}${String(mechanism).toUpperCase()}`;
 }
@@ -128,9 +128,15 @@ for (const row of SERVER_ROWS.filter((r) => only === undefined || only.length ==
         await server?.stop();
       });
 
+      /** Every session has ended, on the link and in the server: the maildrop is final. */
+      const whenIdle = async (): Promise<void> => {
+        await link!.whenIdle();
+        await server!.whenIdle();
+      };
+
       /** The Message-IDs alice's maildrop holds once every session has ended. */
       const leftOnServer = async (): Promise<string[]> => {
-        await server!.whenIdle();
+        await whenIdle();
         const left = (await server!.headersDirect(alice)).map(messageIdOf);
         if (left.length !== ALL_IDS.length) dirty = true;
         return left;
@@ -138,7 +144,7 @@ for (const row of SERVER_ROWS.filter((r) => only === undefined || only.length ==
 
       const runCheck = async (client: MatrixClient, check: Check, o: ClientOptions): Promise<void> => {
         if (dirty) {
-          await server!.whenIdle();
+          await whenIdle();
           server!.resetMaildrop();
           dirty = false;
           // A snapshot brings back the very bytes the reference was read from; otherwise read them again.
@@ -177,7 +183,7 @@ for (const row of SERVER_ROWS.filter((r) => only === undefined || only.length ==
           test(`${client.label(port)}: ${client.checks.join(', ')}`, { timeout: 300_000, ...options }, async () => {
             assert.ok(server !== undefined && link !== undefined && proxy !== undefined, 'the row did not start');
             const o = clientOptions(proxy, port);
-            const tapFrom = link.tap.bytesClientToServer().length;
+            const tapFrom = link.clientToServer().length;
             const failed: string[] = [];
             for (const check of client.checks) {
               try {
@@ -188,8 +194,8 @@ for (const row of SERVER_ROWS.filter((r) => only === undefined || only.length ==
                 if (row.knownFailure !== undefined) break;
               }
             }
-            await server.whenIdle();
-            const leaked = passwordFormsIn(link.tap.bytesClientToServer().subarray(tapFrom), alice.user, alice.pass);
+            await whenIdle();
+            const leaked = passwordFormsIn(link.clientToServer().subarray(tapFrom), alice.user, alice.pass);
             if (row.protectsPassword && leaked.length > 0) failed.push(`the backend link carried the password as ${leaked.join(', ')}`);
             // Where popwarden may send it (USER/PASS on the trusted loopback link), the tap must see
             // it: proof that the tap records what crosses the link and the check above can fail.

@@ -45,9 +45,9 @@ const CHECK_NAMES: Record<Check, string> = {
   'dele-kill': 'K',
 };
 
-/** The Markdown table, its legend and the known failures' reasons. */
+/** The Markdown table, its legend, what each server needs, and the reasons of known failures. */
 export function renderMatrix(rows: readonly RowResult[], clients: readonly MatrixClient[], ports: readonly PortKind[]): string {
-  const columns = clients.flatMap((client) => ports.map((port) => ({ key: cellKey(client, port), title: `${client.label(port)} (${client.checks.map((c) => CHECK_NAMES[c]).join(' ')})` })));
+  const columns = clients.flatMap((client) => ports.map((port) => ({ key: cellKey(client, port), title: client.label(port) })));
   const header = ['server', 'form', 'offers', 'popwarden chose', ...columns.map((c) => c.title)];
   const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
   for (const row of rows) {
@@ -57,12 +57,17 @@ export function renderMatrix(rows: readonly RowResult[], clients: readonly Matri
     });
     lines.push(`| ${[row.label, row.form, row.offers, row.chose, ...cells].join(' | ')} |`);
   }
+  const checksOf = clients.map((c) => `${c.id} ${c.checks.map((check) => CHECK_NAMES[check]).join(' ')}`).join(', ');
   const notes: string[] = [
     '',
-    'Checks: F = every message fetched is byte-identical (sha256) to what the server serves directly (dot-stuffed, 8-bit, 2,000-character line, 5 MB);',
-    'F+D = the same, then the client deletes them and the maildrop is empty; Q = DELE 1, DELE 3, QUIT deletes exactly those two;',
-    'K = DELE 1, DELE 2, then the client is killed: nothing is deleted. In every cell of a server that offers APOP, CRAM-MD5 or STLS, the backend',
-    'link (tapped) never carries the password in clear, base64 or hex. Ports: the first of each client pair is implicit TLS (995-style), the second STLS (110-style).',
+    'Each client runs against popwarden\'s implicit-TLS port (995-style) and its STLS port (110-style), verifying popwarden\'s certificate',
+    `(fetchmail with \`--sslcertck\` and the test CA). The checks each client performs: ${checksOf}.`,
+    '',
+    '- F: every message fetched is byte-identical (sha256) to what the server serves directly: dot-stuffed lines, 8-bit text, a 2,000-character line, 5 MB.',
+    '- F+D: the same, and the client deletes what it fetched (fetchmail without `--keep`): the maildrop is empty after.',
+    '- Q: DELE 1, DELE 3, QUIT: exactly those two are gone.',
+    '- K: DELE 1, DELE 2, then the client is killed (SIGKILL): nothing is gone.',
+    '- In every cell of a server that offers APOP, CRAM-MD5 or STLS, the tapped backend link never carries the password in clear, base64 or hex.',
   ];
   notes.push('', '| server | what it needs so popwarden can avoid cleartext on the backend link |', '|---|---|');
   const seen = new Set<string>();

@@ -73,10 +73,10 @@ function legacyRow(id: string, label: string, opts: LegacyOptions, row: Omit<Ser
 
 /** Every row, in table order. */
 export const SERVER_ROWS: readonly ServerRow[] = [
-  dovecotRow('apop-only', 'Dovecot 2.3, APOP only', true, '`auth_mechanisms = apop` and plain (or CRAM-MD5) passwords in its passdb'),
-  dovecotRow('cram-md5-only', 'Dovecot 2.3, CRAM-MD5 only', true, '`auth_mechanisms = cram-md5` and plain (or CRAM-MD5) passwords in its passdb'),
-  dovecotRow('user-only', 'Dovecot 2.3, USER/PASS only', false, 'one of the above, or STLS; as it is, only a trusted link (privileged loopback port)'),
-  dovecotRow('stls', 'Dovecot 2.3, STLS', true, '`ssl = yes` with a certificate popwarden trusts (`backend_ca_file`)'),
+  dovecotRow('apop-only', 'Dovecot 2.3.19, APOP only', true, '`auth_mechanisms = apop` and plain (or CRAM-MD5) passwords in its passdb'),
+  dovecotRow('cram-md5-only', 'Dovecot 2.3.19, CRAM-MD5 only', true, '`auth_mechanisms = cram-md5` and plain (or CRAM-MD5) passwords in its passdb'),
+  dovecotRow('user-only', 'Dovecot 2.3.19, USER/PASS only', false, 'one of the above, or STLS; as it is, only a trusted link (privileged loopback port)'),
+  dovecotRow('stls', 'Dovecot 2.3.19, STLS', true, '`ssl = yes` with a certificate popwarden trusts (`backend_ca_file`)'),
   legacyRow('popa3d', 'popa3d 1.0.3', { server: 'popa3d' }, {
     protectsPassword: false,
     needs: 'nothing it can offer (USER/PASS only, no CAPA): run it on a privileged loopback port (inetd, socat) and keep it off the network',
@@ -94,7 +94,7 @@ export const SERVER_ROWS: readonly ServerRow[] = [
     protectsPassword: true,
     needs: 'an APOP secret in every user\'s `~/.spop3d` (it offers APOP to every user, secret or not)',
     knownFailure:
-      'solid-pop3d sends an APOP timestamp to every user; popwarden picks APOP and users without a ~/.spop3d secret are refused (branch legacy)',
+      'solid-pop3d sends an APOP timestamp to every user; popwarden picks APOP, and a user without a `~/.spop3d` secret is refused (README, Status: pin `backend_auth: user`, next row)',
   }),
   legacyRow('solid-pop3d-user', 'solid-pop3d 0.15, backend_auth user', { server: 'solid-pop3d' }, {
     protectsPassword: false,
