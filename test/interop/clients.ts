@@ -36,6 +36,8 @@ export interface DeleteRun {
 export interface MatrixClient {
   /** Stable key (report columns). */
   readonly id: string;
+  /** The client and how it is run, for the legend. */
+  readonly name: string;
   /** What the client is, per port, for the table header. */
   label(port: PortKind): string;
   readonly checks: readonly Check[];
@@ -59,24 +61,28 @@ async function deleteWithOpenssl(o: ClientOptions, numbers: readonly number[], e
 export const MATRIX_CLIENTS: readonly MatrixClient[] = [
   {
     id: 'fetchmail-keep',
+    name: 'fetchmail --keep',
     label: (port) => (port === 'implicit' ? 'fetchmail --ssl --keep' : 'fetchmail STLS --keep'),
     checks: ['fetch'],
     fetch: (o) => fetchWithFetchmail(o),
   },
   {
     id: 'fetchmail',
+    name: 'fetchmail without --keep',
     label: (port) => (port === 'implicit' ? 'fetchmail --ssl' : 'fetchmail STLS'),
     checks: ['fetch-delete'],
     fetch: (o) => fetchWithFetchmail({ ...o, keep: false }),
   },
   {
     id: 'curl',
+    name: 'curl',
     label: (port) => (port === 'implicit' ? 'curl pop3s://' : 'curl pop3:// --ssl-reqd'),
     checks: ['fetch'],
     fetch: (o) => fetchWithCurl(o),
   },
   {
     id: 'openssl',
+    name: 'openssl s_client',
     label: (port) => (port === 'implicit' ? 's_client' : 's_client -starttls pop3'),
     checks: ['fetch', 'dele-kill', 'dele-quit'],
     fetch: (o) => fetchWithOpenssl(o),
@@ -84,6 +90,7 @@ export const MATRIX_CLIENTS: readonly MatrixClient[] = [
   },
   {
     id: 'poplib',
+    name: 'Python poplib',
     label: (port) => (port === 'implicit' ? 'poplib POP3_SSL' : 'poplib stls()'),
     checks: ['fetch', 'dele-kill', 'dele-quit'],
     fetch: (o) => fetchWithPoplib(o),

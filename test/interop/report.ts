@@ -57,7 +57,7 @@ export function renderMatrix(rows: readonly RowResult[], clients: readonly Matri
     });
     lines.push(`| ${[row.label, row.form, row.offers, row.chose, ...cells].join(' | ')} |`);
   }
-  const checksOf = clients.map((c) => `${c.id} ${c.checks.map((check) => CHECK_NAMES[check]).join(' ')}`).join(', ');
+  const checksOf = clients.map((c) => `${c.name} ${c.checks.map((check) => CHECK_NAMES[check]).join(' ')}`).join(', ');
   const notes: string[] = [
     '',
     'Each client runs against popwarden\'s implicit-TLS port (995-style) and its STLS port (110-style), verifying popwarden\'s certificate',
