@@ -20,39 +20,11 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
 /**
- * Back-edges that close a cycle today, each with why it is there and what would remove it.
- * A cycle that does not run through one of these fails the check.
+ * Back-edges that close a cycle today, each as { from, to, why }: why it is there and what would
+ * remove it. A cycle that does not run through one of these fails the check. Empty since issue
+ * 11.5: the parts form a graph without cycles, and a new cycle is a failure, not debt.
  */
-export const KNOWN_DEBT = [
-  {
-    from: 'relay', to: 'session',
-    why: 'relay/relay.ts takes the SessionContext (session/context.ts) and calls back into it; issue 11.1 turns this round: '
-      + 'the relay gets what it needs as arguments and returns close(...) outcomes',
-  },
-  {
-    from: 'net', to: 'auth',
-    why: 'net/connection-limits.ts and net/handshake-limit.ts key their per-address counts with auth/rate-limit/keys.ts '
-      + 'and cidr.ts; those address-keying helpers belong below both, beside net/addresses.ts',
-  },
-  {
-    from: 'observability', to: 'app',
-    why: 'observability/setup.ts wires metrics, the metrics server and probes from app.ts types: it is composition, '
-      + 'and belongs beside app.ts and main.ts',
-  },
-  {
-    from: 'observability', to: 'net',
-    why: 'observability/setup.ts reads the served certificates through net/tls-material.ts (same move as above)',
-  },
-  {
-    from: 'observability', to: 'certs',
-    why: 'observability/setup.ts reads the self-signed certificate state from certs/self-signed.ts (same move as above)',
-  },
-  {
-    from: 'observability', to: 'backend',
-    why: 'observability/backend-probe.ts dials the backend with backend/dial.ts and link.ts; the probe belongs in backend/ '
-      + 'and reports through Metrics like any other part',
-  },
-];
+export const KNOWN_DEBT = [];
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 

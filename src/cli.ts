@@ -9,8 +9,8 @@
  * lives in config/startup-errors.ts.
  */
 import { stringify } from 'yaml';
-import type { ReloadableProxy } from './app.js';
-import { runPopwarden } from './main.js';
+import type { ReloadableProxy } from './proxy.js';
+import { runPopwarden } from './wiring/run-popwarden.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
 import { startupErrorLine } from './config/startup-errors.js';
 import { descriptorWarning } from './net/descriptor-budget.js';
@@ -22,7 +22,7 @@ import { createLogger, type Logger } from './observability/log.js';
 import { runRateLimitCli } from './auth/rate-limit/cli.js';
 import { runCertCli } from './certs/cli.js';
 import { runBackendCli } from './backend/cli.js';
-import { backendConfigProblem } from './observability/backend-probe.js';
+import { backendConfigProblem } from './backend/probe.js';
 
 /**
  * SIGTERM/SIGINT: close gracefully and exit 0; a second one while closing exits 1 at once.

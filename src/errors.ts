@@ -53,6 +53,17 @@ export class BackendUnavailableError extends PopwardenError {
   }
 }
 
+/**
+ * The backend sent more after a complete reply: two status lines for one command, or a line after
+ * a body's terminator. The reply reached the client whole; the link cannot be trusted to answer
+ * the next command with that command's own reply, so it ends, and the session with it (B-04).
+ */
+export class BackendSentTooMuchError extends BackendUnavailableError {
+  constructor(step: BackendStep, message: string) {
+    super('E_BACKEND_PROTOCOL', step, message);
+  }
+}
+
 /** The backend refused the credentials; `backendCode` is its RFC 2449 code, if it sent one. */
 export class BackendRejectedError extends PopwardenError {
   readonly backendCode: string | undefined;

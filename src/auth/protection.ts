@@ -4,7 +4,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { LoginGuard } from './login-guard.js';
 import type { ConnectionGate } from '../net/connection-gate.js';
 import { ConnectionLimits } from '../net/connection-limits.js';
-import { CidrList } from './rate-limit/cidr.js';
+import { CidrList } from '../net/cidr.js';
 import { describeSwitchedOff } from './rate-limit/policy.js';
 import { loadHmacKey } from './rate-limit/hmac.js';
 import { InsuredStore } from './rate-limit/insurance.js';

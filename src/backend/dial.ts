@@ -1,9 +1,8 @@
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { BackendUnavailableError } from '../errors.js';
 import type { BackendConfig } from '../config/types.js';
-import { DeadlineError, onceWithin } from '../net/once-within.js';
 import { backendReadOptions } from './link.js';
+import { awaitBackendSocket } from './socket-wait.js';
 
 /**
  * Opens a connection to the backend: TCP, and for `backend_tls: implicit` the TLS handshake too,
@@ -20,13 +19,7 @@ export async function dialBackend(backend: BackendConfig, timeoutMs: number, tls
     ...(backend.sourceAddress === undefined ? {} : { localAddress: backend.sourceAddress }),
   });
   socket.setNoDelay(true);
-  try {
-    await onceWithin(socket, 'connect', timeoutMs, { what: 'connection' });
-  } catch (error) {
-    socket.destroy();
-    const code = error instanceof DeadlineError ? 'E_BACKEND_TIMEOUT' : 'E_BACKEND_CONNECT';
-    throw new BackendUnavailableError(code, 'connect', (error as Error).message, { cause: error });
-  }
+  await awaitBackendSocket(socket, 'connect', timeoutMs, { what: 'connection' }, 'connect', 'E_BACKEND_CONNECT');
   if (backend.tls !== 'implicit') {
     // Reads land in a shared buffer and reach only the listeners present: none is lost while the
     // socket waits, paused, for the BackendLink, which resumes it when it first waits for a reply.
@@ -35,12 +28,7 @@ export async function dialBackend(backend: BackendConfig, timeoutMs: number, tls
   }
 
   const secured = tlsConnect({ ...tlsOptions, socket });
-  try {
-    await onceWithin(secured, 'secureConnect', Math.max(1, deadline - Date.now()), { what: 'TLS handshake', failOn: ['close'] });
-    return secured;
-  } catch (error) {
-    secured.destroy();
-    const code = error instanceof DeadlineError ? 'E_BACKEND_TIMEOUT' : 'E_BACKEND_TLS';
-    throw new BackendUnavailableError(code, 'tls-handshake', (error as Error).message, { cause: error });
-  }
+  const remaining = Math.max(1, deadline - Date.now());
+  await awaitBackendSocket(secured, 'secureConnect', remaining, { what: 'TLS handshake', failOn: ['close'] }, 'tls-handshake', 'E_BACKEND_TLS');
+  return secured;
 }

@@ -1,9 +1,9 @@
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
-import { BackendUnavailableError, ClientStalledError, type BackendStep } from '../errors.js';
+import { BackendSentTooMuchError, BackendUnavailableError, ClientStalledError, type BackendStep } from '../errors.js';
 import { MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
 import { TerminatorScanner } from '../net/multiline.js';
-import { DeadlineError, onceWithin } from '../net/once-within.js';
+import { awaitBackendSocket } from './socket-wait.js';
 
 const EMPTY = Buffer.alloc(0);
 const CRLF = Buffer.from('\r\n', 'latin1');
@@ -166,7 +166,7 @@ export class BackendLink {
   replyComplete(step: BackendStep): void {
     this.#expectingReply = false;
     if (this.#unread.length > 0) {
-      throw this.#fail(this.#protocolError(step, 'unsolicited data after a complete reply'));
+      throw this.#fail(new BackendSentTooMuchError(step, 'unsolicited data after a complete reply'));
     }
   }
 
@@ -188,7 +188,7 @@ export class BackendLink {
     if (end !== -1) {
       // The whole reply came with its status line (the usual case for small replies).
       sink.write(joined(head, alreadyRead.subarray(0, end)));
-      if (end < alreadyRead.length) return Promise.reject(this.#fail(this.#protocolError('relay', 'data after the end of a multi-line reply')));
+      if (end < alreadyRead.length) return Promise.reject(this.#fail(new BackendSentTooMuchError('relay', 'data after the end of a multi-line reply')));
       this.#expectingReply = false;
       return Promise.resolve();
     }
@@ -237,7 +237,7 @@ export class BackendLink {
         const at = scanner.feed(chunk);
         if (at === -1) return forward(chunk);
         sink.write(chunk.subarray(0, at));
-        if (at < chunk.length) finish(this.#protocolError('relay', 'data after the end of a multi-line reply'));
+        if (at < chunk.length) finish(new BackendSentTooMuchError('relay', 'data after the end of a multi-line reply'));
         else finish();
       };
 
@@ -262,13 +262,7 @@ export class BackendLink {
     this.#detach(plain);
     const secured = tlsConnect({ ...options, socket: plain });
     this.#socket = secured;
-    try {
-      await onceWithin(secured, 'secureConnect', timeoutMs, { what: 'TLS handshake' });
-    } catch (error) {
-      secured.destroy();
-      const code = error instanceof DeadlineError ? 'E_BACKEND_TIMEOUT' : 'E_BACKEND_TLS';
-      throw new BackendUnavailableError(code, 'tls-handshake', (error as Error).message, { cause: error });
-    }
+    await awaitBackendSocket(secured, 'secureConnect', timeoutMs, { what: 'TLS handshake' }, 'tls-handshake', 'E_BACKEND_TLS');
     this.#secure = true;
     this.#expectingReply = false;
     this.#attach(secured);
@@ -285,6 +279,9 @@ export class BackendLink {
     this.#socket.destroy();
   }
 
+  // The session's #attach/#detach for the client socket have the same shape with its own
+  // handlers. Each pair stays written out beside the handlers it binds, so that the on and off
+  // lists can be compared at a glance; a shared helper would save four lines and hide them.
   #attach(socket: Socket): void {
     socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
@@ -305,7 +302,7 @@ export class BackendLink {
       return;
     }
     if (!this.#expectingReply) {
-      this.#fail(this.#protocolError('relay', 'unsolicited data while no command was outstanding'));
+      this.#fail(new BackendSentTooMuchError('relay', 'unsolicited data while no command was outstanding'));
       this.#socket.destroy();
       return;
     }

@@ -1,11 +1,20 @@
 /**
  * Every protocol limit popwarden enforces, with the reason it has the value it has. Limits an
  * operator may want to tune live in the config schema instead (timeouts, invalid-command budget);
- * these are fixed by the RFCs or by the memory bound we promise.
+ * these are fixed by the RFCs or by the memory bound we promise. One exported constant each, not
+ * one table object, so that every import names the limit its code depends on: the repeated shape
+ * below is the list itself, not a copy.
  */
 
 /** RFC 2449 §4: "commands up to 255 octets" including the CRLF. A client line longer than this is refused. */
 export const MAX_COMMAND_LINE_OCTETS = 255;
+
+/**
+ * RFC 2449 §4: before it, the longest command was 47 octets ("4 character command, single
+ * space, 40 character argument, CRLF"), and only servers that answer CAPA must take 255. A
+ * backend without CAPA (popa3d, solid-pop3d) gets no longer line from the relay.
+ */
+export const MAX_RFC1939_COMMAND_LINE_OCTETS = 47;
 
 /**
  * RFC 5034 §4 lets an AUTH continuation line exceed the command limit; PLAIN carries up to three
@@ -94,3 +103,17 @@ export const DESCRIPTOR_RESERVE = 64;
  * own memory policy (maxmemory).
  */
 export const MAX_MEMORY_LIMIT_KEYS = 50_000;
+
+/**
+ * Users remembered per backend as logging in with APOP or in clear (backend/apop-users.ts). Only
+ * successful logins add one, so this is a bound on real users, not on what guessing can write;
+ * at about 200 octets an entry, 10,000 is 2 MB.
+ */
+export const MAX_REMEMBERED_APOP_USERS = 10_000;
+
+/**
+ * How long such an entry lasts after the login that wrote it: long enough to cover a user's
+ * daily logins, short enough that a user whose APOP secret was removed gets the cleartext retry
+ * again the next day.
+ */
+export const REMEMBERED_APOP_USER_MS = 24 * 60 * 60 * 1000;

@@ -6,8 +6,8 @@
  * rotating addresses inside its own network.
  */
 import type { Admission, ConnectionGate } from './connection-gate.js';
-import type { CidrList } from '../auth/rate-limit/cidr.js';
-import { ipKey } from '../auth/rate-limit/keys.js';
+import type { CidrList } from './cidr.js';
+import { ipKey } from './addresses.js';
 
 export interface ConnectionLimitsOptions {
   /** Concurrent sessions per address; 0 = no bound. */

@@ -7,7 +7,7 @@
  * bound is closed before any TLS work. One Map entry per address with a handshake in flight;
  * nothing is kept afterwards.
  */
-import { ipKey } from '../auth/rate-limit/keys.js';
+import { ipKey } from './addresses.js';
 
 export interface HandshakeBounds {
   /** Handshakes in progress per address (IPv6: per network); 0 = no bound. */

@@ -9,7 +9,7 @@ export interface ReadinessCheck {
   readonly detail: string;
 }
 
-/** What the admin endpoints serve; setup.ts fills it from the metrics, the proxy and the prober. */
+/** What the admin endpoints serve; wiring/observability.ts fills it from the metrics, the proxy and the prober. */
 export interface AdminHandlers {
   /** The Prometheus exposition. */
   metrics(): Promise<{ readonly contentType: string; readonly body: string }>;

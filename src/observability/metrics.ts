@@ -54,6 +54,8 @@ export interface Metrics {
   rateLimitStoreError(): void;
   /** A TCP connection to the backend succeeded after this long. */
   backendConnected(durationSeconds: number): void;
+  /** The result of one backend health probe (connect, greeting, and STLS where offered). */
+  backendProbe(up: boolean, durationSeconds: number): void;
   /** A backend failure, by stable error code (E_BACKEND_CONNECT, E_BACKEND_TIMEOUT, ...). */
   backendError(code: string): void;
   /** A relayed command completed (its whole reply passed on). */
@@ -76,6 +78,7 @@ export const NO_METRICS: Metrics = {
   rateLimitStoreUp: () => undefined,
   rateLimitStoreError: () => undefined,
   backendConnected: () => undefined,
+  backendProbe: () => undefined,
   backendError: () => undefined,
   commandRelayed: () => undefined,
   bytesRelayed: () => undefined,

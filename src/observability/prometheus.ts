@@ -57,13 +57,11 @@ export interface PrometheusMetricsOptions {
   readonly defaultMetrics?: boolean;
 }
 
-/** The events popwarden reports beyond the Metrics interface: state that setup.ts owns. */
+/** The events popwarden reports beyond the Metrics interface: state that wiring/observability.ts owns. */
 export interface PrometheusMetrics extends Metrics {
   readonly registry: Registry;
   /** The certificates currently served, per listener (replaces the previous set). */
   setCertificates(certificates: readonly ServedCertificate[]): void;
-  /** The result of one backend probe (connect + greeting). */
-  backendProbe(up: boolean, durationSeconds: number): void;
   /** The current rate-limit store state, or undefined when none was ever reported. */
   storeUp(): boolean | undefined;
   /** The last backend probe result, or undefined before the first one. */

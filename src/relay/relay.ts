@@ -1,14 +1,49 @@
 import { MAX_CAPA_LINES, MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
-import { BackendUnavailableError, ClientStalledError } from '../errors.js';
+import { BackendSentTooMuchError, BackendUnavailableError, ClientStalledError } from '../errors.js';
 import type { Command } from '../pop3/grammar.js';
 import { parseStatusLine } from '../pop3/grammar.js';
 import { parseCapabilities, postLoginCapabilities, UNKNOWN_CAPABILITIES } from '../pop3/capabilities.js';
 import { Reply, line } from '../pop3/replies.js';
 import { hasControlBytes, withoutControlBytes } from '../pop3/control-bytes.js';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { CloseReason } from '../session/close-reasons.js';
 import { withoutLineEnding, type BodySink } from '../backend/link.js';
-import type { SessionContext } from '../session/context.js';
-import { close, replied, type Outcome } from '../session/outcome.js';
-import { hasMultilineReply, relayLine } from './policy.js';
+import type { BackendSession } from '../backend/login.js';
+import { fitsBackendLine, hasMultilineReply, relayLine } from './policy.js';
+
+/**
+ * What the relay needs from the session it serves, declared here so that the relay depends on
+ * nothing above it: the session passes itself, and it satisfies this shape.
+ */
+export interface RelayContext {
+  readonly config: Pick<Config, 'timeouts'>;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** The logged-in backend. */
+  readonly backend: BackendSession;
+  /** Where relayed replies go, with backpressure. */
+  readonly clientSink: BodySink;
+}
+
+/**
+ * How a relayed command ended: the reply passed on (`replied`), or the session must end, after an
+ * optional last line. The session renders it like any handler's outcome (session/outcome.ts).
+ */
+export type RelayOutcome =
+  | { readonly kind: 'replied' }
+  | { readonly kind: 'close'; readonly reason: RelayCloseReason; readonly text?: string };
+
+/** The ways a relayed command can end the session (a subset of the session's close reasons). */
+export type RelayCloseReason = Extract<
+  CloseReason,
+  'quit' | 'client-write-stall' | 'backend-timeout' | 'backend-closed' | 'backend-protocol-error'
+>;
+
+const replied: RelayOutcome = { kind: 'replied' };
+const close = (reason: RelayCloseReason, text?: string): RelayOutcome =>
+  text === undefined ? { kind: 'close', reason } : { kind: 'close', reason, text };
 
 /**
  * Serves one client command in the TRANSACTION state, once the command table has checked it:
@@ -20,9 +55,14 @@ import { hasMultilineReply, relayLine } from './policy.js';
  * -ERR [SYS/TEMP] line; if it fails after, the client connection is closed without the
  * terminating ".", so no client mistakes a truncated message for a whole one (D-01).
  */
-export async function relayCommand(command: Command, context: SessionContext, rawLine: Buffer): Promise<Outcome> {
+export async function relayCommand(command: Command, context: RelayContext, rawLine: Buffer): Promise<RelayOutcome> {
   const outgoing = relayLine(command, rawLine);
-  const { link } = context.backend;
+  const { link, capabilities } = context.backend;
+  // Sent anyway, a line the backend cannot read whole may be answered once per piece (B-04).
+  if (!fitsBackendLine(outgoing, capabilities)) {
+    context.clientSink.write(line(Reply.tooLongForBackend));
+    return replied;
+  }
   const idleMs = context.config.timeouts.backendIdleMs;
   const started = performance.now();
   let bytesToClient = 0;
@@ -66,12 +106,16 @@ export async function relayCommand(command: Command, context: SessionContext, ra
  * reply reached the client, the client gets one -ERR [SYS/TEMP] line; after that, the connection
  * is closed as it is: never a terminator, never an -ERR spliced into a body (D-01).
  */
-function endAfterFailure(error: unknown, verb: string, replyStarted: boolean, context: SessionContext): Outcome {
+function endAfterFailure(error: unknown, verb: string, replyStarted: boolean, context: RelayContext): RelayOutcome {
   if (error instanceof ClientStalledError) return close('client-write-stall');
   if (!(error instanceof BackendUnavailableError)) throw error;
   context.metrics.backendError(error.code);
   context.log.warn({ err: error, code: error.code, verb, replyStarted }, 'backend failed during a command');
-  const reason = error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : 'backend-closed';
+  // The reply went out whole and the backend said more: nothing is cut short, so the client
+  // learns why the session ends, as it would had the extra line come while it was idle.
+  if (error instanceof BackendSentTooMuchError) return close('backend-protocol-error', Reply.backendLost);
+  const reason =
+    error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : error.code === 'E_BACKEND_PROTOCOL' ? 'backend-protocol-error' : 'backend-closed';
   return replyStarted ? close(reason) : close(reason, Reply.backendLost);
 }
 
@@ -79,7 +123,7 @@ function endAfterFailure(error: unknown, verb: string, replyStarted: boolean, co
  * CAPA after login: reads the backend's list whole (it is short and bounded) and returns
  * popwarden's version of it (R-07). A backend without CAPA still gets popwarden's own lines.
  */
-async function readCapabilities(backendOk: boolean, context: SessionContext): Promise<Buffer> {
+async function readCapabilities(backendOk: boolean, context: RelayContext): Promise<Buffer> {
   const { link } = context.backend;
   const idleMs = context.config.timeouts.backendIdleMs;
   let capabilities = UNKNOWN_CAPABILITIES;

@@ -9,6 +9,7 @@ import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard
 import { chooseBackend } from '../backend/route.js';
 import { loginToBackend } from '../backend/login.js';
 import type { BackendMemory } from '../backend/memory.js';
+import type { ApopUsers } from '../backend/apop-users.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
 import type { FailureDeadline } from './failure-deadline.js';
@@ -25,6 +26,8 @@ export interface LoginDependencies {
   readonly failureDeadline: FailureDeadline;
   /** What each backend offered before (a weaker offer is refused). */
   readonly backendMemory: BackendMemory;
+  /** How each user logged in to a backend that offers APOP (the cleartext retry after a refused APOP). */
+  readonly apopUsers: ApopUsers;
 }
 
 /** One login attempt, as the session hands it over. */
@@ -92,6 +95,7 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
       log,
       metrics: deps.metrics,
       memory: deps.backendMemory,
+      apopUsers: deps.apopUsers,
       onIdleFailure: request.onBackendIdleFailure,
     });
     // Off the reply's path: the client does not wait for the store to forget its failures

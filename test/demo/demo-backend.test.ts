@@ -17,6 +17,14 @@ class Pop3Wire {
     return new Pop3Wire(await RawClient.plain('127.0.0.1', port));
   }
 
+  /** Connected, greeting read, and logged in as the demo user. */
+  static async loggedIn(port: number): Promise<Pop3Wire> {
+    const wire = await Pop3Wire.connect(port);
+    await wire.line();
+    await wire.login();
+    return wire;
+  }
+
   /** Next line without its CRLF; rejects if the server closes first or nothing comes in 2 s. */
   line(): Promise<string> {
     return this.#client.readLine(2000);
@@ -137,9 +145,7 @@ describe('demo backend: greeting and APOP', () => {
   });
 
   it('locks the maildrop while a session holds it', async () => {
-    const a = await Pop3Wire.connect(srv.port());
-    await a.line();
-    await a.login();
+    const a = await Pop3Wire.loggedIn(srv.port());
     const b = await Pop3Wire.connect(srv.port());
     await b.line();
     await b.cmd(`USER ${DEMO_USER}`);
@@ -162,9 +168,7 @@ describe('demo backend: transaction commands', () => {
   });
 
   it('byte-stuffs RETR lines that start with a dot, and the size matches the unstuffed message', async () => {
-    const c = await Pop3Wire.connect(srv.port());
-    await c.line();
-    await c.login();
+    const c = await Pop3Wire.loggedIn(srv.port());
     const head = await c.cmd('RETR 2');
     const lines = await c.body();
     assert.ok(lines.includes('..hidden-file'), 'one dot becomes two');
@@ -179,9 +183,7 @@ describe('demo backend: transaction commands', () => {
   });
 
   it('TOP returns the headers, the blank line and n body lines', async () => {
-    const c = await Pop3Wire.connect(srv.port());
-    await c.line();
-    await c.login();
+    const c = await Pop3Wire.loggedIn(srv.port());
     assert.match(await c.cmd('TOP 1 2'), /^\+OK/);
     const lines = await c.body();
     const blank = lines.indexOf('');
@@ -192,9 +194,7 @@ describe('demo backend: transaction commands', () => {
   });
 
   it('LIST, UIDL and STAT agree, and message numbers are parsed strictly', async () => {
-    const c = await Pop3Wire.connect(srv.port());
-    await c.line();
-    await c.login();
+    const c = await Pop3Wire.loggedIn(srv.port());
     assert.match(await c.cmd('LIST'), /^\+OK 3 messages/);
     const list = await c.body();
     assert.equal(list.length, 3);
@@ -251,26 +251,20 @@ describe('demo backend: QUIT and the UPDATE state', () => {
   const srv = withBackend();
 
   it('does not delete anything when the client drops without QUIT', async () => {
-    const a = await Pop3Wire.connect(srv.port());
-    await a.line();
-    await a.login();
+    const a = await Pop3Wire.loggedIn(srv.port());
     assert.match(await a.cmd('DELE 1'), /^\+OK/);
     assert.match(await a.cmd('STAT'), /^\+OK 2 /, 'a marked message no longer counts');
     a.drop();
     await a.closed();
 
-    const b = await Pop3Wire.connect(srv.port());
-    await b.line();
-    await b.login();
+    const b = await Pop3Wire.loggedIn(srv.port());
     assert.match(await b.cmd('STAT'), /^\+OK 3 /);
     b.drop();
     await b.closed();
   });
 
   it('RSET unmarks, and a marked message cannot be read or deleted again', async () => {
-    const c = await Pop3Wire.connect(srv.port());
-    await c.line();
-    await c.login();
+    const c = await Pop3Wire.loggedIn(srv.port());
     assert.match(await c.cmd('DELE 2'), /^\+OK/);
     assert.match(await c.cmd('RETR 2'), /^-ERR .*deleted/);
     assert.match(await c.cmd('DELE 2'), /^-ERR .*deleted/);
@@ -282,16 +276,12 @@ describe('demo backend: QUIT and the UPDATE state', () => {
   });
 
   it('QUIT after DELE removes the message for later sessions', async () => {
-    const a = await Pop3Wire.connect(srv.port());
-    await a.line();
-    await a.login();
+    const a = await Pop3Wire.loggedIn(srv.port());
     assert.match(await a.cmd('DELE 1'), /^\+OK/);
     assert.equal(await a.cmd('QUIT'), '+OK popwarden demo server signing off (2 messages left)');
     await a.closed();
 
-    const b = await Pop3Wire.connect(srv.port());
-    await b.line();
-    await b.login();
+    const b = await Pop3Wire.loggedIn(srv.port());
     assert.match(await b.cmd('STAT'), /^\+OK 2 /);
     assert.match(await b.cmd('UIDL'), /^\+OK/);
     assert.deepEqual(await b.body(), ['1 demo-0002-dots', '2 demo-0003-dele'], 'messages are renumbered');

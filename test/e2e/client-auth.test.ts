@@ -40,6 +40,8 @@ describe('client login', () => {
     await backend.stop();
   });
 
+  // A greeted TLS client, as large-messages.test.ts and others open theirs: each file keeps the
+  // few lines next to the logins it builds on them.
   const connect = async (): Promise<RawClient> => {
     const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
     await client.readLine();

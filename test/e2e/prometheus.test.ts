@@ -19,7 +19,7 @@ import { legacyScript, startFakeBackend, type FakeBackend } from '../harness/fak
 import { startTestProxy, testCertificate, testConfig, testTlsMaterial, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
 import { prometheusAvailable, startPrometheus, type PromSample, type TestPrometheus } from '../harness/prometheus.js';
-import { startObservability, type Observability } from '../../src/observability/setup.js';
+import { startObservability, type Observability } from '../../src/wiring/observability.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
 import { createProtection, type Protection } from '../../src/auth/protection.js';

@@ -157,6 +157,8 @@ describe('Redis outages', { timeout: 120_000 }, () => {
   });
 });
 
+// The same hooks as the outages' above with a cluster in place of one server: each describe owns
+// the servers its tests share (like the legacy servers' describes in legacy-backends.test.ts).
 describe('Redis Cluster (3 masters)', { timeout: 120_000 }, () => {
   let cluster: RedisCluster;
   let backend: FakeBackend;

@@ -65,6 +65,8 @@ async function withSwap(
   }
 }
 
+// The finally above stops this file's own chain (real-backend-penalty.test.ts stops its two
+// proxies alike): each file starts and stops what it built.
 describe('a backend that offers less than before is refused (issue 9.7)', () => {
   test('CRAM-MD5 swapped for a USER-only server on the same port: refused, no PASS crosses, until forgotten', async () => {
     // trustLoopback: true (the operator's explicit word) would let USER/PASS through on its own.

@@ -18,9 +18,9 @@ import { readFileSync } from 'node:fs';
 import { assertSameMessages, fetchWithPoplib } from '../harness/clients.js';
 import { startDovecot, type Dovecot, type DovecotProfile } from '../harness/dovecot.js';
 import { dotStuff, sampleMaildrop } from '../harness/maildrop.js';
-import { startTestProxy, testCertificate, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
+import { startChain, testCertificate, type Chain as TappedChain, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
-import { startTap, type Tap } from '../harness/tap.js';
+import type { Tap } from '../harness/tap.js';
 
 const { alice } = sampleMaildrop();
 const PASSWORD = alice.pass;
@@ -41,29 +41,8 @@ function assertNoPassword(bytes: Buffer, where: string): void {
   for (const form of PASSWORD_FORMS) assert.ok(!text.includes(form), `${where} carries ${JSON.stringify(form)}`);
 }
 
-/** A Dovecot with a tap in front and popwarden in front of the tap; stopped by the returned function. */
-interface Chain {
-  readonly dovecot: Dovecot;
-  readonly tap: Tap;
-  readonly proxy: TestProxy;
-}
-
-async function startChain(
-  dovecot: Dovecot,
-  backend: Omit<ProxyOverrides['backend'], 'host' | 'port'> = {},
-): Promise<Chain & { stop(): Promise<void> }> {
-  const tap = await startTap(dovecot.host, dovecot.port);
-  const proxy = await startTestProxy({ backend: { host: tap.host, port: tap.port, ...backend } });
-  return {
-    dovecot,
-    tap,
-    proxy,
-    stop: async () => {
-      await proxy.stop();
-      await tap.stop();
-    },
-  };
-}
+/** A Dovecot with a tap in front and popwarden in front of the tap. */
+type Chain = TappedChain<Dovecot>;
 
 /** Logs in to popwarden over implicit TLS with USER/PASS; returns the client and PASS's reply. */
 async function login(proxy: TestProxy, user = alice.user, pass = PASSWORD): Promise<{ client: RawClient; reply: string }> {
@@ -128,7 +107,7 @@ describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () 
    * One login through the chain that succeeds and fetches everything: what Dovecot logged for
    * it must be exactly one login by alice with `method` (as Dovecot names it).
    */
-  const loginAndFetch = async ({ dovecot, proxy }: Chain, method: string): Promise<void> => {
+  const loginAndFetch = async ({ server: dovecot, proxy }: Chain, method: string): Promise<void> => {
     const before = dovecot.loginCount();
     const { client, reply } = await login(proxy);
     assert.equal(reply, '+OK Logged in');
@@ -141,7 +120,7 @@ describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () 
    * One login that popwarden must refuse with [SYS/TEMP] before Dovecot judges anything: once
    * Dovecot has logged the end of that login process, it has logged no login.
    */
-  const loginRefused = async ({ dovecot, proxy }: Chain): Promise<void> => {
+  const loginRefused = async ({ server: dovecot, proxy }: Chain): Promise<void> => {
     const before = dovecot.loginCount();
     const endsBefore = loginProcessEnds(dovecot);
     const { client, reply } = await login(proxy);
@@ -151,7 +130,11 @@ describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () 
     assert.equal(dovecot.loginCount(), before, 'Dovecot saw no login');
   };
 
-  /** Successful logins: the profile, popwarden's backend settings, Dovecot's name for the mechanism, and what the tap must show. */
+  /**
+   * Successful logins: the profile, popwarden's backend settings, Dovecot's name for the mechanism,
+   * and what the tap must show. The entries' checks look alike because each pins one mechanism's
+   * wire form.
+   */
   const successes: {
     readonly name: string;
     readonly profile: DovecotProfile;

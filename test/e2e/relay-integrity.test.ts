@@ -136,13 +136,24 @@ describe('relay of a well-behaved backend', () => {
 
   test('unknown verbs are forwarded and framed as one line (D-06)', async () => {
     const client = await loggedIn(r.proxy);
-    assert.match(await client.command('XTND XMIT'), /^-ERR/);
+    assert.match(await client.command('XSENDER 1'), /^-ERR/);
     assert.match(await client.command('NOOP'), /^\+OK/);
-    assert.ok(r.backend.connections().at(-1)!.lines().includes('XTND XMIT'));
+    assert.ok(r.backend.connections().at(-1)!.lines().includes('XSENDER 1'));
+    client.destroy();
+  });
+
+  test("qpopper's XTND, whose exchanges popwarden cannot frame, gets one -ERR here and never reaches the backend", async () => {
+    const client = await loggedIn(r.proxy);
+    assert.equal(await client.command('XTND XMIT'), '-ERR XTND is not available through this server');
+    assert.match(await client.command('NOOP'), /^\+OK/);
+    assert.ok(!r.backend.connections().at(-1)!.lines().some((l) => l.startsWith('XTND')));
     client.destroy();
   });
 });
 
+// One finding's scenario per test, written out whole: the backend's misbehaviour, then what the
+// client must and must not see. They share the rig and the close assertions; a table would hide
+// each scenario behind its parameters.
 describe('relay of a failing backend', () => {
   test('a backend that dies mid-RETR never yields a terminator or an -ERR in the body (D-01, FIN and RST)', async () => {
     for (const how of ['end', 'destroy'] as const) {

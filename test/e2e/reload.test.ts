@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startPopwarden, type ReloadableProxy } from '../../src/app.js';
+import { startPopwarden, type ReloadableProxy } from '../../src/proxy.js';
 import { loadTlsMaterial } from '../../src/net/tls-material.js';
 import { createLogger } from '../../src/observability/log.js';
 import { NO_METRICS } from '../../src/observability/metrics.js';

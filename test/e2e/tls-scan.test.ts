@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { startPopwarden, type RunningProxy } from '../../src/app.js';
+import { startPopwarden, type RunningProxy } from '../../src/proxy.js';
 import { loadTlsMaterial } from '../../src/net/tls-material.js';
 import { createLogger } from '../../src/observability/log.js';
 import { testConfig } from '../harness/popwarden.js';

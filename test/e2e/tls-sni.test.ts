@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startPopwarden, type RunningProxy } from '../../src/app.js';
+import { startPopwarden, type RunningProxy } from '../../src/proxy.js';
 import { loadTlsMaterial } from '../../src/net/tls-material.js';
 import { createLogger } from '../../src/observability/log.js';
 import { makeNamedCertificate, servedFingerprint, testConfig } from '../harness/popwarden.js';

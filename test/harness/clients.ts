@@ -588,6 +588,14 @@ export async function fetchWithOpenssl(o: ClientOptions & { verifyName?: string 
 // ---------------------------------------------------------------------------------------------
 // curl
 
+/** curl's --login-options for each mechanism it can be made to use (USER/PASS it cannot). */
+const CURL_LOGIN_OPTIONS: Record<Exclude<ClientAuth, 'auto' | 'user'>, string> = {
+  apop: 'AUTH=+APOP',
+  plain: 'AUTH=PLAIN',
+  login: 'AUTH=LOGIN',
+  'cram-md5': 'AUTH=CRAM-MD5',
+};
+
 /** Fetches every message (LIST, then one RETR per message) or only `messages` with curl. */
 export async function fetchWithCurl(
   o: ClientOptions & { messages?: number[]; interface?: string; saslIr?: boolean },
@@ -598,24 +606,9 @@ export async function fetchWithCurl(
     const q = (s: string): string => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
     fs.writeFileSync(path.join(work, 'curlrc'), `user = ${q(`${o.user}:${o.pass}`)}\n`, { mode: 0o600 });
     const args = ['-K', path.join(work, 'curlrc'), '-sS', '--max-time', String(Math.ceil(timeoutMs / 1000))];
-    switch (o.auth ?? 'auto') {
-      case 'auto':
-        break;
-      case 'user':
-        throw new Error('curl cannot force USER/PASS (it uses it only when no SASL and no APOP is offered)');
-      case 'apop':
-        args.push('--login-options', 'AUTH=+APOP');
-        break;
-      case 'plain':
-        args.push('--login-options', 'AUTH=PLAIN');
-        break;
-      case 'login':
-        args.push('--login-options', 'AUTH=LOGIN');
-        break;
-      case 'cram-md5':
-        args.push('--login-options', 'AUTH=CRAM-MD5');
-        break;
-    }
+    const auth = o.auth ?? 'auto';
+    if (auth === 'user') throw new Error('curl cannot force USER/PASS (it uses it only when no SASL and no APOP is offered)');
+    if (auth !== 'auto') args.push('--login-options', CURL_LOGIN_OPTIONS[auth]);
     if (o.saslIr) args.push('--sasl-ir');
     if (o.interface) args.push('--interface', o.interface);
     const scheme = o.mode === 'implicit' ? 'pop3s' : 'pop3';

@@ -313,6 +313,8 @@ describe('real clients fetch alice from Dovecot', { timeout: 240_000 }, () => {
   });
 });
 
+// Server hooks in the shape every describe here and in e2e/ uses: the describe owns the real
+// server its tests share.
 describe('tap', { timeout: 60_000 }, () => {
   let d: Dovecot;
   before(async () => {

@@ -84,6 +84,8 @@ function pseudoRandomBytes(length: number, seed: number): Buffer {
   return out;
 }
 
+// Each message spells out its own MIME text: they share the shape of header lines, not their
+// content, and each is read against the case it covers.
 /** Message 2: multipart with a ~5 MB base64 attachment (76-character lines). */
 function bigMessage(user: string): Buffer {
   const payload = pseudoRandomBytes(3_750_000, 0x9e3779b9);

@@ -4,21 +4,21 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
-import { startPopwarden, type RunningProxy } from '../../src/app.js';
+import { startPopwarden, type RunningProxy } from '../../src/proxy.js';
 import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
-import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS } from '../../src/tls/policy.js';
+import { loadConfig } from '../../src/config/load.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
 import type { Metrics } from '../../src/observability/metrics.js';
 import type { LoginGuard } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
 import { LogCapture, type LogPredicate, type WaitForLogOptions } from './log-capture.js';
 import { scratchDir } from './scratch.js';
+import { startTap, type Tap } from './tap.js';
 
 /** A certificate for localhost / 127.0.0.1 signed by itself; `caFile` is what clients trust. */
 export interface TestCertificate {
@@ -91,44 +91,31 @@ export interface TestProxy {
 }
 
 /**
+ * The schema's defaults, as the loader maps them onto the runtime Config: testConfig starts from
+ * these rather than from a hand-written copy (config-load.test.ts pins them value by value, which
+ * is where writing them out belongs), so a new key with a default needs no line here.
+ */
+const SCHEMA_DEFAULTS: Config = (() => {
+  const loaded = loadConfig(['--backend', '127.0.0.1:1'], {});
+  if (loaded.action !== 'run') throw new Error(`unexpected action ${loaded.action}`);
+  return loaded.config;
+})();
+
+/**
  * The configuration tests start from: short timeouts, no failure delay, loopback only, and the
  * schema's defaults elsewhere. `tls` overrides are for tests that build their own TLS material
  * from the config (startTestProxy serves testTlsMaterial() whatever config.tls says).
  */
 export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<TlsConfig> }): Config {
   return {
+    // redis and rateLimit as well: the limiter in process memory (no redis: configured).
+    ...SCHEMA_DEFAULTS,
     listeners: [
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
       { kind: 'stls', host: '127.0.0.1', port: 0, name: 'stls:test' },
     ],
-    backend: {
-      auth: 'auto',
-      tls: 'auto',
-      caFile: undefined,
-      tlsInsecure: false,
-      tlsServerName: undefined,
-      clientCertFile: undefined,
-      clientKeyFile: undefined,
-      allowPlaintextAuth: false,
-      trustLoopback: true,
-      sourceAddress: undefined,
-      ...overrides.backend,
-    },
-    tls: {
-      certFile: undefined,
-      keyFile: undefined,
-      pfxFile: undefined,
-      pfxPassphraseFile: undefined,
-      certificates: [],
-      serverNames: [],
-      watchFiles: false,
-      minVersion: 'TLSv1.2',
-      allowLegacyProtocols: false,
-      ciphers: DEFAULT_TLS_CIPHERS,
-      groups: DEFAULT_TLS_GROUPS,
-      ticketKeysFile: undefined,
-      ...overrides.tls,
-    },
+    backend: { ...SCHEMA_DEFAULTS.backend, trustLoopback: true, ...overrides.backend },
+    tls: { ...SCHEMA_DEFAULTS.tls, ...overrides.tls },
     stateDir: overrides.stateDir ?? testStateDir(),
     greeting: overrides.greeting ?? 'popwarden test ready',
     authFailureDelayMs: overrides.authFailureDelayMs ?? 0,
@@ -145,31 +132,9 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       ...overrides.timeouts,
     },
     // No handshake bound unless a test asks for one: parallel clients from 127.0.0.1 are the norm here.
-    limits: { maxInvalidCommands: 5, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 10, maxHandshakesPerIp: 0, maxSessions: 5_000, maxHandshakes: 256, ...overrides.limits },
+    limits: { ...SCHEMA_DEFAULTS.limits, maxHandshakesPerIp: 0, ...overrides.limits },
     logLevel: 'debug',
     metrics: { listen: undefined, backendProbeIntervalMs: 0 },
-    // The defaults, in process memory (no redis: configured).
-    redis: {
-      target: { kind: 'none' },
-      username: undefined,
-      passwordFile: undefined,
-      tls: false,
-      commandTimeoutMs: 500,
-      connectTimeoutMs: 2_000,
-    },
-    rateLimit: {
-      keyPrefix: 'popwarden',
-      usernameCanonical: { lowerCase: true, realmSeparators: '@%', pattern: undefined },
-      ipv6PrefixLength: 64,
-      userIp: { maxFailures: 10, windowMs: 90 * 86_400_000, blockMs: 3_600_000 },
-      ip: { maxFailures: 100, windowMs: 86_400_000, blockMs: 86_400_000 },
-      user: { maxFailures: 50, windowMs: 3_600_000, blockMs: 900_000 },
-      trustedPairMs: 30 * 86_400_000,
-      hmacKeyFile: undefined,
-      allow: [],
-      deny: [],
-      onStoreFailure: 'insurance',
-    },
   };
 }
 
@@ -198,6 +163,33 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     logs: () => logs.entries(),
     waitForLog: (predicate, options) => logs.waitFor(predicate, options),
     stop: () => proxy.close(),
+  };
+}
+
+/** A real POP3 server, a tap on popwarden's link to it, and popwarden in front of the tap. */
+export interface Chain<Server> {
+  readonly server: Server;
+  readonly tap: Tap;
+  readonly proxy: TestProxy;
+  /** Stops popwarden and the tap; the server is the caller's. */
+  stop(): Promise<void>;
+}
+
+/** Starts a tap in front of `server` and popwarden in front of the tap, with these backend settings. */
+export async function startChain<Server extends { readonly host: string; readonly port: number }>(
+  server: Server,
+  backend: Omit<ProxyOverrides['backend'], 'host' | 'port'> = {},
+): Promise<Chain<Server>> {
+  const tap = await startTap(server.host, server.port);
+  const proxy = await startTestProxy({ backend: { host: tap.host, port: tap.port, ...backend } });
+  return {
+    server,
+    tap,
+    proxy,
+    async stop() {
+      await proxy.stop();
+      await tap.stop();
+    },
   };
 }
 

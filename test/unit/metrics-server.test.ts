@@ -9,9 +9,9 @@ import { Writable } from 'node:stream';
 import { startFakeBackend, type FakeBackend, type FakeScript } from '../harness/fake-backend.js';
 import { testConfig } from '../harness/popwarden.js';
 import { createLogger } from '../../src/observability/log.js';
-import { probeBackend } from '../../src/observability/backend-probe.js';
-import { startObservability, type Observability } from '../../src/observability/setup.js';
-import type { RunningProxy } from '../../src/app.js';
+import { probeBackend } from '../../src/backend/probe.js';
+import { startObservability, type Observability } from '../../src/wiring/observability.js';
+import type { RunningProxy } from '../../src/proxy.js';
 import type { Config } from '../../src/config/types.js';
 
 const log = createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));

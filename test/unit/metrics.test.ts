@@ -88,6 +88,7 @@ describe('Prometheus metrics', () => {
     m.loginAttempt('plain', 'apop', 'success', 0.1);
     m.loginAttempt('weird', 'ntlm', 'failure', 2);
     const text = await m.render();
+    // One line per series, by its full exposition name, as the next test does: a failure names the series.
     assert.equal(sample(text, 'popwarden_commands_total{verb="RETR"}'), 1);
     assert.equal(sample(text, 'popwarden_commands_total{verb="UIDL"}'), 1);
     assert.equal(sample(text, 'popwarden_commands_total{verb="other"}'), 1);

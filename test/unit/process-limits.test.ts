@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnectionLimits } from '../../src/net/connection-limits.js';
 import { HandshakeLimiter } from '../../src/net/handshake-limit.js';
-import { CidrList } from '../../src/auth/rate-limit/cidr.js';
+import { CidrList } from '../../src/net/cidr.js';
 import { descriptorWarning, descriptorsNeeded } from '../../src/net/descriptor-budget.js';
 
 describe('limits.max_sessions', () => {
@@ -70,6 +70,8 @@ describe('HandshakeLimiter', () => {
     assert.equal(limiter.admit('::ffff:192.0.2.7').kind, 'refused');
   });
 
+  // The same rules as ConnectionLimits' process bound above, checked on this class's own: the two
+  // gates are separate code, so each gets the whole check.
   it('bounds the handshakes of all addresses together, and frees a place on release', () => {
     const limiter = new HandshakeLimiter({ maxPerIp: 10, maxTotal: 3, ipv6PrefixLength: 64 });
     const started = ['192.0.2.1', '192.0.2.2', '2001:db8::1'].map((ip) => limiter.admit(ip));

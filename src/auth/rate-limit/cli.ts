@@ -8,7 +8,8 @@ import { Cluster } from 'ioredis';
 import { loadConfig } from '../../config/load.js';
 import type { Config, LimiterPolicy } from '../../config/types.js';
 import { isIP } from 'node:net';
-import { KEY_KINDS, canonicalUser, encodeUser, ipKey, pairId, storeKey } from './keys.js';
+import { KEY_KINDS, canonicalUser, encodeUser, pairId, storeKey } from './keys.js';
+import { ipKey } from '../../net/addresses.js';
 import { createRedisClient, describeRedisTarget, waitUntilReady, type RedisClient } from './redis-client.js';
 
 export const EXIT = { ok: 0, error: 1, usage: 2, blocked: 3 } as const;

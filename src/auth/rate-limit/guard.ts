@@ -8,7 +8,7 @@
 import type { RateLimitConfig } from '../../config/types.js';
 import type { Logger } from '../../observability/log.js';
 import { NOTHING_RESERVED, type GuardDecision, type LoginAttempt, type LoginGuard, type LoginVerdict } from '../login-guard.js';
-import type { CidrList } from './cidr.js';
+import type { CidrList } from '../../net/cidr.js';
 import { passwordTag } from './hmac.js';
 import { UNAVAILABLE, type Held } from './insurance.js';
 import { attemptKeys, type AttemptKeys } from './keys.js';

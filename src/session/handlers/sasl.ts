@@ -33,13 +33,9 @@ export async function auth(command: Command, context: SessionContext): Promise<O
 
 async function authPlain(context: SessionContext, initialResponse: string | undefined): Promise<Outcome> {
   let response: Buffer | Outcome;
-  if (initialResponse === undefined) {
-    context.write(Buffer.from(`${Reply.saslEmptyChallenge}\r\n`, 'latin1'));
-    response = await readResponse(context);
-  } else {
-    // RFC 5034 §4: "=" is an initial response that is present but empty.
-    response = initialResponse === '=' ? Buffer.alloc(0) : decodeOrRefuse(initialResponse);
-  }
+  if (initialResponse === undefined) response = await challenge(context, Reply.saslEmptyChallenge);
+  // RFC 5034 §4: "=" is an initial response that is present but empty.
+  else response = initialResponse === '=' ? Buffer.alloc(0) : decodeOrRefuse(initialResponse);
   if (!Buffer.isBuffer(response)) return response;
   try {
     const message = parsePlainMessage(response);
@@ -58,17 +54,11 @@ async function authPlain(context: SessionContext, initialResponse: string | unde
 }
 
 async function authLogin(context: SessionContext, initialResponse: string | undefined): Promise<Outcome> {
-  let userBytes: Buffer | Outcome;
-  if (initialResponse === undefined) {
-    context.write(Buffer.from(`${Reply.loginUsernamePrompt}\r\n`, 'latin1'));
-    userBytes = await readResponse(context);
-  } else {
-    userBytes = decodeOrRefuse(initialResponse);
-  }
+  const userBytes =
+    initialResponse === undefined ? await challenge(context, Reply.loginUsernamePrompt) : decodeOrRefuse(initialResponse);
   if (!Buffer.isBuffer(userBytes)) return userBytes;
   if (!isAcceptableUsername(userBytes)) return invalid(Reply.saslMalformed);
-  context.write(Buffer.from(`${Reply.loginPasswordPrompt}\r\n`, 'latin1'));
-  const password = await readResponse(context);
+  const password = await challenge(context, Reply.loginPasswordPrompt);
   if (!Buffer.isBuffer(password)) return password;
   try {
     if (!isAcceptablePassword(password)) return invalid(Reply.saslMalformed);
@@ -76,6 +66,12 @@ async function authLogin(context: SessionContext, initialResponse: string | unde
   } finally {
     password.fill(0);
   }
+}
+
+/** Sends one server challenge (a "+ " line) and returns the client's decoded answer. */
+async function challenge(context: SessionContext, prompt: string): Promise<Buffer | Outcome> {
+  context.write(Buffer.from(`${prompt}\r\n`, 'latin1'));
+  return readResponse(context);
 }
 
 /** Reads one continuation line and decodes it; "*" cancels (RFC 5034 §4). Wipes the raw line. */

@@ -1,13 +1,13 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { Config } from './config/types.js';
-import type { Logger } from './observability/log.js';
-import { startPopwarden, type ReloadableProxy } from './app.js';
-import { loadTlsMaterial } from './net/tls-material.js';
-import { TlsProvider } from './net/tls-provider.js';
-import { startObservability } from './observability/setup.js';
-import { createProtection } from './auth/protection.js';
-import { descriptorWarning } from './net/descriptor-budget.js';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../observability/log.js';
+import { startPopwarden, type ReloadableProxy } from '../proxy.js';
+import { loadTlsMaterial } from '../net/tls-material.js';
+import { TlsProvider } from '../net/tls-provider.js';
+import { startObservability } from './observability.js';
+import { createProtection } from '../auth/protection.js';
+import { descriptorWarning } from '../net/descriptor-budget.js';
 
 /** tls.watch_files: editors and ACME clients write a cert, key and chain in quick succession; reload once after they settle. */
 export const WATCH_DEBOUNCE_MS = 1_000;

@@ -1,13 +1,15 @@
 import { performance } from 'node:perf_hooks';
 import type { BackendConfig } from '../config/types.js';
 import type { ConnectionOptions } from 'node:tls';
-import { dialBackend } from '../backend/dial.js';
-import { BackendLink } from '../backend/link.js';
-import { backendTlsOptions, describeBackendTlsFailure } from '../backend/tls-options.js';
+import { dialBackend } from './dial.js';
+import { BackendLink } from './link.js';
+import { backendTlsOptions, describeBackendTlsFailure } from './tls-options.js';
 import { parseCapabilities } from '../pop3/capabilities.js';
 import { MAX_CAPA_LINES } from '../config/limits.js';
 import { BackendUnavailableError } from '../errors.js';
 import { formatHostPort } from '../config/values.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /**
  * What one probe found. `reason` is a short stable word for logs when the backend is down;
@@ -100,11 +102,15 @@ export async function probeBackend(
   }
 }
 
-/** Runs probeBackend every `intervalMs` (never two at once) until stopped. */
+/**
+ * Runs probeBackend every `intervalMs` (never two at once) until stopped, and tells what it found:
+ * every result to `metrics`, each change between up and down to the log.
+ */
 export class BackendProber {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<ProbeResult> | undefined;
   #stopped = false;
+  #lastUp: boolean | undefined;
 
   /** The fix the latest failed probe named (a TLS trust problem), for /readyz. */
   lastFix: string | undefined;
@@ -115,7 +121,8 @@ export class BackendProber {
   constructor(
     private readonly backend: BackendConfig,
     private readonly timeoutMs: number,
-    private readonly onResult: (result: ProbeResult) => void,
+    private readonly metrics: Pick<Metrics, 'backendProbe'>,
+    private readonly log: Logger,
   ) {
     this.#tlsOptions = backendTlsOptions(backend);
   }
@@ -137,10 +144,19 @@ export class BackendProber {
     this.#running = probeBackend(this.backend, this.timeoutMs, this.#tlsOptions).then((result) => {
       this.#running = undefined;
       this.lastFix = result.up ? undefined : result.fix;
-      if (!this.#stopped) this.onResult(result);
+      if (!this.#stopped) this.#tell(result);
       return result;
     });
     return this.#running;
+  }
+
+  #tell(result: ProbeResult): void {
+    this.metrics.backendProbe(result.up, result.durationSeconds);
+    if (result.up === this.#lastUp) return;
+    const backend = `${this.backend.host}:${this.backend.port}`;
+    if (result.up) this.log.info({ backend }, 'backend probe: up');
+    else this.log.warn({ backend, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
+    this.#lastUp = result.up;
   }
 
   /** Stops the schedule and waits for a probe in flight (bounded by its own timeout). */

@@ -10,6 +10,7 @@ import { backendTlsOptions } from './backend/tls-options.js';
 import { Session } from './session/session.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
+import { ApopUsers } from './backend/apop-users.js';
 import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
 import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
@@ -83,6 +84,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   }
   const failureDeadline = new FailureDeadline(log);
   const backendMemory = new BackendMemory(config.stateDir);
+  const apopUsers = new ApopUsers(config.rateLimit.usernameCanonical);
   const unseenStls = unseenStlsWarning(config.backend, backendMemory);
   if (unseenStls !== undefined) log.warn(unseenStls);
   const sessions = new Set<Session>();
@@ -105,6 +107,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
             guard,
             failureDeadline,
             backendMemory,
+            apopUsers,
             onClosed,
           });
           sessions.add(session);

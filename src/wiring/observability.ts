@@ -2,15 +2,15 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendConfig, Config } from '../config/types.js';
-import type { Logger } from './log.js';
-import { NO_METRICS, type Metrics } from './metrics.js';
-import type { RunningProxy } from '../app.js';
+import type { Logger } from '../observability/log.js';
+import { NO_METRICS, type Metrics } from '../observability/metrics.js';
+import type { RunningProxy } from '../proxy.js';
 import type { TlsMaterial } from '../net/tls-material.js';
 import { CERT_FILE_NAME } from '../certs/self-signed.js';
 import { formatHostPort } from '../config/values.js';
-import { createPrometheusMetrics, type PrometheusMetrics } from './prometheus.js';
-import { startMetricsServer, type MetricsServer, type ReadinessCheck } from './metrics-server.js';
-import { BackendProber } from './backend-probe.js';
+import { createPrometheusMetrics, type PrometheusMetrics } from '../observability/prometheus.js';
+import { startMetricsServer, type MetricsServer, type ReadinessCheck } from '../observability/metrics-server.js';
+import { BackendProber } from '../backend/probe.js';
 import { packageVersion } from '../version.js';
 
 /** Metrics and health endpoints for one running popwarden. */
@@ -65,16 +65,7 @@ export async function startObservability(config: Config, log: Logger, options: O
     ...(options.defaultMetrics === undefined ? {} : { defaultMetrics: options.defaultMetrics }),
   });
 
-  let lastBackendState: boolean | undefined;
-  const makeProber = (backend: BackendConfig): BackendProber =>
-    new BackendProber(backend, config.timeouts.backendConnectMs, (result) => {
-      metrics.backendProbe(result.up, result.durationSeconds);
-      if (result.up !== lastBackendState) {
-        if (result.up) log.info({ backend: `${backend.host}:${backend.port}` }, 'backend probe: up');
-        else log.warn({ backend: `${backend.host}:${backend.port}`, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
-        lastBackendState = result.up;
-      }
-    });
+  const makeProber = (backend: BackendConfig): BackendProber => new BackendProber(backend, config.timeouts.backendConnectMs, metrics, log);
   let probedBackend = config.backend;
   let prober = makeProber(probedBackend);
 
@@ -134,7 +125,6 @@ export async function startObservability(config: Config, log: Logger, options: O
       const previous = prober;
       probedBackend = backend;
       prober = makeProber(backend);
-      lastBackendState = undefined;
       void previous.stop();
       prober.start(intervalMs);
     },

@@ -4,8 +4,8 @@
  * "::ffff:192.0.2.7" too.
  */
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
-import { normaliseAddress } from '../../net/addresses.js';
-import { parseCidr } from '../../config/values.js';
+import { normaliseAddress } from './addresses.js';
+import { parseCidr } from '../config/values.js';
 
 export class CidrList {
   readonly #list = new BlockList();
