@@ -49,16 +49,15 @@ function describeOffers(o: ServerOffers): string {
   ].join(', ');
 }
 
-/** What popwarden chose on the backend link: STLS (seen on the tap) and the mechanism it logged. */
+/**
+ * What popwarden chose on the backend link: STLS (seen on the tap) and the mechanisms it logged,
+ * in the order it first used them (a refused APOP retried in clear shows as "APOP, then USER").
+ */
 function describeChoice(proxy: TestProxy, link: FormLink): string | undefined {
-  const mechanism = proxy
-    .logs()
-    .filter((l) => typeof l['backendMechanism'] === 'string')
-    .at(-1)?.['backendMechanism'];
-  if (mechanism === undefined) return undefined;
-  const sent = link.clientToServer().toString('latin1');
-  const stls = /(^|\r\n)STLS\r\n/.test(sent);
-  return `${stls ? 'STLS, then ' : ''}${String(mechanism).toUpperCase()}`;
+  const mechanisms = [...new Set(proxy.logs().flatMap((l) => (typeof l['backendMechanism'] === 'string' ? [l['backendMechanism'].toUpperCase()] : [])))];
+  if (mechanisms.length === 0) return undefined;
+  const stls = /(^|\r\n)STLS\r\n/.test(link.clientToServer().toString('latin1'));
+  return [...(stls ? ['STLS'] : []), ...mechanisms].join(', then ');
 }
 
 /** The server's own bytes for alice's messages, once two direct fetches agree (mailutils stamps headers on first open). */

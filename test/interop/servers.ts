@@ -90,15 +90,9 @@ export const SERVER_ROWS: readonly ServerRow[] = [
     needs: 'popauth APOP secrets, or STLS (`tls-mode stls`) with a certificate popwarden trusts; popwarden uses both',
     backendSettings: (server) => ({ caFile: server.caFile }),
   }),
-  legacyRow('solid-pop3d-auto', 'solid-pop3d 0.15, backend_auth auto', { server: 'solid-pop3d' }, {
-    protectsPassword: true,
-    needs: 'an APOP secret in every user\'s `~/.spop3d` (it offers APOP to every user, secret or not)',
-    knownFailure:
-      'solid-pop3d sends an APOP timestamp to every user; popwarden picks APOP, and a user without a `~/.spop3d` secret is refused (README, Status: pin `backend_auth: user`, next row)',
-  }),
-  legacyRow('solid-pop3d-user', 'solid-pop3d 0.15, backend_auth user', { server: 'solid-pop3d' }, {
+  legacyRow('solid-pop3d', 'solid-pop3d 0.15, users without an APOP secret', { server: 'solid-pop3d' }, {
     protectsPassword: false,
-    needs: 'pinned to USER/PASS (users without `~/.spop3d`): a privileged loopback port',
-    backendSettings: () => ({ auth: 'user' }),
+    needs:
+      'an APOP secret in every user\'s `~/.spop3d` (`pop_auth`): it offers APOP to every user, and popwarden retries a refused APOP in clear, on a trusted link only',
   }),
 ];
