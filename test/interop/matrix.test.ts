@@ -110,6 +110,7 @@ for (const row of SERVER_ROWS.filter((r) => only === undefined || only.length ==
         try {
           server = await row.start();
           result.offers = describeOffers(await probeOffers(server));
+          assert.equal(result.offers, row.expect.offers, 'what the server offers');
           link = await linkFor(form, server);
           proxy = await startTestProxy({ backend: { ...row.backendSettings?.(server), ...link.backend } });
           reference = await stableReference(server);
@@ -200,6 +201,7 @@ for (const row of SERVER_ROWS.filter((r) => only === undefined || only.length ==
             // it: proof that the tap records what crosses the link and the check above can fail.
             if (!row.protectsPassword && failed.length === 0 && leaked.length === 0) failed.push('the tap did not see the USER/PASS login');
             result.chose = describeChoice(proxy, link) ?? result.chose;
+            if (result.chose !== row.expect.chose) failed.push(`popwarden chose ${result.chose} on the backend link, not ${row.expect.chose}`);
             result.cells[cellKey(client, port)] = {
               status: failed.length === 0 ? 'pass' : row.knownFailure === undefined ? 'fail' : 'known-fail',
               failed,

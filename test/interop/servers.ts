@@ -48,6 +48,11 @@ export interface ServerRow {
   readonly protectsPassword: boolean;
   /** What the server needs so popwarden can avoid cleartext on the link (README). */
   readonly needs: string;
+  /**
+   * What the table must say: the server's offers as the matrix probes them (matrix.test.ts,
+   * describeOffers) and what popwarden chose on the link (describeChoice). Checked, not only shown.
+   */
+  readonly expect: { readonly offers: string; readonly chose: string };
   /** Set when every cell of the row is known to fail, with the reason (cells run as todo). */
   readonly knownFailure?: string;
   /** popwarden's backend settings beyond how to reach it. */
@@ -55,13 +60,12 @@ export interface ServerRow {
   start(): Promise<RunningServer>;
 }
 
-function dovecotRow(profile: DovecotProfile, label: string, protectsPassword: boolean, needs: string): ServerRow {
+function dovecotRow(profile: DovecotProfile, label: string, row: Pick<ServerRow, 'protectsPassword' | 'needs' | 'expect'>): ServerRow {
   return {
     id: `dovecot-${profile}`,
     label,
     forms: ['tcp'],
-    protectsPassword,
-    needs,
+    ...row,
     ...(profile === 'stls' ? { backendSettings: (server: RunningServer) => ({ caFile: server.caFile }) } : {}),
     start: () => startDovecot({ profile }),
   };
@@ -73,26 +77,46 @@ function legacyRow(id: string, label: string, opts: LegacyOptions, row: Omit<Ser
 
 /** Every row, in table order. */
 export const SERVER_ROWS: readonly ServerRow[] = [
-  dovecotRow('apop-only', 'Dovecot 2.3.19, APOP only', true, '`auth_mechanisms = apop` and plain (or CRAM-MD5) passwords in its passdb'),
-  dovecotRow('cram-md5-only', 'Dovecot 2.3.19, CRAM-MD5 only', true, '`auth_mechanisms = cram-md5` and plain (or CRAM-MD5) passwords in its passdb'),
-  dovecotRow('user-only', 'Dovecot 2.3.19, USER/PASS only', false, 'one of the above, or STLS; as it is, only a trusted link (privileged loopback port)'),
-  dovecotRow('stls', 'Dovecot 2.3.19, STLS', true, '`ssl = yes` with a certificate popwarden trusts (`backend_ca_file`)'),
+  dovecotRow('apop-only', 'Dovecot 2.3.19, APOP only', {
+    protectsPassword: true,
+    needs: '`auth_mechanisms = apop` and plain (or CRAM-MD5) passwords in its passdb',
+    expect: { offers: 'APOP timestamp, USER', chose: 'APOP' },
+  }),
+  dovecotRow('cram-md5-only', 'Dovecot 2.3.19, CRAM-MD5 only', {
+    protectsPassword: true,
+    needs: '`auth_mechanisms = cram-md5` and plain (or CRAM-MD5) passwords in its passdb',
+    expect: { offers: 'no timestamp, USER, SASL CRAM-MD5', chose: 'CRAM-MD5' },
+  }),
+  dovecotRow('user-only', 'Dovecot 2.3.19, USER/PASS only', {
+    protectsPassword: false,
+    needs: 'one of the above, or STLS; as it is, only a trusted link (privileged loopback port)',
+    expect: { offers: 'no timestamp, USER, SASL PLAIN LOGIN', chose: 'PLAIN' },
+  }),
+  dovecotRow('stls', 'Dovecot 2.3.19, STLS', {
+    protectsPassword: true,
+    needs: '`ssl = yes` with a certificate popwarden trusts (`backend_ca_file`)',
+    expect: { offers: 'APOP timestamp, USER, SASL PLAIN LOGIN CRAM-MD5, STLS', chose: 'STLS, then CRAM-MD5' },
+  }),
   legacyRow('popa3d', 'popa3d 1.0.3', { server: 'popa3d' }, {
     protectsPassword: false,
     needs: 'nothing it can offer (USER/PASS only, no CAPA): run it on a privileged loopback port (inetd, socat) and keep it off the network',
+    expect: { offers: 'no timestamp, no CAPA', chose: 'USER' },
   }),
   legacyRow('mailutils-apop', 'GNU mailutils pop3d 3.15, APOP', { server: 'mailutils' }, {
     protectsPassword: true,
     needs: 'an APOP secret per user in its popauth database (`popauth`, `apop-database-file`)',
+    expect: { offers: 'APOP timestamp, USER', chose: 'APOP' },
   }),
   legacyRow('mailutils-stls', 'GNU mailutils pop3d 3.15, APOP + STLS', { server: 'mailutils', stls: true }, {
     protectsPassword: true,
     needs: 'popauth APOP secrets, or STLS (`tls-mode stls`) with a certificate popwarden trusts; popwarden uses both',
     backendSettings: (server) => ({ caFile: server.caFile }),
+    expect: { offers: 'APOP timestamp, USER, STLS', chose: 'STLS, then APOP' },
   }),
   legacyRow('solid-pop3d', 'solid-pop3d 0.15, users without an APOP secret', { server: 'solid-pop3d' }, {
     protectsPassword: false,
     needs:
       'an APOP secret in every user\'s `~/.spop3d` (`pop_auth`): it offers APOP to every user, and popwarden retries a refused APOP in clear, on a trusted link only',
+    expect: { offers: 'APOP timestamp, no CAPA', chose: 'APOP, then USER' },
   }),
 ];
