@@ -13,7 +13,7 @@ export interface FormLink {
   /** Every byte popwarden sent on the link so far, session after session. */
   clientToServer(): Buffer;
   /** Resolves once every session popwarden opened on the link has ended (and its server with it). */
-  whenIdle(): Promise<void>;
+  whenIdle(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 

@@ -26,6 +26,8 @@ import { SERVER_ROWS, type RunningServer } from './servers.js';
 const { alice } = sampleMaildrop();
 const ALL_IDS = alice.messages.map((m) => m.messageId);
 const rows: RowResult[] = [];
+/** A server rewriting a 5 MB mbox on a loaded CI machine may take a while to end its session. */
+const IDLE_TIMEOUT_MS = 30_000;
 
 /** What the server offers on a fresh direct connection, in a few words. */
 async function probeOffers(server: RunningServer): Promise<ServerOffers> {
@@ -66,7 +68,7 @@ async function stableReference(server: RunningServer, known: readonly Buffer[] =
   // Most servers serve a restored maildrop exactly as before: one fetch tells.
   if (previous.length === known.length && previous.every((m, i) => m.equals(known[i]!))) return previous;
   for (let attempt = 0; attempt < 3; attempt++) {
-    await server.whenIdle();
+    await server.whenIdle(IDLE_TIMEOUT_MS);
     const again = await server.fetchDirect(alice);
     if (again.length === previous.length && again.every((m, i) => m.equals(previous[i]!))) return again;
     previous = again;
@@ -114,7 +116,7 @@ for (const row of SERVER_ROWS.filter((r) => only === undefined || only.length ==
           link = await linkFor(form, server);
           proxy = await startTestProxy({ backend: { ...row.backendSettings?.(server), ...link.backend } });
           reference = await stableReference(server);
-          await server.whenIdle();
+          await server.whenIdle(IDLE_TIMEOUT_MS);
           server.snapshotMaildrop?.();
           assert.deepEqual(reference.map(messageIdOf), ALL_IDS, 'the server serves the sample maildrop');
         } catch (error) {
@@ -130,8 +132,8 @@ for (const row of SERVER_ROWS.filter((r) => only === undefined || only.length ==
 
       /** Every session has ended, on the link and in the server: the maildrop is final. */
       const whenIdle = async (): Promise<void> => {
-        await link!.whenIdle();
-        await server!.whenIdle();
+        await link!.whenIdle(IDLE_TIMEOUT_MS);
+        await server!.whenIdle(IDLE_TIMEOUT_MS);
       };
 
       /** The Message-IDs alice's maildrop holds once every session has ended. */
