@@ -24,6 +24,7 @@ export type BackendStep =
   | 'capa'
   | 'stls'
   | 'tls-handshake'
+  | 'xclient'
   | 'auth'
   | 'relay'
   | 'quit';

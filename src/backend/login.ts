@@ -1,7 +1,8 @@
 import type { ConnectionOptions } from 'node:tls';
+import { isIP } from 'node:net';
 import type { BackendConfig, TimeoutsConfig } from '../config/types.js';
 import type { Credentials } from '../auth/credentials.js';
-import type { Logger } from '../observability/log.js';
+import { escapeForLog, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { BackendLink } from './link.js';
 import { dialBackend } from './dial.js';
@@ -17,7 +18,7 @@ import {
   UNKNOWN_CAPABILITIES,
   type BackendCapabilities,
 } from '../pop3/capabilities.js';
-import { MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS } from '../config/limits.js';
+import { MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS, MAX_LOGGED_BACKEND_TEXT } from '../config/limits.js';
 import {
   BackendRejectedError,
   BackendUnavailableError,
@@ -25,16 +26,23 @@ import {
   type BackendStep,
 } from '../errors.js';
 import { formatHostPort } from '../config/values.js';
+import type { ClientOrigin } from '../net/proxy-intake.js';
 
-/** A logged-in backend connection, ready for the relay. */
+/**
+ * A logged-in backend connection, ready for the relay. Held by every idle session, so it keeps
+ * only what the relay and the audit line use (CAPA after login asks the backend afresh).
+ */
 export interface BackendSession {
   readonly link: BackendLink;
+  /** What the backend offered before login: the relay keeps lines it cannot read whole away from it. */
   readonly capabilities: BackendCapabilities;
   readonly mechanism: BackendMechanism;
 }
 
 export interface BackendLoginContext {
   readonly backend: BackendConfig;
+  /** Whose login this is: told to the backend by a PROXY header or XCLIENT, when configured. */
+  readonly client: ClientOrigin;
   readonly tlsOptions: ConnectionOptions;
   readonly timeouts: TimeoutsConfig;
   readonly log: Logger;
@@ -102,7 +110,7 @@ type LoginResult =
 async function loginOnce(credentials: Credentials, context: BackendLoginContext, passOverApop: boolean): Promise<LoginResult> {
   const { backend, timeouts, log } = context;
   const dialStarted = performance.now();
-  const socket = await dialBackend(backend, timeouts.backendConnectMs, context.tlsOptions);
+  const socket = await dialBackend(backend, timeouts.backendConnectMs, context.tlsOptions, context.client);
   context.metrics.backendConnected((performance.now() - dialStarted) / 1000);
   const link = new BackendLink(socket, context.onIdleFailure);
   const step = timeouts.backendStepMs;
@@ -123,6 +131,11 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
       await link.startTls(context.tlsOptions, step);
       // RFC 2595 §4: capabilities learnt before TLS are discarded.
       capabilities = await readCapabilities(link, step);
+    }
+
+    // Dovecot offers XCLIENT as a response code in its greeting, other servers in CAPA.
+    if (backend.xclient === 'auto' && (greeting.code === 'XCLIENT' || capabilities.xclient)) {
+      await forwardClientAddress(link, context.client, step, log);
     }
 
     // Before anything secret is sent: a backend that offers less than it did is not trusted.
@@ -179,6 +192,21 @@ function wantsStls(backend: BackendConfig, capabilities: BackendCapabilities): b
       }
       return true;
   }
+}
+
+/**
+ * `XCLIENT ADDR=… PORT=…`: the backend's logs, penalties and limits see the client instead of
+ * popwarden. Sent inside TLS when the link has it, before anything secret. A refusal (popwarden
+ * not in the backend's trusted networks) is logged and the login goes on: the backend then sees
+ * popwarden's address, as without the option.
+ */
+async function forwardClientAddress(link: BackendLink, client: ClientOrigin, timeoutMs: number, log: Logger): Promise<void> {
+  if (isIP(client.address) === 0) return;
+  log.debug({ action: 'telling the backend the client address (XCLIENT)' });
+  link.send(`XCLIENT ADDR=${client.address} PORT=${client.port}`);
+  const reply = await readStatus(link, 'xclient', timeoutMs);
+  link.replyComplete('xclient');
+  if (!reply.ok) log.warn({ backendText: escapeForLog(reply.text, MAX_LOGGED_BACKEND_TEXT) }, 'the backend refused XCLIENT; it sees popwarden as the client');
 }
 
 async function readStatus(link: BackendLink, step: BackendStep, timeoutMs: number): Promise<StatusLine> {

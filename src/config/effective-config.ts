@@ -23,11 +23,20 @@ function written(key: ConfigKey, value: unknown): unknown {
         return formatHostPort(item as HostPort);
       case 'host-port-or-off':
         return item === 'off' ? 'off' : formatHostPort(item as HostPort);
+      case 'listener':
+        return writtenListener(item as EffectiveSettings['listen_tls'][number]);
       case undefined:
         return item;
     }
   };
   return key.kind === 'list' ? (value as readonly unknown[]).map(write) : write(value);
+}
+
+/** A listener as it is usually written: HOST:PORT, and the object form only behind a load balancer. */
+function writtenListener(entry: EffectiveSettings['listen_tls'][number]): unknown {
+  const address = formatHostPort(entry.address);
+  if (!entry.proxy_protocol) return address;
+  return { address, proxy_protocol: true, proxy_protocol_trusted: entry.proxy_protocol_trusted };
 }
 
 /**
@@ -37,7 +46,7 @@ function written(key: ConfigKey, value: unknown): unknown {
  */
 const TOP_LEVEL_ORDER = [
   'listen_tls', 'listen_stls', 'backend', 'backend_auth', 'backend_tls', 'backend_tls_insecure', 'allow_plaintext_backend_auth',
-  'backend_trust_loopback', 'state_dir', 'greeting', 'auth_failure_delay', 'log_level', 'timeouts', 'limits', 'tls', 'redis',
+  'backend_trust_loopback', 'backend_proxy_protocol', 'backend_xclient', 'state_dir', 'greeting', 'auth_failure_delay', 'log_level', 'timeouts', 'limits', 'tls', 'redis',
   'rate_limit', 'metrics_listen', 'backend_probe_interval',
 ];
 

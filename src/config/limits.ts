@@ -117,3 +117,14 @@ export const MAX_REMEMBERED_APOP_USERS = 10_000;
  * again the next day.
  */
 export const REMEMBERED_APOP_USER_MS = 24 * 60 * 60 * 1000;
+
+/** proxy-protocol.txt §2.1: "a receiver ... can read at most 107 bytes" for a v1 line, CRLF included. */
+export const MAX_PROXY_V1_OCTETS = 107;
+
+/**
+ * A whole v2 header, 16 fixed octets included. The format allows 16 + 65,535; §2.2 asks a receiver
+ * to take at least 536 (one minimal TCP segment), and HAProxy's optional TLVs (SSL details, unique
+ * id, authority) stay well under 2 KiB. A header is buffered before anything else on the
+ * connection, so this is also the most a pending proxied connection can hold.
+ */
+export const MAX_PROXY_V2_OCTETS = 2_048;

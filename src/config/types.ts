@@ -18,6 +18,14 @@ export type BackendAuthMode = (typeof BACKEND_AUTH_MODES)[number];
 export const BACKEND_TLS_MODES = ['auto', 'off', 'starttls', 'implicit'] as const;
 export type BackendTlsMode = (typeof BACKEND_TLS_MODES)[number];
 
+/** Whether popwarden opens each backend connection with a PROXY protocol header, and which version. */
+export const BACKEND_PROXY_PROTOCOL_MODES = ['off', 'v1', 'v2'] as const;
+export type BackendProxyProtocolMode = (typeof BACKEND_PROXY_PROTOCOL_MODES)[number];
+
+/** Whether popwarden tells the backend the client's address with XCLIENT when the backend offers it. */
+export const BACKEND_XCLIENT_MODES = ['off', 'auto'] as const;
+export type BackendXclientMode = (typeof BACKEND_XCLIENT_MODES)[number];
+
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -34,6 +42,11 @@ export interface ListenerConfig extends HostPort {
   readonly kind: ListenerKind;
   /** A short stable name for logs and metrics, e.g. "tls:0.0.0.0:995". */
   readonly name: string;
+  /**
+   * Set when every connection must begin with a PROXY protocol header from one of `trusted`
+   * (CIDRs): the client address it carries replaces the socket's peer everywhere.
+   */
+  readonly proxyProtocol?: { readonly trusted: readonly string[] };
 }
 
 export interface BackendConfig extends HostPort {
@@ -58,6 +71,10 @@ export interface BackendConfig extends HostPort {
   readonly trustLoopback: boolean | undefined;
   /** Local address to connect from (multi-homed gateways, and tests that need a non-loopback-looking source). */
   readonly sourceAddress: string | undefined;
+  /** A PROXY header (v1 or v2) with the client's address first on every backend connection; `off`: none. */
+  readonly proxyProtocol: BackendProxyProtocolMode;
+  /** `auto`: send `XCLIENT ADDR=… PORT=…` before the login when the backend offers it (Dovecot: `[XCLIENT]` in its greeting). */
+  readonly xclient: BackendXclientMode;
 }
 
 export interface TimeoutsConfig {
@@ -67,6 +84,8 @@ export interface TimeoutsConfig {
   readonly idleMs: number;
   /** TLS handshake, on the implicit port and after STLS. */
   readonly tlsHandshakeMs: number;
+  /** The whole PROXY protocol header on a listener that requires one. */
+  readonly proxyProtocolMs: number;
   /** TCP connect to the backend. */
   readonly backendConnectMs: number;
   /** Each step of the backend login script before the credentials (greeting, CAPA, STLS). */

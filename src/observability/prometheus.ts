@@ -87,7 +87,7 @@ const FAMILIES = {
   build_info: { type: 'gauge', help: 'Always 1; the labels say which popwarden and Node.js versions run.', labels: ['version', 'node_version'] },
   connections_total: { type: 'counter', help: 'TCP connections accepted, by listener and TLS mode (implicit TLS or STLS port).', labels: ['listener', 'tls'] },
   connections_active: { type: 'gauge', help: 'Client connections open now, by listener and TLS mode.', labels: ['listener', 'tls'] },
-  connections_refused_total: { type: 'counter', help: 'Connections turned away at accept (deny list, per-IP bounds), by listener and reason.', labels: ['listener', 'reason'] },
+  connections_refused_total: { type: 'counter', help: 'Connections turned away at accept (deny list, per-IP and process bounds, a bad or missing PROXY header), by listener and reason.', labels: ['listener', 'reason'] },
   tls_handshakes_total: { type: 'counter', help: 'TLS handshakes (implicit TLS and STLS), by listener, result and negotiated version.', labels: ['listener', 'result', 'version'] },
   tls_handshake_duration_seconds: { type: 'histogram', help: 'Time from TCP accept (or STLS) to the end of the TLS handshake.', labels: ['listener'], buckets: WAIT_BUCKETS },
   stls_upgrades_total: { type: 'counter', help: 'STLS upgrades on plaintext listeners, by result.', labels: ['listener', 'result'] },

@@ -12,6 +12,7 @@ import type { BackendMemory } from '../backend/memory.js';
 import type { ApopUsers } from '../backend/apop-users.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
+import type { ClientOrigin } from '../net/proxy-intake.js';
 import type { FailureDeadline } from './failure-deadline.js';
 import { authenticated, replied, reply, type Outcome } from './outcome.js';
 
@@ -35,8 +36,8 @@ export interface LoginRequest {
   /** Wiped when the login is over, whatever its end. */
   readonly credentials: Credentials;
   readonly mechanism: ClientMechanism;
-  /** The client's address, normalised. */
-  readonly clientIp: string;
+  /** Who the client is (the address every limit counts, and what the backend is told). */
+  readonly client: ClientOrigin;
   /** The client's TLS version, for the audit line. */
   readonly tlsProtocol: string | null;
   /** The session's logger. */
@@ -66,7 +67,7 @@ interface AuditFields {
 export async function authenticate(request: LoginRequest, deps: LoginDependencies): Promise<Outcome> {
   const { credentials, log } = request;
   const startedAt = Date.now();
-  const attempt: LoginAttempt = { ip: request.clientIp, user: credentials.user, password: credentials.password };
+  const attempt: LoginAttempt = { ip: request.client.address, user: credentials.user, password: credentials.password };
   const audit = (result: LoginResult, fields: AuditFields = {}): void => writeAudit(request, deps.metrics, result, startedAt, fields);
   // Failed logins are answered at a deadline on a grid of the configured delay, counted from
   // when the credentials arrived, that does not follow the backend's speed: a wrong password and
@@ -90,6 +91,7 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
     settle = decision.settle;
     const backend = await loginToBackend(credentials, {
       backend: chooseBackend(deps.config.backend, credentials.user),
+      client: request.client,
       tlsOptions: deps.backendTls,
       timeouts: deps.config.timeouts,
       log,

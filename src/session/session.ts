@@ -12,7 +12,7 @@ import { detectForeignProtocol } from '../net/hygiene.js';
 import { upgradeToTls } from '../net/starttls.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
 import type { TlsMaterial } from '../net/tls-material.js';
-import { normaliseAddress } from '../net/addresses.js';
+import type { ClientOrigin } from '../net/proxy-intake.js';
 import type { Logger } from '../observability/log.js';
 import { parseCommand } from '../pop3/grammar.js';
 import { Reply, line } from '../pop3/replies.js';
@@ -67,31 +67,46 @@ export class Session implements SessionContext {
   #serving = false;
   #draining = false;
   #clientFinished = false;
-  #resolveClosed!: () => void;
-  /** Resolves once the session has closed. */
-  readonly closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
+  /** Made on first request: most sessions end without anyone waiting for them. */
+  #closed: Promise<void> | undefined;
+  #resolveClosed: (() => void) | undefined;
   #firstChunkSeen = false;
   #corked = false;
   #invalidCommands = 0;
   #backend: BackendSession | undefined;
-  readonly #clientIp: string;
+  readonly #client: ClientOrigin;
   readonly #openedAt = Date.now();
   #preAuthTimer: NodeJS.Timeout | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(socket: Socket | TLSSocket, secure: boolean, deps: SessionDependencies) {
+  /**
+   * `deps` are shared by every session of a listener (made once, not per connection); `client`
+   * is who this one is: the socket's peer, or the one its load balancer's PROXY header names.
+   */
+  constructor(socket: Socket | TLSSocket, secure: boolean, deps: SessionDependencies, client: ClientOrigin) {
     this.#deps = deps;
     this.config = deps.config;
     this.metrics = deps.metrics;
     this.#socket = socket;
     this.#secure = secure;
-    this.#clientIp = normaliseAddress(socket.remoteAddress ?? '');
+    this.#client = client;
     this.log = deps.log.child({
       sid: this.id,
-      peer: `${this.#clientIp}:${socket.remotePort ?? 0}`,
+      peer: `${client.address}:${client.port}`,
+      // The load balancer that carried a proxied client, so its own logs can be matched.
+      ...(client.via === undefined ? {} : { via: client.via }),
       listener: deps.listener.name,
     });
     this.#preAuthTimer = setTimeout(() => this.#onPreAuthTimeout(), deps.config.timeouts.preAuthMs);
+  }
+
+  /** Resolves once the session has closed. */
+  get closed(): Promise<void> {
+    if (this.#closed === undefined) {
+      if (this.#state === SessionState.closed) this.#closed = Promise.resolve();
+      else this.#closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
+    }
+    return this.#closed;
   }
 
   get listenerKind(): ListenerConfig['kind'] {
@@ -256,7 +271,7 @@ export class Session implements SessionContext {
           {
             credentials: outcome.credentials,
             mechanism: outcome.mechanism,
-            clientIp: this.#clientIp,
+            client: this.#client,
             tlsProtocol: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
             log: this.log,
             clientGone: () => this.#isClosed(),
@@ -273,7 +288,9 @@ export class Session implements SessionContext {
           return;
         }
         this.#backend = outcome.backend;
+        // Dropped, not only cleared: an idle session would keep the timer and its closure.
         clearTimeout(this.#preAuthTimer);
+        this.#preAuthTimer = undefined;
         this.#enterState(SessionState.transaction, 'logged in');
         this.write(line(Reply.loggedIn));
         return;
@@ -327,7 +344,7 @@ export class Session implements SessionContext {
     const listener = this.#deps.listener.name;
     const handshakeStarted = performance.now();
     try {
-      const secured = await upgradeToTls(plain, this.#deps.tls, this.config.timeouts.tlsHandshakeMs);
+      const secured = await upgradeToTls(plain, this.#deps.tls, this.config.timeouts.tlsHandshakeMs, this.#client.address);
       const version = secured.getProtocol() ?? undefined;
       this.metrics.tlsHandshake(listener, 'success', version, (performance.now() - handshakeStarted) / 1000);
       this.metrics.stlsUpgrade(listener, 'success', discarded);
@@ -411,7 +428,7 @@ export class Session implements SessionContext {
     this.log.info({ reason, state: previous }, 'session closed');
     this.metrics.sessionClosed(this.#deps.listener.name, reason, (Date.now() - this.#openedAt) / 1000);
     this.#deps.onClosed(this);
-    this.#resolveClosed();
+    this.#resolveClosed?.();
   }
 
   /** A method, not a field test, so TypeScript does not narrow the state across awaits. */

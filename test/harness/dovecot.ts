@@ -32,6 +32,13 @@ export interface DovecotOptions {
   authFailureDelay?: string;
   /** Dovecot's auth_username_format, e.g. "%Ln": drop the domain, so alice@anything logs in as alice. */
   authUsernameFormat?: string;
+  /**
+   * The POP3 listener requires a PROXY protocol header (`haproxy = yes`) from loopback
+   * (`haproxy_trusted_networks`), as behind a load balancer.
+   */
+  haproxy?: boolean;
+  /** Dovecot's login_trusted_networks: clients from these may send XCLIENT (advertised in their CAPA). */
+  loginTrustedNetworks?: string;
 }
 
 /**
@@ -267,6 +274,8 @@ disable_plaintext_auth = ${profile.tls ? 'yes' : 'no'}
 auth_mechanisms = ${profile.mechanisms}
 ${opts.authFailureDelay === undefined ? '' : `auth_failure_delay = ${opts.authFailureDelay}`}
 ${opts.authUsernameFormat === undefined ? '' : `auth_username_format = ${opts.authUsernameFormat}`}
+${opts.haproxy === true ? 'haproxy_trusted_networks = 127.0.0.0/8' : ''}
+${opts.loginTrustedNetworks === undefined ? '' : `login_trusted_networks = ${opts.loginTrustedNetworks}`}
 
 ${passwdFileDatabases(passwdFile)}
 
@@ -276,7 +285,7 @@ pop3_uidl_format = %f
 service pop3-login {
   inet_listener pop3 {
     address = ${host}
-    port = ${port}
+    port = ${port}${opts.haproxy === true ? '\n    haproxy = yes' : ''}
   }
   ${pop3s}
 }

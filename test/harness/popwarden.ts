@@ -9,7 +9,7 @@ import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { startPopwarden, type RunningProxy } from '../../src/proxy.js';
-import type { BackendConfig, Config, LimitsConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
+import type { BackendConfig, Config, LimitsConfig, ListenerConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
@@ -63,6 +63,8 @@ export function testTlsMaterial(cert = testCertificate()): TlsMaterial {
 
 export interface ProxyOverrides {
   readonly backend: Partial<BackendConfig> & Pick<BackendConfig, 'host' | 'port'>;
+  /** Default: one implicit-TLS and one STLS listener on 127.0.0.1, port 0. */
+  readonly listeners?: readonly ListenerConfig[];
   readonly timeouts?: Partial<TimeoutsConfig>;
   readonly limits?: Partial<LimitsConfig>;
   readonly authFailureDelayMs?: number;
@@ -110,7 +112,7 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
   return {
     // redis and rateLimit as well: the limiter in process memory (no redis: configured).
     ...SCHEMA_DEFAULTS,
-    listeners: [
+    listeners: overrides.listeners ?? [
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
       { kind: 'stls', host: '127.0.0.1', port: 0, name: 'stls:test' },
     ],
@@ -123,6 +125,7 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       preAuthMs: 30_000,
       idleMs: 600_000,
       tlsHandshakeMs: 5_000,
+      proxyProtocolMs: 3_000,
       backendConnectMs: 5_000,
       backendStepMs: 5_000,
       backendAuthMs: 30_000,

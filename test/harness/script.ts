@@ -25,6 +25,7 @@ import { NO_METRICS } from '../../src/observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from '../../src/auth/login-guard.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { Config } from '../../src/config/types.js';
+import { directOrigin } from '../../src/net/proxy-intake.js';
 import { ByteInbox } from './inbox.js';
 import { LogCapture } from './log-capture.js';
 import { memorySocketPair } from './memory-socket.js';
@@ -210,7 +211,7 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
     backendMemory: new BackendMemory(config.stateDir),
     apopUsers: options.apopUsers ?? new ApopUsers(config.rateLimit.usernameCanonical),
     onClosed: () => undefined,
-  });
+  }, directOrigin(server));
   const inbox = new ByteInbox(client);
   const scripted = { session, client, inbox, logs };
   open.add(scripted);
