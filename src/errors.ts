@@ -36,6 +36,8 @@ export const BACKEND_ERROR_CODES = [
   'E_BACKEND_CLOSED',
   'E_BACKEND_PROTOCOL',
   'E_BACKEND_TLS',
+  'E_BACKEND_EXEC',
+  'E_BACKEND_BUSY',
   'E_BACKEND_NO_SAFE_MECHANISM',
 ] as const;
 export type BackendErrorCode = (typeof BACKEND_ERROR_CODES)[number];
@@ -43,6 +45,9 @@ export type BackendErrorCode = (typeof BACKEND_ERROR_CODES)[number];
 /** The backend could not be reached, timed out, closed, or spoke something that is not POP3. */
 export class BackendUnavailableError extends PopwardenError {
   readonly step: BackendStep;
+  /** What went wrong, without the step. */
+  readonly reason: string;
+  readonly #code: Exclude<BackendErrorCode, 'E_BACKEND_NO_SAFE_MECHANISM'>;
   constructor(
     code: Exclude<BackendErrorCode, 'E_BACKEND_NO_SAFE_MECHANISM'>,
     step: BackendStep,
@@ -51,6 +56,20 @@ export class BackendUnavailableError extends PopwardenError {
   ) {
     super(code, `${step}: ${message}`, Reply.backendUnavailable, options);
     this.step = step;
+    this.reason = message;
+    this.#code = code;
+  }
+
+  /**
+   * The same failure as seen by a reader at `step`: a link that broke (the backend hung up) is
+   * noticed by whoever waits next, and the step it was waiting in is what the failure means
+   * (a hang-up after the credentials is an unanswered guess, issue 9.4). The copy is a plain
+   * BackendUnavailableError: subclasses (BackendSentTooMuchError) are told apart only by the
+   * relay, whose reads are all at step 'relay', where the failure is returned as it is.
+   */
+  atStep(step: BackendStep): BackendUnavailableError {
+    if (step === this.step) return this;
+    return new BackendUnavailableError(this.#code, step, this.reason, { cause: this.cause ?? this });
   }
 }
 

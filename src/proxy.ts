@@ -10,6 +10,7 @@ import { backendTlsOptions } from './backend/tls-options.js';
 import { Session, type SessionDependencies } from './session/session.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
+import { BackendPrograms } from './backend/programs.js';
 import { ApopUsers } from './backend/apop-users.js';
 import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
@@ -91,6 +92,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   }
   const failureDeadline = new FailureDeadline(log);
   const backendMemory = new BackendMemory(config.stateDir);
+  const backendPrograms = new BackendPrograms(log);
   const apopUsers = new ApopUsers(config.rateLimit.usernameCanonical);
   const unseenStls = unseenStlsWarning(config.backend, backendMemory);
   if (unseenStls !== undefined) log.warn(unseenStls);
@@ -104,7 +106,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
     let made = sessionDeps.get(listener);
     if (made === undefined) {
-      made = { config: current, listener, tls, backendTls, log, metrics, guard, failureDeadline, backendMemory, apopUsers, onClosed };
+      made = { config: current, listener, tls, backendTls, log, metrics, guard, failureDeadline, backendMemory, apopUsers, backendPrograms, onClosed };
       sessionDeps.set(listener, made);
     }
     return made;
@@ -179,6 +181,8 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       }
       for (const session of [...sessions]) session.close('server-shutdown');
       await Promise.all(listenersClosed);
+      // Each closed session has signalled its program; wait until they are all reaped.
+      await backendPrograms.close();
     },
   };
 }

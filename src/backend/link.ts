@@ -132,7 +132,7 @@ export class BackendLink {
         return line;
       }
       if (this.#unread.length >= maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
-      if (this.#failure !== undefined) throw this.#failure;
+      if (this.#failure !== undefined) throw this.#failure.atStep(step);
       this.#socket.resume();
       deadline ??= Date.now() + timeoutMs;
       await this.#waitForInput(step, deadline);

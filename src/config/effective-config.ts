@@ -8,8 +8,8 @@ import { getIn, setIn } from './object-paths.js';
 import type { EffectiveSettings } from './runtime.js';
 import type { RawConfig } from './schema.js';
 import { CONFIG_KEYS, holdsSecret, type ConfigKey } from './schema-keys.js';
-import type { HostPort } from './types.js';
-import { formatDuration, formatHostPort } from './values.js';
+import type { BackendAddress, HostPort } from './types.js';
+import { formatBackendAddress, formatDuration, formatHostPort } from './values.js';
 
 export const REDACTED = '********';
 
@@ -23,6 +23,8 @@ function written(key: ConfigKey, value: unknown): unknown {
         return formatHostPort(item as HostPort);
       case 'host-port-or-off':
         return item === 'off' ? 'off' : formatHostPort(item as HostPort);
+      case 'backend-address':
+        return writtenBackend(item as BackendAddress);
       case 'listener':
         return writtenListener(item as EffectiveSettings['listen_tls'][number]);
       case undefined:
@@ -37,6 +39,18 @@ function writtenListener(entry: EffectiveSettings['listen_tls'][number]): unknow
   const address = formatHostPort(entry.address);
   if (!entry.proxy_protocol) return address;
   return { address, proxy_protocol: true, proxy_protocol_trusted: entry.proxy_protocol_trusted };
+}
+
+/**
+ * The one-line form where it says everything; the structured exec form when the arguments hold
+ * spaces (or are empty), or there is an environment or a working directory.
+ */
+function writtenBackend(address: BackendAddress): unknown {
+  if (address.kind !== 'exec') return formatBackendAddress(address);
+  const oneLine = Object.keys(address.environment).length === 0 && address.cwd === undefined && address.args.every((arg) => /^\S+$/.test(arg));
+  if (oneLine) return formatBackendAddress(address);
+  const { command, args, environment, cwd } = address;
+  return { exec: { command, args, environment, ...(cwd === undefined ? {} : { cwd }) } };
 }
 
 /**

@@ -56,8 +56,7 @@ export function toRuntimeConfig(settings: EffectiveSettings): Config {
       ...settings.listen_stls.map((entry) => listener('stls', entry)),
     ],
     backend: {
-      host: settings.backend.host,
-      port: settings.backend.port,
+      address: settings.backend,
       auth: settings.backend_auth,
       tls: settings.backend_tls,
       caFile: settings.backend_ca,
@@ -107,6 +106,7 @@ export function toRuntimeConfig(settings: EffectiveSettings): Config {
       maxHandshakesPerIp: settings.limits.max_handshakes_per_ip,
       maxSessions: settings.limits.max_sessions,
       maxHandshakes: settings.limits.max_handshakes,
+      maxBackendProcesses: settings.limits.max_backend_processes,
     },
     logLevel: settings.log_level,
     metrics: {

@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
   BACKEND_AUTH_TIMEOUT_MS,
+  DEFAULT_MAX_BACKEND_PROCESSES,
   DEFAULT_MAX_HANDSHAKES,
   DEFAULT_MAX_HANDSHAKES_PER_IP,
   DEFAULT_MAX_SESSIONS,
@@ -24,7 +25,9 @@ import {
   MAX_STORE_DURATION_MS,
   formatCidr,
   formatDuration,
+  execAddress,
   formatHostPort,
+  parseBackendAddress,
   parseCidr,
   parseDuration,
   parseHostPort,
@@ -38,7 +41,7 @@ import { canonicalServerName } from '../tls/sni.js';
  * How a parsed value is written back in --check-config output, declared on the value helpers
  * below and read through CONFIG_KEYS (schema-keys.ts). A value without one is written as parsed.
  */
-export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off' | 'listener';
+export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off' | 'listener' | 'backend-address';
 const writtenAs = (syntax: ValueSyntax) => ({ syntax });
 
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
@@ -109,6 +112,56 @@ const listenerEntry = z
 
 const listenerList = z.array(listenerEntry);
 
+/** A name the child's environment may hold (POSIX: letters, digits, underscore; no leading digit). */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** The structured exec: form, for arguments with spaces, an environment or a working directory. */
+const execBackendSchema = z
+  .strictObject({
+    exec: z.strictObject({
+      /** Absolute path of the program, run without a shell. */
+      command: z.string().min(1),
+      /** Default []. Its arguments, each passed as it is. */
+      args: z.array(z.string()).prefault([]),
+      /** Default {}. Variables added to the child's minimal environment. */
+      environment: z
+        .record(z.string(), z.string())
+        .superRefine((environment, ctx) => {
+          for (const name of Object.keys(environment).filter((key) => !ENV_NAME.test(key))) {
+            ctx.addIssue({ code: 'custom', path: [name], message: 'is not an environment variable name (letters, digits and _)' });
+          }
+        })
+        .prefault({}),
+      /** Optional absolute working directory; default "/". */
+      cwd: z.string().refine((dir) => dir.startsWith('/'), { message: 'must be an absolute path' }).optional(),
+    }),
+  })
+  .transform(({ exec }, ctx) => {
+    const result = execAddress(exec.command, exec.args, exec.environment, exec.cwd);
+    if (result.ok) return result.value;
+    ctx.issues.push({ code: 'custom', message: result.problem, input: exec.command, path: ['exec', 'command'] });
+    return z.NEVER;
+  });
+
+const backendString = parsedString(parseBackendAddress);
+
+/**
+ * `HOST:PORT`, `unix:/path.sock`, `exec:/path/to/server args`, or the structured exec form. Chosen
+ * by the value's type rather than with a zod union, whose refusal would be a bare "Invalid input"
+ * where the user needs the one problem of the form they wrote.
+ */
+const backendAddress = z
+  .unknown()
+  .transform((value, ctx) => {
+    const form = typeof value === 'object' && value !== null ? execBackendSchema : backendString;
+    const result = form.safeParse(value);
+    if (result.success) return result.data;
+    // Custom problems keep their words; zod's generic ones get the outer error map's wording.
+    for (const { message, ...issue } of result.error.issues) ctx.issues.push({ ...issue, ...(issue.code === 'custom' ? { message } : {}), input: value } as never);
+    return z.NEVER;
+  })
+  .meta(writtenAs('backend-address'));
+
 /**
  * A path to a file popwarden reads (cert, key, CA bundle), made absolute against the working
  * directory once, here, so that logs and --check-config show what is really read. Existence is
@@ -141,7 +194,7 @@ const timeoutsSchema = z.strictObject({
   tls_handshake: duration().prefault('10s'),
   /** Default 3s. How long a listener with proxy_protocol waits for the whole PROXY header; a load balancer sends it at once, so a slow one is not one. */
   proxy_protocol: duration().prefault('3s'),
-  /** Default 10s. TCP connect to the backend; a dead backend should fail the login quickly, not hang the client. */
+  /** Default 10s. Connect to the backend (TCP or its UNIX socket), or start its program; a dead backend should fail the login quickly, not hang the client. */
   backend_connect: duration().prefault('10s'),
   /** Default 15s. Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
   backend_step: duration().prefault('15s'),
@@ -180,6 +233,12 @@ const limitsSchema = z.strictObject({
   max_sessions: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_SESSIONS),
   /** Default 256, 0 = no bound. TLS handshakes in progress from all addresses (implicit port and STLS); more are closed before any TLS work. */
   max_handshakes: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_HANDSHAKES),
+  /**
+   * Default 100, range 1..100000. Backend programs (`backend: exec:...`) running at once, one per
+   * logged-in session: more logins are refused with `-ERR [SYS/TEMP]` before anything is started,
+   * so a login flood cannot fork the host to death.
+   */
+  max_backend_processes: z.number().int().min(1).max(100_000).prefault(DEFAULT_MAX_BACKEND_PROCESSES),
 });
 
 /** A DNS name a certificate is chosen for: `mail.example.org`, or `*.example.org` (one left-most label, RFC 6125 §6.4.3). */
@@ -337,8 +396,14 @@ export const configSchema = z
     listen_tls: listenerList.prefault(['0.0.0.0:995']),
     /** Default ["0.0.0.0:110"]. Plaintext listeners that require STLS before any credentials; entries as in listen_tls. May be [] if listen_tls is not. */
     listen_stls: listenerList.prefault(['0.0.0.0:110']),
-    /** Required. The legacy POP3 server, HOST:PORT (port 1..65535). */
-    backend: hostPort({ allowPortZero: false }),
+    /**
+     * Required. The legacy POP3 server: HOST:PORT (port 1..65535); `unix:/run/ipop3d.sock` (a
+     * UNIX-domain socket, e.g. a systemd socket unit with Accept=yes); or `exec:/usr/sbin/ipop3d
+     * [args]`, a program started for each session with the connection as stdin and stdout, as
+     * inetd does (split on whitespace, no shell; the mapping `{exec: {command, args, environment,
+     * cwd}}` for anything more).
+     */
+    backend: backendAddress,
     /** Default auto: the strongest mechanism the backend offers (APOP, CRAM-MD5, then plaintext ones if allowed). Pin one to refuse a downgrade. */
     backend_auth: z.enum(BACKEND_AUTH_MODES).prefault('auto'),
     /** Default auto: STLS to the backend when its CAPA offers it. `starttls` requires it; `implicit` speaks TLS from the first byte (a POP3S port); `off` never tries (loopback backends). */
@@ -464,6 +529,9 @@ export const configSchema = z
         sniNames.add(name);
       }
     });
+    if (config.backend_source_address !== undefined && config.backend.kind !== 'tcp') {
+      ctx.addIssue({ code: 'custom', path: ['backend_source_address'], message: `applies only to a HOST:PORT backend, not to ${config.backend.kind}:` });
+    }
     if ((config.backend_tls_cert === undefined) !== (config.backend_tls_key === undefined)) {
       const given = config.backend_tls_cert === undefined ? 'backend_tls_key' : 'backend_tls_cert';
       const missing = given === 'backend_tls_key' ? 'backend_tls_cert' : 'backend_tls_key';

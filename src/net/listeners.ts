@@ -139,6 +139,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       const key = peerKey(socket);
       handshaking.set(key, handshake.release);
       acceptedAt.set(key, performance.now());
+      clients.set(key, client);
       // One plain listener ('close' comes once), not a `once` wrapper each: an idle session keeps
       // whatever its close listeners hold. The entries are this connection's until the handshake
       // is done (they go then); afterwards they may be a new connection's from the same port.
@@ -163,9 +164,11 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
   };
   server.on('connection', (socket: Socket) => {
     const proxy = config.proxyProtocol === undefined ? undefined : deps.proxy;
-    if (proxy === undefined) return admit(socket, directOrigin(socket));
+    // Taken now: once the peer has hung up, the socket no longer knows its address.
+    const direct = directOrigin(socket);
+    if (proxy === undefined) return admit(socket, direct);
     void readProxyHeader(socket, proxy.trusted, proxy.timeoutMs).then((intake) => {
-      if (intake.kind === 'refused') return refuse(socket, intake.reason, directOrigin(socket), intake.detail);
+      if (intake.kind === 'refused') return refuse(socket, intake.reason, direct, intake.detail);
       // Shutdown began while the header was on its way: no session may start after it.
       if (!server.listening) socket.destroy();
       if (socket.destroyed) return;

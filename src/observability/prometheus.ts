@@ -98,8 +98,9 @@ const FAMILIES = {
   // Labelled so that the series can be absent: prom-client always exports an unlabelled gauge.
   ratelimit_store_up: { type: 'gauge', help: '1 when the shared rate-limit store answers, 0 when the fallback is in use; absent when no store is configured.', labels: ['store'] },
   ratelimit_store_errors_total: { type: 'counter', help: 'Failed calls to the rate-limit store.' },
+  ratelimit_store_outages_total: { type: 'counter', help: 'Times the rate-limit store went down (a failed or timed-out call, a lost connection) and the fallback took over.' },
   backend_connect_duration_seconds: { type: 'histogram', help: 'TCP connect time to the backend, for logins.', buckets: WAIT_BUCKETS },
-  backend_errors_total: { type: 'counter', help: 'Backend failures during logins and relaying, by stable error code.', labels: ['reason'] },
+  backend_errors_total: { type: 'counter', help: 'Backend failures during logins, relayed commands and idle sessions, by stable error code.', labels: ['reason'] },
   backend_up: { type: 'gauge', help: '1 when the last backend probe connected and read a +OK greeting within the connect timeout; absent until the first probe.', labels: ['backend'] },
   backend_probes_total: { type: 'counter', help: 'Backend health probes, by result.', labels: ['result'] },
   backend_probe_duration_seconds: { type: 'gauge', help: 'How long the last backend probe took (connect + greeting).', labels: ['backend'] },
@@ -214,6 +215,7 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
   m.config_last_reload_success_timestamp_seconds.set(Math.floor(Date.now() / 1000));
   for (const result of ['success', 'failure']) m.config_reloads_total.inc({ result }, 0);
   m.ratelimit_store_errors_total.inc(0);
+  m.ratelimit_store_outages_total.inc(0);
   for (const direction of RELAY_DIRECTIONS) bytesSeries(direction);
   for (const result of ['success', 'failure']) m.backend_probes_total.inc({ result }, 0);
   for (const result of LOGIN_RESULTS) m.login_duration_seconds.zero({ result });
@@ -285,6 +287,8 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
       m.ratelimit_rejections_total.inc({ limiter: allowed(limiter, LIMITER_NAMES_ALL) });
     },
     rateLimitStoreUp(up) {
+      // A lost connection marks the store down without a failed call: the outage is what counts.
+      if (!up && storeState !== false) m.ratelimit_store_outages_total.inc();
       storeState = up;
     },
     rateLimitStoreError() {

@@ -9,6 +9,7 @@ import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard
 import { chooseBackend } from '../backend/route.js';
 import { loginToBackend } from '../backend/login.js';
 import type { BackendMemory } from '../backend/memory.js';
+import type { BackendPrograms } from '../backend/programs.js';
 import type { ApopUsers } from '../backend/apop-users.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
@@ -27,6 +28,8 @@ export interface LoginDependencies {
   readonly failureDeadline: FailureDeadline;
   /** What each backend offered before (a weaker offer is refused). */
   readonly backendMemory: BackendMemory;
+  /** Where `exec:` backends run their programs. */
+  readonly backendPrograms: BackendPrograms;
   /** How each user logged in to a backend that offers APOP (the cleartext retry after a refused APOP). */
   readonly apopUsers: ApopUsers;
 }
@@ -99,6 +102,7 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
       memory: deps.backendMemory,
       apopUsers: deps.apopUsers,
       onIdleFailure: request.onBackendIdleFailure,
+      programs: { programs: deps.backendPrograms, limit: deps.config.limits.maxBackendProcesses, log },
     });
     // Off the reply's path: the client does not wait for the store to forget its failures
     // (the guard tracks it: LoginGuard.settled()).

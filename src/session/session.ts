@@ -387,6 +387,7 @@ export class Session implements SessionContext {
   #onBackendIdleFailure(error: BackendUnavailableError): void {
     if (this.#state !== SessionState.transaction || this.#serving) return;
     this.log.warn({ code: error.code, reason: error.message }, 'backend connection ended while idle');
+    this.metrics.backendError(error.code);
     this.close(error.code === 'E_BACKEND_PROTOCOL' ? 'backend-protocol-error' : 'backend-closed', Reply.backendLost);
   }
 

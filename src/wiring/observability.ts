@@ -7,7 +7,7 @@ import { NO_METRICS, type Metrics } from '../observability/metrics.js';
 import type { RunningProxy } from '../proxy.js';
 import type { TlsMaterial } from '../net/tls-material.js';
 import { CERT_FILE_NAME } from '../certs/self-signed.js';
-import { formatHostPort } from '../config/values.js';
+import { formatBackendAddress } from '../config/values.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../observability/prometheus.js';
 import { startMetricsServer, type MetricsServer, type ReadinessCheck } from '../observability/metrics-server.js';
 import { BackendProber } from '../backend/probe.js';
@@ -60,7 +60,7 @@ export async function startObservability(config: Config, log: Logger, options: O
   }
   const metrics: PrometheusMetrics = createPrometheusMetrics({
     version: options.version ?? packageVersion(),
-    backend: formatHostPort(config.backend),
+    backend: formatBackendAddress(config.backend.address),
     listeners: config.listeners.map((l) => ({ name: l.name, tls: l.kind === 'tls' ? 'implicit' : 'starttls' })),
     ...(options.defaultMetrics === undefined ? {} : { defaultMetrics: options.defaultMetrics }),
   });

@@ -9,7 +9,7 @@ import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { startPopwarden, type RunningProxy } from '../../src/proxy.js';
-import type { BackendConfig, Config, LimitsConfig, ListenerConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
+import type { BackendAddress, BackendConfig, Config, HostPort, LimitsConfig, ListenerConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
@@ -61,8 +61,11 @@ export function testTlsMaterial(cert = testCertificate()): TlsMaterial {
   return { secureContext: createSecureContext(options), serverOptions: { ...options, handshakeTimeout: 5_000 } };
 }
 
+/** The backend: its address, or HOST and PORT for a TCP one (most tests), and any other settings. */
+export type BackendOverrides = Partial<BackendConfig> & (Pick<BackendConfig, 'address'> | HostPort);
+
 export interface ProxyOverrides {
-  readonly backend: Partial<BackendConfig> & Pick<BackendConfig, 'host' | 'port'>;
+  readonly backend: BackendOverrides;
   /** Default: one implicit-TLS and one STLS listener on 127.0.0.1, port 0. */
   readonly listeners?: readonly ListenerConfig[];
   readonly timeouts?: Partial<TimeoutsConfig>;
@@ -109,6 +112,8 @@ const SCHEMA_DEFAULTS: Config = (() => {
  * from the config (startTestProxy serves testTlsMaterial() whatever config.tls says).
  */
 export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<TlsConfig> }): Config {
+  const { host, port, ...backend } = overrides.backend as Partial<BackendConfig> & Partial<HostPort>;
+  const address: BackendAddress = backend.address ?? { kind: 'tcp', host: host ?? '127.0.0.1', port: port ?? 110 };
   return {
     // redis and rateLimit as well: the limiter in process memory (no redis: configured).
     ...SCHEMA_DEFAULTS,
@@ -116,7 +121,7 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
       { kind: 'stls', host: '127.0.0.1', port: 0, name: 'stls:test' },
     ],
-    backend: { ...SCHEMA_DEFAULTS.backend, trustLoopback: true, ...overrides.backend },
+    backend: { ...SCHEMA_DEFAULTS.backend, trustLoopback: true, ...backend, address },
     tls: { ...SCHEMA_DEFAULTS.tls, ...overrides.tls },
     stateDir: overrides.stateDir ?? testStateDir(),
     greeting: overrides.greeting ?? 'popwarden test ready',
@@ -167,6 +172,20 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     waitForLog: (predicate, options) => logs.waitFor(predicate, options),
     stop: () => proxy.close(),
   };
+}
+
+/**
+ * Resolves once every backend program (`exec:` backend) the proxy has started so far has exited;
+ * Node reaps a child before it reports the exit, so none is left a zombie by then. Programs whose
+ * exit a failed login already reported (gone before their greeting) are not counted.
+ */
+export async function backendProgramsExited(proxy: TestProxy, timeoutMs = 15_000): Promise<void> {
+  const lines = proxy.logs();
+  const started = lines.filter((l) => l['msg'] === 'backend program started').length;
+  const reportedByLogin = lines.filter((l) => l['code'] === 'E_BACKEND_EXEC' && l['step'] === 'greeting').length;
+  let exited = 0;
+  if (started - reportedByLogin <= 0) return;
+  await proxy.waitForLog((l) => l['msg'] === 'backend program exited' && ++exited >= started - reportedByLogin, { timeoutMs });
 }
 
 /** A real POP3 server, a tap on popwarden's link to it, and popwarden in front of the tap. */

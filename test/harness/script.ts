@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { Session } from '../../src/session/session.js';
 import { FailureDeadline } from '../../src/session/failure-deadline.js';
 import { BackendMemory } from '../../src/backend/memory.js';
+import { BackendPrograms } from '../../src/backend/programs.js';
 import { ApopUsers } from '../../src/backend/apop-users.js';
 import { NO_METRICS } from '../../src/observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from '../../src/auth/login-guard.js';
@@ -204,6 +205,7 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
     listener: config.listeners.find((l) => l.kind === kind)!,
     tls,
     backendTls: {},
+    backendPrograms: new BackendPrograms(createLogger('silent')),
     log,
     metrics: NO_METRICS,
     guard: options.guard ?? ALLOW_ALL,

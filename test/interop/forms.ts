@@ -2,14 +2,14 @@
  * The backend-form dimension: how popwarden is pointed at a running server, with a recording tap
  * on the link so every cell can prove what crossed it.
  */
-import type { BackendConfig } from '../../src/config/types.js';
+import type { BackendOverrides } from '../harness/popwarden.js';
 import { startTap, type Tap } from '../harness/tap.js';
 import type { BackendForm, RunningServer } from './servers.js';
 
 /** popwarden's way to one server, tapped. */
 export interface FormLink {
   /** popwarden's backend address settings for this form. */
-  readonly backend: Pick<BackendConfig, 'host' | 'port'> & Partial<BackendConfig>;
+  readonly backend: BackendOverrides;
   /** Every byte popwarden sent on the link so far, session after session. */
   clientToServer(): Buffer;
   /** Resolves once every session popwarden opened on the link has ended (and its server with it). */

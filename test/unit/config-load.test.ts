@@ -40,6 +40,8 @@ function loadError(argv: string[], env: NodeJS.ProcessEnv = {}): string {
     assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
     assert.equal(error.code, 'E_CONFIG');
     assert.ok(!error.message.includes('\n'), `message has several lines: ${error.message}`);
+    // The message is printed to a terminal: no NUL, ESC or other control byte from a file's bytes.
+    assert.doesNotMatch(error.message, /[\x00-\x1f\x7f]/, 'message carries a control byte');
     assert.ok(error.message.startsWith('config: '), error.message);
     return error.message;
   }
@@ -54,8 +56,7 @@ describe('loadConfig defaults', () => {
       ['tls:0.0.0.0:995', 'stls:0.0.0.0:110'],
     );
     assert.deepEqual(config.backend, {
-      host: '127.0.0.1',
-      port: 1110,
+      address: { kind: 'tcp', host: '127.0.0.1', port: 1110 },
       auth: 'auto',
       tls: 'auto',
       caFile: undefined,
@@ -105,6 +106,7 @@ describe('loadConfig defaults', () => {
       maxHandshakesPerIp: 10,
       maxSessions: 5_000,
       maxHandshakes: 256,
+      maxBackendProcesses: 100,
     });
   });
 
@@ -140,7 +142,7 @@ describe('loadConfig precedence: flag > env > file > default', () => {
   it('file beats default', () => {
     const config = load(['--config', file]);
     assert.equal(config.greeting, 'from file');
-    assert.equal(config.backend.host, 'file.example');
+    assert.deepEqual(config.backend.address, { kind: 'tcp', host: 'file.example', port: 110 });
     assert.equal(config.backend.trustLoopback, false);
     assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [1]);
     assert.equal(config.timeouts.idleMs, 11 * 60_000);
@@ -161,7 +163,7 @@ describe('loadConfig precedence: flag > env > file > default', () => {
     assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [3]);
     assert.equal(config.timeouts.idleMs, 13 * 60_000);
     // Keys nobody overrode keep the file's value.
-    assert.equal(config.backend.host, 'file.example');
+    assert.deepEqual(config.backend.address, { kind: 'tcp', host: 'file.example', port: 110 });
   });
 });
 
@@ -285,7 +287,7 @@ describe('loadConfig value checks', () => {
       { kind: 'tls', host: '::1', port: 0, name: 'tls:[::1]:0' },
       { kind: 'stls', host: '::', port: 0, name: 'stls:[::]:0' },
     ]);
-    assert.deepEqual([config.backend.host, config.backend.port], ['::1', 1110]);
+    assert.deepEqual(config.backend.address, { kind: 'tcp', host: '::1', port: 1110 });
   });
 
   it('refuses port 0 for the backend but not for listeners', () => {
@@ -375,6 +377,15 @@ describe('loadConfig value checks', () => {
     const list = writeYaml('- a\n- b\n');
     assert.match(loadError(['--config', list]), /must be a mapping of keys .* not a list/);
     assert.match(loadError(['--config', join(dir, 'missing.yaml')]), /cannot read config file .*missing.yaml: no such file/);
+  });
+
+  it('refuses an alias YAML cannot resolve, or one that expands without bound, as a ConfigError (found by the config fuzz target)', () => {
+    const dangling = writeYaml('*\0');
+    assert.match(loadError(['--config', dangling]), new RegExp(`^config: ${dangling}: YAML error: Unresolved alias .*: \\\\x00$`));
+    const laughs = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+    for (const name of 'bcdefg') laughs.push(`${name}: &${name} [${Array(9).fill(`*${String.fromCharCode(name.charCodeAt(0) - 1)}`).join(',')}]`);
+    const bomb = writeYaml(`${laughs.join('\n')}\n`);
+    assert.match(loadError(['--config', bomb]), new RegExp(`^config: ${bomb}: YAML error: Excessive alias count`));
   });
 
   it('accepts an empty config file', () => {
