@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { freePort, waitForPort } from './ports.js';
+import { processTable } from './proc.js';
 import { whenFileShows } from './file-watch.js';
 import { readEveryMessage, type DirectLogin } from './clients.js';
 import { MAIL_GID, sampleMaildrop, writeMaildir, type SampleAccount } from './maildrop.js';
@@ -111,27 +112,10 @@ const PROFILES: Record<DovecotProfile, Profile> = {
 
 /** Every process in session `sid` (Dovecot's children stay in the master's session), or only those whose comm is `comm`. */
 function sessionPids(sid: number, comm?: string): number[] {
-  const out: number[] = [];
-  let entries: string[];
-  try {
-    entries = fs.readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, 'latin1');
-      // fields after the ")" of comm: state ppid pgrp session ...
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // Zombies (state Z) are already dead; they only wait for init to reap them.
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      if (Number(rest[3]) === sid && rest[0] !== 'Z' && (comm === undefined || name === comm)) out.push(Number(e));
-    } catch {
-      // the process exited while we looked
-    }
-  }
-  return out;
+  // Zombies (state Z) are already dead; they only wait for init to reap them.
+  return processTable()
+    .filter((p) => p.session === sid && p.state !== 'Z' && (comm === undefined || p.comm === comm))
+    .map((p) => p.pid);
 }
 
 function signalSession(sid: number, sig: NodeJS.Signals): void {

@@ -13,6 +13,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { processTable } from './proc.js';
 
 /** A program as popwarden's exec: backend and the socket activator take it. */
 export interface Program {
@@ -64,7 +65,9 @@ export function recordProgram(program: Program, options: { ownSession: boolean }
   const alive = (): number[] => {
     const ids = sessionIds();
     if (ids.size === 0) return [];
-    return livingProcesses().filter((p) => ids.has(p.session)).map((p) => p.pid);
+    return processTable()
+      .filter((p) => p.state !== 'Z' && ids.has(p.session))
+      .map((p) => p.pid);
   };
   return {
     command: options.ownSession ? '/usr/bin/setsid' : record,
@@ -81,22 +84,4 @@ export function recordProgram(program: Program, options: { ownSession: boolean }
     },
     stop: () => fs.rmSync(dir, { recursive: true, force: true }),
   };
-}
-
-/** Every live (non-zombie) process with its session id. */
-function livingProcesses(): { pid: number; session: number }[] {
-  const found: { pid: number; session: number }[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${entry}/stat`, 'latin1');
-    } catch {
-      continue; // exited while we looked
-    }
-    // After the ")" that ends comm: state ppid pgrp session ...
-    const [state, , , session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (state !== 'Z') found.push({ pid: Number(entry), session: Number(session) });
-  }
-  return found;
 }

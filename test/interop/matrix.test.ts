@@ -15,6 +15,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { assertSameMessages, connectPop, readOffers, type ClientOptions, type ServerOffers } from '../harness/clients.js';
+import { settledMessages } from '../harness/legacy.js';
 import { messageIdOf, sampleMaildrop } from '../harness/maildrop.js';
 import { startTestProxy, type TestProxy } from '../harness/popwarden.js';
 import { passwordFormsIn } from '../harness/tap.js';
@@ -62,20 +63,6 @@ function describeChoice(proxy: TestProxy, link: FormLink): string | undefined {
   return [...(stls ? ['STLS'] : []), ...mechanisms].join(', then ');
 }
 
-/** The server's own bytes for alice's messages, once two direct fetches agree (mailutils stamps headers on first open). */
-async function stableReference(server: RunningServer, known: readonly Buffer[] = []): Promise<Buffer[]> {
-  let previous = await server.fetchDirect(alice);
-  // Most servers serve a restored maildrop exactly as before: one fetch tells.
-  if (previous.length === known.length && previous.every((m, i) => m.equals(known[i]!))) return previous;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    await server.whenIdle(IDLE_TIMEOUT_MS);
-    const again = await server.fetchDirect(alice);
-    if (again.length === previous.length && again.every((m, i) => m.equals(previous[i]!))) return again;
-    previous = again;
-  }
-  throw new Error('the server serves different bytes on every direct fetch');
-}
-
 /** A failure in one line for the table's notes: the first line and the last (a client's final error). */
 function brief(text: string): string {
   const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
@@ -115,7 +102,7 @@ for (const row of SERVER_ROWS.filter((r) => only === undefined || only.length ==
           assert.equal(result.offers, row.expect.offers, 'what the server offers');
           link = await linkFor(form, server);
           proxy = await startTestProxy({ backend: { ...row.backendSettings?.(server), ...link.backend } });
-          reference = await stableReference(server);
+          reference = await settledMessages(server, alice, IDLE_TIMEOUT_MS);
           await server.whenIdle(IDLE_TIMEOUT_MS);
           server.snapshotMaildrop?.();
           assert.deepEqual(reference.map(messageIdOf), ALL_IDS, 'the server serves the sample maildrop');
@@ -150,7 +137,7 @@ for (const row of SERVER_ROWS.filter((r) => only === undefined || only.length ==
           server!.resetMaildrop();
           dirty = false;
           // A snapshot brings back the very bytes the reference was read from; otherwise read them again.
-          if (server!.snapshotMaildrop === undefined) reference = await stableReference(server!, reference);
+          if (server!.snapshotMaildrop === undefined) reference = await settledMessages(server!, alice, IDLE_TIMEOUT_MS);
         }
         switch (check) {
           case 'fetch':

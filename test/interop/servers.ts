@@ -5,13 +5,14 @@
  */
 import type { BackendConfig } from '../../src/config/types.js';
 import type { SampleAccount } from '../harness/maildrop.js';
+import type { Program } from '../harness/recorded-program.js';
 import { startDovecot, type DovecotProfile } from '../harness/dovecot.js';
 import { startLegacyServer, type LegacyOptions } from '../harness/legacy.js';
 
 /**
- * How popwarden reaches the server. `tcp`: HOST:PORT (the servers listen on loopback). `exec`
- * (popwarden spawns the server per session, as inetd does) and `unix` (a socket-activated server
- * behind a UNIX socket) are issue 12 points 1 and 2: rows list them once popwarden has them.
+ * How popwarden reaches the server (forms.ts): `tcp`, HOST:PORT on loopback; `exec`, popwarden
+ * spawns the server for each session as inetd does; `unix`, a socket-activated server behind a
+ * UNIX socket. Servers that can run from inetd (the legacy ones) have all three.
  */
 export type BackendForm = 'tcp' | 'exec' | 'unix';
 
@@ -21,6 +22,8 @@ export interface RunningServer {
   readonly port: number;
   /** The certificate to trust when popwarden upgrades the link with STLS. */
   readonly caFile?: string;
+  /** One session of the server on stdin/stdout, as inetd runs it (exec: and unix: forms). */
+  readonly exec?: Program;
   /** Resolves once no session of the server is left (its changes are on disk). */
   whenIdle(timeoutMs?: number): Promise<void>;
   /** Puts the sample maildrops back (or what snapshotMaildrop kept); only while idle. */
@@ -71,7 +74,12 @@ function dovecotRow(profile: DovecotProfile, label: string, row: Pick<ServerRow,
   };
 }
 
-function legacyRow(id: string, label: string, opts: LegacyOptions, row: Omit<ServerRow, 'id' | 'label' | 'start' | 'forms'>): ServerRow {
+function legacyRow(
+  id: string,
+  label: string,
+  opts: LegacyOptions,
+  row: Omit<ServerRow, 'id' | 'label' | 'start' | 'forms'> & { forms?: readonly BackendForm[] },
+): ServerRow {
   return { id, label, forms: ['tcp'], ...row, start: () => startLegacyServer(opts) };
 }
 
@@ -98,11 +106,13 @@ export const SERVER_ROWS: readonly ServerRow[] = [
     expect: { offers: 'APOP timestamp, USER, SASL PLAIN LOGIN CRAM-MD5, STLS', chose: 'STLS, then CRAM-MD5' },
   }),
   legacyRow('popa3d', 'popa3d 1.0.3', { server: 'popa3d' }, {
+    forms: ['tcp', 'exec', 'unix'],
     protectsPassword: false,
     needs: 'nothing it can offer (USER/PASS only, no CAPA): run it on a privileged loopback port (inetd, socat) and keep it off the network',
     expect: { offers: 'no timestamp, no CAPA', chose: 'USER' },
   }),
   legacyRow('mailutils-apop', 'GNU mailutils pop3d 3.15, APOP', { server: 'mailutils' }, {
+    forms: ['tcp', 'exec', 'unix'],
     protectsPassword: true,
     needs: 'an APOP secret per user in its popauth database (`popauth`, `apop-database-file`)',
     expect: { offers: 'APOP timestamp, USER', chose: 'APOP' },
