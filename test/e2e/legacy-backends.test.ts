@@ -4,13 +4,13 @@
  *
  *   client --TLS--> popwarden --> tap --> socat fork, EXEC:server,nofork (one server per connection)
  *
- * For every server: each message a raw TLS client and real clients (poplib over STLS, curl
- * pop3s://, fetchmail --ssl) fetch through popwarden is byte-identical (sha256) to what the server
- * serves directly; DELE of two messages then QUIT deletes exactly those two; DELE then a killed
- * client deletes nothing; where the server offers APOP or STLS the backend link never carries the
- * password in clear, base64 or hex.
+ * What every server does with every real client (byte-identical fetches, DELE then QUIT, DELE then
+ * a killed client, no password on the link) is the interop matrix, test/interop/. This file keeps
+ * what is particular to one server: popa3d's cleartext login needs the operator's setting,
+ * solid-pop3d's APOP timestamp for users without a secret (the retry in clear and its limits) and
+ * its user-name spellings, and the harness's own promises.
  *
- * What each server offers and what popwarden chose (probed by the harness, checked by the tests):
+ * What each server offers and what popwarden chose (also in the matrix's table):
  *
  * | server (Debian bookworm)            | greeting                          | CAPA                                  | popwarden's backend login          |
  * |-------------------------------------|-----------------------------------|---------------------------------------|------------------------------------|
@@ -29,47 +29,17 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import {
-  assertSameMessages,
-  fetchWithCurl,
-  fetchWithFetchmail,
-  fetchWithPoplib,
-  type ClientOptions,
-  type ClientResult,
-} from '../harness/clients.js';
-import { startLegacyServer, type LegacyOptions, type LegacyServer } from '../harness/legacy.js';
-import { dotStuff, sampleMaildrop, type SampleAccount } from '../harness/maildrop.js';
-import { startChain, type Chain as TappedChain, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
+import { startLegacyServer, type LegacyServer } from '../harness/legacy.js';
+import { sampleMaildrop, type SampleAccount } from '../harness/maildrop.js';
+import { startChain, type Chain as TappedChain, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
+import { passwordFormsIn as passwordFormsOf } from '../harness/tap.js';
 
 const { alice } = sampleMaildrop();
 
-/** Every form in which alice's password could be recognised on the backend link. */
-const PASSWORD_FORMS: readonly string[] = [
-  alice.pass,
-  Buffer.from(alice.pass).toString('base64'),
-  Buffer.from(alice.pass).toString('hex'),
-  Buffer.from(alice.pass).toString('hex').toUpperCase(),
-  Buffer.from(`\0alice\0${alice.pass}`).toString('base64'),
-];
-
-function passwordFormsIn(bytes: Buffer): string[] {
-  const text = bytes.toString('latin1');
-  return PASSWORD_FORMS.filter((form) => text.includes(form));
-}
-
-const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-/** What a failed client run said, for assertion messages. */
-const why = (r: ClientResult): string => `exit ${r.exitCode}\n${r.stderr.slice(-1_500)}\n${r.transcript.slice(-1_500)}`;
-
-/** The Message-ID of a message, to tell which ones a server still holds whatever headers it adds. */
-function messageId(bytes: Buffer): string {
-  const header = bytes.subarray(0, bytes.indexOf('\r\n\r\n')).toString('latin1');
-  return /^Message-ID: (.*)$/im.exec(header)?.[1]?.trim() ?? '(none)';
-}
+/** The forms of alice's password that appear in `bytes`. */
+const passwordFormsIn = (bytes: Buffer): string[] => passwordFormsOf(bytes, alice.user, alice.pass);
 
 /** A legacy server, a tap on its link and popwarden in front of the tap. */
 type Chain = TappedChain<LegacyServer>;
@@ -89,158 +59,6 @@ function lastBackendMechanism(proxy: TestProxy): unknown {
     .logs()
     .filter((l) => l['event'] === 'login' && l['result'] === 'success')
     .at(-1)?.['backendMechanism'];
-}
-
-interface ServerCase {
-  readonly opts: LegacyOptions;
-  /** popwarden's backend settings beyond host and port. */
-  readonly backend?: (server: LegacyServer) => Omit<ProxyOverrides['backend'], 'host' | 'port'>;
-  /** The mechanism popwarden is expected to choose. */
-  readonly mechanism: string;
-  /** The server offers a way to keep the password off the link (APOP, STLS). */
-  readonly protectsPassword: boolean;
-  /** What the harness's probe must have seen. */
-  readonly offers: { apopTimestamp: boolean; capa: boolean; stls: boolean };
-}
-
-const CASES: readonly ServerCase[] = [
-  { opts: { server: 'popa3d' }, mechanism: 'user', protectsPassword: false, offers: { apopTimestamp: false, capa: false, stls: false } },
-  { opts: { server: 'mailutils' }, mechanism: 'apop', protectsPassword: true, offers: { apopTimestamp: true, capa: true, stls: false } },
-  {
-    opts: { server: 'mailutils', stls: true },
-    backend: (server) => ({ caFile: server.caFile }),
-    mechanism: 'apop',
-    protectsPassword: true,
-    offers: { apopTimestamp: true, capa: true, stls: true },
-  },
-  // auto: solid-pop3d refuses APOP for alice (no ~/.spop3d secret), and popwarden retries in clear.
-  {
-    opts: { server: 'solid-pop3d' },
-    mechanism: 'user',
-    protectsPassword: false,
-    offers: { apopTimestamp: true, capa: false, stls: false },
-  },
-];
-
-for (const c of CASES) {
-  const name = `${c.opts.server}${c.opts.stls === true ? ' with STLS' : ''}`;
-  describe(`popwarden in front of ${name} (inetd-style TCP backend)`, { timeout: 120_000 }, () => {
-    let server: LegacyServer;
-    let chain: Chain;
-
-    before(async () => {
-      server = await startLegacyServer(c.opts);
-      chain = await startChain(server, c.backend?.(server) ?? {});
-    });
-    after(async () => {
-      await chain?.stop();
-      await server?.stop();
-    });
-
-    /**
-     * Reference bytes: what the server serves directly, ended without QUIT. mailutils stamps
-     * X-IMAPbase/X-UID headers into the mbox when a session first opens it, QUIT or not, so a
-     * fetch counts only once the next one agrees with it; after that the bytes stay the same.
-     */
-    let reference: Buffer[];
-    before(async () => {
-      let previous = await server.fetchDirect(alice);
-      for (let attempt = 0; attempt < 2; attempt++) {
-        await server.whenIdle();
-        const again = await server.fetchDirect(alice);
-        if (again.length === previous.length && again.every((m, i) => m.equals(previous[i]!))) {
-          reference = again;
-          return;
-        }
-        previous = again;
-      }
-      assert.fail(`${server.label} serves different bytes on every direct fetch`);
-    });
-
-    test('the harness probed what the server offers', () => {
-      assert.equal(server.offers.apopTimestamp, c.offers.apopTimestamp, server.offers.greeting);
-      assert.equal(server.offers.capa !== undefined, c.offers.capa, JSON.stringify(server.offers.capa));
-      assert.equal(server.offers.stls, c.offers.stls);
-      // The bodies are the sample's (a server may add headers or a trailing blank line, never change the body).
-      assert.deepEqual(reference.map(messageId), alice.messages.map((m) => m.messageId));
-    });
-
-    test(`raw TLS client: popwarden logs in with ${c.mechanism}, every RETR byte-identical to the server's own`, async () => {
-      const { client, reply } = await loginThroughProxy(chain.proxy, alice);
-      try {
-        assert.match(reply, /^\+OK/, chain.proxy.logText().slice(-2_000));
-        assert.equal(lastBackendMechanism(chain.proxy), c.mechanism);
-        for (let n = 1; n <= reference.length; n++) {
-          const { status, body } = await client.multi(`RETR ${n}`, 30_000);
-          assert.match(status, /^\+OK/);
-          const want = dotStuff(reference[n - 1]!);
-          assert.equal(sha256(body), sha256(want), `RETR ${n}: ${body.length} octets through popwarden, ${want.length} direct`);
-        }
-        assert.match(await client.command('QUIT'), /^\+OK/);
-      } finally {
-        client.destroy();
-      }
-    });
-
-    const viaTls = (): ClientOptions => ({
-      host: chain.proxy.host, port: chain.proxy.tlsPort, mode: 'implicit', user: alice.user, pass: alice.pass, caFile: chain.proxy.caFile, timeoutMs: 60_000,
-    });
-    const viaStls = (): ClientOptions => ({ ...viaTls(), port: chain.proxy.stlsPort, mode: 'stls' });
-    const clientRuns: [string, () => Promise<ClientResult>][] = [
-      ['poplib, STLS port', () => fetchWithPoplib({ ...viaStls(), auth: 'user' })],
-      ['curl pop3s://', () => fetchWithCurl(viaTls())],
-      ['fetchmail --ssl --keep', () => fetchWithFetchmail(viaTls())],
-    ];
-    for (const [label, run] of clientRuns) {
-      test(`${label}: every message byte-identical to the server's own`, async () => {
-        const r = await run();
-        assert.ok(r.ok, why(r));
-        assertSameMessages(r, reference);
-      });
-    }
-
-    /**
-     * On a fresh maildrop: DELE `numbers` through popwarden, then QUIT or just drop the
-     * connection; returns the Message-IDs the server still holds once its session has ended.
-     */
-    const deleteThroughProxy = async (numbers: readonly number[], end: 'quit' | 'drop'): Promise<string[]> => {
-      await server.whenIdle();
-      server.resetMaildrop();
-      const { client, reply } = await loginThroughProxy(chain.proxy, alice);
-      try {
-        assert.match(reply, /^\+OK/);
-        for (const n of numbers) assert.match(await client.command(`DELE ${n}`), /^\+OK/);
-        if (end === 'quit') assert.match(await client.command('QUIT', 15_000), /^\+OK/);
-      } finally {
-        client.destroy();
-      }
-      // The per-connection server ends when popwarden drops the link; only then is the mbox final.
-      await server.whenIdle();
-      const left = (await server.headersDirect(alice)).map(messageId);
-      server.resetMaildrop();
-      return left;
-    };
-
-    test('DELE 1 and DELE 3, then QUIT: exactly those two are gone', async () => {
-      assert.deepEqual(await deleteThroughProxy([1, 3], 'quit'), [alice.messages[1]!.messageId]);
-    });
-
-    test('DELE, then the client is killed: nothing is deleted', async () => {
-      assert.deepEqual(await deleteThroughProxy([1, 2], 'drop'), alice.messages.map((m) => m.messageId));
-    });
-
-    if (c.protectsPassword) {
-      test('the backend link never carried the password, in clear, base64 or hex', async () => {
-        await server.whenIdle();
-        assert.ok(chain.tap.connections > 0);
-        assert.deepEqual(passwordFormsIn(chain.tap.bytesClientToServer()), []);
-      });
-    } else {
-      test('USER/PASS: the backend link carries the password (the tap sees it), as the operator allowed', async () => {
-        assert.ok(passwordFormsIn(chain.tap.bytesClientToServer()).includes(alice.pass));
-      });
-    }
-  });
 }
 
 describe('popa3d (USER/PASS only): the cleartext login needs the operator setting', { timeout: 60_000 }, () => {

@@ -61,6 +61,8 @@ const PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3
 
 interface RunResult {
   code: number | null;
+  /** The signal that ended the command, if one did. */
+  signal: NodeJS.Signals | null;
   stdout: Buffer;
   stderr: string;
   timedOut: boolean;
@@ -91,9 +93,9 @@ function run(
       clearTimeout(timer);
       reject(e);
     });
-    child.once('close', (code) => {
+    child.once('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8'), timedOut });
+      resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8'), timedOut });
     });
   });
 }
@@ -314,6 +316,71 @@ export async function connectPop(opts: {
   return conn;
 }
 
+/** What a server offers on a fresh connection: its greeting and CAPA. */
+export interface ServerOffers {
+  readonly greeting: string;
+  /** The greeting carries an RFC 1939 APOP timestamp. */
+  readonly apopTimestamp: boolean;
+  /** The CAPA lines, or undefined when the server answered CAPA with -ERR. */
+  readonly capa: readonly string[] | undefined;
+  readonly stls: boolean;
+  readonly sasl: readonly string[];
+}
+
+/** Asks CAPA on `conn` (fresh, before any login) and sums up what the server offers. */
+export async function readOffers(conn: PopConnection): Promise<ServerOffers> {
+  const { status, body } = await conn.multi('CAPA');
+  const capa = status.startsWith('+OK') ? body.toString('latin1').split('\r\n').filter((l) => l !== '') : undefined;
+  const upper = (capa ?? []).map((l) => l.toUpperCase());
+  return {
+    greeting: conn.greeting,
+    apopTimestamp: /<[^<>@\s]+@[^<>\s]+>/.test(conn.greeting),
+    capa,
+    stls: upper.includes('STLS'),
+    sasl: (upper.find((l) => l.startsWith('SASL ')) ?? '').split(/\s+/).slice(1),
+  };
+}
+
+/** How the harness itself logs in to a server to read what it serves: a mechanism, after STLS when `stlsCaFile` is set. */
+export interface DirectLogin {
+  readonly mechanism: Exclude<ClientAuth, 'auto'>;
+  readonly stlsCaFile?: string;
+}
+
+/**
+ * Logs in to host:port, sends `command(n)` for every message (`RETR n`, `TOP n 0`) and drops the
+ * connection without QUIT, so nothing changes on the server. Returns each un-stuffed body.
+ */
+export async function readEveryMessage(
+  host: string,
+  port: number,
+  account: { readonly user: string; readonly pass: string },
+  login: DirectLogin,
+  command: (n: number) => string,
+): Promise<Buffer[]> {
+  const conn = await connectPop({ host, port, timeoutMs: 30_000 });
+  try {
+    if (login.stlsCaFile !== undefined) {
+      const stls = await conn.stls(login.stlsCaFile);
+      if (!stls.startsWith('+OK')) throw new Error(`direct STLS refused: ${stls}`);
+    }
+    const reply = await conn.login(account.user, account.pass, login.mechanism);
+    if (!reply.startsWith('+OK')) throw new Error(`direct ${login.mechanism} login as ${account.user} failed: ${reply}`);
+    const stat = await conn.command('STAT');
+    const count = Number(/^\+OK (\d+)/.exec(stat)?.[1]);
+    if (!Number.isInteger(count)) throw new Error(`unexpected STAT reply ${JSON.stringify(stat)}`);
+    const messages: Buffer[] = [];
+    for (let n = 1; n <= count; n++) {
+      const { status, body } = await conn.multi(command(n));
+      if (!status.startsWith('+OK')) throw new Error(`${command(n)}: ${status}`);
+      messages.push(body);
+    }
+    return messages;
+  } finally {
+    conn.close();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // openssl s_client
 
@@ -337,7 +404,8 @@ interface OpensslSession {
   greeting: string | undefined;
   transcript: string[];
   step(s: OpensslStep): Promise<{ status: string; body?: Buffer }>;
-  finish(): Promise<{ code: number | null; stderr: string }>;
+  /** Ends s_client: EOF on its stdin (it closes the connection, no QUIT), or SIGKILL with `kill`. */
+  finish(kill?: boolean): Promise<{ code: number | null; stderr: string }>;
 }
 
 function opensslArgs(o: OpensslOptions): string[] {
@@ -398,8 +466,9 @@ async function openOpenssl(o: OpensslOptions): Promise<OpensslSession> {
       transcript.push(`S: (${n} octets, sha256 ${createHash('sha256').update(body).digest('hex').slice(0, 16)})`, 'S: .');
       return { status, body };
     },
-    async finish() {
-      stdin.end();
+    async finish(kill = false) {
+      if (kill) child.kill('SIGKILL');
+      else stdin.end();
       const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
       const code = await exited;
       clearTimeout(t);
@@ -411,11 +480,13 @@ async function openOpenssl(o: OpensslOptions): Promise<OpensslSession> {
 
 /**
  * Runs a script of POP3 commands through `openssl s_client` and returns the transcript (`C:`/`S:`
- * lines; multi-line bodies summarised) plus each step's reply.
+ * lines; multi-line bodies summarised) plus each step's reply. `end: 'kill'` SIGKILLs s_client
+ * after the last reply instead of closing its stdin: a client that dies mid-session.
  */
 export async function opensslScript(
   o: OpensslOptions,
   steps: OpensslStep[],
+  options: { end?: 'close' | 'kill' } = {},
 ): Promise<{ ok: boolean; exitCode: number | null; transcript: string; replies: { status: string; body?: Buffer }[]; stderr: string }> {
   let session: OpensslSession | undefined;
   const replies: { status: string; body?: Buffer }[] = [];
@@ -426,7 +497,7 @@ export async function opensslScript(
   } catch (e) {
     error = (e as Error).message;
   }
-  const fin = session ? await session.finish() : { code: null, stderr: '' };
+  const fin = session ? await session.finish(options.end === 'kill') : { code: null, stderr: '' };
   const transcript = (session?.transcript ?? []).join('\n');
   return {
     ok: error === undefined,
@@ -500,7 +571,9 @@ export async function fetchWithOpenssl(o: ClientOptions & { verifyName?: string 
   } catch (e) {
     error = (e as Error).message;
   }
-  const fin = session ? await session.finish() : { code: null, stderr: '' };
+  // -quiet implies -ign_eof: after a failure the server may keep the connection open, so
+  // closing stdin would not end s_client; it is killed instead.
+  const fin = session ? await session.finish(error !== undefined) : { code: null, stderr: '' };
   return {
     client: 'openssl',
     ok: error === undefined,
@@ -582,8 +655,11 @@ export async function fetchWithCurl(
 // ---------------------------------------------------------------------------------------------
 // fetchmail
 
-/** Fetches every message with fetchmail in keep mode, its MDA writing OUTDIR/NNN.eml. */
-export async function fetchWithFetchmail(o: ClientOptions & { tlsName?: string; verbose?: boolean }): Promise<ClientResult> {
+/**
+ * Fetches every message with fetchmail, its MDA writing OUTDIR/NNN.eml: in keep mode unless
+ * `keep: false`, when fetchmail deletes each message it delivered (DELE, then QUIT).
+ */
+export async function fetchWithFetchmail(o: ClientOptions & { tlsName?: string; verbose?: boolean; keep?: boolean }): Promise<ClientResult> {
   const work = tempDir('fetchmail');
   const out = prepareOutDir(o.outDir ?? path.join(work, 'out'));
   try {
@@ -634,7 +710,7 @@ export async function fetchWithFetchmail(o: ClientOptions & { tlsName?: string; 
         'set no syslog',
         `poll ${q(o.host)} with protocol ${proto} service ${o.port} auth ${auth} timeout 60`,
         `  user ${q(o.user)} there with password ${q(o.pass)} is ${q(localUser)} here`,
-        '  keep fetchall no rewrite',
+        `  ${o.keep === false ? 'no keep' : 'keep'} fetchall no rewrite`,
         `  ${tlsLine}`,
         `  mda ${q(`${mda} ${out}`)}`,
         '',
@@ -692,6 +768,30 @@ export async function fetchWithPoplib(
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * With Python's poplib: logs in, DELE each of `numbers`, then QUIT (`end: 'quit'`) or the script
+ * SIGKILLs itself (`end: 'kill'`), a client that dies with deletions pending. `ok`: every DELE
+ * got +OK and the run ended as asked.
+ */
+export async function deleteWithPoplib(o: ClientOptions, numbers: readonly number[], end: 'quit' | 'kill'): Promise<ClientResult> {
+  const mode = o.mode === 'implicit' ? 'implicit-tls' : o.mode;
+  const args = [path.join(HERE, 'poplib_fetch.py'), o.host, String(o.port), o.user, mode, '-', '--auth', o.auth ?? 'auto', '--dele', numbers.join(','), '--end', end];
+  if (o.caFile) args.push('--cafile', o.caFile);
+  if (o.insecure) args.push('--insecure');
+  const r = await run(PYTHON, args, { timeoutMs: o.timeoutMs ?? 120_000, env: { ...process.env, POP_PASS: o.pass } });
+  const deleted = numbers.every((n) => r.stderr.includes(`dele ${n}: +OK`));
+  const ended = end === 'kill' ? r.signal === 'SIGKILL' && r.stderr.includes('killing myself') : r.code === 0;
+  return {
+    client: 'poplib',
+    ok: !r.timedOut && deleted && ended,
+    exitCode: r.code,
+    messages: [],
+    lineEnding: 'crlf',
+    transcript: r.stderr,
+    stderr: r.stderr,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { freePort, waitForPort } from './ports.js';
+import { processTable } from './proc.js';
 import { whenFileShows } from './file-watch.js';
-import { MAIL_GID, sampleMaildrop, writeMaildir } from './maildrop.js';
+import { readEveryMessage, type DirectLogin } from './clients.js';
+import { MAIL_GID, sampleMaildrop, writeMaildir, type SampleAccount } from './maildrop.js';
 
 /** Which mechanisms the started Dovecot offers (see the table in startDovecot's TSDoc). */
 export type DovecotProfile = 'all' | 'apop-only' | 'cram-md5-only' | 'user-only' | 'stls';
@@ -83,45 +85,39 @@ export interface Dovecot {
    * shows it, re-probing on every write to the log file; undefined after `timeoutMs`.
    */
   whenLogged<T>(probe: () => T | undefined, timeoutMs?: number): Promise<T | undefined>;
+  /** Resolves once no pop3 mail process is left (every session has ended and committed its changes). */
+  whenIdle(timeoutMs?: number): Promise<void>;
+  /** Writes the sample maildrops afresh (Dovecot's indexes too); call it only while idle. */
+  resetMaildrop(): void;
+  /** RETR of every message straight from Dovecot with the profile's own mechanism, ended without QUIT. */
+  fetchDirect(account: SampleAccount): Promise<Buffer[]>;
+  /** The same with `TOP n 0`. */
+  headersDirect(account: SampleAccount): Promise<Buffer[]>;
 }
 
 interface Profile {
   mechanisms: string;
   tls: boolean;
+  /** How the harness logs in directly (fetchDirect): one the profile accepts; STLS first when `tls`. */
+  direct: DirectLogin['mechanism'];
 }
 
 const PROFILES: Record<DovecotProfile, Profile> = {
   // USER/PASS is Dovecot's PLAIN mechanism internally: without "plain" USER is not offered and
   // PASS fails, which is what lets apop-only/cram-md5-only prove which mechanism was used.
-  all: { mechanisms: 'plain login cram-md5 apop', tls: false },
-  'apop-only': { mechanisms: 'apop', tls: false },
-  'cram-md5-only': { mechanisms: 'cram-md5', tls: false },
-  'user-only': { mechanisms: 'plain login', tls: false },
-  stls: { mechanisms: 'plain login cram-md5 apop', tls: true },
+  all: { mechanisms: 'plain login cram-md5 apop', tls: false, direct: 'user' },
+  'apop-only': { mechanisms: 'apop', tls: false, direct: 'apop' },
+  'cram-md5-only': { mechanisms: 'cram-md5', tls: false, direct: 'cram-md5' },
+  'user-only': { mechanisms: 'plain login', tls: false, direct: 'user' },
+  stls: { mechanisms: 'plain login cram-md5 apop', tls: true, direct: 'user' },
 };
 
-/** Every process in session `sid` (Dovecot's children stay in the master's session). */
-function sessionPids(sid: number): number[] {
-  const out: number[] = [];
-  let entries: string[];
-  try {
-    entries = fs.readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, 'latin1');
-      // fields after the ")" of comm: state ppid pgrp session ...
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // Zombies (state Z) are already dead; they only wait for init to reap them.
-      if (Number(rest[3]) === sid && rest[0] !== 'Z') out.push(Number(e));
-    } catch {
-      // the process exited while we looked
-    }
-  }
-  return out;
+/** Every process in session `sid` (Dovecot's children stay in the master's session), or only those whose comm is `comm`. */
+function sessionPids(sid: number, comm?: string): number[] {
+  // Zombies (state Z) are already dead; they only wait for init to reap them.
+  return processTable()
+    .filter((p) => p.session === sid && p.state !== 'Z' && (comm === undefined || p.comm === comm))
+    .map((p) => p.pid);
 }
 
 function signalSession(sid: number, sig: NodeJS.Signals): void {
@@ -211,12 +207,16 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
 
     const sample = sampleMaildrop();
     const accounts = (opts.accounts ?? ['alice', 'bob']).map((name) => sample[name]);
+    const writeMaildrops = (): void => {
+      for (const acct of accounts) {
+        const home = path.join(dir, 'mail', acct.user);
+        fs.rmSync(home, { recursive: true, force: true });
+        writeMaildir(home, acct, { chown: true });
+      }
+    };
+    writeMaildrops();
     let passwd = '';
-    for (const acct of accounts) {
-      const home = path.join(dir, 'mail', acct.user);
-      writeMaildir(home, acct, { chown: true });
-      passwd += passwdLine(acct.user, acct.pass, acct.uid, home);
-    }
+    for (const acct of accounts) passwd += passwdLine(acct.user, acct.pass, acct.uid, path.join(dir, 'mail', acct.user));
     const passwdFile = path.join(dir, 'etc', 'passwd.dovecot');
     fs.writeFileSync(passwdFile, passwd, { mode: 0o640 });
     spawnSync('chgrp', ['dovecot', passwdFile]);
@@ -372,7 +372,21 @@ service stats {
         fs.rmSync(dir, { recursive: true, force: true });
       })());
 
+    // The pop3 service runs one process per session (service_count = 1): none left, no session left.
+    const whenIdle = async (timeoutMs = 10_000): Promise<void> => {
+      const deadline = Date.now() + timeoutMs;
+      while (sessionPids(pid, 'pop3').length > 0) {
+        if (Date.now() > deadline) throw new Error(`dovecot: pop3 sessions still running after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const direct: DirectLogin = { mechanism: profile.direct, ...(caFile === undefined ? {} : { stlsCaFile: caFile }) };
+
     const result: Dovecot = {
+      whenIdle,
+      resetMaildrop: writeMaildrops,
+      fetchDirect: (account) => readEveryMessage(host, port, account, direct, (n) => `RETR ${n}`),
+      headersDirect: (account) => readEveryMessage(host, port, account, direct, (n) => `TOP ${n} 0`),
       host,
       port,
       profile: opts.profile,

@@ -21,7 +21,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { connectPop } from './clients.js';
+import { connectPop, readEveryMessage, readOffers, type ServerOffers } from './clients.js';
 import { MAIL_GID, sampleMaildrop, type SampleAccount } from './maildrop.js';
 import { toMbox } from './mbox.js';
 import { freePort } from './ports.js';
@@ -47,15 +47,7 @@ export interface LegacyOptions {
 }
 
 /** What the server offers, as probed on a fresh connection after it started. */
-export interface LegacyOffers {
-  readonly greeting: string;
-  /** The greeting carries an RFC 1939 APOP timestamp. */
-  readonly apopTimestamp: boolean;
-  /** The CAPA lines, or undefined when the server answered CAPA with -ERR. */
-  readonly capa: readonly string[] | undefined;
-  readonly stls: boolean;
-  readonly sasl: readonly string[];
-}
+export type LegacyOffers = ServerOffers;
 
 /** A running legacy server. */
 export interface LegacyServer {
@@ -86,6 +78,12 @@ export interface LegacyServer {
   whenIdle(timeoutMs?: number): Promise<void>;
   /** Puts the sample mbox files back; call it only while the server is idle. */
   resetMaildrop(): void;
+  /**
+   * From now on resetMaildrop() puts back the mbox files as they are now (idle only): as the
+   * server has settled them (mailutils stamps X-IMAPbase/X-UID headers with the time into the
+   * mbox on first open), so what it serves after a reset stays byte-identical to before.
+   */
+  snapshotMaildrop(): void;
   /** RETR of every message straight from the server (USER/PASS), ended without QUIT so nothing changes. */
   fetchDirect(account: SampleAccount): Promise<Buffer[]>;
   /** The same with `TOP n 0`: every message's header, cheap enough to tell which messages are left. */
@@ -251,12 +249,12 @@ function writeAccounts(dir: string, serviceUsers: readonly string[]): void {
 }
 
 /** Writes alice's and bob's sample mbox files into dir/spool, owned by them, mode 600. */
-function writeSpool(dir: string): void {
+function writeSpool(dir: string, snapshot?: ReadonlyMap<string, Buffer>): void {
   const spool = path.join(dir, 'spool');
   for (const acct of Object.values(sampleMaildrop())) {
     const file = path.join(spool, acct.user);
     fs.rmSync(file, { force: true });
-    fs.writeFileSync(file, toMbox(acct), { mode: 0o600 });
+    fs.writeFileSync(file, snapshot?.get(acct.user) ?? toMbox(acct), { mode: 0o600 });
     fs.chownSync(file, acct.uid, MAIL_GID);
   }
 }
@@ -356,17 +354,9 @@ async function probeOffers(host: string, port: number, listenerExited: Promise<s
     }
     try {
       if (!conn.greeting.startsWith('+OK')) throw new Error(`the server greeted with ${JSON.stringify(conn.greeting)}`);
-      const { status, body } = await conn.multi('CAPA');
-      const capa = status.startsWith('+OK') ? body.toString('latin1').split('\r\n').filter((l) => l !== '') : undefined;
+      const offers = await readOffers(conn);
       await conn.command('QUIT');
-      const upper = (capa ?? []).map((l) => l.toUpperCase());
-      return {
-        greeting: conn.greeting,
-        apopTimestamp: /<[^<>@\s]+@[^<>\s]+>/.test(conn.greeting),
-        capa,
-        stls: upper.includes('STLS'),
-        sasl: (upper.find((l) => l.startsWith('SASL ')) ?? '').split(/\s+/).slice(1),
-      };
+      return offers;
     } finally {
       conn.close();
     }
@@ -464,6 +454,7 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
         fs.rmSync(dir, { recursive: true, force: true });
       })());
 
+    let snapshot: Map<string, Buffer> | undefined;
     const label = opts.server + (opts.stls === true ? '+stls' : '') + (opts.apop === false ? '-apop' : '');
     return {
       kind: opts.server,
@@ -480,9 +471,12 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
         command: UNSHARE,
         args: ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child=KILL', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'popwarden-legacy-ns', dir, launcher],
       },
-      resetMaildrop: () => writeSpool(dir),
-      fetchDirect: (account) => readEveryMessage(host, port, account, (n) => `RETR ${n}`),
-      headersDirect: (account) => readEveryMessage(host, port, account, (n) => `TOP ${n} 0`),
+      resetMaildrop: () => writeSpool(dir, snapshot),
+      snapshotMaildrop: () => {
+        snapshot = new Map(Object.values(sampleMaildrop()).map((acct) => [acct.user, fs.readFileSync(path.join(dir, 'spool', acct.user))]));
+      },
+      fetchDirect: (account) => readEveryMessage(host, port, account, { mechanism: 'user' }, (n) => `RETR ${n}`),
+      headersDirect: (account) => readEveryMessage(host, port, account, { mechanism: 'user' }, (n) => `TOP ${n} 0`),
       stop,
       ...(caFile === undefined ? {} : { caFile }),
     };
@@ -501,35 +495,18 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
  * headers into the mbox when a session first opens it, so the bytes count only once a second
  * fetch agrees with the first. Returns with the server idle.
  */
-export async function settledMessages(server: LegacyServer, account: SampleAccount): Promise<Buffer[]> {
+export async function settledMessages(
+  server: Pick<LegacyServer, 'fetchDirect' | 'whenIdle'> & { readonly label?: string },
+  account: SampleAccount,
+  idleTimeoutMs?: number,
+): Promise<Buffer[]> {
   let previous = await server.fetchDirect(account);
   for (let attempt = 0; attempt < 2; attempt++) {
-    await server.whenIdle();
+    await server.whenIdle(idleTimeoutMs);
     const again = await server.fetchDirect(account);
-    await server.whenIdle();
+    await server.whenIdle(idleTimeoutMs);
     if (again.length === previous.length && again.every((m, i) => m.equals(previous[i]!))) return again;
     previous = again;
   }
-  throw new Error(`${server.label} serves different bytes on every direct fetch`);
-}
-
-/** Logs in with USER/PASS, sends `command(n)` for every message, and drops the connection without QUIT. */
-async function readEveryMessage(host: string, port: number, account: SampleAccount, command: (n: number) => string): Promise<Buffer[]> {
-  const conn = await connectPop({ host, port, timeoutMs: 30_000 });
-  try {
-    const login = await conn.login(account.user, account.pass, 'user');
-    if (!login.startsWith('+OK')) throw new Error(`direct login as ${account.user} failed: ${login}`);
-    const stat = await conn.command('STAT');
-    const count = Number(/^\+OK (\d+)/.exec(stat)?.[1]);
-    if (!Number.isInteger(count)) throw new Error(`unexpected STAT reply ${JSON.stringify(stat)}`);
-    const messages: Buffer[] = [];
-    for (let n = 1; n <= count; n++) {
-      const { status, body } = await conn.multi(command(n));
-      if (!status.startsWith('+OK')) throw new Error(`${command(n)}: ${status}`);
-      messages.push(body);
-    }
-    return messages;
-  } finally {
-    conn.close();
-  }
+  throw new Error(`${server.label ?? 'the server'} serves different bytes on every direct fetch`);
 }

@@ -169,6 +169,12 @@ export function sampleMaildrop(): { readonly alice: SampleAccount; readonly bob:
   return cached;
 }
 
+/** The Message-ID of a message, to tell which ones a server still holds whatever headers it adds. */
+export function messageIdOf(bytes: Buffer): string {
+  const header = bytes.subarray(0, bytes.indexOf('\r\n\r\n')).toString('latin1');
+  return /^Message-ID: (.*)$/im.exec(header)?.[1]?.trim() ?? '(none)';
+}
+
 /** Converts CRLF line ends to LF, the form Maildir stores and LF-converting clients deliver. */
 export function toLf(bytes: Buffer): Buffer {
   const out = Buffer.allocUnsafe(bytes.length);

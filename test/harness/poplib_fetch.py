@@ -3,13 +3,15 @@
 
 Usage: poplib_fetch.py HOST PORT USER MODE OUTDIR [--cafile F | --insecure]
                        [--auth auto|user|apop|plain|login|cram-md5] [--source IP]
-                       [--no-octet-check]
+                       [--no-octet-check] [--dele N,M,... [--end quit|kill]]
 MODE: plain | stls | implicit-tls. The password comes from $POP_PASS.
 auto = APOP when the greeting carries a <timestamp>, else USER/PASS.
 Messages are written as OUTDIR/001.eml, ... with CRLF line ends (poplib undoes
 dot-stuffing). Exit 0 only if every message arrived whole: a connection closed
 inside a message, or a message whose size differs from the "+OK N octets" the
 server announced, is an error (exit 1). Protocol notes go to stderr.
+With --dele it fetches nothing: it deletes those messages, then QUITs, or with
+--end kill sends itself SIGKILL, a client that dies with deletions pending.
 """
 import argparse
 import base64
@@ -18,6 +20,7 @@ import hmac
 import os
 import poplib
 import re
+import signal
 import socket
 import ssl
 import sys
@@ -97,6 +100,8 @@ def main():
     ap.add_argument("--source")
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--no-octet-check", action="store_true")
+    ap.add_argument("--dele")
+    ap.add_argument("--end", choices=["quit", "kill"], default="quit")
     a = ap.parse_args()
     pw = os.environ["POP_PASS"]
 
@@ -115,6 +120,15 @@ def main():
         p.stls(context=ctx)
         note("stls: TLS established")
     login(p, a, pw, greeting)
+
+    if a.dele:
+        for n in a.dele.split(","):
+            note(f"dele {n}: " + p.dele(int(n)).decode("utf-8", "replace"))
+        if a.end == "kill":
+            note("killing myself")
+            os.kill(os.getpid(), signal.SIGKILL)
+        p.quit()
+        return
 
     count, size = p.stat()
     note(f"stat: {count} {size}")

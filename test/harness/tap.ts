@@ -72,3 +72,14 @@ export async function startTap(targetHost: string, targetPort: number): Promise<
       }),
   };
 }
+
+/**
+ * Which forms of `pass` appear in `bytes` (what crossed a tapped link): in clear, base64, hex
+ * (either case), or inside an AUTH PLAIN payload for `user`. Empty when none does.
+ */
+export function passwordFormsIn(bytes: Buffer, user: string, pass: string): string[] {
+  const hex = Buffer.from(pass).toString('hex');
+  const forms = [pass, Buffer.from(pass).toString('base64'), hex, hex.toUpperCase(), Buffer.from(`\0${user}\0${pass}`).toString('base64')];
+  const text = bytes.toString('latin1');
+  return forms.filter((form) => text.includes(form));
+}
