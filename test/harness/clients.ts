@@ -598,7 +598,7 @@ const CURL_LOGIN_OPTIONS: Record<Exclude<ClientAuth, 'auto' | 'user'>, string> =
 
 /** Fetches every message (LIST, then one RETR per message) or only `messages` with curl. */
 export async function fetchWithCurl(
-  o: ClientOptions & { messages?: number[]; interface?: string; saslIr?: boolean },
+  o: ClientOptions & { messages?: number[]; interface?: string; saslIr?: boolean; /** curl -v: the server's lines ("< +OK ...") in stderr. */ verbose?: boolean },
 ): Promise<ClientResult> {
   const work = tempDir('curl');
   const timeoutMs = o.timeoutMs ?? 120_000;
@@ -610,6 +610,7 @@ export async function fetchWithCurl(
     if (auth === 'user') throw new Error('curl cannot force USER/PASS (it uses it only when no SASL and no APOP is offered)');
     if (auth !== 'auto') args.push('--login-options', CURL_LOGIN_OPTIONS[auth]);
     if (o.saslIr) args.push('--sasl-ir');
+    if (o.verbose) args.push('-v');
     if (o.interface) args.push('--interface', o.interface);
     const scheme = o.mode === 'implicit' ? 'pop3s' : 'pop3';
     if (o.mode === 'stls') args.push('--ssl-reqd');
