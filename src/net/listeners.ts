@@ -5,7 +5,7 @@ import type { ListenerConfig } from '../config/types.js';
 import type { TlsProvider } from './tls-provider.js';
 import type { Logger } from '../observability/log.js';
 import type { ConnectionRefusal, Metrics } from '../observability/metrics.js';
-import type { Admission, ConnectionGate } from './connection-gate.js';
+import type { ConnectionGate } from './connection-gate.js';
 import { POP3_ALPN } from './starttls.js';
 import { directOrigin, readProxyHeader, type AddressSet, type ClientOrigin } from './proxy-intake.js';
 import { Reply, line } from '../pop3/replies.js';
@@ -33,8 +33,8 @@ export interface ListenerDependencies {
   /** With `config.proxyProtocol`: the load balancers that may send the header, and how long it may take. */
   readonly proxy?: { readonly trusted: AddressSet; readonly timeoutMs: number };
   /**
-   * When the gate refuses for limits.max_sessions: closes the oldest session not logged in, if one
-   * qualifies, and releases its place (true), so the new connection is admitted after all.
+   * The gate's makeRoom when limits.max_sessions is full: closes the oldest session not logged in,
+   * if one qualifies, and releases its place (true), so the new connection is admitted after all.
    */
   readonly evictIdleSession?: () => boolean;
 }
@@ -139,12 +139,6 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     socket.end(line(reply));
     socket.destroySoon();
   };
-  /** The gate's word; a full max_sessions first makes room if an idle session can give its place. */
-  const gateAdmission = (address: string): Admission => {
-    const admission = gate.admit(address);
-    if (admission.kind === 'refused' && admission.reason === 'max_sessions' && deps.evictIdleSession?.() === true) return gate.admit(address);
-    return admission;
-  };
   /**
    * Raw sockets whose handshake was closed to make room: their TLS socket then reports a hang-up
    * ('tlsClientError', ECONNRESET) that is not news, the eviction was logged and counted already.
@@ -159,7 +153,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     socket.destroy();
   };
   const admit = (socket: Socket, client: ClientOrigin): void => {
-    const admission = gateAdmission(client.address);
+    const admission = gate.admit(client.address, deps.evictIdleSession);
     if (admission.kind === 'refused') return refuse(socket, admission.reason, client);
     if (tlsServer !== undefined) {
       const handshake = tls.handshakes.admit(client.address, () => evictHandshake(socket, client));

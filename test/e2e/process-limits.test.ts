@@ -141,10 +141,11 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
   });
 
   it('limits.max_handshakes full of stalled handshakes: the oldest is evicted (closed, logged, counted) and the owner logs in', async () => {
-    const { proxy, refusals, clock } = await startWithClock({ limits: { maxHandshakes: 4, maxHandshakesPerIp: 2 } });
+    const { proxy, refusals, clock } = await startWithClock({ limits: { maxHandshakes: 16, maxHandshakesPerIp: 2 } });
     const stalled: Socket[] = [];
     try {
-      for (const source of ['127.0.0.81', '127.0.0.81', '127.0.0.82', '127.0.0.83']) stalled.push(await stalledHandshake(proxy.tlsPort, source));
+      // 8 addresses, each at its own bound of 2: together they fill the process's 16.
+      for (let i = 0; i < 16; i++) stalled.push(await stalledHandshake(proxy.tlsPort, `127.0.0.${81 + (i >> 1)}`));
       clock.advance(EVICTION_MIN_AGE_MS);
       await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
       await closed(stalled[0]!);

@@ -38,6 +38,18 @@ describe('limits.max_sessions', () => {
     assert.equal(gate.admit('192.0.2.3').kind, 'admitted');
   });
 
+  it('full: asks makeRoom, admits once room is made, and counts the connection once in its address\'s rate', () => {
+    const gate = new ConnectionLimits({ maxSessions: 1, maxSessionsPerIp: 5, maxNewConnectionsPerIp: 2, ipv6PrefixLength: 64, allow: new CidrList([]), deny: new CidrList([]) });
+    const first = gate.admit('192.0.2.1');
+    assert.ok(first.kind === 'admitted');
+    assert.deepEqual(gate.admit('192.0.2.2', () => false), { kind: 'refused', reason: 'max_sessions' });
+    const second = gate.admit('192.0.2.3', () => (first.release(), true));
+    assert.ok(second.kind === 'admitted');
+    // 192.0.2.3's second connection this second: within its 2 only if the first counted once.
+    assert.equal(gate.admit('192.0.2.3', () => (second.release(), true)).kind, 'admitted');
+    assert.equal(gate.openSessions(), 1);
+  });
+
   it('keeps the more specific reasons: deny list, then the per-address bound', () => {
     const gate = make();
     gate.admit('192.0.2.1');
