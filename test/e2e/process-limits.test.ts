@@ -93,6 +93,8 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
     const { proxy, stop } = await startProtected(backend, {
       limits: { maxSessions: 4, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 1_000 },
       metrics: refusalRecorder(refusals),
+      // A clock that stands still: every session stays under the eviction floor, however slow the machine.
+      now: testClock().now,
     });
     const clients: RawClient[] = [];
     try {
