@@ -77,6 +77,8 @@ export interface ProxyOverrides {
   readonly metrics?: Metrics;
   readonly guard?: LoginGuard;
   readonly gate?: ConnectionGate;
+  /** The clock popwarden reads for the ages of connections it may evict (ProxyDependencies.now). */
+  readonly now?: () => number;
 }
 
 /** A running in-process popwarden with one implicit-TLS and one STLS listener. */
@@ -159,6 +161,7 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     ...(overrides.metrics === undefined ? {} : { metrics: overrides.metrics }),
     ...(overrides.guard === undefined ? {} : { guard: overrides.guard }),
     ...(overrides.gate === undefined ? {} : { gate: overrides.gate }),
+    ...(overrides.now === undefined ? {} : { now: overrides.now }),
   });
   const portOf = (kind: 'tls' | 'stls'): number => proxy.listeners.find((l) => l.config.kind === kind)!.address.port;
   return {
