@@ -19,6 +19,13 @@ import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
 import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
 import { CidrList } from './net/cidr.js';
+import { oldestEvictable, type Aged } from './net/evict-oldest.js';
+
+/** A live session, with when it started and the release of its place under the gate's bounds. */
+interface SessionSlot extends Aged {
+  readonly session: Session;
+  readonly release: () => void;
+}
 
 /** A listener after bind: its configuration and the address the kernel gave it (port 0 in tests). */
 export interface BoundListener {
@@ -72,6 +79,8 @@ export interface ProxyDependencies {
   readonly loadConfig?: () => Config;
   /** Builds TLS material for reload(). Default: loadTlsMaterial. */
   readonly loadTls?: (config: Config, log: Logger) => Promise<TlsMaterial>;
+  /** The clock, in ms, for the ages of handshakes and sessions that a full bound may evict. Default: performance.now. */
+  readonly now?: () => number;
 }
 
 /** A listener behind a load balancer: whom it takes a PROXY header from, and how long it waits for one. */
@@ -84,10 +93,12 @@ function proxyIntake(listener: ListenerConfig, config: Config): { proxy?: { trus
 export async function startPopwarden(config: Config, deps: ProxyDependencies): Promise<ReloadableProxy> {
   const { log } = deps;
   const tls = TlsProvider.from(deps.tls);
+  const now = deps.now ?? (() => performance.now());
   tls.handshakes = new HandshakeLimiter({
     maxPerIp: config.limits.maxHandshakesPerIp,
     maxTotal: config.limits.maxHandshakes,
     ipv6PrefixLength: config.rateLimit.ipv6PrefixLength,
+    now,
   });
   const metrics = deps.metrics ?? NO_METRICS;
   const guard = deps.guard ?? ALLOW_ALL;
@@ -107,9 +118,19 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     deps.shared === undefined ? localApopUsers : new SharedApopUsers(localApopUsers, deps.shared, config.rateLimit.usernameCanonical);
   const unseenStls = unseenStlsWarning(config.backend, localMemory);
   if (unseenStls !== undefined) log.warn(unseenStls);
-  const sessions = new Set<Session>();
+  /** Live sessions, oldest first (a Map keeps insertion order). */
+  const sessions = new Map<Session, SessionSlot>();
   const onClosed = (session: Session): void => {
     sessions.delete(session);
+  };
+  // limits.max_sessions is full: the oldest session not logged in gives its place, released at
+  // once rather than when its socket has closed, so the connection waiting for it is admitted now.
+  const evictIdleSession = (): boolean => {
+    const victim = oldestEvictable(sessions.values(), now(), (slot) => slot.session.evictable);
+    if (victim === undefined) return false;
+    victim.session.evict();
+    victim.release();
+    return true;
   };
   // What the sessions of one listener share, made once per listener and configuration rather
   // than once per session (an idle session would keep its own copy); reload() starts afresh.
@@ -127,9 +148,9 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   try {
     for (const listener of config.listeners) {
       bound.push(
-        await bindListener(listener, { tls, log, metrics, gate, ...proxyIntake(listener, config) }, (socket, secure, listenerConfig, client) => {
+        await bindListener(listener, { tls, log, metrics, gate, evictIdleSession, ...proxyIntake(listener, config) }, (socket, secure, listenerConfig, client, release) => {
           const session = new Session(socket, secure, sessionDepsFor(listenerConfig), client);
-          sessions.add(session);
+          sessions.set(session, { session, startedAt: now(), release });
           session.start();
         }),
       );
@@ -178,7 +199,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     },
     async close(options = {}): Promise<void> {
       const listenersClosed = bound.map(({ server }) => new Promise((resolve) => server.close(resolve)));
-      const remaining = [...sessions];
+      const remaining = [...sessions.keys()];
       for (const session of remaining) session.drain();
       const drainMs = options.drainMs ?? 0;
       if (drainMs > 0 && sessions.size > 0) {
@@ -190,7 +211,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
         ]);
         clearTimeout(timer);
       }
-      for (const session of [...sessions]) session.close('server-shutdown');
+      for (const session of [...sessions.keys()]) session.close('server-shutdown');
       await Promise.all(listenersClosed);
       // Each closed session has signalled its program; wait until they are all reaped.
       await backendPrograms.close();

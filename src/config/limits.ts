@@ -93,6 +93,17 @@ export const DEFAULT_MAX_SESSIONS = 5_000;
 export const DEFAULT_MAX_HANDSHAKES = 256;
 
 /**
+ * When limits.max_handshakes or limits.max_sessions is full, the oldest connection that has not
+ * got anywhere (a handshake in progress; a session not logged in) is closed to make room for the
+ * new one, as Dovecot's login processes do (client_destroy_oldest): otherwise a slowloris from
+ * enough addresses holds the bound for a whole timeout and locks everyone out. Only connections
+ * at least this old qualify: a legitimate handshake or login takes milliseconds, so one second
+ * leaves it alone while a stalled one is fair game; without the floor an attacker's fast flood
+ * would evict legitimate clients in the middle of their handshakes, and it is refused instead.
+ */
+export const EVICTION_MIN_AGE_MS = 1_000;
+
+/**
  * Default of limits.max_backend_processes: legacy servers (`exec:` backends) running at once. Each
  * is a whole process (a few MB of memory, a fork and an exec at login): 100 serves a mid-sized
  * host's peak of simultaneous fetches while a login flood stays far from the process table limit.

@@ -11,7 +11,11 @@ export type Admission =
  * connection ends.
  */
 export interface ConnectionGate {
-  admit(ip: string): Admission;
+  /**
+   * `makeRoom`: called when a process-wide bound is full; it may close an idle connection and
+   * release its place (true), and the new one is admitted after all.
+   */
+  admit(ip: string, makeRoom?: () => boolean): Admission;
 }
 
 /** Every connection is admitted. */

@@ -44,12 +44,12 @@ export class ConnectionLimits implements ConnectionGate {
     this.#now = options.now ?? Date.now;
   }
 
-  admit(ip: string): Admission {
+  admit(ip: string, makeRoom?: () => boolean): Admission {
     const { allow, deny, maxSessions = 0 } = this.#options;
     if (deny.has(ip)) return { kind: 'refused', reason: 'denied' };
     const perIp = allow.has(ip) ? undefined : this.#admitPerIp(ip);
     if (perIp?.kind === 'refused') return perIp;
-    if (maxSessions > 0 && this.#total >= maxSessions) {
+    if (maxSessions > 0 && this.#total >= maxSessions && makeRoom?.() !== true) {
       perIp?.release();
       return { kind: 'refused', reason: 'max_sessions' };
     }

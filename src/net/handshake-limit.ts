@@ -3,11 +3,14 @@
  * handshake costs a private-key operation, so a flood could otherwise starve the event loop
  * (X-03). Two bounds: per client address, counted as the rate limiter keys addresses (IPv6 by its
  * network, rate_limit.ipv6_prefix), so rotating through one's own /64 does not multiply the bound;
- * and for the whole process, so many addresses together cannot either. A connection over either
- * bound is closed before any TLS work. One Map entry per address with a handshake in flight;
- * nothing is kept afterwards.
+ * and for the whole process, so many addresses together cannot either. A connection over the
+ * per-address bound is closed before any TLS work. When the process bound is full, the oldest
+ * evictable handshake past the age floor is closed to make room (evict-oldest.ts), else the new
+ * connection is. One Map entry per address and one per handshake in flight; nothing is kept
+ * afterwards.
  */
 import { ipKey } from './addresses.js';
+import { oldestEvictable, type Aged } from './evict-oldest.js';
 
 export interface HandshakeBounds {
   /** Handshakes in progress per address (IPv6: per network); 0 = no bound. */
@@ -16,6 +19,15 @@ export interface HandshakeBounds {
   readonly maxTotal: number;
   /** IPv6 clients are counted by this prefix length (rate_limit.ipv6_prefix). */
   readonly ipv6PrefixLength: number;
+  /** The clock handshake ages are read from, in ms (tests move it). Default: performance.now. */
+  readonly now?: () => number;
+}
+
+/** A handshake in progress, in the order they started. */
+interface InFlight extends Aged {
+  readonly release: () => void;
+  /** Closes its connection; absent for one that may not be evicted (after STLS, a session's). */
+  readonly evict: (() => void) | undefined;
 }
 
 /** Which bound refused a handshake: the per-address one or the process-wide one (metric labels). */
@@ -28,32 +40,53 @@ export type HandshakeAdmission =
 export class HandshakeLimiter {
   readonly #bounds: HandshakeBounds;
   readonly #inProgress = new Map<string, number>();
-  #total = 0;
+  /** Every handshake in progress, oldest first (a Set keeps insertion order). */
+  readonly #inFlight = new Set<InFlight>();
+  readonly #now: () => number;
 
   constructor(bounds: HandshakeBounds) {
     this.#bounds = bounds;
+    this.#now = bounds.now ?? (() => performance.now());
   }
 
-  /** Starts a handshake for `address`, or says which bound refuses it. `release` is idempotent. */
-  admit(address: string): HandshakeAdmission {
+  /**
+   * Starts a handshake for `address`, or says which bound refuses it. `release` is idempotent.
+   * With `evict`, this handshake may itself be closed later to make room (evict must close its
+   * connection; its place is released here first).
+   */
+  admit(address: string, evict?: () => void): HandshakeAdmission {
     const { maxPerIp, maxTotal, ipv6PrefixLength } = this.#bounds;
     if (maxPerIp === 0 && maxTotal === 0) return { kind: 'started', release: () => undefined };
     const key = ipKey(address, ipv6PrefixLength);
-    const count = this.#inProgress.get(key) ?? 0;
-    if (maxPerIp > 0 && count >= maxPerIp) return { kind: 'refused', reason: 'too_many_handshakes' };
-    if (maxTotal > 0 && this.#total >= maxTotal) return { kind: 'refused', reason: 'max_handshakes' };
-    this.#inProgress.set(key, count + 1);
-    this.#total += 1;
+    if (maxPerIp > 0 && (this.#inProgress.get(key) ?? 0) >= maxPerIp) return { kind: 'refused', reason: 'too_many_handshakes' };
+    if (maxTotal > 0 && this.#inFlight.size >= maxTotal && !this.#evictOldest()) return { kind: 'refused', reason: 'max_handshakes' };
+    return { kind: 'started', release: this.#start(key, evict) };
+  }
+
+  /** Closes the oldest evictable handshake past the age floor; false when there is none. */
+  #evictOldest(): boolean {
+    const victim = oldestEvictable(this.#inFlight, this.#now(), (entry) => entry.evict !== undefined);
+    if (victim === undefined) return false;
+    victim.release();
+    victim.evict?.();
+    return true;
+  }
+
+  /** Counts a handshake in; the function returned counts it out, once. */
+  #start(key: string, evict: (() => void) | undefined): () => void {
+    this.#inProgress.set(key, (this.#inProgress.get(key) ?? 0) + 1);
     let released = false;
     const release = (): void => {
       if (released) return;
       released = true;
-      this.#total -= 1;
+      this.#inFlight.delete(entry);
       const left = (this.#inProgress.get(key) ?? 1) - 1;
       if (left <= 0) this.#inProgress.delete(key);
       else this.#inProgress.set(key, left);
     };
-    return { kind: 'started', release };
+    const entry: InFlight = { startedAt: this.#now(), release, evict };
+    this.#inFlight.add(entry);
+    return release;
   }
 
   /** admit() for callers that only need to know whether: a release function, or undefined when refused. */
@@ -64,7 +97,7 @@ export class HandshakeLimiter {
 
   /** Handshakes in progress from `address`'s key, or in total (tests, debugging). */
   inProgress(address?: string): number {
-    return address === undefined ? this.#total : (this.#inProgress.get(ipKey(address, this.#bounds.ipv6PrefixLength)) ?? 0);
+    return address === undefined ? this.#inFlight.size : (this.#inProgress.get(ipKey(address, this.#bounds.ipv6PrefixLength)) ?? 0);
   }
 }
 

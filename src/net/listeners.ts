@@ -12,9 +12,11 @@ import { Reply, line } from '../pop3/replies.js';
 
 /**
  * What a listener hands over for every accepted client: the socket, whether it is TLS already,
- * and who the client is (its PROXY header's word on a listener behind a load balancer).
+ * who the client is (its PROXY header's word on a listener behind a load balancer), and the
+ * release of its place under the gate's bounds (idempotent; the socket's close calls it too), for
+ * a session evicted to make room, whose place must be free before its socket has closed.
  */
-export type AcceptHandler = (socket: Socket | TLSSocket, secure: boolean, listener: ListenerConfig, client: ClientOrigin) => void;
+export type AcceptHandler = (socket: Socket | TLSSocket, secure: boolean, listener: ListenerConfig, client: ClientOrigin, release: () => void) => void;
 
 export interface BoundServer {
   readonly config: ListenerConfig;
@@ -30,6 +32,11 @@ export interface ListenerDependencies {
   readonly gate: ConnectionGate;
   /** With `config.proxyProtocol`: the load balancers that may send the header, and how long it may take. */
   readonly proxy?: { readonly trusted: AddressSet; readonly timeoutMs: number };
+  /**
+   * The gate's makeRoom when limits.max_sessions is full: closes the oldest session not logged in,
+   * if one qualifies, and releases its place (true), so the new connection is admitted after all.
+   */
+  readonly evictIdleSession?: () => boolean;
 }
 
 /**
@@ -80,8 +87,11 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
   const { tls, log, metrics, gate } = deps;
   /** Release functions of this listener's handshakes in progress (limits.max_handshakes_per_ip), by peer. */
   const handshaking = new Map<string, () => void>();
-  /** The client behind each raw connection, for the session that starts after the TLS handshake. */
-  const clients = new Map<string, ClientOrigin>();
+  /**
+   * The client behind each raw connection and the release of its gate admission, for the session
+   * that starts after the TLS handshake.
+   */
+  const clients = new Map<string, { readonly origin: ClientOrigin; readonly release: () => void }>();
   /** A handshake is over (done, failed, or its connection closed): its place, timing and client go. */
   const handshakeDone = (key: string): void => {
     handshaking.get(key)?.();
@@ -104,10 +114,12 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       ? createTlsServer({ ...tls.serverOptions, ALPNProtocols: POP3_ALPN, SNICallback: tls.sniCallback }, (socket) => {
           const key = peerKey(socket);
           const seconds = handshakeSeconds(socket);
-          const client = clients.get(key) ?? directOrigin(socket);
+          const pending = clients.get(key);
+          const client = pending?.origin ?? directOrigin(socket);
+          const release = pending?.release ?? (() => undefined);
           handshakeDone(key);
           metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, seconds);
-          onAccept(socket, true, config, client);
+          onAccept(socket, true, config, client, release);
         })
       : undefined;
 
@@ -127,11 +139,24 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     socket.end(line(reply));
     socket.destroySoon();
   };
+  /**
+   * Raw sockets whose handshake was closed to make room: their TLS socket then reports a hang-up
+   * ('tlsClientError', ECONNRESET) that is not news, the eviction was logged and counted already.
+   */
+  const evicted = new WeakSet<Socket>();
+  /** A handshake closed to make room for a newer one: what a failed handshake gets, with its own reason. */
+  const evictHandshake = (socket: Socket, client: ClientOrigin): void => {
+    metrics.tlsHandshake(config.name, 'evicted', undefined, handshakeSeconds(socket));
+    log.info({ listener: config.name, peer: client.address, via: client.via, reason: 'evicted' }, 'TLS handshake failed');
+    handshakeDone(peerKey(socket));
+    evicted.add(socket);
+    socket.destroy();
+  };
   const admit = (socket: Socket, client: ClientOrigin): void => {
-    const admission = gate.admit(client.address);
+    const admission = gate.admit(client.address, deps.evictIdleSession);
     if (admission.kind === 'refused') return refuse(socket, admission.reason, client);
     if (tlsServer !== undefined) {
-      const handshake = tls.handshakes.admit(client.address);
+      const handshake = tls.handshakes.admit(client.address, () => evictHandshake(socket, client));
       if (handshake.kind === 'refused') {
         admission.release();
         return refuse(socket, handshake.reason, client);
@@ -139,7 +164,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       const key = peerKey(socket);
       handshaking.set(key, handshake.release);
       acceptedAt.set(key, performance.now());
-      clients.set(key, client);
+      clients.set(key, { origin: client, release: admission.release });
       // One plain listener ('close' comes once), not a `once` wrapper each: an idle session keeps
       // whatever its close listeners hold. The entries are this connection's until the handshake
       // is done (they go then); afterwards they may be a new connection's from the same port.
@@ -159,7 +184,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       tlsServer.emit('connection', socket);
       return;
     }
-    onAccept(socket, false, config, client);
+    onAccept(socket, false, config, client, admission.release);
     socket.resume();
   };
   server.on('connection', (socket: Socket) => {
@@ -183,10 +208,12 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       if (material.ticketKeys !== undefined) tlsServer.setTicketKeys(material.ticketKeys);
     });
     server.once('close', unsubscribe);
-    tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
+    tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket & { _parent?: Socket }) => {
+      // _parent: the raw socket a TLS socket wraps (Node sets it when wrapping a net.Socket).
+      if (socket._parent !== undefined && evicted.has(socket._parent)) return void socket.destroy();
       const timedOut = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
       metrics.tlsHandshake(config.name, timedOut ? 'timeout' : 'failure', undefined, handshakeSeconds(socket));
-      const client = clients.get(peerKey(socket));
+      const client = clients.get(peerKey(socket))?.origin;
       // info, as the session-closed line every other failed connection ends with: garbage on this
       // port (HTTP, a scanner, a stalled handshake) is otherwise invisible at the default level.
       log.info({ listener: config.name, peer: client?.address ?? socket.remoteAddress, via: client?.via, code: error.code, reason: error.message }, 'TLS handshake failed');

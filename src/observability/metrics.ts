@@ -12,7 +12,7 @@ export type { LimiterName };
 /** Listener names come from the configuration, so they are a bounded label. */
 export type ListenerName = string;
 
-export const TLS_HANDSHAKE_RESULTS = ['success', 'failure', 'timeout'] as const;
+export const TLS_HANDSHAKE_RESULTS = ['success', 'failure', 'timeout', 'evicted'] as const;
 export type TlsHandshakeResult = (typeof TLS_HANDSHAKE_RESULTS)[number];
 export const LOGIN_RESULTS = ['success', 'failure', 'blocked', 'backend_error'] as const;
 export type LoginResult = (typeof LOGIN_RESULTS)[number];

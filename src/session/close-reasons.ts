@@ -19,5 +19,7 @@ export const CLOSE_REASONS = [
   'backend-protocol-error',
   'backend-timeout',
   'server-shutdown',
+  // limits.max_sessions was full and this was the oldest session not logged in (net/evict-oldest.ts).
+  'evicted',
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];

@@ -130,6 +130,20 @@ export class Session implements SessionContext {
     return this.#backend;
   }
 
+  /**
+   * Whether this session may be closed to make room under limits.max_sessions: in AUTHORIZATION,
+   * so not logged in and no login at the backend (AUTHENTICATING), nor in the middle of STLS:
+   * closing it costs its client a retry and nothing else, as the login deadline would.
+   */
+  get evictable(): boolean {
+    return this.#state === SessionState.authorization;
+  }
+
+  /** Closes the session to make room for a newer one, with the farewell of a full server. */
+  evict(): void {
+    this.close('evicted', Reply.serverBusy);
+  }
+
   /** Sends popwarden's greeting (never the backend's) and starts reading. */
   start(): void {
     this.log.debug({ tls: this.#secure }, 'session opened');

@@ -1,21 +1,67 @@
 /**
  * limits.max_sessions and limits.max_handshakes: bounds for the whole process, whatever the number
  * of client addresses (issue 9, point 6). Clients come from several loopback addresses
- * (127.0.0.x), each well under every per-address bound.
+ * (127.0.0.x), each well under every per-address bound. A full bound makes room by closing the
+ * oldest connection that has not got anywhere (issue 14.3): the clock popwarden reads for their
+ * ages is the test's, moved on explicitly, so no test waits for a second to pass.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as netConnect, type Socket } from 'node:net';
 import { legacyScript, startFakeBackend, type FakeBackend } from '../harness/fake-backend.js';
-import { servedFingerprint, startTestProxy } from '../harness/popwarden.js';
+import { servedFingerprint, startTestProxy, type ProxyOverrides } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
 import { startProtected } from '../harness/redis.js';
 import { NO_METRICS, type Metrics } from '../../src/observability/metrics.js';
+import { ConnectionLimits } from '../../src/net/connection-limits.js';
+import { CidrList } from '../../src/net/cidr.js';
+import { EVICTION_MIN_AGE_MS } from '../../src/config/limits.js';
+import { sampleMaildrop } from '../harness/maildrop.js';
 
-/** Records connectionRefused events as "LISTENER REASON". */
+const { alice } = sampleMaildrop();
+
+/** Records connectionRefused events as "LISTENER REASON", and evicted handshakes as "LISTENER handshake evicted". */
 function refusalRecorder(refusals: string[]): Metrics {
-  return { ...NO_METRICS, connectionRefused: (listener, reason) => void refusals.push(`${listener} ${reason}`) };
+  return {
+    ...NO_METRICS,
+    connectionRefused: (listener, reason) => void refusals.push(`${listener} ${reason}`),
+    tlsHandshake: (listener, result) => void (result === 'evicted' && refusals.push(`${listener} handshake ${result}`)),
+  };
 }
+
+/** A clock the test moves: popwarden's idea of how old each connection is. */
+function testClock(): { now: () => number; advance: (ms: number) => void } {
+  let now = 1_000_000;
+  return { now: () => now, advance: (ms) => void (now += ms) };
+}
+
+/** The max_sessions bound alone, as the process builds it, with the test's clock. */
+function sessionBound(maxSessions: number): ConnectionLimits {
+  const none = new CidrList([]);
+  return new ConnectionLimits({ maxSessions, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 1_000, ipv6PrefixLength: 64, allow: none, deny: none });
+}
+
+/** The owner's login over implicit TLS, and a STAT that proves the session works. */
+async function ownerLogin(host: string, port: number, caFile: string): Promise<void> {
+  const owner = await loggedInSession(host, port, caFile, '127.0.0.99');
+  try {
+    assert.match(await owner.command('STAT'), /^\+OK/);
+  } finally {
+    owner.destroy();
+  }
+}
+
+/** A session over implicit TLS from `source`, logged in (TRANSACTION). */
+async function loggedInSession(host: string, port: number, caFile: string, source: string): Promise<RawClient> {
+  const client = await RawClient.tls(host, port, caFile, source);
+  assert.match(await client.readLine(), /^\+OK/);
+  assert.match(await client.command(`USER ${alice.user}`), /^\+OK/);
+  assert.match(await client.command(`PASS ${alice.pass}`), /^\+OK/);
+  return client;
+}
+
+/** Resolves when `socket` is closed by the other end. */
+const closed = (socket: Socket): Promise<void> => (socket.destroyed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve())));
 
 /** A TCP connection that starts a ClientHello record and then stalls. */
 async function stalledHandshake(port: number, localAddress: string): Promise<Socket> {
@@ -34,12 +80,21 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
   after(async () => {
     await backend?.stop();
   });
+  /** popwarden in front of the backend with the test's clock, recording refusals and evictions. */
+  const startWithClock = async (overrides: Pick<ProxyOverrides, 'limits' | 'gate'>) => {
+    const refusals: string[] = [];
+    const clock = testClock();
+    const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port }, ...overrides, metrics: refusalRecorder(refusals), now: clock.now });
+    return { proxy, refusals, clock };
+  };
 
   it('limits.max_sessions: connections from several addresses are bounded together, with -ERR [SYS/TEMP] on the STLS port and a bare close on the TLS port', async () => {
     const refusals: string[] = [];
     const { proxy, stop } = await startProtected(backend, {
       limits: { maxSessions: 4, maxSessionsPerIp: 20, maxNewConnectionsPerIp: 1_000 },
       metrics: refusalRecorder(refusals),
+      // A clock that stands still: every session stays under the eviction floor, however slow the machine.
+      now: testClock().now,
     });
     const clients: RawClient[] = [];
     try {
@@ -65,13 +120,8 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
     }
   });
 
-  it('limits.max_handshakes: handshakes in progress from several addresses are bounded together, on the TLS port and at STLS', async () => {
-    const refusals: string[] = [];
-    const proxy = await startTestProxy({
-      backend: { host: backend.host, port: backend.port },
-      limits: { maxHandshakes: 3, maxHandshakesPerIp: 10 },
-      metrics: refusalRecorder(refusals),
-    });
+  it('limits.max_handshakes: handshakes in progress from several addresses are bounded together; a fresh flood (under the age floor) is refused, on the TLS port and at STLS', async () => {
+    const { proxy, refusals, clock } = await startWithClock({ limits: { maxHandshakes: 3, maxHandshakesPerIp: 10 } });
     const stalled: Socket[] = [];
     try {
       for (const source of ['127.0.0.81', '127.0.0.82', '127.0.0.83']) stalled.push(await stalledHandshake(proxy.tlsPort, source));
@@ -81,9 +131,80 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
       // STLS shares the bound: +OK, then the upgrade is refused before any TLS work.
       await assert.rejects(servedFingerprint(proxy.stlsPort, { stls: true }));
       assert.deepEqual(refusals, ['tls:test max_handshakes']);
-      for (const socket of stalled) assert.equal(socket.destroyed, false, 'the stalled ones wait for their own timeout');
+      clock.advance(EVICTION_MIN_AGE_MS - 1);
+      const stillFresh = await RawClient.plain(proxy.host, proxy.tlsPort, '127.0.0.85');
+      assert.equal(await stillFresh.closedWithin(2_000), true);
+      assert.deepEqual(refusals, ['tls:test max_handshakes', 'tls:test max_handshakes']);
+      for (const socket of stalled) assert.equal(socket.destroyed, false, 'younger than the floor, none is evicted');
     } finally {
       for (const socket of stalled) socket.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('limits.max_handshakes full of stalled handshakes: the oldest is evicted (closed, logged, counted) and the owner logs in', async () => {
+    const { proxy, refusals, clock } = await startWithClock({ limits: { maxHandshakes: 16, maxHandshakesPerIp: 2 } });
+    const stalled: Socket[] = [];
+    try {
+      // 8 addresses, each at its own bound of 2: together they fill the process's 16.
+      for (let i = 0; i < 16; i++) stalled.push(await stalledHandshake(proxy.tlsPort, `127.0.0.${81 + (i >> 1)}`));
+      clock.advance(EVICTION_MIN_AGE_MS);
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      await closed(stalled[0]!);
+      assert.deepEqual(refusals, ['tls:test handshake evicted']);
+      for (const socket of stalled.slice(1)) assert.equal(socket.destroyed, false, 'only the oldest makes room');
+      const line = proxy.logs().filter((l) => l['msg'] === 'TLS handshake failed');
+      assert.equal(line.length, 1, JSON.stringify(line));
+      assert.equal(line[0]!['reason'], 'evicted');
+      assert.equal(line[0]!['peer'], '127.0.0.81');
+    } finally {
+      for (const socket of stalled) socket.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('limits.max_sessions full of idle pre-login sessions: the oldest not logged in is told -ERR [SYS/TEMP] and closed, a session in TRANSACTION never', async () => {
+    const { proxy, refusals, clock } = await startWithClock({ gate: sessionBound(4) });
+    const clients: RawClient[] = [];
+    try {
+      // The oldest session is logged in: it must be passed over.
+      const loggedIn = await loggedInSession(proxy.host, proxy.tlsPort, proxy.caFile, '127.0.0.71');
+      clients.push(loggedIn);
+      const idle: RawClient[] = [];
+      for (const source of ['127.0.0.72', '127.0.0.73', '127.0.0.74']) {
+        const client = await RawClient.plain(proxy.host, proxy.stlsPort, source);
+        clients.push(client);
+        idle.push(client);
+        assert.match(await client.readLine(), /^\+OK/, source);
+      }
+      clock.advance(EVICTION_MIN_AGE_MS);
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      assert.equal(await idle[0]!.readLine(), '-ERR [SYS/TEMP] Server busy, try again later');
+      assert.equal(await idle[0]!.closedWithin(2_000), true);
+      assert.match(await loggedIn.command('STAT'), /^\+OK/, 'the session in TRANSACTION goes on');
+      for (const client of idle.slice(1)) assert.match(await client.command('NOOP'), /^-ERR/, 'still open, still in AUTHORIZATION');
+      assert.deepEqual(refusals, []);
+      const evicted = proxy.logs().filter((l) => l['msg'] === 'session closed' && l['reason'] === 'evicted');
+      assert.equal(evicted.length, 1);
+    } finally {
+      for (const client of clients) client.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('limits.max_sessions full of logged-in sessions: nothing qualifies, the newest is refused', async () => {
+    const { proxy, refusals, clock } = await startWithClock({ gate: sessionBound(2) });
+    const clients: RawClient[] = [];
+    try {
+      for (const source of ['127.0.0.71', '127.0.0.72']) clients.push(await loggedInSession(proxy.host, proxy.tlsPort, proxy.caFile, source));
+      clock.advance(10 * EVICTION_MIN_AGE_MS);
+      const newest = await RawClient.plain(proxy.host, proxy.stlsPort, '127.0.0.73');
+      clients.push(newest);
+      assert.equal(await newest.readLine(), '-ERR [SYS/TEMP] Server busy, try again later');
+      assert.deepEqual(refusals, ['stls:test max_sessions']);
+      for (const client of clients.slice(0, 2)) assert.match(await client.command('STAT'), /^\+OK/);
+    } finally {
+      for (const client of clients) client.destroy();
       await proxy.stop();
     }
   });

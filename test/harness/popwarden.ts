@@ -80,6 +80,8 @@ export interface ProxyOverrides {
   readonly gate?: ConnectionGate;
   /** Redis for the state instances share (backend memory, APOP users): createProtection's. */
   readonly shared?: SharedRedis;
+  /** The clock popwarden reads for the ages of connections it may evict (ProxyDependencies.now). */
+  readonly now?: () => number;
 }
 
 /** A running in-process popwarden with one implicit-TLS and one STLS listener. */
@@ -163,6 +165,7 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     ...(overrides.guard === undefined ? {} : { guard: overrides.guard }),
     ...(overrides.gate === undefined ? {} : { gate: overrides.gate }),
     ...(overrides.shared === undefined ? {} : { shared: overrides.shared }),
+    ...(overrides.now === undefined ? {} : { now: overrides.now }),
   });
   const portOf = (kind: 'tls' | 'stls'): number => proxy.listeners.find((l) => l.config.kind === kind)!.address.port;
   return {

@@ -156,8 +156,8 @@ export interface Protected {
 /** `gate`, telling `releases` every time a connection gives its place back. */
 function observedGate(gate: ConnectionGate, releases: EventEmitter): ConnectionGate {
   return {
-    admit: (ip) => {
-      const admission = gate.admit(ip);
+    admit: (ip, makeRoom) => {
+      const admission = gate.admit(ip, makeRoom);
       if (admission.kind === 'refused') return admission;
       return {
         kind: 'admitted',
@@ -184,6 +184,8 @@ export async function startProtected(
     listeners?: readonly ListenerConfig[];
     /** Backend settings beyond the address (PROXY protocol, XCLIENT). */
     backendOptions?: Partial<BackendConfig>;
+    /** The clock for the ages of connections a full bound may evict (ProxyDependencies.now). */
+    now?: () => number;
   } = {},
 ): Promise<Protected> {
   const backendConfig = { ...options.backendOptions, host: backend.host, port: backend.port };
@@ -229,6 +231,7 @@ export async function startProtected(
     // The same limits for the listeners (handshake bounds, invalid commands) as for the gate.
     ...(options.limits === undefined ? {} : { limits: options.limits }),
     ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
+    ...(options.now === undefined ? {} : { now: options.now }),
   });
   return {
     proxy,

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnectionLimits } from '../../src/net/connection-limits.js';
 import { HandshakeLimiter } from '../../src/net/handshake-limit.js';
+import { EVICTION_MIN_AGE_MS } from '../../src/config/limits.js';
 import { CidrList } from '../../src/net/cidr.js';
 import { descriptorWarning, descriptorsNeeded } from '../../src/net/descriptor-budget.js';
 
@@ -35,6 +36,18 @@ describe('limits.max_sessions', () => {
     first.release();
     assert.equal(gate.openSessions(), 2);
     assert.equal(gate.admit('192.0.2.3').kind, 'admitted');
+  });
+
+  it('full: asks makeRoom, admits once room is made, and counts the connection once in its address\'s rate', () => {
+    const gate = new ConnectionLimits({ maxSessions: 1, maxSessionsPerIp: 5, maxNewConnectionsPerIp: 2, ipv6PrefixLength: 64, allow: new CidrList([]), deny: new CidrList([]) });
+    const first = gate.admit('192.0.2.1');
+    assert.ok(first.kind === 'admitted');
+    assert.deepEqual(gate.admit('192.0.2.2', () => false), { kind: 'refused', reason: 'max_sessions' });
+    const second = gate.admit('192.0.2.3', () => (first.release(), true));
+    assert.ok(second.kind === 'admitted');
+    // 192.0.2.3's second connection this second: within its 2 only if the first counted once.
+    assert.equal(gate.admit('192.0.2.3', () => (second.release(), true)).kind, 'admitted');
+    assert.equal(gate.openSessions(), 1);
   });
 
   it('keeps the more specific reasons: deny list, then the per-address bound', () => {
@@ -84,6 +97,34 @@ describe('HandshakeLimiter', () => {
     assert.equal(limiter.inProgress(), 2);
     assert.equal(limiter.admit('192.0.2.4').kind, 'started');
     assert.equal(limiter.inProgress('192.0.2.1'), 0);
+  });
+
+  it('full: evicts the oldest evictable handshake past the age floor, passing over one that may not be evicted', () => {
+    let now = 0;
+    const limiter = new HandshakeLimiter({ maxPerIp: 10, maxTotal: 3, ipv6PrefixLength: 64, now: () => now });
+    const evicted: string[] = [];
+    limiter.admit('192.0.2.1'); // after STLS: no evict, never chosen
+    limiter.admit('192.0.2.2', () => evicted.push('192.0.2.2'));
+    now += 10;
+    limiter.admit('192.0.2.3', () => evicted.push('192.0.2.3'));
+    now += EVICTION_MIN_AGE_MS - 10;
+    assert.equal(limiter.admit('192.0.2.4').kind, 'started');
+    assert.deepEqual(evicted, ['192.0.2.2']);
+    assert.equal(limiter.inProgress(), 3);
+    assert.equal(limiter.inProgress('192.0.2.2'), 0);
+    // The next oldest evictable one is 10 ms short of the floor: the newest is refused.
+    assert.deepEqual(limiter.admit('192.0.2.5', () => undefined), { kind: 'refused', reason: 'max_handshakes' });
+    assert.deepEqual(evicted, ['192.0.2.2']);
+  });
+
+  it('the per-address bound still refuses the newest, whatever the age of the oldest', () => {
+    let now = 0;
+    const limiter = new HandshakeLimiter({ maxPerIp: 1, maxTotal: 2, ipv6PrefixLength: 64, now: () => now });
+    const evicted: string[] = [];
+    limiter.admit('192.0.2.1', () => evicted.push('192.0.2.1'));
+    now += 10 * EVICTION_MIN_AGE_MS;
+    assert.deepEqual(limiter.admit('192.0.2.1'), { kind: 'refused', reason: 'too_many_handshakes' });
+    assert.deepEqual(evicted, []);
   });
 });
 
