@@ -6,7 +6,7 @@ import { planReload } from './config/reload.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
-import { backendTlsOptions } from './backend/tls-options.js';
+import { Routing } from './backend/routing/routing.js';
 import { Session } from './session/session.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
@@ -77,14 +77,17 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const gate = deps.gate ?? OPEN_GATE;
   // Sessions read these when they start; reload() replaces them for sessions started afterwards.
   let current = config;
-  let backendTls = backendTlsOptions(config.backend);
-  if (config.backend.tlsInsecure) {
-    log.warn('backend certificates are NOT verified (--backend-tls-insecure): the backend link is encrypted but not authenticated');
+  const routing = new Routing(config, log, metrics);
+  let router = routing.router;
+  for (const backend of config.backends.filter((b) => b.tlsInsecure)) {
+    log.warn({ backend: backend.name }, 'backend certificates are NOT verified (tls_insecure): the backend link is encrypted but not authenticated');
   }
   const failureDeadline = new FailureDeadline(log);
   const backendMemory = new BackendMemory(config.stateDir);
-  const unseenStls = unseenStlsWarning(config.backend, backendMemory);
-  if (unseenStls !== undefined) log.warn(unseenStls);
+  for (const backend of config.backends) {
+    const unseenStls = unseenStlsWarning(backend, backendMemory);
+    if (unseenStls !== undefined) log.warn({ backend: backend.name }, unseenStls);
+  }
   const sessions = new Set<Session>();
   const onClosed = (session: Session): void => {
     sessions.delete(session);
@@ -99,7 +102,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
             config: current,
             listener: listenerConfig,
             tls,
-            backendTls,
+            router,
             log,
             metrics,
             guard,
@@ -114,6 +117,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     }
   } catch (error) {
     await Promise.all(bound.map(({ server }) => new Promise((resolve) => server.close(resolve))));
+    await routing.close();
     throw error;
   }
   for (const { config: listener, address } of bound) {
@@ -125,10 +129,9 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     try {
       const plan = planReload(current, deps.loadConfig === undefined ? current : deps.loadConfig());
       const material = await loadTls(plan.config, log);
-      const nextBackendTls = backendTlsOptions(plan.config.backend);
+      router = routing.reload(plan.config);
       tls.replace(material);
       current = plan.config;
-      backendTls = nextBackendTls;
       metrics.configReload(true);
       if (plan.needsRestart.length > 0) {
         log.warn({ keys: plan.needsRestart }, 'reload: these settings changed but need a restart; they keep their old values until then');
@@ -169,6 +172,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       }
       for (const session of [...sessions]) session.close('server-shutdown');
       await Promise.all(listenersClosed);
+      await routing.close();
     },
   };
 }

@@ -112,8 +112,8 @@ export class BackendProber {
   #stopped = false;
   #lastUp: boolean | undefined;
 
-  /** The fix the latest failed probe named (a TLS trust problem), for /readyz. */
-  lastFix: string | undefined;
+  /** The latest result and when it came, for /readyz. */
+  last: { readonly result: ProbeResult; readonly at: number } | undefined;
 
   /** For a POP3S backend: read once, not on every probe. */
   readonly #tlsOptions: ConnectionOptions;
@@ -143,7 +143,7 @@ export class BackendProber {
     if (this.#running !== undefined) return this.#running;
     this.#running = probeBackend(this.backend, this.timeoutMs, this.#tlsOptions).then((result) => {
       this.#running = undefined;
-      this.lastFix = result.up ? undefined : result.fix;
+      this.last = { result, at: Date.now() };
       if (!this.#stopped) this.#tell(result);
       return result;
     });
@@ -151,11 +151,11 @@ export class BackendProber {
   }
 
   #tell(result: ProbeResult): void {
-    this.metrics.backendProbe(result.up, result.durationSeconds);
+    this.metrics.backendProbe(this.backend.name, result.up, result.durationSeconds);
     if (result.up === this.#lastUp) return;
-    const backend = `${this.backend.host}:${this.backend.port}`;
-    if (result.up) this.log.info({ backend }, 'backend probe: up');
-    else this.log.warn({ backend, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
+    const where = { backend: this.backend.name, address: formatHostPort(this.backend) };
+    if (result.up) this.log.info(where, 'backend probe: up');
+    else this.log.warn({ ...where, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
     this.#lastUp = result.up;
   }
 
@@ -175,5 +175,5 @@ export class BackendProber {
 export async function backendConfigProblem(backend: BackendConfig, timeoutMs: number): Promise<string | undefined> {
   const result = await probeBackend(backend, timeoutMs);
   if (result.up || result.fix === undefined) return undefined;
-  return `backend ${formatHostPort(backend)}: ${result.reason}: ${result.fix}`;
+  return `backend ${backend.name} (${formatHostPort(backend)}): ${result.reason}: ${result.fix}`;
 }

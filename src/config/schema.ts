@@ -31,6 +31,7 @@ import {
   type HostPortRules,
   type Parsed,
 } from './values.js';
+import { routingSchemas } from './routing-schema.js';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, MIN_TLS_VERSION, isLegacyTlsVersion } from '../tls/policy.js';
 import { canonicalServerName } from '../tls/sni.js';
 
@@ -38,7 +39,7 @@ import { canonicalServerName } from '../tls/sni.js';
  * How a parsed value is written back in --check-config output, declared on the value helpers
  * below and read through CONFIG_KEYS (schema-keys.ts). A value without one is written as parsed.
  */
-export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off';
+export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off' | 'named-backends';
 const writtenAs = (syntax: ValueSyntax) => ({ syntax });
 
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
@@ -301,14 +302,24 @@ const rateLimitSchema = z.strictObject({
   on_store_failure: z.enum(STORE_FAILURE_MODES).prefault('insurance'),
 });
 
+/** A local address to connect from. */
+const ipAddress = z.string().refine((text) => isIP(text) !== 0, { message: 'is not an IP address; use e.g. 192.0.2.10 or 2001:db8::10' });
+
+/** Named backends and routing (issue 13), on the same value helpers as the keys above. */
+const routingKeys = routingSchemas({ address: hostPort({ allowPortZero: false }), duration, filePath, ipAddress });
+
 export const configSchema = z
   .strictObject({
     /** Default ["0.0.0.0:995"]. Implicit-TLS listeners (HOST:PORT; IPv6 as [::]:995). Port 0 picks a free port (tests). May be [] if listen_stls is not. */
     listen_tls: listenerList.prefault(['0.0.0.0:995']),
     /** Default ["0.0.0.0:110"]. Plaintext listeners that require STLS before any credentials. May be [] if listen_tls is not. */
     listen_stls: listenerList.prefault(['0.0.0.0:110']),
-    /** Required. The legacy POP3 server, HOST:PORT (port 1..65535). */
-    backend: hostPort({ allowPortZero: false }),
+    /** The legacy POP3 server, HOST:PORT (port 1..65535): one backend, named `default`. Required unless `backends` names several. */
+    backend: hostPort({ allowPortZero: false }).optional(),
+    /** Instead of `backend` and the backend_* keys: named backends, `NAME: {address, auth, tls, ...}`, chosen per user by `routing`. */
+    backends: routingKeys.backends.meta(writtenAs('named-backends')).optional(),
+    /** How each login's backend is chosen among `backends`: static routes, a map file, a Redis hash, an auth_http service, a default. */
+    routing: routingKeys.routing.prefault({}),
     /** Default auto: the strongest mechanism the backend offers (APOP, CRAM-MD5, then plaintext ones if allowed). Pin one to refuse a downgrade. */
     backend_auth: z.enum(BACKEND_AUTH_MODES).prefault('auto'),
     /** Default auto: STLS to the backend when its CAPA offers it. `starttls` requires it; `implicit` speaks TLS from the first byte (a POP3S port); `off` never tries (loopback backends). */
@@ -332,10 +343,7 @@ export const configSchema = z
      */
     backend_trust_loopback: z.boolean().optional(),
     /** Optional local IP to connect to the backend from (multi-homed gateways, backend ACLs). */
-    backend_source_address: z
-      .string()
-      .refine((text) => isIP(text) !== 0, { message: 'is not an IP address; use e.g. 192.0.2.10 or 2001:db8::10' })
-      .optional(),
+    backend_source_address: ipAddress.optional(),
     /** Optional PEM certificate chain for clients. With `key`; if both are absent a self-signed pair is generated in state_dir. */
     cert: filePath.optional(),
     /** Optional PEM private key (unencrypted, mode 0600) matching `cert`. */
@@ -384,6 +392,7 @@ export const configSchema = z
     rate_limit: rateLimitSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
+    checkBackendsAndRoutes(config, ctx);
     if (config.listen_tls.length === 0 && config.listen_stls.length === 0) {
       ctx.addIssue({
         code: 'custom',
@@ -469,3 +478,30 @@ export const configSchema = z
 export type RawConfig = z.input<typeof configSchema>;
 /** The schema's output: durations in ms, addresses parsed; load.ts maps it onto the runtime Config. */
 export type ParsedConfig = z.output<typeof configSchema>;
+
+type ConfigShape = z.output<z.ZodObject<typeof configSchema.shape>>;
+
+/** One form of backend, and every name a route uses is a configured backend. */
+function checkBackendsAndRoutes(config: ConfigShape, ctx: z.RefinementCtx): void {
+  if (config.backend !== undefined && config.backends !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['backends'], message: 'is set together with backend; give one backend with backend (and backend_*), or name them all in backends', params: { severalKeys: true } });
+    return;
+  }
+  if (config.backend === undefined && config.backends === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['backend'], message: 'is required; set it in the config file, with --backend, or with POPWARDEN_BACKEND (or name several backends in backends)', params: { severalKeys: true } });
+    return;
+  }
+  const names = new Set(config.backends === undefined ? ['default'] : Object.keys(config.backends));
+  const known = (name: string | undefined): boolean => name === undefined || names.has(name);
+  const unknown = (name: string): string => `names no configured backend "${name}"; configured: ${[...names].join(', ')}`;
+  const routing = config.routing;
+  routing.routes.forEach((route, index) => {
+    if (!known(route.backend)) ctx.addIssue({ code: 'custom', path: ['routing', 'routes', index, 'backend'], message: unknown(route.backend) });
+  });
+  if (!known(routing.default)) ctx.addIssue({ code: 'custom', path: ['routing', 'default'], message: unknown(routing.default ?? '') });
+  const template = routing.auth_http?.unlisted_backend_template;
+  if (!known(template)) ctx.addIssue({ code: 'custom', path: ['routing', 'auth_http', 'unlisted_backend_template'], message: unknown(template ?? '') });
+  if (routing.redis_key !== undefined && config.redis.url === undefined && config.redis.sentinels === undefined && config.redis.cluster === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['routing', 'redis_key'], message: 'needs a Redis: set redis.url (or sentinels, or cluster)' });
+  }
+}

@@ -10,6 +10,7 @@
  * `S: (end)` is the server closing (for the session: the client sees the end and nothing unread);
  * on a backend script `S: (reset)` hangs up abruptly.
  */
+import { Router } from '../../src/backend/routing/router.js';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
@@ -166,7 +167,7 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
     config,
     listener: config.listeners.find((l) => l.kind === kind)!,
     tls,
-    backendTls: {},
+    router: new Router(config, [], log, NO_METRICS),
     log,
     metrics: NO_METRICS,
     guard: ALLOW_ALL,
