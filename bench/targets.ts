@@ -77,7 +77,7 @@ async function listening(child: ChildProcess, port: number, what: string): Promi
 }
 
 /** The node flags an installed popwarden runs with: those of its shebang (`env -S node FLAGS`). */
-function shebangNodeOptions(script: string): string[] {
+export function shebangNodeOptions(script: string): string[] {
   const first = readFileSync(script, 'latin1').split('\n', 1)[0] ?? '';
   const words = first.replace(/^#!\S*env\s+(-S\s+)?/, '').split(/\s+/);
   return words[0] === 'node' ? words.slice(1).filter((word) => word !== '') : [];

@@ -205,7 +205,7 @@ export async function fetchSessions(env: Environment, targets: readonly Target[]
 }
 
 /** The idle-session generator: a Python process holding TLS sessions, told how many over stdin. */
-function idleGenerator(env: Environment, port: number): { hold(n: number): Promise<{ held: number; failed: number }>; stop(): Promise<void> } {
+export function idleGenerator(env: Environment, port: number): { hold(n: number): Promise<{ held: number; failed: number }>; stop(): Promise<void> } {
   const script = fileURLToPath(new URL('./idle-sessions.py', import.meta.url));
   const child = spawn(env.restWrap[0]!, [...env.restWrap.slice(1), 'python3', script, String(port), env.certFile, ACCOUNTS.small, passwordOf(ACCOUNTS.small)], {
     stdio: ['pipe', 'pipe', 'inherit'],
@@ -275,20 +275,29 @@ export async function idleSessions(
 export async function openSslReference(env: Environment, sizes: Sizes, results: Results): Promise<void> {
   for (let rep = 0; rep < sizes.reps; rep++) {
     const port = await freePort();
-    const server = spawnWrapped(env.frontWrap, ['openssl', 's_server', '-quiet', '-tls1_3', '-accept', `127.0.0.1:${port}`, '-cert', env.certFile, '-key', env.keyFile]);
-    try {
-      await waitForPort('127.0.0.1', port);
-      const before = cpuSeconds(server.pid!);
-      const client = spawn('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-time', String(sizes.sTimeSeconds)], { stdio: ['ignore', 'pipe', 'ignore'] });
-      let out = '';
-      client.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('latin1')));
-      await bounded(new Promise((resolve) => client.once('exit', resolve)), (sizes.sTimeSeconds + 30) * 1000, 'openssl s_time');
-      const used = cpuSeconds(server.pid!) - before;
-      const connections = Number(/(\d+) connections in [\d.]+ real seconds/.exec(out)?.[1] ?? 0);
-      if (connections === 0) throw new Error(`openssl s_time made no connection: ${out.slice(0, 300)}`);
-      results.openSslHandshakeUs.push((used / connections) * 1e6);
-    } finally {
-      server.kill('SIGKILL');
-    }
+    const argv = ['openssl', 's_server', '-quiet', '-tls1_3', '-accept', `127.0.0.1:${port}`, '-cert', env.certFile, '-key', env.keyFile];
+    results.openSslHandshakeUs.push(await handshakeCpuUs(env, argv, port, sizes.sTimeSeconds));
+  }
+}
+
+/**
+ * CPU µs that the TLS server `argv` (started pinned like a front end, listening on `port`)
+ * spends per full handshake of `openssl s_time -new` for `seconds`. The server is killed after.
+ */
+export async function handshakeCpuUs(env: Environment, argv: readonly string[], port: number, seconds: number): Promise<number> {
+  const server = spawnWrapped(env.frontWrap, argv);
+  try {
+    await waitForPort('127.0.0.1', port);
+    const before = cpuSeconds(server.pid!);
+    const client = spawn('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-time', String(seconds)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    client.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('latin1')));
+    await bounded(new Promise((resolve) => client.once('exit', resolve)), (seconds + 30) * 1000, 'openssl s_time');
+    const used = cpuSeconds(server.pid!) - before;
+    const connections = Number(/(\d+) connections in [\d.]+ real seconds/.exec(out)?.[1] ?? 0);
+    if (connections === 0) throw new Error(`openssl s_time made no connection: ${out.slice(0, 300)}`);
+    return (used / connections) * 1e6;
+  } finally {
+    server.kill('SIGKILL');
   }
 }

@@ -10,6 +10,7 @@
 #   fetchmail curl socat openssl python3   real POP3 clients and tools
 #   prometheus                  promtool checks of dashboards/ rules
 #   testssl.sh                  TLS policy scan of both listeners (test/e2e/tls-scan.test.ts)
+#   haproxy                     load balancer sending PROXY v1/v2 headers (test/e2e/proxy-protocol.test.ts)
 #
 # Legacy POP3 servers (test/harness/legacy.ts, test/e2e/legacy-backends.test.ts). They all
 # `Provides: pop3-server` and conflict with dovecot-pop3d, so they are never installed: each one
@@ -31,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-PKGS=(dovecot-core dovecot-pop3d redis-server redis-tools fail2ban fetchmail curl socat openssl python3 prometheus ca-certificates procps testssl.sh)
+PKGS=(dovecot-core dovecot-pop3d redis-server redis-tools fail2ban fetchmail curl socat openssl python3 prometheus ca-certificates procps testssl.sh haproxy)
 LEGACY_SERVERS=(popa3d mailutils-pop3d solid-pop3d)
 LEGACY_LIBS=(libmailutils9 libmu-dbm9 mailutils-common libkyotocabinet16v5 libgsasl18 liblockfile1 util-linux)
 PKGS+=("${LEGACY_LIBS[@]}")
@@ -68,6 +69,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl disable --now dovecot.service 2>/dev/null || true
     systemctl disable --now fail2ban.service 2>/dev/null || true
+    systemctl disable --now haproxy.service 2>/dev/null || true
   fi
 fi
 

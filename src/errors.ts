@@ -24,6 +24,7 @@ export type BackendStep =
   | 'capa'
   | 'stls'
   | 'tls-handshake'
+  | 'xclient'
   | 'auth'
   | 'relay'
   | 'quit';
@@ -42,6 +43,9 @@ export type BackendErrorCode = (typeof BACKEND_ERROR_CODES)[number];
 /** The backend could not be reached, timed out, closed, or spoke something that is not POP3. */
 export class BackendUnavailableError extends PopwardenError {
   readonly step: BackendStep;
+  /** What went wrong, without the step. */
+  readonly reason: string;
+  readonly #code: Exclude<BackendErrorCode, 'E_BACKEND_NO_SAFE_MECHANISM'>;
   constructor(
     code: Exclude<BackendErrorCode, 'E_BACKEND_NO_SAFE_MECHANISM'>,
     step: BackendStep,
@@ -50,6 +54,31 @@ export class BackendUnavailableError extends PopwardenError {
   ) {
     super(code, `${step}: ${message}`, Reply.backendUnavailable, options);
     this.step = step;
+    this.reason = message;
+    this.#code = code;
+  }
+
+  /**
+   * The same failure as seen by a reader at `step`: a link that broke (the backend hung up) is
+   * noticed by whoever waits next, and the step it was waiting in is what the failure means
+   * (a hang-up after the credentials is an unanswered guess, issue 9.4). The copy is a plain
+   * BackendUnavailableError: subclasses (BackendSentTooMuchError) are told apart only by the
+   * relay, whose reads are all at step 'relay', where the failure is returned as it is.
+   */
+  atStep(step: BackendStep): BackendUnavailableError {
+    if (step === this.step) return this;
+    return new BackendUnavailableError(this.#code, step, this.reason, { cause: this.cause ?? this });
+  }
+}
+
+/**
+ * The backend sent more after a complete reply: two status lines for one command, or a line after
+ * a body's terminator. The reply reached the client whole; the link cannot be trusted to answer
+ * the next command with that command's own reply, so it ends, and the session with it (B-04).
+ */
+export class BackendSentTooMuchError extends BackendUnavailableError {
+  constructor(step: BackendStep, message: string) {
+    super('E_BACKEND_PROTOCOL', step, message);
   }
 }
 

@@ -7,12 +7,14 @@ import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { Routing } from './backend/routing/routing.js';
-import { Session } from './session/session.js';
+import { Session, type SessionDependencies } from './session/session.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
+import { ApopUsers } from './backend/apop-users.js';
 import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
 import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
+import { CidrList } from './net/cidr.js';
 
 /** A listener after bind: its configuration and the address the kernel gave it (port 0 in tests). */
 export interface BoundListener {
@@ -63,6 +65,12 @@ export interface ProxyDependencies {
   readonly loadTls?: (config: Config, log: Logger) => Promise<TlsMaterial>;
 }
 
+/** A listener behind a load balancer: whom it takes a PROXY header from, and how long it waits for one. */
+function proxyIntake(listener: ListenerConfig, config: Config): { proxy?: { trusted: CidrList; timeoutMs: number } } {
+  if (listener.proxyProtocol === undefined) return {};
+  return { proxy: { trusted: new CidrList(listener.proxyProtocol.trusted), timeoutMs: config.timeouts.proxyProtocolMs } };
+}
+
 /** Binds every listener (all or nothing) and serves sessions until close(). */
 export async function startPopwarden(config: Config, deps: ProxyDependencies): Promise<ReloadableProxy> {
   const { log } = deps;
@@ -84,6 +92,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   }
   const failureDeadline = new FailureDeadline(log);
   const backendMemory = new BackendMemory(config.stateDir);
+  const apopUsers = new ApopUsers(config.rateLimit.usernameCanonical);
   for (const backend of config.backends) {
     const unseenStls = unseenStlsWarning(backend, backendMemory);
     if (unseenStls !== undefined) log.warn({ backend: backend.name }, unseenStls);
@@ -92,24 +101,24 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const onClosed = (session: Session): void => {
     sessions.delete(session);
   };
+  // What the sessions of one listener share, made once per listener and configuration rather
+  // than once per session (an idle session would keep its own copy); reload() starts afresh.
+  let sessionDeps = new Map<ListenerConfig, SessionDependencies>();
+  const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
+    let made = sessionDeps.get(listener);
+    if (made === undefined) {
+      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, onClosed };
+      sessionDeps.set(listener, made);
+    }
+    return made;
+  };
 
   const bound: BoundServer[] = [];
   try {
     for (const listener of config.listeners) {
       bound.push(
-        await bindListener(listener, { tls, log, metrics, gate }, (socket, secure, listenerConfig) => {
-          const session = new Session(socket, secure, {
-            config: current,
-            listener: listenerConfig,
-            tls,
-            router,
-            log,
-            metrics,
-            guard,
-            failureDeadline,
-            backendMemory,
-            onClosed,
-          });
+        await bindListener(listener, { tls, log, metrics, gate, ...proxyIntake(listener, config) }, (socket, secure, listenerConfig, client) => {
+          const session = new Session(socket, secure, sessionDepsFor(listenerConfig), client);
           sessions.add(session);
           session.start();
         }),
@@ -132,6 +141,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       router = routing.reload(plan.config);
       tls.replace(material);
       current = plan.config;
+      sessionDeps = new Map();
       metrics.configReload(true);
       if (plan.needsRestart.length > 0) {
         log.warn({ keys: plan.needsRestart }, 'reload: these settings changed but need a restart; they keep their old values until then');

@@ -1,6 +1,6 @@
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
-import { BackendUnavailableError, ClientStalledError, type BackendStep } from '../errors.js';
+import { BackendSentTooMuchError, BackendUnavailableError, ClientStalledError, type BackendStep } from '../errors.js';
 import { MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
 import { TerminatorScanner } from '../net/multiline.js';
 import { awaitBackendSocket } from './socket-wait.js';
@@ -132,7 +132,7 @@ export class BackendLink {
         return line;
       }
       if (this.#unread.length >= maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
-      if (this.#failure !== undefined) throw this.#failure;
+      if (this.#failure !== undefined) throw this.#failure.atStep(step);
       this.#socket.resume();
       deadline ??= Date.now() + timeoutMs;
       await this.#waitForInput(step, deadline);
@@ -166,7 +166,7 @@ export class BackendLink {
   replyComplete(step: BackendStep): void {
     this.#expectingReply = false;
     if (this.#unread.length > 0) {
-      throw this.#fail(this.#protocolError(step, 'unsolicited data after a complete reply'));
+      throw this.#fail(new BackendSentTooMuchError(step, 'unsolicited data after a complete reply'));
     }
   }
 
@@ -188,7 +188,7 @@ export class BackendLink {
     if (end !== -1) {
       // The whole reply came with its status line (the usual case for small replies).
       sink.write(joined(head, alreadyRead.subarray(0, end)));
-      if (end < alreadyRead.length) return Promise.reject(this.#fail(this.#protocolError('relay', 'data after the end of a multi-line reply')));
+      if (end < alreadyRead.length) return Promise.reject(this.#fail(new BackendSentTooMuchError('relay', 'data after the end of a multi-line reply')));
       this.#expectingReply = false;
       return Promise.resolve();
     }
@@ -237,7 +237,7 @@ export class BackendLink {
         const at = scanner.feed(chunk);
         if (at === -1) return forward(chunk);
         sink.write(chunk.subarray(0, at));
-        if (at < chunk.length) finish(this.#protocolError('relay', 'data after the end of a multi-line reply'));
+        if (at < chunk.length) finish(new BackendSentTooMuchError('relay', 'data after the end of a multi-line reply'));
         else finish();
       };
 
@@ -302,7 +302,7 @@ export class BackendLink {
       return;
     }
     if (!this.#expectingReply) {
-      this.#fail(this.#protocolError('relay', 'unsolicited data while no command was outstanding'));
+      this.#fail(new BackendSentTooMuchError('relay', 'unsolicited data while no command was outstanding'));
       this.#socket.destroy();
       return;
     }

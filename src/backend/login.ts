@@ -1,11 +1,13 @@
 import type { ConnectionOptions } from 'node:tls';
+import { isIP } from 'node:net';
 import type { BackendConfig, TimeoutsConfig } from '../config/types.js';
 import type { Credentials } from '../auth/credentials.js';
-import type { Logger } from '../observability/log.js';
+import { escapeForLog, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { BackendLink } from './link.js';
 import { dialBackend } from './dial.js';
-import { chooseMechanism, loopbackTrusted, strongestOffered, type BackendMechanism } from './mechanism.js';
+import { chooseMechanism, CLEARTEXT_MECHANISMS, loopbackTrusted, strongestOffered, type BackendMechanism } from './mechanism.js';
+import type { ApopUsers } from './apop-users.js';
 import type { BackendMemory } from './memory.js';
 import { apopDigest, findApopTimestamp } from '../auth/apop.js';
 import { cramMd5Response } from '../auth/cram-md5.js';
@@ -16,7 +18,7 @@ import {
   UNKNOWN_CAPABILITIES,
   type BackendCapabilities,
 } from '../pop3/capabilities.js';
-import { MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS } from '../config/limits.js';
+import { MAX_CAPA_LINES, MAX_COMMAND_LINE_OCTETS, MAX_LOGGED_BACKEND_TEXT } from '../config/limits.js';
 import {
   BackendRejectedError,
   BackendUnavailableError,
@@ -24,37 +26,91 @@ import {
   type BackendStep,
 } from '../errors.js';
 import { formatHostPort } from '../config/values.js';
+import type { ClientOrigin } from '../net/proxy-intake.js';
 
-/** A logged-in backend connection, ready for the relay. */
+/**
+ * A logged-in backend connection, ready for the relay. Held by every idle session, so it keeps
+ * only what the relay and the audit line use (CAPA after login asks the backend afresh).
+ */
 export interface BackendSession {
   readonly link: BackendLink;
+  /** What the backend offered before login: the relay keeps lines it cannot read whole away from it. */
   readonly capabilities: BackendCapabilities;
   readonly mechanism: BackendMechanism;
 }
 
 export interface BackendLoginContext {
   readonly backend: BackendConfig;
+  /** Whose login this is: told to the backend by a PROXY header or XCLIENT, when configured. */
+  readonly client: ClientOrigin;
   readonly tlsOptions: ConnectionOptions;
   readonly timeouts: TimeoutsConfig;
   readonly log: Logger;
   readonly metrics: Metrics;
   /** What this backend offered before: a weaker offer now is refused (issue 9.7). */
   readonly memory: BackendMemory;
+  /** How each user logged in to a backend that offers APOP (the cleartext retry). */
+  readonly apopUsers: ApopUsers;
   /** Told when the link breaks later, while no reply is outstanding. */
   readonly onIdleFailure: (error: BackendUnavailableError) => void;
 }
 
 /**
- * The backend login, as one linear script: connect, greeting (APOP timestamp), CAPA, STLS when
- * offered, CAPA again inside TLS, a check against what the backend offered before, then the
- * strongest mechanism allowed. Each step has its own timeout and label. On any failure the link
- * is dropped without QUIT and a typed error thrown: BackendUnavailableError,
- * NoSafeMechanismError or BackendRejectedError.
+ * The backend login: one attempt (loginOnce), and for a backend that offers APOP to users who
+ * have no APOP secret (solid-pop3d, qpopper without a popauth entry), one retry of the same
+ * password in clear on a fresh connection, where the link may carry it. The client made one
+ * attempt and the guard counts one; the session answers every failure at the same deadline.
+ * What worked is remembered per backend and user (ApopUsers), so that a guess is tested against
+ * one secret: a user known to have an APOP secret gets no retry, a user known to have none goes
+ * straight to the cleartext mechanism.
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
+  const address = formatHostPort(context.backend);
+  const known = context.backend.auth === 'auto' ? context.apopUsers.get(address, credentials.user) : undefined;
+  const first = await loginOnce(credentials, context, known === 'cleartext');
+  if (first.kind === 'logged-in') {
+    if (first.apopOffered && context.backend.auth === 'auto') {
+      context.apopUsers.remember(address, credentials.user, first.session.mechanism === 'apop' ? 'apop' : 'cleartext');
+    }
+    return first.session;
+  }
+  if (!first.retryInClear || known === 'apop') throw first.error;
+
+  context.log.info({ action: 'retrying in clear' }, 'the backend refused APOP; retrying the same password with a cleartext mechanism on a fresh connection');
+  let second: LoginResult;
+  try {
+    second = await loginOnce(credentials, context, true);
+  } catch (error) {
+    // Nothing was judged on the second connection: the verdict is APOP's.
+    const judged = error instanceof BackendUnavailableError && error.step === 'auth';
+    if (!judged && (error instanceof BackendUnavailableError || error instanceof NoSafeMechanismError)) {
+      context.log.warn({ code: error.code, reason: error.message }, 'the cleartext retry after a refused APOP failed');
+      throw first.error;
+    }
+    throw error;
+  }
+  if (second.kind === 'refused') throw second.error;
+  context.apopUsers.remember(address, credentials.user, 'cleartext');
+  return second.session;
+}
+
+/** What one backend connection made of the credentials (anything else is thrown). */
+type LoginResult =
+  | { readonly kind: 'logged-in'; readonly session: BackendSession; readonly apopOffered: boolean }
+  /** `retryInClear`: it was APOP, refused as a wrong password, and a cleartext mechanism may be used here. */
+  | { readonly kind: 'refused'; readonly error: BackendRejectedError; readonly retryInClear: boolean };
+
+/**
+ * One backend login, as one linear script: connect, greeting (APOP timestamp), CAPA, STLS when
+ * offered, CAPA again inside TLS, a check against what the backend offered before, then the
+ * strongest mechanism allowed (passing over APOP if asked and allowed). Each step has its own
+ * timeout and label. A refusal is returned; on any other failure the link is dropped without
+ * QUIT and a typed error thrown: BackendUnavailableError or NoSafeMechanismError.
+ */
+async function loginOnce(credentials: Credentials, context: BackendLoginContext, passOverApop: boolean): Promise<LoginResult> {
   const { backend, timeouts, log } = context;
   const dialStarted = performance.now();
-  const socket = await dialBackend(backend, timeouts.backendConnectMs, context.tlsOptions);
+  const socket = await dialBackend(backend, timeouts.backendConnectMs, context.tlsOptions, context.client);
   context.metrics.backendConnected((performance.now() - dialStarted) / 1000);
   const link = new BackendLink(socket, context.onIdleFailure);
   const step = timeouts.backendStepMs;
@@ -77,6 +133,11 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
       capabilities = await readCapabilities(link, step);
     }
 
+    // Dovecot offers XCLIENT as a response code in its greeting, other servers in CAPA.
+    if (backend.xclient === 'auto' && (greeting.code === 'XCLIENT' || capabilities.xclient)) {
+      await forwardClientAddress(link, context.client, step, log);
+    }
+
     // Before anything secret is sent: a backend that offers less than it did is not trusted.
     const offer = {
       strongest: strongestOffered(capabilities, apopTimestamp),
@@ -89,16 +150,26 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
       link.secure ||
       backend.allowPlaintextAuth ||
       loopbackTrusted(backend.trustLoopback, link.remoteAddress ?? '', backend.port);
-    const choice = chooseMechanism({ mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed });
+    const inputs = { mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed };
+    // A user remembered as having no APOP secret, where no cleartext mechanism is offered now, still gets APOP.
+    let choice = chooseMechanism({ ...inputs, passOverApop });
+    if (choice.kind === 'none' && passOverApop) choice = chooseMechanism(inputs);
     if (choice.kind === 'none') throw new NoSafeMechanismError(choice.reason, choice.hint);
 
     log.debug({ action: 'logging in to backend', backendMechanism: choice.mechanism });
     // Backends apply their per-address penalty here, so these replies get the longer timeout.
     const authTimeout = timeouts.backendAuthMs;
     const outcome = await authenticate(link, choice.mechanism, credentials, apopTimestamp, authTimeout);
-    if (!outcome.ok) throw new BackendRejectedError(outcome.code, outcome.text);
+    if (!outcome.ok) {
+      link.destroy();
+      const error = new BackendRejectedError(outcome.code, outcome.text);
+      const inClear = chooseMechanism({ ...inputs, passOverApop: true });
+      const retryInClear =
+        choice.mechanism === 'apop' && error.isCredentialFailure && inClear.kind === 'use' && CLEARTEXT_MECHANISMS.has(inClear.mechanism);
+      return { kind: 'refused', error, retryInClear };
+    }
     link.replyComplete('auth');
-    return { link, capabilities, mechanism: choice.mechanism };
+    return { kind: 'logged-in', session: { link, capabilities, mechanism: choice.mechanism }, apopOffered: apopTimestamp !== undefined };
   } catch (error) {
     link.destroy();
     throw error;
@@ -121,6 +192,21 @@ function wantsStls(backend: BackendConfig, capabilities: BackendCapabilities): b
       }
       return true;
   }
+}
+
+/**
+ * `XCLIENT ADDR=… PORT=…`: the backend's logs, penalties and limits see the client instead of
+ * popwarden. Sent inside TLS when the link has it, before anything secret. A refusal (popwarden
+ * not in the backend's trusted networks) is logged and the login goes on: the backend then sees
+ * popwarden's address, as without the option.
+ */
+async function forwardClientAddress(link: BackendLink, client: ClientOrigin, timeoutMs: number, log: Logger): Promise<void> {
+  if (isIP(client.address) === 0) return;
+  log.debug({ action: 'telling the backend the client address (XCLIENT)' });
+  link.send(`XCLIENT ADDR=${client.address} PORT=${client.port}`);
+  const reply = await readStatus(link, 'xclient', timeoutMs);
+  link.replyComplete('xclient');
+  if (!reply.ok) log.warn({ backendText: escapeForLog(reply.text, MAX_LOGGED_BACKEND_TEXT) }, 'the backend refused XCLIENT; it sees popwarden as the client');
 }
 
 async function readStatus(link: BackendLink, step: BackendStep, timeoutMs: number): Promise<StatusLine> {
@@ -157,7 +243,7 @@ async function authenticate(
   switch (mechanism) {
     case 'cram-md5': {
       link.send('AUTH CRAM-MD5');
-      const challenge = await readChallenge(link, timeoutMs);
+      const challenge = await readChallenge(link, timeoutMs, 'AUTH CRAM-MD5');
       if (!Buffer.isBuffer(challenge)) return challenge;
       link.send(cramMd5Response(user, password, challenge));
       return finalReply();
@@ -178,7 +264,7 @@ async function authenticate(
           link.send(withInitialResponse);
         } else {
           link.send('AUTH PLAIN');
-          const challenge = await readChallenge(link, timeoutMs);
+          const challenge = await readChallenge(link, timeoutMs, 'AUTH PLAIN');
           if (!Buffer.isBuffer(challenge)) return challenge;
           link.send(encoded);
         }
@@ -190,7 +276,7 @@ async function authenticate(
     }
     case 'login': {
       link.send('AUTH LOGIN');
-      const userPrompt = await readChallenge(link, timeoutMs);
+      const userPrompt = await readChallenge(link, timeoutMs, 'AUTH LOGIN');
       if (!Buffer.isBuffer(userPrompt)) return userPrompt;
       link.send(Buffer.from(user, 'latin1').toString('base64'));
       const passwordPrompt = await readChallenge(link, timeoutMs);
@@ -212,8 +298,12 @@ async function authenticate(
   }
 }
 
-/** Reads a SASL continuation ("+ base64"); an -ERR instead ends the exchange as a refusal. */
-async function readChallenge(link: BackendLink, timeoutMs: number): Promise<Buffer | AuthOutcome> {
+/**
+ * Reads a SASL continuation ("+ base64"); an -ERR instead ends the exchange as a refusal. An -ERR
+ * to the `opening` AUTH command itself judged no credential: the backend does not take the
+ * mechanism (one it does not advertise, forced by the operator), and that is no login failure.
+ */
+async function readChallenge(link: BackendLink, timeoutMs: number, opening?: string): Promise<Buffer | AuthOutcome> {
   const line = (await link.readLine('auth', timeoutMs)).toString('latin1');
   if (line === '+' || line.startsWith('+ ')) {
     const challenge = decodeBase64Strict(line.slice(2).trim());
@@ -222,6 +312,7 @@ async function readChallenge(link: BackendLink, timeoutMs: number): Promise<Buff
   }
   const status = parseStatusLine(Buffer.from(line, 'latin1'));
   if (status === undefined || status.ok) throw protocolError('auth', 'expected a SASL continuation');
+  if (opening !== undefined) throw protocolError('auth', `the backend refused ${opening} before any credential was sent: check backend_auth`);
   return outcomeOf(status);
 }
 

@@ -18,6 +18,12 @@ export interface MechanismInputs {
   readonly apopTimestamp: string | undefined;
   /** The link may carry a cleartext password: TLS, a trusted loopback backend, or operator opt-in. */
   readonly cleartextAllowed: boolean;
+  /**
+   * Auto only: pass over APOP for a cleartext mechanism, because APOP is known not to work for
+   * this user (the cleartext retry, see loginToBackend). Ignored where the link may not carry
+   * a cleartext password: then APOP is still the only choice.
+   */
+  readonly passOverApop?: boolean;
 }
 
 export type MechanismChoice =
@@ -37,7 +43,7 @@ export function chooseMechanism(inputs: MechanismInputs): MechanismChoice {
   if (mode !== 'auto') return checkForced(mode, inputs);
 
   if (capabilities.sasl.has('CRAM-MD5')) return use('cram-md5');
-  if (apopTimestamp !== undefined) return use('apop');
+  if (apopTimestamp !== undefined && !(inputs.passOverApop === true && cleartextAllowed)) return use('apop');
   if (!cleartextAllowed) {
     return {
       kind: 'none',
@@ -53,22 +59,18 @@ export function chooseMechanism(inputs: MechanismInputs): MechanismChoice {
 }
 
 function checkForced(mode: Exclude<BackendAuthMode, 'auto'>, inputs: MechanismInputs): MechanismChoice {
-  const { capabilities, apopTimestamp, cleartextAllowed } = inputs;
+  const { apopTimestamp, cleartextAllowed } = inputs;
   if (CLEARTEXT_MECHANISMS.has(mode) && !cleartextAllowed) {
     return { kind: 'none', reason: `--backend-auth ${mode} would send the password in clear`, hint: CLEARTEXT_HINT };
   }
-  const offered: Record<Exclude<BackendAuthMode, 'auto'>, boolean> = {
-    'cram-md5': capabilities.sasl.has('CRAM-MD5') || !capabilities.known,
-    apop: apopTimestamp !== undefined,
-    plain: capabilities.sasl.has('PLAIN') || !capabilities.known,
-    login: capabilities.sasl.has('LOGIN') || !capabilities.known,
-    user: capabilities.user || !capabilities.known,
-  };
-  if (!offered[mode]) {
+  // Legacy servers accept AUTH mechanisms their CAPA does not list, and the operator who forces
+  // one knows the server: it is tried, and a backend that refuses the AUTH command itself fails
+  // the login clearly (backend/login.ts), never a fallback. APOP alone cannot work unoffered.
+  if (mode === 'apop' && apopTimestamp === undefined) {
     return {
       kind: 'none',
-      reason: `--backend-auth ${mode} is forced but the backend does not offer it`,
-      hint: 'use --backend-auth auto, or enable the mechanism on the backend',
+      reason: '--backend-auth apop is forced but the backend greeting carries no APOP timestamp',
+      hint: 'use --backend-auth auto, or enable APOP on the backend',
     };
   }
   return use(mode);

@@ -32,7 +32,14 @@ export function readConfigFile(path: string): ConfigFile {
     const ipv6Hint = /\[[\da-fA-F:.]*:[\da-fA-F:.]*\]:\d/.test(lineText) ? '; quote IPv6 addresses, e.g. "[::1]:995"' : '';
     return fail(`${path}:${position} YAML syntax error: ${syntaxError.message}${ipv6Hint}`);
   }
-  const data: unknown = doc.toJS() ?? {};
+  let data: unknown;
+  try {
+    // Aliases resolve only here: one with no anchor, or a "billion laughs" past the yaml
+    // library's alias bound, throws a ReferenceError that must not escape as anything but ours.
+    data = doc.toJS() ?? {};
+  } catch (error) {
+    return fail(`${path}: YAML error: ${(error as Error).message}`);
+  }
   if (typeof data !== 'object' || Array.isArray(data)) {
     return fail(`${path}: the file must be a mapping of keys (key: value), not a ${Array.isArray(data) ? 'list' : 'scalar'}`);
   }

@@ -26,6 +26,8 @@ function written(key: ConfigKey, value: unknown): unknown {
         return item === 'off' ? 'off' : formatHostPort(item as HostPort);
       case 'named-backends':
         return writtenBackends(item as NamedBackends);
+      case 'listener':
+        return writtenListener(item as EffectiveSettings['listen_tls'][number]);
       case undefined:
         return item;
     }
@@ -49,6 +51,13 @@ function writtenBackends(backends: NamedBackends): Record<string, unknown> {
   );
 }
 
+/** A listener as it is usually written: HOST:PORT, and the object form only behind a load balancer. */
+function writtenListener(entry: EffectiveSettings['listen_tls'][number]): unknown {
+  const address = formatHostPort(entry.address);
+  if (!entry.proxy_protocol) return address;
+  return { address, proxy_protocol: true, proxy_protocol_trusted: entry.proxy_protocol_trusted };
+}
+
 /**
  * The top-level order --check-config has always printed, kept so that the output of two versions
  * diffs by value, not by position; a key not listed (the optional ones, and any new key) follows
@@ -56,7 +65,7 @@ function writtenBackends(backends: NamedBackends): Record<string, unknown> {
  */
 const TOP_LEVEL_ORDER = [
   'listen_tls', 'listen_stls', 'backend', 'backend_auth', 'backend_tls', 'backend_tls_insecure', 'allow_plaintext_backend_auth',
-  'backend_trust_loopback', 'state_dir', 'greeting', 'auth_failure_delay', 'log_level', 'timeouts', 'limits', 'tls', 'redis',
+  'backend_trust_loopback', 'backend_proxy_protocol', 'backend_xclient', 'state_dir', 'greeting', 'auth_failure_delay', 'log_level', 'timeouts', 'limits', 'tls', 'redis',
   'rate_limit', 'metrics_listen', 'backend_probe_interval',
 ];
 

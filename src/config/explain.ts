@@ -69,6 +69,14 @@ function explainIssue(
   file: ConfigFile | undefined,
 ): never {
   if (issue.code === 'unrecognized_keys') return explainUnknownKey(issue, file);
+  if (issue.code === 'invalid_union') {
+    // A value of one of the union's types is explained by that type's own problem (a listener
+    // "HOST:PORT" with a bad port, or its object form with a bad key), not as "Invalid input".
+    const typed = issue.errors.find((branch) => !branch.every((inner) => inner.code === 'invalid_type' && inner.path.length === 0));
+    const inner = typed?.[0];
+    if (inner !== undefined) return explainIssue({ ...inner, path: [...issue.path, ...inner.path] } as z.core.$ZodIssue, raw, sources, file);
+    return explainIssue({ code: 'custom', path: issue.path, input: issue.input, message: 'must be HOST:PORT, or a mapping with address: HOST:PORT' }, raw, sources, file);
+  }
   const name = issue.path.filter((part) => typeof part === 'string').join('.');
   const display = issue.path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`)).join('');
   const key = CONFIG_KEYS.find((known) => known.name === name);

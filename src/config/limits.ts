@@ -10,6 +10,13 @@
 export const MAX_COMMAND_LINE_OCTETS = 255;
 
 /**
+ * RFC 2449 §4: before it, the longest command was 47 octets ("4 character command, single
+ * space, 40 character argument, CRLF"), and only servers that answer CAPA must take 255. A
+ * backend without CAPA (popa3d, solid-pop3d) gets no longer line from the relay.
+ */
+export const MAX_RFC1939_COMMAND_LINE_OCTETS = 47;
+
+/**
  * RFC 5034 §4 lets an AUTH continuation line exceed the command limit; PLAIN carries up to three
  * 255-octet fields (RFC 4616 §2), which base64 makes 1,024 octets. RFC 4954 calls 12,288 enough for
  * any SASL line; we need far less and keep the bound tight.
@@ -96,3 +103,28 @@ export const DESCRIPTOR_RESERVE = 64;
  * own memory policy (maxmemory).
  */
 export const MAX_MEMORY_LIMIT_KEYS = 50_000;
+
+/**
+ * Users remembered per backend as logging in with APOP or in clear (backend/apop-users.ts). Only
+ * successful logins add one, so this is a bound on real users, not on what guessing can write;
+ * at about 200 octets an entry, 10,000 is 2 MB.
+ */
+export const MAX_REMEMBERED_APOP_USERS = 10_000;
+
+/**
+ * How long such an entry lasts after the login that wrote it: long enough to cover a user's
+ * daily logins, short enough that a user whose APOP secret was removed gets the cleartext retry
+ * again the next day.
+ */
+export const REMEMBERED_APOP_USER_MS = 24 * 60 * 60 * 1000;
+
+/** proxy-protocol.txt §2.1: "a receiver ... can read at most 107 bytes" for a v1 line, CRLF included. */
+export const MAX_PROXY_V1_OCTETS = 107;
+
+/**
+ * A whole v2 header, 16 fixed octets included. The format allows 16 + 65,535; §2.2 asks a receiver
+ * to take at least 536 (one minimal TCP segment), and HAProxy's optional TLVs (SSL details, unique
+ * id, authority) stay well under 2 KiB. A header is buffered before anything else on the
+ * connection, so this is also the most a pending proxied connection can hold.
+ */
+export const MAX_PROXY_V2_OCTETS = 2_048;

@@ -2,12 +2,13 @@
  * What a reload (SIGHUP, or a changed certificate file with tls.watch_files) may change while
  * popwarden runs. Everything a new session reads when it starts takes effect for sessions that
  * start afterwards: the TLS certificates, policy and ticket keys, the backend and its TLS
- * settings, greeting, auth_failure_delay, timeouts (except the implicit-TLS handshake timeout,
- * fixed when the listener was bound, and timeouts.shutdown, handed to the signal handler) and
- * limits.max_invalid_commands, the backends (added, removed, changed, drained), their probe
- * intervals and the routing (routes, map file, redis_key, auth_http); the health probes follow
- * the backends. Settings bound to something built once at startup keep their old value and are
- * logged as needing a restart: the listener addresses, the metrics endpoint, state_dir, log_level, Redis and the
+ * settings, greeting, auth_failure_delay, timeouts (except the implicit-TLS handshake timeout
+ * and timeouts.proxy_protocol, fixed when the listener was bound, and timeouts.shutdown, handed
+ * to the signal handler), limits.max_invalid_commands, the backends (added, removed, changed,
+ * drained), their probe intervals and the routing (routes, map file, redis_key, auth_http); the
+ * health probes follow the backends. Settings bound to something built once at startup keep their
+ * old value and are logged as needing a restart: the listener addresses, the metrics endpoint,
+ * state_dir, log_level, Redis and the
  * rate limits, and the connection and handshake bounds, per IP and for the process (enforced at accept).
  */
 import type { Config } from './types.js';
@@ -28,6 +29,7 @@ const RESTART_ONLY: readonly (readonly [string, (config: Config) => unknown])[] 
   ['tls.watch_files', (c) => c.tls.watchFiles],
   ['timeouts.tls_handshake (implicit-TLS port)', (c) => c.timeouts.tlsHandshakeMs],
   ['timeouts.shutdown', (c) => c.timeouts.shutdownMs],
+  ['timeouts.proxy_protocol', (c) => c.timeouts.proxyProtocolMs],
 ];
 
 export interface ReloadPlan {
@@ -61,7 +63,8 @@ export function planReload(running: Config, next: Config): ReloadPlan {
     tls: { ...next.tls, watchFiles: running.tls.watchFiles },
     // The STLS handshake deadline follows the new value; the implicit port's was fixed at bind.
     // The drain time on SIGTERM was handed to the signal handler at startup.
-    timeouts: { ...next.timeouts, shutdownMs: running.timeouts.shutdownMs },
+    // So is the PROXY header's, handed to the listeners when they were bound.
+    timeouts: { ...next.timeouts, shutdownMs: running.timeouts.shutdownMs, proxyProtocolMs: running.timeouts.proxyProtocolMs },
   };
   return { config: Object.freeze(config), needsRestart };
 }

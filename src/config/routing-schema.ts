@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { fail } from './config-error.js';
 import type { Source } from './explain.js';
-import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES } from './types.js';
+import { BACKEND_AUTH_MODES, BACKEND_PROXY_PROTOCOL_MODES, BACKEND_TLS_MODES, BACKEND_XCLIENT_MODES } from './types.js';
 import { MAX_ROUTE_PATTERN_LENGTH, isBoundedPattern } from './route-patterns.js';
 
 /** A backend's name: it becomes a metric label value and appears in logs, so it is short and plain. */
@@ -68,6 +68,10 @@ export function routingSchemas<Address extends z.ZodType>(values: ValueSchemas<A
     trust_loopback: z.boolean().optional(),
     /** Optional. As backend_source_address. */
     source_address: values.ipAddress.optional(),
+    /** Default off. As backend_proxy_protocol: v1 or v2 for a backend that expects the header. */
+    proxy_protocol: z.enum(BACKEND_PROXY_PROTOCOL_MODES).prefault('off'),
+    /** Default off. As backend_xclient. */
+    xclient: z.enum(BACKEND_XCLIENT_MODES).prefault('off'),
     /** Optional; default backend_probe_interval. How often this backend is probed; 0s: never. */
     probe_interval: values.duration().optional(),
     /** Default false. No new sessions go to this backend (its users get -ERR [SYS/TEMP]); live ones finish. Takes effect on reload. */
@@ -146,7 +150,8 @@ export function routingSchemas<Address extends z.ZodType>(values: ValueSchemas<A
 /** The one-backend keys that `backends:` replaces (each backend has its own, without the prefix). */
 export const ONE_BACKEND_KEYS: readonly string[] = [
   'backend_auth', 'backend_tls', 'backend_ca', 'backend_tls_insecure', 'backend_tls_servername', 'backend_tls_cert',
-  'backend_tls_key', 'allow_plaintext_backend_auth', 'backend_trust_loopback', 'backend_source_address',
+  'backend_tls_key', 'allow_plaintext_backend_auth', 'backend_trust_loopback', 'backend_source_address', 'backend_proxy_protocol',
+  'backend_xclient',
 ];
 
 /**

@@ -16,8 +16,15 @@ export function defaultStateDir(env: NodeJS.ProcessEnv): string {
   return fromSystemd !== undefined && fromSystemd !== '' ? fromSystemd : './.state';
 }
 
-function listener(kind: ListenerKind, address: { host: string; port: number }): ListenerConfig {
-  return { kind, host: address.host, port: address.port, name: `${kind}:${formatHostPort(address)}` };
+function listener(kind: ListenerKind, entry: ParsedConfig['listen_tls'][number]): ListenerConfig {
+  const { address } = entry;
+  return {
+    kind,
+    host: address.host,
+    port: address.port,
+    name: `${kind}:${formatHostPort(address)}`,
+    ...(entry.proxy_protocol ? { proxyProtocol: { trusted: entry.proxy_protocol_trusted } } : {}),
+  };
 }
 
 /** The schema's output with every default applied: the one source of the runtime Config and of --check-config. */
@@ -46,8 +53,8 @@ export function toRuntimeConfig(settings: EffectiveSettings): Config {
   const r = settings.rate_limit;
   return {
     listeners: [
-      ...settings.listen_tls.map((address) => listener('tls', address)),
-      ...settings.listen_stls.map((address) => listener('stls', address)),
+      ...settings.listen_tls.map((entry) => listener('tls', entry)),
+      ...settings.listen_stls.map((entry) => listener('stls', entry)),
     ],
     backends: runtimeBackends(settings),
     routing: runtimeRouting(settings),
@@ -72,6 +79,7 @@ export function toRuntimeConfig(settings: EffectiveSettings): Config {
       preAuthMs: t.pre_auth,
       idleMs: t.idle,
       tlsHandshakeMs: t.tls_handshake,
+      proxyProtocolMs: t.proxy_protocol,
       backendConnectMs: t.backend_connect,
       backendStepMs: t.backend_step,
       backendAuthMs: t.backend_auth,
@@ -155,6 +163,8 @@ function runtimeBackends(settings: EffectiveSettings): BackendConfig[] {
         allowPlaintextAuth: settings.allow_plaintext_backend_auth,
         trustLoopback: settings.backend_trust_loopback,
         sourceAddress: settings.backend_source_address,
+        proxyProtocol: settings.backend_proxy_protocol,
+        xclient: settings.backend_xclient,
         probeIntervalMs: settings.backend_probe_interval,
         drain: false,
         rewrite: undefined,
@@ -175,6 +185,8 @@ function runtimeBackends(settings: EffectiveSettings): BackendConfig[] {
     allowPlaintextAuth: entry.allow_plaintext_auth,
     trustLoopback: entry.trust_loopback,
     sourceAddress: entry.source_address,
+    proxyProtocol: entry.proxy_protocol,
+    xclient: entry.xclient,
     probeIntervalMs: entry.probe_interval ?? settings.backend_probe_interval,
     drain: entry.drain,
     rewrite: entry.rewrite,

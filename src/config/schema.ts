@@ -19,7 +19,7 @@ import {
   MIN_IDLE_TIMEOUT_MS,
   SHUTDOWN_DRAIN_MS,
 } from './limits.js';
-import { BACKEND_AUTH_MODES, BACKEND_TLS_MODES, LOG_LEVELS, STORE_FAILURE_MODES, TLS_VERSIONS, type HostPort } from './types.js';
+import { BACKEND_AUTH_MODES, BACKEND_PROXY_PROTOCOL_MODES, BACKEND_TLS_MODES, BACKEND_XCLIENT_MODES, LOG_LEVELS, STORE_FAILURE_MODES, TLS_VERSIONS, type HostPort } from './types.js';
 import {
   MAX_STORE_DURATION_MS,
   formatCidr,
@@ -39,7 +39,7 @@ import { canonicalServerName } from '../tls/sni.js';
  * How a parsed value is written back in --check-config output, declared on the value helpers
  * below and read through CONFIG_KEYS (schema-keys.ts). A value without one is written as parsed.
  */
-export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off' | 'named-backends';
+export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off' | 'listener' | 'named-backends';
 const writtenAs = (syntax: ValueSyntax) => ({ syntax });
 
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
@@ -80,7 +80,35 @@ function hostPort(rules: HostPortRules) {
   return parsedString((text) => parseHostPort(text, rules)).meta(writtenAs('host-port'));
 }
 
-const listenerList = z.array(hostPort({ allowPortZero: true }));
+const listenerAddress = hostPort({ allowPortZero: true });
+
+/** A listener behind a load balancer: its address with the PROXY protocol options. */
+const proxiedListener = z.strictObject({
+  /** HOST:PORT to listen on, as in the plain form. */
+  address: listenerAddress,
+  /**
+   * Default false. Every connection must start with a PROXY protocol header (v1 or v2, as
+   * HAProxy's send-proxy / send-proxy-v2 write it) from an address in proxy_protocol_trusted; the
+   * client address it carries is the one every limit, log and audit line uses. A connection
+   * without one, with a broken one, or from anyone else is closed before any TLS or POP3 work.
+   */
+  proxy_protocol: z.boolean().prefault(false),
+  /** Default []; required with proxy_protocol. CIDRs of the load balancers allowed to send the header. */
+  proxy_protocol_trusted: cidrList.prefault([]),
+});
+
+/**
+ * One listener: `HOST:PORT`, or `{address: HOST:PORT, proxy_protocol: true,
+ * proxy_protocol_trusted: [CIDRs]}` behind a load balancer. Always the object form once parsed.
+ */
+const listenerEntry = z
+  .union([
+    listenerAddress.transform((address) => ({ address, proxy_protocol: false, proxy_protocol_trusted: [] as string[] })),
+    proxiedListener,
+  ])
+  .meta(writtenAs('listener'));
+
+const listenerList = z.array(listenerEntry);
 
 /**
  * A path to a file popwarden reads (cert, key, CA bundle), made absolute against the working
@@ -112,6 +140,8 @@ const timeoutsSchema = z.strictObject({
     .prefault('10m'),
   /** Default 10s. TLS handshake on the implicit-TLS port and after STLS; Node's own default (120s) lets idle half-open sockets pile up. */
   tls_handshake: duration().prefault('10s'),
+  /** Default 3s. How long a listener with proxy_protocol waits for the whole PROXY header; a load balancer sends it at once, so a slow one is not one. */
+  proxy_protocol: duration().prefault('3s'),
   /** Default 10s. TCP connect to the backend; a dead backend should fail the login quickly, not hang the client. */
   backend_connect: duration().prefault('10s'),
   /** Default 15s. Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
@@ -310,9 +340,9 @@ const routingKeys = routingSchemas({ address: hostPort({ allowPortZero: false })
 
 export const configSchema = z
   .strictObject({
-    /** Default ["0.0.0.0:995"]. Implicit-TLS listeners (HOST:PORT; IPv6 as [::]:995). Port 0 picks a free port (tests). May be [] if listen_stls is not. */
+    /** Default ["0.0.0.0:995"]. Implicit-TLS listeners (HOST:PORT; IPv6 as [::]:995), each also `{address, proxy_protocol, proxy_protocol_trusted}` behind a load balancer. Port 0 picks a free port (tests). May be [] if listen_stls is not. */
     listen_tls: listenerList.prefault(['0.0.0.0:995']),
-    /** Default ["0.0.0.0:110"]. Plaintext listeners that require STLS before any credentials. May be [] if listen_tls is not. */
+    /** Default ["0.0.0.0:110"]. Plaintext listeners that require STLS before any credentials; entries as in listen_tls. May be [] if listen_tls is not. */
     listen_stls: listenerList.prefault(['0.0.0.0:110']),
     /** The legacy POP3 server, HOST:PORT (port 1..65535): one backend, named `default`. Required unless `backends` names several. */
     backend: hostPort({ allowPortZero: false }).optional(),
@@ -344,6 +374,20 @@ export const configSchema = z
     backend_trust_loopback: z.boolean().optional(),
     /** Optional local IP to connect to the backend from (multi-homed gateways, backend ACLs). */
     backend_source_address: ipAddress.optional(),
+    /**
+     * Default off. Open every backend connection with a PROXY protocol header (v1 text or v2
+     * binary) naming the client, so the backend's logs and per-address limits see the client,
+     * not popwarden; the health probe sends v2 LOCAL (v1 UNKNOWN) instead. Only for a backend
+     * that expects the header (Dovecot: `haproxy = yes` on its listener and popwarden's address
+     * in haproxy_trusted_networks): any other reads it as a broken first command.
+     */
+    backend_proxy_protocol: z.enum(BACKEND_PROXY_PROTOCOL_MODES).prefault('off'),
+    /**
+     * Default off. auto: when the backend offers XCLIENT (Dovecot advertises it as `[XCLIENT]` in
+     * its greeting to addresses in login_trusted_networks; others in CAPA), send `XCLIENT ADDR=…
+     * PORT=…` with the client's address before the login, inside TLS when the link uses it.
+     */
+    backend_xclient: z.enum(BACKEND_XCLIENT_MODES).prefault('off'),
     /** Optional PEM certificate chain for clients. With `key`; if both are absent a self-signed pair is generated in state_dir. */
     cert: filePath.optional(),
     /** Optional PEM private key (unencrypted, mode 0600) matching `cert`. */
@@ -459,7 +503,17 @@ export const configSchema = z
       ['listen_tls', config.listen_tls],
       ['listen_stls', config.listen_stls],
     ] as const) {
-      list.forEach((address, index) => {
+      list.forEach(({ address, proxy_protocol: proxied, proxy_protocol_trusted: trusted }, index) => {
+        if (proxied && trusted.length === 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [kind, index, 'proxy_protocol_trusted'],
+            message: "is empty; list the load balancers' addresses (CIDRs) that may send the PROXY header",
+          });
+        }
+        if (!proxied && trusted.length > 0) {
+          ctx.addIssue({ code: 'custom', path: [kind, index, 'proxy_protocol_trusted'], message: 'is set but proxy_protocol is not true' });
+        }
         const text = formatHostPort(address);
         // Port 0 is "any free port": two of those never collide.
         if (address.port !== 0 && seen.has(text)) {

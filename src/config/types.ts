@@ -18,6 +18,14 @@ export type BackendAuthMode = (typeof BACKEND_AUTH_MODES)[number];
 export const BACKEND_TLS_MODES = ['auto', 'off', 'starttls', 'implicit'] as const;
 export type BackendTlsMode = (typeof BACKEND_TLS_MODES)[number];
 
+/** Whether popwarden opens each backend connection with a PROXY protocol header, and which version. */
+export const BACKEND_PROXY_PROTOCOL_MODES = ['off', 'v1', 'v2'] as const;
+export type BackendProxyProtocolMode = (typeof BACKEND_PROXY_PROTOCOL_MODES)[number];
+
+/** Whether popwarden tells the backend the client's address with XCLIENT when the backend offers it. */
+export const BACKEND_XCLIENT_MODES = ['off', 'auto'] as const;
+export type BackendXclientMode = (typeof BACKEND_XCLIENT_MODES)[number];
+
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -34,6 +42,11 @@ export interface ListenerConfig extends HostPort {
   readonly kind: ListenerKind;
   /** A short stable name for logs and metrics, e.g. "tls:0.0.0.0:995". */
   readonly name: string;
+  /**
+   * Set when every connection must begin with a PROXY protocol header from one of `trusted`
+   * (CIDRs): the client address it carries replaces the socket's peer everywhere.
+   */
+  readonly proxyProtocol?: { readonly trusted: readonly string[] };
 }
 
 export interface BackendConfig extends HostPort {
@@ -66,6 +79,10 @@ export interface BackendConfig extends HostPort {
   readonly drain: boolean;
   /** The username this backend gets: `strip_domain` or a template (%u, %n, %d); undefined: as typed. */
   readonly rewrite: string | undefined;
+  /** A PROXY header (v1 or v2) with the client's address first on every backend connection; `off`: none. */
+  readonly proxyProtocol: BackendProxyProtocolMode;
+  /** `auto`: send `XCLIENT ADDR=… PORT=…` before the login when the backend offers it (Dovecot: `[XCLIENT]` in its greeting). */
+  readonly xclient: BackendXclientMode;
 }
 
 /** Which users a static route (or a map-file line) takes. `user` and `domain` are compared as route keys (routing/keys). */
@@ -110,6 +127,8 @@ export interface TimeoutsConfig {
   readonly idleMs: number;
   /** TLS handshake, on the implicit port and after STLS. */
   readonly tlsHandshakeMs: number;
+  /** The whole PROXY protocol header on a listener that requires one. */
+  readonly proxyProtocolMs: number;
   /** TCP connect to the backend. */
   readonly backendConnectMs: number;
   /** Each step of the backend login script before the credentials (greeting, CAPA, STLS). */

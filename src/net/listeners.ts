@@ -6,12 +6,15 @@ import type { TlsProvider } from './tls-provider.js';
 import type { Logger } from '../observability/log.js';
 import type { ConnectionRefusal, Metrics } from '../observability/metrics.js';
 import type { ConnectionGate } from './connection-gate.js';
-import { normaliseAddress } from './addresses.js';
 import { POP3_ALPN } from './starttls.js';
+import { directOrigin, readProxyHeader, type AddressSet, type ClientOrigin } from './proxy-intake.js';
 import { Reply, line } from '../pop3/replies.js';
 
-/** What a listener hands over for every accepted client: the socket, and whether it is TLS already. */
-export type AcceptHandler = (socket: Socket | TLSSocket, secure: boolean, listener: ListenerConfig) => void;
+/**
+ * What a listener hands over for every accepted client: the socket, whether it is TLS already,
+ * and who the client is (its PROXY header's word on a listener behind a load balancer).
+ */
+export type AcceptHandler = (socket: Socket | TLSSocket, secure: boolean, listener: ListenerConfig, client: ClientOrigin) => void;
 
 export interface BoundServer {
   readonly config: ListenerConfig;
@@ -25,6 +28,8 @@ export interface ListenerDependencies {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly gate: ConnectionGate;
+  /** With `config.proxyProtocol`: the load balancers that may send the header, and how long it may take. */
+  readonly proxy?: { readonly trusted: AddressSet; readonly timeoutMs: number };
 }
 
 /**
@@ -54,39 +59,65 @@ function refusalReply(kind: ListenerConfig['kind'], reason: ConnectionRefusal): 
     case 'too_many_handshakes':
     case 'max_handshakes':
       return undefined;
+    // The peer is a load balancer, or something pretending to be one: no POP3 line for either.
+    case 'proxy_untrusted':
+    case 'proxy_missing':
+    case 'proxy_malformed':
+    case 'proxy_timeout':
+    case 'proxy_closed':
+      return undefined;
   }
 }
 
 /**
  * Binds one listener. Every TCP connection first passes the gate (deny list, per-IP and process bounds)
- * before any TLS or POP3 work. Implicit-TLS listeners hand over sockets after the handshake
- * (popwarden's greeting follows it, RFC 8314 §3); STLS listeners hand over the plain socket.
- * Rejects with the bind error (EADDRINUSE, EACCES) so startup can fail as a whole.
+ * before any TLS or POP3 work; on a listener with proxy_protocol, its PROXY header comes first,
+ * and the gate and every later step judge the client it names. Implicit-TLS listeners hand over
+ * sockets after the handshake (popwarden's greeting follows it, RFC 8314 §3); STLS listeners hand
+ * over the plain socket. Rejects with the bind error (EADDRINUSE, EACCES) so startup can fail as a whole.
  */
 export function bindListener(config: ListenerConfig, deps: ListenerDependencies, onAccept: AcceptHandler): Promise<BoundServer> {
   const { tls, log, metrics, gate } = deps;
   /** Release functions of this listener's handshakes in progress (limits.max_handshakes_per_ip), by peer. */
   const handshaking = new Map<string, () => void>();
+  /** The client behind each raw connection, for the session that starts after the TLS handshake. */
+  const clients = new Map<string, ClientOrigin>();
+  /** A handshake is over (done, failed, or its connection closed): its place, timing and client go. */
+  const handshakeDone = (key: string): void => {
+    handshaking.get(key)?.();
+    handshaking.delete(key);
+    acceptedAt.delete(key);
+    clients.delete(key);
+  };
   // TCP_NODELAY on every accepted socket, set by the server on the raw TCP handle (under the
   // TLS socket, and still there after STLS): each reply is written whole, so Nagle has nothing
   // to merge, and holding a reply's tail until the client's delayed ACK cost ~40 ms a message.
-  const server: Server =
+  // Half-open on the STLS port: a client that sends its last commands and shuts down its side
+  // still gets the replies (and its QUIT still commits); the session ends the socket itself. Not
+  // on the implicit-TLS port: a half-open socket there would outlive a failed handshake.
+  const server: Server = createPlainServer({ allowHalfOpen: config.kind === 'stls', noDelay: true });
+  // The implicit-TLS server never listens: the plain server above accepts, and a connection is
+  // handed to it (its 'connection' event) once admitted, after its PROXY header if there is one,
+  // so no TLS work is ever spent on a connection that is refused.
+  const tlsServer: TlsServer | undefined =
     config.kind === 'tls'
-      ? createTlsServer({ ...tls.serverOptions, ALPNProtocols: POP3_ALPN, SNICallback: tls.sniCallback, noDelay: true }, (socket) => {
-          handshaking.get(peerKey(socket))?.();
-          handshaking.delete(peerKey(socket));
-          metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, handshakeSeconds(socket));
-          onAccept(socket, true, config);
+      ? createTlsServer({ ...tls.serverOptions, ALPNProtocols: POP3_ALPN, SNICallback: tls.sniCallback }, (socket) => {
+          const key = peerKey(socket);
+          const seconds = handshakeSeconds(socket);
+          const client = clients.get(key) ?? directOrigin(socket);
+          handshakeDone(key);
+          metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, seconds);
+          onAccept(socket, true, config, client);
         })
-      : // Half-open: a client that sends its last commands and shuts down its side still gets the
-        // replies (and its QUIT still commits); the session ends the socket itself. Not on the
-        // implicit-TLS server: a half-open socket there would outlive a failed handshake.
-        createPlainServer({ allowHalfOpen: true, noDelay: true });
+      : undefined;
 
-  // 'connection' is the raw TCP socket, on TLS servers too: the place to refuse cheaply.
-  const refuse = (socket: Socket, reason: ConnectionRefusal): void => {
+  // The raw TCP socket, on TLS listeners too: the place to refuse cheaply.
+  const refuse = (socket: Socket, reason: ConnectionRefusal, client: ClientOrigin, detail?: string): void => {
     metrics.connectionRefused(config.name, reason);
-    log.info({ listener: config.name, peer: socket.remoteAddress, reason }, 'connection refused');
+    const fields = { listener: config.name, peer: client.address, via: client.via, reason, detail };
+    // A load balancer's plain TCP health check opens and closes without a byte: not news.
+    if (reason === 'proxy_closed') log.debug(fields, 'connection refused');
+    else log.info(fields, 'connection refused');
     socket.on('error', () => undefined);
     const reply = refusalReply(config.kind, reason);
     if (reply === undefined) {
@@ -96,32 +127,55 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     socket.end(line(reply));
     socket.destroySoon();
   };
-  server.on('connection', (socket: Socket) => {
-    const address = normaliseAddress(socket.remoteAddress ?? '');
-    const admission = gate.admit(address);
-    if (admission.kind === 'refused') return refuse(socket, admission.reason);
-    const key = peerKey(socket);
-    if (config.kind === 'tls') {
-      const handshake = tls.handshakes.admit(address);
+  const admit = (socket: Socket, client: ClientOrigin): void => {
+    const admission = gate.admit(client.address);
+    if (admission.kind === 'refused') return refuse(socket, admission.reason, client);
+    if (tlsServer !== undefined) {
+      const handshake = tls.handshakes.admit(client.address);
       if (handshake.kind === 'refused') {
         admission.release();
-        return refuse(socket, handshake.reason);
+        return refuse(socket, handshake.reason, client);
       }
+      const key = peerKey(socket);
       handshaking.set(key, handshake.release);
-      socket.once('close', handshake.release);
+      acceptedAt.set(key, performance.now());
+      clients.set(key, client);
+      // One plain listener ('close' comes once), not a `once` wrapper each: an idle session keeps
+      // whatever its close listeners hold. The entries are this connection's until the handshake
+      // is done (they go then); afterwards they may be a new connection's from the same port.
+      socket.on('close', () => {
+        if (handshaking.get(key) === handshake.release) handshakeDone(key);
+        admission.release();
+      });
+    } else {
+      socket.on('close', admission.release);
     }
-    acceptedAt.set(key, performance.now());
-    socket.once('close', () => {
-      acceptedAt.delete(key);
-      handshaking.delete(key);
-      admission.release();
-    });
     metrics.connectionOpened(config.name, config.kind === 'tls' ? 'implicit' : 'starttls');
-    // A plain listener's session starts now; a TLS listener's once the handshake is done.
-    if (config.kind === 'stls') onAccept(socket, false, config);
+    // A plain listener's session starts now; a TLS listener's once the handshake is done. A
+    // socket paused for its PROXY header flows again once the reader is attached.
+    if (tlsServer !== undefined) {
+      // The TLS socket takes over the raw one, and the bytes already read from it (initRead in
+      // Node's _tls_wrap), so the raw socket is not resumed here.
+      tlsServer.emit('connection', socket);
+      return;
+    }
+    onAccept(socket, false, config, client);
+    socket.resume();
+  };
+  server.on('connection', (socket: Socket) => {
+    const proxy = config.proxyProtocol === undefined ? undefined : deps.proxy;
+    // Taken now: once the peer has hung up, the socket no longer knows its address.
+    const direct = directOrigin(socket);
+    if (proxy === undefined) return admit(socket, direct);
+    void readProxyHeader(socket, proxy.trusted, proxy.timeoutMs).then((intake) => {
+      if (intake.kind === 'refused') return refuse(socket, intake.reason, direct, intake.detail);
+      // Shutdown began while the header was on its way: no session may start after it.
+      if (!server.listening) socket.destroy();
+      if (socket.destroyed) return;
+      admit(socket, intake.origin);
+    });
   });
-  if (config.kind === 'tls') {
-    const tlsServer = server as TlsServer;
+  if (tlsServer !== undefined) {
     // A reload swaps the default certificate (clients without SNI) and the ticket keys; the SNI
     // callback reads the provider on every handshake. Established connections are untouched.
     const unsubscribe = tls.onReplace((material) => {
@@ -129,10 +183,11 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       if (material.ticketKeys !== undefined) tlsServer.setTicketKeys(material.ticketKeys);
     });
     server.once('close', unsubscribe);
-    server.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
+    tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
       const timedOut = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
       metrics.tlsHandshake(config.name, timedOut ? 'timeout' : 'failure', undefined, handshakeSeconds(socket));
-      log.debug({ listener: config.name, peer: socket.remoteAddress, code: error.code, reason: error.message }, 'TLS handshake failed');
+      const client = clients.get(peerKey(socket));
+      log.debug({ listener: config.name, peer: client?.address ?? socket.remoteAddress, via: client?.via, code: error.code, reason: error.message }, 'TLS handshake failed');
       // With a 'tlsClientError' listener, Node leaves the socket open (even on handshakeTimeout):
       // closing it is ours to do, or stalled handshakes pile up forever (X-03).
       socket.destroy();

@@ -2,7 +2,6 @@ import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { TlsMaterial } from './tls-material.js';
 import { onceWithin } from './once-within.js';
-import { normaliseAddress } from './addresses.js';
 
 /** limits.max_handshakes_per_ip reached: the upgrade was refused before any TLS work. */
 export class HandshakeRefusedError extends Error {
@@ -26,9 +25,10 @@ export const POP3_ALPN = ['pop3'];
  * everything it buffered (S-01..S-03): the TLS layer starts from the bytes still in the kernel.
  * tls.Server's handshakeTimeout does not apply to sockets made this way, hence our own deadline (S-06).
  * `material` is read now, so a TlsProvider hands every upgrade the set that is current at STLS.
+ * `clientAddress` is the one the handshake bound counts (the PROXY header's client, if any).
  */
-export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeoutMs: number): Promise<TLSSocket> {
-  const release = material.beginHandshake === undefined ? () => undefined : material.beginHandshake(normaliseAddress(socket.remoteAddress ?? ''));
+export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeoutMs: number, clientAddress: string): Promise<TLSSocket> {
+  const release = material.beginHandshake === undefined ? () => undefined : material.beginHandshake(clientAddress);
   if (release === undefined) {
     // Closed before any TLS work: the client gets no ServerHello, only the FIN.
     socket.destroy();

@@ -20,8 +20,10 @@ export const RELAY_DIRECTIONS = ['to_client', 'to_backend'] as const;
 export type RelayDirection = (typeof RELAY_DIRECTIONS)[number];
 /**
  * Why a connection was turned away at accept: the deny list, a per-address bound (sessions, new
- * connections per second, TLS handshakes in progress), or a bound of the whole process, named
- * after its key (limits.max_sessions, limits.max_handshakes).
+ * connections per second, TLS handshakes in progress), a bound of the whole process, named
+ * after its key (limits.max_sessions, limits.max_handshakes), or, on a listener with
+ * proxy_protocol, its PROXY header: sent from an untrusted address, missing, malformed, not whole
+ * within timeouts.proxy_protocol, or cut short by the peer closing.
  */
 export const CONNECTION_REFUSALS = [
   'denied',
@@ -30,6 +32,11 @@ export const CONNECTION_REFUSALS = [
   'too_many_handshakes',
   'max_sessions',
   'max_handshakes',
+  'proxy_untrusted',
+  'proxy_missing',
+  'proxy_malformed',
+  'proxy_timeout',
+  'proxy_closed',
 ] as const;
 export type ConnectionRefusal = (typeof CONNECTION_REFUSALS)[number];
 

@@ -89,7 +89,7 @@ const FAMILIES = {
   build_info: { type: 'gauge', help: 'Always 1; the labels say which popwarden and Node.js versions run.', labels: ['version', 'node_version'] },
   connections_total: { type: 'counter', help: 'TCP connections accepted, by listener and TLS mode (implicit TLS or STLS port).', labels: ['listener', 'tls'] },
   connections_active: { type: 'gauge', help: 'Client connections open now, by listener and TLS mode.', labels: ['listener', 'tls'] },
-  connections_refused_total: { type: 'counter', help: 'Connections turned away at accept (deny list, per-IP bounds), by listener and reason.', labels: ['listener', 'reason'] },
+  connections_refused_total: { type: 'counter', help: 'Connections turned away at accept (deny list, per-IP and process bounds, a bad or missing PROXY header), by listener and reason.', labels: ['listener', 'reason'] },
   tls_handshakes_total: { type: 'counter', help: 'TLS handshakes (implicit TLS and STLS), by listener, result and negotiated version.', labels: ['listener', 'result', 'version'] },
   tls_handshake_duration_seconds: { type: 'histogram', help: 'Time from TCP accept (or STLS) to the end of the TLS handshake.', labels: ['listener'], buckets: WAIT_BUCKETS },
   stls_upgrades_total: { type: 'counter', help: 'STLS upgrades on plaintext listeners, by result.', labels: ['listener', 'result'] },
@@ -100,8 +100,9 @@ const FAMILIES = {
   // Labelled so that the series can be absent: prom-client always exports an unlabelled gauge.
   ratelimit_store_up: { type: 'gauge', help: '1 when the shared rate-limit store answers, 0 when the fallback is in use; absent when no store is configured.', labels: ['store'] },
   ratelimit_store_errors_total: { type: 'counter', help: 'Failed calls to the rate-limit store.' },
+  ratelimit_store_outages_total: { type: 'counter', help: 'Times the rate-limit store went down (a failed or timed-out call, a lost connection) and the fallback took over.' },
   backend_connect_duration_seconds: { type: 'histogram', help: 'TCP connect time to the backend, for logins.', buckets: WAIT_BUCKETS },
-  backend_errors_total: { type: 'counter', help: 'Backend failures during logins and relaying, by stable error code.', labels: ['reason'] },
+  backend_errors_total: { type: 'counter', help: 'Backend failures during logins, relayed commands and idle sessions, by stable error code.', labels: ['reason'] },
   backend_up: { type: 'gauge', help: '1 when the last probe of the backend (by configured name) connected and read a +OK greeting within the connect timeout; absent until its first probe.', labels: ['backend'] },
   backend_probes_total: { type: 'counter', help: 'Backend health probes, by result.', labels: ['result'] },
   backend_probe_duration_seconds: { type: 'gauge', help: 'How long the last probe of the backend took (connect + greeting).', labels: ['backend'] },
@@ -217,6 +218,7 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
   m.config_last_reload_success_timestamp_seconds.set(Math.floor(Date.now() / 1000));
   for (const result of ['success', 'failure']) m.config_reloads_total.inc({ result }, 0);
   m.ratelimit_store_errors_total.inc(0);
+  m.ratelimit_store_outages_total.inc(0);
   for (const direction of RELAY_DIRECTIONS) bytesSeries(direction);
   for (const result of ['success', 'failure']) m.backend_probes_total.inc({ result }, 0);
   for (const result of ['hit', 'miss']) m.route_lookups_total.inc({ source: 'default', result }, 0);
@@ -289,6 +291,8 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
       m.ratelimit_rejections_total.inc({ limiter: allowed(limiter, LIMITER_NAMES_ALL) });
     },
     rateLimitStoreUp(up) {
+      // A lost connection marks the store down without a failed call: the outage is what counts.
+      if (!up && storeState !== false) m.ratelimit_store_outages_total.inc();
       storeState = up;
     },
     rateLimitStoreError() {

@@ -34,6 +34,8 @@ export interface BackendCapabilities {
   readonly stls: boolean;
   readonly user: boolean;
   readonly sasl: ReadonlySet<string>;
+  /** XCLIENT is listed: the backend takes the client's address from popwarden. */
+  readonly xclient: boolean;
 }
 
 export const UNKNOWN_CAPABILITIES: BackendCapabilities = {
@@ -42,6 +44,7 @@ export const UNKNOWN_CAPABILITIES: BackendCapabilities = {
   stls: false,
   user: false,
   sasl: new Set(),
+  xclient: false,
 };
 
 /** Interprets the lines of a backend's CAPA reply (body lines, already unstuffed). */
@@ -49,6 +52,7 @@ export function parseCapabilities(lines: readonly string[]): BackendCapabilities
   const sasl = new Set<string>();
   let stls = false;
   let user = false;
+  let xclient = false;
   for (const capability of lines) {
     const [name = '', ...params] = capability.trim().split(/\s+/);
     switch (name.toUpperCase()) {
@@ -61,9 +65,12 @@ export function parseCapabilities(lines: readonly string[]): BackendCapabilities
       case 'SASL':
         for (const mechanism of params) sasl.add(mechanism.toUpperCase());
         break;
+      case 'XCLIENT':
+        xclient = true;
+        break;
     }
   }
-  return { known: true, lines, stls, user, sasl };
+  return { known: true, lines, stls, user, sasl, xclient };
 }
 
 /** Capabilities whose truth after login is popwarden's, not the backend's. */

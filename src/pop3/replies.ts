@@ -27,6 +27,8 @@ export const Reply = {
   unknownCommand: '-ERR Unknown command',
   badSyntax: '-ERR Syntax error',
   lineTooLong: '-ERR Line too long',
+  tooLongForBackend: '-ERR Command too long for the mail server',
+  extensionUnavailable: '-ERR XTND is not available through this server',
   tooManyErrors: '-ERR Too many invalid commands, closing connection',
   loginTimeout: '-ERR Login timed out',
   shuttingDown: '-ERR [SYS/TEMP] Server is shutting down, try again later',

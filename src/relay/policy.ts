@@ -1,10 +1,19 @@
 import { isMessageNumber, type Command } from '../pop3/grammar.js';
+import type { BackendCapabilities } from '../pop3/capabilities.js';
+import { MAX_RFC1939_COMMAND_LINE_OCTETS } from '../config/limits.js';
 
 /**
  * Commands that belong to popwarden, not to the backend, once the client is logged in: they
  * would re-authenticate or renegotiate the link behind popwarden's back (R-10).
  */
 export const REFUSED_AFTER_LOGIN: ReadonlySet<string> = new Set(['STLS', 'USER', 'PASS', 'APOP', 'AUTH']);
+
+/**
+ * Extensions whose exchange popwarden cannot frame, refused with one -ERR after login: qpopper's
+ * XTND XMIT reads a whole message from the client after its +OK, and XTND XLIST answers with a
+ * list. Relayed, either would leave the lines of one side taken for commands or replies.
+ */
+export const UNFRAMEABLE_EXTENSIONS: ReadonlySet<string> = new Set(['XTND']);
 
 /** The argument shapes of the TRANSACTION commands popwarden knows. */
 type ArgumentRule = 'none' | 'message' | 'optional-message' | 'message-and-lines';
@@ -86,7 +95,16 @@ export function planRelay(command: Command, rawLine: Buffer): RelayPlan {
 }
 
 /**
- * Whether a +OK reply to this command is multi-line (RFC 1939 §5, RFC 2449 §5). Everything else,
+ * Whether the backend reads `line` (without its CRLF) as one command. Known commands go out
+ * rebuilt and short (at most 25 octets: `TOP 2147483647 2147483647`); an extension goes out as typed, and a backend that
+ * predates CAPA may split a line over 47 octets and answer each piece, one reply too many.
+ */
+export function fitsBackendLine(line: Buffer, capabilities: BackendCapabilities): boolean {
+  return capabilities.known || line.length + 2 <= MAX_RFC1939_COMMAND_LINE_OCTETS;
+}
+
+/**
+ * Whether a +OK reply to this command is multi-line (RFC 1939 §5, RFC 2449 §5, RFC 6856 §3). Everything else,
  * unknown extension verbs included, is framed as one line (D-06): guessing would let a body
  * desynchronise the session.
  */
@@ -101,6 +119,8 @@ export function hasMultilineReply(command: Command): boolean {
       return command.args.length === 0;
     case 'CAPA':
       return true;
+    case 'LANG': // RFC 6856 §3: without an argument, the list of languages
+      return command.args.length === 0;
     default:
       return false;
   }

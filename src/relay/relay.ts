@@ -1,5 +1,5 @@
 import { MAX_CAPA_LINES, MAX_RESPONSE_LINE_OCTETS } from '../config/limits.js';
-import { BackendUnavailableError, ClientStalledError } from '../errors.js';
+import { BackendSentTooMuchError, BackendUnavailableError, ClientStalledError } from '../errors.js';
 import type { Command } from '../pop3/grammar.js';
 import { parseStatusLine } from '../pop3/grammar.js';
 import { parseCapabilities, postLoginCapabilities, UNKNOWN_CAPABILITIES } from '../pop3/capabilities.js';
@@ -11,7 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { CloseReason } from '../session/close-reasons.js';
 import { withoutLineEnding, type BodySink } from '../backend/link.js';
 import type { BackendSession } from '../backend/login.js';
-import { hasMultilineReply, relayLine } from './policy.js';
+import { fitsBackendLine, hasMultilineReply, relayLine } from './policy.js';
 
 /**
  * What the relay needs from the session it serves, declared here so that the relay depends on
@@ -36,7 +36,10 @@ export type RelayOutcome =
   | { readonly kind: 'close'; readonly reason: RelayCloseReason; readonly text?: string };
 
 /** The ways a relayed command can end the session (a subset of the session's close reasons). */
-export type RelayCloseReason = Extract<CloseReason, 'quit' | 'client-write-stall' | 'backend-timeout' | 'backend-closed'>;
+export type RelayCloseReason = Extract<
+  CloseReason,
+  'quit' | 'client-write-stall' | 'backend-timeout' | 'backend-closed' | 'backend-protocol-error'
+>;
 
 const replied: RelayOutcome = { kind: 'replied' };
 const close = (reason: RelayCloseReason, text?: string): RelayOutcome =>
@@ -54,7 +57,12 @@ const close = (reason: RelayCloseReason, text?: string): RelayOutcome =>
  */
 export async function relayCommand(command: Command, context: RelayContext, rawLine: Buffer): Promise<RelayOutcome> {
   const outgoing = relayLine(command, rawLine);
-  const { link } = context.backend;
+  const { link, capabilities } = context.backend;
+  // Sent anyway, a line the backend cannot read whole may be answered once per piece (B-04).
+  if (!fitsBackendLine(outgoing, capabilities)) {
+    context.clientSink.write(line(Reply.tooLongForBackend));
+    return replied;
+  }
   const idleMs = context.config.timeouts.backendIdleMs;
   const started = performance.now();
   let bytesToClient = 0;
@@ -103,7 +111,11 @@ function endAfterFailure(error: unknown, verb: string, replyStarted: boolean, co
   if (!(error instanceof BackendUnavailableError)) throw error;
   context.metrics.backendError(error.code);
   context.log.warn({ err: error, code: error.code, verb, replyStarted }, 'backend failed during a command');
-  const reason = error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : 'backend-closed';
+  // The reply went out whole and the backend said more: nothing is cut short, so the client
+  // learns why the session ends, as it would had the extra line come while it was idle.
+  if (error instanceof BackendSentTooMuchError) return close('backend-protocol-error', Reply.backendLost);
+  const reason =
+    error.code === 'E_BACKEND_TIMEOUT' ? 'backend-timeout' : error.code === 'E_BACKEND_PROTOCOL' ? 'backend-protocol-error' : 'backend-closed';
   return replyStarted ? close(reason) : close(reason, Reply.backendLost);
 }
 

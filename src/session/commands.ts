@@ -6,7 +6,7 @@ import { invalid, reply, type Outcome } from './outcome.js';
 import { apop, capa, pass, quit, stls, user } from './handlers/authorization.js';
 import { auth } from './handlers/sasl.js';
 import { relayCommand } from '../relay/relay.js';
-import { argumentsFit, REFUSED_AFTER_LOGIN, TRANSACTION_RULES } from '../relay/policy.js';
+import { argumentsFit, REFUSED_AFTER_LOGIN, TRANSACTION_RULES, UNFRAMEABLE_EXTENSIONS } from '../relay/policy.js';
 
 export type CommandHandler = (command: Command, context: SessionContext, rawLine: Buffer) => Promise<Outcome> | Outcome;
 
@@ -91,7 +91,8 @@ const alreadyAuthenticated = (): Outcome => invalid(Reply.alreadyAuthenticated);
  * THE table for the TRANSACTION state: what popwarden checks itself before relaying. The RFC 1939
  * commands have their arguments checked against TRANSACTION_RULES (a command the backend might
  * read differently from popwarden never reaches it); the authentication verbs belong to
- * popwarden and are refused (R-10). Verbs missing here go to TRANSACTION_EXTENSION.
+ * popwarden and are refused (R-10), and so are the extensions popwarden cannot frame
+ * (UNFRAMEABLE_EXTENSIONS). Verbs missing here go to TRANSACTION_EXTENSION.
  */
 export const TRANSACTION_COMMANDS: Readonly<Record<string, CommandSpec>> = Object.fromEntries([
   ...Object.entries(TRANSACTION_RULES).map(([verb, rule]): [string, CommandSpec] => [
@@ -103,6 +104,8 @@ export const TRANSACTION_COMMANDS: Readonly<Record<string, CommandSpec>> = Objec
     },
   ]),
   ...[...REFUSED_AFTER_LOGIN].map((verb): [string, CommandSpec] => [verb, { tlsRequired: true, handle: alreadyAuthenticated }]),
+  // A command the client may send; popwarden just cannot relay it: answered, not counted as invalid.
+  ...[...UNFRAMEABLE_EXTENSIONS].map((verb): [string, CommandSpec] => [verb, { tlsRequired: true, handle: () => reply(Reply.extensionUnavailable) }]),
 ]);
 
 /**

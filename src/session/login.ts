@@ -9,8 +9,10 @@ import type { RouteDecision, Router } from '../backend/routing/router.js';
 import { routeKey } from '../backend/routing/keys.js';
 import { loginToBackend } from '../backend/login.js';
 import type { BackendMemory } from '../backend/memory.js';
+import type { ApopUsers } from '../backend/apop-users.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
+import type { ClientOrigin } from '../net/proxy-intake.js';
 import type { FailureDeadline } from './failure-deadline.js';
 import { authenticated, replied, reply, type Outcome } from './outcome.js';
 
@@ -26,6 +28,8 @@ export interface LoginDependencies {
   readonly failureDeadline: FailureDeadline;
   /** What each backend offered before (a weaker offer is refused). */
   readonly backendMemory: BackendMemory;
+  /** How each user logged in to a backend that offers APOP (the cleartext retry after a refused APOP). */
+  readonly apopUsers: ApopUsers;
 }
 
 /** One login attempt, as the session hands it over. */
@@ -33,8 +37,8 @@ export interface LoginRequest {
   /** Wiped when the login is over, whatever its end. */
   readonly credentials: Credentials;
   readonly mechanism: ClientMechanism;
-  /** The client's address, normalised. */
-  readonly clientIp: string;
+  /** Who the client is (the address every limit counts, and what the backend is told). */
+  readonly client: ClientOrigin;
   /** The client's TLS version, for the audit line. */
   readonly tlsProtocol: string | null;
   /** 1 for the session's first login attempt, then 2, 3 ... (told to an auth_http route service). */
@@ -71,7 +75,7 @@ interface AuditFields {
 export async function authenticate(request: LoginRequest, deps: LoginDependencies): Promise<Outcome> {
   const { credentials, log } = request;
   const startedAt = Date.now();
-  const attempt: LoginAttempt = { ip: request.clientIp, user: credentials.user, password: credentials.password };
+  const attempt: LoginAttempt = { ip: request.client.address, user: credentials.user, password: credentials.password };
   // Once routed, every audit line names the backend (and the name it got there).
   let routed: AuditFields = {};
   const audit = (result: LoginResult, fields: AuditFields = {}): void => writeAudit(request, deps.metrics, result, startedAt, { ...routed, ...fields });
@@ -117,11 +121,13 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
     try {
       backend = await loginToBackend(backendCredentials, {
         backend: route.target.config,
+        client: request.client,
         tlsOptions: route.target.tlsOptions,
         timeouts: deps.config.timeouts,
         log,
         metrics: deps.metrics,
         memory: deps.backendMemory,
+        apopUsers: deps.apopUsers,
         onIdleFailure: request.onBackendIdleFailure,
       });
     } finally {
@@ -179,7 +185,7 @@ function chooseRoute(request: LoginRequest, deps: LoginDependencies): Promise<Ro
     key: routeKey(credentials.user, deps.config.rateLimit.usernameCanonical.lowerCase),
     user: credentials.user,
     password: () => credentials.password,
-    clientIp: request.clientIp,
+    clientIp: request.client.address,
     method: request.mechanism,
     attempt: request.attempt,
   });

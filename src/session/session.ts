@@ -12,7 +12,7 @@ import { detectForeignProtocol } from '../net/hygiene.js';
 import { upgradeToTls } from '../net/starttls.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
 import type { TlsMaterial } from '../net/tls-material.js';
-import { normaliseAddress } from '../net/addresses.js';
+import type { ClientOrigin } from '../net/proxy-intake.js';
 import type { Logger } from '../observability/log.js';
 import { parseCommand } from '../pop3/grammar.js';
 import { Reply, line } from '../pop3/replies.js';
@@ -67,33 +67,48 @@ export class Session implements SessionContext {
   #serving = false;
   #draining = false;
   #clientFinished = false;
-  #resolveClosed!: () => void;
-  /** Resolves once the session has closed. */
-  readonly closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
+  /** Made on first request: most sessions end without anyone waiting for them. */
+  #closed: Promise<void> | undefined;
+  #resolveClosed: (() => void) | undefined;
   #firstChunkSeen = false;
   #corked = false;
   #invalidCommands = 0;
   /** Login attempts so far in this session (auth_http's Auth-Login-Attempt). */
   #loginAttempts = 0;
   #backend: BackendSession | undefined;
-  readonly #clientIp: string;
+  readonly #client: ClientOrigin;
   readonly #openedAt = Date.now();
   #preAuthTimer: NodeJS.Timeout | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(socket: Socket | TLSSocket, secure: boolean, deps: SessionDependencies) {
+  /**
+   * `deps` are shared by every session of a listener (made once, not per connection); `client`
+   * is who this one is: the socket's peer, or the one its load balancer's PROXY header names.
+   */
+  constructor(socket: Socket | TLSSocket, secure: boolean, deps: SessionDependencies, client: ClientOrigin) {
     this.#deps = deps;
     this.config = deps.config;
     this.metrics = deps.metrics;
     this.#socket = socket;
     this.#secure = secure;
-    this.#clientIp = normaliseAddress(socket.remoteAddress ?? '');
+    this.#client = client;
     this.log = deps.log.child({
       sid: this.id,
-      peer: `${this.#clientIp}:${socket.remotePort ?? 0}`,
+      peer: `${client.address}:${client.port}`,
+      // The load balancer that carried a proxied client, so its own logs can be matched.
+      ...(client.via === undefined ? {} : { via: client.via }),
       listener: deps.listener.name,
     });
     this.#preAuthTimer = setTimeout(() => this.#onPreAuthTimeout(), deps.config.timeouts.preAuthMs);
+  }
+
+  /** Resolves once the session has closed. */
+  get closed(): Promise<void> {
+    if (this.#closed === undefined) {
+      if (this.#state === SessionState.closed) this.#closed = Promise.resolve();
+      else this.#closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
+    }
+    return this.#closed;
   }
 
   get listenerKind(): ListenerConfig['kind'] {
@@ -258,7 +273,7 @@ export class Session implements SessionContext {
           {
             credentials: outcome.credentials,
             mechanism: outcome.mechanism,
-            clientIp: this.#clientIp,
+            client: this.#client,
             tlsProtocol: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
             attempt: ++this.#loginAttempts,
             log: this.log,
@@ -276,7 +291,9 @@ export class Session implements SessionContext {
           return;
         }
         this.#backend = outcome.backend;
+        // Dropped, not only cleared: an idle session would keep the timer and its closure.
         clearTimeout(this.#preAuthTimer);
+        this.#preAuthTimer = undefined;
         this.#enterState(SessionState.transaction, 'logged in');
         this.write(line(Reply.loggedIn));
         return;
@@ -330,7 +347,7 @@ export class Session implements SessionContext {
     const listener = this.#deps.listener.name;
     const handshakeStarted = performance.now();
     try {
-      const secured = await upgradeToTls(plain, this.#deps.tls, this.config.timeouts.tlsHandshakeMs);
+      const secured = await upgradeToTls(plain, this.#deps.tls, this.config.timeouts.tlsHandshakeMs, this.#client.address);
       const version = secured.getProtocol() ?? undefined;
       this.metrics.tlsHandshake(listener, 'success', version, (performance.now() - handshakeStarted) / 1000);
       this.metrics.stlsUpgrade(listener, 'success', discarded);
@@ -373,6 +390,7 @@ export class Session implements SessionContext {
   #onBackendIdleFailure(error: BackendUnavailableError): void {
     if (this.#state !== SessionState.transaction || this.#serving) return;
     this.log.warn({ code: error.code, reason: error.message }, 'backend connection ended while idle');
+    this.metrics.backendError(error.code);
     this.close(error.code === 'E_BACKEND_PROTOCOL' ? 'backend-protocol-error' : 'backend-closed', Reply.backendLost);
   }
 
@@ -414,7 +432,7 @@ export class Session implements SessionContext {
     this.log.info({ reason, state: previous }, 'session closed');
     this.metrics.sessionClosed(this.#deps.listener.name, reason, (Date.now() - this.#openedAt) / 1000);
     this.#deps.onClosed(this);
-    this.#resolveClosed();
+    this.#resolveClosed?.();
   }
 
   /** A method, not a field test, so TypeScript does not narrow the state across awaits. */

@@ -101,7 +101,7 @@ describe('mechanism choice', () => {
     await withRig(legacyScript({ apop: true }), { backend: { auth: 'cram-md5' } as BackendOverrides }, async (backend, proxy) => {
       assert.match(await tryLogin(proxy), /^-ERR \[SYS\/TEMP\] /);
       assert.ok(!backend.connections()[0]!.lines().some((l) => /^(APOP|USER|PASS)/.test(l)));
-      assert.match(proxy.logText(), /forced but the backend does not offer it/);
+      assert.match(proxy.logText(), /the backend refused AUTH CRAM-MD5 before any credential was sent/);
     });
   });
 });
@@ -221,6 +221,37 @@ describe('backend STLS', () => {
       assert.match(await tryLogin(proxy), /^-ERR \[SYS\/TEMP\] /);
       assert.ok(!backend.connections()[0]!.lines().some((l) => l.startsWith('APOP')));
       assert.match(proxy.logText(), /does not offer STLS/);
+    });
+  });
+});
+
+describe('XCLIENT (issue 13.7; Dovecot itself is in backend-client-address.test.ts)', () => {
+  /** A backend that lists XCLIENT in CAPA but refuses it, as one that does not trust popwarden would. */
+  const refusesXclient: FakeScript = async (conn) => {
+    await conn.write('+OK ready\r\n');
+    for (;;) {
+      const line = await conn.readLine().catch(() => undefined);
+      if (line === undefined) return;
+      if (line === 'CAPA') await conn.write('+OK\r\nUSER\r\nXCLIENT\r\n.\r\n');
+      else if (line.startsWith('XCLIENT ')) await conn.write('-ERR You are not from trusted IP\r\n');
+      else await conn.write('+OK\r\n');
+    }
+  };
+
+  test('offered in CAPA and refused: logged, and the login goes on as without it', async () => {
+    await withRig(refusesXclient, { backend: { xclient: 'auto' } as BackendOverrides }, async (backend, proxy) => {
+      assert.equal(await tryLogin(proxy), '+OK Logged in');
+      const [capa, xclient, user] = backend.connections()[0]!.lines();
+      assert.deepEqual([capa, user], ['CAPA', 'USER alice']);
+      assert.match(xclient ?? '', /^XCLIENT ADDR=127\.0\.0\.1 PORT=\d+$/);
+      await proxy.waitForLog((l) => l['msg'] === 'the backend refused XCLIENT; it sees popwarden as the client');
+    });
+  });
+
+  test('backend_xclient: off never sends it', async () => {
+    await withRig(refusesXclient, {}, async (backend, proxy) => {
+      assert.equal(await tryLogin(proxy), '+OK Logged in');
+      assert.ok(!backend.connections()[0]!.lines().some((l) => l.startsWith('XCLIENT')));
     });
   });
 });

@@ -17,7 +17,7 @@
  * | popa3d 1.0.3-1.1                    | `+OK` (no timestamp)              | `-ERR` (none)                         | USER/PASS, only because loopback is trusted (`backend_trust_loopback`, default on) or `allow_plaintext_backend_auth`; otherwise refused |
  * | mailutils pop3d 3.15, popauth db    | `+OK POP3 Ready <pid.time@host>`  | TOP UIDL RESP-CODES PIPELINING AUTH-RESP-CODE EXPIRENEVER USER | APOP                    |
  * | mailutils pop3d 3.15, popauth + STLS| same                              | same + STLS                           | STLS, then APOP (timestamp of the clear greeting) |
- * | solid-pop3d 0.15-31                 | `+OK Solid POP3 server ready <pid.time@host>` | `-ERR unknown command`    | auto: APOP, refused (no user has an APOP secret in ~/.spop3d): **login fails** (todo below); `auth: user` pinned: USER/PASS |
+ * | solid-pop3d 0.15-31                 | `+OK Solid POP3 server ready <pid.time@host>` | `-ERR unknown command`    | auto: APOP, refused (no user has an APOP secret in ~/.spop3d), then the same password with USER/PASS on a fresh connection (the link is trusted loopback); remembered, so the next login goes straight to USER/PASS |
  *
  * Seen on the way: solid-pop3d serves each message with the mbox separator's blank line (two
  * more octets than the message), answers a failed login after about 1 s, and accepts
@@ -113,10 +113,9 @@ const CASES: readonly ServerCase[] = [
     protectsPassword: true,
     offers: { apopTimestamp: true, capa: true, stls: true },
   },
-  // Pinned to USER: with auto popwarden picks APOP and solid-pop3d refuses it (see the todo test).
+  // auto: solid-pop3d refuses APOP for alice (no ~/.spop3d secret), and popwarden retries in clear.
   {
     opts: { server: 'solid-pop3d' },
-    backend: () => ({ auth: 'user' }),
     mechanism: 'user',
     protectsPassword: false,
     offers: { apopTimestamp: true, capa: false, stls: false },
@@ -293,13 +292,71 @@ describe('solid-pop3d: an APOP timestamp for users without an APOP secret', { ti
     await server?.stop();
   });
 
-  // Today popwarden (auth auto) sees the timestamp, sends APOP, solid-pop3d answers
-  // "-ERR authentication failed" (alice has no ~/.spop3d secret), and alice cannot log in
-  // although USER/PASS would work on this trusted loopback link.
-  test('auth auto logs alice in', { todo: 'popwarden picks APOP from the timestamp and solid-pop3d refuses it: no login' }, async () => {
+  /** The commands popwarden sent to solid-pop3d since `from` (an offset into the tap's bytes), one per line, APOP digests cut. */
+  const commandsSince = (from: number): string[] =>
+    chain.tap
+      .bytesClientToServer()
+      .subarray(from)
+      .toString('latin1')
+      .split('\r\n')
+      .filter((l) => l !== '')
+      .map((l) => l.replace(/^(APOP \S+) \S+$/, '$1 <digest>').replace(/^PASS .*/, 'PASS <password>'));
+
+  // solid-pop3d greets with a timestamp for everyone, and alice has no ~/.spop3d secret: APOP is
+  // refused, and popwarden retries the same password with USER/PASS on a fresh connection, since
+  // this loopback link may carry it. One client attempt, one audit line, one guard reservation.
+  test('auth auto logs alice in: APOP refused, the same password retried with USER/PASS on a fresh connection', async () => {
+    const connectionsBefore = chain.tap.connections;
+    const from = chain.tap.bytesClientToServer().length;
     const { client, reply } = await loginThroughProxy(chain.proxy, alice);
-    client.destroy();
-    assert.match(reply, /^\+OK/, chain.tap.bytesServerToClient().toString('latin1').slice(-300));
+    try {
+      assert.match(reply, /^\+OK/, chain.tap.bytesServerToClient().toString('latin1').slice(-300));
+      assert.equal(lastBackendMechanism(chain.proxy), 'user');
+      assert.match(await client.command('STAT'), new RegExp(`^\\+OK ${alice.messages.length} `));
+      assert.match(await client.command('QUIT'), /^\+OK/);
+    } finally {
+      client.destroy();
+    }
+    assert.equal(chain.tap.connections - connectionsBefore, 2);
+    assert.deepEqual(commandsSince(from), ['CAPA', 'APOP alice <digest>', 'CAPA', 'USER alice', 'PASS <password>', 'STAT', 'QUIT']);
+    const logins = chain.proxy.logs().filter((l) => l['event'] === 'login');
+    assert.equal(logins.length, 1, 'one attempt, one audit line');
+
+    // popwarden now knows alice logs in in clear here: no APOP, one connection.
+    const again = chain.tap.bytesClientToServer().length;
+    const second = await loginThroughProxy(chain.proxy, alice);
+    second.client.destroy();
+    assert.match(second.reply, /^\+OK/);
+    assert.deepEqual(commandsSince(again), ['CAPA', 'USER alice', 'PASS <password>']);
+  });
+
+  test('a wrong password is one failure with the one reply, whether or not the retry ran', async () => {
+    await server.whenIdle();
+    const from = chain.tap.bytesClientToServer().length;
+    const client = await RawClient.tls(chain.proxy.host, chain.proxy.tlsPort, chain.proxy.caFile);
+    try {
+      await client.readLine();
+      await client.command('USER bob');
+      assert.equal(await client.command('PASS not-bobs-password', 15_000), '-ERR [AUTH] Authentication failed');
+    } finally {
+      client.destroy();
+    }
+    assert.deepEqual(commandsSince(from), ['CAPA', 'APOP bob <digest>', 'CAPA', 'USER bob', 'PASS <password>']);
+    const failures = chain.proxy.logs().filter((l) => l['event'] === 'login' && l['user'] === 'bob');
+    assert.deepEqual(failures.map((l) => l['result']), ['failure']);
+  });
+
+  test('no retry in clear where the link may not carry a password: APOP stays the only try', async () => {
+    const guarded = await startChain(server, { trustLoopback: false });
+    try {
+      const { client, reply } = await loginThroughProxy(guarded.proxy, alice);
+      client.destroy();
+      assert.equal(reply, '-ERR [AUTH] Authentication failed');
+      assert.equal(guarded.tap.connections, 1);
+      assert.deepEqual(passwordFormsIn(guarded.tap.bytesClientToServer()), []);
+    } finally {
+      await guarded.stop();
+    }
   });
 
   test('"alice@anything" and "alice%anything" are alice to solid-pop3d (a limiter keyed on the raw name sees other users)', async () => {

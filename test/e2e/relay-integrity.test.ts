@@ -136,9 +136,17 @@ describe('relay of a well-behaved backend', () => {
 
   test('unknown verbs are forwarded and framed as one line (D-06)', async () => {
     const client = await loggedIn(r.proxy);
-    assert.match(await client.command('XTND XMIT'), /^-ERR/);
+    assert.match(await client.command('XSENDER 1'), /^-ERR/);
     assert.match(await client.command('NOOP'), /^\+OK/);
-    assert.ok(r.backend.connections().at(-1)!.lines().includes('XTND XMIT'));
+    assert.ok(r.backend.connections().at(-1)!.lines().includes('XSENDER 1'));
+    client.destroy();
+  });
+
+  test("qpopper's XTND, whose exchanges popwarden cannot frame, gets one -ERR here and never reaches the backend", async () => {
+    const client = await loggedIn(r.proxy);
+    assert.equal(await client.command('XTND XMIT'), '-ERR XTND is not available through this server');
+    assert.match(await client.command('NOOP'), /^\+OK/);
+    assert.ok(!r.backend.connections().at(-1)!.lines().some((l) => l.startsWith('XTND')));
     client.destroy();
   });
 });

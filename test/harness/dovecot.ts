@@ -33,6 +33,13 @@ export interface DovecotOptions {
   authUsernameFormat?: string;
   /** Only these sample accounts exist on this instance (default both): two instances with different users. */
   accounts?: readonly ('alice' | 'bob')[];
+  /**
+   * The POP3 listener requires a PROXY protocol header (`haproxy = yes`) from loopback
+   * (`haproxy_trusted_networks`), as behind a load balancer.
+   */
+  haproxy?: boolean;
+  /** Dovecot's login_trusted_networks: clients from these may send XCLIENT (advertised in their CAPA). */
+  loginTrustedNetworks?: string;
 }
 
 /**
@@ -255,6 +262,8 @@ disable_plaintext_auth = ${profile.tls ? 'yes' : 'no'}
 auth_mechanisms = ${profile.mechanisms}
 ${opts.authFailureDelay === undefined ? '' : `auth_failure_delay = ${opts.authFailureDelay}`}
 ${opts.authUsernameFormat === undefined ? '' : `auth_username_format = ${opts.authUsernameFormat}`}
+${opts.haproxy === true ? 'haproxy_trusted_networks = 127.0.0.0/8' : ''}
+${opts.loginTrustedNetworks === undefined ? '' : `login_trusted_networks = ${opts.loginTrustedNetworks}`}
 
 ${passwdFileDatabases(passwdFile)}
 
@@ -264,7 +273,7 @@ pop3_uidl_format = %f
 service pop3-login {
   inet_listener pop3 {
     address = ${host}
-    port = ${port}
+    port = ${port}${opts.haproxy === true ? '\n    haproxy = yes' : ''}
   }
   ${pop3s}
 }

@@ -24,6 +24,8 @@ import {
 import type { ClientAuth, PopConnection } from './clients.js';
 import { startTap } from './tap.js';
 import { legacyScript, startFakeBackend } from './fake-backend.js';
+import { onCommand, startFaultProxy, type Fault, type FaultFired } from './fault-proxy.js';
+import { spawnPopwarden } from './popwarden-process.js';
 
 const { alice, bob } = sampleMaildrop();
 const creds = { user: alice.user, pass: alice.pass };
@@ -461,5 +463,123 @@ describe('fake backend', { timeout: 60_000 }, () => {
     } finally {
       await Promise.all([fb.stop(), fb2.stop()]);
     }
+  });
+});
+
+describe('fault proxy', { timeout: 30_000 }, () => {
+  /** A server that greets, answers "CMD" with a 16-byte reply, and records every line it gets. */
+  let server: net.Server;
+  let port = 0;
+  const received: string[] = [];
+  let accepted = 0;
+  before(async () => {
+    server = net.createServer((socket) => {
+      accepted += 1;
+      socket.on('error', () => undefined);
+      socket.write('+OK hello\r\n');
+      let text = '';
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString('latin1');
+        for (let lf = text.indexOf('\n'); lf !== -1; lf = text.indexOf('\n')) {
+          const line = text.slice(0, lf).replace(/\r$/, '');
+          text = text.slice(lf + 1);
+          received.push(line);
+          if (line === 'CMD') socket.write('+OK 0123456789\r\n');
+        }
+      });
+    });
+    port = await new Promise<number>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve((server.address() as net.AddressInfo).port)));
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  /** Connects through `proxy`, reads the greeting, sends CMD; what came back (after the greeting) and how it ended. */
+  async function throughProxy(fault: Fault): Promise<{ reply: string; ended: 'end' | 'reset' | 'open'; fired: FaultFired }> {
+    const proxy = await startFaultProxy({ host: '127.0.0.1', port });
+    try {
+      const fired = proxy.armNext(fault);
+      const socket = net.connect({ host: '127.0.0.1', port: proxy.port });
+      let all = '';
+      let ended: 'end' | 'reset' | 'open' = 'open';
+      const finished = new Promise<void>((resolve) => {
+        socket.on('data', (chunk: Buffer) => {
+          all += chunk.toString('latin1');
+          if (all === '+OK hello\r\n') socket.write('CMD\r\n');
+          if (all.endsWith('0123456789\r\n')) resolve();
+        });
+        socket.on('end', () => ((ended = 'end'), resolve()));
+        socket.on('error', () => ((ended = 'reset'), resolve()));
+      });
+      const report = await fired;
+      // A stall or a swallowed command ends nothing: the fault's own report is the event to wait for.
+      if (fault.kind !== 'stall' && fault.kind !== 'never-answer') await finished;
+      socket.destroy();
+      return { reply: all, ended, fired: report };
+    } finally {
+      await proxy.stop();
+    }
+  }
+
+  const onCmd = onCommand('CMD');
+  test('truncate passes exactly N reply bytes, then ends', async () => {
+    const { reply, ended } = await throughProxy({ kind: 'truncate', trigger: onCmd, afterBytes: 6 });
+    assert.equal(reply, '+OK hello\r\n+OK 01');
+    assert.equal(ended, 'end');
+  });
+  test('corrupt changes the reply byte at N, and only it', async () => {
+    const { reply } = await throughProxy({ kind: 'corrupt', trigger: onCmd, afterBytes: 0 });
+    assert.equal(reply, '+OK hello\r\n*OK 0123456789\r\n');
+  });
+  test('delay holds the reply and then passes it whole', async () => {
+    const { reply, fired } = await throughProxy({ kind: 'delay', trigger: onCmd, delayMs: 50 });
+    assert.equal(reply, '+OK hello\r\n+OK 0123456789\r\n');
+    assert.equal(fired.kind, 'delay');
+  });
+  test('reset sends an RST: the client reads ECONNRESET', async () => {
+    const { reply, ended } = await throughProxy({ kind: 'reset', trigger: onCmd, afterBytes: 0 });
+    assert.equal(reply, '+OK hello\r\n');
+    assert.equal(ended, 'reset');
+  });
+  test('reset after N bytes: the N bytes, then the end (Linux reports an RST after unread data as an end)', async () => {
+    const { reply, ended } = await throughProxy({ kind: 'reset', trigger: onCmd, afterBytes: 3 });
+    assert.equal(reply, '+OK hello\r\n+OK');
+    assert.notEqual(ended, 'open');
+  });
+  test('half-close ends the reply towards the client', async () => {
+    const { reply, ended } = await throughProxy({ kind: 'half-close', trigger: onCmd, afterBytes: 4 });
+    assert.equal(reply, '+OK hello\r\n+OK ');
+    assert.equal(ended, 'end');
+  });
+  test('stall: the server gets the command, its reply stops at N bytes', async () => {
+    const before = received.length;
+    const { fired } = await throughProxy({ kind: 'stall', trigger: onCmd, afterBytes: 2 });
+    assert.equal(fired.passedBytes, 2);
+    assert.deepEqual(received.slice(before), ['CMD']);
+  });
+  test('never-answer with a trigger: the server never gets the command', async () => {
+    const before = received.length;
+    const { reply } = await throughProxy({ kind: 'never-answer', trigger: onCmd });
+    assert.equal(reply, '+OK hello\r\n');
+    // The proxy would have forwarded CMD before reporting; nothing reached the server.
+    assert.deepEqual(received.slice(before), []);
+  });
+  test('never-answer without a trigger: accepted, and no connection to the server at all', async () => {
+    const before = accepted;
+    const { reply } = await throughProxy({ kind: 'never-answer' });
+    assert.equal(reply, '');
+    assert.equal(accepted, before);
+  });
+});
+
+describe('popwarden process', { timeout: 60_000 }, () => {
+  test('crashReport names an unhandled rejection and the death it causes under --unhandled-rejections=strict', async () => {
+    // A defect planted for this test only: SIGUSR2 makes the process reject a promise nobody handles.
+    const plant = "data:text/javascript,process.on('SIGUSR2',()=>{Promise.reject(new Error('planted defect'))})";
+    const pw = await spawnPopwarden({ backend: '127.0.0.1:9' }, { nodeArgs: ['--import', plant] });
+    assert.equal(pw.crashReport(), undefined);
+    process.kill(pw.pid, 'SIGUSR2');
+    await pw.waitForExit();
+    const report = pw.crashReport() ?? '';
+    assert.match(report, /planted defect/);
+    assert.match(report, /the process exited with 1/);
   });
 });

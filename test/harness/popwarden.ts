@@ -9,7 +9,7 @@ import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { startPopwarden, type ReloadableProxy } from '../../src/proxy.js';
-import type { BackendConfig, Config, LimitsConfig, RedisConfig, RoutingConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
+import type { BackendConfig, Config, LimitsConfig, ListenerConfig, RedisConfig, RoutingConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
@@ -73,6 +73,8 @@ export interface ProxyOverrides {
   readonly redis?: Partial<RedisConfig>;
   /** What reload() reads (startTestProxy): the test's next config. */
   readonly loadConfig?: () => Config;
+  /** Default: one implicit-TLS and one STLS listener on 127.0.0.1, port 0. */
+  readonly listeners?: readonly ListenerConfig[];
   readonly timeouts?: Partial<TimeoutsConfig>;
   readonly limits?: Partial<LimitsConfig>;
   readonly authFailureDelayMs?: number;
@@ -123,7 +125,7 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
   return {
     // redis and rateLimit as well: the limiter in process memory (no redis: configured).
     ...SCHEMA_DEFAULTS,
-    listeners: [
+    listeners: overrides.listeners ?? [
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
       { kind: 'stls', host: '127.0.0.1', port: 0, name: 'stls:test' },
     ],
@@ -141,6 +143,7 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       preAuthMs: 30_000,
       idleMs: 600_000,
       tlsHandshakeMs: 5_000,
+      proxyProtocolMs: 3_000,
       backendConnectMs: 5_000,
       backendStepMs: 5_000,
       backendAuthMs: 30_000,

@@ -16,7 +16,7 @@ import type { FakeBackend } from './fake-backend.js';
 import { startTestProxy, testConfig, type TestProxy } from './popwarden.js';
 import { RawClient } from './raw-client.js';
 import { createProtection, type Protection } from '../../src/auth/protection.js';
-import type { LimitsConfig, RateLimitConfig, RedisTarget, TimeoutsConfig } from '../../src/config/types.js';
+import type { BackendConfig, LimitsConfig, ListenerConfig, RateLimitConfig, RedisTarget, TimeoutsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { NO_METRICS, type Metrics } from '../../src/observability/metrics.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
@@ -178,9 +178,13 @@ export async function startProtected(
     commandTimeoutMs?: number;
     authFailureDelayMs?: number;
     metrics?: Metrics;
+    listeners?: readonly ListenerConfig[];
+    /** Backend settings beyond the address (PROXY protocol, XCLIENT). */
+    backendOptions?: Partial<BackendConfig>;
   } = {},
 ): Promise<Protected> {
-  const base = testConfig({ backend: { host: backend.host, port: backend.port } });
+  const backendConfig = { ...options.backendOptions, host: backend.host, port: backend.port };
+  const base = testConfig({ backend: backendConfig, ...(options.listeners === undefined ? {} : { listeners: options.listeners }) });
   const config = {
     ...base,
     // Tests log in faster than any person: the per-second connection bound is raised unless tested.
@@ -208,7 +212,10 @@ export async function startProtected(
   };
   const protection = await createProtection(config, createLogger('debug', sink), observedMetrics);
   const proxy = await startTestProxy({
-    backend: { host: backend.host, port: backend.port },
+    backend: backendConfig,
+    // The same limits as the gate's: the handshake bounds are the proxy's own.
+    limits: config.limits,
+    ...(options.listeners === undefined ? {} : { listeners: options.listeners }),
     guard: protection.guard,
     gate: observedGate(protection.gate, releases),
     ...(options.authFailureDelayMs === undefined ? {} : { authFailureDelayMs: options.authFailureDelayMs }),

@@ -8,7 +8,8 @@
  * `C:` lines in a row go out as one write, so they arrive pipelined); `S: text` is a line the
  * server sends. Directives in place of text: `C: (end)` half-closes the client side,
  * `S: (end)` is the server closing (for the session: the client sees the end and nothing unread);
- * on a backend script `S: (reset)` hangs up abruptly.
+ * on a backend script `S: (reset)` hangs up abruptly; `(flush)` ends a write, so the lines after it
+ * leave in a write of their own (whether they arrive in a read of their own is the network's say).
  */
 import { Router } from '../../src/backend/routing/router.js';
 import assert from 'node:assert/strict';
@@ -20,10 +21,12 @@ import { join } from 'node:path';
 import { Session } from '../../src/session/session.js';
 import { FailureDeadline } from '../../src/session/failure-deadline.js';
 import { BackendMemory } from '../../src/backend/memory.js';
+import { ApopUsers } from '../../src/backend/apop-users.js';
 import { NO_METRICS } from '../../src/observability/metrics.js';
-import { ALLOW_ALL } from '../../src/auth/login-guard.js';
+import { ALLOW_ALL, type LoginGuard } from '../../src/auth/login-guard.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { Config } from '../../src/config/types.js';
+import { directOrigin } from '../../src/net/proxy-intake.js';
 import { ByteInbox } from './inbox.js';
 import { LogCapture } from './log-capture.js';
 import { memorySocketPair } from './memory-socket.js';
@@ -66,9 +69,13 @@ async function converse(party: Party, lines: readonly string[]): Promise<void> {
         i += 1;
         continue;
       }
+      if (step.text === '(flush)') {
+        i += 1;
+        continue;
+      }
       // Everything this side says in a row leaves in one write.
       const run: string[] = [];
-      while (i < steps.length && steps[i]!.from === party.we && !/^\((end|reset)\)$/.test(steps[i]!.text)) {
+      while (i < steps.length && steps[i]!.from === party.we && !/^\((end|reset|flush)\)$/.test(steps[i]!.text)) {
         run.push(`${steps[i]!.text}\r\n`);
         i += 1;
       }
@@ -94,9 +101,13 @@ export interface ScriptedBackend extends FakeBackend {
   finished(n?: number): Promise<void>;
 }
 
-/** Starts a backend that plays `lines` (`S:` its own, `C:` what popwarden must send) on each connection. */
-export async function scriptedBackend(lines: readonly string[]): Promise<ScriptedBackend> {
-  parseSteps(lines); // a typo fails here, not inside a connection
+/**
+ * Starts a backend that plays `lines` (`S:` its own, `C:` what popwarden must send) on each
+ * connection; or, given several scripts, the n-th on connection n (the last one on any after).
+ */
+export async function scriptedBackend(lines: readonly string[] | readonly (readonly string[])[]): Promise<ScriptedBackend> {
+  const scripts = (lines.length > 0 && Array.isArray(lines[0]) ? lines : [lines]) as readonly (readonly string[])[];
+  for (const one of scripts) parseSteps(one); // a typo fails here, not inside a connection
   const backend = await startFakeBackend((conn: FakeConn) =>
     converse(
       {
@@ -105,7 +116,7 @@ export async function scriptedBackend(lines: readonly string[]): Promise<Scripte
         finish: (how) => (how === '(end)' ? conn.end() : conn.destroy()),
         inbox: conn.inbox,
       },
-      lines,
+      scripts[Math.min(conn.id, scripts.length) - 1]!,
     ),
   );
   return {
@@ -115,6 +126,28 @@ export async function scriptedBackend(lines: readonly string[]): Promise<Scripte
       if (conn === undefined) throw new Error(`the backend has no connection ${n}`);
       await conn.done;
       if (conn.scriptError !== undefined) throw conn.scriptError;
+    },
+  };
+}
+
+/**
+ * Scripted backends for one suite: `backend(lines)` starts one, and `stopAll()` (the suite's
+ * `after`) hangs up every session still open and stops every backend started.
+ */
+export function scriptedBackends(): {
+  backend: (lines: Parameters<typeof scriptedBackend>[0]) => Promise<ScriptedBackend>;
+  stopAll: () => Promise<void>;
+} {
+  const started: ScriptedBackend[] = [];
+  return {
+    async backend(lines) {
+      const one = await scriptedBackend(lines);
+      started.push(one);
+      return one;
+    },
+    async stopAll() {
+      await closeSessions();
+      await Promise.all(started.map((b) => b.stop()));
     },
   };
 }
@@ -137,6 +170,10 @@ export interface ScriptedSessionOptions {
   readonly listener?: 'tls' | 'stls';
   /** Changes to the test configuration. */
   readonly config?: (config: Config) => Config;
+  /** Failed-login protection (default: none). */
+  readonly guard?: LoginGuard;
+  /** What the session has learnt of APOP users (default: nothing yet). */
+  readonly apopUsers?: ApopUsers;
 }
 
 const open = new Set<ScriptedSession>();
@@ -170,11 +207,12 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
     router: new Router(config, [], log, NO_METRICS),
     log,
     metrics: NO_METRICS,
-    guard: ALLOW_ALL,
+    guard: options.guard ?? ALLOW_ALL,
     failureDeadline: new FailureDeadline(log),
     backendMemory: new BackendMemory(config.stateDir),
+    apopUsers: options.apopUsers ?? new ApopUsers(config.rateLimit.usernameCanonical),
     onClosed: () => undefined,
-  });
+  }, directOrigin(server));
   const inbox = new ByteInbox(client);
   const scripted = { session, client, inbox, logs };
   open.add(scripted);

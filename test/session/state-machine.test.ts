@@ -5,7 +5,7 @@
  */
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSessions, openSession, script, scriptedBackend, type ScriptedBackend } from '../harness/script.js';
+import { openSession, script, scriptedBackends } from '../harness/script.js';
 
 /** A backend that offers only USER (no STLS, no SASL) and accepts alice/secret. */
 const BACKEND_LOGIN = [
@@ -25,16 +25,8 @@ const CLIENT_LOGIN = ['S: +OK popwarden test ready', 'C: USER alice', 'S: +OK Se
 // Each test is one whole C:/S: conversation, the specification it checks; conversations that open
 // alike stay written out rather than built from shared pieces.
 describe('session state machine (in-memory client, scripted backend)', () => {
-  const backends: ScriptedBackend[] = [];
-  const backend = async (lines: readonly string[]): Promise<ScriptedBackend> => {
-    const started = await scriptedBackend(lines);
-    backends.push(started);
-    return started;
-  };
-  after(async () => {
-    await closeSessions();
-    await Promise.all(backends.map((b) => b.stop()));
-  });
+  const { backend, stopAll } = scriptedBackends();
+  after(stopAll);
 
   test('USER/PASS: popwarden greets, logs in to the backend, then relays', async () => {
     const server = await backend([...BACKEND_LOGIN, 'C: STAT', 'S: +OK 2 320']);

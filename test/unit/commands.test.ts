@@ -10,7 +10,7 @@ import {
 } from '../../src/session/commands.js';
 import { parseCommand } from '../../src/pop3/grammar.js';
 import { Reply } from '../../src/pop3/replies.js';
-import { REFUSED_AFTER_LOGIN, TRANSACTION_RULES } from '../../src/relay/policy.js';
+import { REFUSED_AFTER_LOGIN, TRANSACTION_RULES, UNFRAMEABLE_EXTENSIONS } from '../../src/relay/policy.js';
 
 test('before login, exactly CAPA, STLS and QUIT work without TLS', () => {
   const withoutTls = Object.entries(AUTHORIZATION_COMMANDS)
@@ -34,7 +34,10 @@ test('no TRANSACTION verb is reachable before login, and the relay requires TLS'
 });
 
 test('after login, the table names every verb popwarden checks itself before relaying', () => {
-  assert.deepEqual(Object.keys(TRANSACTION_COMMANDS).sort(), [...Object.keys(TRANSACTION_RULES), ...REFUSED_AFTER_LOGIN].sort());
+  assert.deepEqual(
+    Object.keys(TRANSACTION_COMMANDS).sort(),
+    [...Object.keys(TRANSACTION_RULES), ...REFUSED_AFTER_LOGIN, ...UNFRAMEABLE_EXTENSIONS].sort(),
+  );
   for (const [verb, rule] of Object.entries(TRANSACTION_RULES)) {
     assert.equal(TRANSACTION_COMMANDS[verb]?.args?.refusal, rule.refusal, verb);
     assert.equal(TRANSACTION_COMMANDS[verb]?.tlsRequired, true, verb);

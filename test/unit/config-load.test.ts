@@ -40,6 +40,8 @@ function loadError(argv: string[], env: NodeJS.ProcessEnv = {}): string {
     assert.ok(error instanceof ConfigError, `expected ConfigError, got ${String(error)}`);
     assert.equal(error.code, 'E_CONFIG');
     assert.ok(!error.message.includes('\n'), `message has several lines: ${error.message}`);
+    // The message is printed to a terminal: no NUL, ESC or other control byte from a file's bytes.
+    assert.doesNotMatch(error.message, /[\x00-\x1f\x7f]/, 'message carries a control byte');
     assert.ok(error.message.startsWith('config: '), error.message);
     return error.message;
   }
@@ -67,6 +69,8 @@ describe('loadConfig defaults', () => {
       allowPlaintextAuth: false,
       trustLoopback: undefined, // a loopback backend is trusted on a privileged port only
       sourceAddress: undefined,
+      proxyProtocol: 'off',
+      xclient: 'off',
       probeIntervalMs: 30_000,
       drain: false,
       rewrite: undefined,
@@ -94,6 +98,7 @@ describe('loadConfig defaults', () => {
       preAuthMs: 60_000,
       idleMs: 600_000,
       tlsHandshakeMs: 10_000,
+      proxyProtocolMs: 3_000,
       backendConnectMs: 10_000,
       backendStepMs: 15_000,
       backendAuthMs: 30_000,
@@ -321,6 +326,25 @@ describe('loadConfig value checks', () => {
     assert.equal(load(BACKEND, { POPWARDEN_LISTEN_STLS: '' }).listeners.length, 1);
   });
 
+  it('reads a listener behind a load balancer, and refuses its PROXY options half set', () => {
+    const file = writeYaml(
+      'backend: 127.0.0.1:110\nlisten_tls:\n  - 127.0.0.1:995\n  - {address: "127.0.0.1:1995", proxy_protocol: true, proxy_protocol_trusted: [10.1.0.0/16, "2001:db8::1"]}\n',
+    );
+    const listeners = load(['--config', file]).listeners.filter((l) => l.kind === 'tls');
+    assert.deepEqual(listeners.map((l) => [l.name, l.proxyProtocol]), [
+      ['tls:127.0.0.1:995', undefined],
+      ['tls:127.0.0.1:1995', { trusted: ['10.1.0.0/16', '2001:db8::1'] }],
+    ]);
+    const untrusted = writeYaml('backend: 127.0.0.1:110\nlisten_stls:\n  - {address: "127.0.0.1:110", proxy_protocol: true}\n');
+    assert.match(loadError(['--config', untrusted]), /listen_stls\[0\]\.proxy_protocol_trusted .*is empty; list the load balancers' addresses/);
+    const unused = writeYaml('backend: 127.0.0.1:110\nlisten_stls:\n  - {address: "127.0.0.1:110", proxy_protocol_trusted: [10.0.0.1]}\n');
+    assert.match(loadError(['--config', unused]), /proxy_protocol_trusted .*is set but proxy_protocol is not true/);
+    const typo = writeYaml('backend: 127.0.0.1:110\nlisten_stls:\n  - {address: "127.0.0.1:110", proxy_protocl: true}\n');
+    assert.match(loadError(['--config', typo]), /proxy_protocl/);
+    const neither = writeYaml('backend: 127.0.0.1:110\nlisten_stls:\n  - 110\n');
+    assert.match(loadError(['--config', neither]), /:3: listen_stls\[0\] 110 must be HOST:PORT, or a mapping with address: HOST:PORT$/);
+  });
+
   it('rejects the same address twice, but not two port-0 listeners', () => {
     assert.match(loadError([...BACKEND, '--listen-tls', '127.0.0.1:995', '--listen-stls', '127.0.0.1:995']), /^config: --listen-stls "127.0.0.1:995" is listed twice/);
     assert.equal(load([...BACKEND, '--listen-tls', '127.0.0.1:0,127.0.0.1:0']).listeners.length, 3);
@@ -359,6 +383,15 @@ describe('loadConfig value checks', () => {
     const list = writeYaml('- a\n- b\n');
     assert.match(loadError(['--config', list]), /must be a mapping of keys .* not a list/);
     assert.match(loadError(['--config', join(dir, 'missing.yaml')]), /cannot read config file .*missing.yaml: no such file/);
+  });
+
+  it('refuses an alias YAML cannot resolve, or one that expands without bound, as a ConfigError (found by the config fuzz target)', () => {
+    const dangling = writeYaml('*\0');
+    assert.match(loadError(['--config', dangling]), new RegExp(`^config: ${dangling}: YAML error: Unresolved alias .*: \\\\x00$`));
+    const laughs = ['a: &a ["x","x","x","x","x","x","x","x","x"]'];
+    for (const name of 'bcdefg') laughs.push(`${name}: &${name} [${Array(9).fill(`*${String.fromCharCode(name.charCodeAt(0) - 1)}`).join(',')}]`);
+    const bomb = writeYaml(`${laughs.join('\n')}\n`);
+    assert.match(loadError(['--config', bomb]), new RegExp(`^config: ${bomb}: YAML error: Excessive alias count`));
   });
 
   it('accepts an empty config file', () => {
@@ -440,13 +473,13 @@ describe('redactedConfig', () => {
     writeFileSync(pem, 'x');
     const file = writeYaml(
       [
-        'listen_tls: ["[::1]:0"]', 'listen_stls: ["127.0.0.1:0"]', 'backend: pop.example:1110', 'backend_auth: apop', 'backend_tls: implicit',
+        'listen_tls: ["[::1]:0"]', 'listen_stls: ["127.0.0.1:0", {address: "127.0.0.1:1", proxy_protocol: true, proxy_protocol_trusted: [10.0.0.0/8]}]', 'backend: pop.example:1110', 'backend_auth: apop', 'backend_tls: implicit',
         `backend_ca: ${pem}`, 'backend_tls_insecure: true', 'backend_tls_servername: pop.example', `backend_tls_cert: ${pem}`, `backend_tls_key: ${pem}`,
-        'allow_plaintext_backend_auth: true', 'backend_trust_loopback: false', 'backend_source_address: "::1"', `cert: ${pem}`, `key: ${pem}`,
+        'allow_plaintext_backend_auth: true', 'backend_trust_loopback: false', 'backend_source_address: "::1"', 'backend_proxy_protocol: v2', 'backend_xclient: auto', `cert: ${pem}`, `key: ${pem}`,
         `state_dir: ${dir}`, 'greeting: hello', 'auth_failure_delay: 1500ms', 'log_level: warn', 'metrics_listen: "[::1]:0"', 'backend_probe_interval: 0',
         'tls:', `  certificates: [{names: [Mail.Example.org, "*.example.net"], cert: ${pem}, key: ${pem}}]`, '  server_names: [mail.example.org]',
         '  watch_files: true', '  min_version: TLSv1.3', '  ciphers: HIGH', '  groups: X25519', `  ticket_keys_file: ${pem}`,
-        'timeouts: {pre_auth: 90s, idle: 1h, tls_handshake: 5s, backend_connect: 1s, backend_step: 2s, backend_auth: 3s, backend_idle: 4m, client_write_stall: 5m, shutdown: 45s}',
+        'timeouts: {pre_auth: 90s, idle: 1h, tls_handshake: 5s, proxy_protocol: 2s, backend_connect: 1s, backend_step: 2s, backend_auth: 3s, backend_idle: 4m, client_write_stall: 5m, shutdown: 45s}',
         'limits: {max_invalid_commands: 3, max_sessions_per_ip: 0, max_new_connections_per_ip: 7, max_handshakes_per_ip: 8, max_sessions: 9, max_handshakes: 0}',
         'redis: {sentinels: ["127.0.0.1:26379", "[::1]:26380"], name: mymaster, username: pw, tls: true, command_timeout: 250ms, connect_timeout: 3s}',
         'rate_limit:', '  key_prefix: rt', '  username_canonical: {lower_case: false, realm_separators: "@"}', '  ipv6_prefix: 48',
@@ -459,8 +492,9 @@ describe('redactedConfig', () => {
     const raw = redactedConfig(original.settings);
     assert.deepEqual(load(['--config', writeYaml(stringify(raw))]), original.config);
     // Written as a person would: durations in their shortest unit, addresses as HOST:PORT.
-    assert.deepEqual(raw.timeouts, { pre_auth: '90s', idle: '1h', tls_handshake: '5s', backend_connect: '1s', backend_step: '2s', backend_auth: '3s', backend_idle: '4m', client_write_stall: '5m', shutdown: '45s' });
+    assert.deepEqual(raw.timeouts, { pre_auth: '90s', idle: '1h', tls_handshake: '5s', proxy_protocol: '2s', backend_connect: '1s', backend_step: '2s', backend_auth: '3s', backend_idle: '4m', client_write_stall: '5m', shutdown: '45s' });
     assert.deepEqual([raw.backend, raw.metrics_listen, raw.redis?.sentinels], ['pop.example:1110', '[::1]:0', ['127.0.0.1:26379', '[::1]:26380']]);
+    assert.deepEqual(raw.listen_stls, ['127.0.0.1:0', { address: '127.0.0.1:1', proxy_protocol: true, proxy_protocol_trusted: ['10.0.0.0/8'] }]);
   });
 
   it('mentions every schema key for a fully populated config (no key forgotten in the mapping)', () => {

@@ -130,6 +130,8 @@ describe('hasMultilineReply (D-06)', () => {
     ['QUIT', false],
     ['RETR', false],
     ['TOP 1', false],
+    ['LANG', true],
+    ['LANG en', false],
   ];
   for (const [text, multi] of table) {
     it(`${text} → ${multi ? 'multi-line' : 'single line'}`, () => {

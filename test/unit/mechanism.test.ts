@@ -13,6 +13,7 @@ function inputs(over: Partial<MechanismInputs> & { capa?: readonly string[] }): 
     capabilities,
     apopTimestamp: over.apopTimestamp,
     cleartextAllowed: over.cleartextAllowed ?? false,
+    ...(over.passOverApop === undefined ? {} : { passOverApop: over.passOverApop }),
   };
 }
 
@@ -31,6 +32,13 @@ describe('chooseMechanism, auto (B-01, B-02)', () => {
   it('B-02: prefers CRAM-MD5 over APOP when both are offered', () => {
     assert.equal(used(chooseMechanism(inputs({ capa: ['SASL CRAM-MD5', 'USER'], apopTimestamp: TIMESTAMP }))), 'cram-md5');
     assert.equal(used(chooseMechanism(inputs({ capa: ['SASL PLAIN CRAM-MD5'], apopTimestamp: TIMESTAMP, cleartextAllowed: true }))), 'cram-md5');
+  });
+
+  it('passes over APOP for a user without an APOP secret only where the link may carry a cleartext password', () => {
+    const offer = { capa: ['USER'], apopTimestamp: TIMESTAMP, passOverApop: true };
+    assert.equal(used(chooseMechanism(inputs({ ...offer, cleartextAllowed: true }))), 'user');
+    assert.equal(used(chooseMechanism(inputs({ ...offer, cleartextAllowed: false }))), 'apop');
+    assert.equal(used(chooseMechanism(inputs({ ...offer, capa: ['SASL CRAM-MD5'], cleartextAllowed: true }))), 'cram-md5');
   });
 
   it('uses APOP when only a timestamp is offered', () => {
@@ -84,17 +92,20 @@ describe('chooseMechanism, forced modes', () => {
     }
   });
 
-  it('a forced mechanism the backend does not offer → none, not a fallback', () => {
+  it('a forced mechanism CAPA does not list is still tried (legacy servers accept more than they list), never another', () => {
     const cases: ReadonlyArray<readonly [Exclude<BackendAuthMode, 'auto'>, Partial<MechanismInputs> & { capa?: readonly string[] }]> = [
       ['cram-md5', { capa: ['USER', 'SASL PLAIN'], apopTimestamp: TIMESTAMP, cleartextAllowed: true }],
-      ['apop', { capa: ['SASL CRAM-MD5'] }],
       ['plain', { capa: ['SASL LOGIN', 'USER'], cleartextAllowed: true }],
       ['login', { capa: ['SASL PLAIN', 'USER'], cleartextAllowed: true }],
       ['user', { capa: ['SASL PLAIN'], cleartextAllowed: true }],
     ];
     for (const [mode, over] of cases) {
-      none(chooseMechanism(inputs({ ...over, mode })));
+      assert.equal(used(chooseMechanism(inputs({ ...over, mode }))), mode, mode);
     }
+  });
+
+  it('forced APOP without a timestamp in the greeting → none, not a fallback', () => {
+    assert.match(none(chooseMechanism(inputs({ mode: 'apop', capa: ['SASL CRAM-MD5', 'USER'], cleartextAllowed: true }))).reason, /no APOP timestamp/);
   });
 
   it('a forced cleartext mechanism without permission → none, even when offered', () => {

@@ -44,6 +44,7 @@ describe('Prometheus metrics', () => {
     assert.equal(sample(text, 'popwarden_connections_total{listener="tls:test",tls="implicit"}'), 0);
     assert.equal(sample(text, 'popwarden_connections_active{listener="stls:test",tls="starttls"}'), 0);
     assert.equal(sample(text, 'popwarden_ratelimit_store_errors_total'), 0);
+    assert.equal(sample(text, 'popwarden_ratelimit_store_outages_total'), 0);
     assert.equal(sample(text, 'popwarden_config_last_reload_successful'), 1);
     assert.equal(sample(text, 'popwarden_config_reloads_total{result="failure"}'), 0);
     // State nobody reported yet is absent rather than a made-up 0 or 1.
@@ -164,6 +165,8 @@ describe('Prometheus metrics', () => {
     m.rateLimitRejection('user_ip');
     m.rateLimitRejection('store_unavailable');
     m.rateLimitStoreUp(false);
+    // Still down: the same outage, not a second one.
+    m.rateLimitStoreUp(false);
     m.rateLimitStoreError();
     m.backendConnected(0.003);
     m.backendProbe('default', false, 0.5);
@@ -177,6 +180,7 @@ describe('Prometheus metrics', () => {
     assert.equal(sample(text, 'popwarden_ratelimit_rejections_total{limiter="store_unavailable"}'), 1);
     assert.equal(sample(text, 'popwarden_ratelimit_store_up{store="redis"}'), 0);
     assert.equal(sample(text, 'popwarden_ratelimit_store_errors_total'), 1);
+    assert.equal(sample(text, 'popwarden_ratelimit_store_outages_total'), 1);
     assert.equal(sample(text, 'popwarden_backend_connect_duration_seconds_count'), 1);
     assert.equal(sample(text, 'popwarden_backend_up{backend="default"}'), 0);
     assert.equal(sample(text, 'popwarden_backend_probes_total{result="failure"}'), 1);

@@ -11,6 +11,7 @@ import { Credentials } from '../../src/auth/credentials.js';
 import { Router } from '../../src/backend/routing/router.js';
 import { staticSource } from '../../src/backend/routing/static-source.js';
 import { BackendMemory } from '../../src/backend/memory.js';
+import { ApopUsers } from '../../src/backend/apop-users.js';
 import { BackendRejectedError } from '../../src/errors.js';
 import { createProtection } from '../../src/auth/protection.js';
 import { FailureDeadline } from '../../src/session/failure-deadline.js';
@@ -62,13 +63,14 @@ describe('an unknown user', () => {
       guard: recording(protection.guard, verdicts),
       failureDeadline: deadline,
       backendMemory: new BackendMemory(config.stateDir),
+      apopUsers: new ApopUsers(config.rateLimit.usernameCanonical),
     };
     const attempt = (user: string, password: string) =>
       authenticate(
         {
           credentials: new Credentials(user, Buffer.from(password)),
           mechanism: 'user',
-          clientIp: '192.0.2.9',
+          client: { address: '192.0.2.9', port: 40_000, localAddress: '127.0.0.1', localPort: 995, via: undefined },
           tlsProtocol: 'TLSv1.3',
           attempt: 1,
           log,

@@ -165,8 +165,16 @@ export class InsuredStore {
       this.#up = true;
       this.#options.metrics.rateLimitStoreUp(true);
       this.#options.log.info({ outageMs: Date.now() - this.#outageStartedAt }, 'rate-limit store (Redis) is back: limits are shared again');
-    } catch {
-      // Still down; the next tick tries again.
+    } catch (error) {
+      // Still down; the next tick tries again. The connection looked open and the ping got no
+      // answer: it may be dead without a word (a firewall or NAT dropped it, a peer that
+      // vanished), and ioredis waits for its TCP timeout, many minutes, before it would notice.
+      // A fresh connection is cheap and finds out now.
+      // Not after close(): a reconnect would keep a stopping process alive.
+      if (!this.#closed) {
+        this.#options.log.debug({ err: error }, 'rate-limit store: no answer to a ping on an open connection; reconnecting');
+        this.#options.client.disconnect(true);
+      }
     } finally {
       this.#probing = false;
     }
