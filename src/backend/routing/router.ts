@@ -32,12 +32,17 @@ export type RouteDecision =
 /** Unlisted auth_http addresses remembered with their TLS options (bounded: the oldest goes first). */
 const MAX_UNLISTED_TARGETS = 256;
 
+/** Distinct unknown backend names logged per router (a reload starts afresh). */
+const MAX_LOGGED_UNKNOWN = 100;
+
 const sameAddress = (a: HostPort, b: HostPort): boolean => a.port === b.port && a.host.toLowerCase() === b.host.toLowerCase();
 
 export class Router {
   readonly #targets = new Map<string, BackendTarget>();
   readonly #unlisted = new Map<string, BackendTarget>();
   readonly #failing = new Set<RouteSourceName>();
+  /** Unknown names already logged (bounded): a bad map line is logged once, not at every login. */
+  readonly #loggedUnknown = new Set<string>();
 
   constructor(
     private readonly config: Config,
@@ -97,7 +102,11 @@ export class Router {
     if (target === undefined) {
       const named = answer.kind === 'backend' ? answer.backend : `${answer.address.host}:${answer.address.port}`;
       this.metrics.routeLookup(source, 'error');
-      this.log.warn({ source, backend: named }, 'route names no configured backend: ignored (routes may only name backends in the config)');
+      const seen = `${source} ${named}`;
+      if (!this.#loggedUnknown.has(seen) && this.#loggedUnknown.size < MAX_LOGGED_UNKNOWN) {
+        this.#loggedUnknown.add(seen);
+        this.log.warn({ source, backend: named }, 'route names no configured backend: ignored (routes may only name backends in the config)');
+      }
       return undefined;
     }
     if (target.config.drain) return { kind: 'drained', backend: target.config.name, source };
