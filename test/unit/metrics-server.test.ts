@@ -202,6 +202,43 @@ describe('readiness with the backend down and a periodic probe', () => {
     }
   });
 
+  test('several backends: ready while one that is not drained is up, each listed; backend_up by name; reload follows', { timeout: 10_000 }, async () => {
+    const greeter = await startFakeBackend(greeterScript);
+    const base = configFor(greeter.port);
+    const north = { ...base.backends[0]!, name: 'north' };
+    const south = { ...base.backends[0]!, name: 'south', port: await deadPort() };
+    const obs = await startObservability({ ...base, backends: [north, south] }, log);
+    try {
+      obs.watch(fakeProxy);
+      const readyz = async () => {
+        const res = await get(obs, '/readyz');
+        return { status: res.status, backend: (JSON.parse(res.body) as { checks: Record<string, unknown> }).checks['backend'] };
+      };
+      assert.deepEqual(await readyz(), {
+        status: 200,
+        backend: {
+          ok: true,
+          detail: '1 of 2 backends taking sessions are up',
+          backends: { north: { ok: true, detail: 'greeting received' }, south: { ok: false, detail: 'connect-failed' } },
+        },
+      });
+      const metrics = (await get(obs, '/metrics')).body;
+      assert.match(metrics, /^popwarden_backend_up\{backend="north"\} 1$/m);
+      assert.match(metrics, /^popwarden_backend_up\{backend="south"\} 0$/m);
+      // north drained by reload: no backend takes new sessions any more.
+      obs.backendsChanged([{ ...north, drain: true }, south]);
+      const drained = await readyz();
+      assert.equal(drained.status, 503);
+      assert.equal((drained.backend as { detail: string }).detail, '0 of 1 backends taking sessions are up');
+      // south removed: its series goes.
+      obs.backendsChanged([north]);
+      assert.doesNotMatch((await get(obs, '/metrics')).body, /backend="south"/);
+    } finally {
+      await obs.close();
+      await greeter.stop();
+    }
+  });
+
   test('metrics_listen off: events are dropped and nothing listens', async () => {
     const obs = await startObservability({ ...configFor(1), metrics: { listen: undefined, backendProbeIntervalMs: 1_000 } }, log);
     assert.equal(obs.address, undefined);
