@@ -32,7 +32,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-PKGS=(dovecot-core dovecot-pop3d redis-server redis-tools fail2ban fetchmail curl socat openssl python3 prometheus ca-certificates procps testssl.sh haproxy)
+# systemd: systemd-socket-activate stands in for a socket unit (unix: backends) and
+# systemd-analyze verifies the units in contrib/systemd; neither needs a running systemd.
+PKGS=(dovecot-core dovecot-pop3d redis-server redis-tools fail2ban fetchmail curl socat openssl python3 prometheus ca-certificates procps testssl.sh haproxy systemd)
 LEGACY_SERVERS=(popa3d mailutils-pop3d solid-pop3d)
 LEGACY_LIBS=(libmailutils9 libmu-dbm9 mailutils-common libkyotocabinet16v5 libgsasl18 liblockfile1 util-linux)
 PKGS+=("${LEGACY_LIBS[@]}")

@@ -36,6 +36,8 @@ export const BACKEND_ERROR_CODES = [
   'E_BACKEND_CLOSED',
   'E_BACKEND_PROTOCOL',
   'E_BACKEND_TLS',
+  'E_BACKEND_EXEC',
+  'E_BACKEND_BUSY',
   'E_BACKEND_NO_SAFE_MECHANISM',
 ] as const;
 export type BackendErrorCode = (typeof BACKEND_ERROR_CODES)[number];

@@ -10,6 +10,7 @@ import { Routing } from './backend/routing/routing.js';
 import { Session, type SessionDependencies } from './session/session.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
+import { BackendPrograms } from './backend/programs.js';
 import { ApopUsers } from './backend/apop-users.js';
 import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
@@ -92,6 +93,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   }
   const failureDeadline = new FailureDeadline(log);
   const backendMemory = new BackendMemory(config.stateDir);
+  const backendPrograms = new BackendPrograms(log);
   const apopUsers = new ApopUsers(config.rateLimit.usernameCanonical);
   for (const backend of config.backends) {
     const unseenStls = unseenStlsWarning(backend, backendMemory);
@@ -107,7 +109,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
     let made = sessionDeps.get(listener);
     if (made === undefined) {
-      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, onClosed };
+      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, backendPrograms, onClosed };
       sessionDeps.set(listener, made);
     }
     return made;
@@ -182,6 +184,8 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       }
       for (const session of [...sessions]) session.close('server-shutdown');
       await Promise.all(listenersClosed);
+      // Each closed session has signalled its program; wait until they are all reaped.
+      await backendPrograms.close();
       await routing.close();
     },
   };

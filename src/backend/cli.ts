@@ -13,12 +13,13 @@ export interface BackendCliIo {
 }
 
 export const BACKEND_USAGE = `Usage: popwarden backend show [--state-dir DIR]
-       popwarden backend forget HOST:PORT [--state-dir DIR]
+       popwarden backend forget ADDRESS [--state-dir DIR]
 
 popwarden remembers the strongest login each backend offered (CRAM-MD5, APOP, cleartext) and
 whether it offered STLS, and refuses a backend that later offers less: that is what an impostor
 on the port or a man in the middle would do. If the backend was changed on purpose, forget it:
 the next login remembers what it offers then. A running popwarden sees the change at once.
+ADDRESS is the backend as \`show\` lists it: HOST:PORT, unix:/path, or "exec:/program args".
 
   --state-dir DIR   popwarden's state_dir (default: $STATE_DIRECTORY, else ./.state)
 `;

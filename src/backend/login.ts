@@ -5,8 +5,9 @@ import type { Credentials } from '../auth/credentials.js';
 import { escapeForLog, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { BackendLink } from './link.js';
-import { dialBackend } from './dial.js';
-import { chooseMechanism, CLEARTEXT_MECHANISMS, loopbackTrusted, strongestOffered, type BackendMechanism } from './mechanism.js';
+import { dialBackend, type ProgramRunner } from './dial.js';
+import { localLinkTrust } from './local-link.js';
+import { chooseMechanism, CLEARTEXT_MECHANISMS, strongestOffered, type BackendMechanism } from './mechanism.js';
 import type { ApopUsers } from './apop-users.js';
 import type { BackendMemory } from './memory.js';
 import { apopDigest, findApopTimestamp } from '../auth/apop.js';
@@ -25,7 +26,7 @@ import {
   NoSafeMechanismError,
   type BackendStep,
 } from '../errors.js';
-import { formatHostPort } from '../config/values.js';
+import { formatBackendAddress } from '../config/values.js';
 import type { ClientOrigin } from '../net/proxy-intake.js';
 
 /**
@@ -53,6 +54,8 @@ export interface BackendLoginContext {
   readonly apopUsers: ApopUsers;
   /** Told when the link breaks later, while no reply is outstanding. */
   readonly onIdleFailure: (error: BackendUnavailableError) => void;
+  /** For an `exec:` backend: where its program is started, and the cap. */
+  readonly programs: ProgramRunner;
 }
 
 /**
@@ -65,7 +68,7 @@ export interface BackendLoginContext {
  * straight to the cleartext mechanism.
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
-  const address = formatHostPort(context.backend);
+  const address = formatBackendAddress(context.backend.address);
   const known = context.backend.auth === 'auto' ? context.apopUsers.get(address, credentials.user) : undefined;
   const first = await loginOnce(credentials, context, known === 'cleartext');
   if (first.kind === 'logged-in') {
@@ -110,13 +113,18 @@ type LoginResult =
 async function loginOnce(credentials: Credentials, context: BackendLoginContext, passOverApop: boolean): Promise<LoginResult> {
   const { backend, timeouts, log } = context;
   const dialStarted = performance.now();
-  const socket = await dialBackend(backend, timeouts.backendConnectMs, context.tlsOptions, context.client);
+  const connection = await dialBackend(backend, timeouts.backendConnectMs, context.tlsOptions, context.client, context.programs);
   context.metrics.backendConnected((performance.now() - dialStarted) / 1000);
-  const link = new BackendLink(socket, context.onIdleFailure);
+  const link = new BackendLink(connection.socket, context.onIdleFailure);
   const step = timeouts.backendStepMs;
   try {
     log.debug({ action: 'reading backend greeting' });
-    const greeting = await readStatus(link, 'greeting', step);
+    const greeting = await readStatus(link, 'greeting', step).catch(async (error: unknown) => {
+      // A program that ended before its greeting: one error that names it, with its exit status.
+      if (connection.process === undefined || !(error instanceof BackendUnavailableError) || error.code !== 'E_BACKEND_CLOSED') throw error;
+      link.destroy();
+      throw await connection.process.earlyExitError();
+    });
     if (!greeting.ok) throw protocolError('greeting', 'the backend greeted with -ERR');
     link.replyComplete('greeting');
     const apopTimestamp = findApopTimestamp(greeting.text);
@@ -143,18 +151,18 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
       strongest: strongestOffered(capabilities, apopTimestamp),
       stls: backend.tls === 'auto' || backend.tls === 'starttls' ? stlsOffered : undefined,
     };
-    const verdict = context.memory.observe(formatHostPort(backend), offer);
+    const verdict = context.memory.observe(formatBackendAddress(backend.address), offer);
     if (verdict.kind === 'refuse') throw new NoSafeMechanismError(verdict.reason, verdict.hint);
 
-    const cleartextAllowed =
-      link.secure ||
-      backend.allowPlaintextAuth ||
-      loopbackTrusted(backend.trustLoopback, link.remoteAddress ?? '', backend.port);
-    const inputs = { mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed };
+    const local = link.secure || backend.allowPlaintextAuth ? { trusted: true as const } : await localLinkTrust(backend, link.remoteAddress);
+    const inputs = { mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed: local.trusted };
     // A user remembered as having no APOP secret, where no cleartext mechanism is offered now, still gets APOP.
     let choice = chooseMechanism({ ...inputs, passOverApop });
     if (choice.kind === 'none' && passOverApop) choice = chooseMechanism(inputs);
-    if (choice.kind === 'none') throw new NoSafeMechanismError(choice.reason, choice.hint);
+    if (choice.kind === 'none') {
+      const why = local.trusted || local.why === undefined ? '' : ` (the socket is not trusted: ${local.why})`;
+      throw new NoSafeMechanismError(choice.reason + why, choice.hint);
+    }
 
     log.debug({ action: 'logging in to backend', backendMechanism: choice.mechanism });
     // Backends apply their per-address penalty here, so these replies get the longer timeout.

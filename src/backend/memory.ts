@@ -15,9 +15,9 @@
 import { chmodSync, readFileSync, renameSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendConfig } from '../config/types.js';
-import { formatHostPort } from '../config/values.js';
+import { formatBackendAddress } from '../config/values.js';
 import { checkStateFile, ensureStateDir } from '../config/state-dir.js';
-import { isLoopbackAddress } from '../net/addresses.js';
+import { isLocalBackend } from './local-link.js';
 
 /** Name of the memory file inside state_dir. */
 export const BACKEND_MEMORY_FILE = 'backends.json';
@@ -110,7 +110,8 @@ export class BackendMemory {
             `and now offers ${describe(offer)}: refusing the downgrade, which is what an impostor on the port or ` +
             'a man in the middle would offer',
           hint:
-            `if the backend was changed on purpose, run "popwarden backend forget ${address} --state-dir ${this.stateDir}" ` +
+            // An exec: backend's address has spaces: quoted, it is one argument.
+            `if the backend was changed on purpose, run "popwarden backend forget ${/\s/.test(address) ? `'${address}'` : address} --state-dir ${this.stateDir}" ` +
             `(or delete ${this.file}); the next login remembers what it offers then`,
         };
       }
@@ -185,8 +186,8 @@ export class BackendMemory {
  * Undefined when there is nothing to warn about.
  */
 export function unseenStlsWarning(backend: BackendConfig, memory: BackendMemory): string | undefined {
-  if (backend.tls !== 'auto' || backend.host === 'localhost' || isLoopbackAddress(backend.host)) return undefined;
-  const address = formatHostPort(backend);
+  if (backend.tls !== 'auto' || isLocalBackend(backend.address)) return undefined;
+  const address = formatBackendAddress(backend.address);
   let remembered: RememberedBackend | undefined;
   try {
     remembered = memory.entries()[address];

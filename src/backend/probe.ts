@@ -1,14 +1,16 @@
 import { performance } from 'node:perf_hooks';
 import type { BackendConfig } from '../config/types.js';
 import type { ConnectionOptions } from 'node:tls';
-import { dialBackend } from './dial.js';
+import { dialBackend, type BackendConnection } from './dial.js';
 import { BackendLink } from './link.js';
 import { backendTlsOptions, describeBackendTlsFailure } from './tls-options.js';
 import { parseCapabilities } from '../pop3/capabilities.js';
 import { MAX_CAPA_LINES } from '../config/limits.js';
 import { BackendUnavailableError } from '../errors.js';
-import { formatHostPort } from '../config/values.js';
-import type { Logger } from '../observability/log.js';
+import { formatBackendAddress } from '../config/values.js';
+import { BackendPrograms } from './programs.js';
+import { programProblem } from './program-check.js';
+import { createLogger, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 
 /**
@@ -18,6 +20,9 @@ import type { Metrics } from '../observability/metrics.js';
 export type ProbeResult =
   | { readonly up: true; readonly durationSeconds: number }
   | { readonly up: false; readonly durationSeconds: number; readonly reason: string; readonly fix?: string };
+
+/** The probe's program (an `exec:` backend) logs nothing: the probe's result says what went wrong. */
+const SILENT = createLogger('silent');
 
 /** A greeting longer than this is not a POP3 greeting (RFC 2449 §4: 512 octets per reply line). */
 const MAX_GREETING_OCTETS = 512;
@@ -62,31 +67,49 @@ async function checkStls(link: BackendLink, backend: BackendConfig, tlsOptions: 
 }
 
 /**
- * One health probe of the backend within `timeoutMs` (the backend connect timeout): TCP connect
- * and a +OK greeting; with backend_tls auto or starttls also CAPA and, where STLS is offered, the
- * TLS handshake with the certificate checked as a login would; then QUIT. It never sends
- * credentials, so it can neither lock an account nor appear in the backend's failed-login logs.
+ * One health probe of the backend within `timeoutMs` (the backend connect timeout): connect (TCP,
+ * the UNIX socket, or start the program) and a +OK greeting; with backend_tls auto or starttls also
+ * CAPA and, where STLS is offered, the TLS handshake with the certificate checked as a login would;
+ * then QUIT. It never sends credentials, so it can neither lock an account nor appear in the
+ * backend's failed-login logs. `programs` runs an `exec:` backend (default: a private one).
  */
 export async function probeBackend(
   backend: BackendConfig,
   timeoutMs: number,
   tlsOptions: ConnectionOptions = backendTlsOptions(backend),
+  programs?: BackendPrograms,
 ): Promise<ProbeResult> {
+  if (programs === undefined && backend.address.kind === 'exec') {
+    const own = new BackendPrograms(SILENT);
+    try {
+      return await probeBackend(backend, timeoutMs, tlsOptions, own);
+    } finally {
+      await own.close();
+    }
+  }
   const started = performance.now();
   const deadline = Date.now() + timeoutMs;
   const remaining = (): number => Math.max(1, deadline - Date.now());
   const elapsed = (): number => (performance.now() - started) / 1000;
   let link: BackendLink;
+  let connection: BackendConnection;
   try {
-    link = new BackendLink(await dialBackend(backend, timeoutMs, tlsOptions), () => undefined);
+    const runner = { programs: programs ?? new BackendPrograms(SILENT), limit: 1, log: SILENT };
+    connection = await dialBackend(backend, timeoutMs, tlsOptions, undefined, runner);
+    link = new BackendLink(connection.socket, () => undefined);
   } catch (error) {
     const tls = describeBackendTlsFailure(error, backend);
     if (tls !== undefined) return { up: false, durationSeconds: elapsed(), reason: tls.reason, fix: tls.fix };
     const code = (error as { code?: string }).code;
+    if (code === 'E_BACKEND_EXEC') return { up: false, durationSeconds: elapsed(), reason: 'exec-failed', fix: (error as Error).message };
     return { up: false, durationSeconds: elapsed(), reason: code === 'E_BACKEND_TIMEOUT' ? 'connect-timeout' : 'connect-failed' };
   }
   try {
-    const greeting = await link.readLine('greeting', remaining(), MAX_GREETING_OCTETS);
+    const greeting = await link.readLine('greeting', remaining(), MAX_GREETING_OCTETS).catch(async (error: unknown) => {
+      if (connection.process === undefined || (error as { code?: string }).code !== 'E_BACKEND_CLOSED') throw error;
+      link.destroy();
+      throw new ProbeFailure('exited-before-greeting', (await connection.process.earlyExitError()).message);
+    });
     if (!greeting.toString('latin1').startsWith('+OK')) throw new ProbeFailure('bad-greeting');
     link.replyComplete('greeting');
     if (backend.tls === 'auto' || backend.tls === 'starttls') await checkStls(link, backend, tlsOptions, remaining);
@@ -118,6 +141,9 @@ export class BackendProber {
   /** For a POP3S backend: read once, not on every probe. */
   readonly #tlsOptions: ConnectionOptions;
 
+  /** Runs the program of an `exec:` backend for each probe. */
+  readonly #programs: BackendPrograms;
+
   constructor(
     private readonly backend: BackendConfig,
     private readonly timeoutMs: number,
@@ -125,6 +151,7 @@ export class BackendProber {
     private readonly log: Logger,
   ) {
     this.#tlsOptions = backendTlsOptions(backend);
+    this.#programs = new BackendPrograms(log);
   }
 
   /** Probes now, then every `intervalMs` (0: only on demand through probeNow()). */
@@ -141,7 +168,7 @@ export class BackendProber {
   /** One probe now; a probe already running is shared rather than doubled. */
   probeNow(): Promise<ProbeResult> {
     if (this.#running !== undefined) return this.#running;
-    this.#running = probeBackend(this.backend, this.timeoutMs, this.#tlsOptions).then((result) => {
+    this.#running = probeBackend(this.backend, this.timeoutMs, this.#tlsOptions, this.#programs).then((result) => {
       this.#running = undefined;
       this.last = { result, at: Date.now() };
       if (!this.#stopped) this.#tell(result);
@@ -153,7 +180,7 @@ export class BackendProber {
   #tell(result: ProbeResult): void {
     this.metrics.backendProbe(this.backend.name, result.up, result.durationSeconds);
     if (result.up === this.#lastUp) return;
-    const where = { backend: this.backend.name, address: formatHostPort(this.backend) };
+    const where = { backend: this.backend.name, address: formatBackendAddress(this.backend.address) };
     if (result.up) this.log.info(where, 'backend probe: up');
     else this.log.warn({ ...where, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
     this.#lastUp = result.up;
@@ -164,16 +191,26 @@ export class BackendProber {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#running;
+    await this.#programs.close();
   }
 }
 
 /**
  * For --check-config: one probe, and the line to print when it found a problem popwarden can
- * name a fix for (a certificate it would refuse at every login). A backend that is merely down
- * or unreachable from here is not a configuration error: undefined.
+ * name a fix for (a certificate it would refuse at every login, a program that cannot run). A
+ * backend that is merely down or unreachable from here is not a configuration error: undefined.
+ * A program is checked before it is started: it must exist, be executable, and be out of other
+ * users' reach.
  */
 export async function backendConfigProblem(backend: BackendConfig, timeoutMs: number): Promise<string | undefined> {
+  const address = formatBackendAddress(backend.address);
+  // The one-backend form is named by its address, as it always was; named backends by both.
+  const name = backend.name === 'default' ? address : `${backend.name} (${address})`;
+  if (backend.address.kind === 'exec') {
+    const problem = await programProblem(backend.address.command);
+    if (problem !== undefined) return `backend ${name}: ${problem}`;
+  }
   const result = await probeBackend(backend, timeoutMs);
   if (result.up || result.fix === undefined) return undefined;
-  return `backend ${backend.name} (${formatHostPort(backend)}): ${result.reason}: ${result.fix}`;
+  return `backend ${name}: ${result.reason}: ${result.fix}`;
 }

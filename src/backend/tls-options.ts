@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { MIN_TLS_VERSION } from '../tls/policy.js';
 import type { ConnectionOptions } from 'node:tls';
 import type { BackendConfig } from '../config/types.js';
-import { isLoopbackAddress } from '../net/addresses.js';
+import { isLocalBackend } from './local-link.js';
 
 /**
  * How popwarden verifies a backend's certificate (after STLS, or on a POP3S port), and the client
@@ -13,7 +13,10 @@ import { isLoopbackAddress } from '../net/addresses.js';
  * was warned at startup).
  */
 export function backendTlsOptions(backend: BackendConfig): ConnectionOptions {
-  const servername = backend.tlsServerName ?? (isIP(backend.host) === 0 ? backend.host : undefined);
+  // A UNIX socket or a program has no host name: its certificate must name localhost, unless
+  // backend_tls_servername says otherwise.
+  const host = backend.address.kind === 'tcp' ? backend.address.host : 'localhost';
+  const servername = backend.tlsServerName ?? (isIP(host) === 0 ? host : undefined);
   return {
     minVersion: MIN_TLS_VERSION,
     rejectUnauthorized: !backend.tlsInsecure,
@@ -53,8 +56,7 @@ export function describeBackendTlsFailure(error: unknown, backend: BackendConfig
   const code = (cause as { code?: unknown } | undefined)?.code;
   const message = cause instanceof Error ? cause.message : String(cause);
   if (typeof code !== 'string') return undefined;
-  const loopback = backend.host === 'localhost' || isLoopbackAddress(backend.host);
-  const orOff = loopback && backend.tls !== 'implicit' ? ', or set backend_tls: off for this loopback backend' : '';
+  const orOff = isLocalBackend(backend.address) && backend.tls !== 'implicit' ? ', or set backend_tls: off for this loopback backend' : '';
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     return {
       reason: 'tls-name-mismatch',

@@ -9,8 +9,8 @@ import type { EffectiveSettings } from './runtime.js';
 import { ONE_BACKEND_KEYS } from './routing-schema.js';
 import type { RawConfig } from './schema.js';
 import { CONFIG_KEYS, holdsSecret, type ConfigKey } from './schema-keys.js';
-import type { HostPort } from './types.js';
-import { formatDuration, formatHostPort } from './values.js';
+import type { BackendAddress, HostPort } from './types.js';
+import { formatBackendAddress, formatDuration, formatHostPort } from './values.js';
 
 export const REDACTED = '********';
 
@@ -26,6 +26,8 @@ function written(key: ConfigKey, value: unknown): unknown {
         return item === 'off' ? 'off' : formatHostPort(item as HostPort);
       case 'named-backends':
         return writtenBackends(item as NamedBackends);
+      case 'backend-address':
+        return writtenBackend(item as BackendAddress);
       case 'listener':
         return writtenListener(item as EffectiveSettings['listen_tls'][number]);
       case undefined:
@@ -35,16 +37,16 @@ function written(key: ConfigKey, value: unknown): unknown {
   return key.kind === 'list' ? (value as readonly unknown[]).map(write) : write(value);
 }
 
-type NamedBackends = Readonly<Record<string, { readonly address: HostPort; readonly probe_interval?: number | undefined }>>;
+type NamedBackends = Readonly<Record<string, { readonly address: BackendAddress; readonly probe_interval?: number | undefined }>>;
 
-/** `backends:` as written: each address as HOST:PORT, each probe interval with its unit. */
+/** `backends:` as written: each address as `backend:` writes it, each probe interval with its unit. */
 function writtenBackends(backends: NamedBackends): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(backends).map(([name, entry]) => [
       name,
       {
         ...entry,
-        address: formatHostPort(entry.address),
+        address: writtenBackend(entry.address),
         ...(entry.probe_interval === undefined ? {} : { probe_interval: formatDuration(entry.probe_interval) }),
       },
     ]),
@@ -56,6 +58,18 @@ function writtenListener(entry: EffectiveSettings['listen_tls'][number]): unknow
   const address = formatHostPort(entry.address);
   if (!entry.proxy_protocol) return address;
   return { address, proxy_protocol: true, proxy_protocol_trusted: entry.proxy_protocol_trusted };
+}
+
+/**
+ * The one-line form where it says everything; the structured exec form when the arguments hold
+ * spaces (or are empty), or there is an environment or a working directory.
+ */
+function writtenBackend(address: BackendAddress): unknown {
+  if (address.kind !== 'exec') return formatBackendAddress(address);
+  const oneLine = Object.keys(address.environment).length === 0 && address.cwd === undefined && address.args.every((arg) => /^\S+$/.test(arg));
+  if (oneLine) return formatBackendAddress(address);
+  const { command, args, environment, cwd } = address;
+  return { exec: { command, args, environment, ...(cwd === undefined ? {} : { cwd }) } };
 }
 
 /**

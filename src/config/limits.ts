@@ -92,6 +92,32 @@ export const DEFAULT_MAX_SESSIONS = 5_000;
  */
 export const DEFAULT_MAX_HANDSHAKES = 256;
 
+/**
+ * Default of limits.max_backend_processes: legacy servers (`exec:` backends) running at once. Each
+ * is a whole process (a few MB of memory, a fork and an exec at login): 100 serves a mid-sized
+ * host's peak of simultaneous fetches while a login flood stays far from the process table limit.
+ */
+export const DEFAULT_MAX_BACKEND_PROCESSES = 100;
+
+/**
+ * When its session ends, a backend program gets this long to exit on its own before SIGTERM: it
+ * has read EOF on its socket, and a server that answered QUIT before it finished rewriting the
+ * mailbox (RFC 1939 §6 says it should not, not all do) must not be cut off in the middle of the
+ * write. Servers that are idle exit at once on EOF.
+ */
+export const BACKEND_PROCESS_EXIT_GRACE_MS = 5_000;
+
+/** After SIGTERM, this long before SIGKILL: bounds a program that ignores both EOF and SIGTERM. */
+export const BACKEND_PROCESS_KILL_GRACE_MS = 2_000;
+
+/**
+ * What a backend program's stderr may put into the log: this many octets per child (the rest is
+ * counted, not kept), and this many stderr log lines per minute for the whole process, so a
+ * chatty or hostile server cannot flood the log or memory.
+ */
+export const MAX_BACKEND_STDERR_OCTETS = 2_048;
+export const MAX_BACKEND_STDERR_LINES_PER_MINUTE = 60;
+
 /** Descriptors that are not sessions: stdio, listeners, Redis, the metrics server, files, libuv's own. */
 export const DESCRIPTOR_RESERVE = 64;
 

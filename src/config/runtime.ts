@@ -94,6 +94,7 @@ export function toRuntimeConfig(settings: EffectiveSettings): Config {
       maxHandshakesPerIp: settings.limits.max_handshakes_per_ip,
       maxSessions: settings.limits.max_sessions,
       maxHandshakes: settings.limits.max_handshakes,
+      maxBackendProcesses: settings.limits.max_backend_processes,
     },
     logLevel: settings.log_level,
     metrics: {
@@ -147,12 +148,11 @@ const limiterPolicy = (limiter: ParsedLimiter): LimiterPolicy => ({
 function runtimeBackends(settings: EffectiveSettings): BackendConfig[] {
   if (settings.backends === undefined) {
     // The schema refuses a config with neither form.
-    const address = settings.backend ?? { host: '', port: 0 };
+    const address = settings.backend ?? { kind: 'tcp', host: '', port: 0 };
     return [
       {
         name: DEFAULT_BACKEND_NAME,
-        host: address.host,
-        port: address.port,
+        address,
         auth: settings.backend_auth,
         tls: settings.backend_tls,
         caFile: settings.backend_ca,
@@ -173,8 +173,7 @@ function runtimeBackends(settings: EffectiveSettings): BackendConfig[] {
   }
   return Object.entries(settings.backends).map(([name, entry]) => ({
     name,
-    host: entry.address.host,
-    port: entry.address.port,
+    address: entry.address,
     auth: entry.auth,
     tls: entry.tls,
     caFile: entry.ca,

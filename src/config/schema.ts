@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
   BACKEND_AUTH_TIMEOUT_MS,
+  DEFAULT_MAX_BACKEND_PROCESSES,
   DEFAULT_MAX_HANDSHAKES,
   DEFAULT_MAX_HANDSHAKES_PER_IP,
   DEFAULT_MAX_SESSIONS,
@@ -24,7 +25,9 @@ import {
   MAX_STORE_DURATION_MS,
   formatCidr,
   formatDuration,
+  execAddress,
   formatHostPort,
+  parseBackendAddress,
   parseCidr,
   parseDuration,
   parseHostPort,
@@ -39,7 +42,7 @@ import { canonicalServerName } from '../tls/sni.js';
  * How a parsed value is written back in --check-config output, declared on the value helpers
  * below and read through CONFIG_KEYS (schema-keys.ts). A value without one is written as parsed.
  */
-export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off' | 'listener' | 'named-backends';
+export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off' | 'listener' | 'backend-address' | 'named-backends';
 const writtenAs = (syntax: ValueSyntax) => ({ syntax });
 
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
@@ -110,6 +113,56 @@ const listenerEntry = z
 
 const listenerList = z.array(listenerEntry);
 
+/** A name the child's environment may hold (POSIX: letters, digits, underscore; no leading digit). */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** The structured exec: form, for arguments with spaces, an environment or a working directory. */
+const execBackendSchema = z
+  .strictObject({
+    exec: z.strictObject({
+      /** Absolute path of the program, run without a shell. */
+      command: z.string().min(1),
+      /** Default []. Its arguments, each passed as it is. */
+      args: z.array(z.string()).prefault([]),
+      /** Default {}. Variables added to the child's minimal environment. */
+      environment: z
+        .record(z.string(), z.string())
+        .superRefine((environment, ctx) => {
+          for (const name of Object.keys(environment).filter((key) => !ENV_NAME.test(key))) {
+            ctx.addIssue({ code: 'custom', path: [name], message: 'is not an environment variable name (letters, digits and _)' });
+          }
+        })
+        .prefault({}),
+      /** Optional absolute working directory; default "/". */
+      cwd: z.string().refine((dir) => dir.startsWith('/'), { message: 'must be an absolute path' }).optional(),
+    }),
+  })
+  .transform(({ exec }, ctx) => {
+    const result = execAddress(exec.command, exec.args, exec.environment, exec.cwd);
+    if (result.ok) return result.value;
+    ctx.issues.push({ code: 'custom', message: result.problem, input: exec.command, path: ['exec', 'command'] });
+    return z.NEVER;
+  });
+
+const backendString = parsedString(parseBackendAddress);
+
+/**
+ * `HOST:PORT`, `unix:/path.sock`, `exec:/path/to/server args`, or the structured exec form. Chosen
+ * by the value's type rather than with a zod union, whose refusal would be a bare "Invalid input"
+ * where the user needs the one problem of the form they wrote.
+ */
+const backendAddress = z
+  .unknown()
+  .transform((value, ctx) => {
+    const form = typeof value === 'object' && value !== null ? execBackendSchema : backendString;
+    const result = form.safeParse(value);
+    if (result.success) return result.data;
+    // Custom problems keep their words; zod's generic ones get the outer error map's wording.
+    for (const { message, ...issue } of result.error.issues) ctx.issues.push({ ...issue, ...(issue.code === 'custom' ? { message } : {}), input: value } as never);
+    return z.NEVER;
+  })
+  .meta(writtenAs('backend-address'));
+
 /**
  * A path to a file popwarden reads (cert, key, CA bundle), made absolute against the working
  * directory once, here, so that logs and --check-config show what is really read. Existence is
@@ -142,7 +195,7 @@ const timeoutsSchema = z.strictObject({
   tls_handshake: duration().prefault('10s'),
   /** Default 3s. How long a listener with proxy_protocol waits for the whole PROXY header; a load balancer sends it at once, so a slow one is not one. */
   proxy_protocol: duration().prefault('3s'),
-  /** Default 10s. TCP connect to the backend; a dead backend should fail the login quickly, not hang the client. */
+  /** Default 10s. Connect to the backend (TCP or its UNIX socket), or start its program; a dead backend should fail the login quickly, not hang the client. */
   backend_connect: duration().prefault('10s'),
   /** Default 15s. Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
   backend_step: duration().prefault('15s'),
@@ -181,6 +234,12 @@ const limitsSchema = z.strictObject({
   max_sessions: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_SESSIONS),
   /** Default 256, 0 = no bound. TLS handshakes in progress from all addresses (implicit port and STLS); more are closed before any TLS work. */
   max_handshakes: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_HANDSHAKES),
+  /**
+   * Default 100, range 1..100000. Backend programs (`backend: exec:...`) running at once, one per
+   * logged-in session: more logins are refused with `-ERR [SYS/TEMP]` before anything is started,
+   * so a login flood cannot fork the host to death.
+   */
+  max_backend_processes: z.number().int().min(1).max(100_000).prefault(DEFAULT_MAX_BACKEND_PROCESSES),
 });
 
 /** A DNS name a certificate is chosen for: `mail.example.org`, or `*.example.org` (one left-most label, RFC 6125 §6.4.3). */
@@ -336,7 +395,7 @@ const rateLimitSchema = z.strictObject({
 const ipAddress = z.string().refine((text) => isIP(text) !== 0, { message: 'is not an IP address; use e.g. 192.0.2.10 or 2001:db8::10' });
 
 /** Named backends and routing (issue 13), on the same value helpers as the keys above. */
-const routingKeys = routingSchemas({ address: hostPort({ allowPortZero: false }), duration, filePath, ipAddress });
+const routingKeys = routingSchemas({ address: backendAddress, duration, filePath, ipAddress });
 
 export const configSchema = z
   .strictObject({
@@ -344,9 +403,15 @@ export const configSchema = z
     listen_tls: listenerList.prefault(['0.0.0.0:995']),
     /** Default ["0.0.0.0:110"]. Plaintext listeners that require STLS before any credentials; entries as in listen_tls. May be [] if listen_tls is not. */
     listen_stls: listenerList.prefault(['0.0.0.0:110']),
-    /** The legacy POP3 server, HOST:PORT (port 1..65535): one backend, named `default`. Required unless `backends` names several. */
-    backend: hostPort({ allowPortZero: false }).optional(),
-    /** Instead of `backend` and the backend_* keys: named backends, `NAME: {address, auth, tls, ...}`, chosen per user by `routing`. */
+    /**
+     * The legacy POP3 server, one backend named `default`; required unless `backends` names them:
+     * HOST:PORT (port 1..65535); `unix:/run/ipop3d.sock` (a UNIX-domain socket, e.g. a systemd
+     * socket unit with Accept=yes); or `exec:/usr/sbin/ipop3d [args]`, a program started for each
+     * session with the connection as stdin and stdout, as inetd does (split on whitespace, no
+     * shell; the mapping `{exec: {command, args, environment, cwd}}` for anything more).
+     */
+    backend: backendAddress.optional(),
+    /** Instead of `backend` and the backend_* keys: named backends, `NAME: {address, auth, tls, ...}` (address in any form `backend` takes), chosen per user by `routing`. */
     backends: routingKeys.backends.meta(writtenAs('named-backends')).optional(),
     /** How each login's backend is chosen among `backends`: static routes, a map file, a Redis hash, an auth_http service, a default. */
     routing: routingKeys.routing.prefault({}),
@@ -473,6 +538,9 @@ export const configSchema = z
         sniNames.add(name);
       }
     });
+    if (config.backend_source_address !== undefined && config.backend !== undefined && config.backend.kind !== 'tcp') {
+      ctx.addIssue({ code: 'custom', path: ['backend_source_address'], message: `applies only to a HOST:PORT backend, not to ${config.backend.kind}:` });
+    }
     if ((config.backend_tls_cert === undefined) !== (config.backend_tls_key === undefined)) {
       const given = config.backend_tls_cert === undefined ? 'backend_tls_key' : 'backend_tls_cert';
       const missing = given === 'backend_tls_key' ? 'backend_tls_cert' : 'backend_tls_key';
@@ -544,6 +612,11 @@ function checkBackendsAndRoutes(config: ConfigShape, ctx: z.RefinementCtx): void
   if (config.backend === undefined && config.backends === undefined) {
     ctx.addIssue({ code: 'custom', path: ['backend'], message: 'is required; set it in the config file, with --backend, or with POPWARDEN_BACKEND (or name several backends in backends)', params: { severalKeys: true } });
     return;
+  }
+  for (const [name, entry] of Object.entries(config.backends ?? {})) {
+    if (entry.source_address !== undefined && entry.address.kind !== 'tcp') {
+      ctx.addIssue({ code: 'custom', path: ['backends', name, 'source_address'], message: `applies only to a HOST:PORT backend, not to ${entry.address.kind}:` });
+    }
   }
   const names = new Set(config.backends === undefined ? ['default'] : Object.keys(config.backends));
   const known = (name: string | undefined): boolean => name === undefined || names.has(name);

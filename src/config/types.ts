@@ -49,7 +49,30 @@ export interface ListenerConfig extends HostPort {
   readonly proxyProtocol?: { readonly trusted: readonly string[] };
 }
 
-export interface BackendConfig extends HostPort {
+/**
+ * A program popwarden runs for each backend session, inetd style: one connected socket as its
+ * stdin and stdout. `command` is an absolute path, run without a shell.
+ */
+export interface ExecCommand {
+  readonly command: string;
+  readonly args: readonly string[];
+  /** Added to the child's minimal environment (the client's address variables always win). */
+  readonly environment: Readonly<Record<string, string>>;
+  /** Working directory of the child; undefined: the filesystem root, as inetd runs its servers. */
+  readonly cwd: string | undefined;
+}
+
+/**
+ * Where the backend is: a TCP address, a UNIX-domain socket (a socket-activated legacy server),
+ * or a program started for each session. Named backends (issue 13) reuse this union.
+ */
+export type BackendAddress =
+  | ({ readonly kind: 'tcp' } & HostPort)
+  | { readonly kind: 'unix'; readonly path: string }
+  | ({ readonly kind: 'exec' } & ExecCommand);
+
+export interface BackendConfig {
+  readonly address: BackendAddress;
   /** Its configured name (`default` for `backend:`): what routes name, and its metric label. */
   readonly name: string;
   readonly auth: BackendAuthMode;
@@ -63,12 +86,14 @@ export interface BackendConfig extends HostPort {
   /** Client certificate chain and key for backends that ask for one (PEM files). */
   readonly clientCertFile: string | undefined;
   readonly clientKeyFile: string | undefined;
-  /** Allow PASS / AUTH PLAIN / AUTH LOGIN in clear to a backend that is not on loopback. */
+  /** Allow PASS / AUTH PLAIN / AUTH LOGIN in clear to a backend that is not on a trusted local link. */
   readonly allowPlaintextAuth: boolean;
   /**
-   * Treat a loopback backend as a secure link for plaintext mechanisms (the usual same-host
+   * Treat a local backend as a secure link for plaintext mechanisms (the usual same-host
    * install, where nobody can sniff the link without already being root on the host):
-   * undefined (the default) only on a privileged port, true on any port, false never.
+   * undefined (the default) only where no other user can stand in for the server (a privileged
+   * loopback port, a UNIX socket in directories only root or popwarden may write, a program
+   * popwarden starts itself), true on any loopback port or socket, false never.
    */
   readonly trustLoopback: boolean | undefined;
   /** Local address to connect from (multi-homed gateways, and tests that need a non-loopback-looking source). */
@@ -129,7 +154,7 @@ export interface TimeoutsConfig {
   readonly tlsHandshakeMs: number;
   /** The whole PROXY protocol header on a listener that requires one. */
   readonly proxyProtocolMs: number;
-  /** TCP connect to the backend. */
+  /** Connect to the backend (TCP, its UNIX socket), or start its program. */
   readonly backendConnectMs: number;
   /** Each step of the backend login script before the credentials (greeting, CAPA, STLS). */
   readonly backendStepMs: number;
@@ -156,6 +181,8 @@ export interface LimitsConfig {
   readonly maxSessions: number;
   /** TLS handshakes in progress, the whole process; 0 = no bound. */
   readonly maxHandshakes: number;
+  /** Backend programs (`exec:` backends) running at once; more logins get -ERR [SYS/TEMP]. */
+  readonly maxBackendProcesses: number;
 }
 
 /** What the failed-login guard does when its Redis store fails or is too slow. */

@@ -33,7 +33,7 @@ export function usage(): string {
     'Usage: popwarden [--config FILE] [options]',
     '       popwarden cert generate --host NAME [--host NAME...] [--days N] [--out DIR]   (RSA 2048 self-signed; --help for more)',
     '       popwarden ratelimit status|unblock|list ...',
-    '       popwarden backend show|forget HOST:PORT [--state-dir DIR]   (what each backend offered before)',
+    '       popwarden backend show|forget ADDRESS [--state-dir DIR]   (what each backend offered before)',
     '',
     'SIGHUP (systemctl reload) re-reads the config and the certificates; SIGTERM drains for timeouts.shutdown.',
     '',

@@ -4,7 +4,8 @@
  * (file line, flag, env var) and the user gets one line that says what to fix.
  */
 import { isIP } from 'node:net';
-import type { HostPort } from './types.js';
+import { isAbsolute } from 'node:path';
+import type { BackendAddress, HostPort } from './types.js';
 
 export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly problem: string };
 
@@ -114,6 +115,52 @@ export function parseHostPort(text: string, rules: HostPortRules): Parsed<HostPo
 /** The inverse of parseHostPort: brackets around IPv6 hosts. */
 export function formatHostPort(hostPort: HostPort): string {
   return isIP(hostPort.host) === 6 ? `[${hostPort.host}]:${hostPort.port}` : `${hostPort.host}:${hostPort.port}`;
+}
+
+/**
+ * The backend as one string: `HOST:PORT`, `unix:/run/ipop3d.sock`, or `exec:/usr/sbin/ipop3d -x`
+ * (the command line split on whitespace, no shell: inetd's own rule). Paths must be absolute, so
+ * what runs or is connected to never depends on the working directory or a PATH search.
+ */
+export function parseBackendAddress(text: string): Parsed<BackendAddress> {
+  if (text.startsWith('unix:')) {
+    const path = text.slice('unix:'.length);
+    if (!isAbsolute(path)) return fail('has a relative socket path; write unix:/absolute/path.sock');
+    return ok({ kind: 'unix', path });
+  }
+  if (text.startsWith('exec:')) {
+    const [command = '', ...args] = text.slice('exec:'.length).trim().split(/\s+/);
+    return execAddress(command, args, {}, undefined);
+  }
+  const hostPort = parseHostPort(text, { allowPortZero: false });
+  if (!hostPort.ok) return fail(`${hostPort.problem}; or unix:/path.sock, or exec:/path/to/server [args]`);
+  return ok({ kind: 'tcp', ...hostPort.value });
+}
+
+/** An exec: backend, checked: an absolute program path and no NUL anywhere (execve would refuse it). */
+export function execAddress(
+  command: string,
+  args: readonly string[],
+  environment: Readonly<Record<string, string>>,
+  cwd: string | undefined,
+): Parsed<BackendAddress> {
+  if (command === '') return fail('names no program; write exec:/path/to/server [args]');
+  if (!isAbsolute(command)) return fail(`runs "${command}", a relative path; give the program's absolute path`);
+  const texts = [command, ...args, ...Object.values(environment), cwd ?? ''];
+  if (texts.some((value) => value.includes('\0'))) return fail('contains a NUL character');
+  return ok({ kind: 'exec', command, args, environment, cwd });
+}
+
+/** The backend as one string, for logs, the backend memory's key and probe lines. */
+export function formatBackendAddress(address: BackendAddress): string {
+  switch (address.kind) {
+    case 'tcp':
+      return formatHostPort(address);
+    case 'unix':
+      return `unix:${address.path}`;
+    case 'exec':
+      return ['exec:' + address.command, ...address.args].join(' ');
+  }
 }
 
 /** A parsed CIDR block: `address` is an IPv4 or IPv6 address, `prefix` its length in bits. */

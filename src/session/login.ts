@@ -9,6 +9,7 @@ import type { RouteDecision, Router } from '../backend/routing/router.js';
 import { routeKey } from '../backend/routing/keys.js';
 import { loginToBackend } from '../backend/login.js';
 import type { BackendMemory } from '../backend/memory.js';
+import type { BackendPrograms } from '../backend/programs.js';
 import type { ApopUsers } from '../backend/apop-users.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
@@ -28,6 +29,8 @@ export interface LoginDependencies {
   readonly failureDeadline: FailureDeadline;
   /** What each backend offered before (a weaker offer is refused). */
   readonly backendMemory: BackendMemory;
+  /** Where `exec:` backends run their programs. */
+  readonly backendPrograms: BackendPrograms;
   /** How each user logged in to a backend that offers APOP (the cleartext retry after a refused APOP). */
   readonly apopUsers: ApopUsers;
 }
@@ -129,6 +132,7 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
         memory: deps.backendMemory,
         apopUsers: deps.apopUsers,
         onIdleFailure: request.onBackendIdleFailure,
+        programs: { programs: deps.backendPrograms, limit: deps.config.limits.maxBackendProcesses, log },
       });
     } finally {
       if (backendCredentials !== credentials) backendCredentials.wipe();

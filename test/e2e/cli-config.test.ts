@@ -149,6 +149,24 @@ describe('popwarden CLI: --check-config', () => {
     assert.match(line, /config: key .*absent-key.pem does not exist/);
   });
 
+  it('exec: fails when the program is missing, not executable, or writable by others; passes a good one (issue 12.3)', async () => {
+    const programs = join(dir, 'programs');
+    mkdirSync(programs, { mode: 0o700 });
+    const write = (name: string, mode: number): string => {
+      const path = join(programs, name);
+      writeFileSync(path, "#!/bin/sh\nprintf '+OK ready\\r\\n'\nread line\nprintf '+OK bye\\r\\n'\n");
+      chmodSync(path, mode);
+      return path;
+    };
+    const check = (program: string) => runCli(['--backend', `exec:${program} -x`, '--check-config']);
+    assert.match(assertOneLineFailure(await check(join(programs, 'absent'))), /backend exec:.*absent -x: .*absent does not exist/);
+    assert.match(assertOneLineFailure(await check(write('plain-file', 0o644))), /plain-file is not executable/);
+    assert.match(assertOneLineFailure(await check(write('everyones', 0o777))), /everyones is not safe to run: .*everyones is writable by group or others/);
+    const good = await check(write('good', 0o755));
+    assert.equal(good.code, 0, good.stderr);
+    assert.equal((parse(good.stdout) as { backend: string }).backend, `exec:${join(programs, 'good')} -x`);
+  });
+
   it('fails when backend_ca does not exist', async () => {
     const line = assertOneLineFailure(await runCli([...BACKEND, '--backend-ca', join(dir, 'no-ca.pem'), '--check-config']));
     assert.match(line, /config: backend_ca .*no-ca.pem does not exist/);

@@ -25,6 +25,7 @@ import { connectPop } from './clients.js';
 import { MAIL_GID, sampleMaildrop, type SampleAccount } from './maildrop.js';
 import { toMbox } from './mbox.js';
 import { freePort } from './ports.js';
+import { processTable } from './proc.js';
 import { makeNamedCertificate } from './popwarden.js';
 
 /** The servers this harness can start. */
@@ -72,6 +73,13 @@ export interface LegacyServer {
   readonly pid: number;
   /** socat's connection log and every server's stderr. */
   readonly logFile: string;
+  /**
+   * One session of this server on stdin/stdout, the way inetd runs it: as popwarden's
+   * `backend: {exec: ...}`, or as the command of a socket-activated listener. It enters a mount and
+   * PID namespace of its own with this instance's accounts and spool (so the spool is the one
+   * fetchDirect reads), and the namespace dies with it.
+   */
+  readonly exec: { readonly command: string; readonly args: readonly string[] };
   /** Every live (non-zombie) process of the instance, in the host's pid numbering, `pid` first. */
   processes(): number[];
   /** Resolves once no per-connection server process is left (every session has ended). */
@@ -199,6 +207,9 @@ mount --bind "$1/spool" /var/mail
 shift
 exec "$@"`;
 
+/** unshare(1) from util-linux, by absolute path (an exec: backend's command must be one). */
+const UNSHARE = '/usr/bin/unshare';
+
 /** A sha512-crypt hash for /etc/shadow, made by openssl. */
 function shadowHash(pass: string): string {
   const r = spawnSync('openssl', ['passwd', '-6', '-stdin'], { input: pass, encoding: 'utf8' });
@@ -250,6 +261,7 @@ function writeSpool(dir: string): void {
   }
 }
 
+/** A process of an instance: flagged when it is a zombie. */
 interface ProcInfo {
   readonly pid: number;
   readonly ppid: number;
@@ -258,22 +270,9 @@ interface ProcInfo {
 
 /** Every process in process group or session `id` (zombies included, flagged). */
 function instanceProcesses(id: number): ProcInfo[] {
-  const found: ProcInfo[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${entry}/stat`, 'latin1');
-    } catch {
-      continue; // exited while we looked
-    }
-    // After the ")" that ends comm: state ppid pgrp session ...
-    const [state, ppid, pgrp, session] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(pgrp) === id || Number(session) === id) {
-      found.push({ pid: Number(entry), ppid: Number(ppid), zombie: state === 'Z' });
-    }
-  }
-  return found;
+  return processTable()
+    .filter((p) => p.pgrp === id || p.session === id)
+    .map((p) => ({ pid: p.pid, ppid: p.ppid, zombie: p.state === 'Z' }));
 }
 
 function signal(pids: readonly number[], sig: NodeJS.Signals): void {
@@ -477,6 +476,10 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
       logFile,
       processes,
       whenIdle,
+      exec: {
+        command: UNSHARE,
+        args: ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child=KILL', '/bin/sh', '-c', NAMESPACE_SCRIPT, 'popwarden-legacy-ns', dir, launcher],
+      },
       resetMaildrop: () => writeSpool(dir),
       fetchDirect: (account) => readEveryMessage(host, port, account, (n) => `RETR ${n}`),
       headersDirect: (account) => readEveryMessage(host, port, account, (n) => `TOP ${n} 0`),
@@ -491,6 +494,23 @@ export async function startLegacyServer(opts: LegacyOptions): Promise<LegacyServ
     fs.rmSync(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * What `server` serves `account` directly, once it has settled: mailutils stamps X-IMAPbase/X-UID
+ * headers into the mbox when a session first opens it, so the bytes count only once a second
+ * fetch agrees with the first. Returns with the server idle.
+ */
+export async function settledMessages(server: LegacyServer, account: SampleAccount): Promise<Buffer[]> {
+  let previous = await server.fetchDirect(account);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    await server.whenIdle();
+    const again = await server.fetchDirect(account);
+    await server.whenIdle();
+    if (again.length === previous.length && again.every((m, i) => m.equals(previous[i]!))) return again;
+    previous = again;
+  }
+  throw new Error(`${server.label} serves different bytes on every direct fetch`);
 }
 
 /** Logs in with USER/PASS, sends `command(n)` for every message, and drops the connection without QUIT. */

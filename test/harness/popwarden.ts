@@ -9,7 +9,7 @@ import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { startPopwarden, type ReloadableProxy } from '../../src/proxy.js';
-import type { BackendConfig, Config, LimitsConfig, ListenerConfig, RedisConfig, RoutingConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
+import type { BackendAddress, BackendConfig, Config, HostPort, LimitsConfig, ListenerConfig, RedisConfig, RoutingConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
@@ -61,14 +61,14 @@ export function testTlsMaterial(cert = testCertificate()): TlsMaterial {
   return { secureContext: createSecureContext(options), serverOptions: { ...options, handshakeTimeout: 5_000 } };
 }
 
-/** One backend's settings over the schema's defaults. */
-export type BackendOverrides = Partial<BackendConfig> & Pick<BackendConfig, 'host' | 'port'>;
+/** A backend: its address, or HOST and PORT for a TCP one (most tests), and any other settings. */
+export type BackendOverrides = Partial<BackendConfig> & (Pick<BackendConfig, 'address'> | HostPort);
 
 export interface ProxyOverrides {
   /** The one backend, named `default` (everyone's route); ignored when `backends` is given. */
   readonly backend?: BackendOverrides;
   /** Named backends, each on top of the schema's defaults (trust_loopback on); with `routing`. */
-  readonly backends?: readonly (Partial<BackendConfig> & Pick<BackendConfig, 'name' | 'host' | 'port'>)[];
+  readonly backends?: readonly (BackendOverrides & Pick<BackendConfig, 'name'>)[];
   readonly routing?: Partial<RoutingConfig>;
   readonly redis?: Partial<RedisConfig>;
   /** What reload() reads (startTestProxy): the test's next config. */
@@ -116,6 +116,13 @@ const SCHEMA_DEFAULTS: Config = (() => {
 /** The schema's defaults for one backend (`default`), not probed unless a test asks. */
 const DEFAULT_BACKEND: BackendConfig = { ...SCHEMA_DEFAULTS.backends[0]!, probeIntervalMs: 0 };
 
+/** One backend's settings over the schema's defaults (trust_loopback on), HOST and PORT made an address. */
+function backendFrom(overrides: BackendOverrides, name: string): BackendConfig {
+  const { host, port, ...backend } = overrides as Partial<BackendConfig> & Partial<HostPort>;
+  const address: BackendAddress = backend.address ?? { kind: 'tcp', host: host ?? '127.0.0.1', port: port ?? 110 };
+  return { ...DEFAULT_BACKEND, trustLoopback: true, name, ...backend, address };
+}
+
 /**
  * The configuration tests start from: short timeouts, no failure delay, loopback only, and the
  * schema's defaults elsewhere. `tls` overrides are for tests that build their own TLS material
@@ -129,11 +136,7 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
       { kind: 'stls', host: '127.0.0.1', port: 0, name: 'stls:test' },
     ],
-    backends: (overrides.backends ?? (overrides.backend === undefined ? [] : [{ name: 'default', ...overrides.backend }])).map((backend) => ({
-      ...DEFAULT_BACKEND,
-      trustLoopback: true,
-      ...backend,
-    })),
+    backends: overrides.backends?.map((backend) => backendFrom(backend, backend.name)) ?? (overrides.backend === undefined ? [] : [backendFrom(overrides.backend, 'default')]),
     routing: { ...SCHEMA_DEFAULTS.routing, ...(overrides.backends === undefined ? {} : { defaultBackend: undefined }), ...overrides.routing },
     tls: { ...SCHEMA_DEFAULTS.tls, ...overrides.tls },
     stateDir: overrides.stateDir ?? testStateDir(),
@@ -189,6 +192,20 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     waitForLog: (predicate, options) => logs.waitFor(predicate, options),
     stop: () => proxy.close(),
   };
+}
+
+/**
+ * Resolves once every backend program (`exec:` backend) the proxy has started so far has exited;
+ * Node reaps a child before it reports the exit, so none is left a zombie by then. Programs whose
+ * exit a failed login already reported (gone before their greeting) are not counted.
+ */
+export async function backendProgramsExited(proxy: TestProxy, timeoutMs = 15_000): Promise<void> {
+  const lines = proxy.logs();
+  const started = lines.filter((l) => l['msg'] === 'backend program started').length;
+  const reportedByLogin = lines.filter((l) => l['code'] === 'E_BACKEND_EXEC' && l['step'] === 'greeting').length;
+  let exited = 0;
+  if (started - reportedByLogin <= 0) return;
+  await proxy.waitForLog((l) => l['msg'] === 'backend program exited' && ++exited >= started - reportedByLogin, { timeoutMs });
 }
 
 /** A real POP3 server, a tap on popwarden's link to it, and popwarden in front of the tap. */

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { Session } from '../../src/session/session.js';
 import { FailureDeadline } from '../../src/session/failure-deadline.js';
 import { BackendMemory } from '../../src/backend/memory.js';
+import { BackendPrograms } from '../../src/backend/programs.js';
 import { ApopUsers } from '../../src/backend/apop-users.js';
 import { NO_METRICS } from '../../src/observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from '../../src/auth/login-guard.js';
@@ -205,6 +206,7 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
     listener: config.listeners.find((l) => l.kind === kind)!,
     tls,
     router: new Router(config, [], log, NO_METRICS),
+    backendPrograms: new BackendPrograms(createLogger('silent')),
     log,
     metrics: NO_METRICS,
     guard: options.guard ?? ALLOW_ALL,

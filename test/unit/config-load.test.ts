@@ -57,8 +57,7 @@ describe('loadConfig defaults', () => {
     );
     assert.deepEqual(config.backends, [{
       name: 'default',
-      host: '127.0.0.1',
-      port: 1110,
+      address: { kind: 'tcp', host: '127.0.0.1', port: 1110 },
       auth: 'auto',
       tls: 'auto',
       caFile: undefined,
@@ -113,6 +112,7 @@ describe('loadConfig defaults', () => {
       maxHandshakesPerIp: 10,
       maxSessions: 5_000,
       maxHandshakes: 256,
+      maxBackendProcesses: 100,
     });
   });
 
@@ -148,7 +148,7 @@ describe('loadConfig precedence: flag > env > file > default', () => {
   it('file beats default', () => {
     const config = load(['--config', file]);
     assert.equal(config.greeting, 'from file');
-    assert.equal(config.backends[0]!.host, 'file.example');
+    assert.deepEqual(config.backends[0]!.address, { kind: 'tcp', host: 'file.example', port: 110 });
     assert.equal(config.backends[0]!.trustLoopback, false);
     assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [1]);
     assert.equal(config.timeouts.idleMs, 11 * 60_000);
@@ -169,7 +169,7 @@ describe('loadConfig precedence: flag > env > file > default', () => {
     assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [3]);
     assert.equal(config.timeouts.idleMs, 13 * 60_000);
     // Keys nobody overrode keep the file's value.
-    assert.equal(config.backends[0]!.host, 'file.example');
+    assert.deepEqual(config.backends[0]!.address, { kind: 'tcp', host: 'file.example', port: 110 });
   });
 });
 
@@ -293,7 +293,7 @@ describe('loadConfig value checks', () => {
       { kind: 'tls', host: '::1', port: 0, name: 'tls:[::1]:0' },
       { kind: 'stls', host: '::', port: 0, name: 'stls:[::]:0' },
     ]);
-    assert.deepEqual([config.backends[0]!.host, config.backends[0]!.port], ['::1', 1110]);
+    assert.deepEqual(config.backends[0]!.address, { kind: 'tcp', host: '::1', port: 1110 });
   });
 
   it('refuses port 0 for the backend but not for listeners', () => {

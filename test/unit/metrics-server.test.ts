@@ -206,7 +206,7 @@ describe('readiness with the backend down and a periodic probe', () => {
     const greeter = await startFakeBackend(greeterScript);
     const base = configFor(greeter.port);
     const north = { ...base.backends[0]!, name: 'north' };
-    const south = { ...base.backends[0]!, name: 'south', port: await deadPort() };
+    const south = { ...base.backends[0]!, name: 'south', address: { kind: 'tcp' as const, host: '127.0.0.1', port: await deadPort() } };
     const obs = await startObservability({ ...base, backends: [north, south] }, log);
     try {
       obs.watch(fakeProxy);

@@ -67,10 +67,10 @@ describe('backends and routing in the config', () => {
   it('named backends carry their own settings; routes keep their order', () => {
     const { config } = load(TWO_BACKENDS);
     assert.deepEqual(
-      config.backends.map((b) => [b.name, b.host, b.port, b.auth, b.tls, b.tlsServerName, b.allowPlaintextAuth, b.probeIntervalMs, b.drain, b.rewrite]),
+      config.backends.map((b) => [b.name, b.address, b.auth, b.tls, b.tlsServerName, b.allowPlaintextAuth, b.probeIntervalMs, b.drain, b.rewrite]),
       [
-        ['mail1', '192.0.2.1', 110, 'apop', 'starttls', undefined, false, 30_000, false, undefined],
-        ['mail2', '2001:db8::2', 995, 'auto', 'implicit', 'pop.example.net', true, 5_000, true, 'strip_domain'],
+        ['mail1', { kind: 'tcp', host: '192.0.2.1', port: 110 }, 'apop', 'starttls', undefined, false, 30_000, false, undefined],
+        ['mail2', { kind: 'tcp', host: '2001:db8::2', port: 995 }, 'auto', 'implicit', 'pop.example.net', true, 5_000, true, 'strip_domain'],
       ],
     );
     assert.deepEqual(config.routing.routes, [
@@ -79,6 +79,20 @@ describe('backends and routing in the config', () => {
       { match: { kind: 'regex', source: '^[a-m].*@example\\.com$' }, backend: 'mail1', rewrite: undefined },
     ]);
     assert.equal(config.routing.defaultBackend, 'mail1');
+  });
+
+  it('a named backend takes every address form backend: takes (HOST:PORT, unix:, exec:)', () => {
+    const { config, settings } = load(
+      'backends:\n  sock:\n    address: unix:/run/ipop3d.sock\n  prog:\n    address: exec:/usr/sbin/ipop3d -x\n  structured:\n    address:\n      exec:\n        command: /usr/sbin/in.qpopper\n        args: ["-s", "two words"]\n',
+    );
+    assert.deepEqual(config.backends.map((b) => b.address), [
+      { kind: 'unix', path: '/run/ipop3d.sock' },
+      { kind: 'exec', command: '/usr/sbin/ipop3d', args: ['-x'], environment: {}, cwd: undefined },
+      { kind: 'exec', command: '/usr/sbin/in.qpopper', args: ['-s', 'two words'], environment: {}, cwd: undefined },
+    ]);
+    const again = load(JSON.stringify(redactedConfig(settings)));
+    assert.deepEqual(again.config.backends, config.backends);
+    assert.match(loadError('backends:\n  sock:\n    address: unix:/run/x.sock\n    source_address: 192.0.2.1\n'), /backends\.sock\.source_address.*applies only to a HOST:PORT backend/);
   });
 
   it('--check-config prints backends in the form it reads back', () => {
@@ -93,7 +107,7 @@ describe('backends and routing in the config', () => {
 
   it('backend: alone is one backend named default, every user\'s route', () => {
     const { config } = load('backend: 127.0.0.1:1110\nbackend_auth: apop\n');
-    assert.deepEqual(config.backends.map((b) => [b.name, b.port, b.auth]), [['default', 1110, 'apop']]);
+    assert.deepEqual(config.backends.map((b) => [b.name, b.address, b.auth]), [['default', { kind: 'tcp', host: '127.0.0.1', port: 1110 }, 'apop']]);
     assert.equal(config.routing.defaultBackend, 'default');
   });
 

@@ -12,6 +12,7 @@ import { Router } from '../../src/backend/routing/router.js';
 import { staticSource } from '../../src/backend/routing/static-source.js';
 import { BackendMemory } from '../../src/backend/memory.js';
 import { ApopUsers } from '../../src/backend/apop-users.js';
+import { BackendPrograms } from '../../src/backend/programs.js';
 import { BackendRejectedError } from '../../src/errors.js';
 import { createProtection } from '../../src/auth/protection.js';
 import { FailureDeadline } from '../../src/session/failure-deadline.js';
@@ -64,6 +65,7 @@ describe('an unknown user', () => {
       failureDeadline: deadline,
       backendMemory: new BackendMemory(config.stateDir),
       apopUsers: new ApopUsers(config.rateLimit.usernameCanonical),
+      backendPrograms: new BackendPrograms(log),
     };
     const attempt = (user: string, password: string) =>
       authenticate(

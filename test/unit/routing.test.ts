@@ -106,7 +106,7 @@ describe('what a route may name', () => {
     assert.equal(decision.kind, 'backend');
     if (decision.kind !== 'backend') return;
     // The template's settings and name (a bounded label), at the address given.
-    assert.deepEqual([decision.target.config.name, decision.target.config.host, decision.target.config.port], ['mail1', '203.0.113.9', 110]);
+    assert.deepEqual([decision.target.config.name, decision.target.config.address], ['mail1', { kind: 'tcp', host: '203.0.113.9', port: 110 }]);
   });
 
   it('a refusal is passed on; a failing source is logged once per outage, counted each time, and skipped', async () => {

@@ -7,7 +7,7 @@
  * to a host of its choosing, and the metric labels stay the configured names.
  */
 import type { ConnectionOptions } from 'node:tls';
-import type { BackendConfig, Config, HostPort } from '../../config/types.js';
+import type { BackendAddress, BackendConfig, Config, HostPort } from '../../config/types.js';
 import type { Logger } from '../../observability/log.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { backendTlsOptions } from '../tls-options.js';
@@ -35,7 +35,7 @@ const MAX_UNLISTED_TARGETS = 256;
 /** Distinct unknown backend names logged per router (a reload starts afresh). */
 const MAX_LOGGED_UNKNOWN = 100;
 
-const sameAddress = (a: HostPort, b: HostPort): boolean => a.port === b.port && a.host.toLowerCase() === b.host.toLowerCase();
+const sameAddress = (a: BackendAddress, b: HostPort): boolean => a.kind === 'tcp' && a.port === b.port && a.host.toLowerCase() === b.host.toLowerCase();
 
 export class Router {
   readonly #targets = new Map<string, BackendTarget>();
@@ -115,7 +115,7 @@ export class Router {
   }
 
   #byAddress(address: HostPort): BackendTarget | undefined {
-    for (const target of this.#targets.values()) if (sameAddress(target.config, address)) return target;
+    for (const target of this.#targets.values()) if (sameAddress(target.config.address, address)) return target;
     const templateName = this.config.routing.authHttp?.unlistedBackendTemplate;
     const template = templateName === undefined ? undefined : this.#targets.get(templateName);
     if (template === undefined) return undefined;
@@ -123,7 +123,7 @@ export class Router {
     let target = this.#unlisted.get(key);
     if (target === undefined) {
       // The template's settings at another address; its name stays the template's (a bounded label).
-      const config: BackendConfig = { ...template.config, host: address.host, port: address.port, tlsServerName: template.config.tlsServerName };
+      const config: BackendConfig = { ...template.config, address: { kind: 'tcp', host: address.host, port: address.port } };
       target = { config, tlsOptions: backendTlsOptions(config) };
       if (this.#unlisted.size >= MAX_UNLISTED_TARGETS) this.#unlisted.delete(this.#unlisted.keys().next().value as string);
       this.#unlisted.set(key, target);

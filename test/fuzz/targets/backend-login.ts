@@ -21,6 +21,7 @@ import { testConfig } from '../../harness/popwarden.js';
 import { splitAt } from '../../harness/chunks.js';
 import { byteStream, randomBytes } from '../inputs.js';
 import { defineTarget } from '../target.js';
+import { BackendPrograms } from '../../../src/backend/programs.js';
 
 const latin1 = (text: string) => Buffer.from(text, 'latin1');
 const STEP_MS = 200;
@@ -148,6 +149,7 @@ export default defineTarget({
         log,
         metrics: NO_METRICS,
         memory: acceptEveryOffer,
+        programs: { programs: new BackendPrograms(log), limit: 1, log },
         apopUsers,
         onIdleFailure: () => undefined,
       });

@@ -25,6 +25,7 @@ import { testConfig, testTlsMaterial } from '../../harness/popwarden.js';
 import { splitAt } from '../../harness/chunks.js';
 import { randomBytes } from '../inputs.js';
 import { defineTarget } from '../target.js';
+import { BackendPrograms } from '../../../src/backend/programs.js';
 
 const latin1 = (text: string) => Buffer.from(text, 'latin1');
 const b64 = (text: string) => latin1(text).toString('base64');
@@ -133,6 +134,7 @@ export default defineTarget({
       listener: config.listeners.find((l) => l.kind === 'tls')!,
       tls,
       router: new Router(config, [], log, NO_METRICS),
+      backendPrograms: new BackendPrograms(log),
       log,
       metrics: NO_METRICS,
       guard: ALLOW_ALL,
