@@ -87,7 +87,7 @@ describe('probe of exec: and unix: backends', { timeout: 120_000 }, () => {
       const { host, port } = obs.address!;
       const res = await fetch(`http://${host}:${port}/readyz`, { signal: AbortSignal.timeout(15_000) });
       const body = (await res.json()) as { checks: Record<string, { ok: boolean; detail: string }> };
-      assert.deepEqual(body.checks['backend'], { ok: true, detail: 'greeting received' });
+      assert.deepEqual(body.checks['backend'], { ok: true, detail: 'greeting received', backends: { default: { ok: true, detail: 'greeting received' } } });
     } finally {
       await obs.close();
     }
