@@ -93,7 +93,7 @@ describe('two real Dovecot backends behind one popwarden', { timeout: 240_000 },
     const proxy = await start({ routing: { mapFile } });
     assert.equal(await login(proxy, '127.0.0.1', ...BOB), OK);
     // bob moves to north, where no bob exists: his login now fails there, proving the new route.
-    const loaded = proxy.logs().filter((e) => e['msg'] === 'routing.map_file loaded').length;
+    const loaded = proxy.logs().length;
     write('alice north\n*@example.net north\n');
     await proxy.waitForLog((e) => e['msg'] === 'routing.map_file loaded', { since: loaded });
     assert.equal(await login(proxy, '127.0.0.1', ...BOB), AUTH_FAILED);
