@@ -121,7 +121,7 @@ export function redactedConfig(settings: EffectiveSettings): RawConfig {
 }
 
 /** Replaces the values of secret keys in a config-file-shaped object (in place) and returns it. */
-export function maskSecrets<T extends object>(raw: T, keys: readonly Pick<ConfigKey, 'path' | 'secret'>[]): T {
+export function maskSecrets<T extends object>(raw: T, keys: readonly (Pick<ConfigKey, 'path' | 'secret'> & Partial<Pick<ConfigKey, 'kind'>>)[]): T {
   for (const key of keys) {
     if (holdsSecret(key) && getIn(raw, key.path) !== undefined) setIn(raw as Record<string, unknown>, key.path, REDACTED);
   }

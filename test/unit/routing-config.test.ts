@@ -144,5 +144,10 @@ describe('backends and routing in the config', () => {
     assert.match(loadError(`${TWO_BACKENDS}  auth_http:\n    url: ftp://x/\n`), /routing\.auth_http\.url.*must be an http:\/\/ or https:\/\/ URL/);
     const http = load(`${TWO_BACKENDS}  auth_http:\n    url: http://127.0.0.1:9/auth\n`).config.routing.authHttp;
     assert.deepEqual(http, { url: 'http://127.0.0.1:9/auth', timeoutMs: 2_000, sendPassword: false, unlistedBackendTemplate: undefined });
+    // A switch named like a secret is printed as it is, so the printed file reads back.
+    const telling = load(`${TWO_BACKENDS}  auth_http:\n    url: http://127.0.0.1:9/auth\n    send_password: true\n`);
+    const printed = redactedConfig(telling.settings) as { routing: { auth_http: { send_password: unknown } } };
+    assert.equal(printed.routing.auth_http.send_password, true);
+    assert.equal(load(JSON.stringify(printed)).config.routing.authHttp?.sendPassword, true);
   });
 });
