@@ -187,7 +187,9 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       const timedOut = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
       metrics.tlsHandshake(config.name, timedOut ? 'timeout' : 'failure', undefined, handshakeSeconds(socket));
       const client = clients.get(peerKey(socket));
-      log.debug({ listener: config.name, peer: client?.address ?? socket.remoteAddress, via: client?.via, code: error.code, reason: error.message }, 'TLS handshake failed');
+      // info, as the session-closed line every other failed connection ends with: garbage on this
+      // port (HTTP, a scanner, a stalled handshake) is otherwise invisible at the default level.
+      log.info({ listener: config.name, peer: client?.address ?? socket.remoteAddress, via: client?.via, code: error.code, reason: error.message }, 'TLS handshake failed');
       // With a 'tlsClientError' listener, Node leaves the socket open (even on handshakeTimeout):
       // closing it is ours to do, or stalled handshakes pile up forever.
       socket.destroy();

@@ -187,6 +187,7 @@ export class Session implements SessionContext {
   async #serve(): Promise<void> {
     if (this.#serving) return;
     this.#serving = true;
+    let servedThisTurn = 0;
     try {
       while (this.#state !== SessionState.closed && this.#queue.length > 0) {
         if (this.#draining) {
@@ -198,6 +199,17 @@ export class Session implements SessionContext {
         const outcome = await this.#dispatch(next);
         await this.#render(outcome);
         if (this.#socket.writableNeedDrain) await this.#drained().catch(() => this.close('client-write-stall'));
+        // One read can hold thousands of pipelined commands, and over loopback or a fast link the
+        // kernel takes every reply at once, so nothing above ever makes this loop wait: give the
+        // event loop back every MAX_QUEUED_CLIENT_LINES commands, or one client holds every other
+        // session and timer for as long as its flood lasts (issue 14.3). Corked again afterwards,
+        // so the next batch's replies still leave in one write.
+        servedThisTurn += 1;
+        if (servedThisTurn >= MAX_QUEUED_CLIENT_LINES && this.#queue.length > 0) {
+          servedThisTurn = 0;
+          await new Promise((resolve) => setImmediate(resolve));
+          if (this.#queue.length > 1) this.#corkUntilNextTurn();
+        }
       }
     } catch (error) {
       this.log.error({ err: error }, 'unexpected error while serving a command');

@@ -73,6 +73,28 @@ describe('front-door abuse', { timeout: 60_000 }, () => {
     assert.match(proxy.logText(), /"reason":"(client-write-stall|pre-auth-timeout)"/);
   });
 
+  test('a pipelined flood is served a bounded number of commands per turn of the event loop (X-07, issue 14.3)', async () => {
+    // Over loopback TCP the kernel takes every reply at once, so no backpressure ever makes the
+    // session wait: without a bound of its own, it would serve all 4,000 commands of one read in
+    // one turn, and every other client (and the timers) would wait for it.
+    const commands = 4_000;
+    const client = await RawClient.plain(proxy.host, proxy.stlsPort);
+    await client.readLine();
+    let turns = 0;
+    let counting = true;
+    const count = (): void => {
+      turns += 1;
+      if (counting) setImmediate(count);
+    };
+    setImmediate(count);
+    client.write('CAPA\r\n'.repeat(commands));
+    for (let i = 0; i < commands; i++) await client.readUntil('\r\n.\r\n');
+    counting = false;
+    client.destroy();
+    // MAX_QUEUED_CLIENT_LINES (32) commands a turn at most: 125 turns; half of that as the bound.
+    assert.ok(turns >= commands / 64, `${commands} pipelined commands were served in ${turns} turns of the event loop`);
+  });
+
   test('a client that trickles bytes is closed at the absolute login deadline (X-01)', async () => {
     const client = await RawClient.plain(proxy.host, proxy.stlsPort);
     await client.readLine();

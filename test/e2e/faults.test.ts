@@ -129,8 +129,9 @@ const WHY = ['backend login failed', 'backend failed during a command', 'backend
 const SERIOUS = new Set(['warn', 'error', 'fatal']);
 
 /** The session's warnings and errors (popwarden's child logger carries the client's address and port). */
-function seriousLines(pw: PopwardenProcess, peer: string): Record<string, unknown>[] {
-  return pw.logs().filter((e) => e['peer'] === peer && SERIOUS.has(String(e['level'])));
+function seriousLines(pw: PopwardenProcess, peer: string, since: number): Record<string, unknown>[] {
+  // From `since` on: a client port is reused, and an earlier case's late line may name it too.
+  return pw.logs().slice(since).filter((e) => e['peer'] === peer && SERIOUS.has(String(e['level'])));
 }
 
 /** What the client saw after its last command: the status line, and what followed it. */
@@ -202,17 +203,20 @@ async function checkLogAndMetric(
 ): Promise<{ log: string; metric: string }> {
   const { step, peer, since, metricsBefore } = c;
   if (c.kind === 'delay') {
-    assert.deepEqual(seriousLines(pw, peer), []);
+    assert.deepEqual(seriousLines(pw, peer, since), []);
     assert.equal(sampleTotal(await pw.scrape(), BACKEND_ERRORS), sampleTotal(metricsBefore, BACKEND_ERRORS));
     return { log: 'nothing (it works)', metric: 'no error counted' };
   }
   const why = await pw.waitForLog((e) => e['peer'] === peer && typeof e['msg'] === 'string' && WHY.includes(e['msg']), { since, timeoutMs: GUARD_MS });
-  const serious = seriousLines(pw, peer);
+  const serious = seriousLines(pw, peer, since);
   assert.equal(serious.length, 1, JSON.stringify(serious));
   const code = String(why['code']);
   let log = `${code} ${step.idle === true ? 'while idle' : `at ${String(why['step'] ?? why['verb'])}`}`;
   if (step.logStep !== undefined) {
-    assert.equal(why['step'], step.logStep);
+    // A reset that lands before popwarden has seen its connect complete (a busy event loop takes
+    // both at once) fails the connect itself: the kernel reports the reset as the connect's error.
+    const steps = c.kind === 'reset' && step.logStep === 'greeting' ? ['greeting', 'connect'] : [step.logStep];
+    assert.ok(steps.includes(String(why['step'])), `logged at step ${String(why['step'])}, expected ${steps.join(' or ')}`);
     // Silence or a hang-up once the login has begun counts against the limits, as a guess the
     // backend may have judged (issue 9.4); before it, nothing was guessed.
     const audit = await pw.waitForLog((e) => e['peer'] === peer && e['event'] === 'login', { since, timeoutMs: GUARD_MS });

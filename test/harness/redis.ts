@@ -220,6 +220,8 @@ export async function startProtected(
     gate: observedGate(protection.gate, releases),
     ...(options.authFailureDelayMs === undefined ? {} : { authFailureDelayMs: options.authFailureDelayMs }),
     ...(options.timeouts === undefined ? {} : { timeouts: options.timeouts }),
+    // The same limits for the listeners (handshake bounds, invalid commands) as for the gate.
+    ...(options.limits === undefined ? {} : { limits: options.limits }),
     ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
   });
   return {
