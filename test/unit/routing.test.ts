@@ -134,6 +134,13 @@ describe('username rewriting', () => {
     assert.equal(rewriteUser('%u%%', 'bob'), 'bob%');
     assert.equal(rewriteUser('%n@legacy.example', 'bob'), 'bob@legacy.example');
   });
+
+  it('a rewritten name longer than a login line may carry fails the login instead of reaching the backend', async () => {
+    const cfg = config({ routes: [route({ kind: 'domain', domain: 'x' }, 'mail1', '%u%u')] });
+    const { router: r } = router(cfg, [staticSource(cfg.routing.routes, true)]);
+    assert.equal(await chosen(r, `${'a'.repeat(100)}@x`), 'mail1 as ' + `${'a'.repeat(100)}@x`.repeat(2) + ' (static)');
+    assert.equal(await chosen(r, `${'a'.repeat(130)}@x`), 'unknown');
+  });
 });
 
 describe('route regular expressions', () => {

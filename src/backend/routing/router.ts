@@ -10,6 +10,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { BackendAddress, BackendConfig, Config, HostPort } from '../../config/types.js';
 import type { Logger } from '../../observability/log.js';
 import type { Metrics } from '../../observability/metrics.js';
+import { MAX_CREDENTIAL_FIELD_OCTETS } from '../../config/limits.js';
 import { backendTlsOptions } from '../tls-options.js';
 import { rewriteUser } from './keys.js';
 import type { RouteQuery, RouteSource, RouteSourceName, SourceAnswer } from './source.js';
@@ -111,7 +112,13 @@ export class Router {
     }
     if (target.config.drain) return { kind: 'drained', backend: target.config.name, source };
     const rule = (answer.kind === 'backend' ? answer.rewrite : undefined) ?? target.config.rewrite;
-    return { kind: 'backend', target, backendUser: rewriteUser(rule, query.user), source };
+    const backendUser = rewriteUser(rule, query.user);
+    // A template such as "%u%u%u" can outgrow what a login line may carry (RFC 4616: 255 octets).
+    if (backendUser.length > MAX_CREDENTIAL_FIELD_OCTETS) {
+      this.log.warn({ source, backend: target.config.name, rewrite: rule }, 'rewritten username is longer than 255 octets: the login fails');
+      return { kind: 'unknown' };
+    }
+    return { kind: 'backend', target, backendUser, source };
   }
 
   #byAddress(address: HostPort): BackendTarget | undefined {
