@@ -6,7 +6,7 @@ import { planReload } from './config/reload.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
-import { backendTlsOptions } from './backend/tls-options.js';
+import { Routing } from './backend/routing/routing.js';
 import { Session, type SessionDependencies } from './session/session.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
@@ -97,16 +97,19 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const gate = deps.gate ?? OPEN_GATE;
   // Sessions read these when they start; reload() replaces them for sessions started afterwards.
   let current = config;
-  let backendTls = backendTlsOptions(config.backend);
-  if (config.backend.tlsInsecure) {
-    log.warn('backend certificates are NOT verified (--backend-tls-insecure): the backend link is encrypted but not authenticated');
+  const routing = new Routing(config, log, metrics);
+  let router = routing.router;
+  for (const backend of config.backends.filter((b) => b.tlsInsecure)) {
+    log.warn({ backend: backend.name }, 'backend certificates are NOT verified (tls_insecure): the backend link is encrypted but not authenticated');
   }
   const failureDeadline = new FailureDeadline(log);
   const backendMemory = new BackendMemory(config.stateDir);
   const backendPrograms = new BackendPrograms(log);
   const apopUsers = new ApopUsers(config.rateLimit.usernameCanonical);
-  const unseenStls = unseenStlsWarning(config.backend, backendMemory);
-  if (unseenStls !== undefined) log.warn(unseenStls);
+  for (const backend of config.backends) {
+    const unseenStls = unseenStlsWarning(backend, backendMemory);
+    if (unseenStls !== undefined) log.warn({ backend: backend.name }, unseenStls);
+  }
   /** Live sessions, oldest first (a Map keeps insertion order). */
   const sessions = new Map<Session, SessionSlot>();
   const onClosed = (session: Session): void => {
@@ -127,7 +130,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
     let made = sessionDeps.get(listener);
     if (made === undefined) {
-      made = { config: current, listener, tls, backendTls, log, metrics, guard, failureDeadline, backendMemory, apopUsers, backendPrograms, onClosed };
+      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, backendPrograms, onClosed };
       sessionDeps.set(listener, made);
     }
     return made;
@@ -146,6 +149,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     }
   } catch (error) {
     await Promise.all(bound.map(({ server }) => new Promise((resolve) => server.close(resolve))));
+    await routing.close();
     throw error;
   }
   for (const { config: listener, address } of bound) {
@@ -157,10 +161,9 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     try {
       const plan = planReload(current, deps.loadConfig === undefined ? current : deps.loadConfig());
       const material = await loadTls(plan.config, log);
-      const nextBackendTls = backendTlsOptions(plan.config.backend);
+      router = routing.reload(plan.config);
       tls.replace(material);
       current = plan.config;
-      backendTls = nextBackendTls;
       sessionDeps = new Map();
       metrics.configReload(true);
       if (plan.needsRestart.length > 0) {
@@ -204,6 +207,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       await Promise.all(listenersClosed);
       // Each closed session has signalled its program; wait until they are all reaped.
       await backendPrograms.close();
+      await routing.close();
     },
   };
 }

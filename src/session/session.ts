@@ -73,6 +73,8 @@ export class Session implements SessionContext {
   #firstChunkSeen = false;
   #corked = false;
   #invalidCommands = 0;
+  /** Login attempts so far in this session (auth_http's Auth-Login-Attempt). */
+  #loginAttempts = 0;
   #backend: BackendSession | undefined;
   readonly #client: ClientOrigin;
   readonly #openedAt = Date.now();
@@ -299,6 +301,7 @@ export class Session implements SessionContext {
             mechanism: outcome.mechanism,
             client: this.#client,
             tlsProtocol: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
+            attempt: ++this.#loginAttempts,
             log: this.log,
             clientGone: () => this.#isClosed(),
             onBackendIdleFailure: (error) => this.#onBackendIdleFailure(error),
