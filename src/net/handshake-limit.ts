@@ -26,7 +26,7 @@ export interface HandshakeBounds {
 /** A handshake in progress, in the order they started. */
 interface InFlight extends Aged {
   readonly release: () => void;
-  /** Closes its connection; absent for one that may not be evicted (after STLS, a session's). */
+  /** Closes its connection; absent for one that may not be evicted. */
   readonly evict: (() => void) | undefined;
 }
 
@@ -90,8 +90,8 @@ export class HandshakeLimiter {
   }
 
   /** admit() for callers that only need to know whether: a release function, or undefined when refused. */
-  begin(address: string): (() => void) | undefined {
-    const admission = this.admit(address);
+  begin(address: string, evict?: () => void): (() => void) | undefined {
+    const admission = this.admit(address, evict);
     return admission.kind === 'started' ? admission.release : undefined;
   }
 

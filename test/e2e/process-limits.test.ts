@@ -163,6 +163,31 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
     }
   });
 
+  it('limits.max_handshakes full of stalled STLS handshakes: the oldest is evicted too, and the owner logs in on the TLS port', async () => {
+    // The slowloris of issue 14.3 through the other door: STLS on the plain port, then a stalled
+    // ClientHello. Were these handshakes never evictable, they would hold the shared bound for a
+    // whole timeouts.tls_handshake and lock every TLS client out, on both ports.
+    const { proxy, refusals, clock } = await startWithClock({ limits: { maxHandshakes: 16, maxHandshakesPerIp: 2 } });
+    const stalled: RawClient[] = [];
+    try {
+      for (let i = 0; i < 16; i++) {
+        const client = await RawClient.plain(proxy.host, proxy.stlsPort, `127.0.0.${81 + (i >> 1)}`);
+        stalled.push(client);
+        assert.match(await client.readLine(), /^\+OK/);
+        assert.match(await client.command('STLS'), /^\+OK/);
+        client.write(Buffer.from([0x16, 0x03, 0x01]));
+      }
+      clock.advance(EVICTION_MIN_AGE_MS);
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      assert.equal(await stalled[0]!.closedWithin(2_000), true, 'the oldest stalled STLS handshake made room');
+      assert.deepEqual(refusals, []);
+      for (const client of stalled.slice(1)) assert.equal(client.closed, false, 'only the oldest makes room');
+    } finally {
+      for (const client of stalled) client.destroy();
+      await proxy.stop();
+    }
+  });
+
   it('limits.max_sessions full of idle pre-login sessions: the oldest not logged in is told -ERR [SYS/TEMP] and closed, a session in TRANSACTION never', async () => {
     const { proxy, refusals, clock } = await startWithClock({ gate: sessionBound(4) });
     const clients: RawClient[] = [];
