@@ -81,7 +81,7 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
     await backend?.stop();
   });
   /** popwarden in front of the backend with the test's clock, recording refusals and evictions. */
-  const startWithClock = async (overrides: Pick<ProxyOverrides, 'limits' | 'gate'>) => {
+  const startWithClock = async (overrides: Pick<ProxyOverrides, 'limits' | 'gate' | 'authFailureDelayMs'>) => {
     const refusals: string[] = [];
     const clock = testClock();
     const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port }, ...overrides, metrics: refusalRecorder(refusals), now: clock.now });
@@ -213,6 +213,36 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
       assert.equal(evicted.length, 1);
     } finally {
       for (const client of clients) client.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('limits.max_sessions full of sessions whose failed login waits for auth_failure_delay: the oldest makes room', async () => {
+    // A refused (or rate-limited) guess is answered at the failure deadline, the session in
+    // AUTHENTICATING meanwhile; a client that sends its next PASS at once spends almost all its
+    // time there. Were such sessions never evictable, wrong passwords from enough addresses
+    // (blocked guesses cost the backend nothing) would hold max_sessions, as a slowloris would.
+    const { proxy, refusals, clock } = await startWithClock({ gate: sessionBound(4), authFailureDelayMs: 15_000 });
+    const guessing: RawClient[] = [];
+    try {
+      for (const source of ['127.0.0.72', '127.0.0.73', '127.0.0.74', '127.0.0.75']) {
+        const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile, source);
+        guessing.push(client);
+        assert.match(await client.readLine(), /^\+OK/);
+        assert.match(await client.command(`USER ${alice.user}`), /^\+OK/);
+        client.write('PASS wrong\r\n');
+      }
+      // The verdict is in (the audit line) and every reply waits for the failure deadline.
+      for (const source of ['127.0.0.72', '127.0.0.73', '127.0.0.74', '127.0.0.75']) {
+        await proxy.waitForLog((l) => l['event'] === 'login' && l['result'] === 'failure' && String(l['peer']).startsWith(`${source}:`));
+      }
+      clock.advance(EVICTION_MIN_AGE_MS);
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      assert.equal(await guessing[0]!.closedWithin(2_000), true, 'the oldest waiting session made room');
+      for (const client of guessing.slice(1)) assert.equal(client.closed, false, 'only the oldest makes room');
+      assert.deepEqual(refusals, []);
+    } finally {
+      for (const client of guessing) client.destroy();
       await proxy.stop();
     }
   });
