@@ -17,6 +17,7 @@ import { ConnectionLimits } from '../../src/net/connection-limits.js';
 import { CidrList } from '../../src/net/cidr.js';
 import { EVICTION_MIN_AGE_MS } from '../../src/config/limits.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
+import { Session } from '../../src/session/session.js';
 
 const { alice } = sampleMaildrop();
 
@@ -259,6 +260,37 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
       assert.deepEqual(refusals, ['stls:test max_sessions']);
       for (const client of clients.slice(0, 2)) assert.match(await client.command('STAT'), /^\+OK/);
     } finally {
+      for (const client of clients) client.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('limits.max_sessions full of logged-in sessions: each is looked at once, not again at every refused connection', async () => {
+    // A full bound of logged-in sessions (they never qualify again) must not make every new
+    // connection walk all of them: max_sessions of them times a flood's rate is the CPU it would cost.
+    const { proxy, clock } = await startWithClock({ gate: sessionBound(3) });
+    const evictable = Object.getOwnPropertyDescriptor(Session.prototype, 'evictable')!;
+    const looks = new Map<Session, number>();
+    Object.defineProperty(Session.prototype, 'evictable', {
+      configurable: true,
+      get(this: Session) {
+        looks.set(this, (looks.get(this) ?? 0) + 1);
+        return evictable.get!.call(this) as boolean;
+      },
+    });
+    const clients: RawClient[] = [];
+    try {
+      for (const source of ['127.0.0.71', '127.0.0.72', '127.0.0.73']) clients.push(await loggedInSession(proxy.host, proxy.tlsPort, proxy.caFile, source));
+      clock.advance(10 * EVICTION_MIN_AGE_MS);
+      for (let i = 0; i < 5; i++) {
+        const refused = await RawClient.plain(proxy.host, proxy.stlsPort, `127.0.0.${74 + i}`);
+        clients.push(refused);
+        assert.equal(await refused.readLine(), '-ERR [SYS/TEMP] Server busy, try again later');
+      }
+      assert.equal(looks.size, 3, 'the three logged-in sessions');
+      assert.deepEqual([...looks.values()], [1, 1, 1]);
+    } finally {
+      Object.defineProperty(Session.prototype, 'evictable', evictable);
       for (const client of clients) client.destroy();
       await proxy.stop();
     }
