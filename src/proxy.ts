@@ -122,7 +122,11 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   };
   // limits.max_sessions is full: the oldest session not logged in gives its place, released at
   // once rather than when its socket has closed, so the connection waiting for it is admitted now.
-  const evictIdleSession = (): boolean => {
+  // With none, the oldest stalled handshake: each holds a max_sessions place before it is a
+  // session, and with max_sessions at or under max_handshakes they alone could fill it. (One on
+  // the TLS port gives its place at once; one after STLS when its socket has closed, a tick later.)
+  const evictIdleSession = (): boolean => evictSession() || tls.handshakes.evictOldest();
+  const evictSession = (): boolean => {
     const victim = oldestEvictable(evictionCandidates.values(), now(), (slot) => {
       if (slot.session.evictable) return true;
       if (slot.session.state === SessionState.transaction) evictionCandidates.delete(slot.session);

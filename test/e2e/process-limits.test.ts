@@ -189,6 +189,24 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
     }
   });
 
+  it('limits.max_sessions full of stalled handshakes (max_sessions under max_handshakes): the oldest handshake makes room', async () => {
+    // A handshake in progress holds a max_sessions place but is no session yet: were only sessions
+    // evicted, a bound smaller than max_handshakes would be held by a slowloris on the TLS port.
+    const { proxy, refusals, clock } = await startWithClock({ gate: sessionBound(4), limits: { maxHandshakes: 16, maxHandshakesPerIp: 10 } });
+    const stalled: Socket[] = [];
+    try {
+      for (const source of ['127.0.0.81', '127.0.0.82', '127.0.0.83', '127.0.0.84']) stalled.push(await stalledHandshake(proxy.tlsPort, source));
+      clock.advance(EVICTION_MIN_AGE_MS);
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      await closed(stalled[0]!);
+      for (const socket of stalled.slice(1)) assert.equal(socket.destroyed, false, 'only the oldest makes room');
+      assert.deepEqual(refusals, ['tls:test handshake evicted']);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+      await proxy.stop();
+    }
+  });
+
   it('limits.max_sessions full of idle pre-login sessions: the oldest not logged in is told -ERR [SYS/TEMP] and closed, a session in TRANSACTION never', async () => {
     const { proxy, refusals, clock } = await startWithClock({ gate: sessionBound(4) });
     const clients: RawClient[] = [];
