@@ -8,6 +8,7 @@ import { HandshakeLimiter } from './net/handshake-limit.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { Routing } from './backend/routing/routing.js';
 import { Session, type SessionDependencies } from './session/session.js';
+import { SessionState } from './session/states.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
 import { BackendPrograms } from './backend/programs.js';
@@ -112,13 +113,28 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   }
   /** Live sessions, oldest first (a Map keeps insertion order). */
   const sessions = new Map<Session, SessionSlot>();
+  /**
+   * The live sessions that may still be evicted, oldest first: a logged-in session never qualifies
+   * again, so the walk drops it the first time it meets one, and a bound full of logged-in sessions
+   * costs each refused connection one step, not max_sessions of them.
+   */
+  const evictionCandidates = new Map<Session, SessionSlot>();
   const onClosed = (session: Session): void => {
     sessions.delete(session);
+    evictionCandidates.delete(session);
   };
   // limits.max_sessions is full: the oldest session not logged in gives its place, released at
   // once rather than when its socket has closed, so the connection waiting for it is admitted now.
-  const evictIdleSession = (): boolean => {
-    const victim = oldestEvictable(sessions.values(), now(), (slot) => slot.session.evictable);
+  // With none, the oldest stalled handshake: each holds a max_sessions place before it is a
+  // session, and with max_sessions at or under max_handshakes they alone could fill it. (One on
+  // the TLS port gives its place at once; one after STLS when its socket has closed, a tick later.)
+  const evictIdleSession = (): boolean => evictSession() || tls.handshakes.evictOldest();
+  const evictSession = (): boolean => {
+    const victim = oldestEvictable(evictionCandidates.values(), now(), (slot) => {
+      if (slot.session.evictable) return true;
+      if (slot.session.state === SessionState.transaction) evictionCandidates.delete(slot.session);
+      return false;
+    });
     if (victim === undefined) return false;
     victim.session.evict();
     victim.release();
@@ -142,7 +158,9 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       bound.push(
         await bindListener(listener, { tls, log, metrics, gate, evictIdleSession, ...proxyIntake(listener, config) }, (socket, secure, listenerConfig, client, release) => {
           const session = new Session(socket, secure, sessionDepsFor(listenerConfig), client);
-          sessions.set(session, { session, startedAt: now(), release });
+          const slot = { session, startedAt: now(), release };
+          sessions.set(session, slot);
+          evictionCandidates.set(session, slot);
           session.start();
         }),
       );
