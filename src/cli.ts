@@ -121,8 +121,8 @@ async function main(argv: string[]): Promise<void> {
         `# popwarden effective configuration (secrets masked)\n${describeSwitchedOff(loaded.config.rateLimit).map((note) => `# ${note}\n`).join('')}${stringify(redactedConfig(loaded.settings))}`,
       );
       // A backend certificate popwarden would refuse at every login is a configuration error too.
-      const backendProblem = await backendConfigProblem(loaded.config.backend, loaded.config.timeouts.backendConnectMs);
-      if (backendProblem !== undefined) {
+      const problems = await Promise.all(loaded.config.backends.map((backend) => backendConfigProblem(backend, loaded.config.timeouts.backendConnectMs)));
+      for (const backendProblem of problems.filter((problem) => problem !== undefined)) {
         process.stderr.write(`popwarden: ${backendProblem}\n`);
         process.exitCode = 1;
       }

@@ -6,8 +6,9 @@ import { planReload } from './config/reload.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
-import { backendTlsOptions } from './backend/tls-options.js';
+import { Routing } from './backend/routing/routing.js';
 import { Session, type SessionDependencies } from './session/session.js';
+import { SessionState } from './session/states.js';
 import { FailureDeadline } from './session/failure-deadline.js';
 import { BackendMemory, unseenStlsWarning } from './backend/memory.js';
 import { BackendPrograms } from './backend/programs.js';
@@ -105,9 +106,10 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const gate = deps.gate ?? OPEN_GATE;
   // Sessions read these when they start; reload() replaces them for sessions started afterwards.
   let current = config;
-  let backendTls = backendTlsOptions(config.backend);
-  if (config.backend.tlsInsecure) {
-    log.warn('backend certificates are NOT verified (--backend-tls-insecure): the backend link is encrypted but not authenticated');
+  const routing = new Routing(config, log, metrics);
+  let router = routing.router;
+  for (const backend of config.backends.filter((b) => b.tlsInsecure)) {
+    log.warn({ backend: backend.name }, 'backend certificates are NOT verified (tls_insecure): the backend link is encrypted but not authenticated');
   }
   const failureDeadline = new FailureDeadline(log);
   const localMemory = new BackendMemory(config.stateDir);
@@ -116,17 +118,34 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const backendMemory: OfferMemory = deps.shared === undefined ? localMemory : new SharedBackendMemory(localMemory, deps.shared);
   const apopUsers: ApopMemory =
     deps.shared === undefined ? localApopUsers : new SharedApopUsers(localApopUsers, deps.shared, config.rateLimit.usernameCanonical);
-  const unseenStls = unseenStlsWarning(config.backend, localMemory);
-  if (unseenStls !== undefined) log.warn(unseenStls);
+  for (const backend of config.backends) {
+    const unseenStls = unseenStlsWarning(backend, localMemory);
+    if (unseenStls !== undefined) log.warn({ backend: backend.name }, unseenStls);
+  }
   /** Live sessions, oldest first (a Map keeps insertion order). */
   const sessions = new Map<Session, SessionSlot>();
+  /**
+   * The live sessions that may still be evicted, oldest first: a logged-in session never qualifies
+   * again, so the walk drops it the first time it meets one, and a bound full of logged-in sessions
+   * costs each refused connection one step, not max_sessions of them.
+   */
+  const evictionCandidates = new Map<Session, SessionSlot>();
   const onClosed = (session: Session): void => {
     sessions.delete(session);
+    evictionCandidates.delete(session);
   };
   // limits.max_sessions is full: the oldest session not logged in gives its place, released at
   // once rather than when its socket has closed, so the connection waiting for it is admitted now.
-  const evictIdleSession = (): boolean => {
-    const victim = oldestEvictable(sessions.values(), now(), (slot) => slot.session.evictable);
+  // With none, the oldest stalled handshake: each holds a max_sessions place before it is a
+  // session, and with max_sessions at or under max_handshakes they alone could fill it. (One on
+  // the TLS port gives its place at once; one after STLS when its socket has closed, a tick later.)
+  const evictIdleSession = (): boolean => evictSession() || tls.handshakes.evictOldest();
+  const evictSession = (): boolean => {
+    const victim = oldestEvictable(evictionCandidates.values(), now(), (slot) => {
+      if (slot.session.evictable) return true;
+      if (slot.session.state === SessionState.transaction) evictionCandidates.delete(slot.session);
+      return false;
+    });
     if (victim === undefined) return false;
     victim.session.evict();
     victim.release();
@@ -138,7 +157,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
     let made = sessionDeps.get(listener);
     if (made === undefined) {
-      made = { config: current, listener, tls, backendTls, log, metrics, guard, failureDeadline, backendMemory, apopUsers, backendPrograms, onClosed };
+      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, backendPrograms, onClosed };
       sessionDeps.set(listener, made);
     }
     return made;
@@ -150,13 +169,16 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       bound.push(
         await bindListener(listener, { tls, log, metrics, gate, evictIdleSession, ...proxyIntake(listener, config) }, (socket, secure, listenerConfig, client, release) => {
           const session = new Session(socket, secure, sessionDepsFor(listenerConfig), client);
-          sessions.set(session, { session, startedAt: now(), release });
+          const slot = { session, startedAt: now(), release };
+          sessions.set(session, slot);
+          evictionCandidates.set(session, slot);
           session.start();
         }),
       );
     }
   } catch (error) {
     await Promise.all(bound.map(({ server }) => new Promise((resolve) => server.close(resolve))));
+    await routing.close();
     throw error;
   }
   for (const { config: listener, address } of bound) {
@@ -168,10 +190,9 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     try {
       const plan = planReload(current, deps.loadConfig === undefined ? current : deps.loadConfig());
       const material = await loadTls(plan.config, log);
-      const nextBackendTls = backendTlsOptions(plan.config.backend);
+      router = routing.reload(plan.config);
       tls.replace(material);
       current = plan.config;
-      backendTls = nextBackendTls;
       sessionDeps = new Map();
       metrics.configReload(true);
       if (plan.needsRestart.length > 0) {
@@ -215,6 +236,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       await Promise.all(listenersClosed);
       // Each closed session has signalled its program; wait until they are all reaped.
       await backendPrograms.close();
+      await routing.close();
     },
   };
 }

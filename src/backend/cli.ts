@@ -73,7 +73,7 @@ export async function runBackendCli(argv: readonly string[], env: NodeJS.Process
         return 0;
       }
       // Redis holds one key per backend: the ones this instance knows of, and its config's.
-      const addresses = new Set([...Object.keys(local), ...(config === undefined ? [] : [formatBackendAddress(config.backend.address)])]);
+      const addresses = new Set([...Object.keys(local), ...(config?.backends ?? []).map((backend) => formatBackendAddress(backend.address))]);
       const shared: Record<string, unknown> = {};
       for (const address of addresses) {
         const entry = await sharedOffer(client, prefix, address);

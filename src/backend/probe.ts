@@ -135,8 +135,8 @@ export class BackendProber {
   #stopped = false;
   #lastUp: boolean | undefined;
 
-  /** The fix the latest failed probe named (a TLS trust problem), for /readyz. */
-  lastFix: string | undefined;
+  /** The latest result and when it came, for /readyz. */
+  last: { readonly result: ProbeResult; readonly at: number } | undefined;
 
   /** For a POP3S backend: read once, not on every probe. */
   readonly #tlsOptions: ConnectionOptions;
@@ -170,7 +170,7 @@ export class BackendProber {
     if (this.#running !== undefined) return this.#running;
     this.#running = probeBackend(this.backend, this.timeoutMs, this.#tlsOptions, this.#programs).then((result) => {
       this.#running = undefined;
-      this.lastFix = result.up ? undefined : result.fix;
+      this.last = { result, at: Date.now() };
       if (!this.#stopped) this.#tell(result);
       return result;
     });
@@ -178,11 +178,11 @@ export class BackendProber {
   }
 
   #tell(result: ProbeResult): void {
-    this.metrics.backendProbe(result.up, result.durationSeconds);
+    this.metrics.backendProbe(this.backend.name, result.up, result.durationSeconds);
     if (result.up === this.#lastUp) return;
-    const backend = formatBackendAddress(this.backend.address);
-    if (result.up) this.log.info({ backend }, 'backend probe: up');
-    else this.log.warn({ backend, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
+    const where = { backend: this.backend.name, address: formatBackendAddress(this.backend.address) };
+    if (result.up) this.log.info(where, 'backend probe: up');
+    else this.log.warn({ ...where, reason: result.reason, fix: result.fix }, 'backend probe: DOWN');
     this.#lastUp = result.up;
   }
 
@@ -203,7 +203,9 @@ export class BackendProber {
  * users' reach.
  */
 export async function backendConfigProblem(backend: BackendConfig, timeoutMs: number): Promise<string | undefined> {
-  const name = formatBackendAddress(backend.address);
+  const address = formatBackendAddress(backend.address);
+  // The one-backend form is named by its address, as it always was; named backends by both.
+  const name = backend.name === 'default' ? address : `${backend.name} (${address})`;
   if (backend.address.kind === 'exec') {
     const problem = await programProblem(backend.address.command);
     if (problem !== undefined) return `backend ${name}: ${problem}`;

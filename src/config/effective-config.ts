@@ -6,6 +6,7 @@
  */
 import { getIn, setIn } from './object-paths.js';
 import type { EffectiveSettings } from './runtime.js';
+import { ONE_BACKEND_KEYS } from './routing-schema.js';
 import type { RawConfig } from './schema.js';
 import { CONFIG_KEYS, holdsSecret, type ConfigKey } from './schema-keys.js';
 import type { BackendAddress, HostPort } from './types.js';
@@ -23,6 +24,8 @@ function written(key: ConfigKey, value: unknown): unknown {
         return formatHostPort(item as HostPort);
       case 'host-port-or-off':
         return item === 'off' ? 'off' : formatHostPort(item as HostPort);
+      case 'named-backends':
+        return writtenBackends(item as NamedBackends);
       case 'backend-address':
         return writtenBackend(item as BackendAddress);
       case 'listener':
@@ -32,6 +35,22 @@ function written(key: ConfigKey, value: unknown): unknown {
     }
   };
   return key.kind === 'list' ? (value as readonly unknown[]).map(write) : write(value);
+}
+
+type NamedBackends = Readonly<Record<string, { readonly address: BackendAddress; readonly probe_interval?: number | undefined }>>;
+
+/** `backends:` as written: each address as `backend:` writes it, each probe interval with its unit. */
+function writtenBackends(backends: NamedBackends): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(backends).map(([name, entry]) => [
+      name,
+      {
+        ...entry,
+        address: writtenBackend(entry.address),
+        ...(entry.probe_interval === undefined ? {} : { probe_interval: formatDuration(entry.probe_interval) }),
+      },
+    ]),
+  );
 }
 
 /** A listener as it is usually written: HOST:PORT, and the object form only behind a load balancer. */
@@ -88,7 +107,10 @@ function inPrintOrder(node: Record<string, unknown>, path: readonly string[]): R
  */
 export function redactedConfig(settings: EffectiveSettings): RawConfig {
   const printed: Record<string, unknown> = {};
+  // With named backends, the one-backend keys' defaults would read back as a conflict.
+  const skipped = settings.backends === undefined ? [] : ONE_BACKEND_KEYS;
   for (const key of CONFIG_KEYS) {
+    if (skipped.includes(key.name)) continue;
     const value = getIn(settings, key.path);
     if (value !== undefined) setIn(printed, key.path, written(key, value));
   }
@@ -99,7 +121,7 @@ export function redactedConfig(settings: EffectiveSettings): RawConfig {
 }
 
 /** Replaces the values of secret keys in a config-file-shaped object (in place) and returns it. */
-export function maskSecrets<T extends object>(raw: T, keys: readonly Pick<ConfigKey, 'path' | 'secret'>[]): T {
+export function maskSecrets<T extends object>(raw: T, keys: readonly (Pick<ConfigKey, 'path' | 'secret'> & Partial<Pick<ConfigKey, 'kind'>>)[]): T {
   for (const key of keys) {
     if (holdsSecret(key) && getIn(raw, key.path) !== undefined) setIn(raw as Record<string, unknown>, key.path, REDACTED);
   }

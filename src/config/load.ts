@@ -17,6 +17,7 @@ import { checkReferencedFiles } from './file-checks.js';
 import { getIn, setIn } from './object-paths.js';
 import { settle, toRuntimeConfig, type EffectiveSettings } from './runtime.js';
 import { CONFIG_KEYS } from './schema-keys.js';
+import { refuseMixedBackendForms } from './routing-schema.js';
 import type { Config } from './types.js';
 
 // Re-exported for the importers outside config/ (cli.ts, backend/cli.ts, redis-client.ts), so
@@ -73,6 +74,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): LoadResult {
     }
   }
 
+  refuseMixedBackendForms(sources);
   const settings = settle(validate(raw, sources, file), env);
   const config = deepFreeze(toRuntimeConfig(settings));
   checkReferencedFiles(config);

@@ -4,10 +4,11 @@
  * start afterwards: the TLS certificates, policy and ticket keys, the backend and its TLS
  * settings, greeting, auth_failure_delay, timeouts (except the implicit-TLS handshake timeout
  * and timeouts.proxy_protocol, fixed when the listener was bound, and timeouts.shutdown, handed
- * to the signal handler), limits.max_invalid_commands and limits.max_backend_processes; the
- * health probe follows a changed backend. Settings bound to
- * something built once at startup keep their old value and are logged as needing a restart: the
- * listener addresses, the metrics endpoint and probe interval, state_dir, log_level, Redis and the
+ * to the signal handler), limits.max_invalid_commands and limits.max_backend_processes, the
+ * backends (added, removed, changed, drained), their probe intervals and the routing (routes, map
+ * file, redis_key, auth_http); the health probes follow the backends. Settings bound to something
+ * built once at startup keep their old value and are logged as needing a restart: the listener
+ * addresses, the metrics endpoint, state_dir, log_level, Redis and the
  * rate limits, and the connection and handshake bounds, per IP and for the process (enforced at accept).
  */
 import type { Config } from './types.js';
@@ -15,7 +16,7 @@ import type { Config } from './types.js';
 /** The keys a reload cannot apply, as the user writes them, with how to read them from a Config. */
 const RESTART_ONLY: readonly (readonly [string, (config: Config) => unknown])[] = [
   ['listen_tls/listen_stls', (c) => c.listeners],
-  ['metrics_listen/backend_probe_interval', (c) => c.metrics],
+  ['metrics_listen', (c) => c.metrics.listen],
   ['state_dir', (c) => c.stateDir],
   ['log_level', (c) => c.logLevel],
   ['redis', (c) => c.redis],

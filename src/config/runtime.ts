@@ -6,7 +6,8 @@
  */
 import { resolve } from 'node:path';
 import { DEFAULT_REALM_SEPARATORS, type ParsedConfig } from './schema.js';
-import type { Config, LimiterPolicy, ListenerConfig, ListenerKind, RedisTarget } from './types.js';
+import { DEFAULT_BACKEND_NAME } from './routing-schema.js';
+import type { BackendConfig, Config, LimiterPolicy, ListenerConfig, ListenerKind, RedisTarget, RouteMatch, RoutingConfig } from './types.js';
 import { formatHostPort } from './values.js';
 
 /** systemd sets STATE_DIRECTORY to a colon-separated list when several are configured; ours is the first. */
@@ -55,21 +56,8 @@ export function toRuntimeConfig(settings: EffectiveSettings): Config {
       ...settings.listen_tls.map((entry) => listener('tls', entry)),
       ...settings.listen_stls.map((entry) => listener('stls', entry)),
     ],
-    backend: {
-      address: settings.backend,
-      auth: settings.backend_auth,
-      tls: settings.backend_tls,
-      caFile: settings.backend_ca,
-      tlsInsecure: settings.backend_tls_insecure,
-      tlsServerName: settings.backend_tls_servername,
-      clientCertFile: settings.backend_tls_cert,
-      clientKeyFile: settings.backend_tls_key,
-      allowPlaintextAuth: settings.allow_plaintext_backend_auth,
-      trustLoopback: settings.backend_trust_loopback,
-      sourceAddress: settings.backend_source_address,
-      proxyProtocol: settings.backend_proxy_protocol,
-      xclient: settings.backend_xclient,
-    },
+    backends: runtimeBackends(settings),
+    routing: runtimeRouting(settings),
     tls: {
       certFile: settings.cert,
       keyFile: settings.key,
@@ -155,3 +143,73 @@ const limiterPolicy = (limiter: ParsedLimiter): LimiterPolicy => ({
   windowMs: limiter.window,
   blockMs: limiter.block,
 });
+
+/** `backend:` + backend_* as the one backend named `default`, or every entry of `backends:`. */
+function runtimeBackends(settings: EffectiveSettings): BackendConfig[] {
+  if (settings.backends === undefined) {
+    // The schema refuses a config with neither form.
+    const address = settings.backend ?? { kind: 'tcp', host: '', port: 0 };
+    return [
+      {
+        name: DEFAULT_BACKEND_NAME,
+        address,
+        auth: settings.backend_auth,
+        tls: settings.backend_tls,
+        caFile: settings.backend_ca,
+        tlsInsecure: settings.backend_tls_insecure,
+        tlsServerName: settings.backend_tls_servername,
+        clientCertFile: settings.backend_tls_cert,
+        clientKeyFile: settings.backend_tls_key,
+        allowPlaintextAuth: settings.allow_plaintext_backend_auth,
+        trustLoopback: settings.backend_trust_loopback,
+        sourceAddress: settings.backend_source_address,
+        proxyProtocol: settings.backend_proxy_protocol,
+        xclient: settings.backend_xclient,
+        probeIntervalMs: settings.backend_probe_interval,
+        drain: false,
+        rewrite: undefined,
+      },
+    ];
+  }
+  return Object.entries(settings.backends).map(([name, entry]) => ({
+    name,
+    address: entry.address,
+    auth: entry.auth,
+    tls: entry.tls,
+    caFile: entry.ca,
+    tlsInsecure: entry.tls_insecure,
+    tlsServerName: entry.tls_servername,
+    clientCertFile: entry.tls_cert,
+    clientKeyFile: entry.tls_key,
+    allowPlaintextAuth: entry.allow_plaintext_auth,
+    trustLoopback: entry.trust_loopback,
+    sourceAddress: entry.source_address,
+    proxyProtocol: entry.proxy_protocol,
+    xclient: entry.xclient,
+    probeIntervalMs: entry.probe_interval ?? settings.backend_probe_interval,
+    drain: entry.drain,
+    rewrite: entry.rewrite,
+  }));
+}
+
+function runtimeRouting(settings: EffectiveSettings): RoutingConfig {
+  const routing = settings.routing;
+  const authHttp = routing.auth_http;
+  return {
+    routes: routing.routes.map((route) => ({ match: routeMatch(route), backend: route.backend, rewrite: route.rewrite })),
+    mapFile: routing.map_file,
+    redisKey: routing.redis_key,
+    authHttp:
+      authHttp === undefined
+        ? undefined
+        : { url: authHttp.url, timeoutMs: authHttp.timeout, sendPassword: authHttp.send_password, unlistedBackendTemplate: authHttp.unlisted_backend_template },
+    // The one-backend form keeps meaning "every user goes there".
+    defaultBackend: routing.default ?? (settings.backends === undefined ? DEFAULT_BACKEND_NAME : undefined),
+  };
+}
+
+function routeMatch(route: { readonly user?: string | undefined; readonly regex?: string | undefined }): RouteMatch {
+  if (route.regex !== undefined) return { kind: 'regex', source: route.regex };
+  const user = route.user ?? '';
+  return user.startsWith('*@') ? { kind: 'domain', domain: user.slice(2) } : { kind: 'user', user };
+}

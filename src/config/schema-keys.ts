@@ -36,7 +36,9 @@ export interface ConfigKey {
 const SECRET_NAME = /pass(word|phrase)?|secret|token|credential|api_key|private/i;
 
 /** The rule for masking a key's value: marked secret in the schema, or named like a secret. */
-export function holdsSecret(key: Pick<ConfigKey, 'path' | 'secret'>): boolean {
+export function holdsSecret(key: Pick<ConfigKey, 'path' | 'secret'> & { readonly kind?: ConfigKeyKind }): boolean {
+  // A switch cannot hold a secret, whatever its name (routing.auth_http.send_password).
+  if (key.kind === 'boolean') return false;
   return key.secret || SECRET_NAME.test(key.path.at(-1) ?? '');
 }
 

@@ -34,6 +34,7 @@ import {
   type HostPortRules,
   type Parsed,
 } from './values.js';
+import { routingSchemas } from './routing-schema.js';
 import { DEFAULT_TLS_CIPHERS, DEFAULT_TLS_GROUPS, MIN_TLS_VERSION, isLegacyTlsVersion } from '../tls/policy.js';
 import { canonicalServerName } from '../tls/sni.js';
 
@@ -41,7 +42,7 @@ import { canonicalServerName } from '../tls/sni.js';
  * How a parsed value is written back in --check-config output, declared on the value helpers
  * below and read through CONFIG_KEYS (schema-keys.ts). A value without one is written as parsed.
  */
-export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off' | 'listener' | 'backend-address';
+export type ValueSyntax = 'duration' | 'host-port' | 'host-port-or-off' | 'listener' | 'backend-address' | 'named-backends';
 const writtenAs = (syntax: ValueSyntax) => ({ syntax });
 
 /** Turns a values.ts parser into a string schema whose output is the parsed value. */
@@ -390,6 +391,12 @@ const rateLimitSchema = z.strictObject({
   on_store_failure: z.enum(STORE_FAILURE_MODES).prefault('insurance'),
 });
 
+/** A local address to connect from. */
+const ipAddress = z.string().refine((text) => isIP(text) !== 0, { message: 'is not an IP address; use e.g. 192.0.2.10 or 2001:db8::10' });
+
+/** Named backends and routing (issue 13), on the same value helpers as the keys above. */
+const routingKeys = routingSchemas({ address: backendAddress, duration, filePath, ipAddress });
+
 export const configSchema = z
   .strictObject({
     /** Default ["0.0.0.0:995"]. Implicit-TLS listeners (HOST:PORT; IPv6 as [::]:995), each also `{address, proxy_protocol, proxy_protocol_trusted}` behind a load balancer. Port 0 picks a free port (tests). May be [] if listen_stls is not. */
@@ -397,13 +404,17 @@ export const configSchema = z
     /** Default ["0.0.0.0:110"]. Plaintext listeners that require STLS before any credentials; entries as in listen_tls. May be [] if listen_tls is not. */
     listen_stls: listenerList.prefault(['0.0.0.0:110']),
     /**
-     * Required. The legacy POP3 server: HOST:PORT (port 1..65535); `unix:/run/ipop3d.sock` (a
-     * UNIX-domain socket, e.g. a systemd socket unit with Accept=yes); or `exec:/usr/sbin/ipop3d
-     * [args]`, a program started for each session with the connection as stdin and stdout, as
-     * inetd does (split on whitespace, no shell; the mapping `{exec: {command, args, environment,
-     * cwd}}` for anything more).
+     * The legacy POP3 server, one backend named `default`; required unless `backends` names them:
+     * HOST:PORT (port 1..65535); `unix:/run/ipop3d.sock` (a UNIX-domain socket, e.g. a systemd
+     * socket unit with Accept=yes); or `exec:/usr/sbin/ipop3d [args]`, a program started for each
+     * session with the connection as stdin and stdout, as inetd does (split on whitespace, no
+     * shell; the mapping `{exec: {command, args, environment, cwd}}` for anything more).
      */
-    backend: backendAddress,
+    backend: backendAddress.optional(),
+    /** Instead of `backend` and the backend_* keys: named backends, `NAME: {address, auth, tls, ...}` (address in any form `backend` takes), chosen per user by `routing`. */
+    backends: routingKeys.backends.meta(writtenAs('named-backends')).optional(),
+    /** How each login's backend is chosen among `backends`: static routes, a map file, a Redis hash, an auth_http service, a default. */
+    routing: routingKeys.routing.prefault({}),
     /** Default auto: the strongest mechanism the backend offers (APOP, CRAM-MD5, then plaintext ones if allowed). Pin one to refuse a downgrade. */
     backend_auth: z.enum(BACKEND_AUTH_MODES).prefault('auto'),
     /** Default auto: STLS to the backend when its CAPA offers it. `starttls` requires it; `implicit` speaks TLS from the first byte (a POP3S port); `off` never tries (loopback backends). */
@@ -427,10 +438,7 @@ export const configSchema = z
      */
     backend_trust_loopback: z.boolean().optional(),
     /** Optional local IP to connect to the backend from (multi-homed gateways, backend ACLs). */
-    backend_source_address: z
-      .string()
-      .refine((text) => isIP(text) !== 0, { message: 'is not an IP address; use e.g. 192.0.2.10 or 2001:db8::10' })
-      .optional(),
+    backend_source_address: ipAddress.optional(),
     /**
      * Default off. Open every backend connection with a PROXY protocol header (v1 text or v2
      * binary) naming the client, so the backend's logs and per-address limits see the client,
@@ -493,6 +501,7 @@ export const configSchema = z
     rate_limit: rateLimitSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
+    checkBackendsAndRoutes(config, ctx);
     if (config.listen_tls.length === 0 && config.listen_stls.length === 0) {
       ctx.addIssue({
         code: 'custom',
@@ -529,7 +538,7 @@ export const configSchema = z
         sniNames.add(name);
       }
     });
-    if (config.backend_source_address !== undefined && config.backend.kind !== 'tcp') {
+    if (config.backend_source_address !== undefined && config.backend !== undefined && config.backend.kind !== 'tcp') {
       ctx.addIssue({ code: 'custom', path: ['backend_source_address'], message: `applies only to a HOST:PORT backend, not to ${config.backend.kind}:` });
     }
     if ((config.backend_tls_cert === undefined) !== (config.backend_tls_key === undefined)) {
@@ -591,3 +600,35 @@ export const configSchema = z
 export type RawConfig = z.input<typeof configSchema>;
 /** The schema's output: durations in ms, addresses parsed; load.ts maps it onto the runtime Config. */
 export type ParsedConfig = z.output<typeof configSchema>;
+
+type ConfigShape = z.output<z.ZodObject<typeof configSchema.shape>>;
+
+/** One form of backend, and every name a route uses is a configured backend. */
+function checkBackendsAndRoutes(config: ConfigShape, ctx: z.RefinementCtx): void {
+  if (config.backend !== undefined && config.backends !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['backends'], message: 'is set together with backend; give one backend with backend (and backend_*), or name them all in backends', params: { severalKeys: true } });
+    return;
+  }
+  if (config.backend === undefined && config.backends === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['backend'], message: 'is required; set it in the config file, with --backend, or with POPWARDEN_BACKEND (or name several backends in backends)', params: { severalKeys: true } });
+    return;
+  }
+  for (const [name, entry] of Object.entries(config.backends ?? {})) {
+    if (entry.source_address !== undefined && entry.address.kind !== 'tcp') {
+      ctx.addIssue({ code: 'custom', path: ['backends', name, 'source_address'], message: `applies only to a HOST:PORT backend, not to ${entry.address.kind}:` });
+    }
+  }
+  const names = new Set(config.backends === undefined ? ['default'] : Object.keys(config.backends));
+  const known = (name: string | undefined): boolean => name === undefined || names.has(name);
+  const unknown = (name: string): string => `names no configured backend "${name}"; configured: ${[...names].join(', ')}`;
+  const routing = config.routing;
+  routing.routes.forEach((route, index) => {
+    if (!known(route.backend)) ctx.addIssue({ code: 'custom', path: ['routing', 'routes', index, 'backend'], message: unknown(route.backend) });
+  });
+  if (!known(routing.default)) ctx.addIssue({ code: 'custom', path: ['routing', 'default'], message: unknown(routing.default ?? '') });
+  const template = routing.auth_http?.unlisted_backend_template;
+  if (!known(template)) ctx.addIssue({ code: 'custom', path: ['routing', 'auth_http', 'unlisted_backend_template'], message: unknown(template ?? '') });
+  if (routing.redis_key !== undefined && config.redis.url === undefined && config.redis.sentinels === undefined && config.redis.cluster === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['routing', 'redis_key'], message: 'needs a Redis: set redis.url (or sentinels, or cluster)' });
+  }
+}

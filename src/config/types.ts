@@ -73,6 +73,8 @@ export type BackendAddress =
 
 export interface BackendConfig {
   readonly address: BackendAddress;
+  /** Its configured name (`default` for `backend:`): what routes name, and its metric label. */
+  readonly name: string;
   readonly auth: BackendAuthMode;
   readonly tls: BackendTlsMode;
   /** PEM file of CAs that sign the backend's STLS certificate. */
@@ -96,10 +98,51 @@ export interface BackendConfig {
   readonly trustLoopback: boolean | undefined;
   /** Local address to connect from (multi-homed gateways, and tests that need a non-loopback-looking source). */
   readonly sourceAddress: string | undefined;
+  /** How often this backend is probed for backend_up and /readyz; 0 = never. */
+  readonly probeIntervalMs: number;
+  /** Drained: no new sessions go to it (its users get -ERR [SYS/TEMP]); live sessions finish. */
+  readonly drain: boolean;
+  /** The username this backend gets: `strip_domain` or a template (%u, %n, %d); undefined: as typed. */
+  readonly rewrite: string | undefined;
   /** A PROXY header (v1 or v2) with the client's address first on every backend connection; `off`: none. */
   readonly proxyProtocol: BackendProxyProtocolMode;
   /** `auto`: send `XCLIENT ADDR=… PORT=…` before the login when the backend offers it (Dovecot: `[XCLIENT]` in its greeting). */
   readonly xclient: BackendXclientMode;
+}
+
+/** Which users a static route (or a map-file line) takes. `user` and `domain` are compared as route keys (routing/keys). */
+export type RouteMatch =
+  | { readonly kind: 'user'; readonly user: string }
+  | { readonly kind: 'domain'; readonly domain: string }
+  | { readonly kind: 'regex'; readonly source: string };
+
+export interface StaticRoute {
+  readonly match: RouteMatch;
+  /** The name of a configured backend. */
+  readonly backend: string;
+  /** Overrides the backend's rewrite. */
+  readonly rewrite: string | undefined;
+}
+
+/** nginx's auth_http protocol, used to ask an existing routing service where a user lives. */
+export interface AuthHttpConfig {
+  readonly url: string;
+  readonly timeoutMs: number;
+  /** Send Auth-Pass; off by default, so the service never sees a password. */
+  readonly sendPassword: boolean;
+  /** Settings for an answer naming an address no backend has; undefined: such answers are refused. */
+  readonly unlistedBackendTemplate: string | undefined;
+}
+
+/** How a login's backend is chosen: the sources in this order, then `defaultBackend`. */
+export interface RoutingConfig {
+  readonly routes: readonly StaticRoute[];
+  readonly mapFile: string | undefined;
+  /** A Redis hash (in the redis: store) mapping users and `*@domain` to backend names. */
+  readonly redisKey: string | undefined;
+  readonly authHttp: AuthHttpConfig | undefined;
+  /** Where users no source routes go; undefined: they fail like a wrong password. */
+  readonly defaultBackend: string | undefined;
 }
 
 export interface TimeoutsConfig {
@@ -251,7 +294,9 @@ export interface MetricsConfig {
 
 export interface Config {
   readonly listeners: readonly ListenerConfig[];
-  readonly backend: BackendConfig;
+  /** Every configured backend, by name; never empty (`backend:` alone is one named `default`). */
+  readonly backends: readonly BackendConfig[];
+  readonly routing: RoutingConfig;
   readonly tls: TlsConfig;
   /** Where the first-run self-signed certificate lives. */
   readonly stateDir: string;

@@ -26,7 +26,7 @@ export interface HandshakeBounds {
 /** A handshake in progress, in the order they started. */
 interface InFlight extends Aged {
   readonly release: () => void;
-  /** Closes its connection; absent for one that may not be evicted (after STLS, a session's). */
+  /** Closes its connection; absent for one that may not be evicted. */
   readonly evict: (() => void) | undefined;
 }
 
@@ -59,12 +59,15 @@ export class HandshakeLimiter {
     if (maxPerIp === 0 && maxTotal === 0) return { kind: 'started', release: () => undefined };
     const key = ipKey(address, ipv6PrefixLength);
     if (maxPerIp > 0 && (this.#inProgress.get(key) ?? 0) >= maxPerIp) return { kind: 'refused', reason: 'too_many_handshakes' };
-    if (maxTotal > 0 && this.#inFlight.size >= maxTotal && !this.#evictOldest()) return { kind: 'refused', reason: 'max_handshakes' };
+    if (maxTotal > 0 && this.#inFlight.size >= maxTotal && !this.evictOldest()) return { kind: 'refused', reason: 'max_handshakes' };
     return { kind: 'started', release: this.#start(key, evict) };
   }
 
-  /** Closes the oldest evictable handshake past the age floor; false when there is none. */
-  #evictOldest(): boolean {
+  /**
+   * Closes the oldest evictable handshake past the age floor; false when there is none. Also
+   * limits.max_sessions' last resort: a handshake holds a place there too without being a session.
+   */
+  evictOldest(): boolean {
     const victim = oldestEvictable(this.#inFlight, this.#now(), (entry) => entry.evict !== undefined);
     if (victim === undefined) return false;
     victim.release();
@@ -90,8 +93,8 @@ export class HandshakeLimiter {
   }
 
   /** admit() for callers that only need to know whether: a release function, or undefined when refused. */
-  begin(address: string): (() => void) | undefined {
-    const admission = this.admit(address);
+  begin(address: string, evict?: () => void): (() => void) | undefined {
+    const admission = this.admit(address, evict);
     return admission.kind === 'started' ? admission.release : undefined;
   }
 

@@ -148,6 +148,8 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
   const evictHandshake = (socket: Socket, client: ClientOrigin): void => {
     metrics.tlsHandshake(config.name, 'evicted', undefined, handshakeSeconds(socket));
     log.info({ listener: config.name, peer: client.address, via: client.via, reason: 'evicted' }, 'TLS handshake failed');
+    // Its gate place too, now: limits.max_sessions may have evicted it for the connection waiting.
+    clients.get(peerKey(socket))?.release();
     handshakeDone(peerKey(socket));
     evicted.add(socket);
     socket.destroy();

@@ -92,7 +92,10 @@ function parseV1(bytes: Buffer): ProxyParse {
   const fields = line.split(' ');
   if (fields.length !== 6) return fail('malformed', 'a v1 line has PROXY, a family, two addresses and two ports, single-spaced');
   const [, family, sourceAddress = '', destinationAddress = '', sourcePort = '', destinationPort = ''] = fields;
-  const validAddress = family === 'TCP4' ? (text: string) => IPV4_TEXT.test(text) : family === 'TCP6' ? (text: string) => isIPv6(text) : undefined;
+  // No zone ID ("%eth0", which isIPv6 accepts): it names an interface on the proxy's host, and its
+  // free text would travel on to XCLIENT, a backend's PROXY header and a program's environment.
+  const validAddress =
+    family === 'TCP4' ? (text: string) => IPV4_TEXT.test(text) : family === 'TCP6' ? (text: string) => isIPv6(text) && !text.includes('%') : undefined;
   if (validAddress === undefined) return fail('malformed', 'the v1 family is not TCP4, TCP6 or UNKNOWN');
   if (!validAddress(sourceAddress) || !validAddress(destinationAddress)) return fail('malformed', `a v1 address is not ${family === 'TCP4' ? 'IPv4' : 'IPv6'}`);
   if (!PORT_TEXT.test(sourcePort) || !PORT_TEXT.test(destinationPort)) return fail('malformed', 'a v1 port is not 0..65535');

@@ -28,7 +28,10 @@ export const POP3_ALPN = ['pop3'];
  * `clientAddress` is the one the handshake bound counts (the PROXY header's client, if any).
  */
 export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeoutMs: number, clientAddress: string): Promise<TLSSocket> {
-  const release = material.beginHandshake === undefined ? () => undefined : material.beginHandshake(clientAddress);
+  // Evictable like a handshake on the implicit-TLS port: a stalled one after STLS would otherwise
+  // hold limits.max_handshakes, which both ports share, for a whole timeout (issue 14.3's slowloris
+  // through the plain port). Closing the socket fails the wait below, and the session closes.
+  const release = material.beginHandshake === undefined ? () => undefined : material.beginHandshake(clientAddress, () => socket.destroy());
   if (release === undefined) {
     // Closed before any TLS work: the client gets no ServerHello, only the FIN.
     socket.destroy();

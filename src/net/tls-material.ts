@@ -34,9 +34,10 @@ export interface TlsMaterial {
   readonly files?: readonly string[];
   /**
    * limits.max_handshakes_per_ip at STLS: a release function, or undefined when `address` has too
-   * many handshakes in progress. Absent: no bound.
+   * many handshakes in progress. Absent: no bound. `evict` closes the connection when
+   * limits.max_handshakes is full and this is the oldest handshake past the age floor.
    */
-  readonly beginHandshake?: (address: string) => (() => void) | undefined;
+  readonly beginHandshake?: (address: string, evict?: () => void) => (() => void) | undefined;
 }
 
 const subjectName = (cert: X509Certificate): string =>

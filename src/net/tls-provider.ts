@@ -56,7 +56,7 @@ export class TlsProvider implements TlsMaterial {
     return this.#material.files ?? [];
   }
 
-  readonly beginHandshake = (address: string): (() => void) | undefined => this.handshakes.begin(address);
+  readonly beginHandshake = (address: string, evict?: () => void): (() => void) | undefined => this.handshakes.begin(address, evict);
 
   /** SNI lookup in the current set; undefined means the default context. */
   readonly contextFor = (servername: string): SecureContext | undefined => this.#material.contextFor?.(servername);

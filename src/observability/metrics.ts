@@ -40,6 +40,13 @@ export const CONNECTION_REFUSALS = [
 ] as const;
 export type ConnectionRefusal = (typeof CONNECTION_REFUSALS)[number];
 
+/** Where a login's backend was found (backend/routing/source.ts names the same sources). */
+export const ROUTE_SOURCE_NAMES = ['static', 'map_file', 'redis', 'auth_http', 'default'] as const;
+export type RouteSourceLabel = (typeof ROUTE_SOURCE_NAMES)[number];
+/** hit: it named a backend; miss: it knows no route; refused: auth_http refused the user; error: it failed or named no configured backend. */
+export const ROUTE_LOOKUP_RESULTS = ['hit', 'miss', 'refused', 'error'] as const;
+export type RouteLookupResult = (typeof ROUTE_LOOKUP_RESULTS)[number];
+
 export interface Metrics {
   /** A client connected (before any TLS work). */
   connectionOpened(listener: ListenerName, tls: 'implicit' | 'starttls'): void;
@@ -61,8 +68,10 @@ export interface Metrics {
   rateLimitStoreError(): void;
   /** A TCP connection to the backend succeeded after this long. */
   backendConnected(durationSeconds: number): void;
-  /** The result of one backend health probe (connect, greeting, and STLS where offered). */
-  backendProbe(up: boolean, durationSeconds: number): void;
+  /** The result of one health probe (connect, greeting, and STLS where offered) of the backend so named. */
+  backendProbe(backend: string, up: boolean, durationSeconds: number): void;
+  /** One route source asked for a login's backend, and what it answered. */
+  routeLookup(source: RouteSourceLabel, result: RouteLookupResult): void;
   /** A backend failure, by stable error code (E_BACKEND_CONNECT, E_BACKEND_TIMEOUT, ...). */
   backendError(code: string): void;
   /** A relayed command completed (its whole reply passed on). */
@@ -86,6 +95,7 @@ export const NO_METRICS: Metrics = {
   rateLimitStoreError: () => undefined,
   backendConnected: () => undefined,
   backendProbe: () => undefined,
+  routeLookup: () => undefined,
   backendError: () => undefined,
   commandRelayed: () => undefined,
   bytesRelayed: () => undefined,

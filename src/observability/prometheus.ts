@@ -16,6 +16,8 @@ import {
   CONNECTION_REFUSALS,
   LOGIN_RESULTS,
   RELAY_DIRECTIONS,
+  ROUTE_LOOKUP_RESULTS,
+  ROUTE_SOURCE_NAMES,
   TLS_HANDSHAKE_RESULTS,
   type ListenerName,
   type Metrics,
@@ -49,8 +51,8 @@ export interface ServedCertificate {
 export interface PrometheusMetricsOptions {
   /** popwarden's own version, for popwarden_build_info. */
   readonly version: string;
-  /** The configured backend as HOST:PORT, the one label of the backend probe gauges. */
-  readonly backend?: string;
+  /** The configured backends' names: the only values of the backend label (the probe reports nothing else). */
+  readonly backends?: readonly string[];
   /** Listeners known at start, so their series exist (at 0) before the first connection. */
   readonly listeners?: readonly { readonly name: ListenerName; readonly tls: 'implicit' | 'starttls' }[];
   /** Also export prom-client's process_* and nodejs_* metrics (default true). */
@@ -64,8 +66,8 @@ export interface PrometheusMetrics extends Metrics {
   setCertificates(certificates: readonly ServedCertificate[]): void;
   /** The current rate-limit store state, or undefined when none was ever reported. */
   storeUp(): boolean | undefined;
-  /** The last backend probe result, or undefined before the first one. */
-  lastBackendProbe(): { readonly up: boolean; readonly at: number } | undefined;
+  /** After a reload: the backends now configured; the series of the others go. */
+  setBackends(names: readonly string[]): void;
   /** The Prometheus text exposition of every metric. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -101,9 +103,10 @@ const FAMILIES = {
   ratelimit_store_outages_total: { type: 'counter', help: 'Times the rate-limit store went down (a failed or timed-out call, a lost connection) and the fallback took over.' },
   backend_connect_duration_seconds: { type: 'histogram', help: 'TCP connect time to the backend, for logins.', buckets: WAIT_BUCKETS },
   backend_errors_total: { type: 'counter', help: 'Backend failures during logins, relayed commands and idle sessions, by stable error code.', labels: ['reason'] },
-  backend_up: { type: 'gauge', help: '1 when the last backend probe connected and read a +OK greeting within the connect timeout; absent until the first probe.', labels: ['backend'] },
+  backend_up: { type: 'gauge', help: '1 when the last probe of the backend (by configured name) connected and read a +OK greeting within the connect timeout; absent until its first probe.', labels: ['backend'] },
   backend_probes_total: { type: 'counter', help: 'Backend health probes, by result.', labels: ['result'] },
-  backend_probe_duration_seconds: { type: 'gauge', help: 'How long the last backend probe took (connect + greeting).', labels: ['backend'] },
+  backend_probe_duration_seconds: { type: 'gauge', help: 'How long the last probe of the backend took (connect + greeting).', labels: ['backend'] },
+  route_lookups_total: { type: 'counter', help: 'Route sources asked for a login\'s backend, by source and result (hit, miss, refused by auth_http, error: failed or named no configured backend).', labels: ['source', 'result'] },
   commands_total: { type: 'counter', help: 'Commands relayed after login, by verb ("other" for verbs outside RFC 1939/2449).', labels: ['verb'] },
   command_duration_seconds: { type: 'histogram', help: 'Round trip of a relayed command: sent to the backend until its whole reply reached the client.', labels: ['verb'], buckets: COMMAND_BUCKETS },
   relay_bytes_total: { type: 'counter', help: 'Bytes relayed after login, by direction.', labels: ['direction'] },
@@ -161,14 +164,14 @@ function memo<V>(make: (key: string) => V): (key: string) => V {
 /** Builds the metrics with a Registry of their own (never the global one). */
 export function createPrometheusMetrics(options: PrometheusMetricsOptions): PrometheusMetrics {
   const registry = new Registry();
-  const backend = options.backend ?? 'backend';
+  let backends = new Set(options.backends ?? []);
 
   // Counts behind the state gauges, read in collect().
   const active = new Map<string, { listener: string; tls: string; count: number }>();
   const listenerMode = new Map<string, 'implicit' | 'starttls'>();
   let certificates: readonly ServedCertificate[] = [];
   let storeState: boolean | undefined;
-  let probe: { up: boolean; at: number; durationSeconds: number } | undefined;
+  const probes = new Map<string, { up: boolean; durationSeconds: number }>();
 
   const activeEntry = (listener: string, tls: string): { listener: string; tls: string; count: number } => {
     const key = `${listener}\u0000${tls}`;
@@ -188,8 +191,8 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
     build_info: () => [[{ version: options.version, node_version: process.version }, 1]],
     connections_active: () => [...active.values()].map(({ listener, tls, count }) => [{ listener, tls }, count] as const),
     ratelimit_store_up: () => (storeState === undefined ? [] : [[{ store: 'redis' }, storeState ? 1 : 0]]),
-    backend_up: () => (probe === undefined ? [] : [[{ backend }, probe.up ? 1 : 0]]),
-    backend_probe_duration_seconds: () => (probe === undefined ? [] : [[{ backend }, probe.durationSeconds]]),
+    backend_up: () => [...probes].map(([backend, probe]) => [{ backend }, probe.up ? 1 : 0] as const),
+    backend_probe_duration_seconds: () => [...probes].map(([backend, probe]) => [{ backend }, probe.durationSeconds] as const),
     tls_certificate_not_after_timestamp_seconds: () =>
       certificates.map((c) => [{ listener: c.listener, name: c.name }, Math.floor(c.notAfter.getTime() / 1000)] as const),
   });
@@ -218,6 +221,7 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
   m.ratelimit_store_outages_total.inc(0);
   for (const direction of RELAY_DIRECTIONS) bytesSeries(direction);
   for (const result of ['success', 'failure']) m.backend_probes_total.inc({ result }, 0);
+  for (const result of ['hit', 'miss']) m.route_lookups_total.inc({ source: 'default', result }, 0);
   for (const result of LOGIN_RESULTS) m.login_duration_seconds.zero({ result });
   // Attacks start with a burst: a series born mid-burst loses its first increase to rate().
   for (const limiter of LIMITER_NAMES_ALL) m.ratelimit_rejections_total.inc({ limiter }, 0);
@@ -318,11 +322,19 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
     setCertificates(list) {
       certificates = [...list];
     },
-    backendProbe(up, durationSeconds) {
-      probe = { up, at: Date.now(), durationSeconds };
+    backendProbe(backend, up, durationSeconds) {
+      // Only configured names become labels.
+      if (backends.has(backend)) probes.set(backend, { up, durationSeconds });
       m.backend_probes_total.inc({ result: up ? 'success' : 'failure' });
     },
+    routeLookup(source, result) {
+      m.route_lookups_total.inc({ source: allowed(source, ROUTE_SOURCE_NAMES), result: allowed(result, ROUTE_LOOKUP_RESULTS) });
+    },
+    setBackends(names) {
+      backends = new Set(names);
+      for (const name of probes.keys()) if (!backends.has(name)) probes.delete(name);
+    },
     storeUp: () => storeState,
-    lastBackendProbe: () => (probe === undefined ? undefined : { up: probe.up, at: probe.at }),
+
   };
 }

@@ -1,12 +1,12 @@
-import type { ConnectionOptions } from 'node:tls';
 import type { Config } from '../config/types.js';
 import { MAX_LOGGED_BACKEND_TEXT } from '../config/limits.js';
 import { escapeForLog, type Logger } from '../observability/log.js';
 import type { LoginResult, Metrics } from '../observability/metrics.js';
 import { Reply } from '../pop3/replies.js';
-import type { Credentials } from '../auth/credentials.js';
+import { Credentials } from '../auth/credentials.js';
 import type { LoginAttempt, LoginGuard, LoginVerdict } from '../auth/login-guard.js';
-import { chooseBackend } from '../backend/route.js';
+import type { RouteDecision, Router } from '../backend/routing/router.js';
+import { routeKey } from '../backend/routing/keys.js';
 import { loginToBackend } from '../backend/login.js';
 import type { OfferMemory } from '../backend/shared-memory.js';
 import type { BackendPrograms } from '../backend/programs.js';
@@ -20,7 +20,8 @@ import { authenticated, replied, reply, type Outcome } from './outcome.js';
 /** What a login needs that outlives the session: shared by every session of the process. */
 export interface LoginDependencies {
   readonly config: Config;
-  readonly backendTls: ConnectionOptions;
+  /** Chooses each login's backend (and the name it gets there). */
+  readonly router: Router;
   readonly metrics: Metrics;
   /** Failed-login protection, consulted before every backend login. */
   readonly guard: LoginGuard;
@@ -43,6 +44,8 @@ export interface LoginRequest {
   readonly client: ClientOrigin;
   /** The client's TLS version, for the audit line. */
   readonly tlsProtocol: string | null;
+  /** 1 for the session's first login attempt, then 2, 3 ... (told to an auth_http route service). */
+  readonly attempt: number;
   /** The session's logger. */
   readonly log: Logger;
   /** Whether the session has closed meanwhile (the client hung up, a timeout, shutdown). */
@@ -53,6 +56,11 @@ export interface LoginRequest {
 
 /** Optional fields of the login audit line. */
 interface AuditFields {
+  /** The backend's name, and the username it got when that differs from the client's. */
+  readonly backend?: string;
+  readonly backendUser?: string;
+  /** Which route source chose the backend, or "none". */
+  readonly route?: string;
   readonly backendMechanism?: string;
   readonly limiter?: string;
   readonly backendCode?: string | undefined;
@@ -71,7 +79,9 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
   const { credentials, log } = request;
   const startedAt = Date.now();
   const attempt: LoginAttempt = { ip: request.client.address, user: credentials.user, password: credentials.password };
-  const audit = (result: LoginResult, fields: AuditFields = {}): void => writeAudit(request, deps.metrics, result, startedAt, fields);
+  // Once routed, every audit line names the backend (and the name it got there).
+  let routed: AuditFields = {};
+  const audit = (result: LoginResult, fields: AuditFields = {}): void => writeAudit(request, deps.metrics, result, startedAt, { ...routed, ...fields });
   // Failed logins are answered at a deadline on a grid of the configured delay, counted from
   // when the credentials arrived, that does not follow the backend's speed: a wrong password and
   // an unknown user take the same time (A-06), and guessing gets slow.
@@ -92,18 +102,41 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
       return reply(decision.limiter === 'store_unavailable' ? Reply.loginUnavailable : Reply.tooManyFailures);
     }
     settle = decision.settle;
-    const backend = await loginToBackend(credentials, {
-      backend: chooseBackend(deps.config.backend, credentials.user),
-      client: request.client,
-      tlsOptions: deps.backendTls,
-      timeouts: deps.config.timeouts,
-      log,
-      metrics: deps.metrics,
-      memory: deps.backendMemory,
-      apopUsers: deps.apopUsers,
-      onIdleFailure: request.onBackendIdleFailure,
-      programs: { programs: deps.backendPrograms, limit: deps.config.limits.maxBackendProcesses, log },
-    });
+    const route = await chooseRoute(request, deps);
+    if (route.kind !== 'backend') {
+      // No user enumeration: an unknown user (or one the route service refused) is answered as a
+      // wrong password is, at the same deadline, and counts against the limits the same way.
+      if (route.kind === 'drained') {
+        await settle('not_judged');
+        audit('backend_error', { backend: route.backend, route: route.source, backendError: 'drained' });
+        return reply(Reply.backendUnavailable);
+      }
+      await settle('refused');
+      audit('failure', { route: route.kind === 'unknown' ? 'none' : 'auth_http' });
+      if (request.clientGone()) return replied;
+      await failureDelay();
+      if (route.kind === 'refused' && route.waitMs > 0) await waitAtLeast(startedAt, route.waitMs);
+      return reply(Reply.authFailed);
+    }
+    routed = { backend: route.target.config.name, route: route.source, ...(route.backendUser === credentials.user ? {} : { backendUser: escapeForLog(route.backendUser) }) };
+    const backendCredentials = route.backendUser === credentials.user ? credentials : new Credentials(route.backendUser, credentials.password);
+    let backend;
+    try {
+      backend = await loginToBackend(backendCredentials, {
+        backend: route.target.config,
+        client: request.client,
+        tlsOptions: route.target.tlsOptions,
+        timeouts: deps.config.timeouts,
+        log,
+        metrics: deps.metrics,
+        memory: deps.backendMemory,
+        apopUsers: deps.apopUsers,
+        onIdleFailure: request.onBackendIdleFailure,
+        programs: { programs: deps.backendPrograms, limit: deps.config.limits.maxBackendProcesses, log },
+      });
+    } finally {
+      if (backendCredentials !== credentials) backendCredentials.wipe();
+    }
     // Off the reply's path: the client does not wait for the store to forget its failures
     // (the guard tracks it: LoginGuard.settled()).
     void settle('accepted');
@@ -147,6 +180,25 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
   } finally {
     credentials.wipe();
   }
+}
+
+/** The router's decision for this login; the limiter keys stay on the client's own name. */
+function chooseRoute(request: LoginRequest, deps: LoginDependencies): Promise<RouteDecision> {
+  const { credentials } = request;
+  return deps.router.choose({
+    key: routeKey(credentials.user, deps.config.rateLimit.usernameCanonical.lowerCase),
+    user: credentials.user,
+    password: () => credentials.password,
+    clientIp: request.client.address,
+    method: request.mechanism,
+    attempt: request.attempt,
+  });
+}
+
+/** Resolves no earlier than `ms` after `since` (an auth_http Auth-Wait longer than the failure delay). */
+function waitAtLeast(since: number, ms: number): Promise<void> {
+  const remaining = since + ms - Date.now();
+  return remaining <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, remaining));
 }
 
 /**

@@ -73,6 +73,8 @@ export class Session implements SessionContext {
   #firstChunkSeen = false;
   #corked = false;
   #invalidCommands = 0;
+  /** Login attempts so far in this session (auth_http's Auth-Login-Attempt). */
+  #loginAttempts = 0;
   #backend: BackendSession | undefined;
   readonly #client: ClientOrigin;
   readonly #openedAt = Date.now();
@@ -131,12 +133,16 @@ export class Session implements SessionContext {
   }
 
   /**
-   * Whether this session may be closed to make room under limits.max_sessions: in AUTHORIZATION,
-   * so not logged in and no login at the backend (AUTHENTICATING), nor in the middle of STLS:
-   * closing it costs its client a retry and nothing else, as the login deadline would.
+   * Whether this session may be closed to make room under limits.max_sessions: not logged in,
+   * and not in the middle of STLS (its handshake is evictable under limits.max_handshakes).
+   * AUTHENTICATING qualifies: a refused or rate-limited guess waits there for the failure
+   * deadline, so a client that sends its next PASS at once is almost never in AUTHORIZATION, and
+   * guessing from enough addresses would hold the bound. The whole state, not only the wait after
+   * a verdict, so that an eviction tells nothing of when the backend judged (A-06). Closing it
+   * costs its client a retry; the attempt is still counted (session/login.ts).
    */
   get evictable(): boolean {
-    return this.#state === SessionState.authorization;
+    return this.#state === SessionState.authorization || this.#state === SessionState.authenticating;
   }
 
   /** Closes the session to make room for a newer one, with the farewell of a full server. */
@@ -299,6 +305,7 @@ export class Session implements SessionContext {
             mechanism: outcome.mechanism,
             client: this.#client,
             tlsProtocol: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
+            attempt: ++this.#loginAttempts,
             log: this.log,
             clientGone: () => this.#isClosed(),
             onBackendIdleFailure: (error) => this.#onBackendIdleFailure(error),

@@ -7,10 +7,9 @@ import { NO_METRICS, type Metrics } from '../observability/metrics.js';
 import type { RunningProxy } from '../proxy.js';
 import type { TlsMaterial } from '../net/tls-material.js';
 import { CERT_FILE_NAME } from '../certs/self-signed.js';
-import { formatBackendAddress } from '../config/values.js';
 import { createPrometheusMetrics, type PrometheusMetrics } from '../observability/prometheus.js';
 import { startMetricsServer, type MetricsServer, type ReadinessCheck } from '../observability/metrics-server.js';
-import { BackendProber } from '../backend/probe.js';
+import { BackendProbers } from '../backend/probers.js';
 import { packageVersion } from '../version.js';
 
 /** Metrics and health endpoints for one running popwarden. */
@@ -18,8 +17,8 @@ export interface Observability {
   readonly metrics: Metrics;
   /** Called once the listeners are bound (readiness depends on them). `tls` feeds the certificate-expiry gauge. */
   watch(proxy: RunningProxy, tls?: TlsMaterial): void;
-  /** After a reload: the health probe follows a changed backend address or TLS settings. */
-  backendChanged(backend: BackendConfig): void;
+  /** After a reload: the health probes follow the backends now configured (added, removed, changed). */
+  backendsChanged(backends: readonly BackendConfig[]): void;
   close(): Promise<void>;
   /** Where the admin endpoints listen; undefined when metrics are off. */
   readonly address: { readonly host: string; readonly port: number } | undefined;
@@ -56,35 +55,19 @@ export async function startObservability(config: Config, log: Logger, options: O
   const listen = config.metrics.listen;
   if (listen === undefined) {
     log.info('metrics and health endpoints are off (metrics_listen: off)');
-    return { metrics: NO_METRICS, watch: () => undefined, backendChanged: () => undefined, close: () => Promise.resolve(), address: undefined };
+    return { metrics: NO_METRICS, watch: () => undefined, backendsChanged: () => undefined, close: () => Promise.resolve(), address: undefined };
   }
   const metrics: PrometheusMetrics = createPrometheusMetrics({
     version: options.version ?? packageVersion(),
-    backend: formatBackendAddress(config.backend.address),
+    backends: config.backends.map((b) => b.name),
     listeners: config.listeners.map((l) => ({ name: l.name, tls: l.kind === 'tls' ? 'implicit' : 'starttls' })),
     ...(options.defaultMetrics === undefined ? {} : { defaultMetrics: options.defaultMetrics }),
   });
 
-  const makeProber = (backend: BackendConfig): BackendProber => new BackendProber(backend, config.timeouts.backendConnectMs, metrics, log);
-  let probedBackend = config.backend;
-  let prober = makeProber(probedBackend);
+  const probers = new BackendProbers(config.timeouts.backendConnectMs, metrics, log);
 
   let proxy: RunningProxy | undefined;
   let closed = false;
-  const intervalMs = config.metrics.backendProbeIntervalMs;
-
-  const backendCheck = async (): Promise<ReadinessCheck> => {
-    // A periodic probe younger than two intervals answers; otherwise probe now (shared if running).
-    const last = metrics.lastBackendProbe();
-    if (intervalMs > 0 && last !== undefined && Date.now() - last.at <= 2 * intervalMs) {
-      const fix = prober.lastFix;
-      return { ok: last.up, detail: last.up ? 'greeting received' : fix === undefined ? 'last probe failed' : `last probe failed: ${fix}` };
-    }
-    const result = await prober.probeNow();
-    if (result.up) return { ok: true, detail: 'greeting received' };
-    return { ok: false, detail: result.fix === undefined ? result.reason : `${result.reason}: ${result.fix}` };
-  };
-
   let server: MetricsServer;
   try {
     server = await startMetricsServer(
@@ -99,7 +82,7 @@ export async function startObservability(config: Config, log: Logger, options: O
           const store = metrics.storeUp();
           return {
             listeners,
-            backend: await backendCheck(),
+            ...(await probers.readiness()),
             rate_limit_store:
               store === undefined ? { ok: true, detail: 'not configured' } : { ok: store, detail: store ? 'up' : 'down' },
           };
@@ -116,17 +99,15 @@ export async function startObservability(config: Config, log: Logger, options: O
     });
   }
 
-  prober.start(intervalMs);
+  // Only once the server is up: a failed start leaves no probe running.
+  probers.follow(config.backends);
   return {
     metrics,
     address: { host: server.address.address, port: server.address.port },
-    backendChanged(backend) {
-      if (closed || JSON.stringify(backend) === JSON.stringify(probedBackend)) return;
-      const previous = prober;
-      probedBackend = backend;
-      prober = makeProber(backend);
-      void previous.stop();
-      prober.start(intervalMs);
+    backendsChanged(backends) {
+      if (closed) return;
+      metrics.setBackends(backends.map((b) => b.name));
+      probers.follow(backends);
     },
     watch(running, tls) {
       proxy = running;
@@ -135,7 +116,7 @@ export async function startObservability(config: Config, log: Logger, options: O
     },
     async close() {
       closed = true;
-      await prober.stop();
+      await probers.stop();
       await server.close();
     },
   };

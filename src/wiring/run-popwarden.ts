@@ -83,9 +83,9 @@ export async function runPopwarden(config: Config, log: Logger, options: RunOpti
   const reload: ReloadableProxy['reload'] = async () => {
     const outcome = await proxy.reload();
     if (outcome.ok) {
-      // The expiry gauge follows the certificates now served, the health probe the backend.
+      // The expiry gauge follows the certificates now served, the health probes the backends.
       observability.watch(proxy, tls.current);
-      observability.backendChanged(outcome.config.backend);
+      observability.backendsChanged(outcome.config.backends);
       if (config.tls.watchFiles) armWatch();
     }
     return outcome;

@@ -76,7 +76,7 @@ describe('PROXY protocol to a Dovecot listener with haproxy = yes (issue 13.7)',
   });
 
   test('the health probe sends LOCAL (v2) or UNKNOWN (v1) and finds the backend up; without a header it is down', async () => {
-    const base = testConfig({ backend: { host: dovecot.host, port: dovecot.port, tls: 'off' } }).backend;
+    const base = testConfig({ backend: { host: dovecot.host, port: dovecot.port, tls: 'off' } }).backends[0]!;
     const probe = (backend: BackendConfig) => probeBackend(backend, 5_000);
     assert.equal((await probe({ ...base, proxyProtocol: 'v2' })).up, true);
     assert.equal((await probe({ ...base, proxyProtocol: 'v1' })).up, true);

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { startFakeBackend, legacyScript, type FakeBackend, type FakeScript, type LegacyOptions } from '../harness/fake-backend.js';
-import { startTestProxy, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
+import { startTestProxy, type BackendOverrides, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
 import { freePort } from '../harness/ports.js';
 
@@ -52,8 +52,8 @@ function assertPasswordNeverSent(backend: FakeBackend): void {
 }
 
 /** A non-loopback-looking backend: loopback trust off, as if the backend were on another host. */
-const remote = (extra: Partial<ProxyOverrides['backend']> = {}): Partial<ProxyOverrides> =>
-  ({ backend: { trustLoopback: false, ...extra } as ProxyOverrides['backend'] });
+const remote = (extra: Partial<BackendOverrides> = {}): Partial<ProxyOverrides> =>
+  ({ backend: { trustLoopback: false, ...extra } as BackendOverrides });
 
 describe('mechanism choice', () => {
   test('CRAM-MD5 is preferred over APOP when both are offered (B-02)', async () => {
@@ -98,7 +98,7 @@ describe('mechanism choice', () => {
   });
 
   test('a forced mechanism the backend lacks fails clearly instead of falling back', async () => {
-    await withRig(legacyScript({ apop: true }), { backend: { auth: 'cram-md5' } as ProxyOverrides['backend'] }, async (backend, proxy) => {
+    await withRig(legacyScript({ apop: true }), { backend: { auth: 'cram-md5' } as BackendOverrides }, async (backend, proxy) => {
       assert.match(await tryLogin(proxy), /^-ERR \[SYS\/TEMP\] /);
       assert.ok(!backend.connections()[0]!.lines().some((l) => /^(APOP|USER|PASS)/.test(l)));
       assert.match(proxy.logText(), /the backend refused AUTH CRAM-MD5 before any credential was sent/);
@@ -217,7 +217,7 @@ describe('backend STLS', () => {
   });
 
   test('--backend-tls starttls refuses a backend that does not offer STLS', async () => {
-    await withRig(legacyScript({ apop: true }), { backend: { tls: 'starttls' } as ProxyOverrides['backend'] }, async (backend, proxy) => {
+    await withRig(legacyScript({ apop: true }), { backend: { tls: 'starttls' } as BackendOverrides }, async (backend, proxy) => {
       assert.match(await tryLogin(proxy), /^-ERR \[SYS\/TEMP\] /);
       assert.ok(!backend.connections()[0]!.lines().some((l) => l.startsWith('APOP')));
       assert.match(proxy.logText(), /does not offer STLS/);
@@ -239,7 +239,7 @@ describe('XCLIENT (issue 13.7; Dovecot itself is in backend-client-address.test.
   };
 
   test('offered in CAPA and refused: logged, and the login goes on as without it', async () => {
-    await withRig(refusesXclient, { backend: { xclient: 'auto' } as ProxyOverrides['backend'] }, async (backend, proxy) => {
+    await withRig(refusesXclient, { backend: { xclient: 'auto' } as BackendOverrides }, async (backend, proxy) => {
       assert.equal(await tryLogin(proxy), '+OK Logged in');
       const [capa, xclient, user] = backend.connections()[0]!.lines();
       assert.deepEqual([capa, user], ['CAPA', 'USER alice']);

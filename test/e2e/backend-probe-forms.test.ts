@@ -23,7 +23,7 @@ const dir = mkdtempSync(join(tmpdir(), 'popwarden-probe-forms-'));
 const silent = createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
 const runnerChildren = childrenOf(process.pid).map((p) => p.pid);
 
-const backendAt = (address: BackendAddress) => testConfig({ backend: { address } }).backend;
+const backendAt = (address: BackendAddress) => testConfig({ backend: { address } }).backends[0]!;
 const execOf = (program: { command: string; args: readonly string[] }): BackendAddress => ({ kind: 'exec', ...program, environment: {}, cwd: undefined });
 
 /** No child of popwarden (this process) is left but the harness's, and no zombie at all. */
@@ -87,7 +87,7 @@ describe('probe of exec: and unix: backends', { timeout: 120_000 }, () => {
       const { host, port } = obs.address!;
       const res = await fetch(`http://${host}:${port}/readyz`, { signal: AbortSignal.timeout(15_000) });
       const body = (await res.json()) as { checks: Record<string, { ok: boolean; detail: string }> };
-      assert.deepEqual(body.checks['backend'], { ok: true, detail: 'greeting received' });
+      assert.deepEqual(body.checks['backend'], { ok: true, detail: 'greeting received', backends: { default: { ok: true, detail: 'greeting received' } } });
     } finally {
       await obs.close();
     }

@@ -17,6 +17,7 @@ import { ConnectionLimits } from '../../src/net/connection-limits.js';
 import { CidrList } from '../../src/net/cidr.js';
 import { EVICTION_MIN_AGE_MS } from '../../src/config/limits.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
+import { Session } from '../../src/session/session.js';
 
 const { alice } = sampleMaildrop();
 
@@ -81,7 +82,7 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
     await backend?.stop();
   });
   /** popwarden in front of the backend with the test's clock, recording refusals and evictions. */
-  const startWithClock = async (overrides: Pick<ProxyOverrides, 'limits' | 'gate'>) => {
+  const startWithClock = async (overrides: Pick<ProxyOverrides, 'limits' | 'gate' | 'authFailureDelayMs'>) => {
     const refusals: string[] = [];
     const clock = testClock();
     const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port }, ...overrides, metrics: refusalRecorder(refusals), now: clock.now });
@@ -163,6 +164,49 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
     }
   });
 
+  it('limits.max_handshakes full of stalled STLS handshakes: the oldest is evicted too, and the owner logs in on the TLS port', async () => {
+    // The slowloris of issue 14.3 through the other door: STLS on the plain port, then a stalled
+    // ClientHello. Were these handshakes never evictable, they would hold the shared bound for a
+    // whole timeouts.tls_handshake and lock every TLS client out, on both ports.
+    const { proxy, refusals, clock } = await startWithClock({ limits: { maxHandshakes: 16, maxHandshakesPerIp: 2 } });
+    const stalled: RawClient[] = [];
+    try {
+      for (let i = 0; i < 16; i++) {
+        const client = await RawClient.plain(proxy.host, proxy.stlsPort, `127.0.0.${81 + (i >> 1)}`);
+        stalled.push(client);
+        assert.match(await client.readLine(), /^\+OK/);
+        assert.match(await client.command('STLS'), /^\+OK/);
+        client.write(Buffer.from([0x16, 0x03, 0x01]));
+      }
+      clock.advance(EVICTION_MIN_AGE_MS);
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      assert.equal(await stalled[0]!.closedWithin(2_000), true, 'the oldest stalled STLS handshake made room');
+      assert.deepEqual(refusals, []);
+      for (const client of stalled.slice(1)) assert.equal(client.closed, false, 'only the oldest makes room');
+    } finally {
+      for (const client of stalled) client.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('limits.max_sessions full of stalled handshakes (max_sessions under max_handshakes): the oldest handshake makes room', async () => {
+    // A handshake in progress holds a max_sessions place but is no session yet: were only sessions
+    // evicted, a bound smaller than max_handshakes would be held by a slowloris on the TLS port.
+    const { proxy, refusals, clock } = await startWithClock({ gate: sessionBound(4), limits: { maxHandshakes: 16, maxHandshakesPerIp: 10 } });
+    const stalled: Socket[] = [];
+    try {
+      for (const source of ['127.0.0.81', '127.0.0.82', '127.0.0.83', '127.0.0.84']) stalled.push(await stalledHandshake(proxy.tlsPort, source));
+      clock.advance(EVICTION_MIN_AGE_MS);
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      await closed(stalled[0]!);
+      for (const socket of stalled.slice(1)) assert.equal(socket.destroyed, false, 'only the oldest makes room');
+      assert.deepEqual(refusals, ['tls:test handshake evicted']);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+      await proxy.stop();
+    }
+  });
+
   it('limits.max_sessions full of idle pre-login sessions: the oldest not logged in is told -ERR [SYS/TEMP] and closed, a session in TRANSACTION never', async () => {
     const { proxy, refusals, clock } = await startWithClock({ gate: sessionBound(4) });
     const clients: RawClient[] = [];
@@ -192,6 +236,36 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
     }
   });
 
+  it('limits.max_sessions full of sessions whose failed login waits for auth_failure_delay: the oldest makes room', async () => {
+    // A refused (or rate-limited) guess is answered at the failure deadline, the session in
+    // AUTHENTICATING meanwhile; a client that sends its next PASS at once spends almost all its
+    // time there. Were such sessions never evictable, wrong passwords from enough addresses
+    // (blocked guesses cost the backend nothing) would hold max_sessions, as a slowloris would.
+    const { proxy, refusals, clock } = await startWithClock({ gate: sessionBound(4), authFailureDelayMs: 15_000 });
+    const guessing: RawClient[] = [];
+    try {
+      for (const source of ['127.0.0.72', '127.0.0.73', '127.0.0.74', '127.0.0.75']) {
+        const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile, source);
+        guessing.push(client);
+        assert.match(await client.readLine(), /^\+OK/);
+        assert.match(await client.command(`USER ${alice.user}`), /^\+OK/);
+        client.write('PASS wrong\r\n');
+      }
+      // The verdict is in (the audit line) and every reply waits for the failure deadline.
+      for (const source of ['127.0.0.72', '127.0.0.73', '127.0.0.74', '127.0.0.75']) {
+        await proxy.waitForLog((l) => l['event'] === 'login' && l['result'] === 'failure' && String(l['peer']).startsWith(`${source}:`));
+      }
+      clock.advance(EVICTION_MIN_AGE_MS);
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      assert.equal(await guessing[0]!.closedWithin(2_000), true, 'the oldest waiting session made room');
+      for (const client of guessing.slice(1)) assert.equal(client.closed, false, 'only the oldest makes room');
+      assert.deepEqual(refusals, []);
+    } finally {
+      for (const client of guessing) client.destroy();
+      await proxy.stop();
+    }
+  });
+
   it('limits.max_sessions full of logged-in sessions: nothing qualifies, the newest is refused', async () => {
     const { proxy, refusals, clock } = await startWithClock({ gate: sessionBound(2) });
     const clients: RawClient[] = [];
@@ -204,6 +278,37 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
       assert.deepEqual(refusals, ['stls:test max_sessions']);
       for (const client of clients.slice(0, 2)) assert.match(await client.command('STAT'), /^\+OK/);
     } finally {
+      for (const client of clients) client.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('limits.max_sessions full of logged-in sessions: each is looked at once, not again at every refused connection', async () => {
+    // A full bound of logged-in sessions (they never qualify again) must not make every new
+    // connection walk all of them: max_sessions of them times a flood's rate is the CPU it would cost.
+    const { proxy, clock } = await startWithClock({ gate: sessionBound(3) });
+    const evictable = Object.getOwnPropertyDescriptor(Session.prototype, 'evictable')!;
+    const looks = new Map<Session, number>();
+    Object.defineProperty(Session.prototype, 'evictable', {
+      configurable: true,
+      get(this: Session) {
+        looks.set(this, (looks.get(this) ?? 0) + 1);
+        return evictable.get!.call(this) as boolean;
+      },
+    });
+    const clients: RawClient[] = [];
+    try {
+      for (const source of ['127.0.0.71', '127.0.0.72', '127.0.0.73']) clients.push(await loggedInSession(proxy.host, proxy.tlsPort, proxy.caFile, source));
+      clock.advance(10 * EVICTION_MIN_AGE_MS);
+      for (let i = 0; i < 5; i++) {
+        const refused = await RawClient.plain(proxy.host, proxy.stlsPort, `127.0.0.${74 + i}`);
+        clients.push(refused);
+        assert.equal(await refused.readLine(), '-ERR [SYS/TEMP] Server busy, try again later');
+      }
+      assert.equal(looks.size, 3, 'the three logged-in sessions');
+      assert.deepEqual([...looks.values()], [1, 1, 1]);
+    } finally {
+      Object.defineProperty(Session.prototype, 'evictable', evictable);
       for (const client of clients) client.destroy();
       await proxy.stop();
     }

@@ -94,7 +94,10 @@ describe('popwarden scraped by a real Prometheus', { timeout: 180_000 }, async (
     if (!available) return;
     backend = await startFakeBackend(legacyScript());
     const config = testConfig({ backend: { host: backend.host, port: backend.port }, timeouts: { backendConnectMs: 1_000 } });
-    obs = await startObservability({ ...config, metrics: { listen: { host: '127.0.0.1', port: 0 }, backendProbeIntervalMs: 500 } }, silentLog);
+    obs = await startObservability(
+      { ...config, backends: config.backends.map((b) => ({ ...b, probeIntervalMs: 500 })), metrics: { listen: { host: '127.0.0.1', port: 0 }, backendProbeIntervalMs: 500 } },
+      silentLog,
+    );
     // The real failed-login protection over a real Redis, reporting to the same metrics.
     redis = await startRedis();
     protection = await createProtection(

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startDovecot, type Dovecot, type DovecotProfile } from '../harness/dovecot.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
-import { startTestProxy, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
+import { startTestProxy, type BackendOverrides, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
 import { startTap, type Tap } from '../harness/tap.js';
 import { Reply } from '../../src/pop3/replies.js';
@@ -36,7 +36,7 @@ async function login(proxy: TestProxy): Promise<string> {
 /** The real backend, a tap in front of it, popwarden in front of the tap; `swap` replaces the backend on its port. */
 async function withSwap(
   first: DovecotProfile,
-  backend: Omit<ProxyOverrides['backend'], 'host' | 'port'>,
+  backend: Omit<BackendOverrides, 'host' | 'port'>,
   body: (rig: { proxy: TestProxy; tap: Tap; stateDir: string; swap(profile: DovecotProfile): Promise<void> }) => Promise<void>,
 ): Promise<void> {
   let dovecot: Dovecot = await startDovecot({ profile: first });

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { startTap, type Tap } from '../harness/tap.js';
-import { startTestProxy, testCertificate, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
+import { startTestProxy, testCertificate, type BackendOverrides, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
 import { sampleMaildrop, dotStuff } from '../harness/maildrop.js';
 import { createClientCertificate, createTestCa, type TestCa } from '../harness/test-ca.js';
@@ -26,7 +26,7 @@ describe('backend over implicit TLS (POP3S)', { timeout: 120_000 }, () => {
     await dovecot.stop();
   });
 
-  const chain = async (backend: Omit<ProxyOverrides['backend'], 'host' | 'port'>): Promise<{ tap: Tap; proxy: TestProxy }> => {
+  const chain = async (backend: Omit<BackendOverrides, 'host' | 'port'>): Promise<{ tap: Tap; proxy: TestProxy }> => {
     const tap = await startTap(dovecot.host, dovecot.pop3sPort!);
     const proxy = await startTestProxy({ backend: { host: tap.host, port: tap.port, tls: 'implicit', trustLoopback: false, ...backend } });
     running.push(tap, proxy);
@@ -80,7 +80,7 @@ describe('backend that demands a client certificate', { timeout: 120_000 }, () =
     await dovecot.stop();
   });
 
-  const tryLogin = async (backend: Omit<ProxyOverrides['backend'], 'host' | 'port'>): Promise<string> => {
+  const tryLogin = async (backend: Omit<BackendOverrides, 'host' | 'port'>): Promise<string> => {
     const proxy = await startTestProxy({
       backend: { host: dovecot.host, port: dovecot.pop3sPort!, tls: 'implicit', caFile: dovecot.caFile!, ...backend },
     });

@@ -24,7 +24,7 @@ describe('the probe checks the backend certificate behind STLS (issue 9.8)', () 
   let backend: (extra?: Partial<BackendConfig>) => BackendConfig;
   before(async () => {
     dovecot = await startDovecot({ profile: 'stls' });
-    backend = (extra = {}) => testConfig({ backend: { host: dovecot.host, port: dovecot.port, tls: 'auto', ...extra } }).backend;
+    backend = (extra = {}) => testConfig({ backend: { host: dovecot.host, port: dovecot.port, tls: 'auto', ...extra } }).backends[0]!;
   });
   after(() => dovecot.stop());
 

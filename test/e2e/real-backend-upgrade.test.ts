@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { assertSameMessages, fetchWithPoplib } from '../harness/clients.js';
 import { startDovecot, type Dovecot, type DovecotProfile } from '../harness/dovecot.js';
 import { dotStuff, sampleMaildrop } from '../harness/maildrop.js';
-import { startChain, testCertificate, type Chain as TappedChain, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
+import { startChain, testCertificate, type Chain as TappedChain, type BackendOverrides, type ProxyOverrides, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
 import type { Tap } from '../harness/tap.js';
 
@@ -96,7 +96,7 @@ describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () 
   /** A fresh tap and popwarden (so the tap records one test only) in front of the profile's Dovecot. */
   const chain = async (
     profile: DovecotProfile,
-    backend: Omit<ProxyOverrides['backend'], 'host' | 'port'> = {},
+    backend: Omit<BackendOverrides, 'host' | 'port'> = {},
   ): Promise<Chain> => {
     const c = await startChain(await dovecotFor(profile), backend);
     running.push(c);
@@ -138,7 +138,7 @@ describe('backend link through a tap to real Dovecot', { timeout: 180_000 }, () 
   const successes: {
     readonly name: string;
     readonly profile: DovecotProfile;
-    readonly backend?: Omit<ProxyOverrides['backend'], 'host' | 'port'>;
+    readonly backend?: Omit<BackendOverrides, 'host' | 'port'>;
     readonly method: string;
     readonly beforeLogin?: (chain: Chain) => void;
     readonly check: (chain: Chain) => void;

@@ -33,6 +33,8 @@ export interface DovecotOptions {
   authFailureDelay?: string;
   /** Dovecot's auth_username_format, e.g. "%Ln": drop the domain, so alice@anything logs in as alice. */
   authUsernameFormat?: string;
+  /** Only these sample accounts exist on this instance (default both): two instances with different users. */
+  accounts?: readonly ('alice' | 'bob')[];
   /**
    * The POP3 listener requires a PROXY protocol header (`haproxy = yes`) from loopback
    * (`haproxy_trusted_networks`), as behind a load balancer.
@@ -40,8 +42,6 @@ export interface DovecotOptions {
   haproxy?: boolean;
   /** Dovecot's login_trusted_networks: clients from these may send XCLIENT (advertised in their CAPA). */
   loginTrustedNetworks?: string;
-  /** Which sample accounts this server holds (default both): two servers with different users. */
-  accounts?: readonly ('alice' | 'bob')[];
 }
 
 /**
@@ -205,10 +205,11 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
     const pop3sPort = opts.pop3sPort ? await freePort(host) : undefined;
     for (const d of ['run', 'state', 'etc', 'mail']) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
 
-    const sample = sampleMaildrop();
-    const accounts = (opts.accounts ?? ['alice', 'bob']).map((name) => sample[name]);
+    const { alice, bob } = sampleMaildrop();
+    const accounts = opts.accounts ?? ['alice', 'bob'];
+    const served = [alice, bob].filter((a) => accounts.includes(a.user as 'alice' | 'bob'));
     const writeMaildrops = (): void => {
-      for (const acct of accounts) {
+      for (const acct of served) {
         const home = path.join(dir, 'mail', acct.user);
         fs.rmSync(home, { recursive: true, force: true });
         writeMaildir(home, acct, { chown: true });
@@ -216,12 +217,12 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
     };
     writeMaildrops();
     let passwd = '';
-    for (const acct of accounts) passwd += passwdLine(acct.user, acct.pass, acct.uid, path.join(dir, 'mail', acct.user));
+    for (const acct of served) passwd += passwdLine(acct.user, acct.pass, acct.uid, path.join(dir, 'mail', acct.user));
     const passwdFile = path.join(dir, 'etc', 'passwd.dovecot');
     fs.writeFileSync(passwdFile, passwd, { mode: 0o640 });
     spawnSync('chgrp', ['dovecot', passwdFile]);
     // The uid check dovecot.sh does with setpriv: fail early with a clear message.
-    const first = accounts[0] ?? sample.alice;
+    const first = accounts[0] === 'bob' ? bob : alice;
     const probe = spawnSync('setpriv', [
       `--reuid=${first.uid}`, `--regid=${MAIL_GID}`, '--clear-groups', 'test', '-x', path.join(dir, 'mail', first.user),
     ]);

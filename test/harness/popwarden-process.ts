@@ -31,6 +31,10 @@ export interface PopwardenProcess {
   readonly caFile: string;
   /** The state directory: give it to a restart to keep the HMAC key. */
   readonly stateDir: string;
+  /** Writes `settings` over the test defaults to the config file again (read at the next SIGHUP). */
+  rewriteConfig(settings: Record<string, unknown>): void;
+  /** SIGHUP: reload the config file. */
+  hangUp(): void;
   /** Parsed log lines so far. */
   logs(): Record<string, unknown>[];
   waitForLog(predicate: LogPredicate, options?: WaitForLogOptions): Promise<Record<string, unknown>>;
@@ -76,6 +80,7 @@ export async function spawnPopwarden(
   };
   const configFile = join(dir, 'popwarden.yaml');
   writeFileSync(configFile, stringify(config));
+  const defaults = Object.fromEntries(Object.entries(config).filter(([key]) => !(key in settings)));
   const child: ChildProcess = spawn(
     process.execPath,
     ['--unhandled-rejections=strict', ...(options.nodeArgs ?? []), '--import', 'tsx', CLI, '--config', configFile],
@@ -136,6 +141,8 @@ export async function spawnPopwarden(
     metricsPort,
     caFile: cert.caFile,
     stateDir,
+    rewriteConfig: (next) => writeFileSync(configFile, stringify({ ...defaults, ...next })),
+    hangUp: () => void child.kill('SIGHUP'),
     logs: () => logs.entries(),
     waitForLog: (predicate, waitOptions) => logs.waitFor(predicate, waitOptions),
     scrape,

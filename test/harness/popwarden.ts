@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
-import { startPopwarden, type RunningProxy } from '../../src/proxy.js';
-import type { BackendAddress, BackendConfig, Config, HostPort, LimitsConfig, ListenerConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
+import { startPopwarden, type ReloadableProxy } from '../../src/proxy.js';
+import type { BackendAddress, BackendConfig, Config, HostPort, LimitsConfig, ListenerConfig, RedisConfig, RoutingConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
@@ -62,11 +62,18 @@ export function testTlsMaterial(cert = testCertificate()): TlsMaterial {
   return { secureContext: createSecureContext(options), serverOptions: { ...options, handshakeTimeout: 5_000 } };
 }
 
-/** The backend: its address, or HOST and PORT for a TCP one (most tests), and any other settings. */
+/** A backend: its address, or HOST and PORT for a TCP one (most tests), and any other settings. */
 export type BackendOverrides = Partial<BackendConfig> & (Pick<BackendConfig, 'address'> | HostPort);
 
 export interface ProxyOverrides {
-  readonly backend: BackendOverrides;
+  /** The one backend, named `default` (everyone's route); ignored when `backends` is given. */
+  readonly backend?: BackendOverrides;
+  /** Named backends, each on top of the schema's defaults (trust_loopback on); with `routing`. */
+  readonly backends?: readonly (BackendOverrides & Pick<BackendConfig, 'name'>)[];
+  readonly routing?: Partial<RoutingConfig>;
+  readonly redis?: Partial<RedisConfig>;
+  /** What reload() reads (startTestProxy): the test's next config. */
+  readonly loadConfig?: () => Config;
   /** Default: one implicit-TLS and one STLS listener on 127.0.0.1, port 0. */
   readonly listeners?: readonly ListenerConfig[];
   readonly timeouts?: Partial<TimeoutsConfig>;
@@ -86,7 +93,7 @@ export interface ProxyOverrides {
 
 /** A running in-process popwarden with one implicit-TLS and one STLS listener. */
 export interface TestProxy {
-  readonly proxy: RunningProxy;
+  readonly proxy: ReloadableProxy;
   readonly host: string;
   readonly tlsPort: number;
   readonly stlsPort: number;
@@ -111,14 +118,22 @@ const SCHEMA_DEFAULTS: Config = (() => {
   return loaded.config;
 })();
 
+/** The schema's defaults for one backend (`default`), not probed unless a test asks. */
+const DEFAULT_BACKEND: BackendConfig = { ...SCHEMA_DEFAULTS.backends[0]!, probeIntervalMs: 0 };
+
+/** One backend's settings over the schema's defaults (trust_loopback on), HOST and PORT made an address. */
+function backendFrom(overrides: BackendOverrides, name: string): BackendConfig {
+  const { host, port, ...backend } = overrides as Partial<BackendConfig> & Partial<HostPort>;
+  const address: BackendAddress = backend.address ?? { kind: 'tcp', host: host ?? '127.0.0.1', port: port ?? 110 };
+  return { ...DEFAULT_BACKEND, trustLoopback: true, name, ...backend, address };
+}
+
 /**
  * The configuration tests start from: short timeouts, no failure delay, loopback only, and the
  * schema's defaults elsewhere. `tls` overrides are for tests that build their own TLS material
  * from the config (startTestProxy serves testTlsMaterial() whatever config.tls says).
  */
 export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<TlsConfig> }): Config {
-  const { host, port, ...backend } = overrides.backend as Partial<BackendConfig> & Partial<HostPort>;
-  const address: BackendAddress = backend.address ?? { kind: 'tcp', host: host ?? '127.0.0.1', port: port ?? 110 };
   return {
     // redis and rateLimit as well: the limiter in process memory (no redis: configured).
     ...SCHEMA_DEFAULTS,
@@ -126,7 +141,8 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
       { kind: 'stls', host: '127.0.0.1', port: 0, name: 'stls:test' },
     ],
-    backend: { ...SCHEMA_DEFAULTS.backend, trustLoopback: true, ...backend, address },
+    backends: overrides.backends?.map((backend) => backendFrom(backend, backend.name)) ?? (overrides.backend === undefined ? [] : [backendFrom(overrides.backend, 'default')]),
+    routing: { ...SCHEMA_DEFAULTS.routing, ...(overrides.backends === undefined ? {} : { defaultBackend: undefined }), ...overrides.routing },
     tls: { ...SCHEMA_DEFAULTS.tls, ...overrides.tls },
     stateDir: overrides.stateDir ?? testStateDir(),
     greeting: overrides.greeting ?? 'popwarden test ready',
@@ -148,6 +164,7 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
     limits: { ...SCHEMA_DEFAULTS.limits, maxHandshakesPerIp: 0, ...overrides.limits },
     logLevel: 'debug',
     metrics: { listen: undefined, backendProbeIntervalMs: 0 },
+    redis: { ...SCHEMA_DEFAULTS.redis, ...overrides.redis },
   };
 }
 
@@ -166,6 +183,9 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     ...(overrides.gate === undefined ? {} : { gate: overrides.gate }),
     ...(overrides.shared === undefined ? {} : { shared: overrides.shared }),
     ...(overrides.now === undefined ? {} : { now: overrides.now }),
+    // A reload keeps serving the test certificate the client trusts.
+    loadTls: () => Promise.resolve(testTlsMaterial(cert)),
+    ...(overrides.loadConfig === undefined ? {} : { loadConfig: overrides.loadConfig }),
   });
   const portOf = (kind: 'tls' | 'stls'): number => proxy.listeners.find((l) => l.config.kind === kind)!.address.port;
   return {
@@ -207,7 +227,7 @@ export interface Chain<Server> {
 /** Starts a tap in front of `server` and popwarden in front of the tap, with these backend settings. */
 export async function startChain<Server extends { readonly host: string; readonly port: number }>(
   server: Server,
-  backend: Omit<ProxyOverrides['backend'], 'host' | 'port'> = {},
+  backend: Omit<BackendOverrides, 'host' | 'port'> = {},
 ): Promise<Chain<Server>> {
   const tap = await startTap(server.host, server.port);
   const proxy = await startTestProxy({ backend: { host: tap.host, port: tap.port, ...backend } });

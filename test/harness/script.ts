@@ -11,6 +11,7 @@
  * on a backend script `S: (reset)` hangs up abruptly; `(flush)` ends a write, so the lines after it
  * leave in a write of their own (whether they arrive in a read of their own is the network's say).
  */
+import { Router } from '../../src/backend/routing/router.js';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
@@ -204,7 +205,7 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
     config,
     listener: config.listeners.find((l) => l.kind === kind)!,
     tls,
-    backendTls: {},
+    router: new Router(config, [], log, NO_METRICS),
     backendPrograms: new BackendPrograms(createLogger('silent')),
     log,
     metrics: NO_METRICS,

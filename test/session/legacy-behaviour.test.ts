@@ -172,7 +172,7 @@ describe('legacy backends: bytes no real server of ours sends (issue 12.8)', () 
     ];
     const forced =
       (mechanism: 'cram-md5') =>
-      (config: Config): Config => ({ ...config, backend: { ...config.backend, auth: mechanism } });
+      (config: Config): Config => ({ ...config, backends: config.backends.map((backend) => ({ ...backend, auth: mechanism })) });
 
     test('backend_auth cram-md5 uses it although CAPA does not list it (the operator knows the server)', async () => {
       const server = await backend([...cramLogin(CAPA_USER), 'C: NOOP', 'S: +OK']);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigError, loadConfig, redactedConfig } from '../../src/config/load.js';
-import type { Config } from '../../src/config/types.js';
+import type { BackendAddress, Config } from '../../src/config/types.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'popwarden-backend-address-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -39,21 +39,21 @@ function loadError(argv: string[], env: NodeJS.ProcessEnv = {}): string {
 }
 
 /** Loads what --check-config prints for `argv` and returns the backend both times. */
-function roundTrip(argv: string[]): { first: Config['backend']['address']; again: Config['backend']['address']; printed: unknown } {
+function roundTrip(argv: string[]): { first: BackendAddress; again: BackendAddress; printed: unknown } {
   const first = loaded(argv);
   const printed = redactedConfig(first.settings);
   const again = load(['--config', yamlFile(stringify(printed))]);
-  return { first: first.config.backend.address, again: again.backend.address, printed: (printed as Record<string, unknown>)['backend'] };
+  return { first: first.config.backends[0]!.address, again: again.backends[0]!.address, printed: (printed as Record<string, unknown>)['backend'] };
 }
 
 describe('backend forms', () => {
   it('unix: an absolute socket path, from a flag or the environment', () => {
-    assert.deepEqual(load(['--backend', 'unix:/run/ipop3d.sock']).backend.address, { kind: 'unix', path: '/run/ipop3d.sock' });
-    assert.deepEqual(load([], { POPWARDEN_BACKEND: 'unix:/run/x.sock' }).backend.address, { kind: 'unix', path: '/run/x.sock' });
+    assert.deepEqual(load(['--backend', 'unix:/run/ipop3d.sock']).backends[0]!.address, { kind: 'unix', path: '/run/ipop3d.sock' });
+    assert.deepEqual(load([], { POPWARDEN_BACKEND: 'unix:/run/x.sock' }).backends[0]!.address, { kind: 'unix', path: '/run/x.sock' });
   });
 
   it('exec: the command line split on whitespace, no shell', () => {
-    assert.deepEqual(load(['--backend', 'exec:/usr/sbin/ipop3d  -x\targ "quoted word"']).backend.address, {
+    assert.deepEqual(load(['--backend', 'exec:/usr/sbin/ipop3d  -x\targ "quoted word"']).backends[0]!.address, {
       kind: 'exec',
       command: '/usr/sbin/ipop3d',
       args: ['-x', 'arg', '"quoted', 'word"'],
@@ -66,7 +66,7 @@ describe('backend forms', () => {
     const file = yamlFile(
       ['backend:', '  exec:', '    command: /usr/sbin/in.qpopper', '    args: ["-s", "two words"]', '    environment: {LANG: C, TZ: UTC}', '    cwd: /var/spool/mail', ''].join('\n'),
     );
-    assert.deepEqual(load(['--config', file]).backend.address, {
+    assert.deepEqual(load(['--config', file]).backends[0]!.address, {
       kind: 'exec',
       command: '/usr/sbin/in.qpopper',
       args: ['-s', 'two words'],
@@ -76,7 +76,7 @@ describe('backend forms', () => {
   });
 
   it('HOST:PORT is unchanged', () => {
-    assert.deepEqual(load(['--backend', 'mail.example:110']).backend.address, { kind: 'tcp', host: 'mail.example', port: 110 });
+    assert.deepEqual(load(['--backend', 'mail.example:110']).backends[0]!.address, { kind: 'tcp', host: 'mail.example', port: 110 });
   });
 
   it('limits.max_backend_processes: default 100, at least 1', () => {

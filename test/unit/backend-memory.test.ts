@@ -74,7 +74,7 @@ describe('BackendMemory', () => {
 });
 
 describe('unseenStlsWarning', () => {
-  const backend = (host: string, tls: 'auto' | 'starttls' = 'auto') => testConfig({ backend: { host, port: 110, tls } }).backend;
+  const backend = (host: string, tls: 'auto' | 'starttls' = 'auto') => testConfig({ backend: { host, port: 110, tls } }).backends[0]!;
 
   test('warns for a remote backend with backend_tls auto until STLS has been seen', () => {
     const memory = fresh();

@@ -55,7 +55,8 @@ describe('loadConfig defaults', () => {
       config.listeners.map((l) => l.name),
       ['tls:0.0.0.0:995', 'stls:0.0.0.0:110'],
     );
-    assert.deepEqual(config.backend, {
+    assert.deepEqual(config.backends, [{
+      name: 'default',
       address: { kind: 'tcp', host: '127.0.0.1', port: 1110 },
       auth: 'auto',
       tls: 'auto',
@@ -69,7 +70,12 @@ describe('loadConfig defaults', () => {
       sourceAddress: undefined,
       proxyProtocol: 'off',
       xclient: 'off',
-    });
+      probeIntervalMs: 30_000,
+      drain: false,
+      rewrite: undefined,
+    }]);
+    // backend: alone is every user's backend.
+    assert.deepEqual(config.routing, { routes: [], mapFile: undefined, redisKey: undefined, authHttp: undefined, defaultBackend: 'default' });
     assert.deepEqual(config.tls, {
       certFile: undefined,
       keyFile: undefined,
@@ -142,8 +148,8 @@ describe('loadConfig precedence: flag > env > file > default', () => {
   it('file beats default', () => {
     const config = load(['--config', file]);
     assert.equal(config.greeting, 'from file');
-    assert.deepEqual(config.backend.address, { kind: 'tcp', host: 'file.example', port: 110 });
-    assert.equal(config.backend.trustLoopback, false);
+    assert.deepEqual(config.backends[0]!.address, { kind: 'tcp', host: 'file.example', port: 110 });
+    assert.equal(config.backends[0]!.trustLoopback, false);
     assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [1]);
     assert.equal(config.timeouts.idleMs, 11 * 60_000);
   });
@@ -151,7 +157,7 @@ describe('loadConfig precedence: flag > env > file > default', () => {
   it('env beats file', () => {
     const config = load(['--config', file], env);
     assert.equal(config.greeting, 'from env');
-    assert.equal(config.backend.trustLoopback, true);
+    assert.equal(config.backends[0]!.trustLoopback, true);
     assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [2]);
     assert.equal(config.timeouts.idleMs, 12 * 60_000);
   });
@@ -159,11 +165,11 @@ describe('loadConfig precedence: flag > env > file > default', () => {
   it('flag beats env, and a list flag replaces the list instead of appending', () => {
     const config = load(['--config', file, ...flags], env);
     assert.equal(config.greeting, 'from flag');
-    assert.equal(config.backend.trustLoopback, false);
+    assert.equal(config.backends[0]!.trustLoopback, false);
     assert.deepEqual(config.listeners.filter((l) => l.kind === 'tls').map((l) => l.port), [3]);
     assert.equal(config.timeouts.idleMs, 13 * 60_000);
     // Keys nobody overrode keep the file's value.
-    assert.deepEqual(config.backend.address, { kind: 'tcp', host: 'file.example', port: 110 });
+    assert.deepEqual(config.backends[0]!.address, { kind: 'tcp', host: 'file.example', port: 110 });
   });
 });
 
@@ -287,7 +293,7 @@ describe('loadConfig value checks', () => {
       { kind: 'tls', host: '::1', port: 0, name: 'tls:[::1]:0' },
       { kind: 'stls', host: '::', port: 0, name: 'stls:[::]:0' },
     ]);
-    assert.deepEqual(config.backend.address, { kind: 'tcp', host: '::1', port: 1110 });
+    assert.deepEqual(config.backends[0]!.address, { kind: 'tcp', host: '::1', port: 1110 });
   });
 
   it('refuses port 0 for the backend but not for listeners', () => {
@@ -345,9 +351,9 @@ describe('loadConfig value checks', () => {
   });
 
   it('reads booleans from env words and plain flags', () => {
-    assert.equal(load(BACKEND, { POPWARDEN_BACKEND_TLS_INSECURE: 'yes' }).backend.tlsInsecure, true);
-    assert.equal(load(BACKEND, { POPWARDEN_BACKEND_TRUST_LOOPBACK: '0' }).backend.trustLoopback, false);
-    assert.equal(load([...BACKEND, '--allow-plaintext-backend-auth']).backend.allowPlaintextAuth, true);
+    assert.equal(load(BACKEND, { POPWARDEN_BACKEND_TLS_INSECURE: 'yes' }).backends[0]!.tlsInsecure, true);
+    assert.equal(load(BACKEND, { POPWARDEN_BACKEND_TRUST_LOOPBACK: '0' }).backends[0]!.trustLoopback, false);
+    assert.equal(load([...BACKEND, '--allow-plaintext-backend-auth']).backends[0]!.allowPlaintextAuth, true);
     assert.equal(
       loadError(BACKEND, { POPWARDEN_BACKEND_TLS_INSECURE: 'maybe' }),
       'config: POPWARDEN_BACKEND_TLS_INSECURE "maybe" must be true or false',
@@ -408,7 +414,7 @@ describe('loadConfig referenced files', () => {
     const config = load([...BACKEND, '--cert', cert, '--key', key, '--backend-ca', cert]);
     assert.equal(config.tls.certFile, cert);
     assert.equal(config.tls.keyFile, key);
-    assert.equal(config.backend.caFile, cert);
+    assert.equal(config.backends[0]!.caFile, cert);
   });
 
   it('rejects missing or unreadable files, naming the key and path', () => {
@@ -430,7 +436,7 @@ describe('loadConfig result', () => {
     assert.ok(Object.isFrozen(config));
     assert.ok(Object.isFrozen(config.listeners));
     assert.ok(Object.isFrozen(config.listeners[0]));
-    assert.ok(Object.isFrozen(config.backend));
+    assert.ok(Object.isFrozen(config.backends[0]));
     assert.ok(Object.isFrozen(config.timeouts));
     assert.throws(() => {
       (config.timeouts as { idleMs: number }).idleMs = 1;
@@ -499,7 +505,8 @@ describe('redactedConfig', () => {
       '--cert', pem, '--key', pem, '--backend-ca', pem, '--backend-tls-cert', pem, '--backend-tls-key', pem,
       '--backend-tls-servername', 'x.example', '--backend-source-address', '::1', '--state-dir', dir,
       '--rate-limit-hmac-key-file', pem, '--redis-password-file', pem, '--redis-username', 'pw',
-      '--tls-ticket-keys-file', pem, '--backend-trust-loopback',
+      '--tls-ticket-keys-file', pem, '--backend-trust-loopback', '--routing-map-file', pem, '--routing-default', 'default',
+      '--routing-auth-http-url', 'http://127.0.0.1:9/auth', '--routing-auth-http-unlisted-backend-template', 'default',
     ];
     // redis.url, redis.sentinels (+ name) and redis.cluster exclude each other: one config each.
     const raws = [
@@ -512,6 +519,8 @@ describe('redactedConfig', () => {
     raws.push(printed([...withoutPair, '--tls-pfx', pem, '--tls-pfx-passphrase-file', pem]) as Record<string, unknown>);
     // rate_limit.username_canonical: realm_separators or pattern.
     raws.push(printed([...common, '--rate-limit-username-canonical-pattern', '^([^@]+)']) as Record<string, unknown>);
+    // backends: excludes backend and the backend_* keys; routing.redis_key needs a Redis.
+    raws.push(printed(['--config', writeYaml('backends:\n  mail1:\n    address: 127.0.0.1:110\nrouting:\n  redis_key: r\nredis:\n  url: redis://127.0.0.1:6379\n')]) as Record<string, unknown>);
     for (const key of CONFIG_KEYS) {
       const values = raws.map((raw) => key.path.reduce<unknown>((node, part) => (node as Record<string, unknown>)?.[part], raw));
       assert.ok(values.some((value) => value !== undefined), `${key.name} missing from redactedConfig output`);

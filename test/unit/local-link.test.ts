@@ -77,7 +77,7 @@ describe('replaceableBecause: programs', () => {
 });
 
 describe('localLinkTrust and isLocalBackend', () => {
-  const backend = (address: BackendAddress, trustLoopback: boolean | undefined) => testConfig({ backend: { address, trustLoopback } }).backend;
+  const backend = (address: BackendAddress, trustLoopback: boolean | undefined) => testConfig({ backend: { address, trustLoopback } }).backends[0]!;
   const exec: BackendAddress = { kind: 'exec', command: '/usr/sbin/popa3d', args: [], environment: {}, cwd: undefined };
 
   test('a program popwarden starts is trusted unless backend_trust_loopback is false', async () => {

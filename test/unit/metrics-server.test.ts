@@ -12,7 +12,7 @@ import { createLogger } from '../../src/observability/log.js';
 import { probeBackend } from '../../src/backend/probe.js';
 import { startObservability, type Observability } from '../../src/wiring/observability.js';
 import type { RunningProxy } from '../../src/proxy.js';
-import type { Config } from '../../src/config/types.js';
+import type { BackendConfig, Config } from '../../src/config/types.js';
 
 const log = createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() }));
 
@@ -40,7 +40,8 @@ const fakeProxy: RunningProxy = {
 
 function configFor(backendPort: number, extra: Partial<Config['metrics']> = {}): Config {
   const base = testConfig({ backend: { host: '127.0.0.1', port: backendPort }, timeouts: { backendConnectMs: 500 } });
-  return { ...base, metrics: { listen: { host: '127.0.0.1', port: 0 }, backendProbeIntervalMs: 0, ...extra } };
+  const metrics = { listen: { host: '127.0.0.1', port: 0 }, backendProbeIntervalMs: 0, ...extra };
+  return { ...base, metrics, backends: base.backends.map((b) => ({ ...b, probeIntervalMs: metrics.backendProbeIntervalMs })) };
 }
 
 /** What the probe talks to: a greeting, CAPA without STLS, and QUIT. */
@@ -74,7 +75,7 @@ describe('backend probe', () => {
   });
 
   test('up: connects, reads +OK, asks CAPA (is STLS offered?) and QUITs, never credentials', async () => {
-    const result = await probeBackend(testConfig({ backend: { host: greeter.host, port: greeter.port } }).backend, 1_000);
+    const result = await probeBackend(testConfig({ backend: { host: greeter.host, port: greeter.port } }).backends[0]!, 1_000);
     assert.equal(result.up, true);
     const conn = greeter.connections().at(-1)!;
     await conn.whenClosed;
@@ -82,7 +83,7 @@ describe('backend probe', () => {
   });
 
   test('down: refused, silent past the timeout, or not +OK', async () => {
-    const backendAt = (port: number): Config['backend'] => testConfig({ backend: { host: '127.0.0.1', port } }).backend;
+    const backendAt = (port: number): BackendConfig => testConfig({ backend: { host: '127.0.0.1', port } }).backends[0]!;
     const refused = await probeBackend(backendAt(await deadPort()), 1_000);
     assert.deepEqual({ up: refused.up, reason: 'reason' in refused ? refused.reason : '' }, { up: false, reason: 'connect-failed' });
     const started = Date.now();
@@ -131,7 +132,7 @@ describe('admin endpoints', () => {
       status: 'ready',
       checks: {
         listeners: { ok: true, detail: '1 bound' },
-        backend: { ok: true, detail: 'greeting received' },
+        backend: { ok: true, detail: 'greeting received', backends: { default: { ok: true, detail: 'greeting received' } } },
         rate_limit_store: { ok: true, detail: 'not configured' },
       },
     });
@@ -187,13 +188,54 @@ describe('readiness with the backend down and a periodic probe', () => {
         await new Promise((resolve) => setTimeout(resolve, 50));
         metrics = (await get(obs, '/metrics')).body;
       }
-      assert.match(metrics, /^popwarden_backend_up\{backend="127\.0\.0\.1:\d+"\} 0$/m);
+      assert.match(metrics, /^popwarden_backend_up\{backend="default"\} 0$/m);
       assert.match(metrics, /^popwarden_backend_probes_total\{result="failure"\} [1-9]/m);
       const res = await get(obs, '/readyz');
       assert.equal(res.status, 503);
-      assert.deepEqual((JSON.parse(res.body) as { checks: Record<string, unknown> }).checks['backend'], { ok: false, detail: 'last probe failed' });
+      assert.deepEqual((JSON.parse(res.body) as { checks: Record<string, unknown> }).checks['backend'], {
+        ok: false,
+        detail: 'last probe failed: connect-failed',
+        backends: { default: { ok: false, detail: 'last probe failed: connect-failed' } },
+      });
     } finally {
       await obs.close();
+    }
+  });
+
+  test('several backends: ready while one that is not drained is up, each listed; backend_up by name; reload follows', { timeout: 10_000 }, async () => {
+    const greeter = await startFakeBackend(greeterScript);
+    const base = configFor(greeter.port);
+    const north = { ...base.backends[0]!, name: 'north' };
+    const south = { ...base.backends[0]!, name: 'south', address: { kind: 'tcp' as const, host: '127.0.0.1', port: await deadPort() } };
+    const obs = await startObservability({ ...base, backends: [north, south] }, log);
+    try {
+      obs.watch(fakeProxy);
+      const readyz = async () => {
+        const res = await get(obs, '/readyz');
+        return { status: res.status, backend: (JSON.parse(res.body) as { checks: Record<string, unknown> }).checks['backend'] };
+      };
+      assert.deepEqual(await readyz(), {
+        status: 200,
+        backend: {
+          ok: true,
+          detail: '1 of 2 backends taking sessions are up',
+          backends: { north: { ok: true, detail: 'greeting received' }, south: { ok: false, detail: 'connect-failed' } },
+        },
+      });
+      const metrics = (await get(obs, '/metrics')).body;
+      assert.match(metrics, /^popwarden_backend_up\{backend="north"\} 1$/m);
+      assert.match(metrics, /^popwarden_backend_up\{backend="south"\} 0$/m);
+      // north drained by reload: no backend takes new sessions any more.
+      obs.backendsChanged([{ ...north, drain: true }, south]);
+      const drained = await readyz();
+      assert.equal(drained.status, 503);
+      assert.equal((drained.backend as { detail: string }).detail, '0 of 1 backends taking sessions are up');
+      // south removed: its series goes.
+      obs.backendsChanged([north]);
+      assert.doesNotMatch((await get(obs, '/metrics')).body, /backend="south"/);
+    } finally {
+      await obs.close();
+      await greeter.stop();
     }
   });
 

@@ -19,7 +19,7 @@ const LISTENERS = [
 ];
 
 function fresh(defaultMetrics = false): PrometheusMetrics {
-  return createPrometheusMetrics({ version: '9.9.9', backend: '127.0.0.1:1110', listeners: LISTENERS, defaultMetrics });
+  return createPrometheusMetrics({ version: '9.9.9', backends: ['default'], listeners: LISTENERS, defaultMetrics });
 }
 
 /** The value of one sample, by its exact name{labels} text (labels in exposition order). */
@@ -169,7 +169,7 @@ describe('Prometheus metrics', () => {
     m.rateLimitStoreUp(false);
     m.rateLimitStoreError();
     m.backendConnected(0.003);
-    m.backendProbe(false, 0.5);
+    m.backendProbe('default', false, 0.5);
     m.stlsUpgrade('stls:test', 'success', 2);
     m.setCertificates([{ listener: 'tls:test', name: 'mail.example.net', notAfter: new Date('2030-01-02T03:04:05Z') }]);
     m.configReload(false);
@@ -182,7 +182,7 @@ describe('Prometheus metrics', () => {
     assert.equal(sample(text, 'popwarden_ratelimit_store_errors_total'), 1);
     assert.equal(sample(text, 'popwarden_ratelimit_store_outages_total'), 1);
     assert.equal(sample(text, 'popwarden_backend_connect_duration_seconds_count'), 1);
-    assert.equal(sample(text, 'popwarden_backend_up{backend="127.0.0.1:1110"}'), 0);
+    assert.equal(sample(text, 'popwarden_backend_up{backend="default"}'), 0);
     assert.equal(sample(text, 'popwarden_backend_probes_total{result="failure"}'), 1);
     assert.equal(sample(text, 'popwarden_stls_upgrades_total{listener="stls:test",result="success"}'), 1);
     assert.equal(sample(text, 'popwarden_stls_discarded_lines_total{listener="stls:test"}'), 2);
@@ -193,11 +193,23 @@ describe('Prometheus metrics', () => {
     assert.equal(sample(text, 'popwarden_config_last_reload_successful'), 0);
     assert.equal(sample(text, 'popwarden_config_reloads_total{result="failure"}'), 1);
     m.rateLimitStoreUp(true);
-    m.backendProbe(true, 0.01);
+    m.backendProbe('default', true, 0.01);
     m.configReload(true);
     text = await m.render();
     assert.equal(sample(text, 'popwarden_ratelimit_store_up{store="redis"}'), 1);
-    assert.equal(sample(text, 'popwarden_backend_up{backend="127.0.0.1:1110"}'), 1);
+    assert.equal(sample(text, 'popwarden_backend_up{backend="default"}'), 1);
+    // Labels are the configured names only; a reload that removes a backend removes its series.
+    m.backendProbe('not-configured', true, 0.01);
+    m.routeLookup('redis', 'error');
+    text = await m.render();
+    assert.doesNotMatch(text, /not-configured/);
+    assert.equal(sample(text, 'popwarden_route_lookups_total{source="redis",result="error"}'), 1);
+    assert.equal(sample(text, 'popwarden_route_lookups_total{source="default",result="miss"}'), 0, 'exists from the start');
+    m.setBackends(['north']);
+    m.backendProbe('north', false, 0.2);
+    text = await m.render();
+    assert.equal(sample(text, 'popwarden_backend_up{backend="default"}'), undefined);
+    assert.equal(sample(text, 'popwarden_backend_up{backend="north"}'), 0);
     assert.equal(sample(text, 'popwarden_config_last_reload_successful'), 1);
     assert.ok(Math.abs((sample(text, 'popwarden_config_last_reload_success_timestamp_seconds') ?? 0) - Date.now() / 1000) < 5);
   });
@@ -219,7 +231,7 @@ describe('Prometheus metrics', () => {
     m.bytesRelayed('to_client', 10);
     m.sessionClosed('tls:test', 'quit', 1);
     m.rateLimitStoreUp(true);
-    m.backendProbe(true, 0.001);
+    m.backendProbe('default', true, 0.001);
     m.setCertificates([{ listener: 'tls:test', name: 'localhost', notAfter: new Date() }]);
     const run = spawnSync('promtool', ['check', 'metrics'], { input: await m.render(), encoding: 'utf8', timeout: 15_000 });
     assert.equal(run.error, undefined, `promtool: ${String(run.error)}`);

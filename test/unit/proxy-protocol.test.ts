@@ -61,6 +61,10 @@ test('v1 lines that break a rule are malformed', () => {
     'PROXY TCP4 192.0.2.5 198.51.100.1 56324 995 1\r\n', // a field too many
     'PROXY TCP4 2001:db8::5 198.51.100.1 1 2\r\n', // IPv6 in TCP4
     'PROXY TCP6 192.0.2.5 2001:db8::1 1 2\r\n', // IPv4 in TCP6
+    // A zone ID (node's isIPv6 takes one) names an interface of the proxy's host, not a client, and its
+    // text would reach XCLIENT ADDR=, a backend's PROXY header, an exec: program's TCPREMOTEIP and the logs.
+    'PROXY TCP6 fe80::1%eth0 2001:db8::1 1 2\r\n',
+    'PROXY TCP6 2001:db8::5 fe80::1%LOGIN.x 1 2\r\n',
     'PROXY TCP4 192.0.2.05 198.51.100.1 1 2\r\n', // leading zero in an octet
     'PROXY TCP4 192.0.2.256 198.51.100.1 1 2\r\n',
     'PROXY TCP4 192.0.2.5 198.51.100.1 065 2\r\n', // leading zero in a port

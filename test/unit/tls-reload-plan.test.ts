@@ -7,11 +7,11 @@ describe('planReload: what a reload applies and what needs a restart', { timeout
   const running = testConfig({ backend: { host: '127.0.0.1', port: 1110 } });
 
   it('applies per-session settings and reports nothing when only those changed', () => {
-    const next = { ...running, greeting: 'new greeting', backend: { ...running.backend, address: { kind: 'tcp' as const, host: '127.0.0.1', port: 2110 } }, timeouts: { ...running.timeouts, preAuthMs: 5_000 } };
+    const next = { ...running, greeting: 'new greeting', backends: [{ ...running.backends[0]!, address: { kind: 'tcp' as const, host: '127.0.0.1', port: 2110 } }], timeouts: { ...running.timeouts, preAuthMs: 5_000 } };
     const plan = planReload(running, next);
     assert.deepEqual(plan.needsRestart, []);
     assert.equal(plan.config.greeting, 'new greeting');
-    assert.deepEqual(plan.config.backend.address, { kind: 'tcp', host: '127.0.0.1', port: 2110 });
+    assert.deepEqual(plan.config.backends[0]!.address, { kind: 'tcp', host: '127.0.0.1', port: 2110 });
     assert.equal(plan.config.timeouts.preAuthMs, 5_000);
   });
 

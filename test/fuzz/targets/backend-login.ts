@@ -142,7 +142,7 @@ export default defineTarget({
     });
     try {
       const session = await loginToBackend(new Credentials('alice', latin1('secret')), {
-        backend: config.backend,
+        backend: config.backends[0]!,
         client: { address: '192.0.2.1', port: 40_000, localAddress: '127.0.0.1', localPort: 995, via: undefined },
         tlsOptions: { rejectUnauthorized: true, servername: 'localhost' },
         timeouts: config.timeouts,

@@ -5,6 +5,7 @@
  * lines, none of the verbs popwarden keeps for itself after the login (R-10), and no QUIT (which
  * would commit deletions) unless the client itself sent one.
  */
+import { Router } from '../../../src/backend/routing/router.js';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import fc from 'fast-check';
@@ -132,7 +133,7 @@ export default defineTarget({
       config,
       listener: config.listeners.find((l) => l.kind === 'tls')!,
       tls,
-      backendTls: {},
+      router: new Router(config, [], log, NO_METRICS),
       backendPrograms: new BackendPrograms(log),
       log,
       metrics: NO_METRICS,
