@@ -7,11 +7,8 @@
  * HAProxy's (127.0.0.1) in every log; each instance greets with its name, so a client knows
  * which one answered it.
  *
- * Today each instance has one backend; which user reaches which Dovecot is the `routing:` step
- * (issue 13.1-2), marked todo below until it is in main. With it, both instances get
- * `backends: {one: Dovecot 1, two: Dovecot 2}` and `routing: {routes: [{user: bob, backend: two}],
- * default: one}`, alice's mail stays on the first Dovecot only, and the kill test looks at the
- * first Dovecot instead of the killed instance's.
+ * Both instances have both Dovecots as named backends and the same static route (bob to the
+ * second, everyone else to the first), as contrib/popwarden/instance-a.yaml has.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,11 +27,12 @@ import { sampleMaildrop } from '../harness/maildrop.js';
 import { Reply } from '../../src/pop3/replies.js';
 
 const { alice, bob } = sampleMaildrop();
+/** The backends' names: alice lives on the first Dovecot, bob on the second. */
+const BACKEND_NAMES = ['one', 'two'] as const;
 
-/** One popwarden process, the Dovecot it logs in to, and the greeting that tells a client which one answered. */
+/** One popwarden process, named in its greeting so a client knows which one answered. */
 interface Instance {
   readonly name: string;
-  readonly dovecot: Dovecot;
   readonly process: PopwardenProcess;
 }
 
@@ -43,19 +41,19 @@ interface Instance {
  * PROXY header from HAProxy (127.0.0.1), the backend is told the client by PROXY v2, and the
  * Redis, key prefix and HMAC key are the other instance's.
  */
-async function startInstance(name: string, dovecot: Dovecot, redis: RedisServer, hmacKeyFile: string): Promise<Instance> {
+async function startInstance(name: string, dovecots: readonly Dovecot[], redis: RedisServer, hmacKeyFile: string): Promise<Instance> {
   const behindHaproxy = { address: '127.0.0.1:0', proxy_protocol: true, proxy_protocol_trusted: ['127.0.0.1/32'] };
   const process = await spawnPopwarden({
     listen_tls: [behindHaproxy],
     listen_stls: [behindHaproxy],
     greeting: `popwarden ${name} ready`,
-    backend: `127.0.0.1:${dovecot.port}`,
-    backend_proxy_protocol: 'v2',
+    backends: Object.fromEntries(dovecots.map((dovecot, i) => [BACKEND_NAMES[i], { address: `127.0.0.1:${dovecot.port}`, proxy_protocol: 'v2' }])),
+    routing: { routes: [{ user: bob.user, backend: 'two' }], default: 'one' },
     limits: { max_new_connections_per_ip: 0 },
     redis: { url: redis.url },
     rate_limit: { key_prefix: 'popwarden-pair', hmac_key_file: hmacKeyFile },
   });
-  return { name, dovecot, process };
+  return { name, process };
 }
 
 const isAuditOf = (address: string) => (entry: Record<string, unknown>): boolean =>
@@ -125,12 +123,12 @@ describe('two instances behind HAProxy, sharing one Redis, each before its own D
   before(async () => {
     redis = await startRedis();
     const backend = { profile: 'all', authPenalty: false, authFailureDelay: '0', haproxy: true } as const;
-    // Different users: only the second holds bob (alice is on both until routing sends her to the first).
-    dovecots.push(await startDovecot({ ...backend, accounts: ['alice'] }), await startDovecot({ ...backend, accounts: ['alice', 'bob'] }));
+    // Different users: alice's mail is on the first, bob's on the second; routing sends each to theirs.
+    dovecots.push(await startDovecot({ ...backend, accounts: ['alice'] }), await startDovecot({ ...backend, accounts: ['bob'] }));
     const hmacKeyFile = join(scratchDir('popwarden-pair-key'), 'hmac.key');
     writeFileSync(hmacKeyFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
     instances.push(
-      ...(await Promise.all([startInstance('a', dovecots[0] as Dovecot, redis, hmacKeyFile), startInstance('b', dovecots[1] as Dovecot, redis, hmacKeyFile)])),
+      ...(await Promise.all([startInstance('a', dovecots, redis, hmacKeyFile), startInstance('b', dovecots, redis, hmacKeyFile)])),
     );
     haproxy = await startHaproxy([{ to: instances.map(({ process }) => ({ host: '127.0.0.1', port: process.tlsPort })), header: 'v2' }]);
   });
@@ -168,15 +166,29 @@ describe('two instances behind HAProxy, sharing one Redis, each before its own D
       assert.equal(instance.process.logs().slice(from[index]).filter(isAuditOf('127.0.0.1')).length, 0, "HAProxy's address is in no audit line");
     }
     assert.equal(served.size, instances.length, 'both instances served curl');
-    for (const [i, dovecot] of dovecots.entries()) {
-      const rip = await dovecot.whenLogged(() => /pop3-login: Info: Login: user=<alice>, [^\n]*?rip=([^,\s]+)/.exec(readFileSync(dovecot.logFile, 'latin1').slice(dovecotFrom[i]))?.[1], 10_000);
-      assert.equal(rip, '127.0.0.7', `Dovecot ${i + 1} sees the client`);
-    }
+    // Both instances logged alice in to her Dovecot, which saw the client each time.
+    const logins = await dovecots[0]!.whenLogged(() => {
+      const found = [...readFileSync(dovecots[0]!.logFile, 'latin1').slice(dovecotFrom[0]).matchAll(/pop3-login: Info: Login: user=<alice>, [^\n]*?rip=([^,\s]+)/g)].map((m) => m[1]);
+      return found.length >= 2 ? found : undefined;
+    }, 10_000);
+    assert.deepEqual(logins, ['127.0.0.7', '127.0.0.7']);
   });
 
-  test('each user reaches their own backend whichever instance answers', { todo: 'needs per-user routing (routing:, issue 13.1-2), not yet in main: each instance has one backend' }, async () => {
-    // Four logins alternate over both instances; bob's mail is only on the second Dovecot.
-    for (let i = 0; i < 4; i++) assert.equal((await through('127.0.0.8', bob.user, bob.pass)).reply, Reply.loggedIn);
+  test('each user reaches their own backend whichever instance answers', async () => {
+    const from = marks();
+    const answered = [];
+    // Logins alternate over both instances; alice's mail is only on the first Dovecot, bob's only on the second.
+    for (let i = 0; i < 2; i++) {
+      for (const user of [alice, bob]) {
+        const result = await through('127.0.0.8', user.user, user.pass);
+        assert.equal(result.reply, Reply.loggedIn, `${user.user} through instance ${result.instance.name}`);
+        answered.push(result);
+      }
+    }
+    for (const [i, instance] of instances.entries()) {
+      const lines = await audits(instance, from[i] ?? 0, '127.0.0.8', servedBy(answered, instance));
+      for (const line of lines) assert.equal(line['backend'], line['user'] === alice.user ? 'one' : 'two', JSON.stringify(line));
+    }
   });
 
   test('failed logins from one address are counted once across both instances: the 11th is blocked whichever instance answers', async () => {
@@ -209,19 +221,20 @@ describe('two instances behind HAProxy, sharing one Redis, each before its own D
     const { client, instance: killed } = await connectThrough(lb(), instances, '127.0.0.10');
     try {
       assert.equal(await logIn(client, alice.user, alice.pass), Reply.loggedIn);
-      const before = maildirDigest(killed.dovecot, 'alice');
+      const alicesDovecot = dovecots[0]!;
+      const before = maildirDigest(alicesDovecot, 'alice');
       assert.match(await client.command('STAT'), /^\+OK 3 /);
       assert.match((await client.multi('RETR 1')).status, /^\+OK/);
       assert.match(await client.command('DELE 1'), /^\+OK/);
       assert.match(await client.command('DELE 2'), /^\+OK/);
-      const dovecotFrom = readFileSync(killed.dovecot.logFile, 'latin1').length;
+      const dovecotFrom = readFileSync(alicesDovecot.logFile, 'latin1').length;
       await killed.process.kill9();
       assert.ok(await client.closedWithin(10_000), 'the client sees its session end');
       // Dovecot ends the session as a disconnect, not a QUIT: nothing expunged.
-      const logout = await killed.dovecot.whenLogged(() => /pop3\(alice\)[^\n]*Disconnected[^\n]*/.exec(readFileSync(killed.dovecot.logFile, 'latin1').slice(dovecotFrom))?.[0], 10_000);
+      const logout = await alicesDovecot.whenLogged(() => /pop3\(alice\)[^\n]*Disconnected[^\n]*/.exec(readFileSync(alicesDovecot.logFile, 'latin1').slice(dovecotFrom))?.[0], 10_000);
       assert.ok(logout !== undefined, 'Dovecot logged the session end');
       assert.match(logout, /del=0\//);
-      assert.deepEqual(maildirDigest(killed.dovecot, 'alice'), before, 'every message file is still there, unchanged');
+      assert.deepEqual(maildirDigest(alicesDovecot, 'alice'), before, 'every message file is still there, unchanged');
 
       // HAProxy sends what the dead instance refuses to the other one (redispatch).
       for (let i = 0; i < 3; i++) {
