@@ -20,6 +20,7 @@ import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
 import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
 import { CidrList } from './net/cidr.js';
+import { HeaderWaits } from './net/proxy-intake.js';
 import { oldestEvictable, type Aged } from './net/evict-oldest.js';
 
 /** A live session, with when it started and the release of its place under the gate's bounds. */
@@ -84,10 +85,13 @@ export interface ProxyDependencies {
   readonly now?: () => number;
 }
 
-/** A listener behind a load balancer: whom it takes a PROXY header from, and how long it waits for one. */
-function proxyIntake(listener: ListenerConfig, config: Config): { proxy?: { trusted: CidrList; timeoutMs: number } } {
+/**
+ * A listener behind a load balancer: whom it takes a PROXY header from, how long it waits for one,
+ * and the process-wide bound on connections waiting for theirs.
+ */
+function proxyIntake(listener: ListenerConfig, config: Config, waits: HeaderWaits): { proxy?: { trusted: CidrList; timeoutMs: number; waits: HeaderWaits } } {
   if (listener.proxyProtocol === undefined) return {};
-  return { proxy: { trusted: new CidrList(listener.proxyProtocol.trusted), timeoutMs: config.timeouts.proxyProtocolMs } };
+  return { proxy: { trusted: new CidrList(listener.proxyProtocol.trusted), timeoutMs: config.timeouts.proxyProtocolMs, waits } };
 }
 
 /** Binds every listener (all or nothing) and serves sessions until close(). */
@@ -163,11 +167,15 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     return made;
   };
 
+  // limits.max_handshakes bounds these too: a connection waiting for its PROXY header is one step
+  // before its handshake (or its greeting), and HAProxy sends the header with its first segment,
+  // so only a stalled or hostile connection from inside proxy_protocol_trusted waits long.
+  const headerWaits = new HeaderWaits(config.limits.maxHandshakes);
   const bound: BoundServer[] = [];
   try {
     for (const listener of config.listeners) {
       bound.push(
-        await bindListener(listener, { tls, log, metrics, gate, evictIdleSession, ...proxyIntake(listener, config) }, (socket, secure, listenerConfig, client, release) => {
+        await bindListener(listener, { tls, log, metrics, gate, evictIdleSession, ...proxyIntake(listener, config, headerWaits) }, (socket, secure, listenerConfig, client, release) => {
           const session = new Session(socket, secure, sessionDepsFor(listenerConfig), client);
           const slot = { session, startedAt: now(), release };
           sessions.set(session, slot);

@@ -7,7 +7,7 @@ import type { Logger } from '../observability/log.js';
 import type { ConnectionRefusal, Metrics } from '../observability/metrics.js';
 import type { ConnectionGate } from './connection-gate.js';
 import { POP3_ALPN } from './starttls.js';
-import { directOrigin, readProxyHeader, type AddressSet, type ClientOrigin } from './proxy-intake.js';
+import { directOrigin, readProxyHeader, type AddressSet, type ClientOrigin, type HeaderWaits } from './proxy-intake.js';
 import { Reply, line } from '../pop3/replies.js';
 
 /**
@@ -30,8 +30,11 @@ export interface ListenerDependencies {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly gate: ConnectionGate;
-  /** With `config.proxyProtocol`: the load balancers that may send the header, and how long it may take. */
-  readonly proxy?: { readonly trusted: AddressSet; readonly timeoutMs: number };
+  /**
+   * With `config.proxyProtocol`: the load balancers that may send the header, how long it may
+   * take, and the bound on connections waiting for theirs, which every PROXY listener shares.
+   */
+  readonly proxy?: { readonly trusted: AddressSet; readonly timeoutMs: number; readonly waits: HeaderWaits };
   /**
    * The gate's makeRoom when limits.max_sessions is full: closes the oldest session not logged in,
    * if one qualifies, and releases its place (true), so the new connection is admitted after all.
@@ -72,6 +75,7 @@ function refusalReply(kind: ListenerConfig['kind'], reason: ConnectionRefusal): 
     case 'proxy_malformed':
     case 'proxy_timeout':
     case 'proxy_closed':
+    case 'proxy_pending':
       return undefined;
   }
 }
@@ -194,7 +198,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     // Taken now: once the peer has hung up, the socket no longer knows its address.
     const direct = directOrigin(socket);
     if (proxy === undefined) return admit(socket, direct);
-    void readProxyHeader(socket, proxy.trusted, proxy.timeoutMs).then((intake) => {
+    void readProxyHeader(socket, proxy.trusted, proxy.timeoutMs, proxy.waits).then((intake) => {
       if (intake.kind === 'refused') return refuse(socket, intake.reason, direct, intake.detail);
       // Shutdown began while the header was on its way: no session may start after it.
       if (!server.listening) socket.destroy();

@@ -29,6 +29,28 @@ export interface AddressSet {
   has(address: string): boolean;
 }
 
+/**
+ * The connections from trusted proxies still waiting for their header, the whole process (every
+ * PROXY listener): each may take timeouts.proxy_protocol, and a broad proxy_protocol_trusted must
+ * not let a host inside it hold connections without limit. `max` 0 = no bound.
+ */
+export class HeaderWaits {
+  #waiting = 0;
+  constructor(readonly max: number) {}
+
+  /** A place for one more connection's header, with its (idempotent) release, or undefined when full. */
+  enter(): (() => void) | undefined {
+    if (this.max > 0 && this.#waiting >= this.max) return undefined;
+    this.#waiting += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#waiting -= 1;
+    };
+  }
+}
+
 /** Why a connection on a PROXY listener was closed before any other work (a connection refusal). */
 export type ProxyRefusal = Extract<ConnectionRefusal, `proxy_${string}`>;
 
@@ -67,16 +89,21 @@ export function originFrom(socket: Socket, header: ProxyHeader): ClientOrigin {
  * `timeoutMs`. On success the socket is left paused with the bytes after the header unshifted, so
  * the session (or the TLS server) reads the client's first byte as if nothing had come before.
  * A refusal leaves the socket to the caller, who closes it. Buffers at most one header
- * (MAX_PROXY_V2_OCTETS), whatever arrives.
+ * (MAX_PROXY_V2_OCTETS), whatever arrives, and holds a place in `waits` until it is done.
  */
-export function readProxyHeader(socket: Socket, trusted: AddressSet, timeoutMs: number): Promise<ProxyIntake> {
+export function readProxyHeader(socket: Socket, trusted: AddressSet, timeoutMs: number, waits: HeaderWaits): Promise<ProxyIntake> {
   const peer = normaliseAddress(socket.remoteAddress ?? '');
   if (!trusted.has(peer)) {
     return Promise.resolve({ kind: 'refused', reason: 'proxy_untrusted', detail: `${peer} is not in proxy_protocol_trusted` });
   }
+  const release = waits.enter();
+  if (release === undefined) {
+    return Promise.resolve({ kind: 'refused', reason: 'proxy_pending', detail: `${waits.max} connections are waiting for their PROXY header (limits.max_handshakes)` });
+  }
   return new Promise((resolve) => {
     let buffered: Buffer = Buffer.alloc(0);
     const finish = (intake: ProxyIntake): void => {
+      release();
       clearTimeout(timer);
       socket.off('data', onData);
       socket.off('end', onGone);

@@ -23,7 +23,8 @@ export type RelayDirection = (typeof RELAY_DIRECTIONS)[number];
  * connections per second, TLS handshakes in progress), a bound of the whole process, named
  * after its key (limits.max_sessions, limits.max_handshakes), or, on a listener with
  * proxy_protocol, its PROXY header: sent from an untrusted address, missing, malformed, not whole
- * within timeouts.proxy_protocol, or cut short by the peer closing.
+ * within timeouts.proxy_protocol, cut short by the peer closing, or not awaited because
+ * limits.max_handshakes connections are waiting for theirs already.
  */
 export const CONNECTION_REFUSALS = [
   'denied',
@@ -37,6 +38,7 @@ export const CONNECTION_REFUSALS = [
   'proxy_malformed',
   'proxy_timeout',
   'proxy_closed',
+  'proxy_pending',
 ] as const;
 export type ConnectionRefusal = (typeof CONNECTION_REFUSALS)[number];
 

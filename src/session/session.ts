@@ -76,6 +76,12 @@ export class Session implements SessionContext {
   /** Login attempts so far in this session (auth_http's Auth-Login-Attempt). */
   #loginAttempts = 0;
   #backend: BackendSession | undefined;
+  /**
+   * The backend link failed while no reply was outstanding but a command was still being served
+   * (its reply waiting for the client to drain): acted on once serving ends, or the session would
+   * stay open over a dead backend until the client's next command or the idle timeout.
+   */
+  #backendFailedWhileServing: BackendUnavailableError | undefined;
   readonly #client: ClientOrigin;
   readonly #openedAt = Date.now();
   #preAuthTimer: NodeJS.Timeout | undefined;
@@ -234,6 +240,7 @@ export class Session implements SessionContext {
       this.close('client-error', Reply.backendLost);
     } finally {
       this.#serving = false;
+      if (this.#backendFailedWhileServing !== undefined) this.#onBackendIdleFailure(this.#backendFailedWhileServing);
       if (this.#draining) this.close('server-shutdown');
       if (this.#clientFinished && this.#queue.length === 0) this.close('client-closed');
       this.#armIdleTimer();
@@ -418,7 +425,11 @@ export class Session implements SessionContext {
   };
 
   #onBackendIdleFailure(error: BackendUnavailableError): void {
-    if (this.#state !== SessionState.transaction || this.#serving) return;
+    if (this.#state !== SessionState.transaction) return;
+    if (this.#serving) {
+      this.#backendFailedWhileServing = error;
+      return;
+    }
     this.log.warn({ code: error.code, reason: error.message }, 'backend connection ended while idle');
     this.metrics.backendError(error.code);
     this.close(error.code === 'E_BACKEND_PROTOCOL' ? 'backend-protocol-error' : 'backend-closed', Reply.backendLost);

@@ -20,6 +20,7 @@ import { fetchWithCurl } from '../harness/clients.js';
 import { NO_METRICS, type Metrics } from '../../src/observability/metrics.js';
 import type { ListenerConfig } from '../../src/config/types.js';
 import { encodeProxyHeader } from '../../src/net/proxy-protocol.js';
+import { startTestProxy, type TestProxy } from '../harness/popwarden.js';
 
 const AUTH_FAILED = '-ERR [AUTH] Authentication failed';
 const BLOCKED = '-ERR [SYS/TEMP] Too many failed logins, try again later';
@@ -212,5 +213,48 @@ describe('the TLS handshake bound counts the carried address (issue 13.6)', { ti
     await new Promise((resolve, reject) => secured.once('secureConnect', resolve).once('error', reject));
     secured.destroy();
     first.destroy();
+  });
+});
+
+describe('connections waiting for their PROXY header are bounded, the whole process (limits.max_handshakes)', { timeout: 60_000 }, () => {
+  const refusals: string[] = [];
+  const metrics: Metrics = { ...NO_METRICS, connectionRefused: (listener, reason) => void refusals.push(`${listener} ${reason}`) };
+  let running: TestProxy;
+  before(async () => {
+    // A long header deadline: the held connections must still be waiting when the next one comes.
+    running = await startTestProxy({ listeners: LISTENERS, metrics, limits: { maxHandshakes: 2 }, timeouts: { proxyProtocolMs: 20_000 } });
+  });
+  after(async () => {
+    await running?.stop();
+  });
+
+  test('a trusted address that sends nothing holds two places, one on each port; the third is closed at once; a header or a hang-up gives its place back', async () => {
+    const header = (port: number): string => `PROXY TCP4 192.0.2.1 127.0.0.1 ${port} 110\r\n`;
+    const held = [await RawClient.plain('127.0.0.1', running.stlsPort, '127.0.0.1'), await RawClient.plain('127.0.0.1', running.tlsPort, '127.0.0.1')];
+    try {
+      const third = await RawClient.plain('127.0.0.1', running.stlsPort, '127.0.0.1');
+      await third.whenClosed;
+      assert.equal(third.all().length, 0, 'not a byte back');
+      assert.deepEqual(refusals, ['stls:lb proxy_pending']);
+      await running.waitForLog((l) => l['msg'] === 'connection refused' && l['reason'] === 'proxy_pending');
+
+      // The first one's header arrives: it is a session now, and its place is free.
+      held[0]!.write(header(1));
+      assert.match(await held[0]!.readLine(), /^\+OK /);
+      const fourth = await RawClient.plain('127.0.0.1', running.stlsPort, '127.0.0.1');
+      held.push(fourth);
+      // The second hangs up: its place is free too, once its close is seen.
+      held[1]!.destroy();
+      await running.waitForLog((l) => l['msg'] === 'connection refused' && l['reason'] === 'proxy_closed');
+      const fifth = await RawClient.plain('127.0.0.1', running.stlsPort, '127.0.0.1');
+      held.push(fifth);
+      fifth.write(header(5));
+      assert.match(await fifth.readLine(), /^\+OK /);
+      fourth.write(header(4));
+      assert.match(await fourth.readLine(), /^\+OK /);
+      assert.deepEqual(refusals, ['stls:lb proxy_pending', 'tls:lb proxy_closed']);
+    } finally {
+      for (const client of held) client.destroy();
+    }
   });
 });

@@ -3,7 +3,9 @@
  * stream.duplexPair). Bytes written on one side arrive as 'data' on the other in the next tick,
  * in the chunks they were written in; end() is a FIN (the peer gets 'end'), destroy() a hang-up
  * (the peer gets 'end' and 'close'). What a session reads off a socket besides the stream API,
- * the peer's address, is there too.
+ * the peer's address, is there too. holdWindow(octets) plays a client whose receive window fills:
+ * once more than `octets` have come, the bytes still reach it but the peer's writes no longer
+ * complete, so they pile up on the peer's side (writableNeedDrain) until openWindow().
  */
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
@@ -13,6 +15,8 @@ export class MemorySocket extends Duplex {
   readonly remoteAddress: string;
   readonly remotePort: number;
   #peer: MemorySocket | undefined;
+  /** What the window still takes (octets) and the peer's write callbacks held; undefined while it is open. */
+  #window: { room: number; readonly held: (() => void)[] } | undefined;
 
   constructor(remoteAddress: string, remotePort: number) {
     // allowHalfOpen as on popwarden's plaintext listener: a FIN from the peer ends its sending only.
@@ -32,6 +36,18 @@ export class MemorySocket extends Duplex {
     return this as unknown as Socket;
   }
 
+  /** From now on, the peer's writes complete until more than `octets` have come; later ones reach this socket but do not complete. */
+  holdWindow(octets: number): void {
+    this.#window ??= { room: octets, held: [] };
+  }
+
+  /** Completes the peer's held writes, and every write from now on again (the peer drains). */
+  openWindow(): void {
+    const held = this.#window?.held ?? [];
+    this.#window = undefined;
+    for (const ack of held) ack();
+  }
+
   override _read(): void {
     // Bytes are pushed by the peer's writes; nothing to fetch.
   }
@@ -41,8 +57,11 @@ export class MemorySocket extends Duplex {
     // A copy: the writer may reuse its buffer (sessions zero credentials after use).
     const copy = Buffer.from(chunk);
     setImmediate(() => {
+      // Whether the window takes the bytes is decided as they arrive, not after the peer has read them.
+      const window = peer === undefined ? undefined : peer.#window;
       if (peer !== undefined && !peer.destroyed && !peer.readableEnded) peer.push(copy);
-      callback();
+      if (window !== undefined && (window.room -= copy.length) < 0) window.held.push(() => callback());
+      else callback();
     });
   }
 

@@ -30,7 +30,7 @@ import type { Config } from '../../src/config/types.js';
 import { directOrigin } from '../../src/net/proxy-intake.js';
 import { ByteInbox } from './inbox.js';
 import { LogCapture } from './log-capture.js';
-import { memorySocketPair } from './memory-socket.js';
+import { memorySocketPair, type MemorySocket } from './memory-socket.js';
 import { startFakeBackend, type FakeBackend, type FakeConn } from './fake-backend.js';
 import { testConfig, testTlsMaterial } from './popwarden.js';
 import { scratchDir } from './scratch.js';
@@ -160,6 +160,8 @@ export interface ScriptedSession {
   readonly session: Session;
   /** The client's end: the in-memory socket, or the TLS client over it on the 'tls' listener. */
   readonly client: Duplex;
+  /** The client's in-memory socket itself, under TLS on the 'tls' listener (holdWindow() is there). */
+  readonly wire: MemorySocket;
   readonly inbox: ByteInbox;
   readonly logs: LogCapture;
 }
@@ -216,7 +218,7 @@ export async function openSession(options: ScriptedSessionOptions): Promise<Scri
     onClosed: () => undefined,
   }, directOrigin(server));
   const inbox = new ByteInbox(client);
-  const scripted = { session, client, inbox, logs };
+  const scripted = { session, client, wire: pair.client, inbox, logs };
   open.add(scripted);
   void session.closed.then(() => open.delete(scripted));
   session.start();

@@ -6,6 +6,7 @@
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSession, script, scriptedBackends } from '../harness/script.js';
+import type { FakeConn } from '../harness/fake-backend.js';
 
 /** A backend that offers only USER (no STLS, no SASL) and accepts alice/secret. */
 const BACKEND_LOGIN = [
@@ -118,4 +119,35 @@ describe('session state machine (in-memory client, scripted backend)', () => {
     ]);
     await pop.session.closed;
   });
+  // The backend fails while the session waits for the client to drain a reply, with no command
+  // queued: the session is still serving then, and must act on the failure once it is done.
+  const failures = [
+    { what: 'speaks out of turn (its link ends, B-04)', reason: 'backend-protocol-error', fail: (conn: FakeConn) => void conn.write('+OK unsolicited\r\n') },
+    { what: 'hangs up', reason: 'backend-closed', fail: (conn: FakeConn) => conn.end() },
+  ];
+  for (const { what, reason, fail } of failures) {
+    test(`a backend that ${what} while the client drains a reply: the session closes once the reply is taken`, async () => {
+      // The reply is one TLS record's worth, 16,384 octets (5 + 23 × 712 + 3), written at once: the
+      // record reaches the client, and a write that fills the socket's 16 KiB buffer must drain
+      // before the session is idle.
+      const body = Array.from({ length: 23 }, (_, i) => `S: ${String(i).padStart(3, '0')}${'x'.repeat(707)}`);
+      const server = await backend([...BACKEND_LOGIN, 'C: RETR 1', 'S: +OK', ...body, 'S: .']);
+      const pop = await openSession({ backend: server, listener: 'tls' });
+      await script(pop, CLIENT_LOGIN);
+      // 4 KiB: what TLS may still write unasked (session tickets) goes through; the reply does not.
+      pop.wire.holdWindow(4_096);
+      await script(pop, ['C: RETR 1', 'S: +OK', ...body, 'S: .']);
+      await server.finished();
+      // The reply is relayed whole and the session waits for the client's window; the backend's
+      // link is over once its socket has closed.
+      const conn = server.connections()[0]!;
+      fail(conn);
+      await conn.whenClosed;
+      pop.wire.openWindow();
+      await script(pop, ['S: -ERR [SYS/TEMP] Connection to the mail server was lost', 'S: (end)']);
+      await pop.session.closed;
+      const closed = pop.logs.entries().filter((l) => l['msg'] === 'session closed');
+      assert.deepEqual(closed.map((l) => l['reason']), [reason]);
+    });
+  }
 });
