@@ -48,7 +48,7 @@ function message(user: string, n: number, bytes: Buffer): SampleMessage {
  * the size varying with `n`). Most are longer than one 8 KB write of Dovecot's, so a front end
  * that relays a reply as more than one TLS record without TCP_NODELAY shows its stall here.
  */
-function smallMessage(user: string, n: number): Buffer {
+export function smallMessage(user: string, n: number): Buffer {
   const head = `From: bench@popwarden.test\r\nTo: ${user}@popwarden.test\r\nSubject: message ${n}\r\nMessage-ID: <bench-${user}-${n}@popwarden.test>\r\n\r\n`;
   const lines = 30 + ((n * 97) % 271);
   return Buffer.from(head + `line ${n} of a small message, long enough to look like text\r\n`.repeat(lines));
@@ -63,7 +63,8 @@ function bigMessage(): Buffer {
   return Buffer.concat([head, body]);
 }
 
-function account(user: string, messages: Buffer[]): SampleAccount {
+/** An account of the bench maildrop holding `messages` (numbered from 1), password passwordOf(user). */
+export function benchAccount(user: string, messages: Buffer[]): SampleAccount {
   return { user, pass: passwordOf(user), uid: MAIL_UID, messages: messages.map((bytes, i) => message(user, i + 1, bytes)) };
 }
 
@@ -101,6 +102,11 @@ service pop3 {
 }
 service anvil {
   chroot =
+  # Every login comes from the front end's address: Dovecot's per-address penalty would hold up
+  # every user after a few wrong passwords (README, "The backend's own per-address penalty").
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
 }
 service stats {
   unix_listener stats-reader {
@@ -113,17 +119,23 @@ service stats {
 `;
 }
 
-/** Starts Dovecot on a free loopback port with the bench maildrop (written once, ~1 s). */
-export async function startBenchBackend(wrap: readonly string[]): Promise<BenchBackend> {
+/** The comparison's maildrop: `big`, `bulk` and `small`. */
+const comparisonAccounts = (): SampleAccount[] => [
+  benchAccount(ACCOUNTS.big, [bigMessage()]),
+  benchAccount(ACCOUNTS.bulk, Array.from({ length: FETCH_MESSAGES }, (_, i) => smallMessage(ACCOUNTS.bulk, i + 1))),
+  benchAccount(ACCOUNTS.small, [smallMessage(ACCOUNTS.small, 1)]),
+];
+
+/**
+ * Starts Dovecot on a free loopback port with a maildrop (written once, ~1 s): the comparison's
+ * unless `makeAccounts` builds another (the soak's many mailboxes).
+ */
+export async function startBenchBackend(wrap: readonly string[], makeAccounts: () => SampleAccount[] = comparisonAccounts): Promise<BenchBackend & { readonly logFile: string }> {
   const dir = fs.mkdtempSync('/tmp/popwarden-bench-dovecot-');
   process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
   fs.chmodSync(dir, 0o755); // the mail processes run as MAIL_UID and must reach the maildirs
   for (const d of ['run', 'state', 'etc', 'mail']) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
-  const accounts = [
-    account(ACCOUNTS.big, [bigMessage()]),
-    account(ACCOUNTS.bulk, Array.from({ length: FETCH_MESSAGES }, (_, i) => smallMessage(ACCOUNTS.bulk, i + 1))),
-    account(ACCOUNTS.small, [smallMessage(ACCOUNTS.small, 1)]),
-  ];
+  const accounts = makeAccounts();
   let passwd = '';
   for (const acct of accounts) {
     const home = path.join(dir, 'mail', acct.user);
@@ -146,6 +158,7 @@ export async function startBenchBackend(wrap: readonly string[]): Promise<BenchB
   return {
     port,
     pid,
+    logFile: path.join(dir, 'dovecot.log'),
     stop: async () => {
       await stopTree(pid, child);
       fs.rmSync(dir, { recursive: true, force: true });
