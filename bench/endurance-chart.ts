@@ -1,8 +1,11 @@
 /**
  * The soak's chart: one panel per series over the whole run (x: time since the start), the load,
  * the SIGHUP and the Redis restart marked on each, drawn by the dashboards' own panel renderer
- * (scripts/render-panels.mjs) and rendered to PNG.
+ * (scripts/render-panels.mjs) and rendered to PNG. Run on its own it draws a chart again from a
+ * run's samples: `node --import tsx bench/endurance-chart.ts bench/results/soak.json docs/soak.png`.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { pagePng, panelSvg, type PanelSeries } from '../scripts/render-panels.mjs';
 import type { Event, Sample } from './endurance-report.js';
 
@@ -28,7 +31,8 @@ export function renderChart(samples: readonly Sample[], events: readonly Event[]
   ];
   // Redis is down for seconds only: one label for both lines.
   const label = (what: Event['what']): string => (what === 'Redis stopped' ? 'Redis restart' : what === 'Redis started' ? '' : what);
-  const markers = events.map((e) => ({ t: e.t, label: label(e.what) }));
+  const snapshots = samples.filter((s) => s.fullGc).map((s) => ({ t: s.t, label: 'heap snapshot' }));
+  const markers = [...events.map((e) => ({ t: e.t, label: label(e.what) })), ...snapshots];
   const [cols, w, h, gap, header] = [2, 640, 280, 12, 44];
   const rows = Math.ceil(panels.length / cols);
   const width = cols * w + (cols + 1) * gap;
@@ -38,4 +42,10 @@ export function renderChart(samples: readonly Sample[], events: readonly Event[]
     panelSvg({ title: p.title, fieldConfig: { defaults: { unit: p.unit } } }, p.lines, gap + (i % cols) * (w + gap), header + gap + Math.floor(i / cols) * (h + gap), w, h, 0, end, markers),
   );
   return pagePng('popwarden soak', 'x: time since the start (h:m:s); every point a 10 s sample of /metrics', groups, width, height);
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [from = 'bench/results/soak.json', to = 'docs/soak.png'] = process.argv.slice(2);
+  const run = JSON.parse(readFileSync(from, 'utf8')) as { samples: Sample[]; events: Event[] };
+  writeFileSync(to, renderChart(run.samples, run.events));
 }

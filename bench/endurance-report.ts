@@ -2,8 +2,12 @@
  * The soak's summary in Markdown: popwarden's figures before, at the peak of, at the end of and
  * after the load; what the clients saw; and what the logs say about how each session ended.
  * A session that ended for any reason but QUIT is a lost one: every simulated client QUITs.
+ * Run on its own it makes the summary again from a run's samples and logs:
+ * `node --import tsx bench/endurance-report.ts bench/results/soak.json /tmp/soak/run-N`.
  */
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { ClientCounts } from './endurance-clients.js';
 
 export interface Sample {
@@ -100,11 +104,11 @@ export function summarize(run: SoakRun): string {
   const { samples, events, clients, setup } = run;
   const byPhase = (phase: Sample['phase']): Sample[] => samples.filter((s) => s.phase === phase);
   // Heap figures are compared right after a full GC (a heap snapshot) at both ends; the others
-  // between the sample before the first snapshot and the one before the last (the snapshot
-  // itself grows the RSS, and what it took stays counted after the load: the comparison errs
-  // against popwarden).
+  // between the last ordinary sample before the load and the last one before the final
+  // snapshot: both after exactly one snapshot, which grows the RSS by itself.
   const baselineGc = byPhase('baseline').find((s) => s.fullGc)!;
-  const baseline = byPhase('baseline').find((s) => !s.fullGc)!;
+  const baseline = byPhase('baseline').filter((s) => !s.fullGc).at(-1)!;
+  const fresh = byPhase('baseline')[0]!;
   const load = byPhase('load');
   const loadStart = events.find((e) => e.what === 'load start')!.t;
   const loadStop = events.find((e) => e.what === 'load stop')!.t;
@@ -149,7 +153,9 @@ export function summarize(run: SoakRun): string {
   out.push(`Timeline (s from start): ${events.map((e) => `${e.what} ${e.t.toFixed(0)}`).join(', ')}; last sample ${samples.at(-1)!.t.toFixed(0)}.`);
   out.push('');
   out.push(`Baseline: after one warm-up session, before the load. After the load: ${(after.t - loadStop).toFixed(0)} s after the stop, once every client had quit. `
-    + 'Heap figures at both ends are read right after a full GC (a heap snapshot); the other figures just before it (the snapshot grows the RSS, and what the first one took stays in the after-load RSS: that errs against popwarden).');
+    + 'Heap figures at both ends are read right after a full GC (a heap snapshot); the others from the last ordinary sample before the load and before the final snapshot, '
+    + `both after one snapshot (which by itself took the RSS from ${fresh.rssBytes === null ? '-' : MB(fresh.rssBytes)} to ${baseline.rssBytes === null ? '-' : MB(baseline.rssBytes)}). `
+    + 'Event-loop delay is per 10 s window; the windows with a snapshot show it (hundreds of ms).');
   out.push('');
   out.push('| popwarden | baseline | peak under load | end of load | after the load | after / baseline |');
   out.push('|---|---|---|---|---|---|');
@@ -184,4 +190,10 @@ export function summarize(run: SoakRun): string {
   out.push(`Dovecot's log: ${dovecotProblems.length} lines with Error, Fatal or Panic${dovecotProblems.length === 0 ? '' : `, e.g. \`${dovecotProblems[0]!.slice(0, 200)}\``}.`);
   out.push('');
   return out.join('\n');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [from = 'bench/results/soak.json', logs = '.'] = process.argv.slice(2);
+  const run = JSON.parse(readFileSync(from, 'utf8')) as Omit<SoakRun, 'popwardenLog' | 'dovecotLog'>;
+  process.stdout.write(summarize({ ...run, popwardenLog: readFileSync(`${logs}/popwarden.log`, 'utf8'), dovecotLog: readFileSync(`${logs}/dovecot.log`, 'utf8') }));
 }

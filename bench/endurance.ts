@@ -63,6 +63,18 @@ function mailbox(user: string): Buffer[] {
   return [...small, sized(SMALL_MESSAGES + 1, 100_000), sized(SMALL_MESSAGES + 2, 1_000_000)];
 }
 
+// Registered before anything else, so it runs first when this process exits (a later exit hook
+// that throws, such as a temp-dir removal racing a live server, would skip the others).
+const ownPids: { pid: number }[] = [];
+process.on('exit', () => {
+  for (const { pid } of ownPids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
 const env = benchEnvironment(false);
 const runDir = join('/tmp', 'soak', `run-${Date.now()}`);
 mkdirSync(runDir, { recursive: true });
@@ -73,6 +85,7 @@ const backend = await startBenchBackend(env.restWrap, () => [
 ]);
 const redis = await startRedis();
 killOnExit(redis.pid);
+ownPids.push({ get pid() { return redis.pid; } }, { pid: backend.pid });
 
 const tlsPort = await freePort();
 const stlsPort = await freePort();
@@ -89,6 +102,7 @@ const popwardenChild: ChildProcess = spawn('sh', ['-c', `ulimit -n ${POPWARDEN_N
   '--metrics-listen', `127.0.0.1:${metricsPort}`, '--limits-max-sessions', '4000'], { stdio: ['ignore', logFd, logFd] });
 const popwardenPid = popwardenChild.pid!;
 killOnExit(popwardenPid);
+ownPids.push({ pid: popwardenPid });
 await waitForPort('127.0.0.1', tlsPort, 15_000);
 await waitForPort('127.0.0.1', metricsPort, 15_000);
 
@@ -193,6 +207,7 @@ const clientScript = fileURLToPath(new URL('./endurance-clients.ts', import.meta
 const workers = Array.from({ length: WORKERS }, (_, w) => {
   const child = fork(clientScript, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   killOnExit(child.pid);
+  ownPids.push({ pid: child.pid! });
   child.on('message', (message: { counts: ClientCounts }) => workerCounts.set(w, message.counts));
   child.send({ plan: plan(w) });
   return child;
@@ -220,16 +235,17 @@ await sleep(SETTLE_MINUTES * 60_000);
 clearInterval(sampler);
 await sampleAfterFullGc();
 
+// Dovecot's log goes with its temp dir: kept beside popwarden's, so the summary can be made again.
 const dovecotLog = readFileSync(backend.logFile, 'utf8');
-const summary = summarize({
-  samples,
-  events,
-  clients: totals(),
-  popwardenLog: readFileSync(logFile, 'utf8'),
-  dovecotLog,
+writeFileSync(join(runDir, 'dovecot.log'), dovecotLog);
+const run = {
   setup: { minutes: MINUTES, goodClients: GOOD_CLIENTS, staleClients: STALE_CLIENTS, workers: WORKERS, users: USERS, nofile: POPWARDEN_NOFILE },
-});
-writeFileSync(`${values.out}.json`, JSON.stringify({ events, samples, clients: totals() }, null, 1));
+  events,
+  samples,
+  clients: totals(),
+};
+const summary = summarize({ ...run, popwardenLog: readFileSync(logFile, 'utf8'), dovecotLog });
+writeFileSync(`${values.out}.json`, JSON.stringify(run, null, 1));
 writeFileSync(`${values.out}.md`, summary);
 writeFileSync(values.chart!, renderChart(samples, events));
 process.stdout.write(summary);
