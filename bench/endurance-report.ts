@@ -34,7 +34,7 @@ export interface Sample {
 
 export interface Event {
   readonly t: number;
-  readonly what: 'load start' | 'SIGHUP' | 'Redis stopped' | 'Redis started' | 'load stop';
+  readonly what: 'load start' | 'SIGHUP' | 'Redis stopped' | 'Redis started' | 'load stop' | 'malloc_trim';
 }
 
 export interface SoakRun {
@@ -115,7 +115,10 @@ export function summarize(run: SoakRun): string {
   // The last sample before the clients were told to stop (later ones are the drain).
   const endOfLoad = load.filter((s) => s.t <= loadStop).at(-1)!;
   const afterGc = byPhase('after').filter((s) => s.fullGc).at(-1)!;
-  const after = byPhase('after').filter((s) => !s.fullGc).at(-1)!;
+  // The after-load sample is the last ordinary one before malloc_trim (if it was called).
+  const trim = events.find((e) => e.what === 'malloc_trim')?.t ?? Number.POSITIVE_INFINITY;
+  const after = byPhase('after').filter((s) => !s.fullGc && s.t < trim).at(-1)!;
+  const afterTrim = byPhase('after').find((s) => !s.fullGc && s.t > trim);
   const loads = samples.map((s) => s.load1);
   const firstLoad = load[0]!;
   const cpuDuringLoad = (endOfLoad.cpuSeconds - firstLoad.cpuSeconds) / (endOfLoad.t - firstLoad.t);
@@ -166,6 +169,11 @@ export function summarize(run: SoakRun): string {
     out.push(`| ${m.label} | ${b === null ? '-' : m.format(b)} | ${Number.isFinite(peak) ? m.format(peak) : '-'} | ${e === null ? '-' : m.format(e)} | ${a === null ? '-' : m.format(a)} | ${ratio} |`);
   }
   out.push('');
+  if (afterTrim !== undefined) {
+    out.push(`malloc_trim(0), called in popwarden through gdb after the load, took its RSS from ${MB(after.rssBytes ?? 0)} to ${MB(afterTrim.rssBytes ?? 0)} `
+      + `(${((afterTrim.rssBytes ?? 0) / (baseline.rssBytes ?? 1)).toFixed(2)} × the baseline): what it gave back was freed native memory that glibc's allocator had kept for reuse, not memory in use.`);
+    out.push('');
+  }
   out.push(`Sessions open from 90 s after the start of the load to its end: ${Math.min(...steadySessions)} to ${Math.max(...steadySessions)}. popwarden used ${(cpuDuringLoad * 100).toFixed(0)}% of one core on average under load. `
     + `The Redis store was reported down in ${samples.filter((s) => s.storeUp === 0).length} of ${samples.length} samples.`);
   out.push('');

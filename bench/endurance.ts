@@ -11,7 +11,7 @@
  * Writes bench/results/soak.json (every sample), bench/results/soak.md (the summary) and
  * docs/soak.png (the chart). Not part of CI: its figures depend on the machine.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -233,6 +233,18 @@ await Promise.race([Promise.all(finished), sleep(120_000)]);
 phase = 'after';
 await sleep(SETTLE_MINUTES * 60_000);
 clearInterval(sampler);
+await takeSample();
+// What the allocator keeps is not a leak: glibc's malloc holds freed native memory (OpenSSL's
+// per-connection buffers) for reuse. malloc_trim(0), called in popwarden through gdb, gives it back
+// to the system, so the RSS after it says what is still in use. Skipped when gdb is missing.
+try {
+  execFileSync('gdb', ['-p', String(popwardenPid), '-batch', '-ex', 'call (int)malloc_trim(0)'], { stdio: 'ignore', timeout: 60_000 });
+  mark('malloc_trim');
+  await sleep(2_000);
+  await takeSample();
+} catch (error) {
+  say(`no malloc_trim: ${String(error)}`);
+}
 await sampleAfterFullGc();
 
 // Dovecot's log goes with its temp dir: kept beside popwarden's, so the summary can be made again.
