@@ -31,8 +31,9 @@ export function renderChart(samples: readonly Sample[], events: readonly Event[]
   ];
   // Redis is down for seconds only: one label for both lines.
   const label = (what: Event['what']): string => (what === 'Redis stopped' ? 'Redis restart' : what === 'Redis started' ? '' : what);
-  const snapshots = samples.filter((s) => s.fullGc).map((s) => ({ t: s.t, label: 'heap snapshot' }));
-  const markers = [...events.map((e) => ({ t: e.t, label: label(e.what) })), ...snapshots];
+  const snapshots = samples.filter((s) => s.fullGc).map((s) => ({ t: s.t, label: 'full GC' }));
+  // In time order, so that neighbouring labels fall on different rows.
+  const markers = [...events.map((e) => ({ t: e.t, label: label(e.what) })), ...snapshots].sort((a, b) => a.t - b.t);
   const [cols, w, h, gap, header] = [2, 640, 280, 12, 44];
   const rows = Math.ceil(panels.length / cols);
   const width = cols * w + (cols + 1) * gap;

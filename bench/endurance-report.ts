@@ -5,7 +5,7 @@
  * Run on its own it makes the summary again from a run's samples and logs:
  * `node --import tsx bench/endurance-report.ts bench/results/soak.json /tmp/soak/run-N`.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ClientCounts } from './endurance-clients.js';
@@ -42,7 +42,8 @@ export interface SoakRun {
   readonly events: readonly Event[];
   readonly clients: ClientCounts;
   readonly popwardenLog: string;
-  readonly dovecotLog: string;
+  /** undefined when it was not kept. */
+  readonly dovecotLog: string | undefined;
   readonly setup: { minutes: number; goodClients: number; staleClients: number; workers: number; users: number; nofile: number };
 }
 
@@ -141,7 +142,7 @@ export function summarize(run: SoakRun): string {
   const otherResults = tally(logins.filter((l) => l.result !== 'success' && l.result !== 'failure').map((l) => l.result ?? '(none)'));
   // The reload and the store's outage, in popwarden's own words.
   const incidents = popwarden.lines.filter((l) => /reload|rate-limit store/.test(l.msg ?? ''));
-  const dovecotProblems = run.dovecotLog.split('\n').filter((l) => /\b(Error|Fatal|Panic):/.test(l));
+  const dovecotProblems = (run.dovecotLog ?? '').split('\n').filter((l) => /\b(Error|Fatal|Panic):/.test(l));
   const clientErrors = Object.entries(clients.errors).sort((a, b) => b[1] - a[1]);
 
   const out: string[] = [];
@@ -195,7 +196,8 @@ export function summarize(run: SoakRun): string {
   out.push(`Lines at error or fatal: ${errors.length}${errors.length === 0 ? '' : ` (${tally(errors.map((l) => l.msg ?? '')).map(([k, n]) => `${n} × ${k}`).join('; ')})`}. `
     + `Warnings: ${warnings.length === 0 ? 'none' : warnings.map(([k, n]) => `${n} × "${k}"`).join('; ')}. Lines that were not JSON: ${popwarden.unparsed}.`);
   out.push('');
-  out.push(`Dovecot's log: ${dovecotProblems.length} lines with Error, Fatal or Panic${dovecotProblems.length === 0 ? '' : `, e.g. \`${dovecotProblems[0]!.slice(0, 200)}\``}.`);
+  if (run.dovecotLog === undefined) out.push("Dovecot's log was not kept with this run.");
+  else out.push(`Dovecot's log: ${dovecotProblems.length} lines with Error, Fatal or Panic${dovecotProblems.length === 0 ? '' : `, e.g. \`${dovecotProblems[0]!.slice(0, 200)}\``}.`);
   out.push('');
   return out.join('\n');
 }
@@ -203,5 +205,5 @@ export function summarize(run: SoakRun): string {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [from = 'bench/results/soak.json', logs = '.'] = process.argv.slice(2);
   const run = JSON.parse(readFileSync(from, 'utf8')) as Omit<SoakRun, 'popwardenLog' | 'dovecotLog'>;
-  process.stdout.write(summarize({ ...run, popwardenLog: readFileSync(`${logs}/popwarden.log`, 'utf8'), dovecotLog: readFileSync(`${logs}/dovecot.log`, 'utf8') }));
+  process.stdout.write(summarize({ ...run, popwardenLog: readFileSync(`${logs}/popwarden.log`, 'utf8'), dovecotLog: existsSync(`${logs}/dovecot.log`) ? readFileSync(`${logs}/dovecot.log`, 'utf8') : undefined }));
 }

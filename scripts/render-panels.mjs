@@ -131,7 +131,7 @@ export function panelSvg(panel, series, x, y, w, h, start, end, markers = []) {
   for (const [i, marker] of markers.entries()) {
     const mx = sx(marker.t).toFixed(1);
     parts.push(`<line x1="${mx}" x2="${mx}" y1="${y + pad.top}" y2="${y + pad.top + ch}" stroke="${TEXT}" stroke-width="1" stroke-dasharray="4 3"/>`);
-    if (marker.label !== '') parts.push(`<text x="${Number(mx) + 3}" y="${y + pad.top + 10 + (i % 2) * 12}" font-size="10" fill="${TEXT}">${escapeXml(marker.label)}</text>`);
+    if (marker.label !== '') parts.push(`<text x="${Number(mx) + 3}" y="${y + pad.top + 10 + (i % 3) * 11}" font-size="10" fill="${TEXT}">${escapeXml(marker.label)}</text>`);
   }
   series.slice(0, 6).forEach((s, i) => {
     const lx = x + pad.left + (i % 2) * (cw / 2);
