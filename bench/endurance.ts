@@ -35,6 +35,8 @@ const { values } = parseArgs({
     settle: { type: 'string', default: '3' },
     out: { type: 'string', default: 'bench/results/soak' },
     chart: { type: 'string', default: 'docs/soak.png' },
+    /** Keep the heap snapshots in the run's directory (to compare before and after). */
+    'keep-snapshots': { type: 'boolean', default: false },
   },
 });
 const MINUTES = Number(values.minutes);
@@ -171,7 +173,8 @@ async function takeSample(fullGc = false): Promise<void> {
 }
 /** A heap snapshot (a full GC), then a sample. */
 async function sampleAfterFullGc(): Promise<void> {
-  rmSync(await heapSnapshot(popwardenPid, runDir));
+  const snapshot = await heapSnapshot(popwardenPid, runDir);
+  if (values['keep-snapshots'] !== true) rmSync(snapshot);
   await takeSample(true);
 }
 const sampler = setInterval(() => void takeSample(), SAMPLE_MS);
