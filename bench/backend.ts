@@ -63,7 +63,8 @@ function bigMessage(): Buffer {
   return Buffer.concat([head, body]);
 }
 
-function account(user: string, messages: Buffer[]): SampleAccount {
+/** An account of the bench maildrop holding `messages` (numbered from 1), password passwordOf(user). */
+export function benchAccount(user: string, messages: Buffer[]): SampleAccount {
   return { user, pass: passwordOf(user), uid: MAIL_UID, messages: messages.map((bytes, i) => message(user, i + 1, bytes)) };
 }
 
@@ -101,7 +102,7 @@ service pop3 {
 }
 # The per-address auth penalty off, as the README's operators' notes say to do behind popwarden
 # (every login comes from popwarden's address, so one attacker's failures would slow everyone's);
-# only bench/attacks.ts sends failed logins.
+# bench/attacks.ts and the soak send failed logins.
 service anvil {
   chroot =
   unix_listener anvil-auth-penalty {
@@ -119,17 +120,23 @@ service stats {
 `;
 }
 
-/** Starts Dovecot on a free loopback port with the bench maildrop (written once, ~1 s). */
-export async function startBenchBackend(wrap: readonly string[]): Promise<BenchBackend> {
+/** The comparison's maildrop: `big`, `bulk` and `small`. */
+const comparisonAccounts = (): SampleAccount[] => [
+  benchAccount(ACCOUNTS.big, [bigMessage()]),
+  benchAccount(ACCOUNTS.bulk, Array.from({ length: FETCH_MESSAGES }, (_, i) => smallMessage(ACCOUNTS.bulk, i + 1))),
+  benchAccount(ACCOUNTS.small, [smallMessage(ACCOUNTS.small, 1)]),
+];
+
+/**
+ * Starts Dovecot on a free loopback port with a maildrop (written once, ~1 s): the comparison's
+ * unless `makeAccounts` builds another (the soak's many mailboxes).
+ */
+export async function startBenchBackend(wrap: readonly string[], makeAccounts: () => SampleAccount[] = comparisonAccounts): Promise<BenchBackend & { readonly logFile: string }> {
   const dir = fs.mkdtempSync('/tmp/popwarden-bench-dovecot-');
   process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
   fs.chmodSync(dir, 0o755); // the mail processes run as MAIL_UID and must reach the maildirs
   for (const d of ['run', 'state', 'etc', 'mail']) fs.mkdirSync(path.join(dir, d), { mode: 0o755 });
-  const accounts = [
-    account(ACCOUNTS.big, [bigMessage()]),
-    account(ACCOUNTS.bulk, Array.from({ length: FETCH_MESSAGES }, (_, i) => smallMessage(ACCOUNTS.bulk, i + 1))),
-    account(ACCOUNTS.small, [smallMessage(ACCOUNTS.small, 1)]),
-  ];
+  const accounts = makeAccounts();
   let passwd = '';
   for (const acct of accounts) {
     const home = path.join(dir, 'mail', acct.user);
@@ -152,6 +159,7 @@ export async function startBenchBackend(wrap: readonly string[]): Promise<BenchB
   return {
     port,
     pid,
+    logFile: path.join(dir, 'dovecot.log'),
     stop: async () => {
       await stopTree(pid, child);
       fs.rmSync(dir, { recursive: true, force: true });

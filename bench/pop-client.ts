@@ -30,32 +30,60 @@ export interface Endpoint {
   readonly tls: boolean;
   /** The certificate to trust, for TLS endpoints. */
   readonly ca?: Buffer;
+  /** With `tls` false: STLS after the greeting, then TLS on the same connection. */
+  readonly starttls?: boolean;
+  /** The loopback address to connect from (the limiter and the per-address bounds see it). */
+  readonly localAddress?: string;
 }
 
 export class PopClient {
   readonly #socket: Socket;
+  readonly #listeners: { data(chunk: Buffer): void; error(error: Error): void; close(): void };
   #head: Buffer = Buffer.alloc(0);
   #waiter: Waiter | undefined;
   #failure: Error | undefined;
 
   private constructor(socket: Socket) {
     this.#socket = socket;
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('error', (error) => this.#fail(error));
-    socket.on('close', () => this.#fail(new Error('connection closed')));
+    this.#listeners = {
+      data: (chunk) => this.#onData(chunk),
+      error: (error) => this.#fail(error),
+      close: () => this.#fail(new Error('connection closed')),
+    };
+    for (const [event, listener] of Object.entries(this.#listeners)) socket.on(event, listener);
   }
 
-  /** Connects (a full TLS 1.3 handshake for TLS endpoints: no session is ever resumed) and reads the greeting. */
+  /** Lets go of the socket (STLS hands it to TLS): its events are no longer this client's. */
+  #detach(): void {
+    for (const [event, listener] of Object.entries(this.#listeners)) this.#socket.off(event, listener);
+    this.#socket.setTimeout(0);
+  }
+
+  /**
+   * Connects (a full TLS 1.3 handshake for TLS endpoints: no session is ever resumed) and reads the
+   * greeting; with `starttls`, also STLS and the handshake. `timeoutMs` is the longest silence
+   * the client tolerates while it waits for a reply (and while it sits idle between commands).
+   */
   static async open(endpoint: Endpoint, timeoutMs = 30_000): Promise<PopClient> {
-    const socket = endpoint.tls
-      ? tlsConnect({ host: '127.0.0.1', port: endpoint.port, ca: endpoint.ca, servername: 'localhost', minVersion: 'TLSv1.3' })
-      : netConnect({ host: '127.0.0.1', port: endpoint.port });
+    const tls = { ca: endpoint.ca, servername: 'localhost', minVersion: 'TLSv1.3' } as const;
+    const tcp = { host: '127.0.0.1', port: endpoint.port, ...(endpoint.localAddress === undefined ? {} : { localAddress: endpoint.localAddress }) };
+    const socket = endpoint.tls ? tlsConnect({ ...tcp, ...tls }) : netConnect(tcp);
     socket.setNoDelay(true);
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no progress for ${timeoutMs} ms`)));
     const client = new PopClient(socket);
     const greeting = await client.#expect(false);
     if (!greeting.status.startsWith('+OK')) throw new Error(`greeting: ${greeting.status}`);
-    return client;
+    if (endpoint.tls || endpoint.starttls !== true) return client;
+    await client.ok('STLS');
+    client.#detach();
+    const upgraded = tlsConnect({ socket, ...tls });
+    upgraded.setTimeout(timeoutMs, () => upgraded.destroy(new Error(`no progress for ${timeoutMs} ms`)));
+    const secure = new PopClient(upgraded);
+    await new Promise<void>((resolve, reject) => {
+      upgraded.once('secureConnect', resolve);
+      upgraded.once('error', reject);
+    });
+    return secure;
   }
 
   /** Opens a session and logs in with USER/PASS. */

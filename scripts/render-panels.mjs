@@ -80,8 +80,11 @@ async function rangeQuery(url, expr, start, end, step) {
   return body.data.result;
 }
 
-/** One panel as an SVG <g> at (x, y), w × h. */
-function panelSvg(panel, series, x, y, w, h, start, end) {
+/**
+ * One panel as an SVG <g> at (x, y), w × h: `series` are { name, points: [[unixSeconds, value]] }
+ * and `markers` ({ t: unixSeconds, label }) are drawn as labelled dashed vertical lines.
+ */
+export function panelSvg(panel, series, x, y, w, h, start, end, markers = []) {
   const unit = panel.fieldConfig?.defaults?.unit ?? 'short';
   const pad = { left: 64, right: 12, top: 34, bottom: 22 + 16 * Math.min(3, Math.ceil(series.length / 2)) };
   const cw = w - pad.left - pad.right;
@@ -125,6 +128,11 @@ function panelSvg(panel, series, x, y, w, h, start, end) {
       else parts.push(`<polyline points="${seg.join(' ')}" fill="none" stroke="${colour}" stroke-width="2"/>`);
     }
   });
+  for (const [i, marker] of markers.entries()) {
+    const mx = sx(marker.t).toFixed(1);
+    parts.push(`<line x1="${mx}" x2="${mx}" y1="${y + pad.top}" y2="${y + pad.top + ch}" stroke="${TEXT}" stroke-width="1" stroke-dasharray="4 3"/>`);
+    if (marker.label !== '') parts.push(`<text x="${Number(mx) + 3}" y="${y + pad.top + 10 + (i % 3) * 11}" font-size="10" fill="${TEXT}">${escapeXml(marker.label)}</text>`);
+  }
   series.slice(0, 6).forEach((s, i) => {
     const lx = x + pad.left + (i % 2) * (cw / 2);
     const ly = y + pad.top + ch + 32 + Math.floor(i / 2) * 16;
@@ -133,6 +141,19 @@ function panelSvg(panel, series, x, y, w, h, start, end) {
   });
   if (series.length === 0) parts.push(`<text x="${x + w / 2}" y="${y + h / 2}" font-size="13" fill="${TEXT}" text-anchor="middle">No data</text>`);
   return `<g>${parts.join('')}</g>`;
+}
+
+/** Panels (SVG groups) on one dark page of width × height with a title and a note, as PNG bytes. */
+export function pagePng(title, note, groups, width, height, gap = 12) {
+  const svg = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="DejaVu Sans, sans-serif">`,
+    `<rect width="100%" height="100%" fill="${BG}"/>`,
+    `<text x="${gap}" y="30" font-size="18" font-weight="bold" fill="${TEXT}">${escapeXml(title)}</text>`,
+    `<text x="${width - gap}" y="30" font-size="12" fill="${TEXT}" text-anchor="end">${escapeXml(note)}</text>`,
+    ...groups,
+    '</svg>',
+  ].join('\n');
+  return new Resvg(svg, { font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' }, background: BG }).render().asPng();
 }
 
 /**
@@ -171,15 +192,7 @@ export async function renderPanels(url, outDir, { rangeSeconds = 150, step = 2 }
       const py = header + gap + Math.floor(i / cols) * (h + gap);
       groups.push(panelSvg(panel, series, px, py, w, h, start, end));
     }
-    const svg = [
-      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="DejaVu Sans, sans-serif">`,
-      `<rect width="100%" height="100%" fill="${BG}"/>`,
-      `<text x="${gap}" y="30" font-size="18" font-weight="bold" fill="${TEXT}">${escapeXml(dashboard.title)}</text>`,
-      `<text x="${width - gap}" y="30" font-size="12" fill="${TEXT}" text-anchor="end">live Prometheus data, ${new Date(start * 1000).toISOString().slice(0, 19)}Z + ${rangeSeconds}s</text>`,
-      ...groups,
-      '</svg>',
-    ].join('\n');
-    const png = new Resvg(svg, { font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' }, background: BG }).render().asPng();
+    const png = pagePng(dashboard.title, `live Prometheus data, ${new Date(start * 1000).toISOString().slice(0, 19)}Z + ${rangeSeconds}s`, groups, width, height);
     const out = join(outDir, file.replace(/\.json$/, '.png'));
     writeFileSync(out, png);
     written.push(out);

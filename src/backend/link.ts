@@ -195,6 +195,9 @@ export class BackendLink {
     return new Promise<void>((resolve, reject) => {
       let idleTimer: NodeJS.Timeout | undefined;
       let done = false;
+      // Set while the client is full: nothing may resume the backend (nor start a second idle
+      // timer, which nothing would clear) before the client drains.
+      let waitingForDrain = false;
       const finish = (error?: BackendUnavailableError | ClientStalledError): void => {
         if (done) return;
         done = true;
@@ -223,9 +226,11 @@ export class BackendLink {
         // backend silence, so the idle timer waits too; the sink bounds the stall instead.
         clearTimeout(idleTimer);
         idleTimer = undefined;
+        waitingForDrain = true;
         this.#socket.pause();
         sink.drained().then(
           () => {
+            waitingForDrain = false;
             if (done) return;
             idleTimer = setTimeout(onIdle, idleMs);
             this.#socket.resume();
@@ -247,7 +252,7 @@ export class BackendLink {
       };
       if (head.length > 0 || alreadyRead.length > 0) forward(joined(head, alreadyRead));
       else idleTimer = setTimeout(onIdle, idleMs);
-      if (!done) this.#socket.resume();
+      if (!done && !waitingForDrain) this.#socket.resume();
     });
   }
 

@@ -1,0 +1,270 @@
+/**
+ * The soak (issue 14 point 4): thousands of TLS sessions doing what mail clients do, for a long
+ * time, against a real Dovecot, with a real Redis limiter that is restarted in the middle and a
+ * SIGHUP reload of popwarden. popwarden runs as it would in production (default limits, a 2 s
+ * failure delay, logs at info, metrics on); its RSS, heap, descriptors, event-loop delay and
+ * open sessions are read from its /metrics every 10 s, before, during and after the load.
+ *
+ *   npm run bench:soak -- --minutes 30 --sessions 2000
+ *   npm run bench:soak -- --minutes 2 --sessions 300 --settle 1     (a check of the script)
+ *
+ * Writes bench/results/soak.json (every sample), bench/results/soak.md (the summary) and
+ * docs/soak.png (the chart). Not part of CI: its figures depend on the machine.
+ */
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { openSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { freePort, waitForPort } from '../test/harness/ports.js';
+import { startRedis } from '../test/harness/redis.js';
+import { benchAccount, smallMessage, startBenchBackend } from './backend.js';
+import { SMALL_MESSAGES, type ClientCounts, type ClientPlan } from './endurance-clients.js';
+import { summarize, type Event, type Sample } from './endurance-report.js';
+import { renderChart } from './endurance-chart.js';
+import { PopClient } from './pop-client.js';
+import { cpuSeconds, heapSnapshot, killOnExit, stopTree } from './proc.js';
+import { benchEnvironment, shebangNodeOptions } from './targets.js';
+
+const { values } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '30' },
+    sessions: { type: 'string', default: '2000' },
+    workers: { type: 'string', default: '3' },
+    settle: { type: 'string', default: '3' },
+    out: { type: 'string', default: 'bench/results/soak' },
+    chart: { type: 'string', default: 'docs/soak.png' },
+    /** Keep the heap snapshots in the run's directory (to compare before and after). */
+    'keep-snapshots': { type: 'boolean', default: false },
+  },
+});
+const MINUTES = Number(values.minutes);
+const GOOD_CLIENTS = Number(values.sessions);
+/** About one login in ten fails: stale clients try every 30 to 90 s, good ones log in every ~2 min. */
+const STALE_CLIENTS = Math.max(5, Math.round(GOOD_CLIENTS / 10));
+const WORKERS = Number(values.workers);
+const SETTLE_MINUTES = Number(values.settle);
+const USERS = 40;
+const STALE_USERS = 20;
+const SAMPLE_MS = 10_000;
+/** popwarden's descriptor budget on this machine (2 per session: client and backend). */
+const POPWARDEN_NOFILE = 9_000;
+
+const say = (text: string): void => void process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A mailbox as a client sees it: SMALL_MESSAGES everyday mails, then one of 100 KB and one of 1 MB. */
+function mailbox(user: string): Buffer[] {
+  const sized = (n: number, bytes: number): Buffer => {
+    const head = `From: soak@popwarden.test\r\nTo: ${user}@popwarden.test\r\nSubject: attachment ${n}\r\n\r\n`;
+    const line = `${'QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx'}\r\n`;
+    return Buffer.from(head + line.repeat(Math.ceil(bytes / line.length)));
+  };
+  const small = Array.from({ length: SMALL_MESSAGES }, (_, i) => smallMessage(user, i + 1));
+  return [...small, sized(SMALL_MESSAGES + 1, 100_000), sized(SMALL_MESSAGES + 2, 1_000_000)];
+}
+
+// Registered before anything else, so it runs first when this process exits (a later exit hook
+// that throws, such as a temp-dir removal racing a live server, would skip the others).
+const ownPids: { pid: number }[] = [];
+process.on('exit', () => {
+  for (const { pid } of ownPids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+const env = benchEnvironment(false);
+const runDir = join('/tmp', 'soak', `run-${Date.now()}`);
+mkdirSync(runDir, { recursive: true });
+say(`writing ${USERS} mailboxes and starting Dovecot, Redis and popwarden (logs in ${runDir})`);
+const backend = await startBenchBackend(env.restWrap, () => [
+  ...Array.from({ length: USERS }, (_, i) => benchAccount(`user${i + 1}`, mailbox(`user${i + 1}`))),
+  ...Array.from({ length: STALE_USERS }, (_, i) => benchAccount(`stale${i + 1}`, [])),
+]);
+const redis = await startRedis();
+killOnExit(redis.pid);
+ownPids.push({ get pid() { return redis.pid; } }, { pid: backend.pid });
+
+const tlsPort = await freePort();
+const stlsPort = await freePort();
+const metricsPort = await freePort();
+const logFile = join(runDir, 'popwarden.log');
+const logFd = openSync(logFile, 'a');
+// Default limits and failure delay, logs at info, metrics on: popwarden as it runs in production.
+const popwardenChild: ChildProcess = spawn('sh', ['-c', `ulimit -n ${POPWARDEN_NOFILE} && exec "$@"`, 'sh', process.execPath, ...shebangNodeOptions('dist/cli.js'),
+  // A heap snapshot on SIGUSR2 makes V8 collect everything first: the baseline and the after-load
+  // figures are both read right after one, so garbage not yet collected does not count.
+  '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${runDir}`, 'dist/cli.js',
+  '--listen-tls', `127.0.0.1:${tlsPort}`, '--listen-stls', `127.0.0.1:${stlsPort}`, '--backend', `127.0.0.1:${backend.port}`,
+  '--cert', env.certFile, '--key', env.keyFile, '--redis', redis.url, '--state-dir', env.dir, '--log-level', 'info',
+  '--metrics-listen', `127.0.0.1:${metricsPort}`, '--limits-max-sessions', '4000'], { stdio: ['ignore', logFd, logFd] });
+const popwardenPid = popwardenChild.pid!;
+killOnExit(popwardenPid);
+ownPids.push({ pid: popwardenPid });
+await waitForPort('127.0.0.1', tlsPort, 15_000);
+await waitForPort('127.0.0.1', metricsPort, 15_000);
+
+/** The series of one scrape: `name{labels} value` lines summed per name (labels dropped) and kept per label set. */
+async function scrape(): Promise<Map<string, number> | undefined> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+    const series = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      if (line === '' || line.startsWith('#')) continue;
+      const match = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+      if (match === null) continue;
+      const [, name, labels, value] = match;
+      series.set(name!, (series.get(name!) ?? 0) + Number(value));
+      if (labels !== undefined) series.set(`${name}${labels}`, Number(value));
+    }
+    return series;
+  } catch {
+    return undefined;
+  }
+}
+
+const workerCounts = new Map<number, ClientCounts>();
+const totals = (): ClientCounts => {
+  const sum: ClientCounts = { sessionsOpen: 0, sessionsStarted: 0, sessionsQuit: 0, loginsOk: 0, loginsRefused: 0, retr: 0, retrBytes: 0, dele: 0, errors: {} };
+  for (const c of workerCounts.values()) {
+    for (const key of ['sessionsOpen', 'sessionsStarted', 'sessionsQuit', 'loginsOk', 'loginsRefused', 'retr', 'retrBytes', 'dele'] as const) sum[key] += c[key];
+    for (const [k, v] of Object.entries(c.errors)) sum.errors[k] = (sum.errors[k] ?? 0) + v;
+  }
+  return sum;
+};
+
+const started = Date.now();
+const samples: Sample[] = [];
+const events: Event[] = [];
+const mark = (what: Event['what']): void => {
+  events.push({ t: (Date.now() - started) / 1000, what });
+  say(what);
+};
+let phase: Sample['phase'] = 'baseline';
+
+async function takeSample(fullGc = false): Promise<void> {
+  const m = await scrape();
+  const client = totals();
+  const get = (name: string): number | null => m?.get(name) ?? null;
+  samples.push({
+    t: (Date.now() - started) / 1000,
+    phase,
+    fullGc,
+    rssBytes: get('process_resident_memory_bytes'),
+    heapUsedBytes: get('nodejs_heap_size_used_bytes'),
+    heapTotalBytes: get('nodejs_heap_size_total_bytes'),
+    openFds: get('process_open_fds'),
+    eventLoopP99Seconds: get('nodejs_eventloop_lag_p99_seconds'),
+    eventLoopMaxSeconds: get('nodejs_eventloop_lag_max_seconds'),
+    sessions: get('popwarden_connections_active'),
+    storeUp: get('popwarden_ratelimit_store_up'),
+    loginAttempts: get('popwarden_login_attempts_total'),
+    cpuSeconds: cpuSeconds(popwardenPid),
+    load1: loadavg()[0]!,
+    clientSessionsOpen: client.sessionsOpen,
+    clientErrors: Object.values(client.errors).reduce((a, b) => a + b, 0),
+  });
+  const s = samples.at(-1)!;
+  say(`${phase}${fullGc ? ' (after a full GC)' : ''} t=${s.t.toFixed(0)}s sessions=${s.sessions} rss=${((s.rssBytes ?? 0) / 1e6).toFixed(0)}MB heap=${((s.heapUsedBytes ?? 0) / 1e6).toFixed(0)}MB fds=${s.openFds} loop-p99=${((s.eventLoopP99Seconds ?? 0) * 1000).toFixed(1)}ms load=${s.load1.toFixed(1)} client-errors=${s.clientErrors}`);
+}
+/** A heap snapshot (a full GC), then a sample. */
+async function sampleAfterFullGc(): Promise<void> {
+  const snapshot = await heapSnapshot(popwardenPid, runDir);
+  if (values['keep-snapshots'] !== true) rmSync(snapshot);
+  await takeSample(true);
+}
+const sampler = setInterval(() => void takeSample(), SAMPLE_MS);
+
+// One session end to end first (warms the TLS context and the backend path), then the baseline.
+const ca = env.ca;
+const warm = await PopClient.open({ port: tlsPort, tls: true, ca });
+await warm.ok('USER user1');
+await warm.ok('PASS user1-pw');
+await warm.ok('RETR 1', true);
+await warm.quit();
+await takeSample();
+await sampleAfterFullGc();
+await sleep(30_000);
+
+// The load: WORKERS processes, the clients dealt out among them.
+phase = 'load';
+mark('load start');
+const plan = (w: number): ClientPlan => ({
+  tlsPort,
+  stlsPort,
+  ca: ca.toString(),
+  good: Array.from({ length: GOOD_CLIENTS }, (_, i) => i).filter((i) => i % WORKERS === w),
+  stale: Array.from({ length: STALE_CLIENTS }, (_, i) => i).filter((i) => i % WORKERS === w),
+  users: USERS,
+  staleUsers: STALE_USERS,
+  rampSeconds: Math.min(60, MINUTES * 15),
+  thinkSeconds: [5, 40],
+  pauseSeconds: [2, 10],
+  stalePauseSeconds: [30, 90],
+});
+const clientScript = fileURLToPath(new URL('./endurance-clients.ts', import.meta.url));
+const workers = Array.from({ length: WORKERS }, (_, w) => {
+  const child = fork(clientScript, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  killOnExit(child.pid);
+  ownPids.push({ pid: child.pid! });
+  child.on('message', (message: { counts: ClientCounts }) => workerCounts.set(w, message.counts));
+  child.send({ plan: plan(w) });
+  return child;
+});
+
+const loadMs = MINUTES * 60_000;
+await sleep(loadMs * 0.4);
+mark('SIGHUP');
+process.kill(popwardenPid, 'SIGHUP');
+await sleep(loadMs * 0.2);
+mark('Redis stopped');
+await redis.kill();
+await sleep(5_000);
+await redis.restart();
+mark('Redis started');
+await sleep(loadMs * 0.4 - 5_000);
+
+mark('load stop');
+const finished = workers.map((child) => new Promise<void>((resolve) => child.once('exit', () => resolve())));
+for (const child of workers) child.send({ stop: true });
+// Clients QUIT at once; one in the middle of a 1 MB RETR finishes it first.
+await Promise.race([Promise.all(finished), sleep(120_000)]);
+phase = 'after';
+await sleep(SETTLE_MINUTES * 60_000);
+clearInterval(sampler);
+await takeSample();
+// What the allocator keeps is not a leak: glibc's malloc holds freed native memory (OpenSSL's
+// per-connection buffers) for reuse. malloc_trim(0), called in popwarden through gdb, gives it back
+// to the system, so the RSS after it says what is still in use. Skipped when gdb is missing.
+try {
+  execFileSync('gdb', ['-p', String(popwardenPid), '-batch', '-ex', 'call (int)malloc_trim(0)'], { stdio: 'ignore', timeout: 60_000 });
+  mark('malloc_trim');
+  await sleep(2_000);
+  await takeSample();
+} catch (error) {
+  say(`no malloc_trim: ${String(error)}`);
+}
+await sampleAfterFullGc();
+
+// Dovecot's log goes with its temp dir: kept beside popwarden's, so the summary can be made again.
+const dovecotLog = readFileSync(backend.logFile, 'utf8');
+writeFileSync(join(runDir, 'dovecot.log'), dovecotLog);
+const run = {
+  setup: { minutes: MINUTES, goodClients: GOOD_CLIENTS, staleClients: STALE_CLIENTS, workers: WORKERS, users: USERS, nofile: POPWARDEN_NOFILE },
+  events,
+  samples,
+  clients: totals(),
+};
+const summary = summarize({ ...run, popwardenLog: readFileSync(logFile, 'utf8'), dovecotLog });
+writeFileSync(`${values.out}.json`, JSON.stringify(run, null, 1));
+writeFileSync(`${values.out}.md`, summary);
+writeFileSync(values.chart!, renderChart(samples, events));
+process.stdout.write(summary);
+await stopTree(popwardenPid, popwardenChild);
+await redis.stop();
+await backend.stop();
+process.exit(0);
