@@ -102,7 +102,7 @@ export const SERVER_ROWS: readonly ServerRow[] = [
   }),
   dovecotRow('stls', 'Dovecot 2.3.19, STLS', {
     protectsPassword: true,
-    needs: '`ssl = yes` with a certificate popwarden trusts (`backend_ca_file`)',
+    needs: '`ssl = yes` with a certificate popwarden trusts (`backend_ca`)',
     expect: { offers: 'APOP timestamp, USER, SASL PLAIN LOGIN CRAM-MD5, STLS', chose: 'STLS, then CRAM-MD5' },
   }),
   legacyRow('popa3d', 'popa3d 1.0.3', { server: 'popa3d' }, {
