@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -19,4 +19,14 @@ export function scratchDir(prefix: string): string {
 function removeAll(): void {
   for (const dir of made) rmSync(dir, { recursive: true, force: true });
   made.clear();
+}
+
+/** Writes each text it is given to a new numbered file in `dir` (config files for loader tests), returning its path. */
+export function fileWriter(dir: string, extension = '.yaml'): (text: string) => string {
+  let counter = 0;
+  return (text) => {
+    const path = join(dir, `config-${++counter}${extension}`);
+    writeFileSync(path, text);
+    return path;
+  };
 }

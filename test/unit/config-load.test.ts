@@ -8,16 +8,12 @@ import { ConfigError, loadConfig, redactedConfig, usage } from '../../src/config
 import { REDACTED, maskSecrets } from '../../src/config/effective-config.js';
 import { CONFIG_KEYS } from '../../src/config/schema-keys.js';
 import type { Config } from '../../src/config/types.js';
+import { fileWriter } from '../harness/scratch.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'popwarden-config-load-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-let fileCounter = 0;
-function writeYaml(text: string): string {
-  const path = join(dir, `config-${++fileCounter}.yaml`);
-  writeFileSync(path, text);
-  return path;
-}
+const writeYaml = fileWriter(dir);
 
 const BACKEND = ['--backend', '127.0.0.1:1110'];
 

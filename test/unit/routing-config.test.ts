@@ -4,22 +4,12 @@
  * a name that would make a bad metric label and a regular expression that could backtrack without
  * bound are refused when the config is loaded, with a message naming the key.
  */
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ConfigError, loadConfig, redactedConfig } from '../../src/config/load.js';
+import { fileWriter, scratchDir } from '../harness/scratch.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'popwarden-routing-config-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
-
-let counter = 0;
-function fileWith(text: string): string {
-  const path = join(dir, `config-${++counter}.yaml`);
-  writeFileSync(path, text);
-  return path;
-}
+const fileWith = fileWriter(scratchDir('popwarden-routing-config'));
 
 function load(text: string, argv: string[] = [], env: NodeJS.ProcessEnv = {}) {
   const result = loadConfig(['--config', fileWith(text), ...argv], env);
