@@ -92,7 +92,9 @@ export function originFrom(socket: Socket, header: ProxyHeader): ClientOrigin {
  * (MAX_PROXY_V2_OCTETS), whatever arrives, and holds a place in `waits` until it is done.
  */
 export function readProxyHeader(socket: Socket, trusted: AddressSet, timeoutMs: number, waits: HeaderWaits): Promise<ProxyIntake> {
-  const peer = normaliseAddress(socket.remoteAddress ?? '');
+  // A peer that hung up before its connection was taken in has no address left to judge.
+  if (socket.remoteAddress === undefined) return Promise.resolve({ kind: 'refused', reason: 'proxy_closed', detail: 'closed before its header' });
+  const peer = normaliseAddress(socket.remoteAddress);
   if (!trusted.has(peer)) {
     return Promise.resolve({ kind: 'refused', reason: 'proxy_untrusted', detail: `${peer} is not in proxy_protocol_trusted` });
   }

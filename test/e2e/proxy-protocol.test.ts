@@ -145,7 +145,7 @@ describe('PROXY protocol in, behind HAProxy (issue 13.6)', { timeout: 240_000 },
     await refusedDirect(running.proxy.stlsPort, '127.0.0.1', 'PROXY TCP4 192.0.2.1 127.0.0.1 01 110\r\n', 'proxy_malformed');
     await refusedDirect(running.proxy.tlsPort, '127.0.0.1', header.subarray(0, 20), 'proxy_timeout');
     assert.equal(handshakes.length, handshakesBefore, 'no TLS handshake was started for any of them');
-    const untrusted = running.proxy.logs().find((l) => l['reason'] === 'proxy_untrusted');
+    const untrusted = running.proxy.logs().find((l) => l['reason'] === 'proxy_untrusted' && l['listener'] === 'tls:lb');
     assert.equal(untrusted?.['peer'], '127.0.0.2');
   });
 
