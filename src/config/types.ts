@@ -75,6 +75,8 @@ export interface BackendConfig {
   readonly address: BackendAddress;
   /** Its configured name (`default` for `backend:`): what routes name, and its metric label. */
   readonly name: string;
+  /** Configured under `backends:`, so its keys are backends.NAME.* (config/backend-keys.ts); false for `backend:` + backend_*. */
+  readonly named: boolean;
   readonly auth: BackendAuthMode;
   readonly tls: BackendTlsMode;
   /** PEM file of CAs that sign the backend's STLS certificate. */
