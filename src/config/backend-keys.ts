@@ -27,3 +27,14 @@ export type BackendSetting = keyof typeof ONE_BACKEND_KEY_OF;
 export function backendKey(backend: Pick<BackendConfig, 'name' | 'named'>, setting: BackendSetting): string {
   return backend.named ? `backends.${backend.name}.${setting}` : ONE_BACKEND_KEY_OF[setting];
 }
+
+/**
+ * A setting with its value, written where the operator writes it: `backends.NAME.tls: starttls`
+ * for a named backend; for the one of `backend:` the flag, `--backend-tls starttls` (a boolean
+ * flag alone for `true`), as the login hints have always put it.
+ */
+export function backendSettingText(backend: Pick<BackendConfig, 'name' | 'named'>, setting: BackendSetting, value: string): string {
+  if (backend.named) return `${backendKey(backend, setting)}: ${value}`;
+  const flag = `--${ONE_BACKEND_KEY_OF[setting].replaceAll('_', '-')}`;
+  return value === 'true' ? flag : `${flag} ${value}`;
+}

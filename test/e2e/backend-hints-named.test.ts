@@ -14,6 +14,7 @@ import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { startLegacyServer, type LegacyServer } from '../harness/legacy.js';
 import { spawnPopwarden, stopAll, type PopwardenProcess } from '../harness/popwarden-process.js';
 import { startTestProxy, testCertificate, testConfig } from '../harness/popwarden.js';
+import { RawClient } from '../harness/raw-client.js';
 import { scratchDir } from '../harness/scratch.js';
 import { probeBackend } from '../../src/backend/probe.js';
 
@@ -91,6 +92,34 @@ describe('hints name backends.NAME.* keys for named backends', { timeout: 180_00
       const warning = await proxy.waitForLog((e) => String(e['msg']).startsWith('backend certificates are NOT verified'));
       assert.equal(warning['backend'], 'south');
       assert.match(String(warning['msg']), /\(backends\.south\.tls_insecure\)/);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('a login to popa3d, cleartext only on an untrusted port: the log names backends.south.* settings', async () => {
+    const proxy = await startTestProxy({
+      backends: [
+        { name: 'north', host: dovecot.host, port: dovecot.port, caFile: dovecot.caFile! },
+        // trust_loopback unset: popa3d's unprivileged loopback port is no trusted link.
+        { name: 'south', host: popa3d.host, port: popa3d.port, trustLoopback: undefined },
+      ],
+      routing: { defaultBackend: 'south' },
+    });
+    try {
+      const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+      try {
+        await client.readLine();
+        await client.command('USER alice');
+        assert.match(await client.command('PASS s3cret!pw'), /^-ERR \[SYS\/TEMP\]/);
+      } finally {
+        client.destroy();
+      }
+      const refused = await proxy.waitForLog((e) => e['msg'] === 'refusing to log in to the backend');
+      assert.equal(refused['code'], 'E_BACKEND_NO_SAFE_MECHANISM');
+      assert.match(String(refused['fix']), /backends\.south\.tls: starttls.*backends\.south\.allow_plaintext_auth: true/);
+      assert.doesNotMatch(String(refused['fix']), ONE_BACKEND_KEY);
+      assert.doesNotMatch(String(refused['fix']), /allow-plaintext-backend-auth/);
     } finally {
       await proxy.stop();
     }
