@@ -236,6 +236,8 @@ const overview = dashboard(
       [`max(popwarden_backend_probe_duration_seconds{${S}})`, 'last probe'],
     ]),
     timeseries('Backend errors', 'Backend failures during logins and relaying, by error code.', 'cps', [[`sum by (reason) (rate(popwarden_backend_errors_total{${S}}[${R}]))`, '{{reason}}']], { stack: true }),
+    // Only the failing backends get a line: with fifty backends the healthy ones would hide them.
+    timeseries('Backend probe failures', 'Failed probes per second, by backend (configured name); only backends that fail are drawn.', 'cps', [[`sum by (backend) (rate(popwarden_backend_probes_total{${S}, result="failure"}[${R}])) > 0`, '{{backend}}']]),
 
     row('Relay'),
     timeseries('Command mix', 'Relayed commands per second, by verb.', 'cps', [[`sum by (verb) (rate(popwarden_commands_total{${S}}[${R}]))`, '{{verb}}']], { stack: true }),

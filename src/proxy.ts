@@ -3,6 +3,7 @@ import type { Config, ListenerConfig } from './config/types.js';
 import type { Logger } from './observability/log.js';
 import { loadTlsMaterial, type TlsMaterial } from './net/tls-material.js';
 import { planReload } from './config/reload.js';
+import { backendKey } from './config/backend-keys.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
@@ -113,7 +114,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const routing = new Routing(config, log, metrics);
   let router = routing.router;
   for (const backend of config.backends.filter((b) => b.tlsInsecure)) {
-    log.warn({ backend: backend.name }, 'backend certificates are NOT verified (tls_insecure): the backend link is encrypted but not authenticated');
+    log.warn({ backend: backend.name }, `backend certificates are NOT verified (${backendKey(backend, 'tls_insecure')}): the backend link is encrypted but not authenticated`);
   }
   const failureDeadline = new FailureDeadline(log);
   const localMemory = new BackendMemory(config.stateDir);

@@ -27,6 +27,7 @@ import {
   type BackendStep,
 } from '../errors.js';
 import { formatBackendAddress } from '../config/values.js';
+import { backendSettingText } from '../config/backend-keys.js';
 import type { ClientOrigin } from '../net/proxy-intake.js';
 
 /**
@@ -155,7 +156,7 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     if (verdict.kind === 'refuse') throw new NoSafeMechanismError(verdict.reason, verdict.hint);
 
     const local = link.secure || backend.allowPlaintextAuth ? { trusted: true as const } : await localLinkTrust(backend, link.remoteAddress);
-    const inputs = { mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed: local.trusted };
+    const inputs = { mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed: local.trusted, backend };
     // A user remembered as having no APOP secret, where no cleartext mechanism is offered now, still gets APOP.
     let choice = chooseMechanism({ ...inputs, passOverApop });
     if (choice.kind === 'none' && passOverApop) choice = chooseMechanism(inputs);
@@ -194,8 +195,8 @@ function wantsStls(backend: BackendConfig, capabilities: BackendCapabilities): b
     case 'starttls':
       if (!capabilities.stls) {
         throw new NoSafeMechanismError(
-          '--backend-tls starttls is set but the backend does not offer STLS',
-          'enable STLS on the backend, or use --backend-tls auto',
+          `${backendSettingText(backend, 'tls', 'starttls')} is set but the backend does not offer STLS`,
+          `enable STLS on the backend, or use ${backendSettingText(backend, 'tls', 'auto')}`,
         );
       }
       return true;

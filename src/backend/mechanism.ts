@@ -1,4 +1,5 @@
-import type { BackendAuthMode } from '../config/types.js';
+import type { BackendAuthMode, BackendConfig } from '../config/types.js';
+import { backendSettingText, type BackendSetting } from '../config/backend-keys.js';
 import type { BackendCapabilities } from '../pop3/capabilities.js';
 import type { BackendStrength } from './memory.js';
 import { isLoopbackAddress } from '../net/addresses.js';
@@ -18,6 +19,8 @@ export interface MechanismInputs {
   readonly apopTimestamp: string | undefined;
   /** The link may carry a cleartext password: TLS, a trusted loopback backend, or operator opt-in. */
   readonly cleartextAllowed: boolean;
+  /** Which backend, so that a hint names its settings (backends.NAME.* for a named one); default: the one of `backend:`. */
+  readonly backend?: Pick<BackendConfig, 'name' | 'named'>;
   /**
    * Auto only: pass over APOP for a cleartext mechanism, because APOP is known not to work for
    * this user (the cleartext retry, see loginToBackend). Ignored where the link may not carry
@@ -30,8 +33,13 @@ export type MechanismChoice =
   | { readonly kind: 'use'; readonly mechanism: BackendMechanism }
   | { readonly kind: 'none'; readonly reason: string; readonly hint: string };
 
-const CLEARTEXT_HINT =
-  'set --backend-tls starttls if the backend offers STLS, or --allow-plaintext-backend-auth to accept a cleartext password on this link';
+/** A setting and value as a hint writes it for this login's backend: the flags of `backend:` unless told which. */
+const setting = (inputs: MechanismInputs, key: BackendSetting, value: string): string =>
+  backendSettingText(inputs.backend ?? { name: 'default', named: false }, key, value);
+
+const cleartextHint = (inputs: MechanismInputs): string =>
+  `set ${setting(inputs, 'tls', 'starttls')} if the backend offers STLS, or ` +
+  `${setting(inputs, 'allow_plaintext_auth', 'true')} to accept a cleartext password on this link`;
 
 /**
  * Picks the strongest mechanism the backend offers. Preference: CRAM-MD5 (an HMAC, not open to
@@ -48,7 +56,7 @@ export function chooseMechanism(inputs: MechanismInputs): MechanismChoice {
     return {
       kind: 'none',
       reason: 'the backend offers neither AUTH CRAM-MD5 nor an APOP timestamp, and the link is not secure',
-      hint: CLEARTEXT_HINT,
+      hint: cleartextHint(inputs),
     };
   }
   if (capabilities.sasl.has('PLAIN')) return use('plain');
@@ -61,7 +69,7 @@ export function chooseMechanism(inputs: MechanismInputs): MechanismChoice {
 function checkForced(mode: Exclude<BackendAuthMode, 'auto'>, inputs: MechanismInputs): MechanismChoice {
   const { apopTimestamp, cleartextAllowed } = inputs;
   if (CLEARTEXT_MECHANISMS.has(mode) && !cleartextAllowed) {
-    return { kind: 'none', reason: `--backend-auth ${mode} would send the password in clear`, hint: CLEARTEXT_HINT };
+    return { kind: 'none', reason: `${setting(inputs, 'auth', mode)} would send the password in clear`, hint: cleartextHint(inputs) };
   }
   // Legacy servers accept AUTH mechanisms their CAPA does not list, and the operator who forces
   // one knows the server: it is tried, and a backend that refuses the AUTH command itself fails
@@ -69,8 +77,8 @@ function checkForced(mode: Exclude<BackendAuthMode, 'auto'>, inputs: MechanismIn
   if (mode === 'apop' && apopTimestamp === undefined) {
     return {
       kind: 'none',
-      reason: '--backend-auth apop is forced but the backend greeting carries no APOP timestamp',
-      hint: 'use --backend-auth auto, or enable APOP on the backend',
+      reason: `${setting(inputs, 'auth', 'apop')} is forced but the backend greeting carries no APOP timestamp`,
+      hint: `use ${setting(inputs, 'auth', 'auto')}, or enable APOP on the backend`,
     };
   }
   return use(mode);

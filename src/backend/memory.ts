@@ -16,6 +16,7 @@ import { chmodSync, readFileSync, renameSync, statSync, writeFileSync, type Stat
 import { join } from 'node:path';
 import type { BackendConfig } from '../config/types.js';
 import { formatBackendAddress } from '../config/values.js';
+import { backendKey } from '../config/backend-keys.js';
 import { checkStateFile, ensureStateDir } from '../config/state-dir.js';
 import { isLocalBackend } from './local-link.js';
 
@@ -250,9 +251,10 @@ export function unseenStlsWarning(backend: BackendConfig, memory: BackendMemory)
     remembered = undefined; // the first login says what is wrong with the file
   }
   if (remembered?.stls === true) return undefined;
+  const tls = backendKey(backend, 'tls');
   return (
-    `the backend ${address} is remote and runs with backend_tls: auto, and popwarden has never seen it offer STLS: ` +
-    'a man in the middle could strip STLS and get a cleartext password or an APOP digest. Set backend_tls: starttls ' +
+    `the backend ${address} is remote and runs with ${tls}: auto, and popwarden has never seen it offer STLS: ` +
+    `a man in the middle could strip STLS and get a cleartext password or an APOP digest. Set ${tls}: starttls ` +
     '(or implicit) if the backend supports TLS; once a login has seen STLS offered, a backend without it is refused'
   );
 }

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { BackendConfig } from '../config/types.js';
+import { backendKey } from '../config/backend-keys.js';
 import type { ConnectionOptions } from 'node:tls';
 import { dialBackend, type BackendConnection } from './dial.js';
 import { BackendLink } from './link.js';
@@ -58,7 +59,7 @@ async function checkStls(link: BackendLink, backend: BackendConfig, tlsOptions: 
   const offered = status.startsWith('+OK') && parseCapabilities(await link.readShortList('capa', remaining(), MAX_CAPA_LINES)).stls;
   link.replyComplete('capa');
   if (!offered) {
-    if (backend.tls === 'starttls') throw new ProbeFailure('no-stls', 'the backend does not offer STLS: enable it on the backend, or set backend_tls: auto');
+    if (backend.tls === 'starttls') throw new ProbeFailure('no-stls', `the backend does not offer STLS: enable it on the backend, or set ${backendKey(backend, 'tls')}: auto`);
     return;
   }
   link.send('STLS');

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { MIN_TLS_VERSION } from '../tls/policy.js';
 import type { ConnectionOptions } from 'node:tls';
 import type { BackendConfig } from '../config/types.js';
+import { backendKey } from '../config/backend-keys.js';
 import { isLocalBackend } from './local-link.js';
 
 /**
@@ -56,11 +57,11 @@ export function describeBackendTlsFailure(error: unknown, backend: BackendConfig
   const code = (cause as { code?: unknown } | undefined)?.code;
   const message = cause instanceof Error ? cause.message : String(cause);
   if (typeof code !== 'string') return undefined;
-  const orOff = isLocalBackend(backend.address) && backend.tls !== 'implicit' ? ', or set backend_tls: off for this loopback backend' : '';
+  const orOff = isLocalBackend(backend.address) && backend.tls !== 'implicit' ? `, or set ${backendKey(backend, 'tls')}: off for this loopback backend` : '';
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     return {
       reason: 'tls-name-mismatch',
-      fix: `the backend's certificate does not cover the name popwarden checks (${message}): set backend_tls_servername to a name in the certificate${orOff}`,
+      fix: `the backend's certificate does not cover the name popwarden checks (${message}): set ${backendKey(backend, 'tls_servername')} to a name in the certificate${orOff}`,
     };
   }
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
@@ -69,7 +70,7 @@ export function describeBackendTlsFailure(error: unknown, backend: BackendConfig
   if (UNTRUSTED_CHAIN_CODES.has(code)) {
     return {
       reason: 'tls-untrusted',
-      fix: `the backend's certificate is not signed by a CA popwarden trusts (${code}): set backend_ca to the PEM file of the CA that signed it${orOff}`,
+      fix: `the backend's certificate is not signed by a CA popwarden trusts (${code}): set ${backendKey(backend, 'ca')} to the PEM file of the CA that signed it${orOff}`,
     };
   }
   if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code === 'ECONNRESET') {

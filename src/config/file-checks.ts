@@ -5,7 +5,7 @@
  */
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { ConfigError, fail } from './config-error.js';
-import { DEFAULT_BACKEND_NAME } from './routing-schema.js';
+import { backendKey, type BackendSetting } from './backend-keys.js';
 import type { Config } from './types.js';
 
 function checkReadableFile(path: string | undefined, keyName: string, remedy: string): void {
@@ -34,13 +34,11 @@ export function checkReferencedFiles(config: Config): void {
     checkReadableFile(entry.keyFile, `tls.certificates[${index}].key`, remedy);
   });
   for (const backend of config.backends) {
-    // The one-backend form names its keys backend_*, named backends backends.NAME.*.
-    const named = backend.name !== DEFAULT_BACKEND_NAME || config.backends.length > 1;
-    const key = (single: string, inBackends: string): string => (named ? `backends.${backend.name}.${inBackends}` : single);
-    const certRemedy = `fix the path, or remove ${key('backend_tls_cert', 'tls_cert')} and ${key('backend_tls_key', 'tls_key')}`;
-    checkReadableFile(backend.caFile, key('backend_ca', 'ca'), `fix the path, or remove ${key('backend_ca', 'ca')} to use the bundled CA list`);
-    checkReadableFile(backend.clientCertFile, key('backend_tls_cert', 'tls_cert'), certRemedy);
-    checkReadableFile(backend.clientKeyFile, key('backend_tls_key', 'tls_key'), certRemedy);
+    const key = (setting: BackendSetting): string => backendKey(backend, setting);
+    const certRemedy = `fix the path, or remove ${key('tls_cert')} and ${key('tls_key')}`;
+    checkReadableFile(backend.caFile, key('ca'), `fix the path, or remove ${key('ca')} to use the bundled CA list`);
+    checkReadableFile(backend.clientCertFile, key('tls_cert'), certRemedy);
+    checkReadableFile(backend.clientKeyFile, key('tls_key'), certRemedy);
   }
   checkReadableFile(config.routing.mapFile, 'routing.map_file', 'fix the path, or remove routing.map_file');
   checkReadableFile(config.redis.passwordFile, 'redis.password_file', 'fix the path, or remove the key');

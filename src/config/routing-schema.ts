@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { fail } from './config-error.js';
 import type { Source } from './explain.js';
 import { BACKEND_AUTH_MODES, BACKEND_PROXY_PROTOCOL_MODES, BACKEND_TLS_MODES, BACKEND_XCLIENT_MODES } from './types.js';
+import { ONE_BACKEND_KEY_OF } from './backend-keys.js';
 import { MAX_ROUTE_PATTERN_LENGTH, isBoundedPattern } from './route-patterns.js';
 
 /** A backend's name: it becomes a metric label value and appears in logs, so it is short and plain. */
@@ -148,11 +149,7 @@ export function routingSchemas<Address extends z.ZodType>(values: ValueSchemas<A
 }
 
 /** The one-backend keys that `backends:` replaces (each backend has its own, without the prefix). */
-export const ONE_BACKEND_KEYS: readonly string[] = [
-  'backend_auth', 'backend_tls', 'backend_ca', 'backend_tls_insecure', 'backend_tls_servername', 'backend_tls_cert',
-  'backend_tls_key', 'allow_plaintext_backend_auth', 'backend_trust_loopback', 'backend_source_address', 'backend_proxy_protocol',
-  'backend_xclient',
-];
+export const ONE_BACKEND_KEYS: readonly string[] = Object.values(ONE_BACKEND_KEY_OF);
 
 /**
  * `backends:` with a backend_* key set anywhere (file, environment, flag) is refused rather than

@@ -152,6 +152,7 @@ function runtimeBackends(settings: EffectiveSettings): BackendConfig[] {
     return [
       {
         name: DEFAULT_BACKEND_NAME,
+        named: false,
         address,
         auth: settings.backend_auth,
         tls: settings.backend_tls,
@@ -173,6 +174,7 @@ function runtimeBackends(settings: EffectiveSettings): BackendConfig[] {
   }
   return Object.entries(settings.backends).map(([name, entry]) => ({
     name,
+    named: true,
     address: entry.address,
     auth: entry.auth,
     tls: entry.tls,

@@ -75,6 +75,8 @@ export interface BackendConfig {
   readonly address: BackendAddress;
   /** Its configured name (`default` for `backend:`): what routes name, and its metric label. */
   readonly name: string;
+  /** Configured under `backends:`, so its keys are backends.NAME.* (config/backend-keys.ts); false for `backend:` + backend_*. */
+  readonly named: boolean;
   readonly auth: BackendAuthMode;
   readonly tls: BackendTlsMode;
   /** PEM file of CAs that sign the backend's STLS certificate. */
@@ -292,6 +294,7 @@ export interface MetricsConfig {
   readonly backendProbeIntervalMs: number;
 }
 
+// Shaped like TlsConfig's field list (duplicates pairs them), but no field is shared: nothing to factor out.
 export interface Config {
   readonly listeners: readonly ListenerConfig[];
   /** Every configured backend, by name; never empty (`backend:` alone is one named `default`). */

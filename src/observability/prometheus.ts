@@ -104,7 +104,7 @@ const FAMILIES = {
   backend_connect_duration_seconds: { type: 'histogram', help: 'TCP connect time to the backend, for logins.', buckets: WAIT_BUCKETS },
   backend_errors_total: { type: 'counter', help: 'Backend failures during logins, relayed commands and idle sessions, by stable error code.', labels: ['reason'] },
   backend_up: { type: 'gauge', help: '1 when the last probe of the backend (by configured name) connected and read a +OK greeting within the connect timeout; absent until its first probe.', labels: ['backend'] },
-  backend_probes_total: { type: 'counter', help: 'Backend health probes, by result.', labels: ['result'] },
+  backend_probes_total: { type: 'counter', help: 'Backend health probes, by backend (configured name) and result.', labels: ['backend', 'result'] },
   backend_probe_duration_seconds: { type: 'gauge', help: 'How long the last probe of the backend took (connect + greeting).', labels: ['backend'] },
   route_lookups_total: { type: 'counter', help: 'Route sources asked for a login\'s backend, by source and result (hit, miss, refused by auth_http, error: failed or named no configured backend).', labels: ['source', 'result'] },
   commands_total: { type: 'counter', help: 'Commands relayed after login, by verb ("other" for verbs outside RFC 1939/2449).', labels: ['verb'] },
@@ -220,7 +220,11 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
   m.ratelimit_store_errors_total.inc(0);
   m.ratelimit_store_outages_total.inc(0);
   for (const direction of RELAY_DIRECTIONS) bytesSeries(direction);
-  for (const result of ['success', 'failure']) m.backend_probes_total.inc({ result }, 0);
+  /** The probe counters of one configured backend, at 0 until its first probe (rate() sees the first failure). */
+  const zeroProbes = (backend: string): void => {
+    for (const result of ['success', 'failure']) m.backend_probes_total.inc({ backend, result }, 0);
+  };
+  for (const backend of backends) zeroProbes(backend);
   for (const result of ['hit', 'miss']) m.route_lookups_total.inc({ source: 'default', result }, 0);
   for (const result of LOGIN_RESULTS) m.login_duration_seconds.zero({ result });
   // Attacks start with a burst: a series born mid-burst loses its first increase to rate().
@@ -323,16 +327,26 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
       certificates = [...list];
     },
     backendProbe(backend, up, durationSeconds) {
-      // Only configured names become labels.
-      if (backends.has(backend)) probes.set(backend, { up, durationSeconds });
-      m.backend_probes_total.inc({ result: up ? 'success' : 'failure' });
+      // Only configured names become labels, so there are at most 2 series a backend. Probes run for
+      // configured backends only (never for an address auth_http names under
+      // unlisted_backend_template); a name not configured now is a late result from a prober a
+      // reload stopped, and is not counted.
+      if (!backends.has(backend)) return;
+      probes.set(backend, { up, durationSeconds });
+      m.backend_probes_total.inc({ backend, result: up ? 'success' : 'failure' });
     },
     routeLookup(source, result) {
       m.route_lookups_total.inc({ source: allowed(source, ROUTE_SOURCE_NAMES), result: allowed(result, ROUTE_LOOKUP_RESULTS) });
     },
     setBackends(names) {
+      const before = backends;
       backends = new Set(names);
       for (const name of probes.keys()) if (!backends.has(name)) probes.delete(name);
+      // A renamed backend's counters go with it, or a reload after each rename would add series forever.
+      for (const name of before) {
+        if (!backends.has(name)) for (const result of ['success', 'failure']) m.backend_probes_total.remove({ backend: name, result });
+      }
+      for (const name of backends) if (!before.has(name)) zeroProbes(name);
     },
     storeUp: () => storeState,
 

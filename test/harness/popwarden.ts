@@ -121,11 +121,14 @@ const SCHEMA_DEFAULTS: Config = (() => {
 /** The schema's defaults for one backend (`default`), not probed unless a test asks. */
 const DEFAULT_BACKEND: BackendConfig = { ...SCHEMA_DEFAULTS.backends[0]!, probeIntervalMs: 0 };
 
-/** One backend's settings over the schema's defaults (trust_loopback on), HOST and PORT made an address. */
-function backendFrom(overrides: BackendOverrides, name: string): BackendConfig {
+/**
+ * One backend's settings over the schema's defaults (trust_loopback on), HOST and PORT made an
+ * address; `named`: one of `backends:` (its keys are backends.NAME.*), else the one of `backend:`.
+ */
+function backendFrom(overrides: BackendOverrides, name: string, named: boolean): BackendConfig {
   const { host, port, ...backend } = overrides as Partial<BackendConfig> & Partial<HostPort>;
   const address: BackendAddress = backend.address ?? { kind: 'tcp', host: host ?? '127.0.0.1', port: port ?? 110 };
-  return { ...DEFAULT_BACKEND, trustLoopback: true, name, ...backend, address };
+  return { ...DEFAULT_BACKEND, trustLoopback: true, name, named, ...backend, address };
 }
 
 /**
@@ -141,7 +144,9 @@ export function testConfig(overrides: ProxyOverrides & { readonly tls?: Partial<
       { kind: 'tls', host: '127.0.0.1', port: 0, name: 'tls:test' },
       { kind: 'stls', host: '127.0.0.1', port: 0, name: 'stls:test' },
     ],
-    backends: overrides.backends?.map((backend) => backendFrom(backend, backend.name)) ?? (overrides.backend === undefined ? [] : [backendFrom(overrides.backend, 'default')]),
+    backends:
+      overrides.backends?.map((backend) => backendFrom(backend, backend.name, true)) ??
+      (overrides.backend === undefined ? [] : [backendFrom(overrides.backend, 'default', false)]),
     routing: { ...SCHEMA_DEFAULTS.routing, ...(overrides.backends === undefined ? {} : { defaultBackend: undefined }), ...overrides.routing },
     tls: { ...SCHEMA_DEFAULTS.tls, ...overrides.tls },
     stateDir: overrides.stateDir ?? testStateDir(),

@@ -83,6 +83,13 @@ describe('unseenStlsWarning', () => {
     assert.equal(unseenStlsWarning(backend('mail.example.org'), memory), undefined);
   });
 
+  test('names backends.NAME.tls for a named backend', () => {
+    const named = testConfig({ backends: [{ name: 'north', host: 'mail.example.org', port: 110, tls: 'auto' }] }).backends[0]!;
+    const warning = unseenStlsWarning(named, fresh()) ?? '';
+    assert.match(warning, /runs with backends\.north\.tls: auto.*Set backends\.north\.tls: starttls/);
+    assert.doesNotMatch(warning, /backend_tls/);
+  });
+
   test('is quiet for loopback and for backend_tls starttls', () => {
     assert.equal(unseenStlsWarning(backend('127.0.0.1'), fresh()), undefined);
     assert.equal(unseenStlsWarning(backend('mail.example.org', 'starttls'), fresh()), undefined);

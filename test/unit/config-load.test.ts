@@ -53,6 +53,7 @@ describe('loadConfig defaults', () => {
     );
     assert.deepEqual(config.backends, [{
       name: 'default',
+      named: false,
       address: { kind: 'tcp', host: '127.0.0.1', port: 1110 },
       auth: 'auto',
       tls: 'auto',

@@ -58,6 +58,16 @@ describe('chooseMechanism, auto (B-01, B-02)', () => {
     }
   });
 
+  it('a named backend: the reason and hints name its backends.NAME.* keys, not the one-backend flags', () => {
+    const backend = { name: 'north', named: true };
+    const cleartext = none(chooseMechanism({ ...inputs({ capa: ['USER'] }), backend }));
+    assert.match(cleartext.hint, /set backends\.north\.tls: starttls .*backends\.north\.allow_plaintext_auth: true/);
+    const forced = none(chooseMechanism({ ...inputs({ capa: ['USER'] }), mode: 'apop', backend }));
+    assert.match(forced.reason, /^backends\.north\.auth: apop is forced/);
+    assert.match(forced.hint, /use backends\.north\.auth: auto/);
+    for (const text of [cleartext.hint, forced.reason, forced.hint]) assert.doesNotMatch(text, /--backend|--allow/);
+  });
+
   it('B-01: a backend without CAPA and without a timestamp gets no cleartext login either', () => {
     const choice = none(chooseMechanism(inputs({ capabilities: UNKNOWN_CAPABILITIES })));
     assert.match(choice.hint, /--allow-plaintext-backend-auth/);

@@ -183,8 +183,9 @@ describe('Prometheus rules', () => {
   const alerts = rules.filter((r) => r.alert !== undefined);
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
-  test('the seven alerts of issue 5, each with severity, summary, description and a runbook in the README', () => {
+  test('the alerts (issue 5, and every backend down), each with severity, summary, description and a runbook in the README', () => {
     assert.deepEqual(alerts.map((a) => a.alert).sort(), [
+      'PopwardenAllBackendsDown',
       'PopwardenBackendDown',
       'PopwardenCertificateExpiringSoon',
       'PopwardenConfigReloadFailed',

@@ -189,7 +189,7 @@ describe('readiness with the backend down and a periodic probe', () => {
         metrics = (await get(obs, '/metrics')).body;
       }
       assert.match(metrics, /^popwarden_backend_up\{backend="default"\} 0$/m);
-      assert.match(metrics, /^popwarden_backend_probes_total\{result="failure"\} [1-9]/m);
+      assert.match(metrics, /^popwarden_backend_probes_total\{backend="default",result="failure"\} [1-9]/m);
       const res = await get(obs, '/readyz');
       assert.equal(res.status, 503);
       assert.deepEqual((JSON.parse(res.body) as { checks: Record<string, unknown> }).checks['backend'], {

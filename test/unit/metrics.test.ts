@@ -183,7 +183,8 @@ describe('Prometheus metrics', () => {
     assert.equal(sample(text, 'popwarden_ratelimit_store_outages_total'), 1);
     assert.equal(sample(text, 'popwarden_backend_connect_duration_seconds_count'), 1);
     assert.equal(sample(text, 'popwarden_backend_up{backend="default"}'), 0);
-    assert.equal(sample(text, 'popwarden_backend_probes_total{result="failure"}'), 1);
+    assert.equal(sample(text, 'popwarden_backend_probes_total{backend="default",result="failure"}'), 1);
+    assert.equal(sample(text, 'popwarden_backend_probes_total{backend="default",result="success"}'), 0, 'exists from the start');
     assert.equal(sample(text, 'popwarden_stls_upgrades_total{listener="stls:test",result="success"}'), 1);
     assert.equal(sample(text, 'popwarden_stls_discarded_lines_total{listener="stls:test"}'), 2);
     assert.equal(
@@ -203,6 +204,7 @@ describe('Prometheus metrics', () => {
     m.routeLookup('redis', 'error');
     text = await m.render();
     assert.doesNotMatch(text, /not-configured/);
+    assert.equal(sample(text, 'popwarden_backend_probes_total{backend="default",result="success"}'), 1, 'only the configured backend counted');
     assert.equal(sample(text, 'popwarden_route_lookups_total{source="redis",result="error"}'), 1);
     assert.equal(sample(text, 'popwarden_route_lookups_total{source="default",result="miss"}'), 0, 'exists from the start');
     m.setBackends(['north']);
@@ -210,6 +212,10 @@ describe('Prometheus metrics', () => {
     text = await m.render();
     assert.equal(sample(text, 'popwarden_backend_up{backend="default"}'), undefined);
     assert.equal(sample(text, 'popwarden_backend_up{backend="north"}'), 0);
+    assert.equal(sample(text, 'popwarden_backend_probes_total{backend="north",result="failure"}'), 1);
+    assert.equal(sample(text, 'popwarden_backend_probes_total{backend="north",result="success"}'), 0, 'a backend added by a reload starts at 0');
+    assert.equal(sample(text, 'popwarden_backend_probes_total{backend="default",result="success"}'), undefined, 'a removed backend takes its series along');
+    assert.doesNotMatch(text, /^popwarden_backend_probes_total\{result=/m, 'no series without a backend');
     assert.equal(sample(text, 'popwarden_config_last_reload_successful'), 1);
     assert.ok(Math.abs((sample(text, 'popwarden_config_last_reload_success_timestamp_seconds') ?? 0) - Date.now() / 1000) < 5);
   });
