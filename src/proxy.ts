@@ -6,6 +6,7 @@ import { planReload } from './config/reload.js';
 import { backendKey } from './config/backend-keys.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';
+import { ReturningClients } from './net/returning-clients.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { Routing } from './backend/routing/routing.js';
 import { Session, type SessionDependencies } from './session/session.js';
@@ -21,7 +22,7 @@ import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
 import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
 import { CidrList } from './net/cidr.js';
-import { HeaderWaits } from './net/proxy-intake.js';
+import { HeaderWaits, type ClientOrigin } from './net/proxy-intake.js';
 import { oldestEvictable, type Aged } from './net/evict-oldest.js';
 
 /** A live session, with when it started and the release of its place under the gate's bounds. */
@@ -100,11 +101,14 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const { log } = deps;
   const tls = TlsProvider.from(deps.tls);
   const now = deps.now ?? (() => performance.now());
+  // Kept for the life of the process, across reloads: a reload does not make the owner a stranger.
+  const returning = new ReturningClients({ ttlMs: config.rateLimit.trustedPairMs, ipv6PrefixLength: config.rateLimit.ipv6PrefixLength });
   tls.handshakes = new HandshakeLimiter({
     maxPerIp: config.limits.maxHandshakesPerIp,
     maxTotal: config.limits.maxHandshakes,
     ipv6PrefixLength: config.rateLimit.ipv6PrefixLength,
     now,
+    returning: (address) => returning.has(address),
   });
   const metrics = deps.metrics ?? NO_METRICS;
   const guard = deps.guard ?? ALLOW_ALL;
@@ -135,6 +139,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
    * costs each refused connection one step, not max_sessions of them.
    */
   const evictionCandidates = new Map<Session, SessionSlot>();
+  const onLoggedIn = (client: ClientOrigin): void => returning.remember(client.address);
   const onClosed = (session: Session): void => {
     sessions.delete(session);
     evictionCandidates.delete(session);
@@ -162,7 +167,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
     let made = sessionDeps.get(listener);
     if (made === undefined) {
-      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, backendPrograms, onClosed };
+      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, backendPrograms, onClosed, onLoggedIn };
       sessionDeps.set(listener, made);
     }
     return made;
@@ -176,7 +181,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   try {
     for (const listener of config.listeners) {
       bound.push(
-        await bindListener(listener, { tls, log, metrics, gate, evictIdleSession, ...proxyIntake(listener, config, headerWaits) }, (socket, secure, listenerConfig, client, release) => {
+        await bindListener(listener, { tls, log, metrics, gate, evictIdleSession, returning, ...proxyIntake(listener, config, headerWaits) }, (socket, secure, listenerConfig, client, release) => {
           const session = new Session(socket, secure, sessionDepsFor(listenerConfig), client);
           const slot = { session, startedAt: now(), release };
           sessions.set(session, slot);

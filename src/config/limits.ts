@@ -104,6 +104,23 @@ export const DEFAULT_MAX_HANDSHAKES = 256;
 export const EVICTION_MIN_AGE_MS = 1_000;
 
 /**
+ * The last 1/16 of limits.max_handshakes and of limits.max_sessions is kept for returning clients
+ * (addresses a login succeeded from lately, net/returning-clients.ts), as ext4 keeps blocks for
+ * root: everyone else is bounded at 15/16. The age floor above leaves a bound filled within one
+ * second with nothing to evict, and a slowloris fills 256 handshakes in milliseconds; without the
+ * reserve the owner, arriving in that second, met a bare close (issue 14.3). The bounds
+ * themselves (memory, descriptors) do not move.
+ */
+export const RETURNING_CLIENTS_SHARE_DIVISOR = 16;
+
+/**
+ * Addresses (IPv6: networks) remembered as returning clients. Only successful logins add one, so
+ * this bounds real users' addresses, not what an attacker without a password can write; past it
+ * the address whose last login is oldest goes. About 100 octets an entry: 1 MB.
+ */
+export const MAX_RETURNING_CLIENT_ADDRESSES = 10_000;
+
+/**
  * Default of limits.max_backend_processes: legacy servers (`exec:` backends) running at once. Each
  * is a whole process (a few MB of memory, a fork and an exec at login): 100 serves a mid-sized
  * host's peak of simultaneous fetches while a login flood stays far from the process table limit.

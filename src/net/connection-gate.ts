@@ -13,9 +13,11 @@ export type Admission =
 export interface ConnectionGate {
   /**
    * `makeRoom`: called when a process-wide bound is full; it may close an idle connection and
-   * release its place (true), and the new one is admitted after all.
+   * release its place (true), and the new one is admitted after all. `returning`: a login from
+   * this address succeeded lately (ReturningClients), so the share of the bound kept for such
+   * clients is open to it.
    */
-  admit(ip: string, makeRoom?: () => boolean): Admission;
+  admit(ip: string, makeRoom?: () => boolean, returning?: boolean): Admission;
 }
 
 /** Every connection is admitted. */

@@ -3,11 +3,13 @@
  * connections per address per second and concurrent sessions in the whole process, decided
  * synchronously at TCP accept before any TLS work (STYLE lesson 7, X-02, X-03). Addresses are
  * counted as the rate limiter keys them (IPv6 by its /64), so a client cannot dodge the bound by
- * rotating addresses inside its own network.
+ * rotating addresses inside its own network. The process bound keeps its last share for
+ * returning clients (returning-clients.ts).
  */
 import type { Admission, ConnectionGate } from './connection-gate.js';
 import type { CidrList } from './cidr.js';
 import { ipKey } from './addresses.js';
+import { placesFor } from './returning-clients.js';
 
 export interface ConnectionLimitsOptions {
   /** Concurrent sessions per address; 0 = no bound. */
@@ -44,12 +46,12 @@ export class ConnectionLimits implements ConnectionGate {
     this.#now = options.now ?? Date.now;
   }
 
-  admit(ip: string, makeRoom?: () => boolean): Admission {
+  admit(ip: string, makeRoom?: () => boolean, returning = false): Admission {
     const { allow, deny, maxSessions = 0 } = this.#options;
     if (deny.has(ip)) return { kind: 'refused', reason: 'denied' };
     const perIp = allow.has(ip) ? undefined : this.#admitPerIp(ip);
     if (perIp?.kind === 'refused') return perIp;
-    if (maxSessions > 0 && this.#total >= maxSessions && makeRoom?.() !== true) {
+    if (maxSessions > 0 && this.#total >= placesFor(maxSessions, returning) && makeRoom?.() !== true) {
       perIp?.release();
       return { kind: 'refused', reason: 'max_sessions' };
     }

@@ -6,11 +6,13 @@
  * and for the whole process, so many addresses together cannot either. A connection over the
  * per-address bound is closed before any TLS work. When the process bound is full, the oldest
  * evictable handshake past the age floor is closed to make room (evict-oldest.ts), else the new
- * connection is. One Map entry per address and one per handshake in flight; nothing is kept
+ * connection is; its last share is kept for returning clients (returning-clients.ts), so a bound
+ * filled by strangers faster than the floor lets any go still takes the owner. One Map entry per address and one per handshake in flight; nothing is kept
  * afterwards.
  */
 import { ipKey } from './addresses.js';
 import { oldestEvictable, type Aged } from './evict-oldest.js';
+import { placesFor } from './returning-clients.js';
 
 export interface HandshakeBounds {
   /** Handshakes in progress per address (IPv6: per network); 0 = no bound. */
@@ -21,6 +23,8 @@ export interface HandshakeBounds {
   readonly ipv6PrefixLength: number;
   /** The clock handshake ages are read from, in ms (tests move it). Default: performance.now. */
   readonly now?: () => number;
+  /** Whether an address is a returning client, for whom the last share of maxTotal is kept. Default: nobody is. */
+  readonly returning?: (address: string) => boolean;
 }
 
 /** A handshake in progress, in the order they started. */
@@ -59,7 +63,8 @@ export class HandshakeLimiter {
     if (maxPerIp === 0 && maxTotal === 0) return { kind: 'started', release: () => undefined };
     const key = ipKey(address, ipv6PrefixLength);
     if (maxPerIp > 0 && (this.#inProgress.get(key) ?? 0) >= maxPerIp) return { kind: 'refused', reason: 'too_many_handshakes' };
-    if (maxTotal > 0 && this.#inFlight.size >= maxTotal && !this.evictOldest()) return { kind: 'refused', reason: 'max_handshakes' };
+    const places = placesFor(maxTotal, this.#bounds.returning?.(address) === true);
+    if (maxTotal > 0 && this.#inFlight.size >= places && !this.evictOldest()) return { kind: 'refused', reason: 'max_handshakes' };
     return { kind: 'started', release: this.#start(key, evict) };
   }
 

@@ -6,6 +6,7 @@ import type { TlsProvider } from './tls-provider.js';
 import type { Logger } from '../observability/log.js';
 import type { ConnectionRefusal, Metrics } from '../observability/metrics.js';
 import type { ConnectionGate } from './connection-gate.js';
+import type { ReturningClients } from './returning-clients.js';
 import { POP3_ALPN } from './starttls.js';
 import { directOrigin, readProxyHeader, type AddressSet, type ClientOrigin, type HeaderWaits } from './proxy-intake.js';
 import { Reply, line } from '../pop3/replies.js';
@@ -40,6 +41,8 @@ export interface ListenerDependencies {
    * if one qualifies, and releases its place (true), so the new connection is admitted after all.
    */
   readonly evictIdleSession?: () => boolean;
+  /** Addresses a login succeeded from lately: the process bounds keep a share for them. Default: none. */
+  readonly returning?: ReturningClients;
 }
 
 /**
@@ -159,7 +162,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     socket.destroy();
   };
   const admit = (socket: Socket, client: ClientOrigin): void => {
-    const admission = gate.admit(client.address, deps.evictIdleSession);
+    const admission = gate.admit(client.address, deps.evictIdleSession, deps.returning?.has(client.address) === true);
     if (admission.kind === 'refused') return refuse(socket, admission.reason, client);
     if (tlsServer !== undefined) {
       const handshake = tls.handshakes.admit(client.address, () => evictHandshake(socket, client));

@@ -38,6 +38,8 @@ export interface SessionDependencies extends LoginDependencies {
   readonly log: Logger;
   /** Told once, when the session has ended. */
   readonly onClosed: (session: Session) => void;
+  /** Told when the session has logged in (its address becomes a returning client). Default: nobody is told. */
+  readonly onLoggedIn?: (client: ClientOrigin) => void;
 }
 
 /** How long a closing socket may take to flush its last line before it is destroyed. */
@@ -332,6 +334,7 @@ export class Session implements SessionContext {
         clearTimeout(this.#preAuthTimer);
         this.#preAuthTimer = undefined;
         this.#enterState(SessionState.transaction, 'logged in');
+        this.#deps.onLoggedIn?.(this.#client);
         this.write(line(Reply.loggedIn));
         return;
     }

@@ -144,10 +144,11 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
   });
 
   it('limits.max_handshakes full of stalled handshakes: the oldest is evicted (closed, logged, counted) and the owner logs in', async () => {
-    const { proxy, refusals, clock } = await startWithClock({ limits: { maxHandshakes: 16, maxHandshakesPerIp: 2 } });
+    // 17 places: 16 for strangers, 1 kept for returning clients (RETURNING_CLIENTS_SHARE_DIVISOR).
+    const { proxy, refusals, clock } = await startWithClock({ limits: { maxHandshakes: 17, maxHandshakesPerIp: 2 } });
     const stalled: Socket[] = [];
     try {
-      // 8 addresses, each at its own bound of 2: together they fill the process's 16.
+      // 8 addresses, each at its own bound of 2: together they fill the 16 places strangers may take.
       for (let i = 0; i < 16; i++) stalled.push(await stalledHandshake(proxy.tlsPort, `127.0.0.${81 + (i >> 1)}`));
       clock.advance(EVICTION_MIN_AGE_MS);
       await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
@@ -168,7 +169,7 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
     // The slowloris of issue 14.3 through the other door: STLS on the plain port, then a stalled
     // ClientHello. Were these handshakes never evictable, they would hold the shared bound for a
     // whole timeouts.tls_handshake and lock every TLS client out, on both ports.
-    const { proxy, refusals, clock } = await startWithClock({ limits: { maxHandshakes: 16, maxHandshakesPerIp: 2 } });
+    const { proxy, refusals, clock } = await startWithClock({ limits: { maxHandshakes: 17, maxHandshakesPerIp: 2 } });
     const stalled: RawClient[] = [];
     try {
       for (let i = 0; i < 16; i++) {
@@ -309,6 +310,56 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
       assert.deepEqual([...looks.values()], [1, 1, 1]);
     } finally {
       Object.defineProperty(Session.prototype, 'evictable', evictable);
+      for (const client of clients) client.destroy();
+      await proxy.stop();
+    }
+  });
+
+  // The clock stands still in the two tests below: every connection stays under the eviction
+  // floor, as in the first second of a slowloris, so nothing can be evicted to make room.
+  it('limits.max_handshakes filled by strangers faster than the age floor: the share kept for returning clients takes the owner, not a stranger', async () => {
+    const { proxy, refusals } = await startWithClock({ limits: { maxHandshakes: 16, maxHandshakesPerIp: 2 } });
+    const stalled: Socket[] = [];
+    const clients: RawClient[] = [];
+    try {
+      // The owner's earlier login makes its address a returning client.
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      // 8 addresses at 2 each try for all 16 places: 15 are theirs to take (16 less 16/16).
+      for (let i = 0; i < 16; i++) stalled.push(await stalledHandshake(proxy.tlsPort, `127.0.0.${81 + (i >> 1)}`));
+      const stranger = await RawClient.plain(proxy.host, proxy.tlsPort, '127.0.0.98');
+      clients.push(stranger);
+      assert.equal(await stranger.closedWithin(2_000), true, 'a stranger is refused');
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      await closed(stalled[15]!);
+      for (const socket of stalled.slice(0, 15)) assert.equal(socket.destroyed, false, 'nothing is evicted under the floor');
+      assert.deepEqual(refusals, ['tls:test max_handshakes', 'tls:test max_handshakes']);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+      for (const client of clients) client.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('limits.max_sessions filled by strangers faster than the age floor: the share kept for returning clients takes the owner', async () => {
+    const { proxy, refusals } = await startWithClock({ gate: sessionBound(16) });
+    const clients: RawClient[] = [];
+    try {
+      // Logged in and kept open: the owner is a returning client and holds one of the 16 places.
+      clients.push(await loggedInSession(proxy.host, proxy.tlsPort, proxy.caFile, '127.0.0.99'));
+      // Strangers from several addresses fill the 15 that are theirs (16 less 16/16) ...
+      for (let i = 0; i < 14; i++) {
+        const client = await RawClient.plain(proxy.host, proxy.stlsPort, `127.0.0.${71 + (i % 4)}`);
+        clients.push(client);
+        assert.match(await client.readLine(), /^\+OK/);
+      }
+      // ... and the next one is refused though a place is free.
+      const stranger = await RawClient.plain(proxy.host, proxy.stlsPort, '127.0.0.98');
+      clients.push(stranger);
+      assert.equal(await stranger.readLine(), '-ERR [SYS/TEMP] Server busy, try again later');
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      assert.deepEqual(refusals, ['stls:test max_sessions']);
+      assert.equal(proxy.logs().filter((l) => l['reason'] === 'evicted').length, 0, 'nothing is evicted under the floor');
+    } finally {
       for (const client of clients) client.destroy();
       await proxy.stop();
     }

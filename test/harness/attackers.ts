@@ -309,6 +309,10 @@ export function loopbackSources(second: number, count: number): string[] {
 }
 
 export interface LegitResult {
+  /** When the session began (Date.now() ms), to match a slow login with popwarden's log. */
+  readonly startedAt: number;
+  /** From TCP connect to popwarden's greeting: the TCP and TLS handshakes; NaN if it never came. */
+  readonly greetingMs: number;
   /** From TCP connect to the +OK to PASS: TLS handshake, greeting, USER, PASS. */
   readonly loginMs: number;
   /** Undefined when the session succeeded and the message matched byte for byte. */
@@ -325,22 +329,25 @@ export async function legitimateFetch(
   expected: Buffer,
   localAddress: string,
 ): Promise<LegitResult> {
+  const startedAt = Date.now();
   const started = performance.now();
   let loginMs = Number.NaN;
+  let greetingMs = Number.NaN;
   let conn: Awaited<ReturnType<typeof connectPop>> | undefined;
   try {
     conn = await connectPop({ host: target.host, port: target.tlsPort, tls: true, caFile: target.caFile, localAddress, timeoutMs: 40_000 });
+    greetingMs = performance.now() - started;
     const reply = await conn.login(account.user, account.pass, 'user');
     loginMs = performance.now() - started;
-    if (!reply.startsWith('+OK')) return { loginMs, failure: `login: ${reply}` };
+    if (!reply.startsWith('+OK')) return { startedAt, greetingMs, loginMs, failure: `login: ${reply}` };
     const { status, body } = await conn.multi('RETR 1');
-    if (!status.startsWith('+OK')) return { loginMs, failure: `RETR: ${status}` };
-    if (!body.equals(expected)) return { loginMs, failure: `RETR: ${body.length} bytes differ from the ${expected.length} expected` };
+    if (!status.startsWith('+OK')) return { startedAt, greetingMs, loginMs, failure: `RETR: ${status}` };
+    if (!body.equals(expected)) return { startedAt, greetingMs, loginMs, failure: `RETR: ${body.length} bytes differ from the ${expected.length} expected` };
     const bye = await conn.command('QUIT');
-    if (!bye.startsWith('+OK')) return { loginMs, failure: `QUIT: ${bye}` };
-    return { loginMs };
+    if (!bye.startsWith('+OK')) return { startedAt, greetingMs, loginMs, failure: `QUIT: ${bye}` };
+    return { startedAt, greetingMs, loginMs };
   } catch (error) {
-    return { loginMs: Number.isNaN(loginMs) ? performance.now() - started : loginMs, failure: (error as Error).message };
+    return { startedAt, greetingMs, loginMs: Number.isNaN(loginMs) ? performance.now() - started : loginMs, failure: (error as Error).message };
   } finally {
     conn?.close();
   }

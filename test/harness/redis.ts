@@ -156,8 +156,8 @@ export interface Protected {
 /** `gate`, telling `releases` every time a connection gives its place back. */
 function observedGate(gate: ConnectionGate, releases: EventEmitter): ConnectionGate {
   return {
-    admit: (ip, makeRoom) => {
-      const admission = gate.admit(ip, makeRoom);
+    admit: (ip, makeRoom, returning) => {
+      const admission = gate.admit(ip, makeRoom, returning);
       if (admission.kind === 'refused') return admission;
       return {
         kind: 'admitted',
