@@ -63,6 +63,7 @@ function refusalReply(kind: ListenerConfig['kind'], reason: ConnectionRefusal): 
       return Reply.connectionDenied;
     case 'too_many_sessions':
     case 'too_many_connections':
+    case 'too_many_connections_per_minute':
       return Reply.tooManyConnections;
     case 'max_sessions':
       return kind === 'tls' ? undefined : Reply.serverBusy;
