@@ -99,6 +99,15 @@ export const DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE = 60;
  */
 export const MAX_RATE_TRACKED_ADDRESSES = 100_000;
 
+/**
+ * Refusals by a per-address connection rate are logged once per address and window, with the
+ * number refused quietly since the line before (net/refusal-bursts.ts): a flood must not turn
+ * every refused connection into a log line. A minute matches the rate's own window; 10,000
+ * addresses in a minute is 10,000 lines at most, and about 1 MB of table.
+ */
+export const REFUSAL_LOG_WINDOW_MS = 60_000;
+export const MAX_REFUSAL_LOG_ADDRESSES = 10_000;
+
 /** Default of limits.max_handshakes_per_ip: TLS handshakes in progress from one address. */
 export const DEFAULT_MAX_HANDSHAKES_PER_IP = 10;
 

@@ -144,7 +144,11 @@ describe('front-door abuse', { timeout: 60_000 }, () => {
       const other = await RawClient.tls(limited.host, limited.tlsPort, limited.caFile, '127.14.0.2');
       assert.match(await other.readLine(), /^\+OK/);
       other.destroy();
+      // One log line for the burst on each port, not one per refusal: the log is no amplifier for the flood.
       await limited.waitForLog((l) => l['msg'] === 'connection refused' && l['reason'] === 'too_many_connections_per_minute' && l['peer'] === flooder);
+      const lines = limited.logs().filter((l) => l['msg'] === 'connection refused' && l['peer'] === flooder);
+      assert.deepEqual(lines.map((l) => l['listener']).sort(), [...new Set(lines.map((l) => l['listener']))].sort(), `${lines.length} lines for ${100 - greeted + 1} refusals`);
+      assert.equal(lines.length, 2);
     } finally {
       await guarded.stop();
     }
