@@ -367,6 +367,9 @@ describe('loadConfig value checks', () => {
     assert.match(loadError([...BACKEND, '--limits-max-invalid-commands', '0']), /0 must be at least 1$/);
     assert.match(loadError(BACKEND, { POPWARDEN_LIMITS__MAX_INVALID_COMMANDS: 'lots' }), /POPWARDEN_LIMITS__MAX_INVALID_COMMANDS "lots" must be a whole number$/);
     assert.equal(load([...BACKEND, '--limits-max-invalid-commands', '100']).limits.maxInvalidCommands, 100);
+    // A budget a real client could not log in with is a mistake, not a policy.
+    assert.match(loadError([...BACKEND, '--limits-max-commands-before-login', '5']), /must be 0 \(no bound\) or at least 10/);
+    assert.equal(load([...BACKEND, '--limits-max-commands-before-login', '0']).limits.maxCommandsBeforeLogin, 0);
     assert.match(loadError([...BACKEND, '--greeting', 'hi <1.2@host>']), /--greeting "hi <1.2@host>" must be printable ASCII without "<" or ">"/);
     assert.match(loadError([...BACKEND, '--greeting', 'x'.repeat(201)]), /is longer than 200 characters$/);
     assert.match(loadError([...BACKEND, '--greeting', 'tab\there']), /must be printable ASCII/);
