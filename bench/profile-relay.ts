@@ -91,7 +91,7 @@ async function startPopwarden(backendPort: number): Promise<{ port: number; pid:
     '--listen-stls', `127.0.0.1:${await freePort()}`, '--backend', `127.0.0.1:${backendPort}`, '--cert', certFile,
     '--key', keyFile, '--auth-failure-delay', '0s', '--state-dir', dir, '--metrics-listen', `127.0.0.1:${await freePort()}`,
     '--backend-probe-interval', '0s', '--allow-plaintext-backend-auth', '--log-level', values['log-level'], '--timeouts-idle', '1h', '--timeouts-backend-idle', '1h',
-    '--limits-max-new-connections-per-ip', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0'],
+    '--limits-max-new-connections-per-ip', '0', '--limits-max-new-connections-per-ip-per-minute', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0'],
   { stdio: ['ignore', process.env.PW_LOG ? 'inherit' : 'ignore', 'inherit'] });
   process.on('exit', () => child.kill('SIGKILL'));
   await waitForPort('127.0.0.1', port);

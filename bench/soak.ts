@@ -68,7 +68,7 @@ async function soak(port: number): Promise<{ durations: number[]; seconds: numbe
   return { durations, seconds: (performance.now() - started) / 1000 };
 }
 
-const unbounded = ['--limits-max-new-connections-per-ip', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0'];
+const unbounded = ['--limits-max-new-connections-per-ip', '0', '--limits-max-new-connections-per-ip-per-minute', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0'];
 const popwarden = await startPopwardenProcess(env, backend.port, unbounded);
 const stunnel = await startStunnel(env, backend.port);
 

@@ -91,7 +91,7 @@ export async function startPopwarden(env: Environment, backendPort: number, redi
   const port = await freePort();
   const child = spawnWrapped(env.frontWrap, [process.execPath, ...shebangNodeOptions('dist/cli.js'), ...nodeOptions, 'dist/cli.js', '--listen-tls', `127.0.0.1:${port}`, '--listen-stls', `127.0.0.1:${await freePort()}`,
     '--backend', `127.0.0.1:${backendPort}`, '--cert', env.certFile, '--key', env.keyFile, '--redis', redisUrl, '--auth-failure-delay', '0s',
-    '--limits-max-new-connections-per-ip', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0',
+    '--limits-max-new-connections-per-ip', '0', '--limits-max-new-connections-per-ip-per-minute', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0',
     // The load is one user from one address with up to 32 logins in flight, and a login in flight
     // holds a place in each failed-login counter: room for all of them, the limiter still asked.
     '--rate-limit-user-ip-max-failures', '1000', '--rate-limit-ip-max-failures', '1000', '--rate-limit-user-max-failures', '1000',

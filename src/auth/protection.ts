@@ -40,6 +40,7 @@ export async function createProtection(config: Config, log: Logger, metrics: Met
   const gate = new ConnectionLimits({
     maxSessionsPerIp: config.limits.maxSessionsPerIp,
     maxNewConnectionsPerIp: config.limits.maxNewConnectionsPerIp,
+    maxNewConnectionsPerIpPerMinute: config.limits.maxNewConnectionsPerIpPerMinute,
     maxSessions: config.limits.maxSessions,
     ipv6PrefixLength: rateLimit.ipv6PrefixLength,
     allow,

@@ -71,6 +71,43 @@ export const BACKEND_AUTH_TIMEOUT_MS = 30_000;
 /** timeouts.shutdown may not reach systemd's TimeoutStopSec=60s: 10 s are left for closing sessions and exiting. */
 export const MAX_SHUTDOWN_MS = 50_000;
 
+/**
+ * Default of limits.max_commands_before_login: commands one connection may send before it has
+ * logged in. A real client needs a handful (CAPA, STLS, CAPA, USER, PASS; AUTH and a retry or
+ * two), and a failed login costs it auth_failure_delay each; a connection that sends 5,000 CAPA
+ * in one write only spends popwarden's CPU (issue 14.3). OpenSMTPD kicks a session after 50
+ * commands that make no progress (SMTP_KICK_THRESHOLD); this counts every command before login,
+ * so it is the same order with room to spare.
+ */
+export const DEFAULT_MAX_COMMANDS_BEFORE_LOGIN = 50;
+
+/**
+ * Default of limits.max_new_connections_per_ip_per_minute: one a second on average, under the
+ * burst of limits.max_new_connections_per_ip (10 in a second). Each connection to the TLS port
+ * (and each STLS) costs a full handshake, about 1 ms of CPU, so a flood kept up from 64 addresses
+ * costs 64 handshakes a second instead of 640 (issue 14.3). A person's client opens one connection
+ * per account and check; an office or a carrier NAT with a hundred users behind one address,
+ * each checking every five minutes, needs 20 a minute. Larger shared addresses belong in
+ * rate_limit.allow.
+ */
+export const DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE = 60;
+
+/**
+ * Addresses whose connection rate over the last minute popwarden remembers. About 100 bytes each,
+ * so 10 MB at the bound; past it the address used longest ago is forgotten (it gets a fresh
+ * minute). A spread over more addresses than this gets little from a per-address bound anyway.
+ */
+export const MAX_RATE_TRACKED_ADDRESSES = 100_000;
+
+/**
+ * Refusals by a per-address connection rate are logged once per address and window, with the
+ * number refused quietly since the line before (net/refusal-bursts.ts): a flood must not turn
+ * every refused connection into a log line. A minute matches the rate's own window; 10,000
+ * addresses in a minute is 10,000 lines at most, and about 1 MB of table.
+ */
+export const REFUSAL_LOG_WINDOW_MS = 60_000;
+export const MAX_REFUSAL_LOG_ADDRESSES = 10_000;
+
 /** Default of limits.max_handshakes_per_ip: TLS handshakes in progress from one address. */
 export const DEFAULT_MAX_HANDSHAKES_PER_IP = 10;
 

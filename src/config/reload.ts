@@ -4,7 +4,8 @@
  * start afterwards: the TLS certificates, policy and ticket keys, the backend and its TLS
  * settings, greeting, auth_failure_delay, timeouts (except the implicit-TLS handshake timeout
  * and timeouts.proxy_protocol, fixed when the listener was bound, and timeouts.shutdown, handed
- * to the signal handler), limits.max_invalid_commands and limits.max_backend_processes, the
+ * to the signal handler), limits.max_invalid_commands, limits.max_commands_before_login and
+ * limits.max_backend_processes, the
  * backends (added, removed, changed, drained), their probe intervals and the routing (routes, map
  * file, redis_key, auth_http); the health probes follow the backends. Settings bound to something
  * built once at startup keep their old value and are logged as needing a restart: the listener
@@ -23,6 +24,7 @@ const RESTART_ONLY: readonly (readonly [string, (config: Config) => unknown])[] 
   ['rate_limit', (c) => c.rateLimit],
   ['limits.max_sessions_per_ip', (c) => c.limits.maxSessionsPerIp],
   ['limits.max_new_connections_per_ip', (c) => c.limits.maxNewConnectionsPerIp],
+  ['limits.max_new_connections_per_ip_per_minute', (c) => c.limits.maxNewConnectionsPerIpPerMinute],
   ['limits.max_handshakes_per_ip', (c) => c.limits.maxHandshakesPerIp],
   ['limits.max_sessions', (c) => c.limits.maxSessions],
   ['limits.max_handshakes', (c) => c.limits.maxHandshakes],
@@ -56,6 +58,7 @@ export function planReload(running: Config, next: Config): ReloadPlan {
       ...next.limits,
       maxSessionsPerIp: running.limits.maxSessionsPerIp,
       maxNewConnectionsPerIp: running.limits.maxNewConnectionsPerIp,
+      maxNewConnectionsPerIpPerMinute: running.limits.maxNewConnectionsPerIpPerMinute,
       maxHandshakesPerIp: running.limits.maxHandshakesPerIp,
       maxSessions: running.limits.maxSessions,
       maxHandshakes: running.limits.maxHandshakes,

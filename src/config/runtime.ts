@@ -89,8 +89,10 @@ export function toRuntimeConfig(settings: EffectiveSettings): Config {
     },
     limits: {
       maxInvalidCommands: settings.limits.max_invalid_commands,
+      maxCommandsBeforeLogin: settings.limits.max_commands_before_login,
       maxSessionsPerIp: settings.limits.max_sessions_per_ip,
       maxNewConnectionsPerIp: settings.limits.max_new_connections_per_ip,
+      maxNewConnectionsPerIpPerMinute: settings.limits.max_new_connections_per_ip_per_minute,
       maxHandshakesPerIp: settings.limits.max_handshakes_per_ip,
       maxSessions: settings.limits.max_sessions,
       maxHandshakes: settings.limits.max_handshakes,

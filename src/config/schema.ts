@@ -14,7 +14,9 @@ import {
   BACKEND_AUTH_TIMEOUT_MS,
   DEFAULT_MAX_BACKEND_PROCESSES,
   DEFAULT_MAX_HANDSHAKES,
+  DEFAULT_MAX_COMMANDS_BEFORE_LOGIN,
   DEFAULT_MAX_HANDSHAKES_PER_IP,
+  DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE,
   DEFAULT_MAX_SESSIONS,
   MAX_SHUTDOWN_MS,
   MIN_IDLE_TIMEOUT_MS,
@@ -220,10 +222,28 @@ const timeoutsSchema = z.strictObject({
 const limitsSchema = z.strictObject({
   /** Default 5, range 1..100. Invalid commands tolerated per connection before it is closed (nginx `max_errors`): scanners and protocol confusion give up fast. */
   max_invalid_commands: z.number().int().min(1).max(100).prefault(5),
+  /**
+   * Default 50, 0 = no bound, else at least 10. Commands one connection may send before it has
+   * logged in (valid ones too); the next gets `-ERR` and the connection closes: a real client
+   * needs a handful, a pipelined flood of CAPA only spends CPU.
+   */
+  max_commands_before_login: z
+    .number()
+    .int()
+    .min(0)
+    .max(100_000)
+    .refine((n) => n === 0 || n >= 10, { message: 'must be 0 (no bound) or at least 10: a real client needs several commands to log in' })
+    .prefault(DEFAULT_MAX_COMMANDS_BEFORE_LOGIN),
   /** Default 20, 0 = no bound. Concurrent sessions from one address (IPv6: its /64), checked at TCP accept before any TLS work: one host cannot hold every socket (popa3d MAX_SESSIONS_PER_SOURCE). */
   max_sessions_per_ip: z.number().int().min(0).max(100_000).prefault(20),
   /** Default 10, 0 = no bound. New connections from one address per second: a reconnect storm or a handshake flood is refused before it costs a TLS handshake. */
   max_new_connections_per_ip: z.number().int().min(0).max(100_000).prefault(10),
+  /**
+   * Default 60, 0 = no bound. New connections from one address in any minute (a sliding minute,
+   * under the per-second burst above): the sustained rate of a flood that keeps going, refused
+   * before any TLS work. Many users behind one address (a carrier NAT) may need more, or rate_limit.allow.
+   */
+  max_new_connections_per_ip_per_minute: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE),
   /** Default 10, 0 = no bound. TLS handshakes in progress from one address (implicit port and STLS); more are closed before any TLS work, so a handshake flood cannot starve the event loop. */
   max_handshakes_per_ip: z.number().int().min(0).max(100_000).prefault(DEFAULT_MAX_HANDSHAKES_PER_IP),
   /**

@@ -173,10 +173,14 @@ export interface TimeoutsConfig {
 export interface LimitsConfig {
   /** Invalid commands tolerated before the connection is closed (nginx max_errors). */
   readonly maxInvalidCommands: number;
+  /** Commands a connection may send before it has logged in; the next closes it. 0 = no bound. */
+  readonly maxCommandsBeforeLogin: number;
   /** Concurrent sessions from one client address (IPv6: its /64); 0 = no bound. */
   readonly maxSessionsPerIp: number;
   /** New connections from one client address per second; 0 = no bound. */
   readonly maxNewConnectionsPerIp: number;
+  /** New connections from one client address in any minute; 0 = no bound. */
+  readonly maxNewConnectionsPerIpPerMinute: number;
   /** TLS handshakes in progress from one client address (implicit and STLS); 0 = no bound. */
   readonly maxHandshakesPerIp: number;
   /** Client connections open at once, the whole process; 0 = no bound. */

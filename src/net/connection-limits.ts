@@ -1,6 +1,6 @@
 /**
  * The ConnectionGate popwarden runs with: the deny list, concurrent sessions per address, new
- * connections per address per second and concurrent sessions in the whole process, decided
+ * connections per address per second and per minute, and concurrent sessions in the whole process, decided
  * synchronously at TCP accept before any TLS work (STYLE lesson 7, X-02, X-03). Addresses are
  * counted as the rate limiter keys them (IPv6 by its /64), so a client cannot dodge the bound by
  * rotating addresses inside its own network. The process bound keeps its last share for
@@ -10,12 +10,20 @@ import type { Admission, ConnectionGate } from './connection-gate.js';
 import type { CidrList } from './cidr.js';
 import { ipKey } from './addresses.js';
 import { placesFor } from './returning-clients.js';
+import { AddressRate } from './address-rate.js';
+import { MAX_RATE_TRACKED_ADDRESSES } from '../config/limits.js';
 
 export interface ConnectionLimitsOptions {
   /** Concurrent sessions per address; 0 = no bound. */
   readonly maxSessionsPerIp: number;
   /** New connections per address per second; 0 = no bound. */
   readonly maxNewConnectionsPerIp: number;
+  /**
+   * New connections per address in any minute: the sustained rate under the per-second burst,
+   * what bounds a flood that keeps going (each connection may cost a TLS handshake). 0 or
+   * absent = no bound.
+   */
+  readonly maxNewConnectionsPerIpPerMinute?: number;
   /**
    * Sessions open at once from all addresses, allow-listed ones included (the file descriptors they
    * hold are the process's either way); 0 or absent = no bound.
@@ -40,10 +48,13 @@ export class ConnectionLimits implements ConnectionGate {
   #windowStart = 0;
   /** Open sessions from every address. */
   #total = 0;
+  readonly #perMinute: AddressRate | undefined;
 
   constructor(options: ConnectionLimitsOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    const perMinute = options.maxNewConnectionsPerIpPerMinute ?? 0;
+    this.#perMinute = perMinute > 0 ? new AddressRate(perMinute, MAX_RATE_TRACKED_ADDRESSES) : undefined;
   }
 
   admit(ip: string, makeRoom?: () => boolean, returning = false): Admission {
@@ -85,6 +96,8 @@ export class ConnectionLimits implements ConnectionGate {
 
     const open = this.#open.get(key) ?? 0;
     if (maxSessionsPerIp > 0 && open >= maxSessionsPerIp) return { kind: 'refused', reason: 'too_many_sessions' };
+    // Last of the per-address bounds: only a connection every other bound admits uses up its minute.
+    if (this.#perMinute?.take(key, now) === false) return { kind: 'refused', reason: 'too_many_connections_per_minute' };
     this.#open.set(key, open + 1);
     return {
       kind: 'admitted',

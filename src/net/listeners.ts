@@ -10,6 +10,8 @@ import type { ReturningClients } from './returning-clients.js';
 import { POP3_ALPN } from './starttls.js';
 import { directOrigin, readProxyHeader, type AddressSet, type ClientOrigin, type HeaderWaits } from './proxy-intake.js';
 import { Reply, line } from '../pop3/replies.js';
+import { RefusalBursts } from './refusal-bursts.js';
+import { MAX_REFUSAL_LOG_ADDRESSES, REFUSAL_LOG_WINDOW_MS } from '../config/limits.js';
 
 /**
  * What a listener hands over for every accepted client: the socket, whether it is TLS already,
@@ -66,6 +68,7 @@ function refusalReply(kind: ListenerConfig['kind'], reason: ConnectionRefusal): 
       return Reply.connectionDenied;
     case 'too_many_sessions':
     case 'too_many_connections':
+    case 'too_many_connections_per_minute':
       return Reply.tooManyConnections;
     case 'max_sessions':
       return kind === 'tls' ? undefined : Reply.serverBusy;
@@ -82,6 +85,13 @@ function refusalReply(kind: ListenerConfig['kind'], reason: ConnectionRefusal): 
       return undefined;
   }
 }
+
+/**
+ * Refusals an address can repeat as fast as it connects, each costing popwarden almost nothing:
+ * logged once per burst (refusal-bursts.ts), not once per connection. The other refusals are
+ * bounded by what the address holds open or by the whole process, and each is logged.
+ */
+const LOGGED_PER_BURST: ReadonlySet<ConnectionRefusal> = new Set(['too_many_connections', 'too_many_connections_per_minute']);
 
 /**
  * Binds one listener. Every TCP connection first passes the gate (deny list, per-IP and process bounds)
@@ -130,13 +140,20 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
         })
       : undefined;
 
+  const bursts = new RefusalBursts(REFUSAL_LOG_WINDOW_MS, MAX_REFUSAL_LOG_ADDRESSES);
   // The raw TCP socket, on TLS listeners too: the place to refuse cheaply.
   const refuse = (socket: Socket, reason: ConnectionRefusal, client: ClientOrigin, detail?: string): void => {
     metrics.connectionRefused(config.name, reason);
-    const fields = { listener: config.name, peer: client.address, via: client.via, reason, detail };
-    // A load balancer's plain TCP health check opens and closes without a byte: not news.
-    if (reason === 'proxy_closed') log.debug(fields, 'connection refused');
-    else log.info(fields, 'connection refused');
+    const burst = LOGGED_PER_BURST.has(reason) ? bursts.note(reason, client.address) : undefined;
+    if (burst?.log === false) {
+      // Counted above; its line is the burst's.
+    } else {
+      const quietly = burst?.refusedQuietly ?? 0;
+      const fields = { listener: config.name, peer: client.address, via: client.via, reason, detail, ...(quietly > 0 ? { refusedQuietly: quietly } : {}) };
+      // A load balancer's plain TCP health check opens and closes without a byte: not news.
+      if (reason === 'proxy_closed') log.debug(fields, 'connection refused');
+      else log.info(fields, 'connection refused');
+    }
     socket.on('error', () => undefined);
     const reply = refusalReply(config.kind, reason);
     if (reply === undefined) {

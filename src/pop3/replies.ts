@@ -30,6 +30,7 @@ export const Reply = {
   tooLongForBackend: '-ERR Command too long for the mail server',
   extensionUnavailable: '-ERR XTND is not available through this server',
   tooManyErrors: '-ERR Too many invalid commands, closing connection',
+  tooManyCommandsBeforeLogin: '-ERR Too many commands without logging in, closing connection',
   loginTimeout: '-ERR Login timed out',
   shuttingDown: '-ERR [SYS/TEMP] Server is shutting down, try again later',
 

@@ -15,6 +15,8 @@ export const CLOSE_REASONS = [
   'http-on-pop3-port',
   'line-too-long',
   'too-many-invalid-commands',
+  // limits.max_commands_before_login: a connection that talks and talks without logging in.
+  'too-many-commands-before-login',
   'backend-closed',
   'backend-protocol-error',
   'backend-timeout',

@@ -75,6 +75,8 @@ export class Session implements SessionContext {
   #firstChunkSeen = false;
   #corked = false;
   #invalidCommands = 0;
+  /** Commands read before login, against limits.max_commands_before_login. */
+  #commandsBeforeLogin = 0;
   /** Login attempts so far in this session (auth_http's Auth-Login-Attempt). */
   #loginAttempts = 0;
   #backend: BackendSession | undefined;
@@ -260,6 +262,9 @@ export class Session implements SessionContext {
   }
 
   async #dispatch(framed: FramedLine): Promise<Outcome> {
+    if (this.#state !== SessionState.transaction && this.#overCommandBudget()) {
+      return { kind: 'close', reason: 'too-many-commands-before-login', text: Reply.tooManyCommandsBeforeLogin };
+    }
     if (framed.kind === 'too-long' || framed.line.length + 2 > MAX_COMMAND_LINE_OCTETS) {
       return { kind: 'close', reason: 'line-too-long', text: Reply.lineTooLong };
     }
@@ -280,6 +285,18 @@ export class Session implements SessionContext {
       if (spec.usesPendingUser === true) this.#pendingUser = undefined;
       if (spec.secret === true) framed.line.fill(0);
     }
+  }
+
+  /**
+   * Counts one more command before login: true once it is past limits.max_commands_before_login.
+   * Every line counts, valid or not (SASL continuations are read by their AUTH, not here): a
+   * pipelined flood of CAPA is as costly as one of garbage, and only the invalid ones meet
+   * max_invalid_commands. After login the backend paces the client, one reply per command.
+   */
+  #overCommandBudget(): boolean {
+    const budget = this.config.limits.maxCommandsBeforeLogin;
+    this.#commandsBeforeLogin += 1;
+    return budget > 0 && this.#commandsBeforeLogin > budget;
   }
 
   async #render(outcome: Outcome): Promise<void> {

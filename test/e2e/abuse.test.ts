@@ -1,6 +1,6 @@
 /**
  * Resource abuse at the front door: stalled TLS handshakes, a pipelined flood from a client that
- * never reads, slowloris. SECURITY-TESTS.md X-01, X-03, X-07.
+ * never reads or that never logs in, slowloris. SECURITY-TESTS.md X-01, X-03, X-07.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,6 +8,8 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { startFakeBackend, legacyScript, type FakeBackend } from '../harness/fake-backend.js';
 import { startTestProxy, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
+import { startProtected } from '../harness/redis.js';
+import { DEFAULT_MAX_COMMANDS_BEFORE_LOGIN, DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE } from '../../src/config/limits.js';
 
 const closedWithin = (socket: Socket, ms: number): Promise<boolean> =>
   new Promise((resolve) => {
@@ -27,6 +29,9 @@ describe('front-door abuse', { timeout: 60_000 }, () => {
     proxy = await startTestProxy({
       backend: { host: backend.host, port: backend.port },
       timeouts: { preAuthMs: 2_000, clientWriteStallMs: 1_000 },
+      // Off here: the floods below measure the session's own serving loop, which the budget
+      // would cut short; the next test has it at its default.
+      limits: { maxCommandsBeforeLogin: 0 },
     });
   });
   after(async () => {
@@ -93,6 +98,60 @@ describe('front-door abuse', { timeout: 60_000 }, () => {
     client.destroy();
     // MAX_QUEUED_CLIENT_LINES (32) commands a turn at most: 125 turns; half of that as the bound.
     assert.ok(turns >= commands / 64, `${commands} pipelined commands were served in ${turns} turns of the event loop`);
+  });
+
+  test('a client that sends command after command without logging in is closed at limits.max_commands_before_login (issue 14.3)', async () => {
+    // The schema's defaults: the bound must hold without any configuration.
+    const defaults = await startTestProxy({ backend: { host: backend.host, port: backend.port } });
+    try {
+      const budget = DEFAULT_MAX_COMMANDS_BEFORE_LOGIN;
+      const client = await RawClient.plain(defaults.host, defaults.stlsPort);
+      await client.readLine();
+      client.write('CAPA\r\n'.repeat(2_000));
+      assert.equal(await client.closedWithin(5_000), true, 'still open after 2,000 CAPA before login');
+      const text = client.all().toString('latin1');
+      client.destroy();
+      assert.equal(text.split('\r\n.\r\n').length - 1, budget, 'CAPA replies before the close');
+      assert.ok(text.endsWith('\r\n-ERR Too many commands without logging in, closing connection\r\n'), text.slice(-120));
+      await defaults.waitForLog((l) => l['msg'] === 'session closed' && l['reason'] === 'too-many-commands-before-login');
+    } finally {
+      await defaults.stop();
+    }
+  });
+
+  test('an address that keeps connecting is refused at limits.max_new_connections_per_ip_per_minute, before any TLS work (issue 14.3)', async () => {
+    // The per-second burst off, so the per-minute bound is the one that meets the flood.
+    // startProtected: the gate popwarden builds from its config (createProtection), limiter in memory.
+    const guarded = await startProtected(backend, { limits: { maxNewConnectionsPerIp: 0, maxNewConnectionsPerIpPerMinute: DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE } });
+    const limited = guarded.proxy;
+    const flooder = '127.14.0.1';
+    try {
+      const began = Date.now();
+      const replies: string[] = [];
+      for (let i = 0; i < 100; i++) {
+        const client = await RawClient.plain(limited.host, limited.stlsPort, flooder);
+        replies.push(await client.readLine().catch(() => 'closed'));
+        client.destroy();
+      }
+      // The minute refills one connection a second: whatever this machine's speed, no more than that got in.
+      const refill = Math.ceil((Date.now() - began) / 1000);
+      const greeted = replies.filter((r) => r.startsWith('+OK')).length;
+      assert.ok(greeted >= DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE && greeted <= DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE + refill, `${greeted} of 100 greeted in ${refill} s`);
+      assert.deepEqual([...new Set(replies.filter((r) => !r.startsWith('+OK')))], ['-ERR [SYS/TEMP] Too many connections from your address, try again later']);
+      // The TLS port shares the bound and closes without a handshake: the client sees a reset, not a certificate.
+      await assert.rejects(RawClient.tls(limited.host, limited.tlsPort, limited.caFile, flooder));
+      // Another address is untouched.
+      const other = await RawClient.tls(limited.host, limited.tlsPort, limited.caFile, '127.14.0.2');
+      assert.match(await other.readLine(), /^\+OK/);
+      other.destroy();
+      // One log line for the burst on each port, not one per refusal: the log is no amplifier for the flood.
+      await limited.waitForLog((l) => l['msg'] === 'connection refused' && l['reason'] === 'too_many_connections_per_minute' && l['peer'] === flooder);
+      const lines = limited.logs().filter((l) => l['msg'] === 'connection refused' && l['peer'] === flooder);
+      assert.deepEqual(lines.map((l) => l['listener']).sort(), [...new Set(lines.map((l) => l['listener']))].sort(), `${lines.length} lines for ${100 - greeted + 1} refusals`);
+      assert.equal(lines.length, 2);
+    } finally {
+      await guarded.stop();
+    }
   });
 
   test('a client that trickles bytes is closed at the absolute login deadline (X-01)', async () => {

@@ -270,7 +270,8 @@ describe('failure timing (A-06)', () => {
         authFailureDelayMs: refusalMs,
       }),
     );
-    const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port, auth: 'user' }, authFailureDelayMs: delayMs });
+    // 60 commands on one connection, past limits.max_commands_before_login: off for this measurement.
+    const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port, auth: 'user' }, authFailureDelayMs: delayMs, limits: { maxCommandsBeforeLogin: 0 } });
     const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     try {
       const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);

@@ -50,7 +50,7 @@ describe('kill -9 of popwarden, and a restart', { timeout: 120_000 }, () => {
     backend: `${proxy.host}:${proxy.port}`,
     redis: { url: redis.url },
     rate_limit: { user_ip: { max_failures: MAX_FAILURES, window: '1h', block: '1h' } },
-    limits: { max_new_connections_per_ip: 0 },
+    limits: { max_new_connections_per_ip: 0, max_new_connections_per_ip_per_minute: 0 },
   });
 
   /** kill -9, then a new process with the same config and state directory (its HMAC key). */

@@ -71,7 +71,7 @@ describe('fault injection between popwarden and Redis', { timeout: 180_000 }, ()
     backend: `${dovecot.host}:${dovecot.port}`,
     redis: { url: `redis://${proxy.host}:${proxy.port}`, command_timeout: `${COMMAND_TIMEOUT_MS}ms`, connect_timeout: '1s' },
     rate_limit: { user_ip: { max_failures: MAX_FAILURES, window: '1h', block: '1h' } },
-    limits: { max_new_connections_per_ip: 0 },
+    limits: { max_new_connections_per_ip: 0, max_new_connections_per_ip_per_minute: 0 },
   });
 
   after(async () => {

@@ -267,7 +267,7 @@ describe('fault injection between popwarden and Dovecot', { timeout: 300_000 }, 
       // Faulted logins count as failures where the credentials went unanswered (issue 9.4):
       // the limits are off here, so that 77 faults in a row do not block alice.
       rate_limit: { user_ip: { max_failures: 0 }, ip: { max_failures: 0 }, user: { max_failures: 0 } },
-      limits: { max_new_connections_per_ip: 0 },
+      limits: { max_new_connections_per_ip: 0, max_new_connections_per_ip_per_minute: 0 },
     };
     const [clear, stls] = await Promise.all([
       spawnPopwarden({ ...common, backend_tls: 'off' }),

@@ -49,7 +49,7 @@ async function startInstance(name: string, dovecots: readonly Dovecot[], redis: 
     greeting: `popwarden ${name} ready`,
     backends: Object.fromEntries(dovecots.map((dovecot, i) => [BACKEND_NAMES[i], { address: `127.0.0.1:${dovecot.port}`, proxy_protocol: 'v2' }])),
     routing: { routes: [{ user: bob.user, backend: 'two' }], default: 'one' },
-    limits: { max_new_connections_per_ip: 0 },
+    limits: { max_new_connections_per_ip: 0, max_new_connections_per_ip_per_minute: 0 },
     redis: { url: redis.url },
     rate_limit: { key_prefix: 'popwarden-pair', hmac_key_file: hmacKeyFile },
   });

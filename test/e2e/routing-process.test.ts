@@ -54,7 +54,7 @@ describe('routing in the real process', { timeout: 240_000 }, () => {
     const settings = (drainSouth: boolean) => ({
       backends: { north: backend(north), south: backend(south, { rewrite: 'strip_domain', drain: drainSouth }) },
       routing: { map_file: mapFile },
-      limits: { max_new_connections_per_ip: 1_000 },
+      limits: { max_new_connections_per_ip: 1_000, max_new_connections_per_ip_per_minute: 0 },
     });
     pw = await spawnPopwarden(settings(false));
 

@@ -149,8 +149,10 @@ const tlsHandshakeFlood: Attempt = (target, source) =>
 
 /**
  * `depth` CAPA commands in one write on 110, then read every reply: counts how many came back
- * before the server closed or stopped answering.
+ * before the server closed (and with which last line) or stopped answering.
  */
+const terminators = (text: string): number => (text.match(/\r\n\.\r\n/g) ?? []).length;
+
 const pipelinedFlood: Attempt = async (target, source, _n, options) => {
   const depth = options.pipelineDepth ?? 2_000;
   const socket = plain(target, source);
@@ -163,14 +165,17 @@ const pipelinedFlood: Attempt = async (target, source, _n, options) => {
   let answered = 0;
   let tail = '';
   const { closed } = await collect(socket, 20_000, (chunk) => {
-    // Count CAPA terminators; the kept tail covers one split between two chunks.
+    // Count CAPA terminators: those in tail + chunk, less those the tail held, counted before.
+    // The tail covers a terminator split between two chunks and keeps the last line.
     const text = tail + chunk;
-    answered += (text.match(/\r\n\.\r\n/g) ?? []).length;
-    tail = text.slice(-4);
+    answered += terminators(text) - terminators(tail);
+    tail = text.slice(-200);
     if (answered >= depth) socket.destroy();
   });
   if (answered >= depth) return 'every command answered';
-  return closed ? `closed after ${answered < 10 ? answered : 'some'} replies` : 'stopped answering';
+  const last = tail.split('\r\n').filter((l) => l !== '').at(-1) ?? '';
+  const farewell = last.startsWith('-ERR') ? `, then ${firstLine(last)}` : '';
+  return closed ? `closed after ${answered} replies${farewell}` : 'stopped answering';
 };
 
 /**

@@ -192,8 +192,8 @@ export async function startProtected(
   const base = testConfig({ backend: backendConfig, ...(options.listeners === undefined ? {} : { listeners: options.listeners }) });
   const config = {
     ...base,
-    // Tests log in faster than any person: the per-second connection bound is raised unless tested.
-    limits: { ...base.limits, maxNewConnectionsPerIp: 1_000, ...options.limits },
+    // Tests log in faster than any person: the connection rate bounds are raised or off unless tested.
+    limits: { ...base.limits, maxNewConnectionsPerIp: 1_000, maxNewConnectionsPerIpPerMinute: 0, ...options.limits },
     redis: { ...base.redis, target: options.redis ?? base.redis.target, commandTimeoutMs: options.commandTimeoutMs ?? 300, connectTimeoutMs: 1_000 },
     rateLimit: { ...base.rateLimit, ...options.rateLimit },
   };

@@ -104,8 +104,10 @@ describe('loadConfig defaults', () => {
     });
     assert.deepEqual(config.limits, {
       maxInvalidCommands: 5,
+      maxCommandsBeforeLogin: 50,
       maxSessionsPerIp: 20,
       maxNewConnectionsPerIp: 10,
+      maxNewConnectionsPerIpPerMinute: 60,
       maxHandshakesPerIp: 10,
       maxSessions: 5_000,
       maxHandshakes: 256,
@@ -366,6 +368,9 @@ describe('loadConfig value checks', () => {
     assert.match(loadError([...BACKEND, '--limits-max-invalid-commands', '0']), /0 must be at least 1$/);
     assert.match(loadError(BACKEND, { POPWARDEN_LIMITS__MAX_INVALID_COMMANDS: 'lots' }), /POPWARDEN_LIMITS__MAX_INVALID_COMMANDS "lots" must be a whole number$/);
     assert.equal(load([...BACKEND, '--limits-max-invalid-commands', '100']).limits.maxInvalidCommands, 100);
+    // A budget a real client could not log in with is a mistake, not a policy.
+    assert.match(loadError([...BACKEND, '--limits-max-commands-before-login', '5']), /must be 0 \(no bound\) or at least 10/);
+    assert.equal(load([...BACKEND, '--limits-max-commands-before-login', '0']).limits.maxCommandsBeforeLogin, 0);
     assert.match(loadError([...BACKEND, '--greeting', 'hi <1.2@host>']), /--greeting "hi <1.2@host>" must be printable ASCII without "<" or ">"/);
     assert.match(loadError([...BACKEND, '--greeting', 'x'.repeat(201)]), /is longer than 200 characters$/);
     assert.match(loadError([...BACKEND, '--greeting', 'tab\there']), /must be printable ASCII/);
@@ -477,7 +482,7 @@ describe('redactedConfig', () => {
         'tls:', `  certificates: [{names: [Mail.Example.org, "*.example.net"], cert: ${pem}, key: ${pem}}]`, '  server_names: [mail.example.org]',
         '  watch_files: true', '  min_version: TLSv1.3', '  ciphers: HIGH', '  groups: X25519', `  ticket_keys_file: ${pem}`,
         'timeouts: {pre_auth: 90s, idle: 1h, tls_handshake: 5s, proxy_protocol: 2s, backend_connect: 1s, backend_step: 2s, backend_auth: 3s, backend_idle: 4m, client_write_stall: 5m, shutdown: 45s}',
-        'limits: {max_invalid_commands: 3, max_sessions_per_ip: 0, max_new_connections_per_ip: 7, max_handshakes_per_ip: 8, max_sessions: 9, max_handshakes: 0}',
+        'limits: {max_invalid_commands: 3, max_commands_before_login: 12, max_sessions_per_ip: 0, max_new_connections_per_ip: 7, max_new_connections_per_ip_per_minute: 11, max_handshakes_per_ip: 8, max_sessions: 9, max_handshakes: 0}',
         'redis: {sentinels: ["127.0.0.1:26379", "[::1]:26380"], name: mymaster, username: pw, tls: true, command_timeout: 250ms, connect_timeout: 3s}',
         'rate_limit:', '  key_prefix: rt', '  username_canonical: {lower_case: false, realm_separators: "@"}', '  ipv6_prefix: 48',
         '  user_ip: {max_failures: 3, window: 7d, block: 2h}', '  ip: {max_failures: 0, window: 1s, block: 1s}', '  user: {max_failures: 4, window: 90m, block: 1d}',

@@ -187,6 +187,7 @@ export default defineTarget({
       'log_level: debug',
       'limits:',
       '  max_new_connections_per_ip: 0',
+      '  max_new_connections_per_ip_per_minute: 0',
       '  max_handshakes_per_ip: 0',
       '  max_sessions_per_ip: 0',
       '',

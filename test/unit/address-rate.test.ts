@@ -1,0 +1,60 @@
+/**
+ * limits.max_new_connections_per_ip_per_minute's counter (net/address-rate.ts): a sliding minute
+ * per address, in a table that stays bounded (issue 14.3).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { AddressRate } from '../../src/net/address-rate.js';
+import { ConnectionLimits } from '../../src/net/connection-limits.js';
+import { CidrList } from '../../src/net/cidr.js';
+
+describe('AddressRate', () => {
+  it('allows the whole minute at once, then one event per 60/perMinute seconds', () => {
+    const rate = new AddressRate(6, 100);
+    const at0 = Array.from({ length: 8 }, () => rate.take('a', 0));
+    assert.deepEqual(at0, [true, true, true, true, true, true, false, false]);
+    assert.equal(rate.take('a', 9_999), false);
+    assert.equal(rate.take('a', 10_000), true);
+    assert.equal(rate.take('a', 10_000), false);
+    // Other keys have their own minute.
+    assert.equal(rate.take('b', 10_000), true);
+  });
+
+  it('forgets a key once its minute is whole again, and never holds more than maxKeys', () => {
+    const rate = new AddressRate(60, 3);
+    rate.take('a', 0);
+    rate.take('b', 0);
+    assert.equal(rate.size, 2);
+    // One event is won back after a second: both are full again, and forgotten.
+    rate.take('c', 1_000);
+    assert.equal(rate.size, 1);
+    for (let i = 0; i < 10; i++) rate.take(`k${i}`, 1_000);
+    assert.equal(rate.size, 3);
+  });
+});
+
+describe('ConnectionLimits with a rate per minute', () => {
+  it('refuses past the minute with its own reason, and a refused connection uses up nothing', () => {
+    let now = 0;
+    const gate = new ConnectionLimits({
+      maxSessionsPerIp: 1, maxNewConnectionsPerIp: 0, maxNewConnectionsPerIpPerMinute: 2, ipv6PrefixLength: 64,
+      allow: new CidrList(['192.0.2.50']), deny: new CidrList([]), now: () => now,
+    });
+    const first = gate.admit('192.0.2.1');
+    assert.ok(first.kind === 'admitted');
+    // Refused by max_sessions_per_ip: the minute is not touched.
+    assert.deepEqual(gate.admit('192.0.2.1'), { kind: 'refused', reason: 'too_many_sessions' });
+    first.release();
+    const second = gate.admit('192.0.2.1');
+    assert.ok(second.kind === 'admitted');
+    second.release();
+    assert.deepEqual(gate.admit('192.0.2.1'), { kind: 'refused', reason: 'too_many_connections_per_minute' });
+    // IPv6 by its /64, as the other per-address bounds.
+    assert.equal(gate.admit('2001:db8::1').kind, 'admitted');
+    now += 30_000;
+    assert.equal(gate.admit('192.0.2.1').kind, 'admitted');
+    // Allow-listed addresses are never rate limited.
+    for (let i = 0; i < 10; i++) gate.admit('192.0.2.50');
+    assert.equal(gate.admit('192.0.2.50').kind, 'admitted');
+  });
+});
