@@ -25,8 +25,17 @@ const CLOSED_BY_POPWARDEN = new BackendUnavailableError('E_BACKEND_CLOSED', 'rel
  * whose external memory pushed V8 into a full mark-compact about once per message. Reads are
  * delivered one at a time on the one JavaScript thread and each is consumed before the next, so
  * a single buffer serves them all: whatever must outlive the read is copied (see `#onData`).
+ *
+ * 512 KiB, not 64: a big RETR costs a fixed amount per read (the wake-up, the read, one TLS
+ * write, the client's drain, pausing and resuming the backend), and at 64 KiB per read that was
+ * a third of popwarden's CPU per GB relayed (issue 10.3a: 1.9 CPU-s/GB at 64 KiB, 1.0 at 512 KiB
+ * on the profile bench, stunnel 1.0). The buffer is one per process; what a session can hold
+ * for a client that reads slowly is one read (relayed, encrypted, not yet taken by the kernel),
+ * so up to 512 KiB while it downloads, next to the kernel's own send buffer of up to
+ * net.ipv4.tcp_wmem's maximum (4 MiB by default) for that socket.
  */
-const sharedReadBuffer = Buffer.allocUnsafe(64 * 1024);
+const BACKEND_READ_OCTETS = 512 * 1024;
+const sharedReadBuffer = Buffer.allocUnsafe(BACKEND_READ_OCTETS);
 
 /**
  * The `onread` option for a plaintext backend socket: reads land in the shared buffer and reach
