@@ -25,8 +25,17 @@ const CLOSED_BY_POPWARDEN = new BackendUnavailableError('E_BACKEND_CLOSED', 'rel
  * whose external memory pushed V8 into a full mark-compact about once per message. Reads are
  * delivered one at a time on the one JavaScript thread and each is consumed before the next, so
  * a single buffer serves them all: whatever must outlive the read is copied (see `#onData`).
+ *
+ * 512 KiB, not 64: a big RETR costs a fixed amount per read (the wake-up, the read, one TLS
+ * write, the client's drain, pausing and resuming the backend), and at 64 KiB per read that was
+ * a third of popwarden's CPU per GB relayed (issue 10.3a: 1.9 CPU-s/GB at 64 KiB, 1.0 at 512 KiB
+ * on the profile bench, stunnel 1.0). The buffer is one per process; what a session can hold
+ * for a client that reads slowly is one read (relayed, encrypted, not yet taken by the kernel),
+ * so up to 512 KiB while it downloads, next to the kernel's own send buffer of up to
+ * net.ipv4.tcp_wmem's maximum (4 MiB by default) for that socket.
  */
-const sharedReadBuffer = Buffer.allocUnsafe(64 * 1024);
+const BACKEND_READ_OCTETS = 512 * 1024;
+const sharedReadBuffer = Buffer.allocUnsafe(BACKEND_READ_OCTETS);
 
 /**
  * The `onread` option for a plaintext backend socket: reads land in the shared buffer and reach
@@ -77,6 +86,15 @@ export class BackendLink {
   #sink: ((chunk: Buffer) => void) | undefined;
   #expectingReply = true; // the greeting
   #secure = false;
+  /**
+   * The one timer bounding whatever the link waits for (a reply line, or the next chunk of a
+   * body), pushed back with refresh() rather than made per command (issue 10: a setTimeout and a
+   * clearTimeout per reply). `#onTimeout` is what its expiry means now; with none, it means
+   * nothing. Unreferenced: a wait is always on the socket, which keeps the process alive.
+   */
+  #timer: NodeJS.Timeout | undefined;
+  #timerMs = 0;
+  #onTimeout: (() => void) | undefined;
   readonly #onIdleFailure: (error: BackendUnavailableError) => void;
 
   /**
@@ -120,7 +138,7 @@ export class BackendLink {
    * closes. The line is a view of the bytes read, not a copy.
    */
   async readRawLine(step: BackendStep, timeoutMs: number, maxOctets = MAX_RESPONSE_LINE_OCTETS): Promise<Buffer> {
-    let deadline: number | undefined;
+    let clockStarted = false;
     for (;;) {
       const lf = this.#unread.indexOf(LF);
       if (lf !== -1) {
@@ -134,8 +152,9 @@ export class BackendLink {
       if (this.#unread.length >= maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
       if (this.#failure !== undefined) throw this.#failure.atStep(step);
       this.#socket.resume();
-      deadline ??= Date.now() + timeoutMs;
-      await this.#waitForInput(step, deadline);
+      // One clock for the whole line, from its first wait: later waits do not push it back.
+      await this.#waitForInput(step, clockStarted ? undefined : timeoutMs);
+      clockStarted = true;
     }
   }
 
@@ -193,7 +212,6 @@ export class BackendLink {
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
-      let idleTimer: NodeJS.Timeout | undefined;
       let done = false;
       // Set while the client is full: nothing may resume the backend (nor start a second idle
       // timer, which nothing would clear) before the client drains.
@@ -201,7 +219,7 @@ export class BackendLink {
       const finish = (error?: BackendUnavailableError | ClientStalledError): void => {
         if (done) return;
         done = true;
-        clearTimeout(idleTimer);
+        this.#onTimeout = undefined;
         this.#sink = undefined;
         this.#wake = undefined;
         if (error === undefined) {
@@ -217,22 +235,20 @@ export class BackendLink {
         finish(new BackendUnavailableError('E_BACKEND_TIMEOUT', 'relay', `no data for ${idleMs} ms inside a reply`));
       const forward = (bytes: Buffer): void => {
         if (sink.write(bytes)) {
-          // One timer per reply, pushed back on every chunk rather than made anew.
-          if (idleTimer === undefined) idleTimer = setTimeout(onIdle, idleMs);
-          else idleTimer.refresh();
+          // The link's one timer, pushed back on every chunk.
+          this.#armTimer(idleMs, onIdle);
           return;
         }
         // The client is full: stop reading the backend until it drains. Our own pause is not
-        // backend silence, so the idle timer waits too; the sink bounds the stall instead.
-        clearTimeout(idleTimer);
-        idleTimer = undefined;
+        // backend silence, so the idle timeout does not count meanwhile; the sink bounds the stall.
+        this.#onTimeout = undefined;
         waitingForDrain = true;
         this.#socket.pause();
         sink.drained().then(
           () => {
             waitingForDrain = false;
             if (done) return;
-            idleTimer = setTimeout(onIdle, idleMs);
+            this.#armTimer(idleMs, onIdle);
             this.#socket.resume();
           },
           (error: unknown) => finish(new ClientStalledError({ cause: error })),
@@ -251,7 +267,7 @@ export class BackendLink {
         if (this.#failure !== undefined) finish(this.#failure);
       };
       if (head.length > 0 || alreadyRead.length > 0) forward(joined(head, alreadyRead));
-      else idleTimer = setTimeout(onIdle, idleMs);
+      else this.#armTimer(idleMs, onIdle);
       if (!done && !waitingForDrain) this.#socket.resume();
     });
   }
@@ -281,6 +297,8 @@ export class BackendLink {
     // Every session ends here: a fresh Error (and its stack) only for a reader that is waiting.
     const error = this.#wake === undefined ? CLOSED_BY_POPWARDEN : new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'closed by popwarden');
     this.#fail(error, false);
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     this.#socket.destroy();
   }
 
@@ -342,19 +360,46 @@ export class BackendLink {
     return new BackendUnavailableError('E_BACKEND_PROTOCOL', step, message);
   }
 
-  #waitForInput(step: BackendStep, deadline: number): Promise<void> {
+  /**
+   * Resolves when bytes arrive or the link fails; rejects when the link's timer expires first.
+   * `restartMs` starts the timer anew; without it the wait runs on the clock already started.
+   */
+  #waitForInput(step: BackendStep, restartMs: number | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const expired = (): void => {
         this.#wake = undefined;
         reject(new BackendUnavailableError('E_BACKEND_TIMEOUT', step, 'no reply in time'));
-      }, Math.max(0, deadline - Date.now()));
+      };
+      if (restartMs === undefined) this.#onTimeout = expired;
+      else this.#armTimer(restartMs, expired);
       this.#wake = () => {
-        clearTimeout(timer);
+        this.#onTimeout = undefined;
         this.#wake = undefined;
         resolve();
       };
     });
   }
+
+  /** Starts the link's timer anew for `ms`, with `onTimeout` as what its expiry means. */
+  #armTimer(ms: number, onTimeout: () => void): void {
+    this.#onTimeout = onTimeout;
+    if (this.#timer !== undefined && this.#timerMs === ms) {
+      this.#timer.refresh();
+      return;
+    }
+    // A different duration (login steps, probes): a timer of its own; the relay uses one.
+    clearTimeout(this.#timer);
+    this.#timerMs = ms;
+    this.#timer = setTimeout(this.#expire, ms).unref();
+  }
+
+  readonly #expire = (): void => {
+    const onTimeout = this.#onTimeout;
+    this.#onTimeout = undefined;
+    // Expired with nobody waiting: dropped, so an idle link holds no timer.
+    if (onTimeout === undefined) this.#timer = undefined;
+    else onTimeout();
+  };
 }
 
 /** A line without its CRLF or bare LF (a view). */

@@ -80,8 +80,28 @@ export type RelayPlan =
  * what popwarden framed the reply for; an unknown extension goes out as the client wrote it.
  */
 export function relayLine(command: Command, rawLine: Buffer): Buffer {
-  if (TRANSACTION_RULES[command.verb] === undefined) return rawLine;
+  if (TRANSACTION_RULES[command.verb] === undefined || isCanonical(command, rawLine)) return rawLine;
   return Buffer.from([command.verb, ...command.args].join(' '), 'latin1');
+}
+
+const UPPER_A = 0x41;
+const UPPER_Z = 0x5a;
+
+/**
+ * Whether `rawLine` already is the canonical form of `command` (what clients nearly always
+ * send), so that it can go out as it came, with nothing built per command (issue 10.4). The
+ * arguments are `rest` split on spaces without empty tokens, so the lengths agree exactly when
+ * single spaces separate the tokens, with none before or after; the verb must be upper-case.
+ */
+function isCanonical(command: Command, rawLine: Buffer): boolean {
+  let length = command.verb.length;
+  for (const arg of command.args) length += 1 + arg.length;
+  if (rawLine.length !== length) return false;
+  for (let i = 0; i < command.verb.length; i++) {
+    const byte = rawLine[i]!;
+    if (byte < UPPER_A || byte > UPPER_Z) return false;
+  }
+  return true;
 }
 
 /**

@@ -171,6 +171,19 @@ describe('planRelay: TRANSACTION arguments (issue 9.9)', () => {
     for (const [text, out] of table) assert.equal(relayed(text), out, text);
   });
 
+  it('sends a line the client already wrote canonically as it came, without building a copy', () => {
+    for (const text of ['STAT', 'RETR 1', 'TOP 2 0', 'UIDL']) {
+      const raw = bytes(text);
+      const result = planRelay(command(text), raw);
+      assert.ok(result.kind === 'relay' && result.line === raw, text);
+    }
+    for (const text of ['retr 1', 'RETR  1', 'RETR 1 ', 'NOOP ']) {
+      const raw = bytes(text);
+      const result = planRelay(command(text), raw);
+      assert.ok(result.kind === 'relay' && result.line !== raw, text);
+    }
+  });
+
   it('relays unknown extension verbs exactly as the client wrote them', () => {
     assert.equal(relayed('XTND XMIT  a'), 'XTND XMIT  a');
   });
