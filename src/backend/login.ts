@@ -7,6 +7,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { BackendLink } from './link.js';
 import { dialBackend, type ProgramRunner } from './dial.js';
 import { localLinkTrust } from './local-link.js';
+import type { CapabilityCache } from './capability-cache.js';
 import { chooseMechanism, CLEARTEXT_MECHANISMS, strongestOffered, type BackendMechanism } from './mechanism.js';
 import type { ApopMemory } from './shared-apop-users.js';
 import type { ApopUserKind } from './apop-users.js';
@@ -57,6 +58,8 @@ export interface BackendLoginContext {
   readonly onIdleFailure: (error: BackendUnavailableError) => void;
   /** For an `exec:` backend: where its program is started, and the cap. */
   readonly programs: ProgramRunner;
+  /** CAPA answers reused for a minute (absent: every login asks). */
+  readonly capabilityCache?: CapabilityCache;
 }
 
 /**
@@ -135,6 +138,8 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
   context.metrics.backendConnected((performance.now() - dialStarted) / 1000);
   const link = new BackendLink(connection.socket, context.onIdleFailure);
   const step = timeouts.backendStepMs;
+  const address = formatBackendAddress(backend.address);
+  let reused: BackendCapabilities | undefined;
   try {
     log.debug({ action: 'reading backend greeting' });
     const greeting = await readStatus(link, 'greeting', step).catch(async (error: unknown) => {
@@ -147,7 +152,10 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     link.replyComplete('greeting');
     const apopTimestamp = findApopTimestamp(greeting.text);
 
-    let capabilities = await readCapabilities(link, step);
+    // A fresh answer from an earlier login stands in for CAPA (capability-cache.ts): it made that
+    // login use CRAM-MD5 on a link without STLS, so it cannot lead to anything weaker.
+    reused = backend.tls === 'starttls' ? undefined : context.capabilityCache?.fresh(address);
+    let capabilities = reused ?? (await readCapabilities(link, step));
     const stlsOffered = capabilities.stls;
     if (wantsStls(backend, capabilities)) {
       log.debug({ action: 'upgrading backend link with STLS' });
@@ -173,7 +181,7 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     // user logs in. Asked in the same tick as the offer memory, so both share one Redis write.
     const apopWouldBeChosen = backend.auth === 'auto' && apopTimestamp !== undefined && !capabilities.sasl.has('CRAM-MD5');
     const userLogsIn = apopWouldBeChosen ? apop.howUserLogsIn() : undefined;
-    const verdict = await context.memory.observe(formatBackendAddress(backend.address), offer);
+    const verdict = await context.memory.observe(address, offer);
     if (verdict.kind === 'refuse') throw new NoSafeMechanismError(verdict.reason, verdict.hint);
     const passOverApop = (await userLogsIn) === 'cleartext';
 
@@ -200,9 +208,17 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
       return { kind: 'refused', error, retryInClear };
     }
     link.replyComplete('auth');
+    if (reused === undefined && choice.mechanism === 'cram-md5' && !stlsOffered && backend.tls !== 'starttls') {
+      context.capabilityCache?.remember(address, capabilities);
+    }
     return { kind: 'logged-in', session: { link, capabilities, mechanism: choice.mechanism }, apopOffered: apopTimestamp !== undefined };
   } catch (error) {
     link.destroy();
+    // Whatever went wrong may be a backend that changed: the next login asks CAPA again.
+    if (reused !== undefined) {
+      context.capabilityCache?.forget(address);
+      log.warn({ reason: error instanceof Error ? error.message : String(error) }, "the backend's CAPA answer of the last minute no longer holds (no credential was sent); the next login asks CAPA again");
+    }
     throw error;
   }
 }
