@@ -49,7 +49,7 @@ return 1`;
  */
 export const OFFER_REFRESH_MS = 60 * 60 * 1000;
 
-/** The hash at `key`; its expiry pushed back too when `refresh` (both sent at once). */
+/** The hash at `key`; its expiry pushed back too when `refresh`, in the same write (auto-pipelining). */
 async function read(client: RedisClient, key: string, refresh: boolean): Promise<Record<string, string>> {
   const [hash] = await Promise.all([client.hgetall(key), refresh ? client.pexpire(key, REMEMBERED_OFFER_MS) : undefined]);
   return hash;

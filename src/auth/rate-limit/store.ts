@@ -108,9 +108,9 @@ return 1`;
 
 /**
  * A script run by its SHA1 (EVALSHA), sent whole (EVAL) only when Redis does not have it yet (a
- * new or restarted Redis). EVALSHA and EVAL are commands ioredis knows the keys of, so a Cluster
- * client sends them to the node of their slot (ioredis's defineCommand would route a script with
- * a variable number of keys by its first argument, the count).
+ * new or restarted Redis). Not ioredis's defineCommand: auto-pipelining on a Cluster would group
+ * such a command by its first argument (the number of keys), not by its first key, and put keys
+ * of different slots into one pipeline; EVALSHA and EVAL it groups by their keys.
  */
 class Script {
   readonly #sha: string;
