@@ -11,9 +11,9 @@
  *
  * Store errors are thrown as they are; insurance.ts decides what an error means.
  */
-import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import type { RateLimitConfig } from '../../config/types.js';
+import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import type { LimiterPolicy, RateLimitConfig } from '../../config/types.js';
 import { MAX_MEMORY_LIMIT_KEYS } from '../../config/limits.js';
 import { KEY_KINDS, storeKey, type AttemptKeys } from './keys.js';
 import { activeLimiters, type LimiterKey } from './policy.js';
@@ -53,188 +53,78 @@ export function limiterId(limiter: LimiterKey, keys: AttemptKeys): string {
   return limiter === 'userIp' ? keys.pair : limiter === 'ip' ? keys.ip : keys.userId;
 }
 
-/** Whole seconds for a Redis window, rounded up (the config refuses less than 1 s). */
+/** Whole seconds for rate-limiter-flexible, rounded up (the config refuses less than 1 s). */
 const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
 
 // ---------------------------------------------------------------------------------------------
 
-/**
- * Takes one place in each counter of KEYS (ARGV[1 + i]: its window in seconds), as
- * rate-limiter-flexible's consume() did: a counter is created at 0 with its window (SET NX EX),
- * then incremented. With ARGV[1] = '1' the last key is the pair's trusted mark, only read.
- * Returns the mark (1/0, or -1 when not asked), then each counter's count and ms left.
- */
-const RESERVE = `local trustedAsked = ARGV[1] == '1'
-local counters = #KEYS
-local out = {-1}
-if trustedAsked then
-  counters = counters - 1
-  out[1] = redis.call('exists', KEYS[#KEYS])
-end
-for i = 1, counters do
-  local window = ARGV[i + 1]
-  redis.call('set', KEYS[i], 0, 'EX', window, 'NX')
-  out[2 * i] = redis.call('incr', KEYS[i])
-  local ttl = redis.call('pttl', KEYS[i])
-  if ttl == -1 then
-    redis.call('expire', KEYS[i], window)
-    ttl = 1000 * window
-  end
-  out[2 * i + 1] = ttl
-end
-return out`;
+/** Takes one point back, never below 0 and never creating a key that expired meanwhile. */
+const GIVE_BACK = `local v = tonumber(redis.call('get', KEYS[1]))
+if v ~= nil and v > 0 then return redis.call('decr', KEYS[1]) end
+return 0`;
 
-/**
- * Settles a reservation: KEYS[i] gets the operation ARGV[3i-2] with the numbers ARGV[3i-1],
- * ARGV[3i]: 'del'; 'back' takes one place back (never below 0, never recreating an expired key);
- * 'trust' sets the trusted mark for ARGV[3i-1] ms; 'block' makes a counter that holds
- * ARGV[3i-1] (max_failures) live ARGV[3i] ms from now (the block starts at the failure that fills it).
- */
-const SETTLE = `for i = 1, #KEYS do
-  local op = ARGV[3 * i - 2]
-  if op == 'del' then
-    redis.call('del', KEYS[i])
-  elseif op == 'back' then
-    local v = tonumber(redis.call('get', KEYS[i]))
-    if v ~= nil and v > 0 then redis.call('decr', KEYS[i]) end
-  elseif op == 'trust' then
-    redis.call('set', KEYS[i], '1', 'PX', ARGV[3 * i - 1])
-  elseif op == 'block' then
-    local v = tonumber(redis.call('get', KEYS[i]))
-    if v ~= nil and v >= tonumber(ARGV[3 * i - 1]) then redis.call('pexpire', KEYS[i], ARGV[3 * i]) end
-  end
-end
-return 1`;
+/** A counter that holds max_failures (ARGV[1]) lives for the block (ARGV[2] ms) from now. */
+const BLOCK_IF_FULL = `local v = tonumber(redis.call('get', KEYS[1]))
+if v ~= nil and v >= tonumber(ARGV[1]) then redis.call('pexpire', KEYS[1], ARGV[2]) return 1 end
+return 0`;
 
-/**
- * A script run by its SHA1 (EVALSHA), sent whole (EVAL) only when Redis does not have it yet (a
- * new or restarted Redis). Not ioredis's defineCommand: auto-pipelining on a Cluster would group
- * such a command by its first argument (the number of keys), not by its first key, and put keys
- * of different slots into one pipeline; EVALSHA and EVAL it groups by their keys.
- */
-class Script {
-  readonly #sha: string;
-  constructor(readonly lua: string) {
-    this.#sha = createHash('sha1').update(lua).digest('hex');
-  }
-
-  async run(client: StoreClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    try {
-      return await client.evalsha(this.#sha, keys.length, ...keys, ...args);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return client.eval(this.lua, keys.length, ...keys, ...args);
-    }
-  }
-}
-
-const RESERVE_SCRIPT = new Script(RESERVE);
-const SETTLE_SCRIPT = new Script(SETTLE);
-
-/** What the store needs of its client: scripts, a MULTI on one slot, a ping. */
-type StoreClient = Pick<Redis, 'evalsha' | 'eval' | 'multi' | 'ping'>;
-
-type SettleOperation = readonly [key: string, operation: 'del' | 'back' | 'trust' | 'block', a: number, b: number];
-
-/**
- * The Redis Cluster hash slot's tag of a key (Redis's rule: what is between the first '{' and
- * the next '}', if not empty; else the whole key). Keys with one tag may share a script call.
- */
-function hashTag(key: string): string {
-  const open = key.indexOf('{');
-  const close = open === -1 ? -1 : key.indexOf('}', open + 1);
-  return close > open + 1 ? key.slice(open + 1, close) : key;
-}
-
-/**
- * The shared store. The client has the offline queue off and a command timeout (redis-client.ts).
- * Each step of a login is one script call on one Redis (a Lua script runs atomically and costs
- * the client one command), and one per hash slot on a Cluster, where the counters of one
- * attempt live in different slots (the ip and user counters are shared with other attempts).
- */
+/** The shared store. The client has the offline queue off and a command timeout (redis-client.ts). */
 export class RedisLimitStore implements LimitStore {
-  readonly #client: StoreClient;
+  readonly #client: Redis | Cluster;
   readonly #config: Policies;
   readonly #active: readonly LimiterKey[];
-  readonly #cluster: boolean;
+  readonly #limiters: Record<LimiterKey, RateLimiterRedis>;
 
   constructor(client: Redis | Cluster, config: Policies) {
-    // A Cluster client has the same commands; its types say so less precisely.
-    this.#client = client as StoreClient;
+    this.#client = client;
     this.#config = config;
     this.#active = activeLimiters(config);
-    this.#cluster = 'isCluster' in client && client.isCluster === true;
+    // consume() is rate-limiter-flexible's atomic increment (SET NX with the window, INCRBY) and
+    // refuses past `points`. With points = max_failures, consume number max_failures is still
+    // allowed and the next refused; no blockDuration: a refused reservation is given back, and
+    // the block starts from the failure that fills the counter (BLOCK_IF_FULL), not from a
+    // refusal, so guesses at a blocked key cannot prolong its block.
+    const make = (limiter: LimiterKey, policy: LimiterPolicy) =>
+      new RateLimiterRedis({
+        storeClient: client,
+        // Fail at once while the client is not connected, instead of waiting for a timeout.
+        rejectIfRedisNotReady: true,
+        keyPrefix: `${config.keyPrefix}:${LIMITER_KIND[limiter]}`,
+        points: Math.max(policy.maxFailures, 1),
+        duration: seconds(policy.windowMs),
+      });
+    this.#limiters = { userIp: make('userIp', config.userIp), ip: make('ip', config.ip), user: make('user', config.user) };
   }
 
   #key(limiter: LimiterKey, keys: AttemptKeys): string {
-    return storeKey(this.#config.keyPrefix, LIMITER_KIND[limiter], limiterId(limiter, keys));
+    return this.#limiters[limiter].getKey(limiterId(limiter, keys));
   }
 
   #trustedKey(keys: AttemptKeys): string {
     return storeKey(this.#config.keyPrefix, KEY_KINDS.trusted, keys.pair);
   }
 
-  /** Keys in the groups one script call may touch: all together on one Redis, by hash slot on a Cluster. */
-  #grouped<T extends { readonly key: string }>(items: readonly T[]): (readonly T[])[] {
-    if (!this.#cluster) return [items];
-    const groups = new Map<string, T[]>();
-    for (const item of items) {
-      const tag = hashTag(item.key);
-      const group = groups.get(tag);
-      if (group === undefined) groups.set(tag, [item]);
-      else group.push(item);
-    }
-    return [...groups.values()];
-  }
-
-  async #settle(operations: readonly SettleOperation[]): Promise<void> {
-    const groups = this.#grouped(operations.map((operation) => ({ key: operation[0], operation })));
-    await Promise.all(
-      groups.map((group) =>
-        SETTLE_SCRIPT.run(
-          this.#client,
-          group.map((item) => item.key),
-          group.flatMap(({ operation: [, name, a, b] }) => [name, a, b]),
-        ),
-      ),
-    );
-  }
-
-  #giveBack(limiters: readonly LimiterKey[], keys: AttemptKeys): Promise<void> {
-    return this.#settle(limiters.map((limiter) => [this.#key(limiter, keys), 'back', 0, 0] as const));
+  #giveBack(limiters: readonly LimiterKey[], keys: AttemptKeys): Promise<unknown> {
+    // Issued in one tick: auto-pipelining sends them in one write per node (limiter keys hash to
+    // different Cluster slots, so one MULTI or script over all of them is not possible).
+    return Promise.all(limiters.map((limiter) => this.#client.eval(GIVE_BACK, 1, this.#key(limiter, keys))));
   }
 
   async reserve(keys: AttemptKeys): Promise<Reservation> {
-    // The trusted mark matters only to the per-user limiter; it is read with the pair's counter.
-    const askTrust = this.#active.includes('user');
-    const items = [
-      ...this.#active.map((limiter) => ({ key: this.#key(limiter, keys), limiter })),
-      ...(askTrust ? [{ key: this.#trustedKey(keys), limiter: undefined }] : []),
-    ];
-    const counts = new Map<LimiterKey, { count: number; msLeft: number }>();
-    let trusted = false;
-    await Promise.all(
-      this.#grouped(items).map(async (group) => {
-        const counters = group.filter((item) => item.limiter !== undefined);
-        const withTrust = counters.length < group.length;
-        const windows = counters.map((item) => seconds(this.#config[item.limiter!].windowMs));
-        const out = (await RESERVE_SCRIPT.run(
-          this.#client,
-          [...counters.map((item) => item.key), ...(withTrust ? [this.#trustedKey(keys)] : [])],
-          [withTrust ? '1' : '0', ...windows],
-        )) as number[];
-        if (withTrust) trusted = out[0] === 1;
-        counters.forEach((item, i) => counts.set(item.limiter!, { count: Number(out[2 * i + 1]), msLeft: Number(out[2 * i + 2]) }));
-      }),
-    );
-    // A counter past max_failures is full; the per-user one never binds a trusted pair.
-    const full = this.#active.find(
-      (limiter) => (counts.get(limiter)?.count ?? 0) > Math.max(this.#config[limiter].maxFailures, 1) && !(limiter === 'user' && trusted),
-    );
-    if (full === undefined) return { kind: 'reserved' };
-    // Every counter was incremented, the full one too: give them all back.
+    const [trusted, ...results] = await Promise.allSettled([
+      this.#client.exists(this.#trustedKey(keys)),
+      ...this.#active.map((limiter) => this.#limiters[limiter].consume(limiterId(limiter, keys))),
+    ]);
+    const failure = [trusted, ...results].find((r) => r.status === 'rejected' && !(r.reason instanceof RateLimiterRes));
+    if (failure?.status === 'rejected') throw failure.reason;
+    const isTrusted = trusted?.status === 'fulfilled' && trusted.value === 1;
+    const fullAt = results.findIndex((r, i) => r.status === 'rejected' && !(this.#active[i] === 'user' && isTrusted));
+    if (fullAt === -1) return { kind: 'reserved' };
+    // Every consume incremented its counter, the refused ones too: give them all back.
     await this.#giveBack(this.#active, keys);
-    return { kind: 'full', limiter: full, msLeft: Math.max(counts.get(full)?.msLeft ?? 0, 0) };
+    const refused = results[fullAt];
+    const msLeft = refused?.status === 'rejected' ? (refused.reason as RateLimiterRes).msBeforeNext : 0;
+    return { kind: 'full', limiter: this.#active[fullAt] ?? 'user', msLeft: Math.max(msLeft, 0) };
   }
 
   async release(keys: AttemptKeys): Promise<void> {
@@ -253,10 +143,10 @@ export class RedisLimitStore implements LimitStore {
         return false;
       }
     }
-    await this.#settle(
+    await Promise.all(
       this.#active.map((limiter) => {
         const policy = this.#config[limiter];
-        return [this.#key(limiter, keys), 'block', policy.maxFailures, policy.blockMs] as const;
+        return this.#client.eval(BLOCK_IF_FULL, 1, this.#key(limiter, keys), policy.maxFailures, policy.blockMs);
       }),
     );
     return true;
@@ -264,13 +154,18 @@ export class RedisLimitStore implements LimitStore {
 
   async succeed(keys: AttemptKeys): Promise<void> {
     const { keyPrefix, trustedPairMs } = this.#config;
-    await this.#settle([
-      [this.#key('userIp', keys), 'del', 0, 0],
-      [storeKey(keyPrefix, KEY_KINDS.seen, keys.pair), 'del', 0, 0],
-      // trusted_for 0s trusts no pair (and PX 0 would be a Redis error).
-      ...(trustedPairMs > 0 ? [[this.#trustedKey(keys), 'trust', trustedPairMs, 0] as const] : []),
-      ...this.#active.filter((limiter) => limiter !== 'userIp').map((limiter) => [this.#key(limiter, keys), 'back', 0, 0] as const),
+    const forget = this.#client.multi().del(this.#key('userIp', keys), storeKey(keyPrefix, KEY_KINDS.seen, keys.pair));
+    // trusted_for 0s trusts no pair (and PX 0 would be a Redis error).
+    if (trustedPairMs > 0) forget.set(this.#trustedKey(keys), '1', 'PX', trustedPairMs);
+    const [result] = await Promise.all([
+      forget.exec(),
+      this.#giveBack(
+        this.#active.filter((limiter) => limiter !== 'userIp'),
+        keys,
+      ),
     ]);
+    const failed = result?.find(([error]) => error !== null);
+    if (failed?.[0]) throw failed[0];
   }
 
   /** A cheap liveness check for the recovery probe. */
