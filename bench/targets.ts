@@ -85,11 +85,11 @@ export function shebangNodeOptions(script: string): string[] {
 
 /**
  * popwarden from dist/ with the Redis limiter, connection bounds off (one address is the load).
- * `nodeOptions` go to node itself (`--cpu-prof`, `--heap-prof`).
+ * `nodeOptions` go to node itself (`--cpu-prof`, `--heap-prof`); `cli` may name another build.
  */
-export async function startPopwarden(env: Environment, backendPort: number, redisUrl: string, nodeOptions: readonly string[] = []): Promise<Target> {
+export async function startPopwarden(env: Environment, backendPort: number, redisUrl: string, nodeOptions: readonly string[] = [], cli = 'dist/cli.js'): Promise<Target> {
   const port = await freePort();
-  const child = spawnWrapped(env.frontWrap, [process.execPath, ...shebangNodeOptions('dist/cli.js'), ...nodeOptions, 'dist/cli.js', '--listen-tls', `127.0.0.1:${port}`, '--listen-stls', `127.0.0.1:${await freePort()}`,
+  const child = spawnWrapped(env.frontWrap, [process.execPath, ...shebangNodeOptions(cli), ...nodeOptions, cli, '--listen-tls', `127.0.0.1:${port}`, '--listen-stls', `127.0.0.1:${await freePort()}`,
     '--backend', `127.0.0.1:${backendPort}`, '--cert', env.certFile, '--key', env.keyFile, '--redis', redisUrl, '--auth-failure-delay', '0s',
     '--limits-max-new-connections-per-ip', '0', '--limits-max-new-connections-per-ip-per-minute', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0',
     // The load is one user from one address with up to 32 logins in flight, and a login in flight

@@ -17,6 +17,7 @@ import { BackendPrograms } from './backend/programs.js';
 import { ApopUsers } from './backend/apop-users.js';
 import { SharedBackendMemory, type OfferMemory } from './backend/shared-memory.js';
 import { SharedApopUsers, type ApopMemory } from './backend/shared-apop-users.js';
+import { CapabilityCache } from './backend/capability-cache.js';
 import type { SharedRedis } from './auth/rate-limit/shared-redis.js';
 import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
@@ -127,6 +128,8 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const backendMemory: OfferMemory = deps.shared === undefined ? localMemory : new SharedBackendMemory(localMemory, deps.shared);
   const apopUsers: ApopMemory =
     deps.shared === undefined ? localApopUsers : new SharedApopUsers(localApopUsers, deps.shared, config.rateLimit.usernameCanonical);
+  // Kept across reloads: an entry is checked against each login's own configuration and offer memory.
+  const capabilityCache = new CapabilityCache();
   for (const backend of config.backends) {
     const unseenStls = unseenStlsWarning(backend, localMemory);
     if (unseenStls !== undefined) log.warn({ backend: backend.name }, unseenStls);
@@ -167,7 +170,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
     let made = sessionDeps.get(listener);
     if (made === undefined) {
-      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, backendPrograms, onClosed, onLoggedIn };
+      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, capabilityCache, backendPrograms, onClosed, onLoggedIn };
       sessionDeps.set(listener, made);
     }
     return made;

@@ -7,8 +7,10 @@ import type { Metrics } from '../observability/metrics.js';
 import { BackendLink } from './link.js';
 import { dialBackend, type ProgramRunner } from './dial.js';
 import { localLinkTrust } from './local-link.js';
+import type { CapabilityCache } from './capability-cache.js';
 import { chooseMechanism, CLEARTEXT_MECHANISMS, strongestOffered, type BackendMechanism } from './mechanism.js';
 import type { ApopMemory } from './shared-apop-users.js';
+import type { ApopUserKind } from './apop-users.js';
 import type { OfferMemory } from './shared-memory.js';
 import { apopDigest, findApopTimestamp } from '../auth/apop.js';
 import { cramMd5Response } from '../auth/cram-md5.js';
@@ -57,6 +59,8 @@ export interface BackendLoginContext {
   readonly onIdleFailure: (error: BackendUnavailableError) => void;
   /** For an `exec:` backend: where its program is started, and the cap. */
   readonly programs: ProgramRunner;
+  /** CAPA answers reused for a minute (absent: every login asks). */
+  readonly capabilityCache?: CapabilityCache;
 }
 
 /**
@@ -70,20 +74,26 @@ export interface BackendLoginContext {
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const address = formatBackendAddress(context.backend.address);
-  const known = context.backend.auth === 'auto' ? await context.apopUsers.get(address, credentials.user) : undefined;
-  const first = await loginOnce(credentials, context, known === 'cleartext');
+  // Asked only of a backend whose offer would make APOP the choice (loginOnce knows after CAPA):
+  // behind one that offers CRAM-MD5, or no APOP timestamp, how the user logs in to APOP changes
+  // nothing, and asking would cost every login a Redis round trip and an HMAC.
+  let known: Promise<ApopUserKind | undefined> | undefined;
+  const howUserLogsIn = (): Promise<ApopUserKind | undefined> => (known ??= Promise.resolve(context.apopUsers.get(address, credentials.user)));
+  const first = await loginOnce(credentials, context, { howUserLogsIn });
   if (first.kind === 'logged-in') {
-    if (first.apopOffered && context.backend.auth === 'auto') {
+    // After CRAM-MD5 there is nothing to learn: the user's APOP secret, if any, was not tried.
+    if (first.apopOffered && context.backend.auth === 'auto' && first.session.mechanism !== 'cram-md5') {
       await context.apopUsers.remember(address, credentials.user, first.session.mechanism === 'apop' ? 'apop' : 'cleartext');
     }
     return first.session;
   }
-  if (!first.retryInClear || known === 'apop') throw first.error;
+  // A retry in clear follows a refused APOP only, and APOP was chosen after howUserLogsIn() was asked.
+  if (!first.retryInClear || (await known) === 'apop') throw first.error;
 
   context.log.info({ action: 'retrying in clear' }, 'the backend refused APOP; retrying the same password with a cleartext mechanism on a fresh connection');
   let second: LoginResult;
   try {
-    second = await loginOnce(credentials, context, true);
+    second = await loginOnce(credentials, context, PASS_OVER_APOP);
   } catch (error) {
     // Nothing was judged on the second connection: the verdict is APOP's.
     const judged = error instanceof BackendUnavailableError && error.step === 'auth';
@@ -111,13 +121,26 @@ type LoginResult =
  * timeout and label. A refusal is returned; on any other failure the link is dropped without
  * QUIT and a typed error thrown: BackendUnavailableError or NoSafeMechanismError.
  */
-async function loginOnce(credentials: Credentials, context: BackendLoginContext, passOverApop: boolean): Promise<LoginResult> {
+/**
+ * Whether one backend connection passes over APOP in favour of a cleartext mechanism: always on
+ * the retry, and on a first attempt when the user is remembered to have no APOP secret there
+ * (asked only when APOP would otherwise be the choice).
+ */
+interface ApopChoice {
+  readonly howUserLogsIn: () => Promise<ApopUserKind | undefined>;
+}
+
+const PASS_OVER_APOP: ApopChoice = { howUserLogsIn: () => Promise.resolve('cleartext') };
+
+async function loginOnce(credentials: Credentials, context: BackendLoginContext, apop: ApopChoice): Promise<LoginResult> {
   const { backend, timeouts, log } = context;
   const dialStarted = performance.now();
   const connection = await dialBackend(backend, timeouts.backendConnectMs, context.tlsOptions, context.client, context.programs);
   context.metrics.backendConnected((performance.now() - dialStarted) / 1000);
   const link = new BackendLink(connection.socket, context.onIdleFailure);
   const step = timeouts.backendStepMs;
+  const address = formatBackendAddress(backend.address);
+  let reused: BackendCapabilities | undefined;
   try {
     log.debug({ action: 'reading backend greeting' });
     const greeting = await readStatus(link, 'greeting', step).catch(async (error: unknown) => {
@@ -130,7 +153,10 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     link.replyComplete('greeting');
     const apopTimestamp = findApopTimestamp(greeting.text);
 
-    let capabilities = await readCapabilities(link, step);
+    // A fresh answer from an earlier login stands in for CAPA (capability-cache.ts): it made that
+    // login use CRAM-MD5 on a link without STLS, so it cannot lead to anything weaker.
+    reused = backend.tls === 'starttls' ? undefined : context.capabilityCache?.fresh(address);
+    let capabilities = reused ?? (await readCapabilities(link, step));
     const stlsOffered = capabilities.stls;
     if (wantsStls(backend, capabilities)) {
       log.debug({ action: 'upgrading backend link with STLS' });
@@ -152,8 +178,13 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
       strongest: strongestOffered(capabilities, apopTimestamp),
       stls: backend.tls === 'auto' || backend.tls === 'starttls' ? stlsOffered : undefined,
     };
-    const verdict = await context.memory.observe(formatBackendAddress(backend.address), offer);
+    // APOP is the choice only without CRAM-MD5 (mechanism.ts): only then does it matter how this
+    // user logs in. Asked in the same tick as the offer memory, so both share one Redis write.
+    const apopWouldBeChosen = backend.auth === 'auto' && apopTimestamp !== undefined && !capabilities.sasl.has('CRAM-MD5');
+    const userLogsIn = apopWouldBeChosen ? apop.howUserLogsIn() : undefined;
+    const verdict = await context.memory.observe(address, offer);
     if (verdict.kind === 'refuse') throw new NoSafeMechanismError(verdict.reason, verdict.hint);
+    const passOverApop = (await userLogsIn) === 'cleartext';
 
     const local = link.secure || backend.allowPlaintextAuth ? { trusted: true as const } : await localLinkTrust(backend, link.remoteAddress);
     const inputs = { mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed: local.trusted, backend };
@@ -178,9 +209,17 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
       return { kind: 'refused', error, retryInClear };
     }
     link.replyComplete('auth');
+    if (reused === undefined && choice.mechanism === 'cram-md5' && !stlsOffered && backend.tls !== 'starttls') {
+      context.capabilityCache?.remember(address, capabilities);
+    }
     return { kind: 'logged-in', session: { link, capabilities, mechanism: choice.mechanism }, apopOffered: apopTimestamp !== undefined };
   } catch (error) {
     link.destroy();
+    // Whatever went wrong may be a backend that changed: the next login asks CAPA again.
+    if (reused !== undefined) {
+      context.capabilityCache?.forget(address);
+      log.warn({ reason: error instanceof Error ? error.message : String(error) }, "the backend's CAPA answer of the last minute no longer holds (no credential was sent); the next login asks CAPA again");
+    }
     throw error;
   }
 }

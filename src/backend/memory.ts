@@ -125,6 +125,8 @@ const sameEntry = (a: RememberedBackend, b: RememberedBackend): boolean =>
 export const isRememberedBackend = (entry: Partial<RememberedBackend> | null | undefined): entry is RememberedBackend =>
   entry !== null && entry !== undefined && STRENGTHS.includes(entry.strongest as BackendStrength) && typeof entry.stls === 'boolean';
 
+const NOTHING_REMEMBERED: Readonly<Record<string, RememberedBackend>> = Object.freeze({});
+
 /** The remembered offers of every backend popwarden has logged in to, in `stateDir`. */
 export class BackendMemory {
   readonly file: string;
@@ -137,7 +139,7 @@ export class BackendMemory {
 
   /** Every remembered backend by address (HOST:PORT). Throws if the file is unreadable or not ours. */
   entries(): Readonly<Record<string, RememberedBackend>> {
-    return this.#read().backends;
+    return this.#current();
   }
 
   /**
@@ -157,9 +159,9 @@ export class BackendMemory {
   }
 
   #observe(address: string, offer: BackendOffer, now: Date): OfferVerdict {
-    const memory = this.#read();
-    const judged = judgeOffer(address, memory.backends[address], offer, now, this.#forgetHint(address));
+    const judged = judgeOffer(address, this.#current()[address], offer, now, this.#forgetHint(address));
     if (judged.remember !== undefined) {
+      const memory = this.#read();
       memory.backends[address] = judged.remember;
       this.#write(memory);
     }
@@ -195,10 +197,15 @@ export class BackendMemory {
 
   /** The memory as the file holds it now; a copy the caller may change. */
   #read(): MemoryFile {
+    return { version: 1, backends: { ...this.#current() } };
+  }
+
+  /** The memory as the file holds it now, not to be changed: a login costs a stat, not a copy. */
+  #current(): Readonly<Record<string, RememberedBackend>> {
     const stats = statSync(this.file, { throwIfNoEntry: false });
     if (stats === undefined) {
       this.#cached = undefined;
-      return { version: 1, backends: {} };
+      return NOTHING_REMEMBERED;
     }
     const version = versionOf(stats);
     if (this.#cached?.version !== version) {
@@ -206,9 +213,9 @@ export class BackendMemory {
       // re-open a downgrade: the same ownership and mode rules as every state file.
       ensureStateDir(this.stateDir);
       checkStateFile(this.file);
-      this.#cached = { version, backends: this.#parse() };
+      this.#cached = { version, backends: Object.freeze(this.#parse()) };
     }
-    return { version: 1, backends: { ...this.#cached.backends } };
+    return this.#cached.backends;
   }
 
   #parse(): Record<string, RememberedBackend> {

@@ -4,8 +4,9 @@
  * instance that has not seen the real server yet. Redis holds one hash per backend address
  * (`PREFIX:offer:HOST:PORT`), only ever raised, atomically (RAISE below), so two instances that
  * see a stronger offer at once both leave the stronger of the two. The keys are bounded by the
- * configured backends; each expires REMEMBERED_OFFER_MS after the last login that read it, so only
- * a backend no instance has used for that long is forgotten in Redis (the files still remember).
+ * configured backends; each expires REMEMBERED_OFFER_MS after the last login that read it (each
+ * instance pushes the expiry back at most once per OFFER_REFRESH_MS), so only a backend no
+ * instance has used for that long is forgotten in Redis (the files still remember).
  *
  * Every instance keeps its state_dir file as well, and a login is refused if either Redis or the
  * file remembers more than the backend offers now; whatever the file knows that Redis does not
@@ -41,15 +42,23 @@ redis.call('hset', KEYS[1], 'strongest', strongest, 'stls', stls, 'firstSeen', h
 redis.call('pexpire', KEYS[1], ARGV[4])
 return 1`;
 
-/** The hash at `key`, its expiry pushed back: one MULTI on one key (one Cluster slot). */
-async function readAndRefresh(client: RedisClient, key: string): Promise<Record<string, string>> {
-  const results = await client.multi().hgetall(key).pexpire(key, REMEMBERED_OFFER_MS).exec();
-  const failed = results?.find(([error]) => error !== null);
-  if (failed?.[0]) throw failed[0];
-  return (results?.[0]?.[1] ?? {}) as Record<string, string>;
+/**
+ * How often one process pushes back a key's expiry (REMEMBERED_OFFER_MS, a quarter): a login
+ * reads the key every time, but a refresh per login would be three more commands (a MULTI) for
+ * nothing. Any instance that logs in keeps the key alive.
+ */
+export const OFFER_REFRESH_MS = 60 * 60 * 1000;
+
+/** The hash at `key`; its expiry pushed back too when `refresh`, in the same write (auto-pipelining). */
+async function read(client: RedisClient, key: string, refresh: boolean): Promise<Record<string, string>> {
+  const [hash] = await Promise.all([client.hgetall(key), refresh ? client.pexpire(key, REMEMBERED_OFFER_MS) : undefined]);
+  return hash;
 }
 
 export class SharedBackendMemory implements OfferMemory {
+  /** When this process last pushed back each key's expiry (ms since the epoch). */
+  readonly #refreshedAt = new Map<string, number>();
+
   constructor(
     readonly local: BackendMemory,
     private readonly shared: SharedRedis,
@@ -61,8 +70,10 @@ export class SharedBackendMemory implements OfferMemory {
 
   async observe(address: string, offer: BackendOffer, now = new Date()): Promise<OfferVerdict> {
     const key = this.#key(address);
-    // Every login that reads the key keeps it alive (REMEMBERED_OFFER_MS), in the same round trip.
-    const held = await this.shared.attempt('backend memory', (client) => readAndRefresh(client, key));
+    // The keys are bounded by the configured backends, so is this map.
+    const refresh = now.getTime() - (this.#refreshedAt.get(key) ?? -Infinity) >= OFFER_REFRESH_MS;
+    const held = await this.shared.attempt('backend memory', (client) => read(client, key, refresh));
+    if (refresh && held !== undefined) this.#refreshedAt.set(key, now.getTime());
     // The file judges every login (and fails closed on its own problems); Redis adds the other instances' view.
     const localVerdict = this.local.observe(address, offer, now);
     if (held === undefined) return localVerdict;

@@ -226,3 +226,12 @@ export const MAX_PROXY_V2_OCTETS = 2_048;
  * in to for a quarter is one no instance uses. Each instance's backends.json still remembers.
  */
 export const REMEMBERED_OFFER_MS = 90 * 24 * 60 * 60 * 1000;
+
+/**
+ * How long a backend's CAPA answer, from a login that used CRAM-MD5 without STLS, stands in for
+ * asking again (backend/capability-cache.ts): a CAPA exchange per login is a write, a read and a
+ * parse in popwarden and a command in the backend, for an answer that changes only when the
+ * backend is reconfigured. After a minute the next login asks again, so a backend that starts
+ * offering STLS or drops CRAM-MD5 is seen (and the offer memory judges it) within a minute.
+ */
+export const CAPABILITIES_REUSE_MS = 60 * 1000;

@@ -11,6 +11,7 @@ import { loginToBackend } from '../backend/login.js';
 import type { OfferMemory } from '../backend/shared-memory.js';
 import type { BackendPrograms } from '../backend/programs.js';
 import type { ApopMemory } from '../backend/shared-apop-users.js';
+import type { CapabilityCache } from '../backend/capability-cache.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
 import type { ClientOrigin } from '../net/proxy-intake.js';
@@ -33,6 +34,8 @@ export interface LoginDependencies {
   readonly backendPrograms: BackendPrograms;
   /** How each user logged in to a backend that offers APOP (the cleartext retry after a refused APOP). */
   readonly apopUsers: ApopMemory;
+  /** Backends' CAPA answers, reused for a minute (absent: every login asks CAPA). */
+  readonly capabilityCache?: CapabilityCache;
 }
 
 /** One login attempt, as the session hands it over. */
@@ -131,6 +134,7 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
         metrics: deps.metrics,
         memory: deps.backendMemory,
         apopUsers: deps.apopUsers,
+        ...(deps.capabilityCache === undefined ? {} : { capabilityCache: deps.capabilityCache }),
         onIdleFailure: request.onBackendIdleFailure,
         programs: { programs: deps.backendPrograms, limit: deps.config.limits.maxBackendProcesses, log },
       });

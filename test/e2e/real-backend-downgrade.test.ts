@@ -74,6 +74,11 @@ describe('a backend that offers less than before is refused (issue 9.7)', () => 
       assert.equal(await login(proxy), Reply.loggedIn);
       assert.equal(statSync(join(stateDir, BACKEND_MEMORY_FILE)).mode & 0o777, 0o600);
       await swap('user-only');
+      // The first login within a minute reuses the real server's CAPA answer (capability-cache.ts):
+      // it sends AUTH CRAM-MD5, which the impostor refuses before any credential is sent.
+      const reusedFrom = tap.bytesClientToServer().length;
+      assert.equal(await login(proxy), Reply.backendUnavailable);
+      assert.equal(tap.bytesClientToServer().subarray(reusedFrom).toString('latin1'), 'AUTH CRAM-MD5\r\n');
       const sentBefore = tap.bytesClientToServer().length;
       assert.equal(await login(proxy), Reply.loginNotPossibleSafely);
       const sent = tap.bytesClientToServer().subarray(sentBefore).toString('latin1');

@@ -6,9 +6,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startDovecot, type Dovecot, type DovecotProfile } from '../harness/dovecot.js';
+import { withDovecotBehindTap } from '../harness/dovecot.js';
 import { startRedis, startProtected, login, type Protected, type RedisServer } from '../harness/redis.js';
-import { startTap, type Tap } from '../harness/tap.js';
+import type { Tap } from '../harness/tap.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
 import { Reply } from '../../src/pop3/replies.js';
 import type { BackendConfig } from '../../src/config/types.js';
@@ -65,24 +65,9 @@ describe('state shared by instances through Redis (issue 13.8)', { timeout: 120_
     await redis?.stop();
   });
 
-  /** A real Dovecot behind a tap, replaceable on its port by one offering less. */
-  async function withBackend(profile: DovecotProfile, body: (tap: Tap, swap: (next: DovecotProfile) => Promise<void>) => Promise<void>): Promise<void> {
-    let dovecot: Dovecot = await startDovecot({ profile, authPenalty: false, authFailureDelay: '0' });
-    const tap = await startTap(dovecot.host, dovecot.port);
-    try {
-      await body(tap, async (next) => {
-        const port = dovecot.port;
-        await dovecot.stop();
-        dovecot = await startDovecot({ profile: next, port, authPenalty: false, authFailureDelay: '0' });
-      });
-    } finally {
-      await tap.stop();
-      await dovecot.stop();
-    }
-  }
 
   test('a downgrade first seen by one instance is refused by the other: no password crosses', async () => {
-    await withBackend('cram-md5-only', async (tap, swap) => {
+    await withDovecotBehindTap('cram-md5-only', async (tap, swap) => {
       // trust_loopback would let USER/PASS through to the impostor on its own: only the memory stops it.
       await withTwoInstances(redis, tap, 'downgrade', { trustLoopback: true }, async (first, second) => {
         assert.equal(await login(first.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
@@ -110,7 +95,7 @@ describe('state shared by instances through Redis (issue 13.8)', { timeout: 120_
 
   test('how alice logs in (APOP) is shared: the other instance does not retry her refused APOP in clear', async () => {
     // apop-only: an APOP timestamp and USER in CAPA; a refused APOP would be retried with USER/PASS on a fresh connection.
-    await withBackend('apop-only', async (tap) => {
+    await withDovecotBehindTap('apop-only', async (tap) => {
       await withTwoInstances(redis, tap, 'apop', { trustLoopback: true }, async (first, second) => {
         assert.equal(await login(first.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
         const keys = (await redis.cli('--scan', '--pattern', 'apop:apopuser:*')).split('\n').filter((k) => k !== '');
@@ -130,7 +115,7 @@ describe('state shared by instances through Redis (issue 13.8)', { timeout: 120_
   });
 
   test('Redis down: each instance falls back on its own copy, says so once, and shares again when Redis is back', async () => {
-    await withBackend('cram-md5-only', async (tap) => {
+    await withDovecotBehindTap('cram-md5-only', async (tap) => {
       await withTwoInstances(redis, tap, 'outage', {}, async (first) => {
         assert.equal(await login(first.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
         await redis.kill();

@@ -11,6 +11,7 @@ import { processTable } from './proc.js';
 import { whenFileShows } from './file-watch.js';
 import { readEveryMessage, type DirectLogin } from './clients.js';
 import { MAIL_GID, sampleMaildrop, writeMaildir, type SampleAccount } from './maildrop.js';
+import { startTap, type Tap } from './tap.js';
 
 /** Which mechanisms the started Dovecot offers (see the table in startDovecot's TSDoc). */
 export type DovecotProfile = 'all' | 'apop-only' | 'cram-md5-only' | 'user-only' | 'stls';
@@ -405,5 +406,27 @@ service stats {
   } catch (err) {
     if (![...live.values()].some((v) => v.dir === dir)) fs.rmSync(dir, { recursive: true, force: true });
     throw err;
+  }
+}
+
+/**
+ * A real Dovecot (no auth penalty, no failure delay) behind a recording tap, for `body`; `swap`
+ * replaces it on its port by one with another profile (a changed backend, or an impostor).
+ */
+export async function withDovecotBehindTap(
+  profile: DovecotProfile,
+  body: (tap: Tap, swap: (next: DovecotProfile) => Promise<void>) => Promise<void>,
+): Promise<void> {
+  let dovecot: Dovecot = await startDovecot({ profile, authPenalty: false, authFailureDelay: '0' });
+  const tap = await startTap(dovecot.host, dovecot.port);
+  try {
+    await body(tap, async (next) => {
+      const port = dovecot.port;
+      await dovecot.stop();
+      dovecot = await startDovecot({ profile: next, port, authPenalty: false, authFailureDelay: '0' });
+    });
+  } finally {
+    await tap.stop();
+    await dovecot.stop();
   }
 }

@@ -100,6 +100,62 @@ export async function startRedis(extra: readonly string[] = []): Promise<RedisSe
   };
 }
 
+/** The commands a Redis receives, as `redis-cli MONITOR` prints them (each call of a Lua script marked). */
+export interface RedisMonitor {
+  /**
+   * The commands received since the last take() (or since start), once Redis has answered
+   * everything sent before this call: a marker command is sent and awaited in the output.
+   * `fromClients` drops the commands Lua scripts ran, leaving what clients sent.
+   */
+  take(options?: { readonly fromClients?: boolean }): Promise<MonitoredCommand[]>;
+  stop(): void;
+}
+
+export interface MonitoredCommand {
+  /** Lower case, as MONITOR prints it: `evalsha`, `hgetall`. */
+  readonly name: string;
+  readonly args: readonly string[];
+  /** Run by a Lua script, not sent by a client. */
+  readonly lua: boolean;
+}
+
+/** `redis-cli MONITOR` on `redis`, started and ready to record. */
+export async function monitorRedis(redis: Pick<RedisServer, 'port' | 'cli'>): Promise<RedisMonitor> {
+  const child = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(redis.port), 'MONITOR'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const changes = new Changes();
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    output += chunk;
+    changes.notify();
+  });
+  await changes.until(() => (output.startsWith('OK\n') ? true : undefined), 10_000, () => 'redis-cli MONITOR did not start');
+  output = output.slice(3);
+  let markers = 0;
+  return {
+    async take({ fromClients = false } = {}) {
+      const marker = `popwarden-test-marker-${++markers}`;
+      await redis.cli('echo', marker);
+      await changes.until(() => (output.includes(`"echo" "${marker}"`) ? true : undefined), 10_000, () => `MONITOR did not show ${marker}`);
+      const lines = output.split('\n');
+      const end = lines.findIndex((line) => line.includes(`"echo" "${marker}"`));
+      output = lines.slice(end + 1).join('\n');
+      return lines
+        .slice(0, end)
+        .map(parseMonitorLine)
+        .filter((command): command is MonitoredCommand => command !== undefined && !(fromClients && command.lua));
+    },
+    stop: () => void child.kill(),
+  };
+}
+
+/** `1701234567.123456 [0 127.0.0.1:40000] "get" "key"` (or `[0 lua]`) as a command. */
+function parseMonitorLine(line: string): MonitoredCommand | undefined {
+  const match = /^\d+\.\d+ \[\d+ ([^\]]+)\] (.*)$/.exec(line);
+  if (match === null) return undefined;
+  const words = [...(match[2] ?? '').matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1] ?? '');
+  return { name: (words[0] ?? '').toLowerCase(), args: words.slice(1), lua: match[1] === 'lua' };
+}
+
 export interface RedisCluster {
   readonly nodes: readonly RedisServer[];
   stop(): Promise<void>;
