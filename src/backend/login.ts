@@ -122,6 +122,7 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     const greeting = await readStatus(link, 'greeting', step).catch(async (error: unknown) => {
       // A program that ended before its greeting: one error that names it, with its exit status.
       if (connection.process === undefined || !(error instanceof BackendUnavailableError) || error.code !== 'E_BACKEND_CLOSED') throw error;
+      if (connection.process.evicted) throw error; // said below
       link.destroy();
       throw await connection.process.earlyExitError();
     });
@@ -177,9 +178,15 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
       return { kind: 'refused', error, retryInClear };
     }
     link.replyComplete('auth');
+    connection.process?.loggedIn();
     return { kind: 'logged-in', session: { link, capabilities, mechanism: choice.mechanism }, apopOffered: apopTimestamp !== undefined };
   } catch (error) {
     link.destroy();
+    // Its program was ended to make room for another login: the same hang-up at the same step
+    // (after the credentials it counts as an unanswered guess, as any hang-up does), said plainly.
+    if (connection.process?.evicted === true && error instanceof BackendUnavailableError && error.code === 'E_BACKEND_CLOSED') {
+      throw new BackendUnavailableError('E_BACKEND_CLOSED', error.step, 'its backend program was ended to make room for another login (limits.max_backend_processes)', { cause: error });
+    }
     throw error;
   }
 }

@@ -111,12 +111,31 @@ export const EVICTION_MIN_AGE_MS = 1_000;
 export const DEFAULT_MAX_BACKEND_PROCESSES = 100;
 
 /**
+ * Default of limits.max_backend_logins_per_ip: programs of an `exec:` backend that one client
+ * address (IPv6: its rate_limit.ipv6_prefix network) may hold while their login is still in
+ * progress, as xinetd's `per_source` bounds one source's instances. A wrong password holds its
+ * program through the backend's failure delay (pam_unix: 2 s), so without a share a few
+ * addresses sending wrong passwords in parallel would hold every place of max_backend_processes.
+ * A mail client logs in one connection at a time, and a login the backend accepts takes
+ * milliseconds: five leaves room for many clients behind one NAT address.
+ */
+export const DEFAULT_MAX_BACKEND_LOGINS_PER_IP = 5;
+
+/**
  * When its session ends, a backend program gets this long to exit on its own before SIGTERM: it
  * has read EOF on its socket, and a server that answered QUIT before it finished rewriting the
  * mailbox (RFC 1939 §6 says it should not, not all do) must not be cut off in the middle of the
  * write. Servers that are idle exit at once on EOF.
  */
 export const BACKEND_PROCESS_EXIT_GRACE_MS = 5_000;
+
+/**
+ * The same grace for a program whose login did not succeed (refused, timed out, or its place given
+ * to another login): it has no mailbox to write, so it gets SIGTERM this soon rather than hold a
+ * place of max_backend_processes for the whole exit grace. Servers exit at once on EOF; this only
+ * ends the ones that do not (a server still in its failure delay, a tarpit).
+ */
+export const BACKEND_LOGIN_EXIT_GRACE_MS = 250;
 
 /** After SIGTERM, this long before SIGKILL: bounds a program that ignores both EOF and SIGTERM. */
 export const BACKEND_PROCESS_KILL_GRACE_MS = 2_000;

@@ -132,7 +132,12 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
         memory: deps.backendMemory,
         apopUsers: deps.apopUsers,
         onIdleFailure: request.onBackendIdleFailure,
-        programs: { programs: deps.backendPrograms, limit: deps.config.limits.maxBackendProcesses, log },
+        programs: {
+          programs: deps.backendPrograms,
+          limit: deps.config.limits.maxBackendProcesses,
+          perAddressLogins: deps.config.limits.maxBackendLoginsPerIp,
+          log,
+        },
       });
     } finally {
       if (backendCredentials !== credentials) backendCredentials.wipe();

@@ -177,6 +177,56 @@ describe('exec: limits.max_backend_processes', { timeout: 60_000 }, () => {
   });
 });
 
+describe('exec: a program whose login failed gives its place back at once', { timeout: 60_000 }, () => {
+  // Refuses any password but "right", and after EOF lingers (a server still in its failure delay,
+  // a tarpit) until a signal ends it.
+  const lingering = (): string =>
+    script(
+      'lingering.sh',
+      `#!/bin/sh
+printf '+OK lingering\\r\\n'
+while IFS= read -r line; do
+  case "$line" in
+    CAPA*) printf -- '-ERR no CAPA\\r\\n' ;;
+    "PASS right"*) printf '+OK\\r\\n' ;;
+    PASS*) printf -- '-ERR wrong password\\r\\n' ;;
+    QUIT*) printf '+OK bye\\r\\n'; exit 0 ;;
+    *) printf '+OK\\r\\n' ;;
+  esac
+done
+exec sleep 600
+`,
+    );
+
+  test('with one place, a login right after a refused one is served: the refused program gets SIGTERM 250 ms after its login, not 5 s', async () => {
+    const proxy = await startProxy(exec(lingering()), 1);
+    try {
+      const attempt = async (password: string): Promise<{ client: RawClient; reply: string }> => {
+        const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+        await client.readLine();
+        assert.match(await client.command('USER alice'), /^\+OK/);
+        return { client, reply: await client.command(`PASS ${password}`, 10_000) };
+      };
+      const refused = await attempt('wrong');
+      refused.client.destroy();
+      assert.equal(refused.reply, '-ERR [AUTH] Authentication failed');
+      const served = await attempt('right');
+      assert.equal(served.reply, '+OK Logged in', proxy.logText().slice(-2_000));
+      assert.match(await served.client.command('QUIT'), /^\+OK/);
+      served.client.destroy();
+      const exits = proxy.logs().filter((l) => l['msg'] === 'backend program exited');
+      const first = exits[0] ?? (await proxy.waitForLog((l) => l['msg'] === 'backend program exited'));
+      assert.equal(first['signal'], 'SIGTERM');
+      assert.equal(first['level'], 'info', 'ending the program of a failed login is routine, not a warning');
+      assert.match(String(first['note']), /^still running 250 ms after its session ended$/);
+      await backendProgramsExited(proxy);
+      assertNoChildren();
+    } finally {
+      await proxy.stop();
+    }
+  });
+});
+
 describe("exec: the program's environment", { timeout: 60_000 }, () => {
   test("the client's address as ucspi-tcp, CGI and xinetd name it, the configured variables, and nothing of popwarden's own", async () => {
     const dump = join(dir, 'env.txt');
