@@ -65,12 +65,15 @@ export interface BackendLoginContext {
  * attempt and the guard counts one; the session answers every failure at the same deadline.
  * What worked is remembered per backend and user (ApopUsers), so that a guess is tested against
  * one secret: a user known to have an APOP secret gets no retry, a user known to have none goes
- * straight to the cleartext mechanism.
+ * straight to the cleartext mechanism. And so that a guess costs the backend one failure: a user
+ * for whom APOP and the retry were both refused lately goes straight to the cleartext mechanism
+ * too, until a login succeeds ('retry-refused'); only the first wrong guess at a user popwarden
+ * does not know is refused twice.
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const address = formatBackendAddress(context.backend.address);
   const known = context.backend.auth === 'auto' ? await context.apopUsers.get(address, credentials.user) : undefined;
-  const first = await loginOnce(credentials, context, known === 'cleartext');
+  const first = await loginOnce(credentials, context, known === 'cleartext' || known === 'retry-refused');
   if (first.kind === 'logged-in') {
     if (first.apopOffered && context.backend.auth === 'auto') {
       await context.apopUsers.remember(address, credentials.user, first.session.mechanism === 'apop' ? 'apop' : 'cleartext');
@@ -92,7 +95,12 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
     }
     throw error;
   }
-  if (second.kind === 'refused') throw second.error;
+  if (second.kind === 'refused') {
+    // Both refused this password. Were the user without an APOP secret, the cleartext refusal is
+    // the verdict; were it with one, APOP's was. Either way, from now on one mechanism per guess.
+    if (second.error.isCredentialFailure) await context.apopUsers.remember(address, credentials.user, 'retry-refused');
+    throw second.error;
+  }
   await context.apopUsers.remember(address, credentials.user, 'cleartext');
   return second.session;
 }
