@@ -34,11 +34,16 @@ export type ApopUserKind =
  *
  * Failures write one thing, apart: 'retry-refused' (see ApopUserKind), for
  * CLEARTEXT_ONLY_AFTER_REFUSED_RETRY_MS, in a map of its own with the same bound, so guesses at
- * many users can push out only each other, never what successful logins taught.
+ * many users can push out only each other, never what successful logins taught. It is written
+ * only for a backend where a cleartext login has worked after a refused APOP (cleartextWorks):
+ * where none ever has (every user has an APOP secret, or the backend refuses USER/PASS, as a
+ * Dovecot with only APOP does), trying a user in clear only would refuse their right password.
  */
 export class ApopUsers {
   readonly #entries = new ExpiringEntries<'apop' | 'cleartext'>();
   readonly #refusedRetries = new ExpiringEntries<'retry-refused'>();
+  /** Backends (HOST:PORT) where a user logged in in clear after a refused APOP; configured backends only, so bounded. */
+  readonly #cleartextWorks = new Set<string>();
 
   constructor(
     private readonly accounts: UsernameCanonical,
@@ -65,6 +70,12 @@ export class ApopUsers {
     }
     this.#refusedRetries.delete(key);
     this.#entries.set(key, kind, now + this.ttlMs, this.maxEntries);
+    if (kind === 'cleartext') this.#cleartextWorks.add(backend);
+  }
+
+  /** Whether a user has logged in to `backend` in clear after a refused APOP, since this process started. */
+  cleartextWorks(backend: string): boolean {
+    return this.#cleartextWorks.has(backend);
   }
 
   /** Entries learnt from successful logins. */

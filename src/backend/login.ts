@@ -65,10 +65,11 @@ export interface BackendLoginContext {
  * attempt and the guard counts one; the session answers every failure at the same deadline.
  * What worked is remembered per backend and user (ApopUsers), so that a guess is tested against
  * one secret: a user known to have an APOP secret gets no retry, a user known to have none goes
- * straight to the cleartext mechanism. And so that a guess costs the backend one failure: a user
- * for whom APOP and the retry were both refused lately goes straight to the cleartext mechanism
- * too, until a login succeeds ('retry-refused'); only the first wrong guess at a user popwarden
- * does not know is refused twice.
+ * straight to the cleartext mechanism. And so that a guess costs the backend one failure: on a
+ * backend where logging in in clear after a refused APOP has worked for someone, a user for whom
+ * APOP and the retry were both refused lately goes straight to the cleartext mechanism too, until
+ * a login succeeds ('retry-refused'); only the first wrong guess at a user popwarden does not
+ * know is refused twice.
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const address = formatBackendAddress(context.backend.address);
@@ -97,8 +98,11 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
   }
   if (second.kind === 'refused') {
     // Both refused this password. Were the user without an APOP secret, the cleartext refusal is
-    // the verdict; were it with one, APOP's was. Either way, from now on one mechanism per guess.
-    if (second.error.isCredentialFailure) await context.apopUsers.remember(address, credentials.user, 'retry-refused');
+    // the verdict; were it with one, APOP's was. Either way, from now on one mechanism per guess:
+    // in clear, but only on a backend where logging in in clear is known to work for someone.
+    if (second.error.isCredentialFailure && context.apopUsers.cleartextWorks(address)) {
+      await context.apopUsers.remember(address, credentials.user, 'retry-refused');
+    }
     throw second.error;
   }
   await context.apopUsers.remember(address, credentials.user, 'cleartext');

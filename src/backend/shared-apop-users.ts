@@ -20,6 +20,8 @@ import type { ApopUserKind, ApopUsers } from './apop-users.js';
 export interface ApopMemory {
   get(backend: string, user: string): ApopUserKind | undefined | Promise<ApopUserKind | undefined>;
   remember(backend: string, user: string, kind: ApopUserKind): void | Promise<void>;
+  /** Whether some user logged in to `backend` in clear after a refused APOP (ApopUsers.cleartextWorks). */
+  cleartextWorks(backend: string): boolean;
 }
 
 const isKind = (value: string | null): value is ApopUserKind => value === 'apop' || value === 'cleartext' || value === 'retry-refused';
@@ -42,6 +44,10 @@ export class SharedApopUsers implements ApopMemory {
     const value = await this.shared.attempt('APOP users', (client) => client.get(key));
     if (value === undefined) return this.local.get(backend, user);
     return isKind(value) ? value : undefined;
+  }
+
+  cleartextWorks(backend: string): boolean {
+    return this.local.cleartextWorks(backend);
   }
 
   async remember(backend: string, user: string, kind: ApopUserKind): Promise<void> {

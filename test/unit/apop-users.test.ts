@@ -40,7 +40,10 @@ describe('ApopUsers: how each user logged in to a backend that offers APOP', () 
     assert.equal(users.get('mail:110', 'x2', 999), 'retry-refused');
     assert.equal(users.get('mail:110', 'x2', 1_000), undefined, 'expired after its own, shorter while');
     users.remember('mail:110', 'bob', 'retry-refused', 2_000);
+    assert.equal(users.cleartextWorks('mail:110'), false, 'no login in clear has worked here yet');
     users.remember('mail:110', 'bob', 'cleartext', 2_001);
+    assert.equal(users.cleartextWorks('mail:110'), true);
+    assert.equal(users.cleartextWorks('other:110'), false);
     assert.equal(users.get('mail:110', 'bob', 2_002), 'cleartext');
     assert.equal(users.size, 1, 'the success took the one place of successes');
   });
