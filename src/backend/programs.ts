@@ -121,18 +121,14 @@ export class BackendProcess {
   readonly startedAt: number;
   /** The client address key it counts under (limits.max_backend_logins_per_ip), if any. */
   readonly addressKey: string | undefined;
-  readonly #watcher: ProgramWatcher | undefined;
+  readonly #watcher: ProgramWatcher;
 
   constructor(
     child: ChildProcess,
     program: string,
     log: Logger,
     budget: LogBudget,
-    place: { readonly startedAt: number; readonly addressKey: string | undefined; readonly watcher: ProgramWatcher | undefined } = {
-      startedAt: 0,
-      addressKey: undefined,
-      watcher: undefined,
-    },
+    place: { readonly startedAt: number; readonly addressKey: string | undefined; readonly watcher: ProgramWatcher },
   ) {
     this.#child = child;
     this.#budget = budget;
@@ -198,7 +194,7 @@ export class BackendProcess {
     if (this.#phase === 'ending' || (this.#phase === 'session' && next === 'session')) return;
     const wasLogin = this.#phase === 'login';
     this.#phase = next;
-    if (wasLogin) this.#watcher?.leftLogin(this);
+    if (wasLogin) this.#watcher.leftLogin(this);
   }
 
   /** The child closed its end first (EOF on ours): it ended the session, not popwarden. */
