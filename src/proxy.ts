@@ -123,7 +123,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   }
   const failureDeadline = new FailureDeadline(log);
   const localMemory = new BackendMemory(config.stateDir);
-  const backendPrograms = new BackendPrograms(log);
+  const backendPrograms = new BackendPrograms(log, { ipv6PrefixLength: config.rateLimit.ipv6PrefixLength, exempt: new CidrList(config.rateLimit.allow), now });
   const localApopUsers = new ApopUsers(config.rateLimit.usernameCanonical);
   const backendMemory: OfferMemory = deps.shared === undefined ? localMemory : new SharedBackendMemory(localMemory, deps.shared);
   const apopUsers: ApopMemory =

@@ -1,4 +1,4 @@
-import { MAX_REMEMBERED_APOP_USERS, REMEMBERED_APOP_USER_MS } from '../config/limits.js';
+import { CLEARTEXT_ONLY_AFTER_REFUSED_RETRY_MS, MAX_REMEMBERED_APOP_USERS, REMEMBERED_APOP_USER_MS } from '../config/limits.js';
 import type { UsernameCanonical } from '../config/types.js';
 import { canonicalUser } from '../auth/rate-limit/keys.js';
 
@@ -7,7 +7,12 @@ export type ApopUserKind =
   /** APOP worked: the user has an APOP secret, so a refused APOP is final (no cleartext retry). */
   | 'apop'
   /** APOP was refused and the cleartext retry worked: the user has no APOP secret there. */
-  | 'cleartext';
+  | 'cleartext'
+  /**
+   * Not known from a success, but APOP and the cleartext retry both refused a password lately:
+   * tried in clear only for now, so each further wrong guess costs the backend one failure.
+   */
+  | 'retry-refused';
 
 /**
  * What popwarden learnt, per backend and user, from successful logins to a backend that always
@@ -18,7 +23,7 @@ export type ApopUserKind =
  * the user is known to log in with APOP, a refused APOP is final, and once known to log in
  * in clear, APOP is not tried at all: one secret per guess either way.
  *
- * Only successful logins write here, so guessing cannot fill it; it is bounded anyway (the
+ * Only successful logins write these entries, so guessing cannot fill them; they are bounded anyway (the
  * oldest entry goes) and every entry expires a day after the success that wrote it, so a user
  * whose APOP secret was removed is locked out of APOP at most that long (a restart forgets all).
  * In memory only: a restart loses nothing but the first retry.
@@ -26,19 +31,64 @@ export type ApopUserKind =
  * Users are keyed by account, as the limits are (`rate_limit.username_canonical`): were "Alice"
  * or "alice@x" another entry than alice, a spelling would buy back the retry that alice's APOP
  * secret rules out.
+ *
+ * Failures write one thing, apart: 'retry-refused' (see ApopUserKind), for
+ * CLEARTEXT_ONLY_AFTER_REFUSED_RETRY_MS, in a map of its own with the same bound, so guesses at
+ * many users can push out only each other, never what successful logins taught. It is written
+ * only for a backend where a cleartext login has worked after a refused APOP (cleartextWorks):
+ * where none ever has (every user has an APOP secret, or the backend refuses USER/PASS, as a
+ * Dovecot with only APOP does), trying a user in clear only would refuse their right password.
  */
 export class ApopUsers {
-  readonly #entries = new Map<string, { readonly kind: ApopUserKind; readonly until: number }>();
+  readonly #entries = new ExpiringEntries<'apop' | 'cleartext'>();
+  readonly #refusedRetries = new ExpiringEntries<'retry-refused'>();
+  /** Backends (HOST:PORT) where a user logged in in clear after a refused APOP; configured backends only, so bounded. */
+  readonly #cleartextWorks = new Set<string>();
 
   constructor(
     private readonly accounts: UsernameCanonical,
     private readonly maxEntries = MAX_REMEMBERED_APOP_USERS,
     private readonly ttlMs = REMEMBERED_APOP_USER_MS,
+    private readonly refusedRetryMs = CLEARTEXT_ONLY_AFTER_REFUSED_RETRY_MS,
   ) {}
 
-  /** How `user` last logged in to `backend`, if popwarden remembers it. */
+  /** How `user` last logged in to `backend` (or that a retry was refused lately), if popwarden remembers it. */
   get(backend: string, user: string, now = Date.now()): ApopUserKind | undefined {
     const key = keyOf(backend, canonicalUser(user, this.accounts));
+    return this.#entries.get(key, now) ?? this.#refusedRetries.get(key, now);
+  }
+
+  /**
+   * Records a successful login ('apop' or 'cleartext', which also ends a 'retry-refused'), or a
+   * refused retry; the entry moves to the young end of its eviction order.
+   */
+  remember(backend: string, user: string, kind: ApopUserKind, now = Date.now()): void {
+    const key = keyOf(backend, canonicalUser(user, this.accounts));
+    if (kind === 'retry-refused') {
+      this.#refusedRetries.set(key, kind, now + this.refusedRetryMs, this.maxEntries);
+      return;
+    }
+    this.#refusedRetries.delete(key);
+    this.#entries.set(key, kind, now + this.ttlMs, this.maxEntries);
+    if (kind === 'cleartext') this.#cleartextWorks.add(backend);
+  }
+
+  /** Whether a user has logged in to `backend` in clear after a refused APOP, since this process started. */
+  cleartextWorks(backend: string): boolean {
+    return this.#cleartextWorks.has(backend);
+  }
+
+  /** Entries learnt from successful logins. */
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+/** Entries that expire, at most `maxEntries`: past it, the one written longest ago goes. */
+class ExpiringEntries<K> {
+  readonly #entries = new Map<string, { readonly kind: K; readonly until: number }>();
+
+  get(key: string, now: number): K | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     if (entry.until <= now) {
@@ -48,15 +98,17 @@ export class ApopUsers {
     return entry.kind;
   }
 
-  /** Records a successful login; the entry moves to the young end of the eviction order. */
-  remember(backend: string, user: string, kind: ApopUserKind, now = Date.now()): void {
-    const key = keyOf(backend, canonicalUser(user, this.accounts));
+  set(key: string, kind: K, until: number, maxEntries: number): void {
     this.#entries.delete(key);
-    this.#entries.set(key, { kind, until: now + this.ttlMs });
-    if (this.#entries.size > this.maxEntries) {
+    this.#entries.set(key, { kind, until });
+    if (this.#entries.size > maxEntries) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#entries.delete(oldest);
     }
+  }
+
+  delete(key: string): void {
+    this.#entries.delete(key);
   }
 
   get size(): number {

@@ -70,7 +70,11 @@ export interface BackendLoginContext {
  * attempt and the guard counts one; the session answers every failure at the same deadline.
  * What worked is remembered per backend and user (ApopUsers), so that a guess is tested against
  * one secret: a user known to have an APOP secret gets no retry, a user known to have none goes
- * straight to the cleartext mechanism.
+ * straight to the cleartext mechanism. And so that a guess costs the backend one failure: on a
+ * backend where logging in in clear after a refused APOP has worked for someone, a user for whom
+ * APOP and the retry were both refused lately goes straight to the cleartext mechanism too, until
+ * a login succeeds ('retry-refused'); only the first wrong guess at a user popwarden does not
+ * know is refused twice.
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const address = formatBackendAddress(context.backend.address);
@@ -103,7 +107,15 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
     }
     throw error;
   }
-  if (second.kind === 'refused') throw second.error;
+  if (second.kind === 'refused') {
+    // Both refused this password. Were the user without an APOP secret, the cleartext refusal is
+    // the verdict; were it with one, APOP's was. Either way, from now on one mechanism per guess:
+    // in clear, but only on a backend where logging in in clear is known to work for someone.
+    if (second.error.isCredentialFailure && context.apopUsers.cleartextWorks(address)) {
+      await context.apopUsers.remember(address, credentials.user, 'retry-refused');
+    }
+    throw second.error;
+  }
   await context.apopUsers.remember(address, credentials.user, 'cleartext');
   return second.session;
 }
@@ -146,6 +158,7 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     const greeting = await readStatus(link, 'greeting', step).catch(async (error: unknown) => {
       // A program that ended before its greeting: one error that names it, with its exit status.
       if (connection.process === undefined || !(error instanceof BackendUnavailableError) || error.code !== 'E_BACKEND_CLOSED') throw error;
+      if (connection.process.evicted) throw error; // said below
       link.destroy();
       throw await connection.process.earlyExitError();
     });
@@ -184,7 +197,10 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     const userLogsIn = apopWouldBeChosen ? apop.howUserLogsIn() : undefined;
     const verdict = await context.memory.observe(address, offer);
     if (verdict.kind === 'refuse') throw new NoSafeMechanismError(verdict.reason, verdict.hint);
-    const passOverApop = (await userLogsIn) === 'cleartext';
+    // 'retry-refused': APOP and the retry in clear both refused this user lately; one mechanism
+    // per guess from now on, so a guess costs the backend one failure (loginToBackend).
+    const howUserLogsIn = await userLogsIn;
+    const passOverApop = howUserLogsIn === 'cleartext' || howUserLogsIn === 'retry-refused';
 
     const local = link.secure || backend.allowPlaintextAuth ? { trusted: true as const } : await localLinkTrust(backend, link.remoteAddress);
     const inputs = { mode: backend.auth, capabilities, apopTimestamp, cleartextAllowed: local.trusted, backend };
@@ -212,6 +228,7 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     if (reused === undefined && choice.mechanism === 'cram-md5' && !stlsOffered && backend.tls !== 'starttls') {
       context.capabilityCache?.remember(address, capabilities);
     }
+    connection.process?.loggedIn();
     return { kind: 'logged-in', session: { link, capabilities, mechanism: choice.mechanism }, apopOffered: apopTimestamp !== undefined };
   } catch (error) {
     link.destroy();
@@ -219,6 +236,11 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     if (reused !== undefined) {
       context.capabilityCache?.forget(address);
       log.warn({ reason: error instanceof Error ? error.message : String(error) }, "the backend's CAPA answer of the last minute no longer holds (no credential was sent); the next login asks CAPA again");
+    }
+    // Its program was ended to make room for another login: the same hang-up at the same step
+    // (after the credentials it counts as an unanswered guess, as any hang-up does), said plainly.
+    if (connection.process?.evicted === true && error instanceof BackendUnavailableError && error.code === 'E_BACKEND_CLOSED') {
+      throw new BackendUnavailableError('E_BACKEND_CLOSED', error.step, 'its backend program was ended to make room for another login (limits.max_backend_processes)', { cause: error });
     }
     throw error;
   }

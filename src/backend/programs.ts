@@ -14,10 +14,18 @@
  *
  * Bounded: at most `limit` children at once; each is ended once popwarden's end of its socket
  * closes, which is how every session ends, whatever ends it: it reads EOF and normally exits at
- * once; if not within BACKEND_PROCESS_EXIT_GRACE_MS, SIGTERM to its process group, then SIGKILL
- * after BACKEND_PROCESS_KILL_GRACE_MS. Node reaps every child, so none is left a zombie. Its stderr is
+ * once; if not within BACKEND_PROCESS_EXIT_GRACE_MS (BACKEND_LOGIN_EXIT_GRACE_MS when it never
+ * logged in: it has no mailbox to write), SIGTERM to its process group, then SIGKILL after
+ * BACKEND_PROCESS_KILL_GRACE_MS. Node reaps every child, so none is left a zombie. Its stderr is
  * kept up to MAX_BACKEND_STDERR_OCTETS and logged with its exit status, at most
  * MAX_BACKEND_STDERR_LINES_PER_MINUTE such lines a minute for the whole process.
+ *
+ * A wrong password holds its program through the backend's failure delay, so parallel wrong
+ * passwords could hold every place. As inetd's `per_source` and Dovecot's login processes do, a
+ * client address holds at most `perAddressLogins` programs still in their login, and a full bound
+ * makes room for a new login by ending the oldest program still in its login (at least
+ * EVICTION_MIN_AGE_MS old), or one already being ended after a failed login; the new program is
+ * started once that one has exited, so the bound holds for processes, not only for places.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -27,6 +35,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecCommand } from '../config/types.js';
 import {
+  BACKEND_LOGIN_EXIT_GRACE_MS,
   BACKEND_PROCESS_EXIT_GRACE_MS,
   BACKEND_PROCESS_KILL_GRACE_MS,
   MAX_BACKEND_STDERR_LINES_PER_MINUTE,
@@ -35,6 +44,9 @@ import {
 import { BackendUnavailableError } from '../errors.js';
 import { escapeForLog, type Logger } from '../observability/log.js';
 import { DeadlineError, onceWithin } from '../net/once-within.js';
+import { ipKey } from '../net/addresses.js';
+import type { CidrList } from '../net/cidr.js';
+import { oldestEvictable } from '../net/evict-oldest.js';
 import { backendReadOptions } from './link.js';
 import type { ClientOrigin } from '../net/proxy-intake.js';
 
@@ -68,6 +80,17 @@ export function childEnvironment(spec: ExecCommand, client: ClientOrigin | undef
   return { PATH: CHILD_PATH, ...spec.environment, ...addresses };
 }
 
+/**
+ * Where a program is in its session: `login` until the backend accepts the credentials, then
+ * `session`; `ending` once popwarden's end of its socket has closed (it is being ended).
+ */
+export type ProgramPhase = 'login' | 'session' | 'ending';
+
+/** What BackendPrograms is told of one program's life, to keep its counts. */
+interface ProgramWatcher {
+  leftLogin(program: BackendProcess): void;
+}
+
 /** One running backend program. */
 export class BackendProcess {
   readonly #child: ChildProcess;
@@ -84,14 +107,36 @@ export class BackendProcess {
   /** It exited or hung up while its session still ran: a crash, or the server's own hang-up. */
   #endedMidSession = false;
   #killTimer: NodeJS.Timeout | undefined;
+  #phase: ProgramPhase = 'login';
+  /** Whether its login succeeded: then its end may be a mailbox being written, given the full grace. */
+  #loggedIn = false;
+  /** Its place was given to another login (BackendPrograms.start), which waits for its exit. */
+  claimed = false;
+  /** popwarden ended it to make room for another login: its own login fails with a reason saying so. */
+  #evicted = false;
+  #closeSocket: () => void = () => undefined;
 
   readonly #budget: LogBudget;
+  /** When it started, by the clock BackendPrograms reads (its age decides whether it may be evicted). */
+  readonly startedAt: number;
+  /** The client address key it counts under (limits.max_backend_logins_per_ip), if any. */
+  readonly addressKey: string | undefined;
+  readonly #watcher: ProgramWatcher;
 
-  constructor(child: ChildProcess, program: string, log: Logger, budget: LogBudget) {
+  constructor(
+    child: ChildProcess,
+    program: string,
+    log: Logger,
+    budget: LogBudget,
+    place: { readonly startedAt: number; readonly addressKey: string | undefined; readonly watcher: ProgramWatcher },
+  ) {
     this.#child = child;
     this.#budget = budget;
     this.#program = program;
     this.#log = log;
+    this.startedAt = place.startedAt;
+    this.addressKey = place.addressKey;
+    this.#watcher = place.watcher;
     child.stderr?.on('data', (chunk: Buffer) => {
       const room = MAX_BACKEND_STDERR_OCTETS - this.#stderrOctets;
       // A copy: a view would keep the whole (up to 64 KiB) read buffer alive.
@@ -104,11 +149,52 @@ export class BackendProcess {
         this.#exit = { code, signal };
         if (!this.#socketClosed) this.#endedMidSession = true;
         clearTimeout(this.#killTimer);
+        this.#leaveLogin('ending');
         resolve();
       });
     });
     // stderr is read to its end before 'close'; the line waits for it and for our socket.
     child.once('close', () => this.#maybeReport());
+  }
+
+  get phase(): ProgramPhase {
+    return this.#phase;
+  }
+
+  /** Whether popwarden ended it to make room for another login. */
+  get evicted(): boolean {
+    return this.#evicted;
+  }
+
+  /** The backend accepted the credentials: the program serves a session now, and is no longer evicted for room. */
+  loggedIn(): void {
+    if (this.#phase !== 'login') return;
+    this.#loggedIn = true;
+    this.#leaveLogin('session');
+  }
+
+  /** How popwarden closes its end of the socket (BackendPrograms sets it once the socket exists). */
+  set closeSocket(close: () => void) {
+    this.#closeSocket = close;
+  }
+
+  /**
+   * Ends it to make room for another login: its socket is closed, so its login fails at whatever
+   * step it was, and it gets SIGTERM after the login grace, SIGKILL after the kill grace. One info
+   * line on its session's log says why.
+   */
+  evict(ageMs: number): void {
+    if (this.#evicted) return;
+    this.#evicted = true;
+    this.#log.info({ program: this.#program, programPid: this.#child.pid, ageMs: Math.round(ageMs) }, 'backend program ended to make room for another login');
+    this.#closeSocket();
+  }
+
+  #leaveLogin(next: ProgramPhase): void {
+    if (this.#phase === 'ending' || (this.#phase === 'session' && next === 'session')) return;
+    const wasLogin = this.#phase === 'login';
+    this.#phase = next;
+    if (wasLogin) this.#watcher.leftLogin(this);
   }
 
   /** The child closed its end first (EOF on ours): it ended the session, not popwarden. */
@@ -123,14 +209,20 @@ export class BackendProcess {
   socketClosed(): void {
     if (this.#socketClosed) return;
     this.#socketClosed = true;
+    this.#leaveLogin('ending');
     if (this.#exit === undefined) {
       this.#killTimer = setTimeout(() => {
         this.#killedByUs = true;
         this.#signalGroup('SIGTERM');
         this.#killTimer = setTimeout(() => this.#signalGroup('SIGKILL'), BACKEND_PROCESS_KILL_GRACE_MS);
-      }, BACKEND_PROCESS_EXIT_GRACE_MS);
+      }, this.#exitGraceMs());
     }
     this.#maybeReport();
+  }
+
+  /** How long it may take to exit on its own: a logged-in one may be writing the mailbox after QUIT. */
+  #exitGraceMs(): number {
+    return this.#loggedIn ? BACKEND_PROCESS_EXIT_GRACE_MS : BACKEND_LOGIN_EXIT_GRACE_MS;
   }
 
   /**
@@ -184,7 +276,9 @@ export class BackendProcess {
     this.#reported = true;
     const exit = this.#exit;
     const failed = exit.code !== 0 || exit.signal !== null;
-    const troubled = this.#killedByUs || (failed && this.#endedMidSession);
+    // Ending a program whose login failed or whose place was taken is routine (a wrong password, a
+    // flood); killing one that served a session, or a crash mid-session, is not.
+    const troubled = (this.#killedByUs && this.#loggedIn) || (failed && this.#endedMidSession && !this.#evicted);
     const fields = { program: this.#program, programPid: this.#child.pid, exitCode: exit.code, signal: exit.signal };
     if (!troubled && !failed && this.#stderrOctets === 0) {
       this.#log.debug(fields, 'backend program exited');
@@ -198,7 +292,7 @@ export class BackendProcess {
       ...(this.#stderrDropped === 0 ? {} : { stderrDropped: this.#stderrDropped }),
       ...(suppressed === 0 ? {} : { linesSuppressed: suppressed }),
       ...(this.#killedByUs
-        ? { note: `still running ${BACKEND_PROCESS_EXIT_GRACE_MS} ms after its session ended${exit.signal === 'SIGKILL' ? `, and ignored SIGTERM for ${BACKEND_PROCESS_KILL_GRACE_MS} ms` : ''}` }
+        ? { note: `still running ${this.#exitGraceMs()} ms after its session ended${exit.signal === 'SIGKILL' ? `, and ignored SIGTERM for ${BACKEND_PROCESS_KILL_GRACE_MS} ms` : ''}` }
         : {}),
     };
     if (troubled) this.#log.warn(line, 'backend program exited');
@@ -233,18 +327,59 @@ interface PendingPair {
   readonly resolve: (childEnd: Socket) => void;
 }
 
+/** How BackendPrograms tells client addresses apart, and the clock of the programs' ages. */
+export interface ProgramAddressing {
+  /** rate_limit.ipv6_prefix: IPv6 clients share a share by this network. */
+  readonly ipv6PrefixLength: number;
+  /** rate_limit.allow: addresses with no per-address share. */
+  readonly exempt?: CidrList;
+  /** The clock, in ms, for the programs' ages (default performance.now). */
+  readonly now?: () => number;
+}
+
+/** What one start is allowed: the bounds (read per login, so a reload applies), whose it is, its log. */
+export interface ProgramStart {
+  /** limits.max_backend_processes */
+  readonly limit: number;
+  /** limits.max_backend_logins_per_ip (0: no share) */
+  readonly perAddressLogins?: number;
+  readonly client: ClientOrigin | undefined;
+  readonly log: Logger;
+  readonly timeoutMs: number;
+}
+
 /** Every backend program of the process: the cap, the private socket, and shutdown. */
 export class BackendPrograms {
   readonly #log: Logger;
   readonly #pending = new Map<string, PendingPair>();
+  /** Running programs, oldest first (a Set keeps insertion order). */
   readonly #running = new Set<BackendProcess>();
+  /** The running programs still in their login, oldest first: what a full bound may evict. */
+  readonly #inLogin = new Set<BackendProcess>();
+  /** Programs being ended after a login that did not succeed, whose place nobody has taken yet. */
+  readonly #endingUnclaimed = new Set<BackendProcess>();
+  /** Per client address key: starts under way and programs still in their login. */
+  readonly #loginsByAddress = new Map<string, number>();
   readonly #budget = new LogBudget();
   /** Starts under way (not yet running, not yet failed): they hold a place under the cap. */
   #starting = 0;
+  /** Running programs whose place a waiting start holds already (counted there, not twice). */
+  #claimed = 0;
+  readonly #addressing: ProgramAddressing;
+  readonly #now: () => number;
+  readonly #watcher: ProgramWatcher = {
+    leftLogin: (program) => {
+      this.#inLogin.delete(program);
+      this.#countLogin(program.addressKey, -1);
+      if (program.phase === 'ending' && !program.claimed) this.#endingUnclaimed.add(program);
+    },
+  };
   #server: Promise<{ server: Server; path: string; dir: string }> | undefined;
 
-  constructor(log: Logger) {
+  constructor(log: Logger, addressing: ProgramAddressing = { ipv6PrefixLength: 64 }) {
     this.#log = log;
+    this.#addressing = addressing;
+    this.#now = addressing.now ?? (() => performance.now());
   }
 
   /** Programs running now. */
@@ -254,29 +389,90 @@ export class BackendPrograms {
 
   /**
    * Starts `spec` for one session and returns popwarden's end of its socket, paused like a fresh
-   * TCP connection. Throws BackendUnavailableError: E_BACKEND_BUSY when `limit` programs run
-   * already, E_BACKEND_EXEC when the program cannot be started (missing, not executable).
+   * TCP connection. When `limit` places are taken, the place of a program being ended after a
+   * failed login, or else of the oldest program still in its login (EVICTION_MIN_AGE_MS old at
+   * least, which is then ended), is taken and its exit awaited. Throws BackendUnavailableError:
+   * E_BACKEND_BUSY when the client's address has `perAddressLogins` programs in their login
+   * already, or no place can be had; E_BACKEND_EXEC when the program cannot be started (missing,
+   * not executable).
    */
-  async start(
-    spec: ExecCommand,
-    options: { readonly limit: number; readonly client: ClientOrigin | undefined; readonly log: Logger; readonly timeoutMs: number },
-  ): Promise<{ socket: Socket; process: BackendProcess }> {
+  async start(spec: ExecCommand, options: ProgramStart): Promise<{ socket: Socket; process: BackendProcess }> {
     // Counted from here, before the first await: logins that start together cannot all pass.
-    if (this.#running.size + this.#starting >= options.limit) {
-      throw new BackendUnavailableError('E_BACKEND_BUSY', 'connect', `${options.limit} backend programs are running (limits.max_backend_processes)`);
+    const addressKey = this.#addressKey(options);
+    const share = options.perAddressLogins ?? 0;
+    if (addressKey !== undefined && share > 0 && (this.#loginsByAddress.get(addressKey) ?? 0) >= share) {
+      throw new BackendUnavailableError('E_BACKEND_BUSY', 'connect', `${share} backend programs are logging in for this address (limits.max_backend_logins_per_ip)`);
+    }
+    let predecessor: BackendProcess | undefined;
+    if (this.#running.size - this.#claimed + this.#starting >= options.limit) {
+      predecessor = this.#placeToTake();
+      if (predecessor === undefined) {
+        throw new BackendUnavailableError('E_BACKEND_BUSY', 'connect', `${options.limit} backend programs are running (limits.max_backend_processes)`);
+      }
     }
     this.#starting += 1;
+    this.#countLogin(addressKey, 1);
+    let started: { socket: Socket; process: BackendProcess } | undefined;
     try {
-      return await this.#start(spec, options);
+      if (predecessor !== undefined) await this.#exitOf(predecessor, options.timeoutMs);
+      started = await this.#start(spec, options, addressKey);
+      return started;
     } finally {
       this.#starting -= 1;
+      // A program that started counts under its address until it leaves its login (the watcher).
+      if (started === undefined) this.#countLogin(addressKey, -1);
     }
   }
 
-  async #start(
-    spec: ExecCommand,
-    options: { readonly client: ClientOrigin | undefined; readonly log: Logger; readonly timeoutMs: number },
-  ): Promise<{ socket: Socket; process: BackendProcess }> {
+  /**
+   * A running program whose place a new start may take, marked as taken: one being ended after a
+   * failed login, or else the oldest still in its login, old enough, which is ended now.
+   */
+  #placeToTake(): BackendProcess | undefined {
+    const ending = this.#endingUnclaimed.values().next().value;
+    const now = this.#now();
+    const victim = ending ?? oldestEvictable(this.#inLogin.values(), now, (program) => !program.claimed);
+    if (victim === undefined) return undefined;
+    this.#endingUnclaimed.delete(victim);
+    victim.claimed = true;
+    this.#claimed += 1;
+    if (ending === undefined) victim.evict(now - victim.startedAt);
+    return victim;
+  }
+
+  /** Resolves when `program` has exited; it has been ended, so within the login and kill graces. */
+  async #exitOf(program: BackendProcess, timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        program.exited,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new BackendUnavailableError('E_BACKEND_BUSY', 'connect', `the backend program whose place this login took did not exit within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** The key the client's address counts under, or undefined: no client (the probe), or exempt. */
+  #addressKey(options: ProgramStart): string | undefined {
+    const { client } = options;
+    if (client === undefined || (options.perAddressLogins ?? 0) === 0 || this.#addressing.exempt?.has(client.address) === true) return undefined;
+    return ipKey(client.address, this.#addressing.ipv6PrefixLength);
+  }
+
+  #countLogin(addressKey: string | undefined, delta: 1 | -1): void {
+    if (addressKey === undefined) return;
+    const count = (this.#loginsByAddress.get(addressKey) ?? 0) + delta;
+    if (count <= 0) this.#loginsByAddress.delete(addressKey);
+    else this.#loginsByAddress.set(addressKey, count);
+  }
+
+  async #start(spec: ExecCommand, options: ProgramStart, addressKey: string | undefined): Promise<{ socket: Socket; process: BackendProcess }> {
     const { ours, theirs } = await this.#pair(options.timeoutMs);
     let child: ChildProcess;
     try {
@@ -308,9 +504,15 @@ export class BackendPrograms {
     }
     child.on('error', () => undefined); // a failed kill(); the exit is what counts
     options.log.debug({ program: spec.command, programPid: child.pid }, 'backend program started');
-    const program = new BackendProcess(child, spec.command, options.log, this.#budget);
+    const program = new BackendProcess(child, spec.command, options.log, this.#budget, { startedAt: this.#now(), addressKey, watcher: this.#watcher });
     this.#running.add(program);
-    void program.exited.then(() => this.#running.delete(program));
+    this.#inLogin.add(program);
+    void program.exited.then(() => {
+      this.#running.delete(program);
+      this.#endingUnclaimed.delete(program);
+      if (program.claimed) this.#claimed -= 1;
+    });
+    program.closeSocket = () => ours.destroy();
     ours.once('end', () => program.socketEnded());
     ours.once('close', () => program.socketClosed());
     if (ours.destroyed) program.socketClosed();

@@ -165,12 +165,31 @@ export const MAX_RETURNING_CLIENT_ADDRESSES = 10_000;
 export const DEFAULT_MAX_BACKEND_PROCESSES = 100;
 
 /**
+ * Default of limits.max_backend_logins_per_ip: programs of an `exec:` backend that one client
+ * address (IPv6: its rate_limit.ipv6_prefix network) may hold while their login is still in
+ * progress, as xinetd's `per_source` bounds one source's instances. A wrong password holds its
+ * program through the backend's failure delay (pam_unix: 2 s), so without a share a few
+ * addresses sending wrong passwords in parallel would hold every place of max_backend_processes.
+ * A mail client logs in one connection at a time, and a login the backend accepts takes
+ * milliseconds: five leaves room for many clients behind one NAT address.
+ */
+export const DEFAULT_MAX_BACKEND_LOGINS_PER_IP = 5;
+
+/**
  * When its session ends, a backend program gets this long to exit on its own before SIGTERM: it
  * has read EOF on its socket, and a server that answered QUIT before it finished rewriting the
  * mailbox (RFC 1939 §6 says it should not, not all do) must not be cut off in the middle of the
  * write. Servers that are idle exit at once on EOF.
  */
 export const BACKEND_PROCESS_EXIT_GRACE_MS = 5_000;
+
+/**
+ * The same grace for a program whose login did not succeed (refused, timed out, or its place given
+ * to another login): it has no mailbox to write, so it gets SIGTERM this soon rather than hold a
+ * place of max_backend_processes for the whole exit grace. Servers exit at once on EOF; this only
+ * ends the ones that do not (a server still in its failure delay, a tarpit).
+ */
+export const BACKEND_LOGIN_EXIT_GRACE_MS = 250;
 
 /** After SIGTERM, this long before SIGKILL: bounds a program that ignores both EOF and SIGTERM. */
 export const BACKEND_PROCESS_KILL_GRACE_MS = 2_000;
@@ -208,6 +227,18 @@ export const MAX_REMEMBERED_APOP_USERS = 10_000;
  * again the next day.
  */
 export const REMEMBERED_APOP_USER_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * How long, after APOP and the cleartext retry both refused one password for a user popwarden did
+ * not know, that user is tried in clear only (no APOP, no retry), until a login succeeds: the
+ * retry exists for users without an APOP secret, and after the first refused pair each further
+ * wrong guess then costs the backend one failure, not two (a backend that locks a user after N
+ * failures, pam_faillock counting 15 minutes, would otherwise lock them twice as fast as
+ * popwarden's limits count). The price: a user whose APOP secret differs from their system
+ * password and who is not remembered (no login for a day) cannot log in for this long after a
+ * refused guess, so it matches rate_limit.user's window rather than a day.
+ */
+export const CLEARTEXT_ONLY_AFTER_REFUSED_RETRY_MS = 60 * 60 * 1000;
 
 /** proxy-protocol.txt §2.1: "a receiver ... can read at most 107 bytes" for a v1 line, CRLF included. */
 export const MAX_PROXY_V1_OCTETS = 107;

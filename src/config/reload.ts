@@ -4,8 +4,8 @@
  * start afterwards: the TLS certificates, policy and ticket keys, the backend and its TLS
  * settings, greeting, auth_failure_delay, timeouts (except the implicit-TLS handshake timeout
  * and timeouts.proxy_protocol, fixed when the listener was bound, and timeouts.shutdown, handed
- * to the signal handler), limits.max_invalid_commands, limits.max_commands_before_login and
- * limits.max_backend_processes, the
+ * to the signal handler), limits.max_invalid_commands, limits.max_commands_before_login,
+ * limits.max_backend_processes and limits.max_backend_logins_per_ip, the
  * backends (added, removed, changed, drained), their probe intervals and the routing (routes, map
  * file, redis_key, auth_http); the health probes follow the backends. Settings bound to something
  * built once at startup keep their old value and are logged as needing a restart: the listener

@@ -97,6 +97,7 @@ export function toRuntimeConfig(settings: EffectiveSettings): Config {
       maxSessions: settings.limits.max_sessions,
       maxHandshakes: settings.limits.max_handshakes,
       maxBackendProcesses: settings.limits.max_backend_processes,
+      maxBackendLoginsPerIp: settings.limits.max_backend_logins_per_ip,
     },
     logLevel: settings.log_level,
     metrics: {

@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
   BACKEND_AUTH_TIMEOUT_MS,
+  DEFAULT_MAX_BACKEND_LOGINS_PER_IP,
   DEFAULT_MAX_BACKEND_PROCESSES,
   DEFAULT_MAX_HANDSHAKES,
   DEFAULT_MAX_COMMANDS_BEFORE_LOGIN,
@@ -260,6 +261,14 @@ const limitsSchema = z.strictObject({
    * so a login flood cannot fork the host to death.
    */
   max_backend_processes: z.number().int().min(1).max(100_000).prefault(DEFAULT_MAX_BACKEND_PROCESSES),
+  /**
+   * Default 5, 0 = no bound. Backend programs (`exec:`) one client address (IPv6: its
+   * rate_limit.ipv6_prefix network) may hold while their login is in progress; more logins from it
+   * are refused with `-ERR [SYS/TEMP]` before anything is started, so a few addresses sending wrong
+   * passwords in parallel cannot hold every program (xinetd `per_source`). Allow-listed addresses
+   * (rate_limit.allow) are exempt.
+   */
+  max_backend_logins_per_ip: z.number().int().min(0).max(100_000).prefault(DEFAULT_MAX_BACKEND_LOGINS_PER_IP),
 });
 
 /** A DNS name a certificate is chosen for: `mail.example.org`, or `*.example.org` (one left-most label, RFC 6125 §6.4.3). */

@@ -189,6 +189,8 @@ export interface LimitsConfig {
   readonly maxHandshakes: number;
   /** Backend programs (`exec:` backends) running at once; more logins get -ERR [SYS/TEMP]. */
   readonly maxBackendProcesses: number;
+  /** Backend programs in their login from one client address (IPv6: its prefix); 0 = no bound. */
+  readonly maxBackendLoginsPerIp: number;
 }
 
 /** What the failed-login guard does when its Redis store fails or is too slow. */

@@ -136,7 +136,12 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
         apopUsers: deps.apopUsers,
         ...(deps.capabilityCache === undefined ? {} : { capabilityCache: deps.capabilityCache }),
         onIdleFailure: request.onBackendIdleFailure,
-        programs: { programs: deps.backendPrograms, limit: deps.config.limits.maxBackendProcesses, log },
+        programs: {
+          programs: deps.backendPrograms,
+          limit: deps.config.limits.maxBackendProcesses,
+          perAddressLogins: deps.config.limits.maxBackendLoginsPerIp,
+          log,
+        },
       });
     } finally {
       if (backendCredentials !== credentials) backendCredentials.wipe();

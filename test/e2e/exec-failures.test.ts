@@ -2,7 +2,9 @@
  * `backend: exec:` when the program misbehaves (issue 12.1), with a tiny inetd-style script for the
  * behaviours no real server shows on demand: a missing program, one that is not executable, one
  * that exits before its greeting, one that ignores SIGTERM, more sessions than
- * limits.max_backend_processes, and what the program finds in its environment. Each failure gives
+ * limits.max_backend_processes, one that lingers after a refused password (a blocked guess
+ * starts none; a refused one gives its place back at once), and what the program finds in its
+ * environment. Each failure gives
  * the client `-ERR [SYS/TEMP]` and the log ONE line naming the program; after every session
  * popwarden has no child left and never a zombie (/proc).
  */
@@ -14,6 +16,7 @@ import { join } from 'node:path';
 import type { ExecCommand } from '../../src/config/types.js';
 import { backendProgramsExited, startTestProxy, type TestProxy } from '../harness/popwarden.js';
 import { childrenOf } from '../harness/proc.js';
+import { startProtected } from '../harness/redis.js';
 import { RawClient } from '../harness/raw-client.js';
 import { writeTinyInetdServer } from '../harness/tiny-inetd.js';
 
@@ -174,6 +177,81 @@ describe('exec: limits.max_backend_processes', { timeout: 60_000 }, () => {
     third.client.destroy();
     await backendProgramsExited(proxy);
     assertNoChildren();
+  });
+});
+
+describe('exec: a program whose login failed gives its place back at once', { timeout: 60_000 }, () => {
+  // Refuses any password but "right", and after EOF lingers (a server still in its failure delay,
+  // a tarpit) until a signal ends it.
+  const lingering = (): string =>
+    script(
+      'lingering.sh',
+      `#!/bin/sh
+printf '+OK lingering\\r\\n'
+while IFS= read -r line; do
+  case "$line" in
+    CAPA*) printf -- '-ERR no CAPA\\r\\n' ;;
+    "PASS right"*) printf '+OK\\r\\n' ;;
+    PASS*) printf -- '-ERR wrong password\\r\\n' ;;
+    QUIT*) printf '+OK bye\\r\\n'; exit 0 ;;
+    *) printf '+OK\\r\\n' ;;
+  esac
+done
+exec sleep 600
+`,
+    );
+
+  /** USER alice and PASS `password` through `proxy`'s TLS port: the client and PASS's reply. */
+  const attempt = async (proxy: TestProxy, password: string): Promise<{ client: RawClient; reply: string }> => {
+    const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+    await client.readLine();
+    assert.match(await client.command('USER alice'), /^\+OK/);
+    return { client, reply: await client.command(`PASS ${password}`, 10_000) };
+  };
+
+  test('a guess the failed-login limits block starts no program', async () => {
+    const running = await startProtected(
+      { host: '127.0.0.1', port: 1 },
+      {
+        backendOptions: { address: { kind: 'exec', ...exec(lingering()) }, trustLoopback: undefined },
+        rateLimit: { userIp: { maxFailures: 1, windowMs: 3_600_000, blockMs: 3_600_000 } },
+      },
+    );
+    try {
+      const guesses: string[] = [];
+      for (const password of ['wrong-1', 'wrong-2']) {
+        const { client, reply } = await attempt(running.proxy, password);
+        client.destroy();
+        guesses.push(reply);
+      }
+      assert.deepEqual(guesses, ['-ERR [AUTH] Authentication failed', '-ERR [SYS/TEMP] Too many failed logins, try again later']);
+      assert.equal(running.proxy.logs().filter((l) => l['msg'] === 'backend program started').length, 1);
+      await backendProgramsExited(running.proxy);
+    } finally {
+      await running.stop();
+    }
+  });
+
+  test('with one place, a login right after a refused one is served: the refused program gets SIGTERM 250 ms after its login, not 5 s', async () => {
+    const proxy = await startProxy(exec(lingering()), 1);
+    try {
+      const refused = await attempt(proxy, 'wrong');
+      refused.client.destroy();
+      assert.equal(refused.reply, '-ERR [AUTH] Authentication failed');
+      const served = await attempt(proxy, 'right');
+      assert.equal(served.reply, '+OK Logged in', proxy.logText().slice(-2_000));
+      assert.match(await served.client.command('QUIT'), /^\+OK/);
+      served.client.destroy();
+      const exits = proxy.logs().filter((l) => l['msg'] === 'backend program exited');
+      const first = exits[0] ?? (await proxy.waitForLog((l) => l['msg'] === 'backend program exited'));
+      assert.equal(first['signal'], 'SIGTERM');
+      assert.equal(first['level'], 'info', 'ending the program of a failed login is routine, not a warning');
+      assert.match(String(first['note']), /^still running 250 ms after its session ended$/);
+      await backendProgramsExited(proxy);
+      assertNoChildren();
+    } finally {
+      await proxy.stop();
+    }
   });
 });
 

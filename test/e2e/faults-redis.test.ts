@@ -51,6 +51,20 @@ const REDIS_FAULTS: readonly { kind: FaultKind; what: string }[] = [
   { kind: 'truncate', what: 'hang up (FIN both ways)' },
 ];
 
+/**
+ * A corrupted byte in the reply to the limiter's first round trip of a login (EXISTS of the
+ * trusted mark, then one script reply per limiter: `:0\r\n*2\r\n:1\r\n:3600000\r\n...`). The
+ * proxy corrupts one byte per connection, so the fault passes once ioredis has read it: the
+ * corrupted reply must count as a store failure (the in-process limiter decides that login, one
+ * warn line, the outage metric), and Redis is used again on a fresh connection. `reason` is what
+ * the warn line says: a reply that parses but cannot be right, or one that never ends.
+ */
+const CORRUPT_FAULTS: readonly { afterBytes: number; what: string; reason: RegExp }[] = [
+  { afterBytes: 0, what: "corrupt the reply's first byte (`:0` of EXISTS becomes `*0`, an empty array)", reason: /the reply is corrupted/ },
+  { afterBytes: 9, what: 'corrupt a byte in the middle of the reply (the user+address count `:1` becomes `:*`, read as -6)', reason: /the reply is corrupted/ },
+  { afterBytes: 12, what: 'corrupt a byte in the middle of the reply (a TTL `:3600000` becomes `*3600000`, an array that never ends)', reason: /did not answer|timed out|timeout/i },
+];
+
 describe('fault injection between popwarden and Redis', { timeout: 180_000 }, () => {
   let dovecot: Dovecot;
   let redis: RedisServer;
@@ -113,6 +127,36 @@ describe('fault injection between popwarden and Redis', { timeout: 180_000 }, ()
         `| ${what} | Redis, during logins | the right password +OK, a 4th guess blocked (in process) | ` +
           `warn "rate-limit store (Redis) unavailable: ...", later info "... is back" | ` +
           `\`popwarden_ratelimit_store_outages_total\` +1, \`popwarden_ratelimit_store_errors_total\` +${errors}, \`popwarden_ratelimit_store_up\` 0 then 1 | n/a |`,
+      );
+    });
+  });
+
+  CORRUPT_FAULTS.forEach(({ afterBytes, what, reason }) => {
+    test(`Redis: ${what}`, async () => {
+      const since = pw.logs().length;
+      const before = await pw.scrape();
+      proxy.armAll({ kind: 'corrupt', afterBytes });
+
+      // The login is decided (in process), within the command timeout, never hung.
+      assert.equal(await login(pw, '127.0.0.7', alice.pass), '+OK Logged in');
+      await pw.waitForLog((e) => e['msg'] === DOWN_LINE, { since });
+      const down = pw.logs().slice(since).filter((e) => e['msg'] === DOWN_LINE);
+      assert.equal(down.length, 1, JSON.stringify(down));
+      assert.match(String(down[0]?.['reason']), reason);
+      const during = await pw.scrape();
+      const outages = (text: string): number => sampleValue(text, 'popwarden_ratelimit_store_outages_total');
+      const errors = (text: string): number => sampleValue(text, 'popwarden_ratelimit_store_errors_total');
+      assert.equal(outages(during), outages(before) + 1);
+      assert.equal(errors(during), errors(before) + 1);
+
+      proxy.clear();
+      await pw.waitForLog((e) => e['msg'] === BACK_LINE, { since, timeoutMs: 10_000 });
+      assert.equal(sampleValue(await pw.scrape(), 'popwarden_ratelimit_store_up', { store: 'redis' }), 1);
+      assert.equal(pw.crashReport(), undefined, pw.crashReport());
+      rows.push(
+        `| ${what} | Redis, during logins | the right password +OK (decided in process) | ` +
+          `warn "rate-limit store (Redis) unavailable: ..." (reason "${String(down[0]?.['reason']).replace(/\d{4,}/g, 'N')}"), later info "... is back" | ` +
+          `\`popwarden_ratelimit_store_outages_total\` +1, \`popwarden_ratelimit_store_errors_total\` +1, \`popwarden_ratelimit_store_up\` 0 then 1 | n/a |`,
       );
     });
   });

@@ -34,7 +34,7 @@ import { startLegacyServer, type LegacyServer } from '../harness/legacy.js';
 import { sampleMaildrop, type SampleAccount } from '../harness/maildrop.js';
 import { startChain, type Chain as TappedChain, type TestProxy } from '../harness/popwarden.js';
 import { RawClient } from '../harness/raw-client.js';
-import { passwordFormsIn as passwordFormsOf } from '../harness/tap.js';
+import { commandsSent, passwordFormsIn as passwordFormsOf } from '../harness/tap.js';
 
 const { alice } = sampleMaildrop();
 
@@ -111,14 +111,7 @@ describe('solid-pop3d: an APOP timestamp for users without an APOP secret', { ti
   });
 
   /** The commands popwarden sent to solid-pop3d since `from` (an offset into the tap's bytes), one per line, APOP digests cut. */
-  const commandsSince = (from: number): string[] =>
-    chain.tap
-      .bytesClientToServer()
-      .subarray(from)
-      .toString('latin1')
-      .split('\r\n')
-      .filter((l) => l !== '')
-      .map((l) => l.replace(/^(APOP \S+) \S+$/, '$1 <digest>').replace(/^PASS .*/, 'PASS <password>'));
+  const commandsSince = (from: number): string[] => commandsSent(chain.tap, from);
 
   // solid-pop3d greets with a timestamp for everyone, and alice has no ~/.spop3d secret: APOP is
   // refused, and popwarden retries the same password with USER/PASS on a fresh connection, since

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { scratchDir } from '../harness/scratch.js';
 
-const { alice } = sampleMaildrop();
+const { alice, bob } = sampleMaildrop();
 
 /** Two instances sharing `redis` under `keyPrefix`, in front of `tap`; stopped after `body`. */
 async function withTwoInstances(
@@ -110,6 +110,20 @@ describe('state shared by instances through Redis (issue 13.8)', { timeout: 120_
         const sent = sentSince(tap, from);
         assert.match(sent, /^APOP alice /m);
         assert.doesNotMatch(sent, /USER|PASS/, 'one secret per guess: no cleartext retry');
+      });
+    });
+  });
+
+  test('where no login in clear has worked after a refused APOP (a Dovecot with APOP only), a refused retry switches nobody to clear', async () => {
+    await withBackend('apop-only', async (tap) => {
+      await withTwoInstances(redis, tap, 'retry', { trustLoopback: true }, async (first, second) => {
+        const from = tap.bytesClientToServer().length;
+        assert.match(await login(first.proxy, '127.0.0.1', bob.user, 'wrong-1'), /^-ERR \[AUTH\]/);
+        assert.match(sentSince(tap, from), /^APOP bob [\s\S]*^PASS /m, 'APOP, then the retry in clear');
+        assert.equal(await redis.cli('--scan', '--pattern', 'retry:apopuser:*'), '', 'nothing remembered of bob, here or for the other instance');
+        // Were bob now tried in clear only, this Dovecot would refuse his own password.
+        assert.equal(await login(second.proxy, '127.0.0.1', bob.user, bob.pass), Reply.loggedIn);
+        assert.equal(await login(first.proxy, '127.0.0.1', bob.user, bob.pass), Reply.loggedIn);
       });
     });
   });

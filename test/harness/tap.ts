@@ -83,3 +83,18 @@ export function passwordFormsIn(bytes: Buffer, user: string, pass: string): stri
   const text = bytes.toString('latin1');
   return forms.filter((form) => text.includes(form));
 }
+
+/**
+ * The command lines that crossed the tap towards the server from offset `from` of
+ * bytesClientToServer() on, one per line, with APOP digests and PASS arguments cut: what a test
+ * compares to say which commands (and so how many failed logins) the backend saw.
+ */
+export function commandsSent(tap: Tap, from: number): string[] {
+  return tap
+    .bytesClientToServer()
+    .subarray(from)
+    .toString('latin1')
+    .split('\r\n')
+    .filter((l) => l !== '')
+    .map((l) => l.replace(/^(APOP \S+) \S+$/, '$1 <digest>').replace(/^PASS .*/, 'PASS <password>'));
+}

@@ -1,12 +1,16 @@
 /**
  * BackendPrograms on its own (issue 12.1): the program's stdin and stdout are one and the same
  * socket, as inetd makes them; the cap holds when logins start together; close() waits for every
- * program.
+ * program. With a test clock: one address's share of programs in their login, and a full bound
+ * that makes room by ending the oldest program still in its login.
  */
-import { after, test } from 'node:test';
+import { after, describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { BackendPrograms } from '../../src/backend/programs.js';
+import { BackendPrograms, type BackendProcess } from '../../src/backend/programs.js';
+import { EVICTION_MIN_AGE_MS } from '../../src/config/limits.js';
+import { CidrList } from '../../src/net/cidr.js';
+import type { ClientOrigin } from '../../src/net/proxy-intake.js';
 import { BackendUnavailableError } from '../../src/errors.js';
 import { createLogger } from '../../src/observability/log.js';
 import type { ExecCommand } from '../../src/config/types.js';
@@ -51,4 +55,43 @@ test('the cap holds for starts that begin together', async () => {
     await Promise.all(started.map(({ process }) => process.exited));
   }
   assert.equal(programs.running, 0);
+});
+
+describe('a full bound and one address cannot hold every program (wrong passwords in parallel)', () => {
+  const from = (address: string): ClientOrigin => ({ address, port: 40_000, localAddress: '127.0.0.1', localPort: 995, via: undefined });
+  /** A clock the test moves: the programs' ages. */
+  let now = 1_000_000;
+  const bounded = new BackendPrograms(log, { ipv6PrefixLength: 64, exempt: new CidrList(['192.0.2.99/32']), now: () => now });
+  after(() => bounded.close());
+  const waiting = sh('read line');
+  const start = (address: string, limit = 10) => bounded.start(waiting, { limit, perAddressLogins: 1, client: from(address), log, timeoutMs: 5_000 });
+  const end = async (...started: { socket: import('node:net').Socket; process: BackendProcess }[]): Promise<void> => {
+    for (const { socket } of started) socket.destroy();
+    await Promise.all(started.map(({ process }) => process.exited));
+  };
+
+  it('one address holds its share of programs in their login, not more; a program logged in leaves the share; an allow-listed address has none', async () => {
+    const first = await start('192.0.2.1');
+    await assert.rejects(start('192.0.2.1'), (error: BackendUnavailableError) => error.code === 'E_BACKEND_BUSY' && /logging in for this address/.test(error.message));
+    const other = await start('192.0.2.2');
+    first.process.loggedIn();
+    const again = await start('192.0.2.1');
+    const exempt = await Promise.all([start('192.0.2.99'), start('192.0.2.99')]);
+    await end(first, other, again, ...exempt);
+  });
+
+  it('when full, the oldest program still in its login, a second old, gives its place: ended, and the new one starts once it has exited', async () => {
+    const old = await start('192.0.2.3', 1);
+    await assert.rejects(start('192.0.2.4', 1), (error: BackendUnavailableError) => error.code === 'E_BACKEND_BUSY' && /running/.test(error.message));
+    now += EVICTION_MIN_AGE_MS;
+    const fresh = await start('192.0.2.4', 1);
+    assert.equal(old.process.evicted, true);
+    assert.equal(old.socket.destroyed, true, 'its socket is closed: its login fails');
+    assert.equal(bounded.running, 1, 'it had exited before the new one started');
+    // A logged-in program is never evicted.
+    fresh.process.loggedIn();
+    now += EVICTION_MIN_AGE_MS;
+    await assert.rejects(start('192.0.2.5', 1), (error: BackendUnavailableError) => error.code === 'E_BACKEND_BUSY');
+    await end(fresh);
+  });
 });

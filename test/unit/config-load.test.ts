@@ -112,6 +112,7 @@ describe('loadConfig defaults', () => {
       maxSessions: 5_000,
       maxHandshakes: 256,
       maxBackendProcesses: 100,
+      maxBackendLoginsPerIp: 5,
     });
   });
 

@@ -9,7 +9,8 @@
  * per user+IP pair: the trusted mark of a recent success and the fingerprints of wrong passwords
  * already counted.
  *
- * Store errors are thrown as they are; insurance.ts decides what an error means.
+ * Store errors are thrown as they are, and so is a reply that cannot be the scripts' answer (a
+ * corrupted byte: StoreReplyError); insurance.ts decides what an error means.
  */
 import type { Cluster, Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
@@ -55,6 +56,20 @@ export function limiterId(limiter: LimiterKey, keys: AttemptKeys): string {
 
 /** Whole seconds for rate-limiter-flexible, rounded up (the config refuses less than 1 s). */
 const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
+
+/**
+ * Redis answered something its command cannot return. RESP has no checksum, so a corrupted byte
+ * (a broken middlebox, bad memory) parses as often as not: `:0` becomes `*0`, an empty array, or
+ * `:1` becomes `:*`, which the parser reads as -6 points consumed, an open door for a blocked
+ * counter. Such a reply is a store failure like any other, never a decision.
+ */
+export class StoreReplyError extends Error {
+  readonly code = 'E_RATELIMIT_STORE_REPLY';
+  constructor(what: string) {
+    super(`Redis answered ${what}: the reply is corrupted`);
+    this.name = 'StoreReplyError';
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -117,6 +132,14 @@ export class RedisLimitStore implements LimitStore {
     ]);
     const failure = [trusted, ...results].find((r) => r.status === 'rejected' && !(r.reason instanceof RateLimiterRes));
     if (failure?.status === 'rejected') throw failure.reason;
+    const corrupted = this.#implausible(trusted, results);
+    if (corrupted !== undefined) {
+      // A byte that changed a reply's type or length shifts every later reply onto the wrong
+      // command: the connection cannot be trusted any more, so a fresh one (the outage probe
+      // finds it). The places this round trip took stay counted in Redis until their window ends.
+      this.#client.disconnect(true);
+      throw new StoreReplyError(corrupted);
+    }
     const isTrusted = trusted?.status === 'fulfilled' && trusted.value === 1;
     const fullAt = results.findIndex((r, i) => r.status === 'rejected' && !(this.#active[i] === 'user' && isTrusted));
     if (fullAt === -1) return { kind: 'reserved' };
@@ -125,6 +148,25 @@ export class RedisLimitStore implements LimitStore {
     const refused = results[fullAt];
     const msLeft = refused?.status === 'rejected' ? (refused.reason as RateLimiterRes).msBeforeNext : 0;
     return { kind: 'full', limiter: this.#active[fullAt] ?? 'user', msLeft: Math.max(msLeft, 0) };
+  }
+
+  /**
+   * What is wrong with reserve()'s replies, if anything: EXISTS says 0 or 1, and each counter,
+   * just incremented, holds at least 1 and lives no longer than its window or block.
+   */
+  #implausible(trusted: PromiseSettledResult<number> | undefined, results: readonly PromiseSettledResult<RateLimiterRes>[]): string | undefined {
+    if (trusted?.status === 'fulfilled' && trusted.value !== 0 && trusted.value !== 1) return `${JSON.stringify(trusted.value)} to EXISTS`;
+    for (const [i, result] of results.entries()) {
+      const limiter = this.#active[i] ?? 'user';
+      const res = result.status === 'fulfilled' ? result.value : (result.reason as RateLimiterRes);
+      const policy = this.#config[limiter];
+      const longestMs = seconds(Math.max(policy.windowMs, policy.blockMs)) * 1000;
+      const ms = res.msBeforeNext;
+      if (!Number.isSafeInteger(res.consumedPoints) || res.consumedPoints < 1 || !Number.isFinite(ms) || ms < -1 || ms > longestMs) {
+        return `${res.consumedPoints} points, ${ms} ms left for the ${LIMITER_KIND[limiter]} counter`;
+      }
+    }
+    return undefined;
   }
 
   async release(keys: AttemptKeys): Promise<void> {
