@@ -115,7 +115,7 @@ describe('state shared by instances through Redis (issue 13.8)', { timeout: 120_
   });
 
   test('where no login in clear has worked after a refused APOP (a Dovecot with APOP only), a refused retry switches nobody to clear', async () => {
-    await withBackend('apop-only', async (tap) => {
+    await withDovecotBehindTap('apop-only', async (tap) => {
       await withTwoInstances(redis, tap, 'retry', { trustLoopback: true }, async (first, second) => {
         const from = tap.bytesClientToServer().length;
         assert.match(await login(first.proxy, '127.0.0.1', bob.user, 'wrong-1'), /^-ERR \[AUTH\]/);
