@@ -8,10 +8,10 @@
  * SIGTERM/SIGINT (draining for timeouts.shutdown), reload the config and certificates on SIGHUP. Any failure before serving is one line on stderr and exit status 1; the wording
  * lives in config/startup-errors.ts.
  */
-import { stringify } from 'yaml';
 import type { ReloadableProxy } from './proxy.js';
 import { runPopwarden } from './wiring/run-popwarden.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
+import { yamlPackage } from './config/config-file.js';
 import { startupErrorLine } from './config/startup-errors.js';
 import { descriptorWarning } from './net/descriptor-budget.js';
 import type { Config } from './config/types.js';
@@ -118,7 +118,7 @@ async function main(argv: string[]): Promise<void> {
       for (const warning of [...loaded.warnings, ...startWarnings(loaded.config)]) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       process.stdout.write(
-        `# popwarden effective configuration (secrets masked)\n${describeSwitchedOff(loaded.config.rateLimit).map((note) => `# ${note}\n`).join('')}${stringify(redactedConfig(loaded.settings))}`,
+        `# popwarden effective configuration (secrets masked)\n${describeSwitchedOff(loaded.config.rateLimit).map((note) => `# ${note}\n`).join('')}${yamlPackage().stringify(redactedConfig(loaded.settings))}`,
       );
       // A backend certificate popwarden would refuse at every login is a configuration error too.
       const problems = await Promise.all(loaded.config.backends.map((backend) => backendConfigProblem(backend, loaded.config.timeouts.backendConnectMs)));

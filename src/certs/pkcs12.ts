@@ -7,7 +7,8 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import forge from 'node-forge';
+import type forgeTypes from 'node-forge';
+import { nodeForge } from './forge.js';
 import type { Logger } from '../observability/log.js';
 import { TlsMaterialError } from '../tls/material-error.js';
 import { parseCertificate, readPem, type DefaultCredentials } from './pem.js';
@@ -20,9 +21,10 @@ export interface PemCredentials {
 
 /** Decodes a PKCS#12 bundle with node-forge and returns its key and ordered chain as PEM; throws on a wrong passphrase or no key. */
 export function pkcs12ToPem(der: Buffer, passphrase: string): PemCredentials {
+  const forge = nodeForge();
   const asn1 = forge.asn1.fromDer(forge.util.createBuffer(der.toString('binary')));
   const p12 = forge.pkcs12.pkcs12FromAsn1(asn1, false, passphrase);
-  const bagsOf = (oid: string | undefined): forge.pkcs12.Bag[] => (oid === undefined ? [] : (p12.getBags({ bagType: oid })[oid] ?? []));
+  const bagsOf = (oid: string | undefined): forgeTypes.pkcs12.Bag[] => (oid === undefined ? [] : (p12.getBags({ bagType: oid })[oid] ?? []));
   const keyBags = [...bagsOf(forge.pki.oids['pkcs8ShroudedKeyBag']), ...bagsOf(forge.pki.oids['keyBag'])];
   const key = keyBags.find((bag) => bag.key !== undefined)?.key;
   if (key === undefined) throw new Error('the PKCS#12 file holds no private key popwarden can read (node-forge reads RSA keys only)');

@@ -9,7 +9,7 @@ import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promise
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import forge from 'node-forge';
+import { nodeForge } from './forge.js';
 import type { Logger } from '../observability/log.js';
 import { checkStateFile, ensureStateDir } from '../config/state-dir.js';
 
@@ -61,6 +61,7 @@ export async function generateSelfSigned(hosts: readonly string[], now = new Dat
     privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
   });
 
+  const forge = nodeForge();
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(publicKey);
   cert.serialNumber = randomSerialHex();

@@ -3,8 +3,15 @@
  * point at file:line. Refusals (missing file, syntax error, not a mapping) are one line each.
  */
 import { readFileSync } from 'node:fs';
-import { LineCounter, isMap, isNode, isScalar, parseDocument, type Document } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { fail } from './config-error.js';
+
+/**
+ * The yaml package, loaded on first use: about 8 MiB of RSS that a popwarden configured by flags
+ * and environment alone never needs (issue 10.4). It ships CommonJS, so require() is synchronous.
+ */
+export const yamlPackage = (): typeof Yaml => createRequire(import.meta.url)('yaml') as typeof Yaml;
 
 export interface ConfigFile {
   readonly path: string;
@@ -21,8 +28,9 @@ export function readConfigFile(path: string): ConfigFile {
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
     return fail(`cannot read config file ${path}: ${reason}`);
   }
+  const { LineCounter, isMap, isNode, isScalar, parseDocument } = yamlPackage();
   const lineCounter = new LineCounter();
-  const doc: Document = parseDocument(text, { lineCounter, prettyErrors: false });
+  const doc: Yaml.Document = parseDocument(text, { lineCounter, prettyErrors: false });
   const syntaxError = doc.errors[0];
   if (syntaxError !== undefined) {
     const at = lineCounter.linePos(syntaxError.pos[0]);

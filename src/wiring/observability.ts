@@ -7,7 +7,7 @@ import { NO_METRICS, type Metrics } from '../observability/metrics.js';
 import type { RunningProxy } from '../proxy.js';
 import type { TlsMaterial } from '../net/tls-material.js';
 import { CERT_FILE_NAME } from '../certs/self-signed.js';
-import { createPrometheusMetrics, type PrometheusMetrics } from '../observability/prometheus.js';
+import type { PrometheusMetrics } from '../observability/prometheus.js';
 import { startMetricsServer, type MetricsServer, type ReadinessCheck } from '../observability/metrics-server.js';
 import { BackendProbers } from '../backend/probers.js';
 import { packageVersion } from '../version.js';
@@ -57,6 +57,9 @@ export async function startObservability(config: Config, log: Logger, options: O
     log.info('metrics and health endpoints are off (metrics_listen: off)');
     return { metrics: NO_METRICS, watch: () => undefined, backendsChanged: () => undefined, close: () => Promise.resolve(), address: undefined };
   }
+  // Imported here, not at the top: prom-client costs about 10 MiB of RSS that a popwarden with
+  // metrics off never needs (issue 10.4).
+  const { createPrometheusMetrics } = await import('../observability/prometheus.js');
   const metrics: PrometheusMetrics = createPrometheusMetrics({
     version: options.version ?? packageVersion(),
     backends: config.backends.map((b) => b.name),

@@ -82,6 +82,16 @@ describe('parseCapabilities', () => {
     assert.deepEqual([...caps.sasl].sort(), ['LOGIN', 'PLAIN']);
   });
 
+  it('gives every login that read the same list one shared object, which no caller can change (issue 10.4)', () => {
+    // A logged-in session keeps its backend's capabilities while it idles: one copy per session
+    // was about 0.6 KB of every idle session's memory.
+    const first = parseCapabilities(['TOP', 'UIDL', 'SASL PLAIN CRAM-MD5', 'USER']);
+    const second = parseCapabilities(['TOP', 'UIDL', 'SASL PLAIN CRAM-MD5', 'USER']);
+    assert.equal(second, first);
+    assert.notEqual(parseCapabilities(['TOP', 'UIDL', 'SASL PLAIN', 'USER']), first);
+    assert.ok(Object.isFrozen(first) && Object.isFrozen(first.lines));
+  });
+
   it('knows nothing about a backend that answered -ERR', () => {
     assert.equal(UNKNOWN_CAPABILITIES.known, false);
     assert.equal(UNKNOWN_CAPABILITIES.sasl.size, 0);
