@@ -29,7 +29,7 @@ import {
   type BackendStep,
 } from '../errors.js';
 import { formatBackendAddress } from '../config/values.js';
-import { backendSettingText } from '../config/backend-keys.js';
+import { backendKey, backendSettingText } from '../config/backend-keys.js';
 import type { ClientOrigin } from '../net/proxy-intake.js';
 
 /**
@@ -215,7 +215,7 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     log.debug({ action: 'logging in to backend', backendMechanism: choice.mechanism });
     // Backends apply their per-address penalty here, so these replies get the longer timeout.
     const authTimeout = timeouts.backendAuthMs;
-    const outcome = await authenticate(link, choice.mechanism, credentials, apopTimestamp, authTimeout);
+    const outcome = await authenticate(link, choice.mechanism, credentials, apopTimestamp, authTimeout, backendKey(backend, 'auth'));
     if (!outcome.ok) {
       link.destroy();
       const error = new BackendRejectedError(outcome.code, outcome.text);
@@ -306,6 +306,8 @@ async function authenticate(
   credentials: Credentials,
   apopTimestamp: string | undefined,
   timeoutMs: number,
+  /** The key that forces the mechanism (backend_auth, backends.NAME.auth), for the hint. */
+  authKey: string,
 ): Promise<AuthOutcome> {
   const { user, password } = credentials;
   const finalReply = async (): Promise<AuthOutcome> => outcomeOf(await readStatus(link, 'auth', timeoutMs));
@@ -313,7 +315,7 @@ async function authenticate(
   switch (mechanism) {
     case 'cram-md5': {
       link.send('AUTH CRAM-MD5');
-      const challenge = await readChallenge(link, timeoutMs, 'AUTH CRAM-MD5');
+      const challenge = await readChallenge(link, timeoutMs, { command: 'AUTH CRAM-MD5', authKey });
       if (!Buffer.isBuffer(challenge)) return challenge;
       link.send(cramMd5Response(user, password, challenge));
       return finalReply();
@@ -334,7 +336,7 @@ async function authenticate(
           link.send(withInitialResponse);
         } else {
           link.send('AUTH PLAIN');
-          const challenge = await readChallenge(link, timeoutMs, 'AUTH PLAIN');
+          const challenge = await readChallenge(link, timeoutMs, { command: 'AUTH PLAIN', authKey });
           if (!Buffer.isBuffer(challenge)) return challenge;
           link.send(encoded);
         }
@@ -346,7 +348,7 @@ async function authenticate(
     }
     case 'login': {
       link.send('AUTH LOGIN');
-      const userPrompt = await readChallenge(link, timeoutMs, 'AUTH LOGIN');
+      const userPrompt = await readChallenge(link, timeoutMs, { command: 'AUTH LOGIN', authKey });
       if (!Buffer.isBuffer(userPrompt)) return userPrompt;
       link.send(Buffer.from(user, 'latin1').toString('base64'));
       const passwordPrompt = await readChallenge(link, timeoutMs);
@@ -373,7 +375,7 @@ async function authenticate(
  * to the `opening` AUTH command itself judged no credential: the backend does not take the
  * mechanism (one it does not advertise, forced by the operator), and that is no login failure.
  */
-async function readChallenge(link: BackendLink, timeoutMs: number, opening?: string): Promise<Buffer | AuthOutcome> {
+async function readChallenge(link: BackendLink, timeoutMs: number, opening?: { readonly command: string; readonly authKey: string }): Promise<Buffer | AuthOutcome> {
   const line = (await link.readLine('auth', timeoutMs)).toString('latin1');
   if (line === '+' || line.startsWith('+ ')) {
     const challenge = decodeBase64Strict(line.slice(2).trim());
@@ -382,7 +384,7 @@ async function readChallenge(link: BackendLink, timeoutMs: number, opening?: str
   }
   const status = parseStatusLine(Buffer.from(line, 'latin1'));
   if (status === undefined || status.ok) throw protocolError('auth', 'expected a SASL continuation');
-  if (opening !== undefined) throw protocolError('auth', `the backend refused ${opening} before any credential was sent: check backend_auth`);
+  if (opening !== undefined) throw protocolError('auth', `the backend refused ${opening.command} before any credential was sent: check ${opening.authKey}`);
   return outcomeOf(status);
 }
 

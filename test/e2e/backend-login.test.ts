@@ -101,7 +101,14 @@ describe('mechanism choice', () => {
     await withRig(legacyScript({ apop: true }), { backend: { auth: 'cram-md5' } as BackendOverrides }, async (backend, proxy) => {
       assert.match(await tryLogin(proxy), /^-ERR \[SYS\/TEMP\] /);
       assert.ok(!backend.connections()[0]!.lines().some((l) => /^(APOP|USER|PASS)/.test(l)));
-      assert.match(proxy.logText(), /the backend refused AUTH CRAM-MD5 before any credential was sent/);
+      assert.match(proxy.logText(), /the backend refused AUTH CRAM-MD5 before any credential was sent: check backend_auth/);
+    });
+  });
+
+  test('for a named backend, the same failure names backends.NAME.auth, the key the operator edits', async () => {
+    await withRig(legacyScript({ apop: true }), { backend: { auth: 'cram-md5', named: true } as BackendOverrides }, async (_backend, proxy) => {
+      assert.match(await tryLogin(proxy), /^-ERR \[SYS\/TEMP\] /);
+      assert.match(proxy.logText(), /before any credential was sent: check backends\.default\.auth/);
     });
   });
 });
