@@ -6,6 +6,14 @@ const HIGH_WATER_WINDOW_MS = 15 * 60_000;
 const BUCKET_MS = 60_000;
 /** At most one "the backend is slower than the delay" warning per this interval. */
 const WARNING_INTERVAL_MS = 10 * 60_000;
+/**
+ * Each failure is answered up to this fraction of a step after its grid point, at random. Guesses
+ * that start together (a credential-stuffing tool's parallel connections) would otherwise all be
+ * answered together, every step, and come back together: a wave of TLS handshakes and backend
+ * logins that a legitimate login landing in it waits behind. The spread is drawn afresh for every
+ * failure, whoever the user, so it says nothing about the verdict.
+ */
+export const FAILURE_SPREAD = 0.25;
 
 /**
  * When to answer a failed login, shared by every session of the process. auth_failure_delay is
@@ -24,6 +32,8 @@ export class FailureDeadline {
   constructor(
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** In [0, 1): where in the spread a failure is answered (tests pin it). */
+    private readonly random: () => number = Math.random,
   ) {}
 
   /** Waits until the deadline of a failure whose credentials arrived at `startedAt` (Date.now() ms). */
@@ -32,7 +42,10 @@ export class FailureDeadline {
     if (remaining > 0) await new Promise((resolve) => setTimeout(resolve, remaining));
   }
 
-  /** Records a failure that took until now and returns when to answer it; 0 steps: at once. */
+  /**
+   * Records a failure that took until now and returns when to answer it: its grid point plus a
+   * random part of FAILURE_SPREAD steps; no delay configured: at once.
+   */
   deadline(startedAt: number, stepMs: number): number {
     if (stepMs <= 0) return startedAt;
     const now = this.now();
@@ -46,7 +59,7 @@ export class FailureDeadline {
       if ((minute - bucket) * BUCKET_MS >= HIGH_WATER_WINDOW_MS) this.#stepsByMinute.delete(bucket);
       else highWater = Math.max(highWater, bucketSteps);
     }
-    return startedAt + highWater * stepMs;
+    return startedAt + highWater * stepMs + Math.floor(this.random() * stepMs * FAILURE_SPREAD);
   }
 
   #warnSlowBackend(now: number, elapsedMs: number, stepMs: number): void {

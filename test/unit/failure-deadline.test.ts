@@ -1,15 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { FailureDeadline } from '../../src/session/failure-deadline.js';
+import { FAILURE_SPREAD, FailureDeadline } from '../../src/session/failure-deadline.js';
 import { createLogger } from '../../src/observability/log.js';
 
-function deadlineWithClock(): { deadline: FailureDeadline; clock: { now: number }; warnings: () => number } {
+/** A FailureDeadline on a test clock; `random` places each answer in the spread (0: its grid point). */
+function deadlineWithClock(random: () => number = () => 0): { deadline: FailureDeadline; clock: { now: number }; warnings: () => number } {
   const lines: string[] = [];
   const sink = new Writable({ write: (chunk: Buffer, _e, cb) => (lines.push(chunk.toString('utf8')), cb()) });
   const clock = { now: 1_000_000 };
   return {
-    deadline: new FailureDeadline(createLogger('info', sink), () => clock.now),
+    deadline: new FailureDeadline(createLogger('info', sink), () => clock.now, random),
     clock,
     warnings: () => lines.filter((l) => l.includes('auth_failure_delay')).length,
   };
@@ -52,4 +53,22 @@ test('no delay configured: answered at once', () => {
   const started = clock.now;
   clock.now += 3_000;
   assert.ok(deadline.deadline(started, 0) <= clock.now);
+});
+
+test('failures that arrive together are answered spread over a quarter step, so guesses started together fall out of step', () => {
+  const draws = [0, 0.5, 0.999];
+  const { deadline, clock } = deadlineWithClock(() => draws.shift() ?? 0);
+  const started = clock.now;
+  clock.now += 30;
+  const answers = [deadline.deadline(started, 2_000), deadline.deadline(started, 2_000), deadline.deadline(started, 2_000)];
+  // A quarter of the 2 s step is 500 ms: the draws 0, 0.5 and 0.999 put the answers 0, 250 and 499 ms after the grid point.
+  assert.deepEqual(answers, [started + 2_000, started + 2_250, started + 2_499]);
+  assert.equal(new Set(answers).size, 3, 'three answer times, not one');
+  assert.ok(answers.every((at) => at >= started + 2_000 && at < started + 2_000 * (1 + FAILURE_SPREAD)), 'each within its grid point and the spread');
+});
+
+test('the spread is drawn by default: a thousand failures at one instant are not answered at one time', () => {
+  const deadline = new FailureDeadline(createLogger('info', new Writable({ write: (_c, _e, cb) => cb() })), () => 1_000_030);
+  const answers = new Set(Array.from({ length: 1_000 }, () => deadline.deadline(1_000_000, 2_000)));
+  assert.ok(answers.size > 100, `${answers.size} distinct answer times`);
 });
