@@ -44,7 +44,7 @@ export interface SoakRun {
   readonly popwardenLog: string;
   /** undefined when it was not kept. */
   readonly dovecotLog: string | undefined;
-  readonly setup: { minutes: number; goodClients: number; staleClients: number; workers: number; users: number; nofile: number };
+  readonly setup: { minutes: number; goodClients: number; staleClients: number; workers: number; users: number; nofile: number; env?: Record<string, string> };
 }
 
 interface LogLine {
@@ -151,7 +151,8 @@ export function summarize(run: SoakRun): string {
   out.push(`Run ${new Date().toISOString().slice(0, 16)}Z with \`npm run bench:soak -- --minutes ${setup.minutes} --sessions ${setup.goodClients}\` on ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Node ${process.version}. `
     + `The machine was shared with other work: load average (1 min) ${Math.min(...loads).toFixed(1)} to ${Math.max(...loads).toFixed(1)}, mean ${(loads.reduce((a, b) => a + b, 0) / loads.length).toFixed(1)}, during the run.`);
   out.push('');
-  out.push(`popwarden from dist/ with its default limits and failure delay (2 s), \`--limits-max-sessions 4000\`, ${setup.nofile} descriptors, logs at info, a real redis-server as the limiter's store, `
+  const envWords = Object.entries(setup.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  out.push(`popwarden from dist/${envWords.length === 0 ? '' : ` started with \`${envWords.join(' ')}\` in its environment`} with its default limits and failure delay (2 s), \`--limits-max-sessions 4000\`, ${setup.nofile} descriptors, logs at info, a real redis-server as the limiter's store, `
     + `in front of Dovecot (bench/backend.ts) with ${setup.users} mailboxes of 8 everyday mails, one of 100 KB and one of 1 MB. ${setup.workers} load-generator processes (bench/endurance-clients.ts).`);
   out.push('');
   out.push(`Timeline (s from start): ${events.map((e) => `${e.what} ${e.t.toFixed(0)}`).join(', ')}; last sample ${samples.at(-1)!.t.toFixed(0)}.`);
@@ -175,7 +176,8 @@ export function summarize(run: SoakRun): string {
       + `(${((afterTrim.rssBytes ?? 0) / (baseline.rssBytes ?? 1)).toFixed(2)} × the baseline): what it gave back was freed native memory that glibc's allocator had kept for reuse, not memory in use.`);
     out.push('');
   }
-  out.push(`Sessions open from 90 s after the start of the load to its end: ${Math.min(...steadySessions)} to ${Math.max(...steadySessions)}. popwarden used ${(cpuDuringLoad * 100).toFixed(0)}% of one core on average under load. `
+  out.push(`Sessions open from 90 s after the start of the load to its end: ${Math.min(...steadySessions)} to ${Math.max(...steadySessions)}. popwarden used ${(cpuDuringLoad * 100).toFixed(0)}% of one core on average under load, `
+    + `${((endOfLoad.cpuSeconds - firstLoad.cpuSeconds) * 1000 / Math.max(1, clients.sessionsStarted)).toFixed(1)} ms of CPU per session started. `
     + `The Redis store was reported down in ${samples.filter((s) => s.storeUp === 0).length} of ${samples.length} samples.`);
   out.push('');
   out.push('## What the clients saw');
