@@ -3,7 +3,8 @@
  * README's Soak). Started exactly as the unit starts it (its environment, its ExecStart with the
  * installed bin replaced by dist/cli.js, executed through its shebang as /usr/bin/popwarden is),
  * popwarden has libjemalloc mapped and nothing on stderr; and systemd-analyze reads the unit
- * without a complaint. Needs libjemalloc2 (scripts/test-all.sh installs it).
+ * without a complaint. `npm start` takes the same environment, less a library this machine lacks.
+ * Needs libjemalloc2 (scripts/test-all.sh installs it).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { testCertificate } from '../harness/popwarden.js';
 import { ProcessOutput } from '../harness/process-output.js';
 import { terminate } from '../harness/proc.js';
-import { POPWARDEN_UNIT, unitEnvironment, unitExecStart } from '../harness/systemd-unit.js';
+import { POPWARDEN_UNIT, unitEnvironment, unitEnvironmentHere, unitExecStart } from '../harness/systemd-unit.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'dist', 'cli.js');
@@ -69,5 +70,22 @@ describe('contrib/popwarden.service', { timeout: 120_000 }, () => {
     const result = spawnSync('systemd-analyze', ['verify', '--man=no', unit], { encoding: 'utf8' });
     assert.equal(result.status, 0, result.stderr);
     assert.equal(result.stderr.trim(), '');
+  });
+});
+
+describe('npm start gives popwarden the unit environment', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'popwarden-unit-env-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('jemalloc included where it is installed', () => {
+    assert.deepEqual(unitEnvironmentHere(), unitEnvironment());
+    assert.equal(unitEnvironmentHere()['LD_PRELOAD'], 'libjemalloc.so.2');
+  });
+
+  test('without a library ld.so cannot load (a fresh machine): the rest of the environment', () => {
+    const unit = join(dir, 'popwarden.service');
+    writeFileSync(unit, readFileSync(POPWARDEN_UNIT, 'utf8').replace('LD_PRELOAD=libjemalloc.so.2', 'LD_PRELOAD=libno-such-allocator.so.1'));
+    assert.equal(unitEnvironment(unit)['LD_PRELOAD'], 'libno-such-allocator.so.1');
+    assert.deepEqual(unitEnvironmentHere(unit), { NODE_ENV: 'production' });
   });
 });

@@ -4,6 +4,7 @@
  * unit's own test start popwarden from these, so the unit stays the one place that says how
  * popwarden runs in production (its allocator included).
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
@@ -43,4 +44,18 @@ export function unitExecStart(unitFile = POPWARDEN_UNIT): string[] {
   const [value] = serviceSetting('ExecStart', unitFile);
   if (value === undefined) throw new Error(`${unitFile} has no ExecStart=`);
   return unitWords(value);
+}
+
+/**
+ * The unit's environment, less an LD_PRELOAD this machine cannot load (libjemalloc2 not
+ * installed): ld.so would print an error line at every start and go on without it. For `npm
+ * start`, which must work on a fresh machine; the soak and the unit's test want the library.
+ */
+export function unitEnvironmentHere(unitFile = POPWARDEN_UNIT): Record<string, string> {
+  const env = unitEnvironment(unitFile);
+  const preload = env['LD_PRELOAD'];
+  if (preload === undefined) return env;
+  const tried = spawnSync(process.execPath, ['-e', ''], { env: { PATH: process.env['PATH'] ?? '', LD_PRELOAD: preload }, encoding: 'utf8' });
+  if (tried.status !== 0 || /cannot be preloaded/.test(tried.stderr)) delete env['LD_PRELOAD'];
+  return env;
 }
