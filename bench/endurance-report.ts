@@ -176,6 +176,12 @@ export function summarize(run: SoakRun): string {
       + `(${((afterTrim.rssBytes ?? 0) / (baseline.rssBytes ?? 1)).toFixed(2)} × the baseline): what it gave back was freed native memory that glibc's allocator had kept for reuse, not memory in use.`);
     out.push('');
   }
+  const settled = samples.filter((s) => !s.fullGc && s.t > afterGc.t).at(-1);
+  if (settled !== undefined && settled.rssBytes !== null && baseline.rssBytes !== null) {
+    out.push(`RSS ${(settled.t - afterGc.t).toFixed(0)} s after the final full GC (the snapshot's own buffers freed by then): ${MB(settled.rssBytes)}, `
+      + `${(settled.rssBytes / baseline.rssBytes).toFixed(2)} × the baseline (which also follows one snapshot).`);
+    out.push('');
+  }
   out.push(`Sessions open from 90 s after the start of the load to its end: ${Math.min(...steadySessions)} to ${Math.max(...steadySessions)}. popwarden used ${(cpuDuringLoad * 100).toFixed(0)}% of one core on average under load, `
     + `${((endOfLoad.cpuSeconds - firstLoad.cpuSeconds) * 1000 / Math.max(1, clients.sessionsStarted)).toFixed(1)} ms of CPU per session started. `
     + `The Redis store was reported down in ${samples.filter((s) => s.storeUp === 0).length} of ${samples.length} samples.`);

@@ -258,6 +258,10 @@ try {
   say(`no malloc_trim: ${String(error)}`);
 }
 await sampleAfterFullGc();
+// The snapshot's own buffers and what the full GC freed: jemalloc hands them back within ~10 s
+// (its dirty-page decay), so a sample 30 s later says what popwarden keeps once it is idle.
+await sleep(30_000);
+await takeSample();
 
 // Dovecot's log goes with its temp dir: kept beside popwarden's, so the summary can be made again.
 const dovecotLog = readFileSync(backend.logFile, 'utf8');
