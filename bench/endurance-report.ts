@@ -45,6 +45,8 @@ export interface SoakRun {
   /** undefined when it was not kept. */
   readonly dovecotLog: string | undefined;
   readonly setup: { minutes: number; goodClients: number; staleClients: number; workers: number; users: number; nofile: number; env?: Record<string, string> };
+  /** When the run started (ISO); runs recorded before it was kept say when the summary was made. */
+  readonly startedAt?: string;
 }
 
 interface LogLine {
@@ -140,15 +142,16 @@ export function summarize(run: SoakRun): string {
     return `${ms.length} ${result} (p50 ${quantile(ms, 0.5)} ms, p99 ${quantile(ms, 0.99)} ms, max ${ms.at(-1) ?? 0} ms)`;
   };
   const otherResults = tally(logins.filter((l) => l.result !== 'success' && l.result !== 'failure').map((l) => l.result ?? '(none)'));
-  // The reload and the store's outage, in popwarden's own words.
-  const incidents = popwarden.lines.filter((l) => /reload|rate-limit store/.test(l.msg ?? ''));
+  // The reload in popwarden's own words; the store's outages counted (a loaded machine has many short ones).
+  const reloads = popwarden.lines.filter((l) => /reload/.test(l.msg ?? ''));
+  const outages = popwarden.lines.filter((l) => /^rate-limit store \(Redis\) is back/.test(l.msg ?? '')).map((l) => l.outageMs ?? 0).sort((a, b) => a - b);
   const dovecotProblems = (run.dovecotLog ?? '').split('\n').filter((l) => /\b(Error|Fatal|Panic):/.test(l));
   const clientErrors = Object.entries(clients.errors).sort((a, b) => b[1] - a[1]);
 
   const out: string[] = [];
   out.push(`# Soak: ${setup.minutes} minutes, ${setup.goodClients} mail clients and ${setup.staleClients} with a stale password`);
   out.push('');
-  out.push(`Run ${new Date().toISOString().slice(0, 16)}Z with \`npm run bench:soak -- --minutes ${setup.minutes} --sessions ${setup.goodClients}\` on ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Node ${process.version}. `
+  out.push(`Run ${(run.startedAt ?? new Date().toISOString()).slice(0, 16)}Z with \`npm run bench:soak -- --minutes ${setup.minutes} --sessions ${setup.goodClients}\` on ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Node ${process.version}. `
     + `The machine was shared with other work: load average (1 min) ${Math.min(...loads).toFixed(1)} to ${Math.max(...loads).toFixed(1)}, mean ${(loads.reduce((a, b) => a + b, 0) / loads.length).toFixed(1)}, during the run.`);
   out.push('');
   const envWords = Object.entries(setup.env ?? {}).map(([k, v]) => `${k}=${v}`);
@@ -172,8 +175,11 @@ export function summarize(run: SoakRun): string {
   }
   out.push('');
   if (afterTrim !== undefined) {
+    const kept = (after.rssBytes ?? 0) - (afterTrim.rssBytes ?? 0);
     out.push(`malloc_trim(0), called in popwarden through gdb after the load, took its RSS from ${MB(after.rssBytes ?? 0)} to ${MB(afterTrim.rssBytes ?? 0)} `
-      + `(${((afterTrim.rssBytes ?? 0) / (baseline.rssBytes ?? 1)).toFixed(2)} × the baseline): what it gave back was freed native memory that glibc's allocator had kept for reuse, not memory in use.`);
+      + `(${((afterTrim.rssBytes ?? 0) / (baseline.rssBytes ?? 1)).toFixed(2)} × the baseline): `
+      + (kept > 5e6 ? "what it gave back was freed native memory that glibc's allocator had kept for reuse, not memory in use."
+        : 'nothing to give back (glibc\'s heap is not in use under jemalloc, and jemalloc had returned what was freed).'));
     out.push('');
   }
   const settled = samples.filter((s) => !s.fullGc && s.t > afterGc.t).at(-1);
@@ -199,7 +205,8 @@ export function summarize(run: SoakRun): string {
   out.push('');
   out.push(`Logins: ${loginLine('success')}, ${loginLine('failure')}${otherResults.length === 0 ? '' : `, ${otherResults.map(([r, n]) => `${n} ${r}`).join(', ')}`} (durationMs of popwarden's login attempt lines).`);
   out.push('');
-  out.push(`Reload and Redis restart: ${incidents.map((l) => `"${l.msg}"${l.outageMs === undefined ? '' : ` (outage ${l.outageMs} ms)`}`).join('; ')}.`);
+  out.push(`Reload: ${reloads.map((l) => `"${l.msg}"`).join('; ')}. Redis: popwarden logged the rate-limit store down and back ${outages.length} times `
+    + `(outages of ${outages[0] ?? 0} to ${outages.at(-1) ?? 0} ms, median ${quantile(outages, 0.5)} ms; the planned restart is one of them, the others calls that took longer than the store timeout).`);
   out.push('');
   out.push(`Lines at error or fatal: ${errors.length}${errors.length === 0 ? '' : ` (${tally(errors.map((l) => l.msg ?? '')).map(([k, n]) => `${n} × ${k}`).join('; ')})`}. `
     + `Warnings: ${warnings.length === 0 ? 'none' : warnings.map(([k, n]) => `${n} × "${k}"`).join('; ')}. Lines that were not JSON: ${popwarden.unparsed}.`);

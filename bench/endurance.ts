@@ -267,6 +267,7 @@ await takeSample();
 const dovecotLog = readFileSync(backend.logFile, 'utf8');
 writeFileSync(join(runDir, 'dovecot.log'), dovecotLog);
 const run = {
+  startedAt: new Date(started).toISOString(),
   setup: { minutes: MINUTES, goodClients: GOOD_CLIENTS, staleClients: STALE_CLIENTS, workers: WORKERS, users: USERS, nofile: POPWARDEN_NOFILE, env: POPWARDEN_ENV },
   events,
   samples,
