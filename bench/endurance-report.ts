@@ -184,7 +184,7 @@ export function summarize(run: SoakRun): string {
   }
   const settled = samples.filter((s) => !s.fullGc && s.t > afterGc.t).at(-1);
   if (settled !== undefined && settled.rssBytes !== null && baseline.rssBytes !== null) {
-    out.push(`RSS ${(settled.t - afterGc.t).toFixed(0)} s after the final full GC (the snapshot's own buffers freed by then): ${MB(settled.rssBytes)}, `
+    out.push(`RSS ${(settled.t - afterGc.t).toFixed(0)} s after the final full GC (and the snapshot, whose buffers the allocator may not have returned yet): ${MB(settled.rssBytes)}, `
       + `${(settled.rssBytes / baseline.rssBytes).toFixed(2)} × the baseline (which also follows one snapshot).`);
     out.push('');
   }
@@ -205,7 +205,7 @@ export function summarize(run: SoakRun): string {
   out.push('');
   out.push(`Logins: ${loginLine('success')}, ${loginLine('failure')}${otherResults.length === 0 ? '' : `, ${otherResults.map(([r, n]) => `${n} ${r}`).join(', ')}`} (durationMs of popwarden's login attempt lines).`);
   out.push('');
-  out.push(`Reload: ${reloads.map((l) => `"${l.msg}"`).join('; ')}. Redis: popwarden logged the rate-limit store down and back ${outages.length} times `
+  out.push(`Reload: ${reloads.map((l) => `"${l.msg}"`).join('; ')}. Redis: popwarden logged the rate-limit store down and back ${outages.length} time${outages.length === 1 ? '' : 's'} `
     + `(outages of ${outages[0] ?? 0} to ${outages.at(-1) ?? 0} ms, median ${quantile(outages, 0.5)} ms; the planned restart is one of them, the others calls that took longer than the store timeout).`);
   out.push('');
   out.push(`Lines at error or fatal: ${errors.length}${errors.length === 0 ? '' : ` (${tally(errors.map((l) => l.msg ?? '')).map(([k, n]) => `${n} × ${k}`).join('; ')})`}. `

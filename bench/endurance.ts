@@ -258,8 +258,9 @@ try {
   say(`no malloc_trim: ${String(error)}`);
 }
 await sampleAfterFullGc();
-// The snapshot's own buffers and what the full GC freed: jemalloc hands them back within ~10 s
-// (its dirty-page decay), so a sample 30 s later says what popwarden keeps once it is idle.
+// The snapshot's own buffers and what the full GC freed: jemalloc hands them back over its
+// dirty-page decay (10 s, but it purges only when the process allocates, so an idle popwarden
+// takes seconds to minutes); a sample 30 s later shows how far it got.
 await sleep(30_000);
 await takeSample();
 
