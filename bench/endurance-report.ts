@@ -44,7 +44,9 @@ export interface SoakRun {
   readonly popwardenLog: string;
   /** undefined when it was not kept. */
   readonly dovecotLog: string | undefined;
-  readonly setup: { minutes: number; goodClients: number; staleClients: number; workers: number; users: number; nofile: number };
+  readonly setup: { minutes: number; goodClients: number; staleClients: number; workers: number; users: number; nofile: number; env?: Record<string, string> };
+  /** When the run started (ISO); runs recorded before it was kept say when the summary was made. */
+  readonly startedAt?: string;
 }
 
 interface LogLine {
@@ -140,18 +142,20 @@ export function summarize(run: SoakRun): string {
     return `${ms.length} ${result} (p50 ${quantile(ms, 0.5)} ms, p99 ${quantile(ms, 0.99)} ms, max ${ms.at(-1) ?? 0} ms)`;
   };
   const otherResults = tally(logins.filter((l) => l.result !== 'success' && l.result !== 'failure').map((l) => l.result ?? '(none)'));
-  // The reload and the store's outage, in popwarden's own words.
-  const incidents = popwarden.lines.filter((l) => /reload|rate-limit store/.test(l.msg ?? ''));
+  // The reload in popwarden's own words; the store's outages counted (a loaded machine has many short ones).
+  const reloads = popwarden.lines.filter((l) => /reload/.test(l.msg ?? ''));
+  const outages = popwarden.lines.filter((l) => /^rate-limit store \(Redis\) is back/.test(l.msg ?? '')).map((l) => l.outageMs ?? 0).sort((a, b) => a - b);
   const dovecotProblems = (run.dovecotLog ?? '').split('\n').filter((l) => /\b(Error|Fatal|Panic):/.test(l));
   const clientErrors = Object.entries(clients.errors).sort((a, b) => b[1] - a[1]);
 
   const out: string[] = [];
   out.push(`# Soak: ${setup.minutes} minutes, ${setup.goodClients} mail clients and ${setup.staleClients} with a stale password`);
   out.push('');
-  out.push(`Run ${new Date().toISOString().slice(0, 16)}Z with \`npm run bench:soak -- --minutes ${setup.minutes} --sessions ${setup.goodClients}\` on ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Node ${process.version}. `
+  out.push(`Run ${(run.startedAt ?? new Date().toISOString()).slice(0, 16)}Z with \`npm run bench:soak -- --minutes ${setup.minutes} --sessions ${setup.goodClients}\` on ${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'}, Node ${process.version}. `
     + `The machine was shared with other work: load average (1 min) ${Math.min(...loads).toFixed(1)} to ${Math.max(...loads).toFixed(1)}, mean ${(loads.reduce((a, b) => a + b, 0) / loads.length).toFixed(1)}, during the run.`);
   out.push('');
-  out.push(`popwarden from dist/ with its default limits and failure delay (2 s), \`--limits-max-sessions 4000\`, ${setup.nofile} descriptors, logs at info, a real redis-server as the limiter's store, `
+  const envWords = Object.entries(setup.env ?? {}).map(([k, v]) => `${k}=${v}`);
+  out.push(`popwarden from dist/${envWords.length === 0 ? '' : ` started with \`${envWords.join(' ')}\` in its environment`} with its default limits and failure delay (2 s), \`--limits-max-sessions 4000\`, ${setup.nofile} descriptors, logs at info, a real redis-server as the limiter's store, `
     + `in front of Dovecot (bench/backend.ts) with ${setup.users} mailboxes of 8 everyday mails, one of 100 KB and one of 1 MB. ${setup.workers} load-generator processes (bench/endurance-clients.ts).`);
   out.push('');
   out.push(`Timeline (s from start): ${events.map((e) => `${e.what} ${e.t.toFixed(0)}`).join(', ')}; last sample ${samples.at(-1)!.t.toFixed(0)}.`);
@@ -171,11 +175,21 @@ export function summarize(run: SoakRun): string {
   }
   out.push('');
   if (afterTrim !== undefined) {
+    const kept = (after.rssBytes ?? 0) - (afterTrim.rssBytes ?? 0);
     out.push(`malloc_trim(0), called in popwarden through gdb after the load, took its RSS from ${MB(after.rssBytes ?? 0)} to ${MB(afterTrim.rssBytes ?? 0)} `
-      + `(${((afterTrim.rssBytes ?? 0) / (baseline.rssBytes ?? 1)).toFixed(2)} × the baseline): what it gave back was freed native memory that glibc's allocator had kept for reuse, not memory in use.`);
+      + `(${((afterTrim.rssBytes ?? 0) / (baseline.rssBytes ?? 1)).toFixed(2)} × the baseline): `
+      + (kept > 5e6 ? "what it gave back was freed native memory that glibc's allocator had kept for reuse, not memory in use."
+        : 'nothing to give back (glibc\'s heap is not in use under jemalloc, and jemalloc had returned what was freed).'));
     out.push('');
   }
-  out.push(`Sessions open from 90 s after the start of the load to its end: ${Math.min(...steadySessions)} to ${Math.max(...steadySessions)}. popwarden used ${(cpuDuringLoad * 100).toFixed(0)}% of one core on average under load. `
+  const settled = samples.filter((s) => !s.fullGc && s.t > afterGc.t).at(-1);
+  if (settled !== undefined && settled.rssBytes !== null && baseline.rssBytes !== null) {
+    out.push(`RSS ${(settled.t - afterGc.t).toFixed(0)} s after the final full GC (and the snapshot, whose buffers the allocator may not have returned yet): ${MB(settled.rssBytes)}, `
+      + `${(settled.rssBytes / baseline.rssBytes).toFixed(2)} × the baseline (which also follows one snapshot).`);
+    out.push('');
+  }
+  out.push(`Sessions open from 90 s after the start of the load to its end: ${Math.min(...steadySessions)} to ${Math.max(...steadySessions)}. popwarden used ${(cpuDuringLoad * 100).toFixed(0)}% of one core on average under load, `
+    + `${((endOfLoad.cpuSeconds - firstLoad.cpuSeconds) * 1000 / Math.max(1, clients.sessionsStarted)).toFixed(1)} ms of CPU per session started. `
     + `The Redis store was reported down in ${samples.filter((s) => s.storeUp === 0).length} of ${samples.length} samples.`);
   out.push('');
   out.push('## What the clients saw');
@@ -191,7 +205,8 @@ export function summarize(run: SoakRun): string {
   out.push('');
   out.push(`Logins: ${loginLine('success')}, ${loginLine('failure')}${otherResults.length === 0 ? '' : `, ${otherResults.map(([r, n]) => `${n} ${r}`).join(', ')}`} (durationMs of popwarden's login attempt lines).`);
   out.push('');
-  out.push(`Reload and Redis restart: ${incidents.map((l) => `"${l.msg}"${l.outageMs === undefined ? '' : ` (outage ${l.outageMs} ms)`}`).join('; ')}.`);
+  out.push(`Reload: ${reloads.map((l) => `"${l.msg}"`).join('; ')}. Redis: popwarden logged the rate-limit store down and back ${outages.length} time${outages.length === 1 ? '' : 's'} `
+    + `(outages of ${outages[0] ?? 0} to ${outages.at(-1) ?? 0} ms, median ${quantile(outages, 0.5)} ms; the planned restart is one of them, the others calls that took longer than the store timeout).`);
   out.push('');
   out.push(`Lines at error or fatal: ${errors.length}${errors.length === 0 ? '' : ` (${tally(errors.map((l) => l.msg ?? '')).map(([k, n]) => `${n} × ${k}`).join('; ')})`}. `
     + `Warnings: ${warnings.length === 0 ? 'none' : warnings.map(([k, n]) => `${n} × "${k}"`).join('; ')}. Lines that were not JSON: ${popwarden.unparsed}.`);

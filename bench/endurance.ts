@@ -2,7 +2,7 @@
  * The soak (issue 14 point 4): thousands of TLS sessions doing what mail clients do, for a long
  * time, against a real Dovecot, with a real Redis limiter that is restarted in the middle and a
  * SIGHUP reload of popwarden. popwarden runs as it would in production (default limits, a 2 s
- * failure delay, logs at info, metrics on); its RSS, heap, descriptors, event-loop delay and
+ * failure delay, logs at info, metrics on, the environment of contrib/popwarden.service: jemalloc); its RSS, heap, descriptors, event-loop delay and
  * open sessions are read from its /metrics every 10 s, before, during and after the load.
  *
  *   npm run bench:soak -- --minutes 30 --sessions 2000
@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { freePort, waitForPort } from '../test/harness/ports.js';
 import { startRedis } from '../test/harness/redis.js';
+import { unitEnvironment } from '../test/harness/systemd-unit.js';
 import { benchAccount, smallMessage, startBenchBackend } from './backend.js';
 import { SMALL_MESSAGES, type ClientCounts, type ClientPlan } from './endurance-clients.js';
 import { summarize, type Event, type Sample } from './endurance-report.js';
@@ -37,6 +38,8 @@ const { values } = parseArgs({
     chart: { type: 'string', default: 'docs/soak.png' },
     /** Keep the heap snapshots in the run's directory (to compare before and after). */
     'keep-snapshots': { type: 'boolean', default: false },
+    /** NAME=VALUE for popwarden's environment, over the systemd unit's (an allocator to compare), repeatable. */
+    env: { type: 'string', multiple: true, default: [] },
   },
 });
 const MINUTES = Number(values.minutes);
@@ -50,6 +53,12 @@ const STALE_USERS = 20;
 const SAMPLE_MS = 10_000;
 /** popwarden's descriptor budget on this machine (2 per session: client and backend). */
 const POPWARDEN_NOFILE = 9_000;
+/** The environment contrib/popwarden.service gives popwarden in production (its allocator), then --env. */
+const POPWARDEN_ENV: Record<string, string> = { ...unitEnvironment(), ...Object.fromEntries(values.env!.map((pair) => {
+  const at = pair.indexOf('=');
+  if (at < 1) throw new Error(`--env wants NAME=VALUE, not ${pair}`);
+  return [pair.slice(0, at), pair.slice(at + 1)];
+})) };
 
 const say = (text: string): void => void process.stderr.write(`[soak ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -101,7 +110,7 @@ const popwardenChild: ChildProcess = spawn('sh', ['-c', `ulimit -n ${POPWARDEN_N
   '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${runDir}`, 'dist/cli.js',
   '--listen-tls', `127.0.0.1:${tlsPort}`, '--listen-stls', `127.0.0.1:${stlsPort}`, '--backend', `127.0.0.1:${backend.port}`,
   '--cert', env.certFile, '--key', env.keyFile, '--redis', redis.url, '--state-dir', env.dir, '--log-level', 'info',
-  '--metrics-listen', `127.0.0.1:${metricsPort}`, '--limits-max-sessions', '4000'], { stdio: ['ignore', logFd, logFd] });
+  '--metrics-listen', `127.0.0.1:${metricsPort}`, '--limits-max-sessions', '4000'], { stdio: ['ignore', logFd, logFd], env: { ...process.env, ...POPWARDEN_ENV } });
 const popwardenPid = popwardenChild.pid!;
 killOnExit(popwardenPid);
 ownPids.push({ pid: popwardenPid });
@@ -249,12 +258,18 @@ try {
   say(`no malloc_trim: ${String(error)}`);
 }
 await sampleAfterFullGc();
+// The snapshot's own buffers and what the full GC freed: jemalloc hands them back over its
+// dirty-page decay (10 s, but it purges only when the process allocates, so an idle popwarden
+// takes seconds to minutes); a sample 30 s later shows how far it got.
+await sleep(30_000);
+await takeSample();
 
 // Dovecot's log goes with its temp dir: kept beside popwarden's, so the summary can be made again.
 const dovecotLog = readFileSync(backend.logFile, 'utf8');
 writeFileSync(join(runDir, 'dovecot.log'), dovecotLog);
 const run = {
-  setup: { minutes: MINUTES, goodClients: GOOD_CLIENTS, staleClients: STALE_CLIENTS, workers: WORKERS, users: USERS, nofile: POPWARDEN_NOFILE },
+  startedAt: new Date(started).toISOString(),
+  setup: { minutes: MINUTES, goodClients: GOOD_CLIENTS, staleClients: STALE_CLIENTS, workers: WORKERS, users: USERS, nofile: POPWARDEN_NOFILE, env: POPWARDEN_ENV },
   events,
   samples,
   clients: totals(),

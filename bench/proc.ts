@@ -108,9 +108,9 @@ export function killOnExit(pid: number | undefined): void {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => process.exit(130));
 }
 
-/** Spawns `argv` under `wrap` (a command prefix: taskset, ulimit), killed when this process exits. */
-export function spawnWrapped(wrap: readonly string[], argv: readonly string[], stderr: 'ignore' | 'inherit' = 'ignore'): ChildProcess {
-  const child = spawn(wrap[0]!, [...wrap.slice(1), ...argv], { stdio: ['ignore', 'ignore', stderr] });
+/** Spawns `argv` under `wrap` (a command prefix: taskset, ulimit), killed when this process exits; `env` is added to this process's. */
+export function spawnWrapped(wrap: readonly string[], argv: readonly string[], stderr: 'ignore' | 'inherit' = 'ignore', env: Readonly<Record<string, string>> = {}): ChildProcess {
+  const child = spawn(wrap[0]!, [...wrap.slice(1), ...argv], { stdio: ['ignore', 'ignore', stderr], env: { ...process.env, ...env } });
   killOnExit(child.pid);
   return child;
 }

@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startRedis } from '../test/harness/redis.js';
+import { unitEnvironmentHere } from '../test/harness/systemd-unit.js';
 import { ACCOUNTS, passwordOf, startBenchBackend } from './backend.js';
 import { PopClient } from './pop-client.js';
 import { heapSnapshot, killOnExit } from './proc.js';
@@ -75,8 +76,10 @@ const profiling = values.profile === true;
 const nodeOptions = profiling
   ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heap-prof', `--heap-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`]
   : [];
+// popwarden as its systemd unit runs it (jemalloc, where libjemalloc2 is installed), as the soak does.
+const popwardenEnv = unitEnvironmentHere();
 const starters = new Map<string, () => Promise<Target>>([
-  ['popwarden', () => startPopwarden(env, backend.port, redis.url, nodeOptions)],
+  ['popwarden', () => startPopwarden(env, backend.port, redis.url, nodeOptions, 'dist/cli.js', popwardenEnv)],
   ['stunnel', () => startStunnel(env, backend.port)],
   ['nginx', () => startNginx(env, authHttp.port, authHttp.pid)],
 ]);
@@ -141,7 +144,8 @@ const report = [
   `## popwarden against stunnel and nginx (${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC)`,
   '',
   `Machine: ${v.cpu} (nproc ${cpus().length}), Linux ${v.kernel}; Node ${v.node} (its OpenSSL ${process.versions.openssl}), ` +
-    `system OpenSSL ${v.openssl}, stunnel ${v.stunnel}, nginx ${v.nginx}, Dovecot ${v.dovecot}, Redis ${v.redis}; popwarden ${commit}.`,
+    `system OpenSSL ${v.openssl}, stunnel ${v.stunnel}, nginx ${v.nginx}, Dovecot ${v.dovecot}, Redis ${v.redis}; popwarden ${commit}, ` +
+    `with the systemd unit's environment (${Object.entries(popwardenEnv).map(([k, val]) => `${k}=${val}`).join(' ') || 'none here'}).`,
   `Run: ${quick ? '--quick, ' : ''}workloads ${[...only].sort().join('')}, ${reps} repetition${reps > 1 ? 's' : ''} ` +
     `(targets in rotated order), ${values['no-pin'] === true ? 'no pinning' : 'front ends pinned to core 0, everything else to core 1'}; ` +
     `${((Date.now() - began) / 60_000).toFixed(1)} minutes. Cells: median <sub>min–max</sub> over the repetitions.`,

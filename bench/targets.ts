@@ -85,9 +85,10 @@ export function shebangNodeOptions(script: string): string[] {
 
 /**
  * popwarden from dist/ with the Redis limiter, connection bounds off (one address is the load).
- * `nodeOptions` go to node itself (`--cpu-prof`, `--heap-prof`); `cli` may name another build.
+ * `nodeOptions` go to node itself (`--cpu-prof`, `--heap-prof`); `cli` may name another build;
+ * `processEnv` goes to its environment (an allocator).
  */
-export async function startPopwarden(env: Environment, backendPort: number, redisUrl: string, nodeOptions: readonly string[] = [], cli = 'dist/cli.js'): Promise<Target> {
+export async function startPopwarden(env: Environment, backendPort: number, redisUrl: string, nodeOptions: readonly string[] = [], cli = 'dist/cli.js', processEnv: Readonly<Record<string, string>> = {}): Promise<Target> {
   const port = await freePort();
   const child = spawnWrapped(env.frontWrap, [process.execPath, ...shebangNodeOptions(cli), ...nodeOptions, cli, '--listen-tls', `127.0.0.1:${port}`, '--listen-stls', `127.0.0.1:${await freePort()}`,
     '--backend', `127.0.0.1:${backendPort}`, '--cert', env.certFile, '--key', env.keyFile, '--redis', redisUrl, '--auth-failure-delay', '0s',
@@ -95,7 +96,7 @@ export async function startPopwarden(env: Environment, backendPort: number, redi
     // The load is one user from one address with up to 32 logins in flight, and a login in flight
     // holds a place in each failed-login counter: room for all of them, the limiter still asked.
     '--rate-limit-user-ip-max-failures', '1000', '--rate-limit-ip-max-failures', '1000', '--rate-limit-user-max-failures', '1000',
-    '--limits-max-sessions', '0', '--limits-max-handshakes', '0', '--log-level', 'warn', '--state-dir', env.dir, '--metrics-listen', 'off', '--backend-probe-interval', '0s'], 'inherit');
+    '--limits-max-sessions', '0', '--limits-max-handshakes', '0', '--log-level', 'warn', '--state-dir', env.dir, '--metrics-listen', 'off', '--backend-probe-interval', '0s'], 'inherit', processEnv);
   await listening(child, port, 'popwarden');
   return target('popwarden', port, child, undefined);
 }

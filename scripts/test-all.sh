@@ -11,6 +11,7 @@
 #   prometheus                  promtool checks of dashboards/ rules
 #   testssl.sh                  TLS policy scan of both listeners (test/e2e/tls-scan.test.ts)
 #   haproxy                     load balancer sending PROXY v1/v2 headers (test/e2e/proxy-protocol.test.ts)
+#   libjemalloc2                the allocator contrib/popwarden.service preloads (test/e2e/systemd-unit.test.ts)
 #
 # Legacy POP3 servers (test/harness/legacy.ts, test/e2e/legacy-backends.test.ts). They all
 # `Provides: pop3-server` and conflict with dovecot-pop3d, so they are never installed: each one
@@ -34,7 +35,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 # systemd: systemd-socket-activate stands in for a socket unit (unix: backends) and
 # systemd-analyze verifies the units in contrib/systemd; neither needs a running systemd.
-PKGS=(dovecot-core dovecot-pop3d redis-server redis-tools fail2ban fetchmail curl socat openssl python3 prometheus ca-certificates procps testssl.sh haproxy systemd)
+PKGS=(dovecot-core dovecot-pop3d redis-server redis-tools fail2ban fetchmail curl socat openssl python3 prometheus ca-certificates procps testssl.sh haproxy systemd libjemalloc2)
 LEGACY_SERVERS=(popa3d mailutils-pop3d solid-pop3d)
 LEGACY_LIBS=(libmailutils9 libmu-dbm9 mailutils-common libkyotocabinet16v5 libgsasl18 liblockfile1 util-linux)
 PKGS+=("${LEGACY_LIBS[@]}")

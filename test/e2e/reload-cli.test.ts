@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { makeNamedCertificate, servedFingerprint } from '../harness/popwarden.js';
 import { ProcessOutput } from '../harness/process-output.js';
+import { terminate } from '../harness/proc.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -50,11 +51,7 @@ describe('popwarden binary reloads on SIGHUP and on certificate changes', { time
     port = Number((await output.waitFor(/"address":"127\.0\.0\.1:(\d+)","msg":"listening"/, 0))[1]);
   });
   after(async () => {
-    if (child !== undefined && child.exitCode === null) {
-      const exited = new Promise((r) => child?.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await terminate(child);
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -2,6 +2,7 @@
  * The process table as /proc shows it, for tests that must prove a process leaves nothing behind:
  * no child still running after its session, and no zombie ever.
  */
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 
 export interface ProcEntry {
@@ -36,4 +37,12 @@ export function processTable(): ProcEntry[] {
 /** Every process whose parent is `pid`, zombies included. */
 export function childrenOf(pid: number): ProcEntry[] {
   return processTable().filter((p) => p.ppid === pid);
+}
+
+/** SIGTERM to a child still running, resolved once it has exited (a test's after() hook). */
+export async function terminate(child: ChildProcess | undefined): Promise<void> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
 }
