@@ -30,6 +30,8 @@ const { values } = parseArgs({
     reps: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    /** NAME=VALUE for popwarden's environment, over the systemd unit's (`LD_PRELOAD=` runs it on glibc), repeatable. */
+    env: { type: 'string', multiple: true, default: [] },
   },
 });
 const quick = values.quick === true;
@@ -76,8 +78,13 @@ const profiling = values.profile === true;
 const nodeOptions = profiling
   ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--heap-prof', `--heap-prof-dir=${profileDir}`, '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${profileDir}`]
   : [];
-// popwarden as its systemd unit runs it (jemalloc, where libjemalloc2 is installed), as the soak does.
-const popwardenEnv = unitEnvironmentHere();
+// popwarden as its systemd unit runs it (jemalloc, where libjemalloc2 is installed), as the soak
+// does, then --env on top (to compare allocators).
+const popwardenEnv: Record<string, string> = { ...unitEnvironmentHere(), ...Object.fromEntries(values.env!.map((pair) => {
+  const at = pair.indexOf('=');
+  if (at < 1) throw new Error(`--env wants NAME=VALUE, not ${pair}`);
+  return [pair.slice(0, at), pair.slice(at + 1)];
+})) };
 const starters = new Map<string, () => Promise<Target>>([
   ['popwarden', () => startPopwarden(env, backend.port, redis.url, nodeOptions, 'dist/cli.js', popwardenEnv)],
   ['stunnel', () => startStunnel(env, backend.port)],
