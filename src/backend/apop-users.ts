@@ -1,6 +1,7 @@
 import { CLEARTEXT_ONLY_AFTER_REFUSED_RETRY_MS, MAX_REMEMBERED_APOP_USERS, REMEMBERED_APOP_USER_MS } from '../config/limits.js';
 import type { UsernameCanonical } from '../config/types.js';
 import { canonicalUser } from '../auth/rate-limit/keys.js';
+import { ipKey } from '../net/addresses.js';
 
 /** How a user last logged in to a backend that offers APOP. */
 export type ApopUserKind =
@@ -9,8 +10,9 @@ export type ApopUserKind =
   /** APOP was refused and the cleartext retry worked: the user has no APOP secret there. */
   | 'cleartext'
   /**
-   * Not known from a success, but APOP and the cleartext retry both refused a password lately:
-   * tried in clear only for now, so each further wrong guess costs the backend one failure.
+   * Not known from a success, but APOP and the cleartext retry both refused a password from this
+   * client address lately: tried in clear only from there for now, so each further wrong guess
+   * from it costs the backend one failure.
    */
   | 'retry-refused';
 
@@ -34,7 +36,11 @@ export type ApopUserKind =
  *
  * Failures write one thing, apart: 'retry-refused' (see ApopUserKind), for
  * CLEARTEXT_ONLY_AFTER_REFUSED_RETRY_MS, in a map of its own with the same bound, so guesses at
- * many users can push out only each other, never what successful logins taught. It is written
+ * many users can push out only each other, never what successful logins taught. It is kept per
+ * client address (IPv6: per /64) as well as per user, as the limiter's hard blocks are (A-03):
+ * for a user whose APOP secret differs from their system password, 'retry-refused' refuses their
+ * own APOP secret, so a mark any address could set would let one wrong guess an hour lock them
+ * out, and make their own attempts count as failures. It is written
  * only for a backend where a cleartext login has worked after a refused APOP (cleartextWorks):
  * where none ever has (every user has an APOP secret, or the backend refuses USER/PASS, as a
  * Dovecot with only APOP does), trying a user in clear only would refuse their right password.
@@ -52,23 +58,27 @@ export class ApopUsers {
     private readonly refusedRetryMs = CLEARTEXT_ONLY_AFTER_REFUSED_RETRY_MS,
   ) {}
 
-  /** How `user` last logged in to `backend` (or that a retry was refused lately), if popwarden remembers it. */
-  get(backend: string, user: string, now = Date.now()): ApopUserKind | undefined {
+  /**
+   * How `user` last logged in to `backend`, or that a retry was refused lately for a login from
+   * `from` (the client's address), if popwarden remembers it.
+   */
+  get(backend: string, user: string, from: string, now = Date.now()): ApopUserKind | undefined {
     const key = keyOf(backend, canonicalUser(user, this.accounts));
-    return this.#entries.get(key, now) ?? this.#refusedRetries.get(key, now);
+    return this.#entries.get(key, now) ?? this.#refusedRetries.get(refusedKeyOf(key, from), now);
   }
 
   /**
-   * Records a successful login ('apop' or 'cleartext', which also ends a 'retry-refused'), or a
-   * refused retry; the entry moves to the young end of its eviction order.
+   * Records a successful login ('apop' or 'cleartext', which also ends the 'retry-refused' of
+   * `from`), or a refused retry of a login from `from`; the entry moves to the young end of its
+   * eviction order.
    */
-  remember(backend: string, user: string, kind: ApopUserKind, now = Date.now()): void {
+  remember(backend: string, user: string, kind: ApopUserKind, from: string, now = Date.now()): void {
     const key = keyOf(backend, canonicalUser(user, this.accounts));
     if (kind === 'retry-refused') {
-      this.#refusedRetries.set(key, kind, now + this.refusedRetryMs, this.maxEntries);
+      this.#refusedRetries.set(refusedKeyOf(key, from), kind, now + this.refusedRetryMs, this.maxEntries);
       return;
     }
-    this.#refusedRetries.delete(key);
+    this.#refusedRetries.delete(refusedKeyOf(key, from));
     this.#entries.set(key, kind, now + this.ttlMs, this.maxEntries);
     if (kind === 'cleartext') this.#cleartextWorks.add(backend);
   }
@@ -118,3 +128,11 @@ class ExpiringEntries<K> {
 
 // HOST:PORT holds no NUL, so the first NUL ends it whatever the username holds.
 const keyOf = (backend: string, user: string): string => `${backend}\0${user}`;
+
+/**
+ * A refused retry's key: the user's and the client's address, an IPv6 one by its /64 (the
+ * limiter's default prefix: a mark only spares the backend a second failure per guess, so a
+ * coarser or finer network changes only how many guesses still cost it two).
+ */
+export const REFUSED_RETRY_IPV6_PREFIX = 64;
+const refusedKeyOf = (userKey: string, from: string): string => `${userKey}\0${ipKey(from, REFUSED_RETRY_IPV6_PREFIX)}`;

@@ -72,9 +72,9 @@ export interface BackendLoginContext {
  * one secret: a user known to have an APOP secret gets no retry, a user known to have none goes
  * straight to the cleartext mechanism. And so that a guess costs the backend one failure: on a
  * backend where logging in in clear after a refused APOP has worked for someone, a user for whom
- * APOP and the retry were both refused lately goes straight to the cleartext mechanism too, until
- * a login succeeds ('retry-refused'); only the first wrong guess at a user popwarden does not
- * know is refused twice.
+ * APOP and the retry were both refused lately from the same client address goes straight to the
+ * cleartext mechanism from there too, until a login succeeds ('retry-refused'); only the first
+ * wrong guess from an address at a user popwarden does not know is refused twice.
  */
 export async function loginToBackend(credentials: Credentials, context: BackendLoginContext): Promise<BackendSession> {
   const address = formatBackendAddress(context.backend.address);
@@ -82,12 +82,13 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
   // behind one that offers CRAM-MD5, or no APOP timestamp, how the user logs in to APOP changes
   // nothing, and asking would cost every login a Redis round trip and an HMAC.
   let known: Promise<ApopUserKind | undefined> | undefined;
-  const howUserLogsIn = (): Promise<ApopUserKind | undefined> => (known ??= Promise.resolve(context.apopUsers.get(address, credentials.user)));
+  const from = context.client.address;
+  const howUserLogsIn = (): Promise<ApopUserKind | undefined> => (known ??= Promise.resolve(context.apopUsers.get(address, credentials.user, from)));
   const first = await loginOnce(credentials, context, { howUserLogsIn });
   if (first.kind === 'logged-in') {
     // After CRAM-MD5 there is nothing to learn: the user's APOP secret, if any, was not tried.
     if (first.apopOffered && context.backend.auth === 'auto' && first.session.mechanism !== 'cram-md5') {
-      await context.apopUsers.remember(address, credentials.user, first.session.mechanism === 'apop' ? 'apop' : 'cleartext');
+      await context.apopUsers.remember(address, credentials.user, first.session.mechanism === 'apop' ? 'apop' : 'cleartext', from);
     }
     return first.session;
   }
@@ -110,13 +111,15 @@ export async function loginToBackend(credentials: Credentials, context: BackendL
   if (second.kind === 'refused') {
     // Both refused this password. Were the user without an APOP secret, the cleartext refusal is
     // the verdict; were it with one, APOP's was. Either way, from now on one mechanism per guess:
-    // in clear, but only on a backend where logging in in clear is known to work for someone.
+    // in clear, but only on a backend where logging in in clear is known to work for someone,
+    // and only for this client address: a user whose APOP secret is not their system password
+    // cannot log in in clear, so a mark any address could set would lock them out.
     if (second.error.isCredentialFailure && context.apopUsers.cleartextWorks(address)) {
-      await context.apopUsers.remember(address, credentials.user, 'retry-refused');
+      await context.apopUsers.remember(address, credentials.user, 'retry-refused', from);
     }
     throw second.error;
   }
-  await context.apopUsers.remember(address, credentials.user, 'cleartext');
+  await context.apopUsers.remember(address, credentials.user, 'cleartext', from);
   return second.session;
 }
 
@@ -197,7 +200,7 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
     const userLogsIn = apopWouldBeChosen ? apop.howUserLogsIn() : undefined;
     const verdict = await context.memory.observe(address, offer);
     if (verdict.kind === 'refuse') throw new NoSafeMechanismError(verdict.reason, verdict.hint);
-    // 'retry-refused': APOP and the retry in clear both refused this user lately; one mechanism
+    // 'retry-refused': APOP and the retry in clear both refused this user from this address lately; one mechanism
     // per guess from now on, so a guess costs the backend one failure (loginToBackend).
     const howUserLogsIn = await userLogsIn;
     const passOverApop = howUserLogsIn === 'cleartext' || howUserLogsIn === 'retry-refused';

@@ -230,13 +230,14 @@ export const REMEMBERED_APOP_USER_MS = 24 * 60 * 60 * 1000;
 
 /**
  * How long, after APOP and the cleartext retry both refused one password for a user popwarden did
- * not know, that user is tried in clear only (no APOP, no retry), until a login succeeds: the
- * retry exists for users without an APOP secret, and after the first refused pair each further
- * wrong guess then costs the backend one failure, not two (a backend that locks a user after N
- * failures, pam_faillock counting 15 minutes, would otherwise lock them twice as fast as
- * popwarden's limits count). The price: a user whose APOP secret differs from their system
- * password and who is not remembered (no login for a day) cannot log in for this long after a
- * refused guess, so it matches rate_limit.user's window rather than a day.
+ * not know, that user is tried in clear only (no APOP, no retry) from the same client address,
+ * until a login succeeds: the retry exists for users without an APOP secret, and after the first
+ * refused pair each further wrong guess from there costs the backend one failure, not two (a
+ * backend that locks a user after N failures, pam_faillock counting 15 minutes, would otherwise
+ * lock them twice as fast as popwarden's limits count). Per address, because a user whose APOP
+ * secret differs from their system password and who is not remembered (no login for a day)
+ * cannot log in in clear: a mark any address could set would let one guess an hour lock them
+ * out. It matches rate_limit.user's window rather than a day.
  */
 export const CLEARTEXT_ONLY_AFTER_REFUSED_RETRY_MS = 60 * 60 * 1000;
 

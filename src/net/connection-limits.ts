@@ -32,7 +32,11 @@ export interface ConnectionLimitsOptions {
   readonly ipv6PrefixLength: number;
   readonly allow: CidrList;
   readonly deny: CidrList;
-  /** For tests: the clock, in ms. */
+  /**
+   * For tests: the clock, in ms. Default performance.now: monotonic, so a wall clock stepped
+   * back (NTP at boot, a VM resumed) does not push every address's second and minute that far
+   * into the future, refusing it all that while.
+   */
   readonly now?: () => number;
 }
 
@@ -52,7 +56,7 @@ export class ConnectionLimits implements ConnectionGate {
 
   constructor(options: ConnectionLimitsOptions) {
     this.#options = options;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? (() => performance.now());
     const perMinute = options.maxNewConnectionsPerIpPerMinute ?? 0;
     this.#perMinute = perMinute > 0 ? new AddressRate(perMinute, MAX_RATE_TRACKED_ADDRESSES) : undefined;
   }

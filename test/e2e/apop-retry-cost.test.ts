@@ -4,10 +4,10 @@
  * such users, so a wrong guess at a user it does not know yet is refused twice by the backend
  * (APOP, then USER/PASS): a backend that locks a user after N failures would lock them twice as
  * fast as popwarden's own limits count. Once both were refused for a user, on a backend where
- * logging in in clear has worked for someone, popwarden tries that user in clear only (one backend
- * failure a guess) until a login succeeds or an hour has passed; and its own limiter counts each
- * attempt once, retry or not. A real solid-pop3d, a tap on the
- * link, and the in-memory limiter with rate_limit.user_ip at 3.
+ * logging in in clear has worked for someone, popwarden tries that user in clear only from that
+ * client address (one backend failure a guess) until a login succeeds or an hour has passed; and
+ * its own limiter counts each attempt once, retry or not. A real solid-pop3d, a tap on the link,
+ * and the in-memory limiter with rate_limit.user_ip at 3.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -78,9 +78,11 @@ describe('solid-pop3d: a wrong password costs the backend one failure, not two',
     const audit = guarded.proxy.logs().filter((l) => l['event'] === 'login' && l['user'] === bob.user);
     assert.deepEqual(audit.map((l) => l['result']), ['failure', 'failure', 'failure', 'blocked']);
 
-    // bob has no APOP secret: his own password, from his own address, logs him in in clear.
+    // The guesser's address only: from his own address bob is tried as anyone unknown is, APOP
+    // first (a user whose APOP secret is not his system password could not log in in clear, so a
+    // mark any address could set would lock him out). bob has no APOP secret: the retry logs him in.
     const owner = await attempt('127.0.0.22', bob.pass);
     assert.equal(owner.reply, '+OK Logged in');
-    assert.deepEqual(owner.commands, ['CAPA', 'USER bob', 'PASS <password>']);
+    assert.deepEqual(owner.commands, ['CAPA', 'APOP bob <digest>', 'CAPA', 'USER bob', 'PASS <password>']);
   });
 });

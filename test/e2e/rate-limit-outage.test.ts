@@ -22,6 +22,7 @@ import { NO_METRICS, type Metrics } from '../../src/observability/metrics.js';
 
 const AUTH_FAILED = '-ERR [AUTH] Authentication failed';
 const BLOCKED = '-ERR [SYS/TEMP] Too many failed logins, try again later';
+const HOUR = 3_600_000;
 const UNAVAILABLE = '-ERR [SYS/TEMP] Login temporarily unavailable, try again later';
 
 function storeMetrics(): Metrics & { up: boolean[]; errors: number } {
@@ -153,6 +154,39 @@ describe('Redis outages', { timeout: 120_000 }, () => {
       assert.equal(await redis.cli('get', 'o4:uip:{bob@127.0.0.8}'), '1');
     } finally {
       await p.stop();
+    }
+  });
+
+  /**
+   * A limit shortened in the config (or an instance of a fleet that runs with a shorter one) meets
+   * the counters Redis already holds, which keep the TTL their window gave them when they were
+   * made: a counter that outlives today's window is the old policy's, not a corrupted reply. The
+   * store must go on deciding from Redis; were it read as corruption, every login from an address
+   * with an old counter would drop the Redis connection and mark the store down (with
+   * on_store_failure: fail_closed, refuse every login), and an attacker who owns such a counter
+   * could keep it so with one login a second.
+   */
+  test('rate_limit.ip shortened from a day to an hour: an address with a day-long counter is still decided by Redis', async () => {
+    const redisTarget = { kind: 'url' as const, url: redis.url };
+    const longer = await startProtected(backend, { redis: redisTarget, rateLimit: { keyPrefix: 'pc', ip: { maxFailures: 100, windowMs: 24 * HOUR, blockMs: 24 * HOUR } } });
+    try {
+      assert.equal(await login(longer.proxy, '127.0.0.3', 'alice', 'wrong'), '-ERR [AUTH] Authentication failed');
+    } finally {
+      await longer.stop();
+    }
+    const ttls = await Promise.all((await redis.cli('--scan', '--pattern', 'pc:*')).split('\n').map((key) => redis.cli('PTTL', key)));
+    assert.ok(ttls.some((ttl) => Number(ttl) > HOUR), `a counter lives longer than the new window: ${ttls.join(', ')}`);
+
+    const metrics = storeMetrics();
+    const shorter = await startProtected(backend, { redis: redisTarget, rateLimit: { keyPrefix: 'pc', ip: { maxFailures: 100, windowMs: HOUR, blockMs: HOUR } }, metrics });
+    try {
+      assert.equal(await login(shorter.proxy, '127.0.0.3', 'bob', 'bobpass'), '+OK Logged in');
+      assert.equal(await login(shorter.proxy, '127.0.0.3', 'alice', 'wrong'), '-ERR [AUTH] Authentication failed');
+      assert.deepEqual(metrics.up, [true], 'the store was never marked down');
+      assert.equal(metrics.errors, 0);
+      assert.deepEqual(shorter.logs.filter((l) => l.includes('"level":"warn"')), []);
+    } finally {
+      await shorter.stop();
     }
   });
 });

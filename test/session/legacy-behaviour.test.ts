@@ -234,7 +234,7 @@ describe('legacy backends: bytes no real server of ours sends (issue 12.8)', () 
     test('a user known to log in with APOP gets no retry: one guess meets one secret', async () => {
       const server = await backend([apopRefused('wrong'), inClear('wrong', '+OK')]);
       const apopUsers = new ApopUsers({ lowerCase: true, realmSeparators: '@%', pattern: undefined });
-      apopUsers.remember(`${server.host}:${server.port}`, 'alice', 'apop');
+      apopUsers.remember(`${server.host}:${server.port}`, 'alice', 'apop', '127.0.0.1');
       const pop = await openSession({ backend: server, listener: 'tls', apopUsers });
       await script(pop, [GREETING, 'C: USER alice', 'S: +OK Send PASS', 'C: PASS wrong', 'S: -ERR [AUTH] Authentication failed']);
       assert.equal(server.connections().length, 1);

@@ -57,4 +57,17 @@ describe('ConnectionLimits with a rate per minute', () => {
     for (let i = 0; i < 10; i++) gate.admit('192.0.2.50');
     assert.equal(gate.admit('192.0.2.50').kind, 'admitted');
   });
+
+  it('a wall clock stepped back an hour (NTP at boot, a VM resumed) refuses nobody for that hour: the rates run on a monotonic clock', (t) => {
+    let wall = 1_800_000_000_000;
+    t.mock.method(Date, 'now', () => wall);
+    const gate = new ConnectionLimits({
+      maxSessionsPerIp: 0, maxNewConnectionsPerIp: 10, maxNewConnectionsPerIpPerMinute: 60, ipv6PrefixLength: 64,
+      allow: new CidrList([]), deny: new CidrList([]),
+    });
+    for (let i = 0; i < 5; i++) assert.equal(gate.admit('192.0.2.1').kind, 'admitted');
+    wall -= 3_600_000;
+    // Read on the wall clock, the address's minute would end an hour from now, and so would the second.
+    for (let i = 0; i < 5; i++) assert.equal(gate.admit('192.0.2.1').kind, 'admitted', `connection ${6 + i}`);
+  });
 });
