@@ -34,6 +34,8 @@ import { cpuSeconds, killOnExit, stopTree } from './proc.js';
 import { benchEnvironment, versions } from './targets.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '15' }, only: { type: 'string' }, profile: { type: 'boolean', default: false }, pin: { type: 'boolean', default: false } } });
+// Read now, at the build this run measures (npm run bench:attacks builds first), not at the end.
+const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
 const seconds = Number(values.seconds);
 if (!Number.isFinite(seconds) || seconds < 3 || seconds > 60) {
   console.error('usage: attacks.ts [--seconds 3..60] [--only kind,kind]');
@@ -219,7 +221,6 @@ const ms = (x: number): string => (Number.isNaN(x) ? '-' : x.toFixed(1));
 const ratio = (x: number, q: number): string => (Number.isNaN(x) ? '-' : (x / p(quiet, q)).toFixed(2));
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(0);
 const v = versions();
-const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
 const out: string[] = [];
 out.push(`# Attacks while a real user works (issue 14.3)`);
 out.push('');
