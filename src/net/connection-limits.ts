@@ -64,7 +64,7 @@ export class ConnectionLimits implements ConnectionGate {
   admit(ip: string, makeRoom?: () => boolean, returning = false): Admission {
     const { allow, deny, maxSessions = 0 } = this.#options;
     if (deny.has(ip)) return { kind: 'refused', reason: 'denied' };
-    const perIp = allow.has(ip) ? undefined : this.#admitPerIp(ip);
+    const perIp = allow.has(ip) ? undefined : this.#admitPerIp(ip, returning);
     if (perIp?.kind === 'refused') return perIp;
     if (maxSessions > 0 && this.#total >= placesFor(maxSessions, returning) && makeRoom?.() !== true) {
       perIp?.release();
@@ -83,8 +83,13 @@ export class ConnectionLimits implements ConnectionGate {
     };
   }
 
-  /** The per-address bounds; an admission here holds a place in the address's count until released. */
-  #admitPerIp(ip: string): Admission {
+  /**
+   * The per-address bounds; an admission here holds a place in the address's count until released.
+   * A returning client (a login succeeded from it lately) is spared the per-minute rate: it is what
+   * an office or carrier NAT, many users behind one address, would meet first; the burst per
+   * second and the open sessions per address still bound it.
+   */
+  #admitPerIp(ip: string, returning: boolean): Admission {
     const { maxSessionsPerIp, maxNewConnectionsPerIp, ipv6PrefixLength } = this.#options;
     const key = ipKey(ip, ipv6PrefixLength);
 
@@ -101,7 +106,7 @@ export class ConnectionLimits implements ConnectionGate {
     const open = this.#open.get(key) ?? 0;
     if (maxSessionsPerIp > 0 && open >= maxSessionsPerIp) return { kind: 'refused', reason: 'too_many_sessions' };
     // Last of the per-address bounds: only a connection every other bound admits uses up its minute.
-    if (this.#perMinute?.take(key, now) === false) return { kind: 'refused', reason: 'too_many_connections_per_minute' };
+    if (!returning && this.#perMinute?.take(key, now) === false) return { kind: 'refused', reason: 'too_many_connections_per_minute' };
     this.#open.set(key, open + 1);
     return {
       kind: 'admitted',

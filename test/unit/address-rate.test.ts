@@ -34,6 +34,19 @@ describe('AddressRate', () => {
 });
 
 describe('ConnectionLimits with a rate per minute', () => {
+  it('spares a returning client the per-minute rate (many users behind one NAT address), not the burst per second', () => {
+    const gate = new ConnectionLimits({
+      maxSessionsPerIp: 0, maxNewConnectionsPerIp: 5, maxNewConnectionsPerIpPerMinute: 2, ipv6PrefixLength: 64,
+      allow: new CidrList([]), deny: new CidrList([]), now: () => 0,
+    });
+    const outcomes = Array.from({ length: 6 }, () => gate.admit('192.0.2.7', undefined, true).kind);
+    assert.deepEqual(outcomes, ['admitted', 'admitted', 'admitted', 'admitted', 'admitted', 'refused']);
+    // A stranger from another address meets the minute after two.
+    const stranger = Array.from({ length: 3 }, () => gate.admit('198.51.100.7'));
+    assert.deepEqual(stranger.map((a) => a.kind), ['admitted', 'admitted', 'refused']);
+    assert.deepEqual(stranger[2], { kind: 'refused', reason: 'too_many_connections_per_minute' });
+  });
+
   it('refuses past the minute with its own reason, and a refused connection uses up nothing', () => {
     let now = 0;
     const gate = new ConnectionLimits({
