@@ -26,15 +26,17 @@ const CLOSED_BY_POPWARDEN = new BackendUnavailableError('E_BACKEND_CLOSED', 'rel
  * delivered one at a time on the one JavaScript thread and each is consumed before the next, so
  * a single buffer serves them all: whatever must outlive the read is copied (see `#onData`).
  *
- * 512 KiB, not 64: a big RETR costs a fixed amount per read (the wake-up, the read, one TLS
- * write, the client's drain, pausing and resuming the backend), and at 64 KiB per read that was
- * a third of popwarden's CPU per GB relayed (issue 10.3a: 1.9 CPU-s/GB at 64 KiB, 1.0 at 512 KiB
- * on the profile bench, stunnel 1.0). The buffer is one per process; what a session can hold
- * for a client that reads slowly is one read (relayed, encrypted, not yet taken by the kernel),
- * so up to 512 KiB while it downloads, next to the kernel's own send buffer of up to
- * net.ipv4.tcp_wmem's maximum (4 MiB by default) for that socket.
+ * 256 KiB, not 64: a big RETR costs a fixed amount per read (the wake-up, the read, one TLS
+ * write, the client's drain, pausing and resuming the backend). On the profile bench under load
+ * that was a third of popwarden's CPU per GB relayed (issue 10.3a: 1.9 CPU-s/GB at 64 KiB, 1.0 at
+ * 512 KiB, stunnel 1.0); on a quiet machine the full bench showed no difference (1.27 at 64 KiB,
+ * 1.34 at 512). Not 512: a client that reads slowly holds one read, copied, and its encrypted
+ * form until it drains or `timeouts.client_write_stall` ends it, about twice the read size a session
+ * (README, Capacity), and a logged-in client that never reads should not hold a MiB. The buffer
+ * is one per process, next to the kernel's own send buffer of up to net.ipv4.tcp_wmem's maximum
+ * (4 MiB by default) for each socket.
  */
-const BACKEND_READ_OCTETS = 512 * 1024;
+const BACKEND_READ_OCTETS = 256 * 1024;
 const sharedReadBuffer = Buffer.allocUnsafe(BACKEND_READ_OCTETS);
 
 /**
