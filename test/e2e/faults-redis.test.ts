@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
-import { startFaultProxy, type FaultKind, type FaultProxy } from '../harness/fault-proxy.js';
+import { onRedisCommand, startFaultProxy, type FaultKind, type FaultProxy } from '../harness/fault-proxy.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
 import { sampleValue, spawnPopwarden, stopAll, type PopwardenProcess } from '../harness/popwarden-process.js';
 import { RawClient } from '../harness/raw-client.js';
@@ -54,10 +54,12 @@ const REDIS_FAULTS: readonly { kind: FaultKind; what: string }[] = [
 /**
  * A corrupted byte in the reply to the limiter's first round trip of a login (EXISTS of the
  * trusted mark, then one script reply per limiter: `:0\r\n*2\r\n:1\r\n:3600000\r\n...`). The
- * proxy corrupts one byte per connection, so the fault passes once ioredis has read it: the
- * corrupted reply must count as a store failure (the in-process limiter decides that login, one
- * warn line, the outage metric), and Redis is used again on a fresh connection. `reason` is what
- * the warn line says: a reply that parses but cannot be right, or one that never ends.
+ * proxy waits for the EXISTS on each connection and corrupts one byte of what follows it (a byte
+ * offset from any other point would hit whichever reply came first: a ping, a reconnect's CLIENT
+ * SETINFO). The corrupted reply must count as a store failure (the in-process limiter decides
+ * that login, one warn line, the outage metric), and Redis is used again on a fresh connection.
+ * `reason` is what the warn line says: a reply that parses but cannot be right, or one that never
+ * ends. redis-reply-corruption.test.ts corrupts every byte of that round trip in turn.
  */
 const CORRUPT_FAULTS: readonly { afterBytes: number; what: string; reason: RegExp }[] = [
   { afterBytes: 0, what: "corrupt the reply's first byte (`:0` of EXISTS becomes `*0`, an empty array)", reason: /the reply is corrupted/ },
@@ -135,7 +137,7 @@ describe('fault injection between popwarden and Redis', { timeout: 180_000 }, ()
     test(`Redis: ${what}`, async () => {
       const since = pw.logs().length;
       const before = await pw.scrape();
-      proxy.armAll({ kind: 'corrupt', afterBytes });
+      proxy.armAll({ kind: 'corrupt', afterBytes, trigger: onRedisCommand('exists') });
 
       // The login is decided (in process), within the command timeout, never hung.
       assert.equal(await login(pw, '127.0.0.7', alice.pass), '+OK Logged in');

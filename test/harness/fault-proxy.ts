@@ -42,6 +42,16 @@ export function onCommand(verb: string, args?: string): Trigger {
   return (line) => (wanted === undefined ? line === verb || line.startsWith(`${verb} `) : line === wanted);
 }
 
+/**
+ * A trigger on a Redis command by name (any case). RESP sends the name as a bulk string, a line
+ * of its own after its `$length` line, so a key or value that happens to read the same (always
+ * prefixed here) cannot cue it unless it follows a length line too.
+ */
+export function onRedisCommand(name: string): Trigger {
+  const wanted = name.toLowerCase();
+  return (line, previous) => line.toLowerCase() === wanted && previous !== undefined && previous.startsWith('$');
+}
+
 /** A trigger on the line sent right after a command with this verb (a SASL response after AUTH). */
 export function afterCommand(verb: string): Trigger {
   return (_line, previous) => previous !== undefined && (previous === verb || previous.startsWith(`${verb} `));
@@ -117,8 +127,10 @@ class Pipe {
    */
   armNow(armed: Armed): void {
     this.#armed = armed;
-    this.#cued = true;
     this.#replyBytes = 0;
+    // With a trigger the fault waits for its command, on this connection as on a new one.
+    this.#cued = armed.fault.trigger === undefined;
+    if (!this.#cued) return;
     const { kind, afterBytes = 0 } = armed.fault;
     if (kind === 'never-answer' || (afterBytes === 0 && (kind === 'reset' || kind === 'truncate' || kind === 'half-close'))) {
       this.#act(Buffer.alloc(0));
@@ -252,10 +264,13 @@ export interface FaultProxy {
    */
   armNext(fault: Fault): Promise<FaultFired>;
   /**
-   * Arms `fault` on every open connection (cued at once: see Pipe.armNow) and on every new one,
-   * until clear(). Redis outages; a backend that hangs up on an idle session.
+   * Arms `fault` on every open connection and on every new one, until clear(): once on each. With
+   * no trigger it is cued at once (see Pipe.armNow): Redis outages, a backend that hangs up on an
+   * idle session. With one it waits for that command on each connection, so it hits the reply to
+   * that command, not whatever a connection happens to be answering (a ping, a reconnect's
+   * CLIENT SETINFO).
    */
-  armAll(fault: Omit<Fault, 'trigger'>): void;
+  armAll(fault: Fault): void;
   /** Disarms armAll; connections already broken stay broken (the client reconnects). */
   clear(): void;
   /** Closes every connection and the listener. */

@@ -1,0 +1,105 @@
+/**
+ * A corrupted byte in Redis's answer to the limiter is never taken as a decision. RESP has no
+ * checksum, so a changed byte often still parses: `:3` becomes `:*` (read as -6 points), `*2`
+ * becomes `**` or an array that never ends. With the user+address counter of a pair full (the
+ * pair is blocked), every byte of the replies to one reserve() round trip is corrupted in turn, on
+ * a real redis-server through the fault proxy, with the production client settings: each time,
+ * reserve() must still say "full" or fail (a store failure, which insurance.ts turns into the
+ * in-process limiter's verdict and an outage line). "reserved" would be a guess let through a
+ * block.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Redis } from 'ioredis';
+import { attemptKeys } from '../../src/auth/rate-limit/keys.js';
+import { createRedisClient } from '../../src/auth/rate-limit/redis-client.js';
+import { RedisLimitStore } from '../../src/auth/rate-limit/store.js';
+import { onRedisCommand, startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
+import { startRedis, type RedisServer } from '../harness/redis.js';
+
+const HOUR = 3_600_000;
+const MAX_FAILURES = 3;
+/** Only the user+address counter can bind: the per-address and per-user ones stay far from full. */
+const POLICIES = {
+  keyPrefix: 'corruption',
+  userIp: { maxFailures: MAX_FAILURES, windowMs: HOUR, blockMs: HOUR },
+  ip: { maxFailures: 100_000, windowMs: HOUR, blockMs: HOUR },
+  user: { maxFailures: 100_000, windowMs: HOUR, blockMs: HOUR },
+  trustedPairMs: HOUR,
+};
+const KEYS = attemptKeys('alice', '192.0.2.7', { usernameCanonical: { lowerCase: true, realmSeparators: '@%', pattern: undefined }, ipv6PrefixLength: 64 });
+/**
+ * EXISTS (`:0\r\n`) and three consumes (`*2\r\n:N\r\n:TTL\r\n`, about 18 bytes each) are 58
+ * bytes; past them the corruption lands on the give-back replies that follow a refusal.
+ */
+const OFFSETS = 70;
+
+async function connected(url: string): Promise<Redis> {
+  const client = createRedisClient({
+    target: { kind: 'url', url },
+    username: undefined,
+    passwordFile: undefined,
+    tls: false,
+    commandTimeoutMs: 250,
+    connectTimeoutMs: 2_000,
+  }) as Redis;
+  client.on('error', () => undefined); // a corrupted reply may break the connection: that is the point
+  if (client.status !== 'ready') await new Promise<void>((resolve) => client.once('ready', () => resolve()));
+  return client;
+}
+
+describe('a corrupted byte in the replies to a reserve', { timeout: 120_000 }, () => {
+  let redis: RedisServer;
+  let proxy: FaultProxy;
+
+  before(async () => {
+    redis = await startRedis();
+    proxy = await startFaultProxy({ host: redis.host, port: redis.port });
+    // Fill the pair's counter: three judged failures, uncorrupted.
+    const client = await connected(redis.url);
+    const store = new RedisLimitStore(client, POLICIES);
+    for (let i = 0; i < MAX_FAILURES; i++) {
+      assert.deepEqual(await store.reserve(KEYS), { kind: 'reserved' });
+      assert.equal(await store.fail(KEYS, undefined), true);
+    }
+    const blocked = await store.reserve(KEYS);
+    assert.equal(blocked.kind, 'full');
+    client.disconnect();
+  });
+
+  after(async () => {
+    await proxy.stop();
+    await redis.stop();
+  });
+
+  test('at every byte offset, a blocked pair stays blocked or the store fails; never "reserved"', async () => {
+    const outcomes = { full: 0, failed: 0 };
+    for (let offset = 0; offset < OFFSETS; offset++) {
+      // One fresh connection each: the fault hits the reply to this reserve, not a ping's.
+      proxy.armAll({ kind: 'corrupt', afterBytes: offset, trigger: onRedisCommand('exists') });
+      const client = await connected(`redis://${proxy.host}:${proxy.port}`);
+      try {
+        const store = new RedisLimitStore(client, POLICIES);
+        const outcome = await store.reserve(KEYS).then(
+          (reservation) => reservation,
+          () => 'failed' as const,
+        );
+        if (outcome === 'failed') {
+          outcomes.failed++;
+        } else {
+          assert.equal(outcome.kind, 'full', `byte ${offset} corrupted: ${JSON.stringify(outcome)}`);
+          if (outcome.kind === 'full') {
+            assert.equal(outcome.limiter, 'userIp', `byte ${offset} corrupted`);
+            assert.ok(outcome.msLeft >= 0 && outcome.msLeft <= HOUR, `byte ${offset} corrupted: ${outcome.msLeft} ms left`);
+          }
+          outcomes.full++;
+        }
+      } finally {
+        proxy.clear();
+        client.disconnect();
+      }
+    }
+    // Both kinds occur: the sweep reached the counts and the replies after them.
+    assert.ok(outcomes.failed > 0 && outcomes.full > 0, JSON.stringify(outcomes));
+  });
+});
