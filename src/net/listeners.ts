@@ -179,7 +179,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     socket.destroy();
   };
   const admit = (socket: Socket, client: ClientOrigin): void => {
-    const admission = gate.admit(client.address, deps.evictIdleSession, deps.returning?.has(client.address) === true);
+    const admission = gate.admit(client.address, deps.evictIdleSession, deps.returning?.accountOf(client.address));
     if (admission.kind === 'refused') return refuse(socket, admission.reason, client);
     if (tlsServer !== undefined) {
       const handshake = tls.handshakes.admit(client.address, () => evictHandshake(socket, client));
