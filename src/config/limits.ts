@@ -103,7 +103,8 @@ export const MAX_RATE_TRACKED_ADDRESSES = 100_000;
  * Refusals by a per-address connection rate are logged once per address and window, with the
  * number refused quietly since the line before (net/refusal-bursts.ts): a flood must not turn
  * every refused connection into a log line. A minute matches the rate's own window; 10,000
- * addresses in a minute is 10,000 lines at most, and about 1 MB of table.
+ * addresses in a minute is 20,000 lines at most (each burst's first line and its tail), and
+ * about 1 MB of table.
  */
 export const REFUSAL_LOG_WINDOW_MS = 60_000;
 export const MAX_REFUSAL_LOG_ADDRESSES = 10_000;

@@ -140,7 +140,13 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
         })
       : undefined;
 
-  const bursts = new RefusalBursts(REFUSAL_LOG_WINDOW_MS, MAX_REFUSAL_LOG_ADDRESSES);
+  const bursts = new RefusalBursts({
+    windowMs: REFUSAL_LOG_WINDOW_MS,
+    maxKeys: MAX_REFUSAL_LOG_ADDRESSES,
+    // The tail of a burst: how many were refused after its last line, once its window is over.
+    ended: ({ reason, peer, refusedQuietly }) => log.info({ listener: config.name, peer, reason, refusedQuietly }, 'connection refusals ended'),
+  });
+  server.once('close', () => bursts.close());
   // The raw TCP socket, on TLS listeners too: the place to refuse cheaply.
   const refuse = (socket: Socket, reason: ConnectionRefusal, client: ClientOrigin, detail?: string): void => {
     metrics.connectionRefused(config.name, reason);
