@@ -278,3 +278,13 @@ export const REMEMBERED_OFFER_MS = 90 * 24 * 60 * 60 * 1000;
  * offering STLS or drops CRAM-MD5 is seen (and the offer memory judges it) within a minute.
  */
 export const CAPABILITIES_REUSE_MS = 60 * 1000;
+
+/**
+ * Backend addresses remembered in process memory by the capability cache and by the shared offer
+ * memory's refresh times. Routes to unlisted addresses (routing.auth_http.unlisted_backend_template)
+ * may name any address the route service likes, so these are not bounded by the configured
+ * backends; past the bound the address written longest ago goes, which costs its next login
+ * only a CAPA exchange or a PEXPIRE. A few thousand is more backends than one gateway serves,
+ * and at most a few hundred KB.
+ */
+export const MAX_REMEMBERED_BACKEND_ADDRESSES = 4_096;
