@@ -138,6 +138,8 @@ function stat(title, description, unit, expr, { w = 4, h = 4, thresholds, mappin
 
 const UP_DOWN = [{ type: 'value', options: { 0: { text: 'DOWN', color: 'red', index: 0 }, 1: { text: 'UP', color: 'green', index: 1 } } }];
 const RED_BELOW_1 = { mode: 'absolute', steps: [{ color: 'red', value: null }, { color: 'green', value: 1 }] };
+const NONE_DOWN = [{ type: 'value', options: { 0: { text: 'none', color: 'green', index: 0 } } }];
+const RED_FROM_1 = { mode: 'absolute', steps: [{ color: 'green', value: null }, { color: 'red', value: 1 }] };
 const CERT_DAYS = { mode: 'absolute', steps: [{ color: 'red', value: null }, { color: 'orange', value: 14 }, { color: 'green', value: 30 }] };
 
 function dashboard(uid, title, description, tags, items) {
@@ -188,7 +190,14 @@ const overview = dashboard(
     stat('Login success ratio', 'Successful logins among all login attempts.', 'percentunit', `${loginRate('success')} / ${loginRate('.+')}`, {
       thresholds: { mode: 'absolute', steps: [{ color: 'red', value: null }, { color: 'orange', value: 0.5 }, { color: 'green', value: 0.8 }] },
     }),
-    stat('Backend', 'The periodic backend probe: connect and a +OK greeting within the connect timeout.', 'none', `min(popwarden_backend_up{${S}})`, { mappings: UP_DOWN, thresholds: RED_BELOW_1 }),
+    // A count, not min(): with many backends, one down must not read as the whole gateway down.
+    stat(
+      'Backends down',
+      'Backends the periodic probe finds down (connect and a +OK greeting within the connect timeout), each counted once however many instances see it down. Which ones: the Backend up panel below, and the PopwardenBackendDown alert.',
+      'none',
+      `sum(min by (backend) (popwarden_backend_up{${S}}) == bool 0)`,
+      { mappings: NONE_DOWN, thresholds: RED_FROM_1 },
+    ),
     stat('Rate-limit store', 'Redis, when configured: DOWN means the limiter runs on its fallback.', 'none', `min(popwarden_ratelimit_store_up{${S}})`, { mappings: UP_DOWN, thresholds: RED_BELOW_1 }),
     stat('Certificate days left', 'Days until the first certificate served expires.', 'd', `min((popwarden_tls_certificate_not_after_timestamp_seconds{${S}} - time()) / 86400)`, { thresholds: CERT_DAYS }),
     stat('Uptime', 'Time since the process started (the youngest instance).', 's', `min(time() - process_start_time_seconds{${S}})`),

@@ -21,6 +21,7 @@ import { CapabilityCache } from './backend/capability-cache.js';
 import type { SharedRedis } from './auth/rate-limit/shared-redis.js';
 import { NO_METRICS, type Metrics } from './observability/metrics.js';
 import { ALLOW_ALL, type LoginGuard } from './auth/login-guard.js';
+import { canonicalUser } from './auth/rate-limit/keys.js';
 import { OPEN_GATE, type ConnectionGate } from './net/connection-gate.js';
 import { CidrList } from './net/cidr.js';
 import { HeaderWaits, type ClientOrigin } from './net/proxy-intake.js';
@@ -109,7 +110,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     maxTotal: config.limits.maxHandshakes,
     ipv6PrefixLength: config.rateLimit.ipv6PrefixLength,
     now,
-    returning: (address) => returning.has(address),
+    returning: (address) => returning.accountOf(address),
   });
   const metrics = deps.metrics ?? NO_METRICS;
   const guard = deps.guard ?? ALLOW_ALL;
@@ -142,7 +143,8 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
    * costs each refused connection one step, not max_sessions of them.
    */
   const evictionCandidates = new Map<Session, SessionSlot>();
-  const onLoggedIn = (client: ClientOrigin): void => returning.remember(client.address);
+  // Counted to the account as the limiter counts it: spellings of one account are one account.
+  const onLoggedIn = (client: ClientOrigin, user: string): void => returning.remember(client.address, canonicalUser(user, current.rateLimit.usernameCanonical));
   const onClosed = (session: Session): void => {
     sessions.delete(session);
     evictionCandidates.delete(session);

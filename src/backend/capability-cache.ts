@@ -9,11 +9,14 @@
  * is judged by the offer memory as always. An entry is not refreshed by the logins that reuse
  * it: a minute after it was learnt, a login asks again.
  */
-import { CAPABILITIES_REUSE_MS } from '../config/limits.js';
+import { CAPABILITIES_REUSE_MS, MAX_REMEMBERED_BACKEND_ADDRESSES } from '../config/limits.js';
 import type { BackendCapabilities } from '../pop3/capabilities.js';
 
 export class CapabilityCache {
-  /** By backend address (HOST:PORT): bounded by the configured backends. */
+  /**
+   * By backend address (HOST:PORT), the one learnt longest ago first. Routes to unlisted addresses
+   * are not bounded by the configured backends: MAX_REMEMBERED_BACKEND_ADDRESSES is.
+   */
   readonly #entries = new Map<string, { readonly capabilities: BackendCapabilities; readonly learntAt: number }>();
 
   constructor(
@@ -34,6 +37,8 @@ export class CapabilityCache {
 
   /** What a login just asked and used (CRAM-MD5, no STLS); the caller checks that. */
   remember(address: string, capabilities: BackendCapabilities): void {
+    this.#entries.delete(address);
+    if (this.#entries.size >= MAX_REMEMBERED_BACKEND_ADDRESSES) this.#entries.delete(this.#entries.keys().next().value!);
     this.#entries.set(address, { capabilities, learntAt: this.now() });
   }
 

@@ -3,10 +3,11 @@
  * downgrade one instance would refuse must be refused by all, or an impostor need only reach the
  * instance that has not seen the real server yet. Redis holds one hash per backend address
  * (`PREFIX:offer:HOST:PORT`), only ever raised, atomically (RAISE below), so two instances that
- * see a stronger offer at once both leave the stronger of the two. The keys are bounded by the
- * configured backends; each expires REMEMBERED_OFFER_MS after the last login that read it (each
- * instance pushes the expiry back at most once per OFFER_REFRESH_MS), so only a backend no
- * instance has used for that long is forgotten in Redis (the files still remember).
+ * see a stronger offer at once both leave the stronger of the two. The keys are the backends
+ * logged in to (the configured ones, and unlisted addresses auth_http routes to); each expires
+ * REMEMBERED_OFFER_MS after the last login that read it (each instance pushes the expiry back at
+ * most once per OFFER_REFRESH_MS), so only a backend no instance has used for that long is
+ * forgotten in Redis (the files still remember).
  *
  * Every instance keeps its state_dir file as well, and a login is refused if either Redis or the
  * file remembers more than the backend offers now; whatever the file knows that Redis does not
@@ -18,7 +19,7 @@
 import type { SharedRedis } from '../auth/rate-limit/shared-redis.js';
 import { SHARED_KEY_KINDS, sharedKey } from '../auth/rate-limit/shared-redis.js';
 import type { RedisClient } from '../auth/rate-limit/redis-client.js';
-import { REMEMBERED_OFFER_MS } from '../config/limits.js';
+import { MAX_REMEMBERED_BACKEND_ADDRESSES, REMEMBERED_OFFER_MS } from '../config/limits.js';
 import { BackendMemory, isRememberedBackend, shellWord, judgeOffer, STRENGTHS, type BackendOffer, type BackendStrength, type OfferVerdict, type RememberedBackend } from './memory.js';
 
 /** What a login checks an offer against; the file alone (BackendMemory) or Redis with it. */
@@ -56,12 +57,17 @@ async function read(client: RedisClient, key: string, refresh: boolean): Promise
 }
 
 export class SharedBackendMemory implements OfferMemory {
-  /** When this process last pushed back each key's expiry (ms since the epoch). */
+  /**
+   * When this process last pushed back each key's expiry (ms since the epoch), the one pushed
+   * back longest ago first. Bounded by `maxAddresses`, not by the configured backends: a route
+   * to an unlisted address may name any.
+   */
   readonly #refreshedAt = new Map<string, number>();
 
   constructor(
     readonly local: BackendMemory,
     private readonly shared: SharedRedis,
+    private readonly maxAddresses = MAX_REMEMBERED_BACKEND_ADDRESSES,
   ) {}
 
   #key(address: string): string {
@@ -70,10 +76,9 @@ export class SharedBackendMemory implements OfferMemory {
 
   async observe(address: string, offer: BackendOffer, now = new Date()): Promise<OfferVerdict> {
     const key = this.#key(address);
-    // The keys are bounded by the configured backends, so is this map.
     const refresh = now.getTime() - (this.#refreshedAt.get(key) ?? -Infinity) >= OFFER_REFRESH_MS;
     const held = await this.shared.attempt('backend memory', (client) => read(client, key, refresh));
-    if (refresh && held !== undefined) this.#refreshedAt.set(key, now.getTime());
+    if (refresh && held !== undefined) this.#refreshed(key, now.getTime());
     // The file judges every login (and fails closed on its own problems); Redis adds the other instances' view.
     const localVerdict = this.local.observe(address, offer, now);
     if (held === undefined) return localVerdict;
@@ -92,6 +97,13 @@ export class SharedBackendMemory implements OfferMemory {
       await this.shared.attempt('backend memory', (client) => client.eval(RAISE, 1, key, known.strongest, known.stls ? '1' : '0', now.toISOString(), REMEMBERED_OFFER_MS, ...STRENGTHS));
     }
     return localVerdict;
+  }
+
+  /** Notes a pushed-back expiry; past the bound the one pushed back longest ago is forgotten (its next login pushes again). */
+  #refreshed(key: string, at: number): void {
+    this.#refreshedAt.delete(key);
+    if (this.#refreshedAt.size >= this.maxAddresses) this.#refreshedAt.delete(this.#refreshedAt.keys().next().value!);
+    this.#refreshedAt.set(key, at);
   }
 }
 

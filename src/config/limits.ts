@@ -103,7 +103,8 @@ export const MAX_RATE_TRACKED_ADDRESSES = 100_000;
  * Refusals by a per-address connection rate are logged once per address and window, with the
  * number refused quietly since the line before (net/refusal-bursts.ts): a flood must not turn
  * every refused connection into a log line. A minute matches the rate's own window; 10,000
- * addresses in a minute is 10,000 lines at most, and about 1 MB of table.
+ * addresses in a minute is 20,000 lines at most (each burst's first line and its tail), and
+ * about 1 MB of table.
  */
 export const REFUSAL_LOG_WINDOW_MS = 60_000;
 export const MAX_REFUSAL_LOG_ADDRESSES = 10_000;
@@ -151,9 +152,19 @@ export const EVICTION_MIN_AGE_MS = 1_000;
 export const RETURNING_CLIENTS_SHARE_DIVISOR = 16;
 
 /**
- * Addresses (IPv6: networks) remembered as returning clients. Only successful logins add one, so
- * this bounds real users' addresses, not what an attacker without a password can write; past it
- * the address whose last login is oldest goes. About 100 octets an entry: 1 MB.
+ * One account holds at most a quarter of that kept share (at least one place): a returning
+ * client's place there is counted to the account whose login made its address returning. Anyone
+ * with one password can log in from many addresses and make each returning; counted per address,
+ * they would fill the share and lock the owner out again. A quarter leaves an owner's few devices
+ * room (4 of the 16 handshakes, 78 of the 312 sessions by default), and takes four accounts to fill.
+ */
+export const RETURNING_ACCOUNT_SHARE_DIVISOR = 4;
+
+/**
+ * Addresses (IPv6: networks) remembered as returning clients, each with the account that last
+ * logged in from it. Only successful logins add one, so this bounds real users' addresses, not
+ * what an attacker without a password can write; past it the address whose last login is oldest
+ * goes. About 100 octets an entry, with a username: 2 MB.
  */
 export const MAX_RETURNING_CLIENT_ADDRESSES = 10_000;
 
@@ -267,3 +278,13 @@ export const REMEMBERED_OFFER_MS = 90 * 24 * 60 * 60 * 1000;
  * offering STLS or drops CRAM-MD5 is seen (and the offer memory judges it) within a minute.
  */
 export const CAPABILITIES_REUSE_MS = 60 * 1000;
+
+/**
+ * Backend addresses remembered in process memory by the capability cache and by the shared offer
+ * memory's refresh times. Routes to unlisted addresses (routing.auth_http.unlisted_backend_template)
+ * may name any address the route service likes, so these are not bounded by the configured
+ * backends; past the bound the address written longest ago goes, which costs its next login
+ * only a CAPA exchange or a PEXPIRE. A few thousand is more backends than one gateway serves,
+ * and at most a few hundred KB.
+ */
+export const MAX_REMEMBERED_BACKEND_ADDRESSES = 4_096;

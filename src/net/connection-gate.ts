@@ -13,11 +13,12 @@ export type Admission =
 export interface ConnectionGate {
   /**
    * `makeRoom`: called when a process-wide bound is full; it may close an idle connection and
-   * release its place (true), and the new one is admitted after all. `returning`: a login from
-   * this address succeeded lately (ReturningClients), so the share of the bound kept for such
-   * clients is open to it.
+   * release its place (true), and the new one is admitted after all. `returning`: the account
+   * whose login from this address succeeded lately (ReturningClients.accountOf), so the share of
+   * the bound kept for such clients is open to it, up to that account's part; undefined for a
+   * stranger.
    */
-  admit(ip: string, makeRoom?: () => boolean, returning?: boolean): Admission;
+  admit(ip: string, makeRoom?: () => boolean, returning?: string): Admission;
 }
 
 /** Every connection is admitted. */

@@ -4,12 +4,12 @@
  * synchronously at TCP accept before any TLS work (STYLE lesson 7, X-02, X-03). Addresses are
  * counted as the rate limiter keys them (IPv6 by its /64), so a client cannot dodge the bound by
  * rotating addresses inside its own network. The process bound keeps its last share for
- * returning clients (returning-clients.ts).
+ * returning clients (returning-clients.ts: KeptShare, counted per account).
  */
 import type { Admission, ConnectionGate } from './connection-gate.js';
 import type { CidrList } from './cidr.js';
 import { ipKey } from './addresses.js';
-import { placesFor } from './returning-clients.js';
+import { KeptShare } from './returning-clients.js';
 import { AddressRate } from './address-rate.js';
 import { MAX_RATE_TRACKED_ADDRESSES } from '../config/limits.js';
 
@@ -53,20 +53,23 @@ export class ConnectionLimits implements ConnectionGate {
   /** Open sessions from every address. */
   #total = 0;
   readonly #perMinute: AddressRate | undefined;
+  readonly #kept: KeptShare;
 
   constructor(options: ConnectionLimitsOptions) {
     this.#options = options;
+    this.#kept = new KeptShare(options.maxSessions ?? 0);
     this.#now = options.now ?? (() => performance.now());
     const perMinute = options.maxNewConnectionsPerIpPerMinute ?? 0;
     this.#perMinute = perMinute > 0 ? new AddressRate(perMinute, MAX_RATE_TRACKED_ADDRESSES) : undefined;
   }
 
-  admit(ip: string, makeRoom?: () => boolean, returning = false): Admission {
-    const { allow, deny, maxSessions = 0 } = this.#options;
+  admit(ip: string, makeRoom?: () => boolean, returning?: string): Admission {
+    const { allow, deny } = this.#options;
     if (deny.has(ip)) return { kind: 'refused', reason: 'denied' };
-    const perIp = allow.has(ip) ? undefined : this.#admitPerIp(ip, returning);
+    const perIp = allow.has(ip) ? undefined : this.#admitPerIp(ip, returning !== undefined);
     if (perIp?.kind === 'refused') return perIp;
-    if (maxSessions > 0 && this.#total >= placesFor(maxSessions, returning) && makeRoom?.() !== true) {
+    const kept = this.#kept.take(this.#total, returning, () => makeRoom?.() === true);
+    if (kept === undefined) {
       perIp?.release();
       return { kind: 'refused', reason: 'max_sessions' };
     }
@@ -78,6 +81,7 @@ export class ConnectionLimits implements ConnectionGate {
         if (released) return;
         released = true;
         this.#total -= 1;
+        kept();
         perIp?.release();
       },
     };

@@ -6,13 +6,14 @@
  * and for the whole process, so many addresses together cannot either. A connection over the
  * per-address bound is closed before any TLS work. When the process bound is full, the oldest
  * evictable handshake past the age floor is closed to make room (evict-oldest.ts), else the new
- * connection is; its last share is kept for returning clients (returning-clients.ts), so a bound
- * filled by strangers faster than the floor lets any go still takes the owner. One Map entry per address and one per handshake in flight; nothing is kept
+ * connection is; its last share is kept for returning clients (returning-clients.ts: KeptShare,
+ * counted per account), so a bound filled by strangers faster than the floor lets any go still
+ * takes the owner. One Map entry per address and one per handshake in flight; nothing is kept
  * afterwards.
  */
 import { ipKey } from './addresses.js';
 import { oldestEvictable, type Aged } from './evict-oldest.js';
-import { placesFor } from './returning-clients.js';
+import { KeptShare } from './returning-clients.js';
 
 export interface HandshakeBounds {
   /** Handshakes in progress per address (IPv6: per network); 0 = no bound. */
@@ -23,8 +24,11 @@ export interface HandshakeBounds {
   readonly ipv6PrefixLength: number;
   /** The clock handshake ages are read from, in ms (tests move it). Default: performance.now. */
   readonly now?: () => number;
-  /** Whether an address is a returning client, for whom the last share of maxTotal is kept. Default: nobody is. */
-  readonly returning?: (address: string) => boolean;
+  /**
+   * The account an address is a returning client of (ReturningClients.accountOf), for whom the
+   * last share of maxTotal is kept; undefined for a stranger. Default: everyone is a stranger.
+   */
+  readonly returning?: (address: string) => string | undefined;
 }
 
 /** A handshake in progress, in the order they started. */
@@ -47,10 +51,12 @@ export class HandshakeLimiter {
   /** Every handshake in progress, oldest first (a Set keeps insertion order). */
   readonly #inFlight = new Set<InFlight>();
   readonly #now: () => number;
+  readonly #kept: KeptShare;
 
   constructor(bounds: HandshakeBounds) {
     this.#bounds = bounds;
     this.#now = bounds.now ?? (() => performance.now());
+    this.#kept = new KeptShare(bounds.maxTotal);
   }
 
   /**
@@ -63,9 +69,9 @@ export class HandshakeLimiter {
     if (maxPerIp === 0 && maxTotal === 0) return { kind: 'started', release: () => undefined };
     const key = ipKey(address, ipv6PrefixLength);
     if (maxPerIp > 0 && (this.#inProgress.get(key) ?? 0) >= maxPerIp) return { kind: 'refused', reason: 'too_many_handshakes' };
-    const places = placesFor(maxTotal, this.#bounds.returning?.(address) === true);
-    if (maxTotal > 0 && this.#inFlight.size >= places && !this.evictOldest()) return { kind: 'refused', reason: 'max_handshakes' };
-    return { kind: 'started', release: this.#start(key, evict) };
+    const kept = this.#kept.take(this.#inFlight.size, this.#bounds.returning?.(address), () => this.evictOldest());
+    if (kept === undefined) return { kind: 'refused', reason: 'max_handshakes' };
+    return { kind: 'started', release: this.#start(key, evict, kept) };
   }
 
   /**
@@ -81,12 +87,13 @@ export class HandshakeLimiter {
   }
 
   /** Counts a handshake in; the function returned counts it out, once. */
-  #start(key: string, evict: (() => void) | undefined): () => void {
+  #start(key: string, evict: (() => void) | undefined, kept: () => void): () => void {
     this.#inProgress.set(key, (this.#inProgress.get(key) ?? 0) + 1);
     let released = false;
     const release = (): void => {
       if (released) return;
       released = true;
+      kept();
       this.#inFlight.delete(entry);
       const left = (this.#inProgress.get(key) ?? 1) - 1;
       if (left <= 0) this.#inProgress.delete(key);

@@ -140,7 +140,13 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
         })
       : undefined;
 
-  const bursts = new RefusalBursts(REFUSAL_LOG_WINDOW_MS, MAX_REFUSAL_LOG_ADDRESSES);
+  const bursts = new RefusalBursts({
+    windowMs: REFUSAL_LOG_WINDOW_MS,
+    maxKeys: MAX_REFUSAL_LOG_ADDRESSES,
+    // The tail of a burst: how many were refused after its last line, once its window is over.
+    ended: ({ reason, peer, refusedQuietly }) => log.info({ listener: config.name, peer, reason, refusedQuietly }, 'connection refusals ended'),
+  });
+  server.once('close', () => bursts.close());
   // The raw TCP socket, on TLS listeners too: the place to refuse cheaply.
   const refuse = (socket: Socket, reason: ConnectionRefusal, client: ClientOrigin, detail?: string): void => {
     metrics.connectionRefused(config.name, reason);
@@ -179,7 +185,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     socket.destroy();
   };
   const admit = (socket: Socket, client: ClientOrigin): void => {
-    const admission = gate.admit(client.address, deps.evictIdleSession, deps.returning?.has(client.address) === true);
+    const admission = gate.admit(client.address, deps.evictIdleSession, deps.returning?.accountOf(client.address));
     if (admission.kind === 'refused') return refuse(socket, admission.reason, client);
     if (tlsServer !== undefined) {
       const handshake = tls.handshakes.admit(client.address, () => evictHandshake(socket, client));

@@ -74,7 +74,7 @@ interface AuditFields {
 /**
  * A client's login, from complete credentials to the reply: the guard's reservation, the choice
  * of backend, the backend login, the reservation settled with the backend's verdict, and the
- * audit line. Returns `authenticated(backend)` or the reply a failure gets, at the failure
+ * audit line. Returns `authenticated(backend, user)` or the reply a failure gets, at the failure
  * deadline. The bookkeeping of a judged attempt is awaited, and happens even when the client has
  * hung up meanwhile, or guessing one connection at a time would go uncounted.
  */
@@ -150,7 +150,7 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
     // (the guard tracks it: LoginGuard.settled()).
     void settle('accepted');
     audit('success', { backendMechanism: backend.mechanism });
-    return authenticated(backend);
+    return authenticated(backend, credentials.user);
   } catch (error) {
     const gone = request.clientGone();
     if (error instanceof BackendRejectedError) {

@@ -24,8 +24,8 @@ export type Outcome =
   | { readonly kind: 'awaitPass'; readonly user: string }
   /** Credentials complete: log in to the backend (the session wipes them afterwards). */
   | { readonly kind: 'logIn'; readonly credentials: Credentials; readonly mechanism: ClientMechanism }
-  /** The backend accepted the login: relay from now on. */
-  | { readonly kind: 'authenticated'; readonly backend: BackendSession };
+  /** The backend accepted the login of `user` (as the client spelled it): relay from now on. */
+  | { readonly kind: 'authenticated'; readonly backend: BackendSession; readonly user: string };
 
 export const reply = (text: string): Outcome => ({ kind: 'reply', text });
 export const invalid = (text: string): Outcome => ({ kind: 'invalid', text });
@@ -35,4 +35,4 @@ export const close = (reason: CloseReason, text?: string): Outcome =>
 export const upgradeTls: Outcome = { kind: 'upgradeTls' };
 export const awaitPass = (user: string): Outcome => ({ kind: 'awaitPass', user });
 export const logIn = (credentials: Credentials, mechanism: ClientMechanism): Outcome => ({ kind: 'logIn', credentials, mechanism });
-export const authenticated = (backend: BackendSession): Outcome => ({ kind: 'authenticated', backend });
+export const authenticated = (backend: BackendSession, user: string): Outcome => ({ kind: 'authenticated', backend, user });

@@ -38,8 +38,11 @@ export interface SessionDependencies extends LoginDependencies {
   readonly log: Logger;
   /** Told once, when the session has ended. */
   readonly onClosed: (session: Session) => void;
-  /** Told when the session has logged in (its address becomes a returning client). Default: nobody is told. */
-  readonly onLoggedIn?: (client: ClientOrigin) => void;
+  /**
+   * Told when the session has logged in, with the username the client gave (its address becomes
+   * a returning client of that account). Default: nobody is told.
+   */
+  readonly onLoggedIn?: (client: ClientOrigin, user: string) => void;
 }
 
 /** How long a closing socket may take to flush its last line before it is destroyed. */
@@ -351,7 +354,7 @@ export class Session implements SessionContext {
         clearTimeout(this.#preAuthTimer);
         this.#preAuthTimer = undefined;
         this.#enterState(SessionState.transaction, 'logged in');
-        this.#deps.onLoggedIn?.(this.#client);
+        this.#deps.onLoggedIn?.(this.#client, outcome.user);
         this.write(line(Reply.loggedIn));
         return;
     }

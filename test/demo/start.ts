@@ -11,7 +11,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { unitEnvironmentHere } from '../harness/systemd-unit.js';
+import { unitEnvironmentFilling } from '../harness/systemd-unit.js';
 import { startDemoBackend, type DemoBackend } from './demo-backend.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -150,8 +150,9 @@ async function main(): Promise<void> {
     '--state-dir', '.state',
     '--metrics-listen', `${HOST}:${METRICS_PORT}`,
   ];
-  // The environment the systemd unit gives popwarden (jemalloc, when libjemalloc2 is installed).
-  const unitEnv = unitEnvironmentHere();
+  // The environment the systemd unit gives popwarden (jemalloc, when libjemalloc2 is installed),
+  // where the caller has not set its own.
+  const unitEnv = unitEnvironmentFilling(process.env);
   const envWords = Object.entries(unitEnv).map(([k, v]) => `${k}=${v} `).join('');
   say(`starting: ${envWords}node ${args.map((a) => a.replace(ROOT, '')).join(' ')}`);
   // Not detached: if this process is killed outright, the terminal's signals still reach popwarden.

@@ -125,9 +125,9 @@ describe('front-door abuse', { timeout: 60_000 }, () => {
     const guarded = await startProtected(backend, { limits: { maxNewConnectionsPerIp: 0, maxNewConnectionsPerIpPerMinute: DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE } });
     const limited = guarded.proxy;
     const flooder = '127.14.0.1';
+    const replies: string[] = [];
     try {
       const began = Date.now();
-      const replies: string[] = [];
       for (let i = 0; i < 100; i++) {
         const client = await RawClient.plain(limited.host, limited.stlsPort, flooder);
         replies.push(await client.readLine().catch(() => 'closed'));
@@ -152,6 +152,11 @@ describe('front-door abuse', { timeout: 60_000 }, () => {
     } finally {
       await guarded.stop();
     }
+    // The burst's tail reaches the log too, once its minute is over or, as here, its listener
+    // closes: the refusals after the first line on the STLS port (one on the TLS port, no tail).
+    const refusedOnStls = replies.filter((r) => !r.startsWith('+OK')).length;
+    const tails = limited.logs().filter((l) => l['msg'] === 'connection refusals ended' && l['peer'] === flooder);
+    assert.deepEqual(tails.map((l) => [l['listener'], l['reason'], l['refusedQuietly']]), [['stls:test', 'too_many_connections_per_minute', refusedOnStls - 1]]);
   });
 
   test('a client that trickles bytes is closed at the absolute login deadline (X-01)', async () => {

@@ -9,40 +9,36 @@
  * its own limiter counts each attempt once, retry or not. A real solid-pop3d, a tap on the link,
  * and the in-memory limiter with rate_limit.user_ip at 3.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startLegacyServer, type LegacyServer } from '../harness/legacy.js';
+import { startLegacyServer } from '../harness/legacy.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
 import { RawClient } from '../harness/raw-client.js';
-import { startProtected, type Protected } from '../harness/redis.js';
-import { commandsSent, startTap, type Tap } from '../harness/tap.js';
+import { startProtected } from '../harness/redis.js';
+import { sharedBySuite } from '../harness/suite.js';
+import { commandsSent, startTap } from '../harness/tap.js';
 
 const { alice, bob } = sampleMaildrop();
 const FAILED = '-ERR [AUTH] Authentication failed';
 const BLOCKED = '-ERR [SYS/TEMP] Too many failed logins, try again later';
 
 describe('solid-pop3d: a wrong password costs the backend one failure, not two', { timeout: 120_000 }, () => {
-  let server: LegacyServer;
-  let tap: Tap;
-  let guarded: Protected;
-
-  before(async () => {
-    server = await startLegacyServer({ server: 'solid-pop3d' });
-    tap = await startTap(server.host, server.port);
-    guarded = await startProtected(tap, {
-      rateLimit: { userIp: { maxFailures: 3, windowMs: 3_600_000, blockMs: 3_600_000 } },
-      // The tap is on loopback above 1023: trusted as the chain tests do, so the retry may run.
-      backendOptions: { trustLoopback: true },
-    });
-  });
-  after(async () => {
-    await guarded?.stop();
-    await tap?.stop();
-    await server?.stop();
+  const chain = sharedBySuite(async (keep) => {
+    const server = keep(await startLegacyServer({ server: 'solid-pop3d' }));
+    const tap = keep(await startTap(server.host, server.port));
+    const guarded = keep(
+      await startProtected(tap, {
+        rateLimit: { userIp: { maxFailures: 3, windowMs: 3_600_000, blockMs: 3_600_000 } },
+        // The tap is on loopback above 1023: trusted as the chain tests do, so the retry may run.
+        backendOptions: { trustLoopback: true },
+      }),
+    );
+    return { server, tap, guarded };
   });
 
   /** USER/PASS from `source`; PASS's reply and the commands popwarden sent solid-pop3d for it. */
   async function attempt(source: string, password: string, user = bob.user): Promise<{ reply: string; commands: string[] }> {
+    const { server, tap, guarded } = chain();
     await server.whenIdle();
     const from = tap.bytesClientToServer().length;
     const client = await RawClient.tls(guarded.proxy.host, guarded.proxy.tlsPort, guarded.proxy.caFile, source);
@@ -75,7 +71,7 @@ describe('solid-pop3d: a wrong password costs the backend one failure, not two',
     const fourth = await attempt('127.0.0.21', 'wrong-4');
     assert.equal(fourth.reply, BLOCKED);
     assert.deepEqual(fourth.commands, []);
-    const audit = guarded.proxy.logs().filter((l) => l['event'] === 'login' && l['user'] === bob.user);
+    const audit = chain().guarded.proxy.logs().filter((l) => l['event'] === 'login' && l['user'] === bob.user);
     assert.deepEqual(audit.map((l) => l['result']), ['failure', 'failure', 'failure', 'blocked']);
 
     // The guesser's address only: from his own address bob is tried as anyone unknown is, APOP

@@ -17,9 +17,10 @@ import { ConnectionLimits } from '../../src/net/connection-limits.js';
 import { CidrList } from '../../src/net/cidr.js';
 import { EVICTION_MIN_AGE_MS } from '../../src/config/limits.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
+import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { Session } from '../../src/session/session.js';
 
-const { alice } = sampleMaildrop();
+const { alice, bob } = sampleMaildrop();
 
 /** Records connectionRefused events as "LISTENER REASON", and evicted handshakes as "LISTENER handshake evicted". */
 function refusalRecorder(refusals: string[]): Metrics {
@@ -52,12 +53,12 @@ async function ownerLogin(host: string, port: number, caFile: string): Promise<v
   }
 }
 
-/** A session over implicit TLS from `source`, logged in (TRANSACTION). */
-async function loggedInSession(host: string, port: number, caFile: string, source: string): Promise<RawClient> {
+/** A session over implicit TLS from `source`, logged in (TRANSACTION) as `account` (default alice). */
+async function loggedInSession(host: string, port: number, caFile: string, source: string, account = alice): Promise<RawClient> {
   const client = await RawClient.tls(host, port, caFile, source);
   assert.match(await client.readLine(), /^\+OK/);
-  assert.match(await client.command(`USER ${alice.user}`), /^\+OK/);
-  assert.match(await client.command(`PASS ${alice.pass}`), /^\+OK/);
+  assert.match(await client.command(`USER ${account.user}`), /^\+OK/);
+  assert.match(await client.command(`PASS ${account.pass}`), /^\+OK/);
   return client;
 }
 
@@ -359,6 +360,76 @@ describe('process-wide bounds', { timeout: 60_000 }, () => {
       await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
       assert.deepEqual(refusals, ['stls:test max_sessions']);
       assert.equal(proxy.logs().filter((l) => l['reason'] === 'evicted').length, 0, 'nothing is evicted under the floor');
+    } finally {
+      for (const client of clients) client.destroy();
+      await proxy.stop();
+    }
+  });
+});
+
+/**
+ * One account that logged in from many addresses makes each of them returning; the kept share
+ * still admits only a quarter of itself for that account (RETURNING_ACCOUNT_SHARE_DIVISOR), so
+ * the owner gets in. Real logins to Dovecot make the addresses returning.
+ */
+describe('the share kept for returning clients, against one account from many addresses', { timeout: 60_000 }, () => {
+  let dovecot: Dovecot;
+  before(async () => {
+    dovecot = await startDovecot({ profile: 'all' });
+  });
+  after(async () => {
+    await dovecot?.stop();
+  });
+  // 64 places: 60 for strangers, 4 kept for returning clients, of which one account holds at most 1.
+  const mallory = ['127.0.0.81', '127.0.0.82', '127.0.0.83', '127.0.0.84'];
+  const start = (overrides: Pick<ProxyOverrides, 'limits' | 'gate'>, refusals: string[]) =>
+    // The clock stands still: nothing is old enough to be evicted, as in the first second of a flood.
+    startTestProxy({ backend: { host: dovecot.host, port: dovecot.port }, ...overrides, metrics: refusalRecorder(refusals), now: testClock().now });
+
+  it('limits.max_handshakes: four returning addresses of one account take one kept place, the owner another', async () => {
+    const refusals: string[] = [];
+    const proxy = await start({ limits: { maxHandshakes: 64, maxHandshakesPerIp: 2 } }, refusals);
+    const stalled: Socket[] = [];
+    try {
+      // bob's password, used from four addresses, makes each of them returning.
+      for (const source of mallory) (await loggedInSession(proxy.host, proxy.tlsPort, proxy.caFile, source, bob)).destroy();
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      for (let i = 0; i < 60; i++) stalled.push(await stalledHandshake(proxy.tlsPort, `127.0.0.${100 + (i >> 1)}`));
+      const bobs: Socket[] = [];
+      for (const source of mallory) bobs.push(await stalledHandshake(proxy.tlsPort, source));
+      stalled.push(...bobs);
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      await Promise.all(bobs.slice(1).map(closed));
+      assert.equal(bobs[0]!.destroyed, false, "bob's first address holds his one kept place");
+      assert.deepEqual(refusals, Array(3).fill('tls:test max_handshakes'));
+    } finally {
+      for (const socket of stalled) socket.destroy();
+      await proxy.stop();
+    }
+  });
+
+  it('limits.max_sessions: four returning addresses of one account take one kept place, the owner another', async () => {
+    const refusals: string[] = [];
+    const proxy = await start({ gate: sessionBound(64) }, refusals);
+    const clients: RawClient[] = [];
+    try {
+      // Logged in and kept open: 5 of the strangers' 60 places, and five returning addresses.
+      for (const source of mallory) clients.push(await loggedInSession(proxy.host, proxy.tlsPort, proxy.caFile, source, bob));
+      clients.push(await loggedInSession(proxy.host, proxy.tlsPort, proxy.caFile, '127.0.0.99'));
+      for (let i = 0; i < 55; i++) {
+        const client = await RawClient.plain(proxy.host, proxy.stlsPort, `127.0.0.${100 + (i % 8)}`);
+        clients.push(client);
+        assert.match(await client.readLine(), /^\+OK/);
+      }
+      const greetings: string[] = [];
+      for (const source of mallory) {
+        const client = await RawClient.plain(proxy.host, proxy.stlsPort, source);
+        clients.push(client);
+        greetings.push(await client.readLine());
+      }
+      assert.deepEqual(greetings.map((g) => g.slice(0, 3)), ['+OK', '-ER', '-ER', '-ER'], greetings.join('\n'));
+      await ownerLogin(proxy.host, proxy.tlsPort, proxy.caFile);
+      assert.deepEqual(refusals, Array(3).fill('stls:test max_sessions'));
     } finally {
       for (const client of clients) client.destroy();
       await proxy.stop();

@@ -5,11 +5,9 @@
  * must equal the maildrop byte for byte. Then the refusals: a client that trusts another CA
  * never logs in, and curl without --ssl-reqd cannot log in on the STLS port (R-11).
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import {
   assertSameMessages,
@@ -20,9 +18,11 @@ import {
   type ClientOptions,
   type ClientResult,
 } from '../harness/clients.js';
-import { startDovecot, type Dovecot } from '../harness/dovecot.js';
+import { startDovecot } from '../harness/dovecot.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
-import { startTestProxy, type TestProxy } from '../harness/popwarden.js';
+import { startTestProxy } from '../harness/popwarden.js';
+import { scratchDir } from '../harness/scratch.js';
+import { sharedBySuite } from '../harness/suite.js';
 
 const { alice, bob } = sampleMaildrop();
 
@@ -30,38 +30,31 @@ const { alice, bob } = sampleMaildrop();
 const why = (r: ClientResult): string => `exit ${r.exitCode}\n${r.stderr.slice(-2_000)}\n${r.transcript.slice(-2_000)}`;
 
 describe('real clients through popwarden to Dovecot', { timeout: 300_000 }, () => {
-  let dovecot: Dovecot;
-  let proxy: TestProxy;
-  /** A CA that did not sign popwarden's certificate (same subject and SANs, other key). */
-  let wrongCa: string;
-  let wrongCaDir: string;
-
-  before(async () => {
-    dovecot = await startDovecot({ profile: 'all' });
-    proxy = await startTestProxy({ backend: { host: dovecot.host, port: dovecot.port } });
-    wrongCaDir = fs.mkdtempSync(path.join(os.tmpdir(), 'popwarden-wrong-ca-'));
-    wrongCa = path.join(wrongCaDir, 'cert.pem');
+  const suite = sharedBySuite(async (keep) => {
+    const dovecot = keep(await startDovecot({ profile: 'all' }));
+    const proxy = keep(await startTestProxy({ backend: { host: dovecot.host, port: dovecot.port } }));
+    /** A CA that did not sign popwarden's certificate (same subject and SANs, other key). */
+    const wrongCaDir = scratchDir('popwarden-wrong-ca');
+    const wrongCa = path.join(wrongCaDir, 'cert.pem');
     execFileSync('openssl', [
       'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
       '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
       '-keyout', path.join(wrongCaDir, 'key.pem'), '-out', wrongCa,
     ], { stdio: 'ignore' });
-  });
-  after(async () => {
-    await proxy?.stop();
-    await dovecot?.stop();
-    if (wrongCaDir !== undefined) fs.rmSync(wrongCaDir, { recursive: true, force: true });
+    return { dovecot, proxy, wrongCa };
   });
 
-  const tlsPort = (): ClientOptions => ({
-    host: proxy.host, port: proxy.tlsPort, mode: 'implicit', user: alice.user, pass: alice.pass, caFile: proxy.caFile, timeoutMs: 60_000,
-  });
-  const stlsPort = (): ClientOptions => ({
-    host: proxy.host, port: proxy.stlsPort, mode: 'stls', user: alice.user, pass: alice.pass, caFile: proxy.caFile, timeoutMs: 60_000,
-  });
+  const tlsPort = (): ClientOptions => {
+    const { proxy } = suite();
+    return { host: proxy.host, port: proxy.tlsPort, mode: 'implicit', user: alice.user, pass: alice.pass, caFile: proxy.caFile, timeoutMs: 60_000 };
+  };
+  const stlsPort = (): ClientOptions => {
+    const { proxy } = suite();
+    return { host: proxy.host, port: proxy.stlsPort, mode: 'stls', user: alice.user, pass: alice.pass, caFile: proxy.caFile, timeoutMs: 60_000 };
+  };
 
   /** popwarden's audit lines (event "login") written since log line `from`. */
-  const loginAudits = (from: number): Record<string, unknown>[] => proxy.logs().slice(from).filter((l) => l['event'] === 'login');
+  const loginAudits = (from: number): Record<string, unknown>[] => suite().proxy.logs().slice(from).filter((l) => l['event'] === 'login');
 
   /**
    * Runs `fetch`, checks the messages, checks that exactly `logins` more alice logins reached
@@ -72,6 +65,7 @@ describe('real clients through popwarden to Dovecot', { timeout: 300_000 }, () =
     mechanism: 'user' | 'plain' | 'login',
     logins = 1,
   ): Promise<ClientResult> => {
+    const { dovecot, proxy } = suite();
     const before = dovecot.loginCount('alice');
     const logStart = proxy.logs().length;
     const r = await fetch();
@@ -139,6 +133,7 @@ describe('real clients through popwarden to Dovecot', { timeout: 300_000 }, () =
   });
 
   test("bob's single message, with every client", async () => {
+    const { dovecot } = suite();
     const bobOn = (o: ClientOptions): ClientOptions => ({ ...o, user: bob.user, pass: bob.pass });
     const before = dovecot.loginCount('bob');
     const runs = [
@@ -155,6 +150,7 @@ describe('real clients through popwarden to Dovecot', { timeout: 300_000 }, () =
   });
 
   test('every client refuses popwarden when it trusts another CA, and nothing logs in', async () => {
+    const { dovecot, wrongCa } = suite();
     const before = dovecot.loginCount();
     const wrong = (o: ClientOptions): ClientOptions => ({ ...o, caFile: wrongCa, timeoutMs: 30_000 });
     const runs = [
@@ -182,6 +178,7 @@ describe('real clients through popwarden to Dovecot', { timeout: 300_000 }, () =
   });
 
   test('curl pop3:// without --ssl-reqd cannot log in on the STLS port (R-11)', async () => {
+    const { dovecot, proxy } = suite();
     const before = dovecot.loginCount();
     const r = await fetchWithCurl({ ...stlsPort(), mode: 'plain', timeoutMs: 30_000 });
     assert.equal(r.ok, false, why(r));

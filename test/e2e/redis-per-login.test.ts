@@ -4,10 +4,11 @@
  * `redis-cli MONITOR` on a real redis-server, for logins through popwarden to a real Dovecot that
  * offers CRAM-MD5 and an APOP timestamp (the bench's backend). No timing here: bench/ measures.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startDovecot, type Dovecot } from '../harness/dovecot.js';
-import { login, monitorRedis, startProtected, startRedis, type MonitoredCommand, type Protected, type RedisMonitor, type RedisServer } from '../harness/redis.js';
+import { startDovecot } from '../harness/dovecot.js';
+import { login, monitorRedis, startProtected, startRedis, type MonitoredCommand } from '../harness/redis.js';
+import { sharedBySuite } from '../harness/suite.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
 import { Reply } from '../../src/pop3/replies.js';
 
@@ -15,29 +16,20 @@ const { alice } = sampleMaildrop();
 const PREFIX = 'perlogin';
 
 describe('what one login asks of Redis', { timeout: 60_000 }, () => {
-  let redis: RedisServer;
-  let dovecot: Dovecot;
-  let popwarden: Protected;
-  let monitor: RedisMonitor;
-
-  before(async () => {
-    redis = await startRedis();
-    dovecot = await startDovecot({ profile: 'all', authPenalty: false, authFailureDelay: '0' });
-    popwarden = await startProtected(dovecot, { redis: { kind: 'url', url: redis.url }, rateLimit: { keyPrefix: PREFIX }, authFailureDelayMs: 0 });
-    monitor = await monitorRedis(redis);
+  const suite = sharedBySuite(async (keep) => {
+    const redis = keep(await startRedis());
+    const dovecot = keep(await startDovecot({ profile: 'all', authPenalty: false, authFailureDelay: '0' }));
+    const popwarden = keep(await startProtected(dovecot, { redis: { kind: 'url', url: redis.url }, rateLimit: { keyPrefix: PREFIX }, authFailureDelayMs: 0 }));
+    const monitor = keep(await monitorRedis(redis));
     // The first login writes what the backend offered; the ones measured find it there.
     assert.equal(await login(popwarden.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
     await popwarden.protection.guard.settled();
-  });
-  after(async () => {
-    monitor?.stop();
-    await popwarden?.stop();
-    await dovecot?.stop();
-    await redis?.stop();
+    return { redis, dovecot, popwarden, monitor };
   });
 
   /** The commands popwarden sent Redis for one successful login of alice, its settlement included. */
   async function oneLogin(): Promise<MonitoredCommand[]> {
+    const { popwarden, monitor } = suite();
     await monitor.take();
     assert.equal(await login(popwarden.proxy, '127.0.0.1', alice.user, alice.pass), Reply.loggedIn);
     await popwarden.protection.guard.settled();
@@ -51,12 +43,13 @@ describe('what one login asks of Redis', { timeout: 60_000 }, () => {
     // With CRAM-MD5 offered, APOP is never the choice, so what alice did with APOP cannot matter.
     const commands = await oneLogin();
     assert.deepEqual(touching(commands, 'apopuser'), []);
-    assert.equal(await redis.cli('--scan', '--pattern', `${PREFIX}:apopuser:*`), '');
+    assert.equal(await suite().redis.cli('--scan', '--pattern', `${PREFIX}:apopuser:*`), '');
   });
 
   test("the backend's remembered offer costs one HGETALL per login, no MULTI, its expiry pushed back at most hourly", async () => {
     const commands = await oneLogin();
     assert.deepEqual(touching(commands, 'offer'), ['hgetall']);
+    const { redis, dovecot } = suite();
     assert.ok(Number(await redis.cli('PTTL', `${PREFIX}:offer:${dovecot.host}:${dovecot.port}`)) > 0, 'the key still expires');
   });
 });

@@ -3,7 +3,7 @@
  * file: two Dovecot instances with different users, a map file changed on disk, per-backend
  * health in /metrics, and a backend drained by editing the config and sending SIGHUP.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,23 +11,21 @@ import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { spawnPopwarden, stopAll, type PopwardenProcess } from '../harness/popwarden-process.js';
 import { RawClient } from '../harness/raw-client.js';
 import { scratchDir } from '../harness/scratch.js';
+import { sharedBySuite } from '../harness/suite.js';
 
 const OK = '+OK Logged in';
 const AUTH_FAILED = '-ERR [AUTH] Authentication failed';
 const UNAVAILABLE = '-ERR [SYS/TEMP] Mail server unavailable, try again later';
 
 describe('routing in the real process', { timeout: 240_000 }, () => {
-  let north: Dovecot;
-  let south: Dovecot;
-  let pw: PopwardenProcess | undefined;
-
-  before(async () => {
-    [north, south] = await Promise.all([
-      startDovecot({ profile: 'all', accounts: ['alice'], authPenalty: false, authFailureDelay: '0' }),
-      startDovecot({ profile: 'all', accounts: ['bob'], authPenalty: false, authFailureDelay: '0' }),
-    ]);
+  /** Two Dovecot instances with different users. */
+  const suite = sharedBySuite(async (keep) => {
+    const [north, south] = await Promise.all(
+      (['alice', 'bob'] as const).map(async (user) => keep(await startDovecot({ profile: 'all', accounts: [user], authPenalty: false, authFailureDelay: '0' }))),
+    );
+    return { north: north!, south: south! };
   });
-  after(() => stopAll([pw], north, south));
+  let pw: PopwardenProcess | undefined;
 
   async function login(user: string, password: string): Promise<string> {
     const client = await RawClient.plain(pw!.host, pw!.stlsPort);
@@ -42,7 +40,10 @@ describe('routing in the real process', { timeout: 240_000 }, () => {
     }
   }
 
-  test('map file routes, a change on disk applies, health per backend, drain by SIGHUP', async () => {
+  test('map file routes, a change on disk applies, health per backend, drain by SIGHUP', async (t) => {
+    const { north, south } = suite();
+    // Stopped before the backends it routes to, its crash report checked.
+    t.after(() => stopAll([pw]));
     const mapFile = join(scratchDir('popwarden-routes'), 'routes.map');
     writeFileSync(mapFile, '# who lives where\nalice north\n*@example.net south\n');
     const backend = (dovecot: Dovecot, extra: Record<string, unknown> = {}) => ({

@@ -4,11 +4,12 @@
  * for that user everywhere, and the user's own address nowhere (a user whose APOP secret is not
  * their system password could not log in in clear). A real redis-server.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { startRedis, type RedisServer } from '../harness/redis.js';
+import { startRedis } from '../harness/redis.js';
+import { sharedBySuite } from '../harness/suite.js';
 import { ApopUsers } from '../../src/backend/apop-users.js';
 import { SharedApopUsers } from '../../src/backend/shared-apop-users.js';
 import { SharedRedis } from '../../src/auth/rate-limit/shared-redis.js';
@@ -22,23 +23,19 @@ const GUESSER = '198.51.100.7';
 const OWNER = '192.0.2.10';
 
 describe('APOP users shared through Redis: a refused retry marks the guessing address only', { timeout: 60_000 }, () => {
-  let redis: RedisServer;
-  let client: Redis;
-  before(async () => {
-    redis = await startRedis();
-    client = new Redis(redis.url, { enableAutoPipelining: true });
+  const suite = sharedBySuite(async (keep) => {
+    const redis = keep(await startRedis());
+    const client = keep(new Redis(redis.url, { enableAutoPipelining: true }), (c) => c.disconnect());
     // SharedRedis answers from the process's copy alone until the client is ready.
     assert.equal(await waitUntilReady(client, 10_000), true);
-  });
-  after(async () => {
-    client?.disconnect();
-    await redis?.stop();
+    return { redis, client };
   });
 
   /** One instance's view: its own in-process copy, over the shared Redis. */
   const instance = (shared: SharedRedis) => new SharedApopUsers(new ApopUsers(ACCOUNTS), shared, ACCOUNTS);
 
   test('the mark one instance wrote holds for the guesser at the other, not for the owner; a success holds for both', async () => {
+    const { redis, client } = suite();
     const shared = new SharedRedis(client, 'sar', randomBytes(32), 2_000, createLogger('error'));
     try {
       const first = instance(shared);

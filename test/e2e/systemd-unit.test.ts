@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { testCertificate } from '../harness/popwarden.js';
 import { ProcessOutput } from '../harness/process-output.js';
 import { terminate } from '../harness/proc.js';
-import { POPWARDEN_UNIT, unitEnvironment, unitEnvironmentHere, unitExecStart } from '../harness/systemd-unit.js';
+import { POPWARDEN_UNIT, unitEnvironment, unitEnvironmentFilling, unitEnvironmentHere, unitExecStart } from '../harness/systemd-unit.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'dist', 'cli.js');
@@ -87,5 +87,20 @@ describe('npm start gives popwarden the unit environment', () => {
     writeFileSync(unit, readFileSync(POPWARDEN_UNIT, 'utf8').replace('LD_PRELOAD=libjemalloc.so.2', 'LD_PRELOAD=libno-such-allocator.so.1'));
     assert.equal(unitEnvironment(unit)['LD_PRELOAD'], 'libno-such-allocator.so.1');
     assert.deepEqual(unitEnvironmentHere(unit), { NODE_ENV: 'production' });
+  });
+
+  test("the caller's own environment wins: the unit's only fills what the caller left unset", () => {
+    /** What a node started by `npm start` under `caller` sees of the two variables the unit sets. */
+    const seen = (caller: Record<string, string>): unknown => {
+      const env = { PATH: process.env['PATH'] ?? '', ...caller };
+      const child = spawnSync(process.execPath, ['-p', 'JSON.stringify([process.env.NODE_ENV, process.env.LD_PRELOAD])'], { env: { ...env, ...unitEnvironmentFilling(env) }, encoding: 'utf8' });
+      assert.equal(child.status, 0, child.stderr);
+      return JSON.parse(child.stdout);
+    };
+    assert.deepEqual(seen({}), ['production', 'libjemalloc.so.2']);
+    // `LD_PRELOAD= NODE_ENV=development npm start`: set, even to nothing, is the caller's choice.
+    assert.deepEqual(seen({ NODE_ENV: 'development', LD_PRELOAD: '' }), ['development', '']);
+    assert.deepEqual(seen({ NODE_ENV: 'development' }), ['development', 'libjemalloc.so.2']);
+    assert.deepEqual(unitEnvironmentFilling({ LD_PRELOAD: 'libtcmalloc.so.4' }), { NODE_ENV: 'production' });
   });
 });

@@ -5,11 +5,12 @@
  * Courier do); the session goes on. A well-formed command goes out in its canonical spelling.
  * Against a real Dovecot, through a tap that records the backend link.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startDovecot, type Dovecot } from '../harness/dovecot.js';
-import { startTap, type Tap } from '../harness/tap.js';
-import { startTestProxy, type TestProxy } from '../harness/popwarden.js';
+import { startDovecot } from '../harness/dovecot.js';
+import { startTap } from '../harness/tap.js';
+import { startTestProxy } from '../harness/popwarden.js';
+import { sharedBySuite } from '../harness/suite.js';
 import { RawClient } from '../harness/raw-client.js';
 import { dotStuff, sampleMaildrop } from '../harness/maildrop.js';
 
@@ -35,23 +36,16 @@ const MALFORMED: ReadonlyArray<readonly [string, RegExp]> = [
 ];
 
 describe('TRANSACTION arguments checked by popwarden (issue 9.9)', { timeout: 120_000 }, () => {
-  let dovecot: Dovecot;
-  let tap: Tap;
-  let proxy: TestProxy;
-
-  before(async () => {
-    dovecot = await startDovecot({ profile: 'all' });
-    tap = await startTap(dovecot.host, dovecot.port);
+  const chain = sharedBySuite(async (keep) => {
+    const dovecot = keep(await startDovecot({ profile: 'all' }));
+    const tap = keep(await startTap(dovecot.host, dovecot.port));
     // Room for every malformed command in one session: the budget itself is tested elsewhere.
-    proxy = await startTestProxy({ backend: { host: tap.host, port: tap.port }, limits: { maxInvalidCommands: 100 } });
-  });
-  after(async () => {
-    await proxy?.stop();
-    await tap?.stop();
-    await dovecot?.stop();
+    const proxy = keep(await startTestProxy({ backend: { host: tap.host, port: tap.port }, limits: { maxInvalidCommands: 100 } }));
+    return { tap, proxy };
   });
 
   test('malformed commands get -ERR from popwarden, never reach the backend, and the session goes on', async () => {
+    const { tap, proxy } = chain();
     const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
     await client.readLine();
     assert.match(await client.command(`USER ${alice.user}`), /^\+OK/);
@@ -70,6 +64,7 @@ describe('TRANSACTION arguments checked by popwarden (issue 9.9)', { timeout: 12
   });
 
   test('well-formed commands go out canonical: upper-case verb, single spaces, no trailing space', async () => {
+    const { tap, proxy } = chain();
     const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
     await client.readLine();
     await client.command(`USER ${alice.user}`);

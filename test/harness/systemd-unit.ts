@@ -59,3 +59,12 @@ export function unitEnvironmentHere(unitFile = POPWARDEN_UNIT): Record<string, s
   if (tried.status !== 0 || /cannot be preloaded/.test(tried.stderr)) delete env['LD_PRELOAD'];
   return env;
 }
+
+/**
+ * What `npm start` adds to its caller's environment: the unit's variables (unitEnvironmentHere)
+ * that `caller` leaves unset. One the caller set, even to nothing (`LD_PRELOAD= npm start` to run
+ * without jemalloc, `NODE_ENV=development`), is the caller's choice and wins.
+ */
+export function unitEnvironmentFilling(caller: Readonly<Record<string, string | undefined>>, unitFile = POPWARDEN_UNIT): Record<string, string> {
+  return Object.fromEntries(Object.entries(unitEnvironmentHere(unitFile)).filter(([name]) => caller[name] === undefined));
+}

@@ -39,7 +39,7 @@ describe('ConnectionLimits with a rate per minute', () => {
       maxSessionsPerIp: 0, maxNewConnectionsPerIp: 5, maxNewConnectionsPerIpPerMinute: 2, ipv6PrefixLength: 64,
       allow: new CidrList([]), deny: new CidrList([]), now: () => 0,
     });
-    const outcomes = Array.from({ length: 6 }, () => gate.admit('192.0.2.7', undefined, true).kind);
+    const outcomes = Array.from({ length: 6 }, () => gate.admit('192.0.2.7', undefined, 'alice').kind);
     assert.deepEqual(outcomes, ['admitted', 'admitted', 'admitted', 'admitted', 'admitted', 'refused']);
     // A stranger from another address meets the minute after two.
     const stranger = Array.from({ length: 3 }, () => gate.admit('198.51.100.7'));

@@ -7,10 +7,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { createPrometheusMetrics } from '../../src/observability/prometheus.js';
+import { scratchDir } from '../harness/scratch.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const DASHBOARDS = join(ROOT, 'dashboards');
@@ -230,6 +231,39 @@ describe('Prometheus rules', () => {
       datasources: { type: string }[];
     };
     assert.equal(ds.datasources[0]?.type, 'prometheus');
+  });
+
+  test("the overview's Backend tile counts the backends down (any instance's probe): one of many down reads 1, not the whole gateway red", { timeout: 30_000 }, () => {
+    const overview = dashboards.find((d) => d.file === 'popwarden-overview.json')!.json;
+    const tiles = overview.panels.filter((p) => p.type === 'stat' && p.targets?.some((t) => t.expr.includes('popwarden_backend_up')));
+    const [tile] = tiles;
+    assert.ok(tiles.length === 1 && tile?.targets?.length === 1, 'one stat tile of the backends, with one query');
+    const expr = tile.targets[0]!.expr.replaceAll('$job', '.*').replaceAll('$instance', '.*');
+    // Two instances probe three backends; mail2 goes down for one instance, then for both.
+    const up = (instance: string, backend: string, values: string) => ({ series: `popwarden_backend_up{job="popwarden", instance="${instance}", backend="${backend}"}`, values });
+    const at = (minutes: number, down: number) => ({ expr, eval_time: `${minutes}m`, exp_samples: [{ labels: '{}', value: down }] });
+    const file = join(scratchDir('popwarden-tile'), 'backend-tile.test.yml');
+    writeFileSync(
+      file,
+      stringify({
+        rule_files: [],
+        evaluation_interval: '1m',
+        tests: [
+          {
+            interval: '1m',
+            input_series: [
+              up('a:9595', 'mail1', '1 1 1'), up('b:9595', 'mail1', '1 1 1'),
+              up('a:9595', 'mail2', '1 0 0'), up('b:9595', 'mail2', '1 1 0'),
+              up('a:9595', 'mail3', '1 1 0'), up('b:9595', 'mail3', '1 1 1'),
+            ],
+            promql_expr_test: [at(0, 0), at(1, 1), at(2, 2)],
+          },
+        ],
+      }),
+    );
+    const run = spawnSync('promtool', ['test', 'rules', file], { encoding: 'utf8', timeout: 25_000 });
+    assert.equal(run.error, undefined, String(run.error));
+    assert.equal(run.status, 0, `${expr}\n${run.stdout}${run.stderr}`);
   });
 
   test('promtool test rules: every alert fires and resolves', { timeout: 60_000 }, () => {

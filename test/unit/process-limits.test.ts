@@ -9,7 +9,7 @@ import { HandshakeLimiter } from '../../src/net/handshake-limit.js';
 import { EVICTION_MIN_AGE_MS } from '../../src/config/limits.js';
 import { CidrList } from '../../src/net/cidr.js';
 import { descriptorWarning, descriptorsNeeded } from '../../src/net/descriptor-budget.js';
-import { ReturningClients, placesFor } from '../../src/net/returning-clients.js';
+import { ReturningClients } from '../../src/net/returning-clients.js';
 
 describe('limits.max_sessions', () => {
   const make = () =>
@@ -130,38 +130,60 @@ describe('HandshakeLimiter', () => {
 });
 
 describe('returning clients', () => {
-  it('a successful login makes an address (an IPv6 client: its network) returning for the ttl', () => {
+  it('a successful login makes an address (an IPv6 client: its network) returning for the ttl, on its account', () => {
     let now = 0;
     const returning = new ReturningClients({ ttlMs: 1_000, ipv6PrefixLength: 64, now: () => now });
-    assert.equal(returning.has('192.0.2.1'), false);
-    returning.remember('192.0.2.1');
-    returning.remember('2001:db8:1:2::1');
-    assert.equal(returning.has('::ffff:192.0.2.1'), true);
-    assert.equal(returning.has('2001:db8:1:2::99'), true, 'the same /64');
-    assert.equal(returning.has('2001:db8:1:3::1'), false);
+    assert.equal(returning.accountOf('192.0.2.1'), undefined);
+    returning.remember('192.0.2.1', 'alice');
+    returning.remember('2001:db8:1:2::1', 'bob');
+    assert.equal(returning.accountOf('::ffff:192.0.2.1'), 'alice');
+    assert.equal(returning.accountOf('2001:db8:1:2::99'), 'bob', 'the same /64');
+    assert.equal(returning.accountOf('2001:db8:1:3::1'), undefined);
+    returning.remember('192.0.2.1', 'carol');
+    assert.equal(returning.accountOf('192.0.2.1'), 'carol', 'the last login names the account');
     now += 1_000;
-    assert.equal(returning.has('192.0.2.1'), false, 'expired');
+    assert.equal(returning.accountOf('192.0.2.1'), undefined, 'expired');
   });
 
   it('is bounded: past it, the address whose last login is oldest goes; trusted_for 0s remembers nobody', () => {
     const returning = new ReturningClients({ ttlMs: 1_000, ipv6PrefixLength: 64, maxAddresses: 2 });
-    for (const address of ['192.0.2.1', '192.0.2.2', '192.0.2.1', '192.0.2.3']) returning.remember(address);
-    assert.deepEqual(['192.0.2.1', '192.0.2.2', '192.0.2.3'].map((a) => returning.has(a)), [true, false, true]);
+    for (const address of ['192.0.2.1', '192.0.2.2', '192.0.2.1', '192.0.2.3']) returning.remember(address, 'alice');
+    assert.deepEqual(['192.0.2.1', '192.0.2.2', '192.0.2.3'].map((a) => returning.accountOf(a)), ['alice', undefined, 'alice']);
     const nobody = new ReturningClients({ ttlMs: 0, ipv6PrefixLength: 64 });
-    nobody.remember('192.0.2.1');
-    assert.equal(nobody.has('192.0.2.1'), false);
+    nobody.remember('192.0.2.1', 'alice');
+    assert.equal(nobody.accountOf('192.0.2.1'), undefined);
   });
 
   it('the last 1/16 of each process bound is theirs, and 0 (no bound) stays 0', () => {
-    assert.deepEqual([placesFor(256, false), placesFor(256, true), placesFor(5_000, false), placesFor(15, false), placesFor(0, false)], [240, 256, 4_688, 15, 0]);
     const gate = new ConnectionLimits({ maxSessions: 16, maxSessionsPerIp: 0, maxNewConnectionsPerIp: 0, ipv6PrefixLength: 64, allow: new CidrList([]), deny: new CidrList([]) });
     for (let i = 0; i < 15; i++) assert.equal(gate.admit(`192.0.2.${i}`).kind, 'admitted');
     assert.deepEqual(gate.admit('192.0.2.99'), { kind: 'refused', reason: 'max_sessions' });
-    assert.equal(gate.admit('192.0.2.99', undefined, true).kind, 'admitted');
-    assert.deepEqual(gate.admit('192.0.2.98', undefined, true), { kind: 'refused', reason: 'max_sessions' });
-    const limiter = new HandshakeLimiter({ maxPerIp: 0, maxTotal: 16, ipv6PrefixLength: 64, returning: (a) => a === '192.0.2.99' });
+    assert.equal(gate.admit('192.0.2.99', undefined, 'alice').kind, 'admitted');
+    assert.deepEqual(gate.admit('192.0.2.98', undefined, 'bob'), { kind: 'refused', reason: 'max_sessions' });
+    const limiter = new HandshakeLimiter({ maxPerIp: 0, maxTotal: 16, ipv6PrefixLength: 64, returning: (a) => (a === '192.0.2.99' ? 'alice' : undefined) });
     for (let i = 0; i < 15; i++) assert.equal(limiter.admit(`192.0.2.${i}`).kind, 'started');
     assert.deepEqual(limiter.admit('192.0.2.98'), { kind: 'refused', reason: 'max_handshakes' });
+    assert.equal(limiter.admit('192.0.2.99').kind, 'started');
+    const unbounded = new ConnectionLimits({ maxSessions: 0, maxSessionsPerIp: 0, maxNewConnectionsPerIp: 0, ipv6PrefixLength: 64, allow: new CidrList([]), deny: new CidrList([]) });
+    for (let i = 0; i < 100; i++) assert.equal(unbounded.admit(`192.0.2.${i}`).kind, 'admitted');
+  });
+
+  it('one account holds at most a quarter of the kept share, from however many addresses; a place given back is free again', () => {
+    // 64 places: 60 for strangers, 4 kept, of which one account may hold 1.
+    const account = (a: string): string | undefined => (a.startsWith('198.51.100.') ? 'mallory' : a === '192.0.2.99' ? 'alice' : undefined);
+    const gate = new ConnectionLimits({ maxSessions: 64, maxSessionsPerIp: 0, maxNewConnectionsPerIp: 0, ipv6PrefixLength: 64, allow: new CidrList([]), deny: new CidrList([]) });
+    for (let i = 0; i < 60; i++) assert.equal(gate.admit(`192.0.2.${i}`).kind, 'admitted');
+    const mallorys = ['198.51.100.1', '198.51.100.2', '198.51.100.3'].map((ip) => gate.admit(ip, undefined, account(ip)));
+    assert.deepEqual(mallorys.map((a) => a.kind), ['admitted', 'refused', 'refused']);
+    assert.equal(gate.admit('192.0.2.99', undefined, 'alice').kind, 'admitted');
+    const [first] = mallorys;
+    assert.ok(first?.kind === 'admitted');
+    first.release();
+    assert.equal(gate.admit('198.51.100.4', undefined, 'mallory').kind, 'admitted', 'its place is free again');
+
+    const limiter = new HandshakeLimiter({ maxPerIp: 0, maxTotal: 64, ipv6PrefixLength: 64, returning: account });
+    for (let i = 0; i < 60; i++) assert.equal(limiter.admit(`192.0.2.${i}`).kind, 'started');
+    assert.deepEqual(['198.51.100.1', '198.51.100.2', '198.51.100.3'].map((ip) => limiter.admit(ip).kind), ['started', 'refused', 'refused']);
     assert.equal(limiter.admit('192.0.2.99').kind, 'started');
   });
 });
