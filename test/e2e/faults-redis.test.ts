@@ -53,7 +53,7 @@ const REDIS_FAULTS: readonly { kind: FaultKind; what: string }[] = [
 
 /**
  * A corrupted byte in the reply to the limiter's first round trip of a login (EXISTS of the
- * trusted mark, then one script reply per limiter: `:0\r\n*2\r\n:1\r\n:3600000\r\n...`). The
+ * trusted mark, then one script reply per limiter: `:0\r\n*2\r\n:1\r\n$9\r\n3600000:1\r\n...`). The
  * proxy waits for the EXISTS on each connection and corrupts one byte of what follows it (a byte
  * offset from any other point would hit whichever reply came first: a ping, a reconnect's CLIENT
  * SETINFO). The corrupted reply must count as a store failure (the in-process limiter decides
@@ -64,7 +64,7 @@ const REDIS_FAULTS: readonly { kind: FaultKind; what: string }[] = [
 const CORRUPT_FAULTS: readonly { afterBytes: number; what: string; reason: RegExp }[] = [
   { afterBytes: 0, what: "corrupt the reply's first byte (`:0` of EXISTS becomes `*0`, an empty array)", reason: /the reply is corrupted/ },
   { afterBytes: 9, what: 'corrupt a byte in the middle of the reply (the user+address count `:1` becomes `:*`, read as -6)', reason: /the reply is corrupted/ },
-  { afterBytes: 12, what: 'corrupt a byte in the middle of the reply (a TTL `:3600000` becomes `*3600000`, an array that never ends)', reason: /did not answer|timed out|timeout/i },
+  { afterBytes: 8, what: 'corrupt a byte in the middle of the reply (the user+address count `:1` becomes `*1`, an array that swallows the replies after it and never ends)', reason: /did not answer|timed out|timeout/i },
 ];
 
 describe('fault injection between popwarden and Redis', { timeout: 180_000 }, () => {

@@ -6,7 +6,9 @@
  * a real redis-server through the fault proxy, with the production client settings: each time,
  * reserve() must still say "full" or fail (a store failure, which insurance.ts turns into the
  * in-process limiter's verdict and an outage line). "reserved" would be a guess let through a
- * block.
+ * block. Both a one-digit count (3) and the default's two digits (10): in `:11` a `*` for the
+ * second digit is read as 1*10-6 = 4, a count that looks fine, so the count is checked against
+ * a second copy of it that the increment script sends in another form.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,21 +20,20 @@ import { onRedisCommand, startFaultProxy, type FaultProxy } from '../harness/fau
 import { startRedis, type RedisServer } from '../harness/redis.js';
 
 const HOUR = 3_600_000;
-const MAX_FAILURES = 3;
 /** Only the user+address counter can bind: the per-address and per-user ones stay far from full. */
-const POLICIES = {
-  keyPrefix: 'corruption',
-  userIp: { maxFailures: MAX_FAILURES, windowMs: HOUR, blockMs: HOUR },
+const policies = (maxFailures: number) => ({
+  keyPrefix: `corruption${maxFailures}`,
+  userIp: { maxFailures, windowMs: HOUR, blockMs: HOUR },
   ip: { maxFailures: 100_000, windowMs: HOUR, blockMs: HOUR },
   user: { maxFailures: 100_000, windowMs: HOUR, blockMs: HOUR },
   trustedPairMs: HOUR,
-};
+});
 const KEYS = attemptKeys('alice', '192.0.2.7', { usernameCanonical: { lowerCase: true, realmSeparators: '@%', pattern: undefined }, ipv6PrefixLength: 64 });
 /**
- * EXISTS (`:0\r\n`) and three consumes (`*2\r\n:N\r\n:TTL\r\n`, about 18 bytes each) are 58
- * bytes; past them the corruption lands on the give-back replies that follow a refusal.
+ * EXISTS (`:0\r\n`) and three consumes (`*2\r\n:N\r\n$L\r\nTTL:N\r\n`, about 30 bytes each) are
+ * about 95 bytes; past them the corruption lands on the give-back replies that follow a refusal.
  */
-const OFFSETS = 70;
+const OFFSETS = 110;
 
 async function connected(url: string): Promise<Redis> {
   const client = createRedisClient({
@@ -48,7 +49,8 @@ async function connected(url: string): Promise<Redis> {
   return client;
 }
 
-describe('a corrupted byte in the replies to a reserve', { timeout: 120_000 }, () => {
+for (const MAX_FAILURES of [3, 10]) describe(`a corrupted byte in the replies to a reserve (a blocked count of ${MAX_FAILURES})`, { timeout: 120_000 }, () => {
+  const POLICIES = policies(MAX_FAILURES);
   let redis: RedisServer;
   let proxy: FaultProxy;
 
