@@ -17,6 +17,7 @@ import { createProtection, type Protection } from '../../src/auth/protection.js'
 import { createLogger } from '../../src/observability/log.js';
 import { NO_METRICS } from '../../src/observability/metrics.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
+import { afterCommand, startFaultProxy } from '../harness/fault-proxy.js';
 import { startLegacyServer, type LegacyServer } from '../harness/legacy.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
 import { backendProgramsExited, startTestProxy, testConfig, type TestProxy } from '../harness/popwarden.js';
@@ -83,23 +84,31 @@ describe('a failed login leaves no trace before its answer', { timeout: 120_000 
     await popa3d?.stop();
   });
 
+  /** popwarden in front of Dovecot (or `via` to it), with the in-process limiter: two failures fill the user+address counter. */
+  async function limitedProxy(deadline: HeldDeadline, via: { host: string; port: number } = dovecot): Promise<{ proxy: TestProxy; protection: Protection }> {
+    const overrides = { backend: { host: via.host, port: via.port }, authFailureDelayMs: 2_000 };
+    const base = testConfig(overrides);
+    const config = { ...base, rateLimit: { ...base.rateLimit, userIp: { ...base.rateLimit.userIp, maxFailures: 2 } } };
+    const protection = await createProtection(config, createLogger('silent'), NO_METRICS);
+    return { proxy: await startTestProxy({ ...overrides, guard: protection.guard, failureDeadline: deadline }), protection };
+  }
+
+  /** A wrong password, answered: counted, and its fingerprint kept (a repeat is not counted again). */
+  async function countedWrongPassword(proxy: TestProxy, deadline: HeldDeadline, clients: RawClient[]): Promise<void> {
+    const first = await atPass(proxy, alice.user);
+    clients.push(first);
+    const firstReply = answer(first.command('PASS wrong-password', 15_000));
+    await deadline.holding(1);
+    deadline.releaseOldest();
+    assert.equal(await firstReply, AUTH_FAILED);
+  }
+
   test('a repeated wrong password holds its limiter place until it is answered, not only until the backend refused it', async () => {
     const deadline = new HeldDeadline();
-    const overrides = { backend: { host: dovecot.host, port: dovecot.port }, authFailureDelayMs: 2_000 };
-    const base = testConfig(overrides);
-    // Two failures fill the user+address counter: one counted wrong password and one in flight.
-    const config = { ...base, rateLimit: { ...base.rateLimit, userIp: { ...base.rateLimit.userIp, maxFailures: 2 } } };
-    const protection: Protection = await createProtection(config, createLogger('silent'), NO_METRICS);
-    const proxy = await startTestProxy({ ...overrides, guard: protection.guard, failureDeadline: deadline });
+    const { proxy, protection } = await limitedProxy(deadline);
     const clients: RawClient[] = [];
     try {
-      // A wrong password, answered: counted, and its fingerprint kept (a repeat is not counted again).
-      const first = await atPass(proxy, alice.user);
-      clients.push(first);
-      const firstReply = answer(first.command('PASS wrong-password', 15_000));
-      await deadline.holding(1);
-      deadline.releaseOldest();
-      assert.equal(await firstReply, AUTH_FAILED);
+      await countedWrongPassword(proxy, deadline, clients);
 
       // The probe: the same wrong password. Dovecot refuses it at once; its answer waits for the deadline.
       const probe = await atPass(proxy, alice.user);
@@ -136,6 +145,43 @@ describe('a failed login leaves no trace before its answer', { timeout: 120_000 
       for (const client of clients) client.destroy();
       await proxy.stop();
       await protection.close();
+    }
+  });
+
+  test('a client that hangs up before the verdict does not free its place at the verdict either', async () => {
+    const deadline = new HeldDeadline();
+    // Dovecot's verdict on the probe is held back until the probe has hung up.
+    const faults = await startFaultProxy(dovecot);
+    const { proxy, protection } = await limitedProxy(deadline, faults);
+    const clients: RawClient[] = [];
+    try {
+      await countedWrongPassword(proxy, deadline, clients);
+      // The probe sends the repeat; Dovecot refuses it, but the refusal waits in the fault proxy
+      // while the probe hangs up; then the verdict arrives with nobody left to answer.
+      const verdictHeld = faults.armNext({ kind: 'delay', trigger: afterCommand('AUTH'), delayMs: 3_000 });
+      const probe = await atPass(proxy, alice.user);
+      clients.push(probe);
+      probe.write('PASS wrong-password\r\n');
+      await verdictHeld;
+      probe.destroy();
+      await proxy.waitForLog((line) => line['msg'] === 'session closed' && line['reason'] === 'client-closed');
+      await proxy.waitForLog((line) => line['event'] === 'login' && audits(proxy).length === 2, { timeoutMs: 15_000 });
+      assert.equal(audits(proxy).at(-1)?.['result'], 'failure', 'Dovecot has refused the probe');
+      // The canary still finds the counter full: the probe's place waits for its deadline.
+      const canary = await atPass(proxy, alice.user);
+      clients.push(canary);
+      const canaryReply = answer(canary.command('PASS wrong-password', 15_000));
+      await proxy.waitForLog((line) => line['event'] === 'login' && audits(proxy).length === 3, { timeoutMs: 15_000 });
+      assert.deepEqual(audits(proxy).map((line) => line['result']), ['failure', 'failure', 'blocked']);
+      await deadline.holding(2);
+      deadline.releaseOldest();
+      deadline.releaseOldest();
+      assert.equal(await canaryReply, '-ERR [SYS/TEMP] Too many failed logins, try again later');
+    } finally {
+      for (const client of clients) client.destroy();
+      await proxy.stop();
+      await protection.close();
+      await faults.stop();
     }
   });
 
