@@ -15,7 +15,7 @@ import type { CapabilityCache } from '../backend/capability-cache.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
 import type { ClientOrigin } from '../net/proxy-intake.js';
-import type { FailureDeadline } from './failure-deadline.js';
+import { failureClock, type FailureDeadline } from './failure-deadline.js';
 import { authenticated, replied, reply, type Outcome } from './outcome.js';
 
 /** What a login needs that outlives the session: shared by every session of the process. */
@@ -87,7 +87,8 @@ interface AuditFields {
  */
 export async function authenticate(request: LoginRequest, deps: LoginDependencies): Promise<Outcome> {
   const { credentials, log } = request;
-  const startedAt = Date.now();
+  // When the credentials arrived, on the deadline's monotonic clock (durations only).
+  const startedAt = failureClock();
   const attempt: LoginAttempt = { ip: request.client.address, user: credentials.user, password: credentials.password };
   // Once routed, every audit line names the backend (and the name it got there).
   let routed: AuditFields = {};
@@ -216,7 +217,7 @@ function chooseRoute(request: LoginRequest, deps: LoginDependencies): Promise<Ro
 
 /** Resolves no earlier than `ms` after `since` (an auth_http Auth-Wait longer than the failure delay). */
 function waitAtLeast(since: number, ms: number): Promise<void> {
-  const remaining = since + ms - Date.now();
+  const remaining = since + ms - failureClock();
   return remaining <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, remaining));
 }
 
@@ -230,7 +231,7 @@ function isUnansweredCredentials(error: BackendUnavailableError): boolean {
 
 /** The one audit line per login attempt (and its metric): never a password or a SASL payload. */
 function writeAudit(request: LoginRequest, metrics: Metrics, result: LoginResult, startedAt: number, fields: AuditFields): void {
-  const durationMs = Date.now() - startedAt;
+  const durationMs = Math.round(failureClock() - startedAt);
   metrics.loginAttempt(request.mechanism, fields.backendMechanism, result, durationMs / 1000);
   request.log.info(
     {
