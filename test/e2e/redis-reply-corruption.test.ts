@@ -15,8 +15,8 @@ import assert from 'node:assert/strict';
 import type { Redis } from 'ioredis';
 import { attemptKeys } from '../../src/auth/rate-limit/keys.js';
 import { createRedisClient } from '../../src/auth/rate-limit/redis-client.js';
-import { RedisLimitStore } from '../../src/auth/rate-limit/store.js';
-import { onRedisCommand, startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
+import { RedisLimitStore, TRUSTED_WITH_COPY } from '../../src/auth/rate-limit/store.js';
+import { onRedisScript, startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
 import { startRedis, type RedisServer } from '../harness/redis.js';
 
 const HOUR = 3_600_000;
@@ -30,10 +30,11 @@ const policies = (maxFailures: number) => ({
 });
 const KEYS = attemptKeys('alice', '192.0.2.7', { usernameCanonical: { lowerCase: true, realmSeparators: '@%', pattern: undefined }, ipv6PrefixLength: 64 });
 /**
- * EXISTS (`:0\r\n`) and three consumes (`*2\r\n:N\r\n$L\r\nTTL:N\r\n`, about 30 bytes each) are
- * about 95 bytes; past them the corruption lands on the give-back replies that follow a refusal.
+ * The trusted mark (`*2\r\n:0\r\n$1\r\n0\r\n`, 15 bytes) and three consumes
+ * (`*2\r\n:N\r\n$L\r\nTTL:N\r\n`, about 30 bytes each) are about 105 bytes; past them the
+ * corruption lands on the give-back replies that follow a refusal.
  */
-const OFFSETS = 110;
+const OFFSETS = 120;
 
 async function connected(url: string): Promise<Redis> {
   const client = createRedisClient({
@@ -49,18 +50,42 @@ async function connected(url: string): Promise<Redis> {
   return client;
 }
 
-for (const MAX_FAILURES of [3, 10]) describe(`a corrupted byte in the replies to a reserve (a blocked count of ${MAX_FAILURES})`, { timeout: 120_000 }, () => {
-  const POLICIES = policies(MAX_FAILURES);
+/**
+ * Each sweep: a counter filled to its block without faults, then one reserve per byte offset on a
+ * fresh connection (the fault hits the reply to that reserve, not a ping's), that byte corrupted.
+ * The first two block the pair (a count of one digit and the default's two); the third flips the
+ * low bit instead of writing `*`, with only the per-user counter full and the pair not trusted
+ * (no success from this address): the trusted mark's `:0` would read `:1`, "trusted", and skip
+ * the per-user limit, and a count's digit would read as another count.
+ */
+const SWEEPS = [
+  ...[3, 10].map((maxFailures) => ({
+    name: `a corrupted byte in the replies to a reserve (a blocked count of ${maxFailures})`,
+    policies: policies(maxFailures),
+    failures: maxFailures,
+    blockedBy: 'userIp',
+    fault: { kind: 'corrupt' as const },
+  })),
+  {
+    name: 'a bit flipped in the replies to a reserve, the per-user counter full',
+    policies: { ...policies(1_000), user: { maxFailures: 2, windowMs: HOUR, blockMs: HOUR } },
+    failures: 2,
+    blockedBy: 'user',
+    fault: { kind: 'corrupt' as const, flipBits: 0x01 },
+  },
+];
+
+for (const sweep of SWEEPS) describe(sweep.name, { timeout: 120_000 }, () => {
   let redis: RedisServer;
   let proxy: FaultProxy;
 
   before(async () => {
     redis = await startRedis();
     proxy = await startFaultProxy({ host: redis.host, port: redis.port });
-    // Fill the pair's counter: three judged failures, uncorrupted.
+    // Fill the counter with judged failures, uncorrupted.
     const client = await connected(redis.url);
-    const store = new RedisLimitStore(client, POLICIES);
-    for (let i = 0; i < MAX_FAILURES; i++) {
+    const store = new RedisLimitStore(client, sweep.policies);
+    for (let i = 0; i < sweep.failures; i++) {
       assert.deepEqual(await store.reserve(KEYS), { kind: 'reserved' });
       assert.equal(await store.fail(KEYS, undefined), true);
     }
@@ -74,14 +99,13 @@ for (const MAX_FAILURES of [3, 10]) describe(`a corrupted byte in the replies to
     await redis.stop();
   });
 
-  test('at every byte offset, a blocked pair stays blocked or the store fails; never "reserved"', async () => {
+  test('at every byte offset, the block holds or the store fails; never "reserved"', async () => {
     const outcomes = { full: 0, failed: 0 };
     for (let offset = 0; offset < OFFSETS; offset++) {
-      // One fresh connection each: the fault hits the reply to this reserve, not a ping's.
-      proxy.armAll({ kind: 'corrupt', afterBytes: offset, trigger: onRedisCommand('exists') });
+      proxy.armAll({ ...sweep.fault, afterBytes: offset, trigger: onRedisScript(TRUSTED_WITH_COPY) });
       const client = await connected(`redis://${proxy.host}:${proxy.port}`);
       try {
-        const store = new RedisLimitStore(client, POLICIES);
+        const store = new RedisLimitStore(client, sweep.policies);
         const outcome = await store.reserve(KEYS).then(
           (reservation) => reservation,
           () => 'failed' as const,
@@ -91,7 +115,7 @@ for (const MAX_FAILURES of [3, 10]) describe(`a corrupted byte in the replies to
         } else {
           assert.equal(outcome.kind, 'full', `byte ${offset} corrupted: ${JSON.stringify(outcome)}`);
           if (outcome.kind === 'full') {
-            assert.equal(outcome.limiter, 'userIp', `byte ${offset} corrupted`);
+            assert.equal(outcome.limiter, sweep.blockedBy, `byte ${offset} corrupted`);
             assert.ok(outcome.msLeft >= 0 && outcome.msLeft <= HOUR, `byte ${offset} corrupted: ${outcome.msLeft} ms left`);
           }
           outcomes.full++;

@@ -95,6 +95,13 @@ return {consumed, ttl .. ':' .. consumed} \
 /** The TTL and the copy of the count in an INCR_TTL_WITH_COUNT_COPY reply's msBeforeNext. */
 const TTL_WITH_COUNT = /^(-?\d{1,15}):(\d{1,15})$/;
 
+/**
+ * EXISTS of the trusted mark, answered twice in two RESP types ({n, "n"}) for the same reason: a
+ * bit that turns `:0` into `:1` would read as "trusted" and skip the per-user limit. The first
+ * command of every reserve() (the fault-injection tests cue on it).
+ */
+export const TRUSTED_WITH_COPY = `local n = redis.call('exists', KEYS[1]) return {n, tostring(n)}`;
+
 /** Takes one point back, never below 0 and never creating a key that expired meanwhile. */
 const GIVE_BACK = `local v = tonumber(redis.call('get', KEYS[1]))
 if v ~= nil and v > 0 then return redis.call('decr', KEYS[1]) end
@@ -150,7 +157,7 @@ export class RedisLimitStore implements LimitStore {
 
   async reserve(keys: AttemptKeys): Promise<Reservation> {
     const [trusted, ...results] = await Promise.allSettled([
-      this.#client.exists(this.#trustedKey(keys)),
+      this.#client.eval(TRUSTED_WITH_COPY, 1, this.#trustedKey(keys)),
       ...this.#active.map((limiter) => this.#limiters[limiter].consume(limiterId(limiter, keys))),
     ]);
     const failure = [trusted, ...results].find((r) => r.status === 'rejected' && !(r.reason instanceof RateLimiterRes));
@@ -163,7 +170,7 @@ export class RedisLimitStore implements LimitStore {
       this.#client.disconnect(true);
       throw new StoreReplyError(checked);
     }
-    const isTrusted = trusted?.status === 'fulfilled' && trusted.value === 1;
+    const isTrusted = trusted?.status === 'fulfilled' && (trusted.value as unknown[])[0] === 1;
     const fullAt = results.findIndex((r, i) => r.status === 'rejected' && !(this.#active[i] === 'user' && isTrusted));
     if (fullAt === -1) return { kind: 'reserved' };
     // Every consume incremented its counter, the refused ones too: give them all back.
@@ -172,16 +179,20 @@ export class RedisLimitStore implements LimitStore {
   }
 
   /**
-   * Each counter's TTL (ms) from reserve()'s replies, or what is wrong with them: EXISTS says 0 or
-   * 1, and each counter, just incremented, holds at least 1, the same count in both copies
+   * Each counter's TTL (ms) from reserve()'s replies, or what is wrong with them: the trusted mark
+   * is 0 or 1 and agrees with its copy (TRUSTED_WITH_COPY), and each counter, just incremented, holds at least 1, the same count in both copies
    * (INCR_TTL_WITH_COUNT_COPY), and has a TTL (or none, -1). No upper bound on the TTL: a counter
    * keeps the one its window or block gave it when it was made, so one made under a longer policy
    * (before the config shortened it, or by another instance of the fleet) outlives today's window
    * and is no corruption; dropping the connection for it would make every login from that
    * address a store outage.
    */
-  #checked(trusted: PromiseSettledResult<number> | undefined, results: readonly PromiseSettledResult<RateLimiterRes>[]): number[] | string {
-    if (trusted?.status === 'fulfilled' && trusted.value !== 0 && trusted.value !== 1) return `${JSON.stringify(trusted.value)} to EXISTS`;
+  #checked(trusted: PromiseSettledResult<unknown> | undefined, results: readonly PromiseSettledResult<RateLimiterRes>[]): number[] | string {
+    if (trusted?.status === 'fulfilled') {
+      const answer = trusted.value;
+      const plausible = Array.isArray(answer) && answer.length === 2 && (answer[0] === 0 || answer[0] === 1) && answer[1] === String(answer[0]);
+      if (!plausible) return `${JSON.stringify(answer)} to EXISTS`;
+    }
     const ttls: number[] = [];
     for (const [i, result] of results.entries()) {
       const limiter = this.#active[i] ?? 'user';
