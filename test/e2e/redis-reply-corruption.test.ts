@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import type { Redis } from 'ioredis';
 import { attemptKeys } from '../../src/auth/rate-limit/keys.js';
 import { createRedisClient } from '../../src/auth/rate-limit/redis-client.js';
-import { RedisLimitStore, TRUSTED_WITH_COPY } from '../../src/auth/rate-limit/store.js';
+import { ADD_FINGERPRINT, RedisLimitStore, TRUSTED_WITH_COPY } from '../../src/auth/rate-limit/store.js';
 import { onRedisScript, startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
 import { startRedis, type RedisServer } from '../harness/redis.js';
 
@@ -127,5 +127,53 @@ for (const sweep of SWEEPS) describe(sweep.name, { timeout: 120_000 }, () => {
     }
     // Both kinds occur: the sweep reached the counts and the replies after them.
     assert.ok(outcomes.failed > 0 && outcomes.full > 0, JSON.stringify(outcomes));
+  });
+});
+
+describe('a bit flipped in the reply that says whether a wrong password was seen before', { timeout: 120_000 }, () => {
+  // fail() with a fingerprint adds it to the pair's set: "added" (1) keeps the failure counted,
+  // "already there" (0) gives its place back (a repeat is not counted twice). A 1 read as 0 would
+  // un-count a guess.
+  const POLICIES = policies(1_000);
+  const FLIP_OFFSETS = 40;
+  let redis: RedisServer;
+  let proxy: FaultProxy;
+
+  before(async () => {
+    redis = await startRedis();
+    proxy = await startFaultProxy({ host: redis.host, port: redis.port });
+  });
+
+  after(async () => {
+    await proxy.stop();
+    await redis.stop();
+  });
+
+  test('at every byte offset, the low bit flipped: a new wrong password stays counted, or the store fails', async () => {
+    let counted = 0;
+    for (let offset = 0; offset < FLIP_OFFSETS; offset++) {
+      // A pair of its own each time, reserved on a clean connection: one attempt in its counter.
+      const keys = attemptKeys(`user${offset}`, '192.0.2.7', { usernameCanonical: { lowerCase: true, realmSeparators: '@%', pattern: undefined }, ipv6PrefixLength: 64 });
+      const direct = await connected(redis.url);
+      const clean = new RedisLimitStore(direct, POLICIES);
+      assert.deepEqual(await clean.reserve(keys), { kind: 'reserved' });
+      const counterKey = `${POLICIES.keyPrefix}:uip:${keys.pair}`;
+      proxy.armAll({ kind: 'corrupt', afterBytes: offset, flipBits: 0x01, trigger: onRedisScript(ADD_FINGERPRINT) });
+      const client = await connected(`redis://${proxy.host}:${proxy.port}`);
+      try {
+        const kept = await new RedisLimitStore(client, POLICIES).fail(keys, `fingerprint-${offset}`).then(
+          (result) => result,
+          () => 'failed' as const,
+        );
+        assert.notEqual(kept, false, `bit 0 of byte ${offset} flipped: the new wrong password was taken for a repeat`);
+        assert.equal(await direct.get(counterKey), '1', `bit 0 of byte ${offset} flipped: the attempt is still counted`);
+        if (kept === true) counted++;
+      } finally {
+        proxy.clear();
+        client.disconnect();
+        direct.disconnect();
+      }
+    }
+    assert.ok(counted > 0, 'the sweep also reached bytes past the answer');
   });
 });

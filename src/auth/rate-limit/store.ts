@@ -102,6 +102,13 @@ const TTL_WITH_COUNT = /^(-?\d{1,15}):(\d{1,15})$/;
  */
 export const TRUSTED_WITH_COPY = `local n = redis.call('exists', KEYS[1]) return {n, tostring(n)}`;
 
+/**
+ * Adds a wrong password's fingerprint to the pair's set, which lives as long as the pair's
+ * counter window (ARGV[2] ms), and says whether it was new, twice ({added, "added"}): a 1 read
+ * as 0 would give a new wrong password's place back as if it were a repeat.
+ */
+export const ADD_FINGERPRINT = `local added = redis.call('sadd', KEYS[1], ARGV[1]) redis.call('pexpire', KEYS[1], ARGV[2]) return {added, tostring(added)}`;
+
 /** Takes one point back, never below 0 and never creating a key that expired meanwhile. */
 const GIVE_BACK = `local v = tonumber(redis.call('get', KEYS[1]))
 if v ~= nil and v > 0 then return redis.call('decr', KEYS[1]) end
@@ -214,11 +221,14 @@ export class RedisLimitStore implements LimitStore {
   async fail(keys: AttemptKeys, tag: string | undefined): Promise<boolean> {
     if (tag !== undefined) {
       const seen = storeKey(this.#config.keyPrefix, KEY_KINDS.seen, keys.pair);
-      // The set lives as long as the pair's counter window; both keys share the pair's hash slot.
-      const result = await this.#client.multi().sadd(seen, tag).pexpire(seen, this.#config.userIp.windowMs).exec();
-      const [added] = result ?? [];
-      if (added?.[0]) throw added[0];
-      if (added?.[1] === 0) {
+      const answer = await this.#client.eval(ADD_FINGERPRINT, 1, seen, tag, this.#config.userIp.windowMs);
+      const added = Array.isArray(answer) && answer.length === 2 && (answer[0] === 0 || answer[0] === 1) && answer[1] === String(answer[0]) ? answer[0] : undefined;
+      if (added === undefined) {
+        // As in reserve(): the connection cannot be trusted any more. The failure stays counted.
+        this.#client.disconnect(true);
+        throw new StoreReplyError(`${JSON.stringify(answer)} to the fingerprint`);
+      }
+      if (added === 0) {
         await this.release(keys);
         return false;
       }
