@@ -79,7 +79,7 @@ export class StoreReplyError extends Error {
  * with the count after it, "3599000:11", a second copy of the count in another RESP type. A
  * corrupted byte in the count's integer reply can still parse as a count that looks fine (`:11`
  * with a `*` for its last digit is read as 1*10-6 = 4, under max_failures: a guess let through a
- * block), but it no longer matches the copy (#implausible). The library reads the count from the
+ * block), but it no longer matches the copy (#checked). The library reads the count from the
  * integer and passes the TTL on untouched, as msBeforeNext.
  */
 const INCR_TTL_WITH_COUNT_COPY = `redis.call('set', KEYS[1], 0, 'EX', ARGV[2], 'NX') \
@@ -108,6 +108,13 @@ export const TRUSTED_WITH_COPY = `local n = redis.call('exists', KEYS[1]) return
  * as 0 would give a new wrong password's place back as if it were a repeat.
  */
 export const ADD_FINGERPRINT = `local added = redis.call('sadd', KEYS[1], ARGV[1]) redis.call('pexpire', KEYS[1], ARGV[2]) return {added, tostring(added)}`;
+
+/** What a {n, "n"} answer (TRUSTED_WITH_COPY, ADD_FINGERPRINT) says, 0 or 1, or undefined when it is not that or its copies disagree. */
+function answeredTwice(answer: unknown): 0 | 1 | undefined {
+  if (!Array.isArray(answer) || answer.length !== 2) return undefined;
+  const [n, copy] = answer as [unknown, unknown];
+  return (n === 0 || n === 1) && copy === String(n) ? n : undefined;
+}
 
 /** Takes one point back, never below 0 and never creating a key that expired meanwhile. */
 const GIVE_BACK = `local v = tonumber(redis.call('get', KEYS[1]))
@@ -177,7 +184,7 @@ export class RedisLimitStore implements LimitStore {
       this.#client.disconnect(true);
       throw new StoreReplyError(checked);
     }
-    const isTrusted = trusted?.status === 'fulfilled' && (trusted.value as unknown[])[0] === 1;
+    const isTrusted = trusted?.status === 'fulfilled' && answeredTwice(trusted.value) === 1;
     const fullAt = results.findIndex((r, i) => r.status === 'rejected' && !(this.#active[i] === 'user' && isTrusted));
     if (fullAt === -1) return { kind: 'reserved' };
     // Every consume incremented its counter, the refused ones too: give them all back.
@@ -187,19 +194,15 @@ export class RedisLimitStore implements LimitStore {
 
   /**
    * Each counter's TTL (ms) from reserve()'s replies, or what is wrong with them: the trusted mark
-   * is 0 or 1 and agrees with its copy (TRUSTED_WITH_COPY), and each counter, just incremented, holds at least 1, the same count in both copies
-   * (INCR_TTL_WITH_COUNT_COPY), and has a TTL (or none, -1). No upper bound on the TTL: a counter
-   * keeps the one its window or block gave it when it was made, so one made under a longer policy
-   * (before the config shortened it, or by another instance of the fleet) outlives today's window
-   * and is no corruption; dropping the connection for it would make every login from that
-   * address a store outage.
+   * is 0 or 1 in both copies (TRUSTED_WITH_COPY), and each counter, just incremented, holds at
+   * least 1, the same count in both copies (INCR_TTL_WITH_COUNT_COPY), and has a TTL (or none,
+   * -1). No upper bound on the TTL: a counter keeps the one its window or block gave it when it
+   * was made, so one made under a longer policy (before the config shortened it, or by another
+   * instance of the fleet) outlives today's window and is no corruption; dropping the connection
+   * for it would make every login from that address a store outage.
    */
   #checked(trusted: PromiseSettledResult<unknown> | undefined, results: readonly PromiseSettledResult<RateLimiterRes>[]): number[] | string {
-    if (trusted?.status === 'fulfilled') {
-      const answer = trusted.value;
-      const plausible = Array.isArray(answer) && answer.length === 2 && (answer[0] === 0 || answer[0] === 1) && answer[1] === String(answer[0]);
-      if (!plausible) return `${JSON.stringify(answer)} to EXISTS`;
-    }
+    if (trusted?.status === 'fulfilled' && answeredTwice(trusted.value) === undefined) return `${JSON.stringify(trusted.value)} to EXISTS`;
     const ttls: number[] = [];
     for (const [i, result] of results.entries()) {
       const limiter = this.#active[i] ?? 'user';
@@ -222,7 +225,7 @@ export class RedisLimitStore implements LimitStore {
     if (tag !== undefined) {
       const seen = storeKey(this.#config.keyPrefix, KEY_KINDS.seen, keys.pair);
       const answer = await this.#client.eval(ADD_FINGERPRINT, 1, seen, tag, this.#config.userIp.windowMs);
-      const added = Array.isArray(answer) && answer.length === 2 && (answer[0] === 0 || answer[0] === 1) && answer[1] === String(answer[0]) ? answer[0] : undefined;
+      const added = answeredTwice(answer);
       if (added === undefined) {
         // As in reserve(): the connection cannot be trusted any more. The failure stays counted.
         this.#client.disconnect(true);
