@@ -87,6 +87,8 @@ export interface ProxyDependencies {
   readonly loadTls?: (config: Config, log: Logger) => Promise<TlsMaterial>;
   /** The clock, in ms, for the ages of handshakes and sessions that a full bound may evict. Default: performance.now. */
   readonly now?: () => number;
+  /** When failed logins are answered (tests hold and release each deadline). Default: a FailureDeadline on the wall clock. */
+  readonly failureDeadline?: FailureDeadline;
 }
 
 /**
@@ -122,7 +124,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   for (const backend of config.backends.filter((b) => b.tlsInsecure)) {
     log.warn({ backend: backend.name }, `backend certificates are NOT verified (${backendKey(backend, 'tls_insecure')}): the backend link is encrypted but not authenticated`);
   }
-  const failureDeadline = new FailureDeadline(log);
+  const failureDeadline = deps.failureDeadline ?? new FailureDeadline(log);
   const localMemory = new BackendMemory(config.stateDir);
   const backendPrograms = new BackendPrograms(log, { ipv6PrefixLength: config.rateLimit.ipv6PrefixLength, exempt: new CidrList(config.rateLimit.allow), now });
   const localApopUsers = new ApopUsers(config.rateLimit.usernameCanonical);

@@ -13,8 +13,6 @@ export interface ProgramRunner {
   readonly programs: BackendPrograms;
   /** limits.max_backend_processes */
   readonly limit: number;
-  /** limits.max_backend_logins_per_ip (0 or absent: no per-address share, as for the probe) */
-  readonly perAddressLogins?: number;
   /** The session's logger: the program's exit line goes there. */
   readonly log: Logger;
 }
@@ -45,7 +43,7 @@ export async function dialBackend(
   let socket: Socket;
   let process: BackendProcess | undefined;
   if (address.kind === 'exec') {
-    ({ socket, process } = await runner.programs.start(address, { limit: runner.limit, perAddressLogins: runner.perAddressLogins ?? 0, client, log: runner.log, timeoutMs }));
+    ({ socket, process } = await runner.programs.start(address, { limit: runner.limit, client, log: runner.log, timeoutMs }));
   } else {
     socket = connect({
       ...(address.kind === 'unix' ? { path: address.path } : { host: address.host, port: address.port }),

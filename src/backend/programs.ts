@@ -22,10 +22,11 @@
  *
  * A wrong password holds its program through the backend's failure delay, so parallel wrong
  * passwords could hold every place. As inetd's `per_source` and Dovecot's login processes do, a
- * client address holds at most `perAddressLogins` programs still in their login, and a full bound
- * makes room for a new login by ending the oldest program still in its login (at least
- * EVICTION_MIN_AGE_MS old), or one already being ended after a failed login; the new program is
- * started once that one has exited, so the bound holds for processes, not only for places.
+ * client address has at most limits.max_backend_logins_per_ip logins in progress (enterLogin,
+ * held by the session's login until the client is answered), and a full bound makes room for a
+ * new login by ending the oldest program still in its login (at least EVICTION_MIN_AGE_MS old),
+ * or one already being ended after a failed login; the new program is started once that one has
+ * exited, so the bound holds for processes, not only for places.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -119,8 +120,6 @@ export class BackendProcess {
   readonly #budget: LogBudget;
   /** When it started, by the clock BackendPrograms reads (its age decides whether it may be evicted). */
   readonly startedAt: number;
-  /** The client address key it counts under (limits.max_backend_logins_per_ip), if any. */
-  readonly addressKey: string | undefined;
   readonly #watcher: ProgramWatcher;
 
   constructor(
@@ -128,14 +127,13 @@ export class BackendProcess {
     program: string,
     log: Logger,
     budget: LogBudget,
-    place: { readonly startedAt: number; readonly addressKey: string | undefined; readonly watcher: ProgramWatcher },
+    place: { readonly startedAt: number; readonly watcher: ProgramWatcher },
   ) {
     this.#child = child;
     this.#budget = budget;
     this.#program = program;
     this.#log = log;
     this.startedAt = place.startedAt;
-    this.addressKey = place.addressKey;
     this.#watcher = place.watcher;
     child.stderr?.on('data', (chunk: Buffer) => {
       const room = MAX_BACKEND_STDERR_OCTETS - this.#stderrOctets;
@@ -337,12 +335,10 @@ export interface ProgramAddressing {
   readonly now?: () => number;
 }
 
-/** What one start is allowed: the bounds (read per login, so a reload applies), whose it is, its log. */
+/** What one start is allowed: the bound (read per login, so a reload applies), whose it is, its log. */
 export interface ProgramStart {
   /** limits.max_backend_processes */
   readonly limit: number;
-  /** limits.max_backend_logins_per_ip (0: no share) */
-  readonly perAddressLogins?: number;
   readonly client: ClientOrigin | undefined;
   readonly log: Logger;
   readonly timeoutMs: number;
@@ -358,7 +354,7 @@ export class BackendPrograms {
   readonly #inLogin = new Set<BackendProcess>();
   /** Programs being ended after a login that did not succeed, whose place nobody has taken yet. */
   readonly #endingUnclaimed = new Set<BackendProcess>();
-  /** Per client address key: starts under way and programs still in their login. */
+  /** Per client address key: logins in progress (enterLogin), until each is answered. */
   readonly #loginsByAddress = new Map<string, number>();
   readonly #budget = new LogBudget();
   /** Starts under way (not yet running, not yet failed): they hold a place under the cap. */
@@ -370,7 +366,6 @@ export class BackendPrograms {
   readonly #watcher: ProgramWatcher = {
     leftLogin: (program) => {
       this.#inLogin.delete(program);
-      this.#countLogin(program.addressKey, -1);
       if (program.phase === 'ending' && !program.claimed) this.#endingUnclaimed.add(program);
     },
   };
@@ -388,21 +383,38 @@ export class BackendPrograms {
   }
 
   /**
+   * A place among the logins in progress from `client`'s address (limits.max_backend_logins_per_ip:
+   * `share`, 0 for none), and its release (idempotent). Taken before the login's program starts and
+   * released when the client has been answered, a failure at its deadline: released when the
+   * program refused instead, it would tell another connection from the address when the backend
+   * refused, which the failure deadline hides (A-06). Throws E_BACKEND_BUSY when the address has
+   * `share` logins in progress already. Addresses in rate_limit.allow have no share.
+   */
+  enterLogin(client: ClientOrigin, share: number): () => void {
+    const key = share > 0 && this.#addressing.exempt?.has(client.address) !== true ? ipKey(client.address, this.#addressing.ipv6PrefixLength) : undefined;
+    if (key === undefined) return () => undefined;
+    // Counted at once: logins that start together cannot all pass.
+    if ((this.#loginsByAddress.get(key) ?? 0) >= share) {
+      throw new BackendUnavailableError('E_BACKEND_BUSY', 'connect', `${share} backend logins are in progress for this address (limits.max_backend_logins_per_ip)`);
+    }
+    this.#countLogin(key, 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#countLogin(key, -1);
+    };
+  }
+
+  /**
    * Starts `spec` for one session and returns popwarden's end of its socket, paused like a fresh
    * TCP connection. When `limit` places are taken, the place of a program being ended after a
    * failed login, or else of the oldest program still in its login (EVICTION_MIN_AGE_MS old at
    * least, which is then ended), is taken and its exit awaited. Throws BackendUnavailableError:
-   * E_BACKEND_BUSY when the client's address has `perAddressLogins` programs in their login
-   * already, or no place can be had; E_BACKEND_EXEC when the program cannot be started (missing,
-   * not executable).
+   * E_BACKEND_BUSY when no place can be had; E_BACKEND_EXEC when the program cannot be started
+   * (missing, not executable).
    */
   async start(spec: ExecCommand, options: ProgramStart): Promise<{ socket: Socket; process: BackendProcess }> {
-    // Counted from here, before the first await: logins that start together cannot all pass.
-    const addressKey = this.#addressKey(options);
-    const share = options.perAddressLogins ?? 0;
-    if (addressKey !== undefined && share > 0 && (this.#loginsByAddress.get(addressKey) ?? 0) >= share) {
-      throw new BackendUnavailableError('E_BACKEND_BUSY', 'connect', `${share} backend programs are logging in for this address (limits.max_backend_logins_per_ip)`);
-    }
     let predecessor: BackendProcess | undefined;
     if (this.#running.size - this.#claimed + this.#starting >= options.limit) {
       predecessor = this.#placeToTake();
@@ -411,16 +423,11 @@ export class BackendPrograms {
       }
     }
     this.#starting += 1;
-    this.#countLogin(addressKey, 1);
-    let started: { socket: Socket; process: BackendProcess } | undefined;
     try {
       if (predecessor !== undefined) await this.#exitOf(predecessor, options.timeoutMs);
-      started = await this.#start(spec, options, addressKey);
-      return started;
+      return await this.#start(spec, options);
     } finally {
       this.#starting -= 1;
-      // A program that started counts under its address until it leaves its login (the watcher).
-      if (started === undefined) this.#countLogin(addressKey, -1);
     }
   }
 
@@ -458,21 +465,13 @@ export class BackendPrograms {
     }
   }
 
-  /** The key the client's address counts under, or undefined: no client (the probe), or exempt. */
-  #addressKey(options: ProgramStart): string | undefined {
-    const { client } = options;
-    if (client === undefined || (options.perAddressLogins ?? 0) === 0 || this.#addressing.exempt?.has(client.address) === true) return undefined;
-    return ipKey(client.address, this.#addressing.ipv6PrefixLength);
-  }
-
-  #countLogin(addressKey: string | undefined, delta: 1 | -1): void {
-    if (addressKey === undefined) return;
+  #countLogin(addressKey: string, delta: 1 | -1): void {
     const count = (this.#loginsByAddress.get(addressKey) ?? 0) + delta;
     if (count <= 0) this.#loginsByAddress.delete(addressKey);
     else this.#loginsByAddress.set(addressKey, count);
   }
 
-  async #start(spec: ExecCommand, options: ProgramStart, addressKey: string | undefined): Promise<{ socket: Socket; process: BackendProcess }> {
+  async #start(spec: ExecCommand, options: ProgramStart): Promise<{ socket: Socket; process: BackendProcess }> {
     const { ours, theirs } = await this.#pair(options.timeoutMs);
     let child: ChildProcess;
     try {
@@ -504,7 +503,7 @@ export class BackendPrograms {
     }
     child.on('error', () => undefined); // a failed kill(); the exit is what counts
     options.log.debug({ program: spec.command, programPid: child.pid }, 'backend program started');
-    const program = new BackendProcess(child, spec.command, options.log, this.#budget, { startedAt: this.#now(), addressKey, watcher: this.#watcher });
+    const program = new BackendProcess(child, spec.command, options.log, this.#budget, { startedAt: this.#now(), watcher: this.#watcher });
     this.#running.add(program);
     this.#inLogin.add(program);
     void program.exited.then(() => {

@@ -36,13 +36,20 @@ function ipv6Groups(address: string): number[] | undefined {
  * network of `prefixLength` bits in compressed form with the length ("2001:db8:1:2::/64").
  * One rule for every per-address count: the connection bounds here in net/ and the failed-login
  * limiters' keys (auth/rate-limit/keys.ts), so a client has the same identity in both.
+ *
+ * An address in NAT64's well-known prefix 64:ff9b::/96 (RFC 6052) is the IPv4 client a
+ * translator (SIIT-DC, RFC 7755) forwards to an IPv6-only server, and is counted as that IPv4
+ * address: by its /64, every IPv4 client of the translator would share one count, and one of them
+ * could block them all. No other network can send from that prefix (it is not routed globally).
  */
 export function ipKey(address: string, prefixLength: number): string {
   const plain = normaliseAddress(address);
   if (isIPv4(plain)) return plain;
   const groups = ipv6Groups(plain);
   if (groups === undefined) return plain;
-  if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff) {
+  const mapped = groups[0] === 0 && groups[1] === 0 && groups[5] === 0xffff;
+  const nat64 = groups[0] === 0x64 && groups[1] === 0xff9b && groups[5] === 0;
+  if ((mapped || nat64) && groups[2] === 0 && groups[3] === 0 && groups[4] === 0) {
     const [hi = 0, lo = 0] = groups.slice(6);
     return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
   }

@@ -16,6 +16,14 @@ const WARNING_INTERVAL_MS = 10 * 60_000;
 export const FAILURE_SPREAD = 0.25;
 
 /**
+ * The clock a login's failure deadline is read on, in ms: monotonic, as the connection rates'
+ * is. On the wall clock, a step back (NTP at boot, a VM resumed) would add its size to every
+ * failure in flight, and so to the places a failure holds until it is answered (the limiter's,
+ * an `exec:` backend's logins from the address): an hour's step, an hour's wait.
+ */
+export const failureClock = (): number => performance.now();
+
+/**
  * When to answer a failed login, shared by every session of the process. auth_failure_delay is
  * one step of a grid measured from when the credentials arrived: a failure is answered at the
  * first grid point after the verdict, and no earlier than the furthest grid point any failure
@@ -31,12 +39,12 @@ export class FailureDeadline {
 
   constructor(
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = failureClock,
     /** In [0, 1): where in the spread a failure is answered (tests pin it). */
     private readonly random: () => number = Math.random,
   ) {}
 
-  /** Waits until the deadline of a failure whose credentials arrived at `startedAt` (Date.now() ms). */
+  /** Waits until the deadline of a failure whose credentials arrived at `startedAt` (failureClock() ms). */
   async wait(startedAt: number, stepMs: number): Promise<void> {
     const remaining = this.deadline(startedAt, stepMs) - this.now();
     if (remaining > 0) await new Promise((resolve) => setTimeout(resolve, remaining));

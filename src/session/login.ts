@@ -15,7 +15,7 @@ import type { CapabilityCache } from '../backend/capability-cache.js';
 import { BackendRejectedError, BackendUnavailableError, NoSafeMechanismError } from '../errors.js';
 import type { ClientMechanism } from './context.js';
 import type { ClientOrigin } from '../net/proxy-intake.js';
-import type { FailureDeadline } from './failure-deadline.js';
+import { failureClock, type FailureDeadline } from './failure-deadline.js';
 import { authenticated, replied, reply, type Outcome } from './outcome.js';
 
 /** What a login needs that outlives the session: shared by every session of the process. */
@@ -77,10 +77,18 @@ interface AuditFields {
  * audit line. Returns `authenticated(backend, user)` or the reply a failure gets, at the failure
  * deadline. The bookkeeping of a judged attempt is awaited, and happens even when the client has
  * hung up meanwhile, or guessing one connection at a time would go uncounted.
+ *
+ * A failure's reservation is settled at its deadline, not at the verdict, and so is the place it
+ * holds among an `exec:` backend's logins from its address: both are shared by every connection
+ * of the address, and one given back at the verdict (a repeated wrong password, a program that
+ * exited) would let a second connection sent between the verdict and the answer learn when the
+ * backend refused, which the deadline hides (A-06). A client that has hung up is not answered,
+ * but its places are held until the deadline all the same, or hanging up would show it instead.
  */
 export async function authenticate(request: LoginRequest, deps: LoginDependencies): Promise<Outcome> {
   const { credentials, log } = request;
-  const startedAt = Date.now();
+  // When the credentials arrived, on the deadline's monotonic clock (durations only).
+  const startedAt = failureClock();
   const attempt: LoginAttempt = { ip: request.client.address, user: credentials.user, password: credentials.password };
   // Once routed, every audit line names the backend (and the name it got there).
   let routed: AuditFields = {};
@@ -90,6 +98,17 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
   // an unknown user take the same time (A-06), and guessing gets slow.
   const failureDelay = (): Promise<void> => deps.failureDeadline.wait(startedAt, deps.config.authFailureDelayMs);
   let settle: (verdict: LoginVerdict) => Promise<void> = () => Promise.resolve();
+  let loginPlace: (() => void) | undefined;
+  /**
+   * A failure's end: at its deadline (or `atLeastMs` after the credentials, an auth_http Auth-Wait,
+   * if later) the reservation is settled, then the reply (none to a client that has gone).
+   */
+  const answerFailure = async (verdict: LoginVerdict, text: string, atLeastMs = 0): Promise<Outcome> => {
+    await failureDelay();
+    if (atLeastMs > 0) await waitAtLeast(startedAt, atLeastMs);
+    await settle(verdict);
+    return request.clientGone() ? replied : reply(text);
+  };
   try {
     // A blocked guess never reaches the backend, not even with the right password (A-01), and
     // an allowed one is counted before it does, so parallel guesses cannot outrun the limits.
@@ -114,13 +133,11 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
         audit('backend_error', { backend: route.backend, route: route.source, backendError: 'drained' });
         return reply(Reply.backendUnavailable);
       }
-      await settle('refused');
       audit('failure', { route: route.kind === 'unknown' ? 'none' : 'auth_http' });
-      if (request.clientGone()) return replied;
-      await failureDelay();
-      if (route.kind === 'refused' && route.waitMs > 0) await waitAtLeast(startedAt, route.waitMs);
-      return reply(Reply.authFailed);
+      return await answerFailure('refused', Reply.authFailed, route.kind === 'refused' ? route.waitMs : 0);
     }
+    // An exec: backend's logins from one address are bounded until each is answered (programs.ts).
+    if (route.target.config.address.kind === 'exec') loginPlace = deps.backendPrograms.enterLogin(request.client, deps.config.limits.maxBackendLoginsPerIp);
     routed = { backend: route.target.config.name, route: route.source, ...(route.backendUser === credentials.user ? {} : { backendUser: escapeForLog(route.backendUser) }) };
     const backendCredentials = route.backendUser === credentials.user ? credentials : new Credentials(route.backendUser, credentials.password);
     let backend;
@@ -139,7 +156,6 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
         programs: {
           programs: deps.backendPrograms,
           limit: deps.config.limits.maxBackendProcesses,
-          perAddressLogins: deps.config.limits.maxBackendLoginsPerIp,
           log,
         },
       });
@@ -152,27 +168,21 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
     audit('success', { backendMechanism: backend.mechanism });
     return authenticated(backend, credentials.user);
   } catch (error) {
-    const gone = request.clientGone();
     if (error instanceof BackendRejectedError) {
-      // Only a refused password counts against the limits; "in use" or "try later" do not (A-04).
-      await settle(error.isCredentialFailure ? 'refused' : 'not_judged');
       audit('failure', {
         backendCode: error.backendCode,
         backendText: escapeForLog(error.backendText, MAX_LOGGED_BACKEND_TEXT),
       });
-      if (gone) return replied;
-      await failureDelay();
-      return reply(error.clientReply);
+      // Only a refused password counts against the limits; "in use" or "try later" do not (A-04).
+      return await answerFailure(error.isCredentialFailure ? 'refused' : 'not_judged', error.clientReply);
     }
     if (error instanceof NoSafeMechanismError) {
-      await settle('not_judged');
       log.error({ code: error.code, reason: error.message, fix: error.hint }, 'refusing to log in to the backend');
       deps.metrics.backendError(error.code);
       audit('backend_error');
-      if (gone) return replied;
-      await failureDelay();
-      return reply(error.clientReply);
+      return await answerFailure('not_judged', error.clientReply);
     }
+    const gone = request.clientGone();
     if (error instanceof BackendUnavailableError) {
       // Silence or a hang-up once the credentials were sent counts as a failure: a backend
       // that stalls refusals (Dovecot's auth penalty) must not make guesses free (issue 9.4).
@@ -187,6 +197,7 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
     await settle('not_judged');
     throw error;
   } finally {
+    loginPlace?.();
     credentials.wipe();
   }
 }
@@ -206,7 +217,7 @@ function chooseRoute(request: LoginRequest, deps: LoginDependencies): Promise<Ro
 
 /** Resolves no earlier than `ms` after `since` (an auth_http Auth-Wait longer than the failure delay). */
 function waitAtLeast(since: number, ms: number): Promise<void> {
-  const remaining = since + ms - Date.now();
+  const remaining = since + ms - failureClock();
   return remaining <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, remaining));
 }
 
@@ -220,7 +231,7 @@ function isUnansweredCredentials(error: BackendUnavailableError): boolean {
 
 /** The one audit line per login attempt (and its metric): never a password or a SASL payload. */
 function writeAudit(request: LoginRequest, metrics: Metrics, result: LoginResult, startedAt: number, fields: AuditFields): void {
-  const durationMs = Date.now() - startedAt;
+  const durationMs = Math.round(failureClock() - startedAt);
   metrics.loginAttempt(request.mechanism, fields.backendMechanism, result, durationMs / 1000);
   request.log.info(
     {

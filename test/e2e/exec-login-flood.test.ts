@@ -64,7 +64,7 @@ describe('exec: wrong passwords in parallel cannot hold every backend program', 
       const started = proxy.logs().filter((l) => l['msg'] === 'backend program started').length;
       assert.equal(await third.command('PASS wrong-third', 15_000), '-ERR [SYS/TEMP] Mail server unavailable, try again later');
       const share = proxy.logs().find((l) => l['code'] === 'E_BACKEND_BUSY');
-      assert.match(String(share?.['reason']), /2 backend programs are logging in for this address \(limits.max_backend_logins_per_ip\)/);
+      assert.match(String(share?.['reason']), /2 backend logins are in progress for this address \(limits.max_backend_logins_per_ip\)/);
       assert.equal(proxy.logs().filter((l) => l['msg'] === 'backend program started').length, started);
 
       // The bound is full of logins a second old: the owner's login ends the oldest and gets in.

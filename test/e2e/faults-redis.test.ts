@@ -12,7 +12,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
-import { onRedisCommand, startFaultProxy, type FaultKind, type FaultProxy } from '../harness/fault-proxy.js';
+import { onRedisScript, startFaultProxy, type FaultKind, type FaultProxy } from '../harness/fault-proxy.js';
+import { TRUSTED_WITH_COPY } from '../../src/auth/rate-limit/store.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
 import { sampleValue, spawnPopwarden, stopAll, type PopwardenProcess } from '../harness/popwarden-process.js';
 import { RawClient } from '../harness/raw-client.js';
@@ -52,9 +53,9 @@ const REDIS_FAULTS: readonly { kind: FaultKind; what: string }[] = [
 ];
 
 /**
- * A corrupted byte in the reply to the limiter's first round trip of a login (EXISTS of the
- * trusted mark, then one script reply per limiter: `:0\r\n*2\r\n:1\r\n:3600000\r\n...`). The
- * proxy waits for the EXISTS on each connection and corrupts one byte of what follows it (a byte
+ * A corrupted byte in the reply to the limiter's first round trip of a login (the trusted mark's
+ * lookup, then one script reply per limiter: `*2\r\n:0\r\n$1\r\n0\r\n*2\r\n:1\r\n$9\r\n3600000:1\r\n...`).
+ * The proxy waits for the lookup on each connection and corrupts one byte of what follows it (a byte
  * offset from any other point would hit whichever reply came first: a ping, a reconnect's CLIENT
  * SETINFO). The corrupted reply must count as a store failure (the in-process limiter decides
  * that login, one warn line, the outage metric), and Redis is used again on a fresh connection.
@@ -62,9 +63,9 @@ const REDIS_FAULTS: readonly { kind: FaultKind; what: string }[] = [
  * ends. redis-reply-corruption.test.ts corrupts every byte of that round trip in turn.
  */
 const CORRUPT_FAULTS: readonly { afterBytes: number; what: string; reason: RegExp }[] = [
-  { afterBytes: 0, what: "corrupt the reply's first byte (`:0` of EXISTS becomes `*0`, an empty array)", reason: /the reply is corrupted/ },
-  { afterBytes: 9, what: 'corrupt a byte in the middle of the reply (the user+address count `:1` becomes `:*`, read as -6)', reason: /the reply is corrupted/ },
-  { afterBytes: 12, what: 'corrupt a byte in the middle of the reply (a TTL `:3600000` becomes `*3600000`, an array that never ends)', reason: /did not answer|timed out|timeout/i },
+  { afterBytes: 5, what: 'corrupt the trusted mark (its `:0` becomes `:*`, read as -6)', reason: /the reply is corrupted/ },
+  { afterBytes: 20, what: 'corrupt a byte in the middle of the reply (the user+address count `:1` becomes `:*`, read as -6)', reason: /the reply is corrupted/ },
+  { afterBytes: 19, what: 'corrupt a byte in the middle of the reply (the user+address count `:1` becomes `*1`, an array that swallows the replies after it and never ends)', reason: /did not answer|timed out|timeout/i },
 ];
 
 describe('fault injection between popwarden and Redis', { timeout: 180_000 }, () => {
@@ -137,7 +138,7 @@ describe('fault injection between popwarden and Redis', { timeout: 180_000 }, ()
     test(`Redis: ${what}`, async () => {
       const since = pw.logs().length;
       const before = await pw.scrape();
-      proxy.armAll({ kind: 'corrupt', afterBytes, trigger: onRedisCommand('exists') });
+      proxy.armAll({ kind: 'corrupt', afterBytes, trigger: onRedisScript(TRUSTED_WITH_COPY) });
 
       // The login is decided (in process), within the command timeout, never hung.
       assert.equal(await login(pw, '127.0.0.7', alice.pass), '+OK Logged in');

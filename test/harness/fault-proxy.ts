@@ -27,6 +27,8 @@ export interface Fault {
   readonly afterBytes?: number;
   /** delay only: how long the reply is held back (default 300 ms). */
   readonly delayMs?: number;
+  /** corrupt only: flip this bit mask into the byte instead of writing `*` over it (a bad bit in memory or on a link). */
+  readonly flipBits?: number;
 }
 
 /** What a fault did, for the test to await and report. */
@@ -50,6 +52,14 @@ export function onCommand(verb: string, args?: string): Trigger {
 export function onRedisCommand(name: string): Trigger {
   const wanted = name.toLowerCase();
   return (line, previous) => line.toLowerCase() === wanted && previous !== undefined && previous.startsWith('$');
+}
+
+/**
+ * A trigger on a Redis Lua script (EVAL), by its exact text: sent as a bulk string, a line of its
+ * own after its `$length` line (scripts without line breaks only).
+ */
+export function onRedisScript(script: string): Trigger {
+  return (line, previous) => line === script && previous !== undefined && previous.startsWith('$');
 }
 
 /** A trigger on the line sent right after a command with this verb (a SASL response after AUTH). */
@@ -246,7 +256,7 @@ class Pipe {
           return;
         }
         const copy = Buffer.from(rest);
-        copy[0] = CORRUPT_BYTE;
+        copy[0] = fault.flipBits === undefined ? CORRUPT_BYTE : copy[0]! ^ fault.flipBits;
         this.#down.write(copy);
         return;
       }

@@ -17,6 +17,7 @@ import type { Metrics } from '../../src/observability/metrics.js';
 import type { LoginGuard } from '../../src/auth/login-guard.js';
 import type { ConnectionGate } from '../../src/net/connection-gate.js';
 import type { SharedRedis } from '../../src/auth/rate-limit/shared-redis.js';
+import type { FailureDeadline } from '../../src/session/failure-deadline.js';
 import { LogCapture, type LogPredicate, type WaitForLogOptions } from './log-capture.js';
 import { scratchDir } from './scratch.js';
 import { startTap, type Tap } from './tap.js';
@@ -89,6 +90,8 @@ export interface ProxyOverrides {
   readonly shared?: SharedRedis;
   /** The clock popwarden reads for the ages of connections it may evict (ProxyDependencies.now). */
   readonly now?: () => number;
+  /** When failed logins are answered (ProxyDependencies.failureDeadline). */
+  readonly failureDeadline?: FailureDeadline;
 }
 
 /** A running in-process popwarden with one implicit-TLS and one STLS listener. */
@@ -188,6 +191,7 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     ...(overrides.gate === undefined ? {} : { gate: overrides.gate }),
     ...(overrides.shared === undefined ? {} : { shared: overrides.shared }),
     ...(overrides.now === undefined ? {} : { now: overrides.now }),
+    ...(overrides.failureDeadline === undefined ? {} : { failureDeadline: overrides.failureDeadline }),
     // A reload keeps serving the test certificate the client trusts.
     loadTls: () => Promise.resolve(testTlsMaterial(cert)),
     ...(overrides.loadConfig === undefined ? {} : { loadConfig: overrides.loadConfig }),

@@ -64,20 +64,22 @@ describe('a full bound and one address cannot hold every program (wrong password
   const bounded = new BackendPrograms(log, { ipv6PrefixLength: 64, exempt: new CidrList(['192.0.2.99/32']), now: () => now });
   after(() => bounded.close());
   const waiting = sh('read line');
-  const start = (address: string, limit = 10) => bounded.start(waiting, { limit, perAddressLogins: 1, client: from(address), log, timeoutMs: 5_000 });
+  const start = (address: string, limit = 10) => bounded.start(waiting, { limit, client: from(address), log, timeoutMs: 5_000 });
   const end = async (...started: { socket: import('node:net').Socket; process: BackendProcess }[]): Promise<void> => {
     for (const { socket } of started) socket.destroy();
     await Promise.all(started.map(({ process }) => process.exited));
   };
 
-  it('one address holds its share of programs in their login, not more; a program logged in leaves the share; an allow-listed address has none', async () => {
-    const first = await start('192.0.2.1');
-    await assert.rejects(start('192.0.2.1'), (error: BackendUnavailableError) => error.code === 'E_BACKEND_BUSY' && /logging in for this address/.test(error.message));
-    const other = await start('192.0.2.2');
-    first.process.loggedIn();
-    const again = await start('192.0.2.1');
-    const exempt = await Promise.all([start('192.0.2.99'), start('192.0.2.99')]);
-    await end(first, other, again, ...exempt);
+  it('one address has its share of logins in progress, not more, until each is released; an allow-listed address has none', () => {
+    const first = bounded.enterLogin(from('192.0.2.1'), 1);
+    assert.throws(() => bounded.enterLogin(from('192.0.2.1'), 1), (error: BackendUnavailableError) => error.code === 'E_BACKEND_BUSY' && /in progress for this address/.test(error.message));
+    const other = bounded.enterLogin(from('192.0.2.2'), 1);
+    first();
+    first(); // idempotent: the second release gives back nobody else's place
+    const again = bounded.enterLogin(from('192.0.2.1'), 1);
+    assert.throws(() => bounded.enterLogin(from('192.0.2.1'), 1), (error: BackendUnavailableError) => error.code === 'E_BACKEND_BUSY');
+    const exempt = [bounded.enterLogin(from('192.0.2.99'), 1), bounded.enterLogin(from('192.0.2.99'), 1)];
+    for (const release of [other, again, ...exempt]) release();
   });
 
   it('when full, the oldest program still in its login, a second old, gives its place: ended, and the new one starts once it has exited', async () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { FAILURE_SPREAD, FailureDeadline } from '../../src/session/failure-deadline.js';
+import { FAILURE_SPREAD, FailureDeadline, failureClock } from '../../src/session/failure-deadline.js';
 import { createLogger } from '../../src/observability/log.js';
 
 /** A FailureDeadline on a test clock; `random` places each answer in the spread (0: its grid point). */
@@ -71,4 +71,22 @@ test('the spread is drawn by default: a thousand failures at one instant are not
   const deadline = new FailureDeadline(createLogger('info', new Writable({ write: (_c, _e, cb) => cb() })), () => 1_000_030);
   const answers = new Set(Array.from({ length: 1_000 }, () => deadline.deadline(1_000_000, 2_000)));
   assert.ok(answers.size > 100, `${answers.size} distinct answer times`);
+});
+
+test('the deadline reads a monotonic clock: a wall clock stepped back an hour does not hold a failure for that hour', async () => {
+  const deadline = new FailureDeadline(createLogger('silent', new Writable({ write: (_c, _e, cb) => cb() })), undefined, () => 0);
+  const started = failureClock();
+  const wallClock = Date.now;
+  // NTP stepping the clock back at boot, a VM resumed: the wall clock is an hour earlier now.
+  const stepped = wallClock() - 3_600_000;
+  Date.now = () => stepped;
+  try {
+    const answered = await Promise.race([
+      deadline.wait(started, 20).then(() => 'answered'),
+      new Promise<string>((resolve) => setTimeout(() => resolve('still waiting'), 2_000).unref()),
+    ]);
+    assert.equal(answered, 'answered', 'answered one step after the credentials, not an hour later');
+  } finally {
+    Date.now = wallClock;
+  }
 });

@@ -29,6 +29,15 @@ describe('rate-limit keys', () => {
     assert.equal(ipKey('192.0.2.7', 64), '192.0.2.7');
   });
 
+  it('keys a client behind a NAT64/SIIT translator by the IPv4 address it carries (RFC 6052 well-known prefix)', () => {
+    // Every IPv4 client a translator forwards arrives as 64:ff9b::/96 + its address, one /64:
+    // keyed by that /64, one of them would spend the failure and connection bounds of all.
+    assert.equal(ipKey('64:ff9b::192.0.2.7', 64), '192.0.2.7');
+    assert.equal(ipKey('64:ff9b::c000:207', 64), '192.0.2.7');
+    assert.notEqual(ipKey('64:ff9b::192.0.2.7', 64), ipKey('64:ff9b::198.51.100.1', 64));
+    assert.equal(ipKey('64:ff9b:0:0:1::1', 64), '64:ff9b::/64', 'outside the /96 it is an IPv6 address like any other');
+  });
+
   it('keys every spelling of one account on its canonical name (issue 9.1)', () => {
     assert.equal(canonicalUser('  Alice ', SOLID), 'alice');
     assert.equal(canonicalUser('alice@v0', SOLID), 'alice');

@@ -73,6 +73,49 @@ export class StoreReplyError extends Error {
 
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * rate-limiter-flexible's own increment script (its lib/RateLimiterRedis.js), given through its
+ * `customIncrTtlLuaScript` option and unchanged but for the reply: the TTL comes back as a string
+ * with the count after it, "3599000:11", a second copy of the count in another RESP type. A
+ * corrupted byte in the count's integer reply can still parse as a count that looks fine (`:11`
+ * with a `*` for its last digit is read as 1*10-6 = 4, under max_failures: a guess let through a
+ * block), but it no longer matches the copy (#checked). The library reads the count from the
+ * integer and passes the TTL on untouched, as msBeforeNext.
+ */
+const INCR_TTL_WITH_COUNT_COPY = `redis.call('set', KEYS[1], 0, 'EX', ARGV[2], 'NX') \
+local consumed = redis.call('incrby', KEYS[1], ARGV[1]) \
+local ttl = redis.call('pttl', KEYS[1]) \
+if ttl == -1 then \
+  redis.call('expire', KEYS[1], ARGV[2]) \
+  ttl = 1000 * ARGV[2] \
+end \
+return {consumed, ttl .. ':' .. consumed} \
+`;
+
+/** The TTL and the copy of the count in an INCR_TTL_WITH_COUNT_COPY reply's msBeforeNext. */
+const TTL_WITH_COUNT = /^(-?\d{1,15}):(\d{1,15})$/;
+
+/**
+ * EXISTS of the trusted mark, answered twice in two RESP types ({n, "n"}) for the same reason: a
+ * bit that turns `:0` into `:1` would read as "trusted" and skip the per-user limit. The first
+ * command of every reserve() (the fault-injection tests cue on it).
+ */
+export const TRUSTED_WITH_COPY = `local n = redis.call('exists', KEYS[1]) return {n, tostring(n)}`;
+
+/**
+ * Adds a wrong password's fingerprint to the pair's set, which lives as long as the pair's
+ * counter window (ARGV[2] ms), and says whether it was new, twice ({added, "added"}): a 1 read
+ * as 0 would give a new wrong password's place back as if it were a repeat.
+ */
+export const ADD_FINGERPRINT = `local added = redis.call('sadd', KEYS[1], ARGV[1]) redis.call('pexpire', KEYS[1], ARGV[2]) return {added, tostring(added)}`;
+
+/** What a {n, "n"} answer (TRUSTED_WITH_COPY, ADD_FINGERPRINT) says, 0 or 1, or undefined when it is not that or its copies disagree. */
+function answeredTwice(answer: unknown): 0 | 1 | undefined {
+  if (!Array.isArray(answer) || answer.length !== 2) return undefined;
+  const [n, copy] = answer as [unknown, unknown];
+  return (n === 0 || n === 1) && copy === String(n) ? n : undefined;
+}
+
 /** Takes one point back, never below 0 and never creating a key that expired meanwhile. */
 const GIVE_BACK = `local v = tonumber(redis.call('get', KEYS[1]))
 if v ~= nil and v > 0 then return redis.call('decr', KEYS[1]) end
@@ -107,6 +150,7 @@ export class RedisLimitStore implements LimitStore {
         keyPrefix: `${config.keyPrefix}:${LIMITER_KIND[limiter]}`,
         points: Math.max(policy.maxFailures, 1),
         duration: seconds(policy.windowMs),
+        customIncrTtlLuaScript: INCR_TTL_WITH_COUNT_COPY,
       });
     this.#limiters = { userIp: make('userIp', config.userIp), ip: make('ip', config.ip), user: make('user', config.user) };
   }
@@ -127,48 +171,50 @@ export class RedisLimitStore implements LimitStore {
 
   async reserve(keys: AttemptKeys): Promise<Reservation> {
     const [trusted, ...results] = await Promise.allSettled([
-      this.#client.exists(this.#trustedKey(keys)),
+      this.#client.eval(TRUSTED_WITH_COPY, 1, this.#trustedKey(keys)),
       ...this.#active.map((limiter) => this.#limiters[limiter].consume(limiterId(limiter, keys))),
     ]);
     const failure = [trusted, ...results].find((r) => r.status === 'rejected' && !(r.reason instanceof RateLimiterRes));
     if (failure?.status === 'rejected') throw failure.reason;
-    const corrupted = this.#implausible(trusted, results);
-    if (corrupted !== undefined) {
+    const checked = this.#checked(trusted, results);
+    if (typeof checked === 'string') {
       // A byte that changed a reply's type or length shifts every later reply onto the wrong
       // command: the connection cannot be trusted any more, so a fresh one (the outage probe
       // finds it). The places this round trip took stay counted in Redis until their window ends.
       this.#client.disconnect(true);
-      throw new StoreReplyError(corrupted);
+      throw new StoreReplyError(checked);
     }
-    const isTrusted = trusted?.status === 'fulfilled' && trusted.value === 1;
+    const isTrusted = trusted?.status === 'fulfilled' && answeredTwice(trusted.value) === 1;
     const fullAt = results.findIndex((r, i) => r.status === 'rejected' && !(this.#active[i] === 'user' && isTrusted));
     if (fullAt === -1) return { kind: 'reserved' };
     // Every consume incremented its counter, the refused ones too: give them all back.
     await this.#giveBack(this.#active, keys);
-    const refused = results[fullAt];
-    const msLeft = refused?.status === 'rejected' ? (refused.reason as RateLimiterRes).msBeforeNext : 0;
-    return { kind: 'full', limiter: this.#active[fullAt] ?? 'user', msLeft: Math.max(msLeft, 0) };
+    return { kind: 'full', limiter: this.#active[fullAt] ?? 'user', msLeft: Math.max(checked[fullAt] ?? 0, 0) };
   }
 
   /**
-   * What is wrong with reserve()'s replies, if anything: EXISTS says 0 or 1, and each counter,
-   * just incremented, holds at least 1 and has a TTL (or none, -1). No upper bound on the TTL: a
-   * counter keeps the one its window or block gave it when it was made, so one made under a
-   * longer policy (before the config shortened it, or by another instance of the fleet) outlives
-   * today's window and is no corruption; dropping the connection for it would make every login
-   * from that address a store outage.
+   * Each counter's TTL (ms) from reserve()'s replies, or what is wrong with them: the trusted mark
+   * is 0 or 1 in both copies (TRUSTED_WITH_COPY), and each counter, just incremented, holds at
+   * least 1, the same count in both copies (INCR_TTL_WITH_COUNT_COPY), and has a TTL (or none,
+   * -1). No upper bound on the TTL: a counter keeps the one its window or block gave it when it
+   * was made, so one made under a longer policy (before the config shortened it, or by another
+   * instance of the fleet) outlives today's window and is no corruption; dropping the connection
+   * for it would make every login from that address a store outage.
    */
-  #implausible(trusted: PromiseSettledResult<number> | undefined, results: readonly PromiseSettledResult<RateLimiterRes>[]): string | undefined {
-    if (trusted?.status === 'fulfilled' && trusted.value !== 0 && trusted.value !== 1) return `${JSON.stringify(trusted.value)} to EXISTS`;
+  #checked(trusted: PromiseSettledResult<unknown> | undefined, results: readonly PromiseSettledResult<RateLimiterRes>[]): number[] | string {
+    if (trusted?.status === 'fulfilled' && answeredTwice(trusted.value) === undefined) return `${JSON.stringify(trusted.value)} to EXISTS`;
+    const ttls: number[] = [];
     for (const [i, result] of results.entries()) {
       const limiter = this.#active[i] ?? 'user';
       const res = result.status === 'fulfilled' ? result.value : (result.reason as RateLimiterRes);
-      const ms = res.msBeforeNext;
-      if (!Number.isSafeInteger(res.consumedPoints) || res.consumedPoints < 1 || !Number.isFinite(ms) || ms < -1) {
-        return `${res.consumedPoints} points, ${ms} ms left for the ${LIMITER_KIND[limiter]} counter`;
+      const copy = TTL_WITH_COUNT.exec(String(res.msBeforeNext));
+      const ms = Number(copy?.[1]);
+      if (copy === null || Number(copy[2]) !== res.consumedPoints || !Number.isSafeInteger(res.consumedPoints) || res.consumedPoints < 1 || !Number.isSafeInteger(ms) || ms < -1) {
+        return `${res.consumedPoints} points, ${JSON.stringify(String(res.msBeforeNext).slice(0, 40))} (TTL:count) for the ${LIMITER_KIND[limiter]} counter`;
       }
+      ttls.push(ms);
     }
-    return undefined;
+    return ttls;
   }
 
   async release(keys: AttemptKeys): Promise<void> {
@@ -178,11 +224,14 @@ export class RedisLimitStore implements LimitStore {
   async fail(keys: AttemptKeys, tag: string | undefined): Promise<boolean> {
     if (tag !== undefined) {
       const seen = storeKey(this.#config.keyPrefix, KEY_KINDS.seen, keys.pair);
-      // The set lives as long as the pair's counter window; both keys share the pair's hash slot.
-      const result = await this.#client.multi().sadd(seen, tag).pexpire(seen, this.#config.userIp.windowMs).exec();
-      const [added] = result ?? [];
-      if (added?.[0]) throw added[0];
-      if (added?.[1] === 0) {
+      const answer = await this.#client.eval(ADD_FINGERPRINT, 1, seen, tag, this.#config.userIp.windowMs);
+      const added = answeredTwice(answer);
+      if (added === undefined) {
+        // As in reserve(): the connection cannot be trusted any more. The failure stays counted.
+        this.#client.disconnect(true);
+        throw new StoreReplyError(`${JSON.stringify(answer)} to the fingerprint`);
+      }
+      if (added === 0) {
         await this.release(keys);
         return false;
       }
