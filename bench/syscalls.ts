@@ -7,12 +7,12 @@
  * write or loop turn shows. On the comparison's Dovecot, with its load client, one session each.
  *
  *   npm run build && node --import tsx bench/syscalls.ts [--noops 5000] [--retrs 1000] [--rounds 3]
- *     [--trace 2] [--no-pin] [--cli A/cli.js --cli B/cli.js]
+ *     [--warm 5000] [--trace 2] [--no-pin] [--cli A/cli.js --cli B/cli.js]
  *
  * Targets: popwarden, stunnel, and bench/bare-tls-relay.mjs (a bare node:tls relay: Node's floor).
  * Workloads: NOOP, and RETR of the `bulk` mailbox's messages in turn (2 to 19 KB). Targets are
  * pinned as in `npm run bench` and alternate, in rotated order, over `--rounds`; each is warmed
- * with 5,000 commands of each kind first (Node's JIT). `--cli` (repeatable) measures other builds
+ * with `--warm` commands of each kind first (Node's JIT). `--cli` (repeatable) measures other builds
  * of popwarden beside the first, for a before/after in one run.
  */
 import { spawn } from 'node:child_process';
@@ -34,6 +34,7 @@ const { values } = parseArgs({
     noops: { type: 'string', default: '5000' },
     retrs: { type: 'string', default: '1000' },
     rounds: { type: 'string', default: '3' },
+    warm: { type: 'string', default: '5000' },
     trace: { type: 'string', default: '2' },
     'no-pin': { type: 'boolean', default: false },
     cli: { type: 'string', multiple: true, default: [] },
@@ -42,6 +43,7 @@ const { values } = parseArgs({
 const noops = Number(values.noops);
 const retrs = Number(values.retrs);
 const rounds = Number(values.rounds);
+const warm = Number(values.warm);
 const traced = Number(values.trace);
 const builds = values.cli.length > 0 ? values.cli : ['dist/cli.js'];
 
@@ -76,7 +78,7 @@ async function attach(pid: number, args: readonly string[]): Promise<{ stop(): P
 }
 
 /** `perf stat` on `pid` (every thread), if perf is there: context switches and task clock per command. */
-async function attachPerf(pid: number): Promise<{ stop(commands: number): Promise<string> }> {
+async function attachPerf(pid: number): Promise<{ stop(commands: number): Promise<Map<string, number>> }> {
   const output = join(outDir, `perf-${outputs++}.txt`);
   const child = spawn('perf', ['stat', '-e', 'task-clock,context-switches,cpu-migrations', '-x', ',', '-o', output, '-p', String(pid)], { stdio: 'ignore' });
   killOnExit(child.pid);
@@ -87,11 +89,12 @@ async function attachPerf(pid: number): Promise<{ stop(commands: number): Promis
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
     async stop(commands) {
-      if (failed) return 'no perf';
+      if (failed) return new Map();
       child.kill('SIGINT');
       await exited;
+      // CSV rows: value, unit, event name, ...; task-clock is in ms.
       const rows = readFileSync(output, 'latin1').split('\n').map((line) => line.split(',')).filter((row) => row.length > 3 && row[0] !== '');
-      return rows.map((row) => `${row[2]} ${(Number(row[0]) / commands).toFixed(row[2] === 'task-clock' ? 3 : 2)}${row[2] === 'task-clock' ? ' ms' : ''}`).join(', ') + ' per command (perf)';
+      return new Map(rows.map((row) => [row[2]!, (Number(row[0]) * (row[2] === 'task-clock' ? 1_000 : 1)) / commands]));
     },
   };
 }
@@ -114,7 +117,7 @@ interface Workload {
 }
 
 /** CPU per command from /proc (user and system apart) and perf's context switches, with nothing attached but perf. */
-async function costPerCommand(pid: number, commands: number, one: () => Promise<void>): Promise<{ user: number; system: number; perf: string }> {
+async function costPerCommand(pid: number, commands: number, one: () => Promise<void>): Promise<{ user: number; system: number; perf: Map<string, number> }> {
   const perf = await attachPerf(pid);
   const before = cpuSecondsSplit(pid);
   for (let i = 0; i < commands; i++) await one();
@@ -173,11 +176,11 @@ try {
       { label: 'RETR of a ~10 KB message', one: async () => void (await bulk.ok(`RETR ${(n++ % FETCH_MESSAGES) + 1}`, true)) },
     ];
     // Warm: V8 still optimises popwarden's path over its first ~8,000 commands (--trace-opt).
-    for (const workload of list) for (let i = 0; i < 5_000; i++) await workload.one();
+    for (const workload of list) for (let i = 0; i < warm; i++) await workload.one();
     workloads.set(name, list);
   }
   const counts = [noops, retrs];
-  const results = new Map<string, { user: number[]; system: number[]; perf: string[] }>();
+  const results = new Map<string, { user: number[]; system: number[]; perf: Map<string, number>[] }>();
   for (let round = 0; round < rounds; round++) {
     for (let t = 0; t < targets.length; t++) {
       const { name, target } = targets[(t + round) % targets.length]!;
@@ -197,7 +200,12 @@ try {
   for (const [key, entry] of results) {
     const user = median(entry.user);
     const system = median(entry.system);
-    console.log(`  ${key}: ${(user + system).toFixed(0)} µs (user ${user.toFixed(0)}, system ${system.toFixed(0)}; rounds ${entry.user.map((u, i) => (u + entry.system[i]!).toFixed(0)).join(' ')}); ${entry.perf.at(-1)}`);
+    const perf = [...(entry.perf[0]?.keys() ?? [])].map((event) => {
+      const value = median(entry.perf.map((round) => round.get(event) ?? Number.NaN));
+      return event === 'task-clock' ? `task clock ${value.toFixed(0)} µs` : `${event} ${value.toFixed(2)}`;
+    });
+    console.log(`  ${key}: ${(user + system).toFixed(0)} µs (user ${user.toFixed(0)}, system ${system.toFixed(0)}; rounds ${entry.user.map((u, i) => (u + entry.system[i]!).toFixed(0)).join(' ')})` +
+      (perf.length > 0 ? `; perf, per command: ${perf.join(', ')}` : ''));
   }
   for (const { name, target } of targets) {
     const [noop, retr] = workloads.get(name)!;
