@@ -43,13 +43,22 @@ export function processTree(root: number): number[] {
  * from the first sum to the second, so it is counted once.
  */
 export function cpuSeconds(root: number): number {
-  let ticks = 0;
+  const { user, system } = cpuSecondsSplit(root);
+  return user + system;
+}
+
+/** cpuSeconds, as the time spent in the process itself (user) and in the kernel for it (system). */
+export function cpuSecondsSplit(root: number): { user: number; system: number } {
+  let user = 0;
+  let system = 0;
   for (const pid of processTree(root)) {
     const f = statFields(pid);
     // Fields 14-17 of stat, counted from the pid: utime stime cutime cstime.
-    if (f !== undefined) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    if (f === undefined) continue;
+    user += Number(f[11]) + Number(f[13]);
+    system += Number(f[12]) + Number(f[14]);
   }
-  return ticks / TICKS_PER_SECOND;
+  return { user: user / TICKS_PER_SECOND, system: system / TICKS_PER_SECOND };
 }
 
 /** Resident memory of the whole tree, in KiB. */

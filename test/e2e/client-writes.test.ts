@@ -4,11 +4,14 @@
  * the second sat in Nagle's buffer until the client's delayed ACK. Guarded here without timing:
  * the kernel must report TCP_NODELAY on every accepted client socket (both listener kinds, and
  * after STLS), and every reply that fits in a TLS record must leave as exactly one record,
- * counted on a TCP tap between a client and popwarden. Against a real Dovecot.
+ * counted on a TCP tap between a client and popwarden. Against a real Dovecot. The backend side
+ * too: each relayed command reaches Dovecot in one write (bench/README.md, "One command on one
+ * session": two reads and two writes per command are all the system calls a relay needs).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { Socket } from 'node:net';
 import path from 'node:path';
 import { assertSameMessages, fetchWithFetchmail } from '../harness/clients.js';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
@@ -162,6 +165,52 @@ describe('client writes: TCP_NODELAY and one TLS record per small reply', { time
     assert.equal(await recordsDuring(() => client.command('AUTH LOGIN')), 1, 'username prompt');
     assert.equal(await recordsDuring(() => client.command(Buffer.from(alice.user).toString('base64'))), 1, 'password prompt');
     assert.equal(await recordsDuring(() => client.command(Buffer.from(alice.pass).toString('base64'))), 1, 'login reply');
+    client.destroy();
+  });
+
+  /**
+   * Counts socket writes to the backend's port in this process (popwarden runs in it): a write
+   * per command line is all a relay needs, and each further write is a system call and a segment.
+   */
+  function backendWrites(port: number): { during: (exchange: () => Promise<unknown>) => Promise<number>; restore: () => void } {
+    const original = Socket.prototype.write;
+    let count = 0;
+    Socket.prototype.write = function (this: Socket, ...args: Parameters<Socket['write']>) {
+      if (this.remotePort === port) count += 1;
+      return original.apply(this, args);
+    } as Socket['write'];
+    return {
+      during: async (exchange) => {
+        const before = count;
+        await exchange();
+        return count - before;
+      },
+      // Socket.prototype had no write of its own (it inherits Writable's): removing ours restores it.
+      restore: () => void delete (Socket.prototype as { write?: unknown }).write,
+    };
+  }
+
+  test('each relayed command reaches the backend in one write', async () => {
+    assert.equal(Object.hasOwn(Socket.prototype, 'write'), false, 'Socket.prototype.write is inherited');
+    const client = await RawClient.tls(proxy.host, proxy.tlsPort, proxy.caFile);
+    await client.readLine();
+    await client.command(`USER ${alice.user}`);
+    assert.match(await client.command(`PASS ${alice.pass}`), /^\+OK/);
+    const writes = backendWrites(dovecot.port);
+    try {
+      const multi = async (command: string): Promise<void> => void assert.match((await client.multi(command)).status, /^\+OK/, command);
+      assert.equal(await writes.during(() => client.command('NOOP')), 1, 'NOOP');
+      assert.equal(await writes.during(() => client.command('STAT')), 1, 'STAT');
+      assert.equal(await writes.during(() => multi('LIST')), 1, 'LIST');
+      assert.equal(await writes.during(() => multi('UIDL')), 1, 'UIDL');
+      assert.equal(await writes.during(() => multi('CAPA')), 1, 'CAPA after login');
+      assert.equal(await writes.during(() => multi('TOP 1 0')), 1, 'TOP');
+      assert.equal(await writes.during(() => multi('RETR 1')), 1, 'RETR');
+      assert.equal(await writes.during(() => client.command('RETR 9')), 1, '-ERR to RETR');
+      assert.equal(await writes.during(() => client.command('noop')), 1, 'a command rebuilt before it is relayed');
+    } finally {
+      writes.restore();
+    }
     client.destroy();
   });
 
