@@ -21,7 +21,7 @@ import { PopClient } from './pop-client.js';
 import { heapSnapshot, killOnExit } from './proc.js';
 import { goalTable, median, Results } from './report.js';
 import { benchEnvironment, directTarget, startAuthHttp, startNginx, startPopwarden, startStunnel, versions, type Target } from './targets.js';
-import { bigRetr, fetchSessions, idleSessions, logins, noops, openSslReference, type Sizes } from './workloads.js';
+import { bigRetr, fetchSessions, idleSessions, logins, noops, openSslReference, warmUp, type Sizes } from './workloads.js';
 
 const { values } = parseArgs({
   options: {
@@ -103,6 +103,11 @@ for (const target of targets) {
   const bulk = await PopClient.login({ port: target.port, tls: target.tls, ca: env.ca }, ACCOUNTS.bulk, passwordOf(ACCOUNTS.bulk));
   await bulk.ok('UIDL', true);
   await bulk.quit();
+}
+
+if ([...'eabc'].some((letter) => only.has(letter))) {
+  log('warm-up: fetch sessions and NOOPs through every target, unmeasured');
+  await warmUp(env, targets);
 }
 
 const workloads: [string, string, () => Promise<void>][] = [
