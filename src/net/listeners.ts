@@ -55,6 +55,11 @@ const acceptedAt = new Map<string, number>();
 const peerKey = (socket: Socket): string => `${socket.remoteAddress}|${socket.remotePort}`;
 const handshakeSeconds = (socket: Socket): number =>
   (performance.now() - (acceptedAt.get(peerKey(socket)) ?? performance.now())) / 1000;
+/**
+ * The raw TCP socket under an implicit-TLS socket (Node's `_parent`), whose address was read at
+ * accept: asked of the TLS socket, Node would cache a copy of it there for the session's life.
+ */
+const rawSocketOf = (socket: TLSSocket): Socket => (socket as TLSSocket & { _parent?: Socket })._parent ?? socket;
 
 /**
  * What a refused client is told. The process-wide bounds and the handshake bounds close the
@@ -129,10 +134,11 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
   const tlsServer: TlsServer | undefined =
     config.kind === 'tls'
       ? createTlsServer({ ...tls.serverOptions, ALPNCallback: selectPop3Alpn, SNICallback: tls.sniCallback }, (socket) => {
-          const key = peerKey(socket);
-          const seconds = handshakeSeconds(socket);
+          const raw = rawSocketOf(socket);
+          const key = peerKey(raw);
+          const seconds = handshakeSeconds(raw);
           const pending = clients.get(key);
-          const client = pending?.origin ?? directOrigin(socket);
+          const client = pending?.origin ?? directOrigin(raw);
           const release = pending?.release ?? (() => undefined);
           handshakeDone(key);
           metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, seconds);
@@ -236,9 +242,8 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       if (material.ticketKeys !== undefined) tlsServer.setTicketKeys(material.ticketKeys);
     });
     server.once('close', unsubscribe);
-    tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket & { _parent?: Socket }) => {
-      // _parent: the raw socket a TLS socket wraps (Node sets it when wrapping a net.Socket).
-      if (socket._parent !== undefined && evicted.has(socket._parent)) return void socket.destroy();
+    tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
+      if (evicted.has(rawSocketOf(socket))) return void socket.destroy();
       const timedOut = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
       metrics.tlsHandshake(config.name, timedOut ? 'timeout' : 'failure', undefined, handshakeSeconds(socket));
       const client = clients.get(peerKey(socket))?.origin;
