@@ -4,7 +4,8 @@
  * gets one warm-up login, then a heap snapshot; then N idle sessions (bench/idle-sessions.py) and
  * a second snapshot. A snapshot is taken after a full GC, so the difference holds only what the
  * sessions keep alive: no garbage, no heap growth steps, no load dependence. Prints the bytes and
- * objects per session of each constructor that grew, with RSS beside it for reference.
+ * objects per session of each constructor that grew. (No RSS: the first snapshot's own
+ * allocations would be in it; workload (d) of bench/run.ts reads RSS.)
  *
  *   node --import tsx bench/idle-heap.ts [--sessions 1000] [--top 40] [--cli dist/cli.js] [--bare] [--keep]
  *
@@ -19,7 +20,7 @@ import { startRedis } from '../test/harness/redis.js';
 import { freePort, waitForPort } from '../test/harness/ports.js';
 import { ACCOUNTS, passwordOf, startBenchBackend } from './backend.js';
 import { PopClient } from './pop-client.js';
-import { heapSnapshot, killOnExit, rssKiB, spawnWrapped, stopTree } from './proc.js';
+import { heapSnapshot, killOnExit, spawnWrapped, stopTree } from './proc.js';
 import { benchEnvironment, shebangNodeOptions, startPopwarden, type Target } from './targets.js';
 import { idleGenerator } from './workloads.js';
 
@@ -88,12 +89,8 @@ const snapshots: string[] = [];
 try {
   const warm = await PopClient.login({ port: target.port, tls: true, ca: env.ca }, ACCOUNTS.small, passwordOf(ACCOUNTS.small));
   await warm.quit().catch(() => undefined);
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
-  const rssBefore = rssKiB(target.pid!);
   snapshots.push(await heapSnapshot(target.pid!, profileDir));
   const held = await generator.hold(sessions);
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
-  const rssAfter = rssKiB(target.pid!);
   snapshots.push(await heapSnapshot(target.pid!, profileDir));
   const before = census(snapshots[0]!);
   const after = census(snapshots[1]!);
@@ -105,7 +102,6 @@ try {
   const top = Number(values.top);
   console.log(`${values.bare === true ? 'bare node:tls server' : values.cli}: ${held.held} idle sessions (failed ${held.failed}), ${process.version}`);
   console.log(`JS heap (snapshot self sizes): ${((after.total - before.total) / held.held).toFixed(0)} bytes per session`);
-  console.log(`RSS (one reading minus another, for reference): ${(((rssAfter - rssBefore) * 1024) / held.held / 1024).toFixed(1)} KiB per session`);
   console.log('');
   console.log('| bytes/session | objects/session | type and constructor |');
   console.log('|--:|--:|---|');
