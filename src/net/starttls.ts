@@ -60,6 +60,8 @@ export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeou
   try {
     await onceWithin(secured, 'secure', timeoutMs, { what: 'TLS handshake', failOn: ['close', 'end'] });
     release();
+    // Not kept for the session's life: the handshake's place (its entry and eviction) is done with.
+    socket.off('close', release);
     return secured;
   } catch (error) {
     secured.destroy();
