@@ -181,7 +181,9 @@ export class Session implements SessionContext {
 
   /** Sends popwarden's greeting (never the backend's) and starts reading. */
   start(): void {
-    this.log.debug({ tls: this.#secure }, 'session opened');
+    // Asked of the process logger first, here and at every state change: a session whose lines
+    // are all below the level never makes its child logger (see `log`).
+    if (this.#deps.log.isLevelEnabled('debug')) this.log.debug({ tls: this.#secure }, 'session opened');
     this.#attach(this.#socket);
     this.write(line(`+OK ${this.config.greeting}`));
   }
@@ -534,7 +536,7 @@ export class Session implements SessionContext {
 
   #enterState(next: SessionState, why: string): void {
     if (this.#state === SessionState.closed) return;
-    this.log.debug({ from: this.#state, to: next, why }, 'state');
+    if (this.#deps.log.isLevelEnabled('debug')) this.log.debug({ from: this.#state, to: next, why }, 'state');
     this.#state = next;
   }
 
