@@ -16,6 +16,10 @@ const CR = 0x0d;
  */
 const UNREAD_HIGH_WATER = 64 * 1024;
 
+/** The link a backend socket belongs to, for the listeners all links share (BackendLink.#listeners). */
+const LINK = Symbol('popwarden.link');
+type LinkSocket = (Socket | TLSSocket) & { [LINK]?: BackendLink | undefined };
+
 /** Why a link closed by popwarden fails later reads: one instance, as it says nothing about the link. */
 const CLOSED_BY_POPWARDEN = new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'closed by popwarden');
 
@@ -275,6 +279,17 @@ export class BackendLink {
   }
 
   /**
+   * Drops the link's timer while nothing is awaited (a logged-in link before its first command):
+   * an idle session then holds no timer for it (issue 10.4). The next wait makes one again.
+   */
+  stopTimer(): void {
+    if (this.#wake !== undefined || this.#sink !== undefined) return; // a reader relies on it
+    this.#onTimeout = undefined;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /**
    * Upgrades the link with TLS after the backend said +OK to STLS. Whatever the backend sent
    * after that +OK is discarded unread (B-07: curl CVE-2021-22947), and the handshake must
    * verify the certificate as `options` say.
@@ -304,24 +319,48 @@ export class BackendLink {
     this.#socket.destroy();
   }
 
+  /**
+   * The backend socket's listeners: one set of functions for every link, each finding its link
+   * through the socket, rather than three closures kept by each idle session's link (issue
+   * 10.4). `this` is the socket, as Node calls a listener.
+   */
+  static readonly #listeners = {
+    data(this: LinkSocket, chunk: Buffer): void {
+      const link = this[LINK];
+      if (link !== undefined) link.#onData(chunk);
+    },
+    end(this: LinkSocket): void {
+      const link = this[LINK];
+      if (link !== undefined) link.#onEnd();
+    },
+    error(this: LinkSocket, error: Error): void {
+      const link = this[LINK];
+      if (link !== undefined) link.#onError(error);
+    },
+  };
+
   // The session's #attach/#detach for the client socket have the same shape with its own
   // handlers. Each pair stays written out beside the handlers it binds, so that the on and off
   // lists can be compared at a glance; a shared helper would save four lines and hide them.
-  #attach(socket: Socket): void {
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onEnd);
-    socket.on('error', this.#onError);
-    socket.on('close', this.#onEnd);
+  #attach(socket: LinkSocket): void {
+    socket[LINK] = this;
+    const listeners = BackendLink.#listeners;
+    socket.on('data', listeners.data);
+    socket.on('end', listeners.end);
+    socket.on('error', listeners.error);
+    socket.on('close', listeners.end);
   }
 
-  #detach(socket: Socket): void {
-    socket.off('data', this.#onData);
-    socket.off('end', this.#onEnd);
-    socket.off('error', this.#onError);
-    socket.off('close', this.#onEnd);
+  #detach(socket: LinkSocket): void {
+    const listeners = BackendLink.#listeners;
+    socket.off('data', listeners.data);
+    socket.off('end', listeners.end);
+    socket.off('error', listeners.error);
+    socket.off('close', listeners.end);
+    socket[LINK] = undefined;
   }
 
-  readonly #onData = (chunk: Buffer): void => {
+  #onData(chunk: Buffer): void {
     if (this.#sink !== undefined) {
       this.#sink(chunk);
       return;
@@ -335,18 +374,18 @@ export class BackendLink {
     this.#unread = this.#unread.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.#unread, chunk]);
     if (this.#unread.length >= UNREAD_HIGH_WATER) this.#socket.pause();
     this.#wake?.();
-  };
+  }
 
-  readonly #onEnd = (): void => {
+  #onEnd(): void {
     // 'close' follows 'end' and every destroy(): no new Error once the link has failed.
     if (this.#failure !== undefined) return;
     this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', 'the backend closed the connection'));
-  };
+  }
 
-  readonly #onError = (error: Error): void => {
+  #onError(error: Error): void {
     if (this.#failure !== undefined) return;
     this.#fail(new BackendUnavailableError('E_BACKEND_CLOSED', 'relay', error.message, { cause: error }));
-  };
+  }
 
   /** Records the first failure, wakes any reader, and tells the session if nobody was reading. */
   #fail(error: BackendUnavailableError, notify = true): BackendUnavailableError {
@@ -392,16 +431,17 @@ export class BackendLink {
     // A different duration (login steps, probes): a timer of its own; the relay uses one.
     clearTimeout(this.#timer);
     this.#timerMs = ms;
-    this.#timer = setTimeout(this.#expire, ms).unref();
+    // Its closure is made with the timer, not kept by every link as a field.
+    this.#timer = setTimeout(() => this.#expire(), ms).unref();
   }
 
-  readonly #expire = (): void => {
+  #expire(): void {
     const onTimeout = this.#onTimeout;
     this.#onTimeout = undefined;
     // Expired with nobody waiting: dropped, so an idle link holds no timer.
     if (onTimeout === undefined) this.#timer = undefined;
     else onTimeout();
-  };
+  }
 }
 
 /** A line without its CRLF or bare LF (a view). */

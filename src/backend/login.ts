@@ -232,6 +232,8 @@ async function loginOnce(credentials: Credentials, context: BackendLoginContext,
       context.capabilityCache?.remember(address, capabilities);
     }
     connection.process?.loggedIn();
+    // The login's waits are over: the session idles from here until its first command.
+    link.stopTimer();
     return { kind: 'logged-in', session: { link, capabilities, mechanism: choice.mechanism }, apopOffered: apopTimestamp !== undefined };
   } catch (error) {
     link.destroy();

@@ -67,13 +67,14 @@ export class ConnectionLimits implements ConnectionGate {
     const { allow, deny } = this.#options;
     if (deny.has(ip)) return { kind: 'refused', reason: 'denied' };
     const perIp = allow.has(ip) ? undefined : this.#admitPerIp(ip, returning !== undefined);
-    if (perIp?.kind === 'refused') return perIp;
+    if (typeof perIp === 'object') return perIp;
     const kept = this.#kept.take(this.#total, returning, () => makeRoom?.() === true);
     if (kept === undefined) {
-      perIp?.release();
+      if (perIp !== undefined) this.#releasePerIp(perIp);
       return { kind: 'refused', reason: 'max_sessions' };
     }
     this.#total += 1;
+    // One closure for both counts: every session holds its admission until it closes (issue 10.4).
     let released = false;
     return {
       kind: 'admitted',
@@ -82,18 +83,19 @@ export class ConnectionLimits implements ConnectionGate {
         released = true;
         this.#total -= 1;
         kept();
-        perIp?.release();
+        if (perIp !== undefined) this.#releasePerIp(perIp);
       },
     };
   }
 
   /**
-   * The per-address bounds; an admission here holds a place in the address's count until released.
+   * The per-address bounds: the refusal, or the address's key, whose count now holds a place
+   * for it until #releasePerIp.
    * A returning client (a login succeeded from it lately) is spared the per-minute rate: it is what
    * an office or carrier NAT, many users behind one address, would meet first; the burst per
    * second and the open sessions per address still bound it.
    */
-  #admitPerIp(ip: string, returning: boolean): Admission {
+  #admitPerIp(ip: string, returning: boolean): Extract<Admission, { kind: 'refused' }> | string {
     const { maxSessionsPerIp, maxNewConnectionsPerIp, ipv6PrefixLength } = this.#options;
     const key = ipKey(ip, ipv6PrefixLength);
 
@@ -112,14 +114,13 @@ export class ConnectionLimits implements ConnectionGate {
     // Last of the per-address bounds: only a connection every other bound admits uses up its minute.
     if (!returning && this.#perMinute?.take(key, now) === false) return { kind: 'refused', reason: 'too_many_connections_per_minute' };
     this.#open.set(key, open + 1);
-    return {
-      kind: 'admitted',
-      release: () => {
-        const left = (this.#open.get(key) ?? 1) - 1;
-        if (left <= 0) this.#open.delete(key);
-        else this.#open.set(key, left);
-      },
-    };
+    return key;
+  }
+
+  #releasePerIp(key: string): void {
+    const left = (this.#open.get(key) ?? 1) - 1;
+    if (left <= 0) this.#open.delete(key);
+    else this.#open.set(key, left);
   }
 
   /** Open sessions from an address's key, or from all addresses (for tests and diagnostics). */

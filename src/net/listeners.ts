@@ -7,7 +7,7 @@ import type { Logger } from '../observability/log.js';
 import type { ConnectionRefusal, Metrics } from '../observability/metrics.js';
 import type { ConnectionGate } from './connection-gate.js';
 import type { ReturningClients } from './returning-clients.js';
-import { POP3_ALPN } from './starttls.js';
+import { selectPop3Alpn } from './starttls.js';
 import { directOrigin, readProxyHeader, type AddressSet, type ClientOrigin, type HeaderWaits } from './proxy-intake.js';
 import { Reply, line } from '../pop3/replies.js';
 import { RefusalBursts } from './refusal-bursts.js';
@@ -55,6 +55,11 @@ const acceptedAt = new Map<string, number>();
 const peerKey = (socket: Socket): string => `${socket.remoteAddress}|${socket.remotePort}`;
 const handshakeSeconds = (socket: Socket): number =>
   (performance.now() - (acceptedAt.get(peerKey(socket)) ?? performance.now())) / 1000;
+/**
+ * The raw TCP socket under an implicit-TLS socket (Node's `_parent`), whose address was read at
+ * accept: asked of the TLS socket, Node would cache a copy of it there for the session's life.
+ */
+const rawSocketOf = (socket: TLSSocket): Socket => (socket as TLSSocket & { _parent?: Socket })._parent ?? socket;
 
 /**
  * What a refused client is told. The process-wide bounds and the handshake bounds close the
@@ -108,7 +113,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
    * The client behind each raw connection and the release of its gate admission, for the session
    * that starts after the TLS handshake.
    */
-  const clients = new Map<string, { readonly origin: ClientOrigin; readonly release: () => void }>();
+  const clients = new Map<string, { readonly origin: ClientOrigin; readonly release: () => void; readonly raw: Socket }>();
   /** A handshake is over (done, failed, or its connection closed): its place, timing and client go. */
   const handshakeDone = (key: string): void => {
     handshaking.get(key)?.();
@@ -128,11 +133,12 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
   // so no TLS work is ever spent on a connection that is refused.
   const tlsServer: TlsServer | undefined =
     config.kind === 'tls'
-      ? createTlsServer({ ...tls.serverOptions, ALPNProtocols: POP3_ALPN, SNICallback: tls.sniCallback }, (socket) => {
-          const key = peerKey(socket);
-          const seconds = handshakeSeconds(socket);
+      ? createTlsServer({ ...tls.serverOptions, ALPNCallback: selectPop3Alpn, SNICallback: tls.sniCallback }, (socket) => {
+          const raw = rawSocketOf(socket);
+          const key = peerKey(raw);
+          const seconds = handshakeSeconds(raw);
           const pending = clients.get(key);
-          const client = pending?.origin ?? directOrigin(socket);
+          const client = pending?.origin ?? directOrigin(raw);
           const release = pending?.release ?? (() => undefined);
           handshakeDone(key);
           metrics.tlsHandshake(config.name, 'success', socket.getProtocol() ?? undefined, seconds);
@@ -196,12 +202,14 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       const key = peerKey(socket);
       handshaking.set(key, handshake.release);
       acceptedAt.set(key, performance.now());
-      clients.set(key, { origin: client, release: admission.release });
+      clients.set(key, { origin: client, release: admission.release, raw: socket });
       // One plain listener ('close' comes once), not a `once` wrapper each: an idle session keeps
-      // whatever its close listeners hold. The entries are this connection's until the handshake
-      // is done (they go then); afterwards they may be a new connection's from the same port.
-      socket.on('close', () => {
-        if (handshaking.get(key) === handshake.release) handshakeDone(key);
+      // whatever its close listeners hold, so this one holds the key and the admission, not the
+      // handshake's place (its release and eviction, done with once the handshake is). The
+      // entries are this connection's until the handshake is done (they go then); afterwards
+      // they may be a new connection's from the same port.
+      socket.on('close', function (this: Socket) {
+        if (clients.get(key)?.raw === this) handshakeDone(key);
         admission.release();
       });
     } else {
@@ -240,9 +248,8 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
       if (material.ticketKeys !== undefined) tlsServer.setTicketKeys(material.ticketKeys);
     });
     server.once('close', unsubscribe);
-    tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket & { _parent?: Socket }) => {
-      // _parent: the raw socket a TLS socket wraps (Node sets it when wrapping a net.Socket).
-      if (socket._parent !== undefined && evicted.has(socket._parent)) return void socket.destroy();
+    tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => {
+      if (evicted.has(rawSocketOf(socket))) return void socket.destroy();
       const timedOut = error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
       metrics.tlsHandshake(config.name, timedOut ? 'timeout' : 'failure', undefined, handshakeSeconds(socket));
       const client = clients.get(peerKey(socket))?.origin;

@@ -20,6 +20,16 @@ export class HandshakeRefusedError extends Error {
 export const POP3_ALPN = ['pop3'];
 
 /**
+ * POP3_ALPN as Node's ALPNCallback: 'pop3' when the client offers it, otherwise no protocol,
+ * which Node answers with alert 120 (no_application_protocol), as it does for ALPNProtocols
+ * without a match. A callback rather than the list: with `ALPNProtocols`, Node copies the list
+ * into a Buffer of its own for every TLS socket, a slice of its shared 8 KiB pool, so each idle
+ * session kept the pool slab its copy landed in alive (issue 10.4: about 0.4 KiB a session).
+ */
+export const selectPop3Alpn = ({ protocols }: { readonly protocols: readonly string[] }): string | undefined =>
+  protocols.includes(POP3_ALPN[0]!) ? POP3_ALPN[0] : undefined;
+
+/**
  * Turns an accepted plaintext socket into a server-side TLS socket after STLS and waits for the
  * handshake. The caller must already have stopped reading the plain socket and thrown away
  * everything it buffered (S-01..S-03): the TLS layer starts from the bytes still in the kernel.
@@ -43,13 +53,15 @@ export async function upgradeToTls(socket: Socket, material: TlsMaterial, timeou
     secureContext: material.secureContext,
     requestCert: false,
     rejectUnauthorized: false,
-    ALPNProtocols: POP3_ALPN,
+    ALPNCallback: selectPop3Alpn,
     // SNI after STLS too: the same certificate choice as the implicit-TLS port (T-08 parity).
     SNICallback: (servername, callback) => callback(null, material.contextFor?.(servername) ?? material.secureContext),
   });
   try {
     await onceWithin(secured, 'secure', timeoutMs, { what: 'TLS handshake', failOn: ['close', 'end'] });
     release();
+    // Not kept for the session's life: the handshake's place (its entry and eviction) is done with.
+    socket.off('close', release);
     return secured;
   } catch (error) {
     secured.destroy();

@@ -23,8 +23,14 @@ export interface RelayContext {
   readonly metrics: Metrics;
   /** The logged-in backend. */
   readonly backend: BackendSession;
-  /** Where relayed replies go, with backpressure. */
-  readonly clientSink: BodySink;
+  /**
+   * Where relayed replies go, with backpressure: false when the client is full. A chunk may be a
+   * view valid only during the call (see BodySink). Methods of the session, not a sink object it
+   * keeps: an idle session holds nothing for the relay (issue 10.4).
+   */
+  writeToClient(chunk: Buffer): boolean;
+  /** Resolves when the client has drained; rejects if it stalls for too long. */
+  clientDrained(): Promise<void>;
 }
 
 /**
@@ -60,7 +66,7 @@ export async function relayCommand(command: Command, context: RelayContext, rawL
   const { link, capabilities } = context.backend;
   // Sent anyway, a line the backend cannot read whole may be answered once per piece (B-04).
   if (!fitsBackendLine(outgoing, capabilities)) {
-    context.clientSink.write(line(Reply.tooLongForBackend));
+    context.writeToClient(line(Reply.tooLongForBackend));
     return replied;
   }
   const idleMs = context.config.timeouts.backendIdleMs;
@@ -70,9 +76,9 @@ export async function relayCommand(command: Command, context: RelayContext, rawL
   const countingSink: BodySink = {
     write: (chunk) => {
       bytesToClient += chunk.length;
-      return context.clientSink.write(chunk);
+      return context.writeToClient(chunk);
     },
-    drained: () => context.clientSink.drained(),
+    drained: () => context.clientDrained(),
   };
   try {
     link.send(outgoing);

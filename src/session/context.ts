@@ -1,7 +1,6 @@
 import type { Config, ListenerKind } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import type { BackendSession } from '../backend/login.js';
-import type { BodySink } from '../backend/link.js';
 import type { Metrics } from '../observability/metrics.js';
 
 /** How the client logged in, for the audit line. */
@@ -32,6 +31,8 @@ export interface SessionContext {
 
   /** The logged-in backend (TRANSACTION state only). */
   readonly backend: BackendSession;
-  /** Where relayed reply bodies go, with backpressure. */
-  readonly clientSink: BodySink;
+  /** Writes relayed reply bytes (a view valid only during the call may be passed): false when the client is full. */
+  writeToClient(chunk: Buffer): boolean;
+  /** Resolves when the client has drained; rejects if it stalls for too long. */
+  clientDrained(): Promise<void>;
 }

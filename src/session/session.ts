@@ -17,7 +17,7 @@ import type { Logger } from '../observability/log.js';
 import { parseCommand } from '../pop3/grammar.js';
 import { Reply, line } from '../pop3/replies.js';
 import type { BackendSession } from '../backend/login.js';
-import { writeBorrowed, type BodySink } from '../backend/link.js';
+import { writeBorrowed } from '../backend/link.js';
 import type { BackendUnavailableError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import {
@@ -48,6 +48,10 @@ export interface SessionDependencies extends LoginDependencies {
 /** How long a closing socket may take to flush its last line before it is destroyed. */
 const CLOSE_FLUSH_MS = 5_000;
 
+/** The session a client socket belongs to, for the listeners all sessions share (Session.#listeners). */
+const SESSION = Symbol('popwarden.session');
+type ClientSocket = (Socket | TLSSocket) & { [SESSION]?: Session | undefined };
+
 /**
  * One client connection, from popwarden's greeting to the close. It owns the client socket, the
  * line framer, the timers and the state; it reads lines into a small queue and serves them one at
@@ -56,11 +60,12 @@ const CLOSE_FLUSH_MS = 5_000;
  */
 export class Session implements SessionContext {
   readonly id = randomBytes(6).toString('hex');
-  readonly log: Logger;
   readonly config: Config;
   readonly metrics: Metrics;
 
   readonly #deps: SessionDependencies;
+  /** Made on first use and dropped at login (see `log`). */
+  #log: Logger | undefined;
   #socket: Socket | TLSSocket;
   #secure: boolean;
   #state: SessionState = SessionState.authorization;
@@ -105,14 +110,28 @@ export class Session implements SessionContext {
     this.#socket = socket;
     this.#secure = secure;
     this.#client = client;
-    this.log = deps.log.child({
-      sid: this.id,
-      peer: `${client.address}:${client.port}`,
-      // The load balancer that carried a proxied client, so its own logs can be matched.
-      ...(client.via === undefined ? {} : { via: client.via }),
-      listener: deps.listener.name,
-    });
     this.#preAuthTimer = setTimeout(() => this.#onPreAuthTimeout(), deps.config.timeouts.preAuthMs);
+  }
+
+  /**
+   * The session's logger: a child of the process logger with the session's bindings. A pino
+   * child costs about half a KiB (its bindings serialised, its own level methods), so it is made
+   * when something logs and dropped once the session has logged in: an idle logged-in session,
+   * the kind popwarden holds thousands of, logs nothing until it closes (issue 10.4). The
+   * bindings themselves (id, client, listener) are kept anyway.
+   */
+  get log(): Logger {
+    if (this.#log === undefined) {
+      const client = this.#client;
+      this.#log = this.#deps.log.child({
+        sid: this.id,
+        peer: `${client.address}:${client.port}`,
+        // The load balancer that carried a proxied client, so its own logs can be matched.
+        ...(client.via === undefined ? {} : { via: client.via }),
+        listener: this.#deps.listener.name,
+      });
+    }
+    return this.#log;
   }
 
   /** Resolves once the session has closed. */
@@ -165,7 +184,9 @@ export class Session implements SessionContext {
 
   /** Sends popwarden's greeting (never the backend's) and starts reading. */
   start(): void {
-    this.log.debug({ tls: this.#secure }, 'session opened');
+    // Asked of the process logger first, here and at every state change: a session whose lines
+    // are all below the level never makes its child logger (see `log`).
+    if (this.#deps.log.isLevelEnabled('debug')) this.log.debug({ tls: this.#secure }, 'session opened');
     this.#attach(this.#socket);
     this.write(line(`+OK ${this.config.greeting}`));
   }
@@ -174,14 +195,19 @@ export class Session implements SessionContext {
     if (this.#state !== SessionState.closed) this.#socket.write(bytes);
   }
 
-  readonly clientSink: BodySink = {
-    write: (chunk) => this.#state !== SessionState.closed && writeBorrowed(this.#socket, chunk),
-    drained: () => this.#drained(),
-  };
+  /** Relayed reply bytes, which may be a view valid only during the call: false when the client is full. */
+  writeToClient(chunk: Buffer): boolean {
+    return this.#state !== SessionState.closed && writeBorrowed(this.#socket, chunk);
+  }
+
+  /** Resolves when the client has taken what was written; rejects if it stalls or goes away. */
+  clientDrained(): Promise<void> {
+    return this.#drained();
+  }
 
   // ---- reading and serving lines ----------------------------------------------------------
 
-  readonly #onData = (chunk: Buffer): void => {
+  #onData(chunk: Buffer): void {
     if (!this.#firstChunkSeen) {
       this.#firstChunkSeen = true;
       const foreign = detectForeignProtocol(chunk);
@@ -195,7 +221,7 @@ export class Session implements SessionContext {
     if (lines.length > 1) this.#corkUntilNextTurn();
     this.#lineArrived?.();
     void this.#serve();
-  };
+  }
 
   /**
    * Pipelined commands that arrived together get their replies in one write: the socket has
@@ -250,6 +276,9 @@ export class Session implements SessionContext {
       if (this.#backendFailedWhileServing !== undefined) this.#onBackendIdleFailure(this.#backendFailedWhileServing);
       if (this.#draining) this.close('server-shutdown');
       if (this.#clientFinished && this.#queue.length === 0) this.close('client-closed');
+      // An empty queue gives its backing store back (it grew with the pipelined lines): an idle
+      // session keeps an empty array, not room for the last burst (issue 10.4).
+      if (this.#queue.length === 0) this.#queue.length = 0;
       this.#armIdleTimer();
     }
   }
@@ -281,7 +310,8 @@ export class Session implements SessionContext {
     try {
       const refusal = checkCommand(spec, command, framed.line, this);
       if (refusal !== undefined) return refusal;
-      this.log.trace({ verb: command.verb }, 'command');
+      // Checked on the process logger: `this.log` would make the session's child again on every command.
+      if (this.#deps.log.isLevelEnabled('trace')) this.log.trace({ verb: command.verb }, 'command');
       return await spec.handle(command, this, framed.line);
     } finally {
       // PASS uses up the USER before it, whatever its outcome (RFC 1939 §7).
@@ -356,6 +386,8 @@ export class Session implements SessionContext {
         this.#enterState(SessionState.transaction, 'logged in');
         this.#deps.onLoggedIn?.(this.#client, outcome.user);
         this.write(line(Reply.loggedIn));
+        // Nothing logs while a logged-in session idles: its child logger goes until it is needed.
+        this.#log = undefined;
         return;
     }
   }
@@ -438,14 +470,15 @@ export class Session implements SessionContext {
   #armIdleTimer(): void {
     if (this.#state !== SessionState.transaction || this.#serving) return;
     // One timer per session, pushed back after every command rather than made anew.
-    if (this.#idleTimer === undefined) this.#idleTimer = setTimeout(this.#onIdleTimeout, this.config.timeouts.idleMs);
+    // Its callback is shared by every session and told which one: no closure kept per session.
+    if (this.#idleTimer === undefined) this.#idleTimer = setTimeout(Session.#idleExpired, this.config.timeouts.idleMs, this);
     else this.#idleTimer.refresh();
   }
 
   /** A command being served is not idleness (D-11): the timer restarts once it is done. */
-  readonly #onIdleTimeout = (): void => {
-    if (!this.#serving) this.close('idle-timeout');
-  };
+  static #idleExpired(session: Session): void {
+    if (!session.#serving) session.close('idle-timeout');
+  }
 
   #onBackendIdleFailure(error: BackendUnavailableError): void {
     if (this.#state !== SessionState.transaction) return;
@@ -506,42 +539,67 @@ export class Session implements SessionContext {
 
   #enterState(next: SessionState, why: string): void {
     if (this.#state === SessionState.closed) return;
-    this.log.debug({ from: this.#state, to: next, why }, 'state');
+    if (this.#deps.log.isLevelEnabled('debug')) this.log.debug({ from: this.#state, to: next, why }, 'state');
     this.#state = next;
   }
 
-  #attach(socket: Socket): void {
-    socket.on('data', this.#onData);
-    socket.on('end', this.#onClientFinished);
-    socket.on('close', this.#onClientEnd);
-    socket.on('error', this.#onClientError);
+  /**
+   * The client socket's listeners: one set of functions for every session, each finding its
+   * session through the socket, rather than four closures kept by each of thousands of idle
+   * sessions (issue 10.4). `this` is the socket, as Node calls a listener.
+   */
+  static readonly #listeners = {
+    data(this: ClientSocket, chunk: Buffer): void {
+      const session = this[SESSION];
+      if (session !== undefined) session.#onData(chunk);
+    },
+    end(this: ClientSocket): void {
+      const session = this[SESSION];
+      if (session !== undefined) session.#onClientFinished();
+    },
+    close(this: ClientSocket): void {
+      this[SESSION]?.close('client-closed');
+    },
+    error(this: ClientSocket, error: Error): void {
+      const session = this[SESSION];
+      if (session !== undefined) session.#onClientError(error);
+    },
+  };
+
+  #attach(socket: ClientSocket): void {
+    socket[SESSION] = this;
+    const listeners = Session.#listeners;
+    socket.on('data', listeners.data);
+    socket.on('end', listeners.end);
+    socket.on('close', listeners.close);
+    socket.on('error', listeners.error);
   }
 
-  #detach(socket: Socket): void {
-    socket.off('data', this.#onData);
-    socket.off('end', this.#onClientFinished);
-    socket.off('close', this.#onClientEnd);
-    socket.off('error', this.#onClientError);
+  #detach(socket: ClientSocket): void {
+    const listeners = Session.#listeners;
+    socket.off('data', listeners.data);
+    socket.off('end', listeners.end);
+    socket.off('close', listeners.close);
+    socket.off('error', listeners.error);
+    socket[SESSION] = undefined;
   }
-
-  readonly #onClientEnd = (): void => this.close('client-closed');
 
   /**
    * The client shut down its sending side (FIN, or TLS close_notify after STLS). Commands it sent
    * before are still served, in order, and their replies written, so a scripted `DELE 1`, `QUIT`,
    * then shutdown still commits; then the session closes. Nothing queued: close now.
    */
-  readonly #onClientFinished = (): void => {
+  #onClientFinished(): void {
     // Without allowHalfOpen (implicit-TLS listeners: Node cannot keep a half-open TLS server
     // socket before its session exists) Node has already ended our side too: nothing to serve.
     if (!this.#socket.allowHalfOpen) return this.close('client-closed');
     this.#clientFinished = true;
     this.#lineArrived?.();
     if (!this.#serving && this.#queue.length === 0) this.close('client-closed');
-  };
+  }
 
-  readonly #onClientError = (error: Error): void => {
+  #onClientError(error: Error): void {
     this.log.debug({ err: error }, 'client socket error');
     this.close('client-error');
-  };
+  }
 }

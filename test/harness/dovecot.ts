@@ -43,6 +43,12 @@ export interface DovecotOptions {
   haproxy?: boolean;
   /** Dovecot's login_trusted_networks: clients from these may send XCLIENT (advertised in their CAPA). */
   loginTrustedNetworks?: string;
+  /**
+   * Hundreds of sessions of one user from one address at once (the idle-session memory test):
+   * no per-user-and-address cap, and processes that serve many sessions each (as the bench's
+   * Dovecot, bench/backend.ts) rather than one process per session under the default limit of 100.
+   */
+  manySessions?: boolean;
 }
 
 /**
@@ -271,13 +277,14 @@ ${passwdFileDatabases(passwdFile)}
 
 pop3_enable_last = yes
 pop3_uidl_format = %f
+${opts.manySessions === true ? 'mail_max_userip_connections = 0\nservice pop3 {\n  service_count = 0\n  client_limit = 1000\n}' : ''}
 
 service pop3-login {
   inet_listener pop3 {
     address = ${host}
     port = ${port}${opts.haproxy === true ? '\n    haproxy = yes' : ''}
   }
-  ${pop3s}
+  ${pop3s}${opts.manySessions === true ? '\n  service_count = 0\n  client_limit = 1000' : ''}
 }
 service anvil {
   chroot =
