@@ -25,7 +25,7 @@ import { SMALL_MESSAGES, type ClientCounts, type ClientPlan } from './endurance-
 import { summarize, type Event, type Sample } from './endurance-report.js';
 import { renderChart } from './endurance-chart.js';
 import { PopClient } from './pop-client.js';
-import { cpuSeconds, heapSnapshot, killOnExit, stopTree } from './proc.js';
+import { cpuSeconds, heapSnapshot, killOnExit, residentSplit, stopTree } from './proc.js';
 import { benchEnvironment, shebangNodeOptions } from './targets.js';
 
 const { values } = parseArgs({
@@ -159,6 +159,8 @@ async function takeSample(fullGc = false): Promise<void> {
   const m = await scrape();
   const client = totals();
   const get = (name: string): number | null => m?.get(name) ?? null;
+  const resident = residentSplit(popwardenPid);
+  const codeSpaces = [get('nodejs_heap_space_size_used_bytes{space="code"}'), get('nodejs_heap_space_size_used_bytes{space="code_large_object"}')];
   samples.push({
     t: (Date.now() - started) / 1000,
     phase,
@@ -166,6 +168,9 @@ async function takeSample(fullGc = false): Promise<void> {
     rssBytes: get('process_resident_memory_bytes'),
     heapUsedBytes: get('nodejs_heap_size_used_bytes'),
     heapTotalBytes: get('nodejs_heap_size_total_bytes'),
+    heapCodeBytes: codeSpaces.includes(null) ? null : codeSpaces[0]! + codeSpaces[1]!,
+    rssAnonBytes: resident?.anonBytes ?? null,
+    rssFileBytes: resident?.fileBytes ?? null,
     openFds: get('process_open_fds'),
     eventLoopP99Seconds: get('nodejs_eventloop_lag_p99_seconds'),
     eventLoopMaxSeconds: get('nodejs_eventloop_lag_max_seconds'),
@@ -188,16 +193,19 @@ async function sampleAfterFullGc(): Promise<void> {
 }
 const sampler = setInterval(() => void takeSample(), SAMPLE_MS);
 
-// One session end to end first (warms the TLS context and the backend path), then the baseline.
+// One session end to end first (warms the TLS context and the backend path), then the baseline:
+// 30 s idle, an ordinary sample (the RSS and the other figures before the load, nothing forced),
+// then one after a full GC (the heap before the load).
 const ca = env.ca;
 const warm = await PopClient.open({ port: tlsPort, tls: true, ca });
 await warm.ok('USER user1');
 await warm.ok('PASS user1-pw');
 await warm.ok('RETR 1', true);
 await warm.quit();
+await sleep(30_000);
 await takeSample();
 await sampleAfterFullGc();
-await sleep(30_000);
+await sleep(10_000);
 
 // The load: WORKERS processes, the clients dealt out among them.
 phase = 'load';
