@@ -192,6 +192,12 @@ export function summarize(run: SoakRun): string {
     out.push(`RSS after the stop, nothing forced: ${rssByMinute.map((s) => `${((s.t - loadStop) / 60).toFixed(1)} min ${MB(s.rssBytes!)} (${(s.rssBytes! / baseline.rssBytes!).toFixed(2)} ×)`).join(', ')}.`);
     out.push('');
   }
+  // The table's peak is under load only; the drain (every client QUITs at once) is reported here.
+  const stallAfter = settling.filter((s) => s.eventLoopMaxSeconds !== null).reduce<Sample | undefined>((worst, s) => (worst === undefined || s.eventLoopMaxSeconds! > worst.eventLoopMaxSeconds! ? s : worst), undefined);
+  if (stallAfter !== undefined) {
+    out.push(`Largest event-loop delay after the stop, before anything was forced: ${MS(stallAfter.eventLoopMaxSeconds!)} (max of the 10 s window ending ${(stallAfter.t - loadStop).toFixed(0)} s after the stop).`);
+    out.push('');
+  }
   if (afterTrim !== undefined) {
     const kept = (after.rssBytes ?? 0) - (afterTrim.rssBytes ?? 0);
     out.push(`malloc_trim(0), called in popwarden through gdb after the load, took its RSS from ${MB(after.rssBytes ?? 0)} to ${MB(afterTrim.rssBytes ?? 0)} `
