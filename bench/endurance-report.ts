@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ClientCounts } from './endurance-clients.js';
+import type { JemallocStats } from './jemalloc-stats.js';
 
 export interface Sample {
   /** Seconds since the start of the run. */
@@ -50,6 +51,8 @@ export interface SoakRun {
   /** undefined when it was not kept. */
   readonly dovecotLog: string | undefined;
   readonly setup: { minutes: number; goodClients: number; staleClients: number; workers: number; users: number; nofile: number; env?: Record<string, string> };
+  /** jemalloc's counts at the baseline and after the load (read through gdb); absent without jemalloc or gdb. */
+  readonly jemalloc?: { readonly baseline?: JemallocStats | undefined; readonly after?: JemallocStats | undefined };
   /** When the run started (ISO); runs recorded before it was kept say when the summary was made. */
   readonly startedAt?: string;
 }
@@ -196,6 +199,12 @@ export function summarize(run: SoakRun): string {
   const stallAfter = settling.filter((s) => s.eventLoopMaxSeconds !== null).reduce<Sample | undefined>((worst, s) => (worst === undefined || s.eventLoopMaxSeconds! > worst.eventLoopMaxSeconds! ? s : worst), undefined);
   if (stallAfter !== undefined) {
     out.push(`Largest event-loop delay after the stop, before anything was forced: ${MS(stallAfter.eventLoopMaxSeconds!)} (max of the 10 s window ending ${(stallAfter.t - loadStop).toFixed(0)} s after the stop).`);
+    out.push('');
+  }
+  const je = run.jemalloc;
+  if (je?.baseline !== undefined && je.after !== undefined) {
+    const fields: [keyof JemallocStats, string][] = [['allocated', 'allocated by the program'], ['active', 'in active pages'], ['metadata', "the allocator's metadata"], ['tcacheBytes', "in the threads' caches"], ['resident', 'resident']];
+    out.push(`jemalloc's own counts (mallctl through gdb), at the baseline and with the after-load sample: ${fields.map(([k, label]) => `${label} ${MB(je.baseline![k])} and ${MB(je.after![k])}`).join(', ')}.`);
     out.push('');
   }
   if (afterTrim !== undefined) {

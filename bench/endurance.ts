@@ -24,6 +24,7 @@ import { benchAccount, smallMessage, startBenchBackend } from './backend.js';
 import { SMALL_MESSAGES, type ClientCounts, type ClientPlan } from './endurance-clients.js';
 import { summarize, type Event, type Sample } from './endurance-report.js';
 import { renderChart } from './endurance-chart.js';
+import { jemallocStats } from './jemalloc-stats.js';
 import { PopClient } from './pop-client.js';
 import { cpuSeconds, heapSnapshot, killOnExit, residentSplit, stopTree } from './proc.js';
 import { benchEnvironment, shebangNodeOptions } from './targets.js';
@@ -204,6 +205,8 @@ await warm.ok('RETR 1', true);
 await warm.quit();
 await sleep(30_000);
 await takeSample();
+// jemalloc's own counts (gdb stops popwarden for a moment: the snapshot's window stalls anyway).
+const jemallocBefore = jemallocStats(popwardenPid);
 await sampleAfterFullGc();
 await sleep(10_000);
 
@@ -254,6 +257,7 @@ phase = 'after';
 await sleep(SETTLE_MINUTES * 60_000);
 clearInterval(sampler);
 await takeSample();
+const jemallocAfter = jemallocStats(popwardenPid);
 // What the allocator keeps is not a leak: glibc's malloc holds freed native memory (OpenSSL's
 // per-connection buffers) for reuse. malloc_trim(0), called in popwarden through gdb, gives it back
 // to the system, so the RSS after it says what is still in use. Skipped when gdb is missing.
@@ -281,6 +285,7 @@ const run = {
   events,
   samples,
   clients: totals(),
+  jemalloc: { baseline: jemallocBefore, after: jemallocAfter },
 };
 const summary = summarize({ ...run, popwardenLog: readFileSync(logFile, 'utf8'), dovecotLog });
 writeFileSync(`${values.out}.json`, JSON.stringify(run, null, 1));
