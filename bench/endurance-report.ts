@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ClientCounts } from './endurance-clients.js';
+import type { JemallocStats } from './jemalloc-stats.js';
 
 export interface Sample {
   /** Seconds since the start of the run. */
@@ -19,6 +20,11 @@ export interface Sample {
   readonly rssBytes: number | null;
   readonly heapUsedBytes: number | null;
   readonly heapTotalBytes: number | null;
+  /** V8's code spaces (compiled machine code), part of heapUsedBytes; absent in older runs. */
+  readonly heapCodeBytes?: number | null;
+  /** The RSS split (smaps_rollup): anonymous pages, and the rest (mostly node's code and libraries from disk). */
+  readonly rssAnonBytes?: number | null;
+  readonly rssFileBytes?: number | null;
   readonly openFds: number | null;
   readonly eventLoopP99Seconds: number | null;
   readonly eventLoopMaxSeconds: number | null;
@@ -45,6 +51,8 @@ export interface SoakRun {
   /** undefined when it was not kept. */
   readonly dovecotLog: string | undefined;
   readonly setup: { minutes: number; goodClients: number; staleClients: number; workers: number; users: number; nofile: number; env?: Record<string, string> };
+  /** jemalloc's counts at the baseline and after the load (read through gdb); absent without jemalloc or gdb. */
+  readonly jemalloc?: { readonly baseline?: JemallocStats | undefined; readonly after?: JemallocStats | undefined };
   /** When the run started (ISO); runs recorded before it was kept say when the summary was made. */
   readonly startedAt?: string;
 }
@@ -93,7 +101,11 @@ const N = (v: number): string => v.toFixed(0);
 
 const MEASURES: readonly Measure[] = [
   { label: 'RSS', of: (s) => s.rssBytes, format: MB },
+  { label: 'RSS: anonymous (heaps, allocator)', of: (s) => s.rssAnonBytes ?? null, format: MB },
+  { label: 'RSS: file-backed (node and its libraries)', of: (s) => s.rssFileBytes ?? null, format: MB },
   { label: 'heap used (after a full GC)', of: (s) => s.heapUsedBytes, format: MB, gc: true },
+  { label: 'heap used less compiled code (after a full GC)', of: (s) => (s.heapUsedBytes === null || s.heapCodeBytes == null ? null : s.heapUsedBytes - s.heapCodeBytes), format: MB, gc: true },
+  { label: 'compiled code (V8 code spaces, after a full GC)', of: (s) => s.heapCodeBytes ?? null, format: MB, gc: true },
   { label: 'heap total (after a full GC)', of: (s) => s.heapTotalBytes, format: MB, gc: true },
   { label: 'open descriptors', of: (s) => s.openFds, format: N },
   { label: 'event-loop delay p99 (per 10 s)', of: (s) => s.eventLoopP99Seconds, format: MS },
@@ -106,12 +118,11 @@ const defined = (xs: readonly (number | null)[]): number[] => xs.filter((x): x i
 export function summarize(run: SoakRun): string {
   const { samples, events, clients, setup } = run;
   const byPhase = (phase: Sample['phase']): Sample[] => samples.filter((s) => s.phase === phase);
-  // Heap figures are compared right after a full GC (a heap snapshot) at both ends; the others
-  // between the last ordinary sample before the load and the last one before the final
-  // snapshot: both after exactly one snapshot, which grows the RSS by itself.
+  // Heap figures are compared right after a full GC (a heap snapshot) at both ends; the others,
+  // the RSS first, between ordinary samples, nothing forced: the last one before the baseline's
+  // snapshot (30 s after the warm-up session) and the one a fixed time after the load stopped.
   const baselineGc = byPhase('baseline').find((s) => s.fullGc)!;
-  const baseline = byPhase('baseline').filter((s) => !s.fullGc).at(-1)!;
-  const fresh = byPhase('baseline')[0]!;
+  const baseline = byPhase('baseline').filter((s) => !s.fullGc && s.t < baselineGc.t).at(-1)!;
   const load = byPhase('load');
   const loadStart = events.find((e) => e.what === 'load start')!.t;
   const loadStop = events.find((e) => e.what === 'load stop')!.t;
@@ -122,6 +133,11 @@ export function summarize(run: SoakRun): string {
   const trim = events.find((e) => e.what === 'malloc_trim')?.t ?? Number.POSITIVE_INFINITY;
   const after = byPhase('after').filter((s) => !s.fullGc && s.t < trim).at(-1)!;
   const afterTrim = byPhase('after').find((s) => !s.fullGc && s.t > trim);
+  // The RSS on its way back: the ordinary sample nearest each whole minute after the stop.
+  const settling = byPhase('after').filter((s) => !s.fullGc && s.t < trim);
+  const rssByMinute = Array.from({ length: Math.floor((after.t - loadStop) / 60) }, (_, i) => (i + 1) * 60)
+    .map((dt) => settling.reduce((best, s) => (Math.abs(s.t - loadStop - dt) < Math.abs(best.t - loadStop - dt) ? s : best)))
+    .filter((s, i, all) => all.indexOf(s) === i && s.rssBytes !== null);
   const loads = samples.map((s) => s.load1);
   const firstLoad = load[0]!;
   const cpuDuringLoad = (endOfLoad.cpuSeconds - firstLoad.cpuSeconds) / (endOfLoad.t - firstLoad.t);
@@ -160,9 +176,10 @@ export function summarize(run: SoakRun): string {
   out.push('');
   out.push(`Timeline (s from start): ${events.map((e) => `${e.what} ${e.t.toFixed(0)}`).join(', ')}; last sample ${samples.at(-1)!.t.toFixed(0)}.`);
   out.push('');
-  out.push(`Baseline: after one warm-up session, before the load. After the load: ${(after.t - loadStop).toFixed(0)} s after the stop, once every client had quit. `
-    + 'Heap figures at both ends are read right after a full GC (a heap snapshot); the others from the last ordinary sample before the load and before the final snapshot, '
-    + `both after one snapshot (which by itself took the RSS from ${fresh.rssBytes === null ? '-' : MB(fresh.rssBytes)} to ${baseline.rssBytes === null ? '-' : MB(baseline.rssBytes)}). `
+  out.push(`Baseline: ${(baseline.t).toFixed(0)} s into the run, after one warm-up session and 30 s idle, before the load. After the load: ${(after.t - loadStop).toFixed(0)} s after the stop (the clients had all quit), `
+    + 'before anything was forced (no GC, no trim). The RSS, descriptors, event-loop delay and sessions are these two ordinary samples. '
+    + 'Heap figures at both ends are read right after a full GC (a heap snapshot, just after the baseline sample and after the after-load one); '
+    + "compiled code (V8's code spaces) is shown apart, as it grows with every code path the load warmed and is not data. "
     + 'Event-loop delay is per 10 s window; the windows with a snapshot show it (hundreds of ms).');
   out.push('');
   out.push('| popwarden | baseline | peak under load | end of load | after the load | after / baseline |');
@@ -174,6 +191,22 @@ export function summarize(run: SoakRun): string {
     out.push(`| ${m.label} | ${b === null ? '-' : m.format(b)} | ${Number.isFinite(peak) ? m.format(peak) : '-'} | ${e === null ? '-' : m.format(e)} | ${a === null ? '-' : m.format(a)} | ${ratio} |`);
   }
   out.push('');
+  if (baseline.rssBytes !== null && rssByMinute.length > 0) {
+    out.push(`RSS after the stop, nothing forced: ${rssByMinute.map((s) => `${((s.t - loadStop) / 60).toFixed(1)} min ${MB(s.rssBytes!)} (${(s.rssBytes! / baseline.rssBytes!).toFixed(2)} ×)`).join(', ')}.`);
+    out.push('');
+  }
+  // The table's peak is under load only; the drain (every client QUITs at once) is reported here.
+  const stallAfter = settling.filter((s) => s.eventLoopMaxSeconds !== null).reduce<Sample | undefined>((worst, s) => (worst === undefined || s.eventLoopMaxSeconds! > worst.eventLoopMaxSeconds! ? s : worst), undefined);
+  if (stallAfter !== undefined) {
+    out.push(`Largest event-loop delay after the stop, before anything was forced: ${MS(stallAfter.eventLoopMaxSeconds!)} (max of the 10 s window ending ${(stallAfter.t - loadStop).toFixed(0)} s after the stop).`);
+    out.push('');
+  }
+  const je = run.jemalloc;
+  if (je?.baseline !== undefined && je.after !== undefined) {
+    const fields: [keyof JemallocStats, string][] = [['allocated', 'allocated by the program'], ['active', 'in active pages'], ['metadata', "the allocator's metadata"], ['tcacheBytes', "in the threads' caches"], ['resident', 'resident']];
+    out.push(`jemalloc's own counts (mallctl through gdb), at the baseline and with the after-load sample: ${fields.map(([k, label]) => `${label} ${MB(je.baseline![k])} and ${MB(je.after![k])}`).join(', ')}.`);
+    out.push('');
+  }
   if (afterTrim !== undefined) {
     const kept = (after.rssBytes ?? 0) - (afterTrim.rssBytes ?? 0);
     out.push(`malloc_trim(0), called in popwarden through gdb after the load, took its RSS from ${MB(after.rssBytes ?? 0)} to ${MB(afterTrim.rssBytes ?? 0)} `
@@ -185,7 +218,7 @@ export function summarize(run: SoakRun): string {
   const settled = samples.filter((s) => !s.fullGc && s.t > afterGc.t).at(-1);
   if (settled !== undefined && settled.rssBytes !== null && baseline.rssBytes !== null) {
     out.push(`RSS ${(settled.t - afterGc.t).toFixed(0)} s after the final full GC (and the snapshot, whose buffers the allocator may not have returned yet): ${MB(settled.rssBytes)}, `
-      + `${(settled.rssBytes / baseline.rssBytes).toFixed(2)} × the baseline (which also follows one snapshot).`);
+      + `${(settled.rssBytes / baseline.rssBytes).toFixed(2)} × the baseline (taken before any snapshot).`);
     out.push('');
   }
   out.push(`Sessions open from 90 s after the start of the load to its end: ${Math.min(...steadySessions)} to ${Math.max(...steadySessions)}. popwarden used ${(cpuDuringLoad * 100).toFixed(0)}% of one core on average under load, `

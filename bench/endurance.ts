@@ -24,8 +24,9 @@ import { benchAccount, smallMessage, startBenchBackend } from './backend.js';
 import { SMALL_MESSAGES, type ClientCounts, type ClientPlan } from './endurance-clients.js';
 import { summarize, type Event, type Sample } from './endurance-report.js';
 import { renderChart } from './endurance-chart.js';
+import { jemallocStats } from './jemalloc-stats.js';
 import { PopClient } from './pop-client.js';
-import { cpuSeconds, heapSnapshot, killOnExit, stopTree } from './proc.js';
+import { cpuSeconds, heapSnapshot, killOnExit, residentSplit, stopTree } from './proc.js';
 import { benchEnvironment, shebangNodeOptions } from './targets.js';
 
 const { values } = parseArgs({
@@ -159,6 +160,8 @@ async function takeSample(fullGc = false): Promise<void> {
   const m = await scrape();
   const client = totals();
   const get = (name: string): number | null => m?.get(name) ?? null;
+  const resident = residentSplit(popwardenPid);
+  const codeSpaces = [get('nodejs_heap_space_size_used_bytes{space="code"}'), get('nodejs_heap_space_size_used_bytes{space="code_large_object"}')];
   samples.push({
     t: (Date.now() - started) / 1000,
     phase,
@@ -166,6 +169,9 @@ async function takeSample(fullGc = false): Promise<void> {
     rssBytes: get('process_resident_memory_bytes'),
     heapUsedBytes: get('nodejs_heap_size_used_bytes'),
     heapTotalBytes: get('nodejs_heap_size_total_bytes'),
+    heapCodeBytes: codeSpaces.includes(null) ? null : codeSpaces[0]! + codeSpaces[1]!,
+    rssAnonBytes: resident?.anonBytes ?? null,
+    rssFileBytes: resident?.fileBytes ?? null,
     openFds: get('process_open_fds'),
     eventLoopP99Seconds: get('nodejs_eventloop_lag_p99_seconds'),
     eventLoopMaxSeconds: get('nodejs_eventloop_lag_max_seconds'),
@@ -188,16 +194,21 @@ async function sampleAfterFullGc(): Promise<void> {
 }
 const sampler = setInterval(() => void takeSample(), SAMPLE_MS);
 
-// One session end to end first (warms the TLS context and the backend path), then the baseline.
+// One session end to end first (warms the TLS context and the backend path), then the baseline:
+// 30 s idle, an ordinary sample (the RSS and the other figures before the load, nothing forced),
+// then one after a full GC (the heap before the load).
 const ca = env.ca;
 const warm = await PopClient.open({ port: tlsPort, tls: true, ca });
 await warm.ok('USER user1');
 await warm.ok('PASS user1-pw');
 await warm.ok('RETR 1', true);
 await warm.quit();
-await takeSample();
-await sampleAfterFullGc();
 await sleep(30_000);
+await takeSample();
+// jemalloc's own counts (gdb stops popwarden for a moment: the snapshot's window stalls anyway).
+const jemallocBefore = jemallocStats(popwardenPid);
+await sampleAfterFullGc();
+await sleep(10_000);
 
 // The load: WORKERS processes, the clients dealt out among them.
 phase = 'load';
@@ -246,6 +257,7 @@ phase = 'after';
 await sleep(SETTLE_MINUTES * 60_000);
 clearInterval(sampler);
 await takeSample();
+const jemallocAfter = jemallocStats(popwardenPid);
 // What the allocator keeps is not a leak: glibc's malloc holds freed native memory (OpenSSL's
 // per-connection buffers) for reuse. malloc_trim(0), called in popwarden through gdb, gives it back
 // to the system, so the RSS after it says what is still in use. Skipped when gdb is missing.
@@ -273,6 +285,7 @@ const run = {
   events,
   samples,
   clients: totals(),
+  jemalloc: { baseline: jemallocBefore, after: jemallocAfter },
 };
 const summary = summarize({ ...run, popwardenLog: readFileSync(logFile, 'utf8'), dovecotLog });
 writeFileSync(`${values.out}.json`, JSON.stringify(run, null, 1));

@@ -74,6 +74,24 @@ export function rssKiB(root: number): number {
   return kib;
 }
 
+/**
+ * One process's resident memory split in two (/proc/PID/smaps_rollup): anonymous pages (the
+ * heaps, the allocator's arenas, stacks) and the rest, mostly file-backed pages (the code and
+ * data of node and its libraries, read from disk on first use and kept while memory is plenty).
+ * undefined if the process is gone or the kernel has no smaps_rollup.
+ */
+export function residentSplit(pid: number): { anonBytes: number; fileBytes: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1');
+    const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
+    const [rss, anon] = [kib('Rss'), kib('Anonymous')];
+    if (Number.isNaN(rss) || Number.isNaN(anon)) return undefined;
+    return { anonBytes: anon * 1024, fileBytes: (rss - anon) * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU time used by several trees together, as one reading. */
 export const cpuOf = (roots: readonly number[]): number => roots.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
 

@@ -1,15 +1,17 @@
 /**
  * contrib/popwarden.service runs popwarden on jemalloc (its Environment=LD_PRELOAD line; why: the
- * README's Soak). Started exactly as the unit starts it (its environment, its ExecStart with the
- * installed bin replaced by dist/cli.js, executed through its shebang as /usr/bin/popwarden is),
- * popwarden has libjemalloc mapped and nothing on stderr; and systemd-analyze reads the unit
+ * README's Soak) with jemalloc's background threads on (MALLOC_CONF=background_thread:true: they
+ * give freed memory back to the system while popwarden is idle). Started exactly as the unit
+ * starts it (its environment, its ExecStart with the installed bin replaced by dist/cli.js,
+ * executed through its shebang as /usr/bin/popwarden is), popwarden has libjemalloc mapped, a
+ * jemalloc background thread running and nothing on stderr; and systemd-analyze reads the unit
  * without a complaint. `npm start` takes the same environment, less a library this machine lacks.
  * Needs libjemalloc2 (scripts/test-all.sh installs it).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { testCertificate } from '../harness/popwarden.js';
@@ -63,6 +65,16 @@ describe('contrib/popwarden.service', { timeout: 120_000 }, () => {
     assert.doesNotMatch(output.text, /cannot be preloaded/);
   });
 
+  test("runs jemalloc's background thread, which returns freed pages while popwarden is idle", () => {
+    const environ = readFileSync(`/proc/${child!.pid}/environ`, 'latin1').split('\0');
+    assert.ok(environ.includes('MALLOC_CONF=background_thread:true'), environ.join(' '));
+    // jemalloc starts its background threads at its first allocation and names them so; an option
+    // it does not know would only be warned about on stderr.
+    const threads = readdirSync(`/proc/${child!.pid}/task`).map((task) => readFileSync(`/proc/${child!.pid}/task/${task}/comm`, 'latin1').trim());
+    assert.ok(threads.includes('jemalloc_bg_thd'), threads.join(' '));
+    assert.doesNotMatch(output.text, /<jemalloc>/);
+  });
+
   test('systemd-analyze verify reads it without a complaint', () => {
     // As installed, with the bin where this checkout has it (verify checks that it is executable).
     const unit = join(dir, 'popwarden.service');
@@ -86,7 +98,8 @@ describe('npm start gives popwarden the unit environment', () => {
     const unit = join(dir, 'popwarden.service');
     writeFileSync(unit, readFileSync(POPWARDEN_UNIT, 'utf8').replace('LD_PRELOAD=libjemalloc.so.2', 'LD_PRELOAD=libno-such-allocator.so.1'));
     assert.equal(unitEnvironment(unit)['LD_PRELOAD'], 'libno-such-allocator.so.1');
-    assert.deepEqual(unitEnvironmentHere(unit), { NODE_ENV: 'production' });
+    // MALLOC_CONF stays: glibc's malloc does not read it.
+    assert.deepEqual(unitEnvironmentHere(unit), { NODE_ENV: 'production', MALLOC_CONF: 'background_thread:true' });
   });
 
   test("the caller's own environment wins: the unit's only fills what the caller left unset", () => {
