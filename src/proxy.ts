@@ -143,6 +143,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
    */
   const evictionCandidates = new Map<Session, SessionSlot>();
   const onLoggedIn = (client: ClientOrigin): void => returning.remember(client.address);
+  const onProtocolError = (client: ClientOrigin): void => gate.protocolError(client.address);
   const onClosed = (session: Session): void => {
     sessions.delete(session);
     evictionCandidates.delete(session);
@@ -170,7 +171,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
     let made = sessionDeps.get(listener);
     if (made === undefined) {
-      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, capabilityCache, backendPrograms, onClosed, onLoggedIn };
+      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, capabilityCache, backendPrograms, onClosed, onLoggedIn, onProtocolError };
       sessionDeps.set(listener, made);
     }
     return made;

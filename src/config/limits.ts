@@ -93,6 +93,18 @@ export const DEFAULT_MAX_COMMANDS_BEFORE_LOGIN = 50;
 export const DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE = 60;
 
 /**
+ * Default of limits.max_protocol_errors_per_ip_per_hour: sessions from one address that may end
+ * in a protocol error (a line past its bound, too many invalid commands or commands before login,
+ * another protocol on the port) in any hour, ten at once and then one every six minutes. No POP3
+ * client ends a session that way in normal use, and one that does because it is broken ends every
+ * session so: ten an hour still shows it in the log. Past it the address is refused at accept,
+ * before its TLS handshake; under the oversized-SASL attack each such session had cost a full
+ * handshake and 64 KiB of decryption, 50 addresses 3,000 of them in the attack's first six seconds
+ * (issue 14.3). Returning clients are never refused by it.
+ */
+export const DEFAULT_MAX_PROTOCOL_ERRORS_PER_IP_PER_HOUR = 10;
+
+/**
  * Addresses whose connection rate over the last minute popwarden remembers. About 100 bytes each,
  * so 10 MB at the bound; past it the address used longest ago is forgotten (it gets a fresh
  * minute). A spread over more addresses than this gets little from a per-address bound anyway.

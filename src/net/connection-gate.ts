@@ -18,9 +18,12 @@ export interface ConnectionGate {
    * clients is open to it.
    */
   admit(ip: string, makeRoom?: () => boolean, returning?: boolean): Admission;
+  /** A session from `ip` ended in a protocol error (session/close-reasons.ts, PROTOCOL_ERRORS). */
+  protocolError(ip: string): void;
 }
 
 /** Every connection is admitted. */
 export const OPEN_GATE: ConnectionGate = {
   admit: () => ({ kind: 'admitted', release: () => undefined }),
+  protocolError: () => undefined,
 };

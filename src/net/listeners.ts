@@ -74,6 +74,8 @@ function refusalReply(kind: ListenerConfig['kind'], reason: ConnectionRefusal): 
     case 'too_many_connections':
     case 'too_many_connections_per_minute':
       return Reply.tooManyConnections;
+    case 'too_many_protocol_errors':
+      return Reply.tooManyProtocolErrors;
     case 'max_sessions':
       return Reply.serverBusy;
     case 'too_many_handshakes':
@@ -98,7 +100,11 @@ type RefusedClient = Pick<ClientOrigin, 'address' | 'via'>;
  * logged once per burst (refusal-bursts.ts), not once per connection. The other refusals are
  * bounded by what the address holds open or by the whole process, and each is logged.
  */
-const LOGGED_PER_BURST: ReadonlySet<ConnectionRefusal> = new Set(['too_many_connections', 'too_many_connections_per_minute']);
+const LOGGED_PER_BURST: ReadonlySet<ConnectionRefusal> = new Set([
+  'too_many_connections',
+  'too_many_connections_per_minute',
+  'too_many_protocol_errors',
+]);
 
 /**
  * Binds one listener. Every TCP connection first passes the gate (deny list, per-IP and process bounds)

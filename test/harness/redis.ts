@@ -223,6 +223,7 @@ function observedGate(gate: ConnectionGate, releases: EventEmitter): ConnectionG
         },
       };
     },
+    protocolError: (ip) => gate.protocolError(ip),
   };
 }
 
