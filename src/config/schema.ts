@@ -258,7 +258,7 @@ const limitsSchema = z.strictObject({
   /**
    * Default 5000, 0 = no bound. Client connections open at once, from all addresses (allow-listed
    * ones too): more are refused at TCP accept (`-ERR [SYS/TEMP]` on the STLS port, a bare close on
-   * the TLS port). Each needs two file descriptors: keep 2 × max_sessions + 64 under `ulimit -n`.
+   * the TLS port). Each needs two file descriptors: keep 2 × max_sessions + 320 under `ulimit -n`.
    */
   max_sessions: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_SESSIONS),
   /** Default 256, 0 = no bound. TLS handshakes in progress from all addresses (implicit port and STLS); more are closed before any TLS work. */

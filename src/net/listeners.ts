@@ -13,6 +13,7 @@ import { Reply, line } from '../pop3/replies.js';
 import { RefusalBursts } from './refusal-bursts.js';
 import { normaliseAddress } from './addresses.js';
 import { MAX_REFUSAL_LOG_ADDRESSES, REFUSAL_LOG_WINDOW_MS } from '../config/limits.js';
+import type { RefusalHold } from './refusal-hold.js';
 
 /**
  * What a listener hands over for every accepted client: the socket, whether it is TLS already,
@@ -46,6 +47,8 @@ export interface ListenerDependencies {
   readonly evictIdleSession?: () => boolean;
   /** Addresses a login succeeded from lately: the process bounds keep a share for them. Default: none. */
   readonly returning?: ReturningClients;
+  /** Where refusals of an address's rate wait before their bare close (a tarpit). Default: closed at once. */
+  readonly hold?: RefusalHold;
 }
 
 /**
@@ -170,7 +173,10 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     socket.on('error', () => undefined);
     const reply = refusalReply(config.kind, reason);
     if (reply === undefined) {
-      socket.destroy();
+      // The refusals an address repeats as fast as it reconnects wait (bounded) before the close;
+      // the process bounds' never do: they hold a descriptor exactly when the process is full.
+      if (LOGGED_PER_BURST.has(reason) && deps.hold !== undefined) deps.hold.hold(socket, () => socket.destroy());
+      else socket.destroy();
       return;
     }
     socket.end(line(reply));
