@@ -89,6 +89,8 @@ export interface ProxyOverrides {
   readonly shared?: SharedRedis;
   /** The clock popwarden reads for the ages of connections it may evict (ProxyDependencies.now). */
   readonly now?: () => number;
+  /** How long a refusal of an address's rate on the TLS port waits for its close (ProxyDependencies.refusalHoldMs). */
+  readonly refusalHoldMs?: number;
 }
 
 /** A running in-process popwarden with one implicit-TLS and one STLS listener. */
@@ -188,6 +190,7 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     ...(overrides.gate === undefined ? {} : { gate: overrides.gate }),
     ...(overrides.shared === undefined ? {} : { shared: overrides.shared }),
     ...(overrides.now === undefined ? {} : { now: overrides.now }),
+    ...(overrides.refusalHoldMs === undefined ? {} : { refusalHoldMs: overrides.refusalHoldMs }),
     // A reload keeps serving the test certificate the client trusts.
     loadTls: () => Promise.resolve(testTlsMaterial(cert)),
     ...(overrides.loadConfig === undefined ? {} : { loadConfig: overrides.loadConfig }),
