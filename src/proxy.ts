@@ -7,6 +7,8 @@ import { backendKey } from './config/backend-keys.js';
 import { TlsProvider } from './net/tls-provider.js';
 import { HandshakeLimiter } from './net/handshake-limit.js';
 import { ReturningClients } from './net/returning-clients.js';
+import { RefusalHold } from './net/refusal-hold.js';
+import { MAX_HELD_REFUSALS, REFUSAL_HOLD_MS } from './config/limits.js';
 import { bindListener, type BoundServer } from './net/listeners.js';
 import { Routing } from './backend/routing/routing.js';
 import { Session, type SessionDependencies } from './session/session.js';
@@ -89,6 +91,8 @@ export interface ProxyDependencies {
   readonly now?: () => number;
   /** When failed logins are answered (tests hold and release each deadline). Default: a FailureDeadline on the wall clock. */
   readonly failureDeadline?: FailureDeadline;
+  /** How long a connection refused for its address's rate waits for its close (net/refusal-hold.ts). Default REFUSAL_HOLD_MS; 0: none. */
+  readonly refusalHoldMs?: number;
 }
 
 /**
@@ -147,6 +151,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const evictionCandidates = new Map<Session, SessionSlot>();
   // Counted to the account as the limiter counts it: spellings of one account are one account.
   const onLoggedIn = (client: ClientOrigin, user: string): void => returning.remember(client.address, canonicalUser(user, current.rateLimit.usernameCanonical));
+  const onProtocolError = (client: ClientOrigin): void => gate.protocolError(client.address);
   const onClosed = (session: Session): void => {
     sessions.delete(session);
     evictionCandidates.delete(session);
@@ -174,7 +179,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const sessionDepsFor = (listener: ListenerConfig): SessionDependencies => {
     let made = sessionDeps.get(listener);
     if (made === undefined) {
-      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, capabilityCache, backendPrograms, onClosed, onLoggedIn };
+      made = { config: current, listener, tls, router, log, metrics, guard, failureDeadline, backendMemory, apopUsers, capabilityCache, backendPrograms, onClosed, onLoggedIn, onProtocolError };
       sessionDeps.set(listener, made);
     }
     return made;
@@ -184,11 +189,12 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   // before its handshake (or its greeting), and HAProxy sends the header with its first segment,
   // so only a stalled or hostile connection from inside proxy_protocol_trusted waits long.
   const headerWaits = new HeaderWaits(config.limits.maxHandshakes);
+  const hold = new RefusalHold(deps.refusalHoldMs ?? REFUSAL_HOLD_MS, MAX_HELD_REFUSALS);
   const bound: BoundServer[] = [];
   try {
     for (const listener of config.listeners) {
       bound.push(
-        await bindListener(listener, { tls, log, metrics, gate, evictIdleSession, returning, ...proxyIntake(listener, config, headerWaits) }, (socket, secure, listenerConfig, client, release) => {
+        await bindListener(listener, { tls, log, metrics, gate, evictIdleSession, returning, hold, ...proxyIntake(listener, config, headerWaits) }, (socket, secure, listenerConfig, client, release) => {
           const session = new Session(socket, secure, sessionDepsFor(listenerConfig), client);
           const slot = { session, startedAt: now(), release };
           sessions.set(session, slot);
@@ -241,6 +247,8 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
     },
     async close(options = {}): Promise<void> {
       const listenersClosed = bound.map(({ server }) => new Promise((resolve) => server.close(resolve)));
+      // A server closes once its last connection has: the held refusals go now.
+      hold.releaseAll();
       const remaining = [...sessions.keys()];
       for (const session of remaining) session.drain();
       const drainMs = options.drainMs ?? 0;

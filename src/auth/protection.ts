@@ -41,6 +41,7 @@ export async function createProtection(config: Config, log: Logger, metrics: Met
     maxSessionsPerIp: config.limits.maxSessionsPerIp,
     maxNewConnectionsPerIp: config.limits.maxNewConnectionsPerIp,
     maxNewConnectionsPerIpPerMinute: config.limits.maxNewConnectionsPerIpPerMinute,
+    maxProtocolErrorsPerIpPerHour: config.limits.maxProtocolErrorsPerIpPerHour,
     maxSessions: config.limits.maxSessions,
     ipv6PrefixLength: rateLimit.ipv6PrefixLength,
     allow,

@@ -93,6 +93,18 @@ export const DEFAULT_MAX_COMMANDS_BEFORE_LOGIN = 50;
 export const DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE = 60;
 
 /**
+ * Default of limits.max_protocol_errors_per_ip_per_hour: sessions from one address that may end
+ * in a protocol error (a line past its bound, too many invalid commands or commands before login,
+ * another protocol on the port) in any hour, ten at once and then one every six minutes. No POP3
+ * client ends a session that way in normal use, and one that does because it is broken ends every
+ * session so: ten an hour still shows it in the log. Past it the address is refused at accept,
+ * before its TLS handshake; under the oversized-SASL attack each such session had cost a full
+ * handshake and 64 KiB of decryption, 50 addresses 3,000 of them in the attack's first six seconds
+ * (issue 14.3). Returning clients are never refused by it.
+ */
+export const DEFAULT_MAX_PROTOCOL_ERRORS_PER_IP_PER_HOUR = 10;
+
+/**
  * Addresses whose connection rate over the last minute popwarden remembers. About 100 bytes each,
  * so 10 MB at the bound; past it the address used longest ago is forgotten (it gets a fresh
  * minute). A spread over more addresses than this gets little from a per-address bound anyway.
@@ -115,7 +127,7 @@ export const DEFAULT_MAX_HANDSHAKES_PER_IP = 10;
 /**
  * Default of limits.max_sessions: client connections open at once, the whole process. A proxied
  * session holds two file descriptors (client and backend), so the bound needs
- * 2 × max_sessions + DESCRIPTOR_RESERVE descriptors: 10,064 for 5,000. Node raises its soft
+ * 2 × max_sessions + DESCRIPTOR_RESERVE descriptors: 10,320 for 5,000. Node raises its soft
  * `ulimit -n` to the hard limit at start; systemd's hard default is 524,288, a login shell's is
  * often 1,048,576 or as low as 4,096. Without this bound, the limit popwarden runs into is the
  * descriptor limit, where accept() fails with EMFILE and clients are dropped without a word.
@@ -213,8 +225,22 @@ export const BACKEND_PROCESS_KILL_GRACE_MS = 2_000;
 export const MAX_BACKEND_STDERR_OCTETS = 2_048;
 export const MAX_BACKEND_STDERR_LINES_PER_MINUTE = 60;
 
-/** Descriptors that are not sessions: stdio, listeners, Redis, the metrics server, files, libuv's own. */
-export const DESCRIPTOR_RESERVE = 64;
+/**
+ * A connection refused at accept for its address's rate (per second, per minute, protocol errors)
+ * on the TLS port is held this long before its bare close (net/refusal-hold.ts), at most this many
+ * at once; past that, refusals close at once. A flood that reconnects the moment it is closed
+ * then makes one attempt a second per connection in flight, not one per round trip (issue 14.3:
+ * 2,000 a second from 50). A client refused there gets no POP3 line either way, and one that is
+ * only over its rate (a NAT) waits a second more before it retries.
+ */
+export const REFUSAL_HOLD_MS = 1_000;
+export const MAX_HELD_REFUSALS = 256;
+
+/**
+ * Descriptors that are not sessions: stdio, listeners, Redis, the metrics server, files, libuv's
+ * own (about 25 in all), and the refusals held (MAX_HELD_REFUSALS).
+ */
+export const DESCRIPTOR_RESERVE = 64 + MAX_HELD_REFUSALS;
 
 /**
  * Keys the in-memory failed-login store holds per kind (counters, trusted pairs, repeated-password

@@ -93,6 +93,7 @@ export function toRuntimeConfig(settings: EffectiveSettings): Config {
       maxSessionsPerIp: settings.limits.max_sessions_per_ip,
       maxNewConnectionsPerIp: settings.limits.max_new_connections_per_ip,
       maxNewConnectionsPerIpPerMinute: settings.limits.max_new_connections_per_ip_per_minute,
+      maxProtocolErrorsPerIpPerHour: settings.limits.max_protocol_errors_per_ip_per_hour,
       maxHandshakesPerIp: settings.limits.max_handshakes_per_ip,
       maxSessions: settings.limits.max_sessions,
       maxHandshakes: settings.limits.max_handshakes,

@@ -18,6 +18,7 @@ import {
   DEFAULT_MAX_COMMANDS_BEFORE_LOGIN,
   DEFAULT_MAX_HANDSHAKES_PER_IP,
   DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE,
+  DEFAULT_MAX_PROTOCOL_ERRORS_PER_IP_PER_HOUR,
   DEFAULT_MAX_SESSIONS,
   MAX_SHUTDOWN_MS,
   MIN_IDLE_TIMEOUT_MS,
@@ -245,12 +246,19 @@ const limitsSchema = z.strictObject({
    * before any TLS work. Many users behind one address (a carrier NAT) may need more, or rate_limit.allow.
    */
   max_new_connections_per_ip_per_minute: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE),
+  /**
+   * Default 10, 0 = no bound. Sessions from one address that may end in a protocol error (line too
+   * long, too many invalid commands or commands before login, another protocol on the port) in any
+   * hour (sliding); past it the address is refused at connect, before any TLS work. Addresses a
+   * login succeeded from lately are never refused by it.
+   */
+  max_protocol_errors_per_ip_per_hour: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_PROTOCOL_ERRORS_PER_IP_PER_HOUR),
   /** Default 10, 0 = no bound. TLS handshakes in progress from one address (implicit port and STLS); more are closed before any TLS work, so a handshake flood cannot starve the event loop. */
   max_handshakes_per_ip: z.number().int().min(0).max(100_000).prefault(DEFAULT_MAX_HANDSHAKES_PER_IP),
   /**
    * Default 5000, 0 = no bound. Client connections open at once, from all addresses (allow-listed
    * ones too): more are refused at TCP accept (`-ERR [SYS/TEMP]` on the STLS port, a bare close on
-   * the TLS port). Each needs two file descriptors: keep 2 × max_sessions + 64 under `ulimit -n`.
+   * the TLS port). Each needs two file descriptors: keep 2 × max_sessions + 320 under `ulimit -n`.
    */
   max_sessions: z.number().int().min(0).max(1_000_000).prefault(DEFAULT_MAX_SESSIONS),
   /** Default 256, 0 = no bound. TLS handshakes in progress from all addresses (implicit port and STLS); more are closed before any TLS work. */

@@ -181,6 +181,8 @@ export interface LimitsConfig {
   readonly maxNewConnectionsPerIp: number;
   /** New connections from one client address in any minute; 0 = no bound. */
   readonly maxNewConnectionsPerIpPerMinute: number;
+  /** Sessions from one client address ended by a protocol error in any hour; 0 = no bound. */
+  readonly maxProtocolErrorsPerIpPerHour: number;
   /** TLS handshakes in progress from one client address (implicit and STLS); 0 = no bound. */
   readonly maxHandshakesPerIp: number;
   /** Client connections open at once, the whole process; 0 = no bound. */

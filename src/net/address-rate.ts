@@ -1,6 +1,6 @@
 /**
- * A rate per address over a sliding minute: at most `perMinute` events from one key in any 60 s,
- * spread or all at once. The generic cell rate algorithm (a token bucket written as one number):
+ * A rate per address over a sliding period (a minute unless told): at most `perPeriod` events
+ * from one key in any period, spread or all at once. The generic cell rate algorithm (a token bucket written as one number):
  * each key keeps the time its bucket would be full again, so an event costs one Map lookup and
  * no timer. The table is bounded: entries whose bucket is full again are worth nothing and go
  * first, and past `maxKeys` the key updated longest ago is forgotten (it gets a full bucket back,
@@ -12,19 +12,19 @@ const MINUTE_MS = 60_000;
 export class AddressRate {
   /** Time a bucket takes to win back one event. */
   readonly #intervalMs: number;
-  /** How far ahead of now a key's full time may run: the whole minute minus one event. */
+  /** How far ahead of now a key's full time may run: the whole period minus one event. */
   readonly #toleranceMs: number;
   readonly #maxKeys: number;
   /** When each key's bucket is full again (ms), least recently taken first. */
   readonly #fullAt = new Map<string, number>();
 
-  constructor(perMinute: number, maxKeys: number) {
-    this.#intervalMs = MINUTE_MS / perMinute;
-    this.#toleranceMs = MINUTE_MS - this.#intervalMs;
+  constructor(perPeriod: number, maxKeys: number, periodMs = MINUTE_MS) {
+    this.#intervalMs = periodMs / perPeriod;
+    this.#toleranceMs = periodMs - this.#intervalMs;
     this.#maxKeys = maxKeys;
   }
 
-  /** Takes one event for `key` at `now` (ms): false, and nothing taken, when its minute is used up. */
+  /** Takes one event for `key` at `now` (ms): false, and nothing taken, when its period is used up. */
   take(key: string, now: number): boolean {
     this.#forgetFull(now);
     const fullAt = Math.max(this.#fullAt.get(key) ?? now, now);
@@ -34,6 +34,12 @@ export class AddressRate {
     if (this.#fullAt.size >= this.#maxKeys) this.#fullAt.delete(this.#fullAt.keys().next().value!);
     this.#fullAt.set(key, fullAt + this.#intervalMs);
     return true;
+  }
+
+  /** Whether `key` has room for one more event at `now`: take() without taking, and without a write. */
+  hasRoom(key: string, now: number): boolean {
+    const fullAt = this.#fullAt.get(key);
+    return fullAt === undefined || fullAt - now <= this.#toleranceMs;
   }
 
   /** Drops the least recently used keys whose bucket is full again, until one is not. */

@@ -19,9 +19,12 @@ export interface ConnectionGate {
    * stranger.
    */
   admit(ip: string, makeRoom?: () => boolean, returning?: string): Admission;
+  /** A session from `ip` ended in a protocol error (session/close-reasons.ts, PROTOCOL_ERRORS). */
+  protocolError(ip: string): void;
 }
 
 /** Every connection is admitted. */
 export const OPEN_GATE: ConnectionGate = {
   admit: () => ({ kind: 'admitted', release: () => undefined }),
+  protocolError: () => undefined,
 };

@@ -1,6 +1,7 @@
 /**
  * The ConnectionGate popwarden runs with: the deny list, concurrent sessions per address, new
- * connections per address per second and per minute, and concurrent sessions in the whole process, decided
+ * connections per address per second and per minute, sessions per address ended by a protocol
+ * error per hour, and concurrent sessions in the whole process, decided
  * synchronously at TCP accept before any TLS work (STYLE lesson 7, X-02, X-03). Addresses are
  * counted as the rate limiter keys them (IPv6 by its /64), so a client cannot dodge the bound by
  * rotating addresses inside its own network. The process bound keeps its last share for
@@ -25,6 +26,13 @@ export interface ConnectionLimitsOptions {
    */
   readonly maxNewConnectionsPerIpPerMinute?: number;
   /**
+   * Sessions from one address that may end in a protocol error (session/close-reasons.ts, PROTOCOL_ERRORS) in any
+   * hour; past it the address is refused at accept until the hour has room again, so a client
+   * that only sends what no POP3 client sends (64 KiB SASL lines, other protocols) costs no TLS
+   * handshake more. Returning clients are never refused by it. 0 or absent = no bound.
+   */
+  readonly maxProtocolErrorsPerIpPerHour?: number;
+  /**
    * Sessions open at once from all addresses, allow-listed ones included (the file descriptors they
    * hold are the process's either way); 0 or absent = no bound.
    */
@@ -41,6 +49,7 @@ export interface ConnectionLimitsOptions {
 }
 
 const WINDOW_MS = 1_000;
+const HOUR_MS = 60 * 60 * 1_000;
 
 export class ConnectionLimits implements ConnectionGate {
   readonly #options: ConnectionLimitsOptions;
@@ -54,6 +63,7 @@ export class ConnectionLimits implements ConnectionGate {
   #total = 0;
   readonly #perMinute: AddressRate | undefined;
   readonly #kept: KeptShare;
+  readonly #protocolErrors: AddressRate | undefined;
 
   constructor(options: ConnectionLimitsOptions) {
     this.#options = options;
@@ -61,6 +71,16 @@ export class ConnectionLimits implements ConnectionGate {
     this.#now = options.now ?? (() => performance.now());
     const perMinute = options.maxNewConnectionsPerIpPerMinute ?? 0;
     this.#perMinute = perMinute > 0 ? new AddressRate(perMinute, MAX_RATE_TRACKED_ADDRESSES) : undefined;
+    const protocolErrors = options.maxProtocolErrorsPerIpPerHour ?? 0;
+    this.#protocolErrors = protocolErrors > 0 ? new AddressRate(protocolErrors, MAX_RATE_TRACKED_ADDRESSES, HOUR_MS) : undefined;
+  }
+
+  /**
+   * A session from `ip` ended in a protocol error: one of its hour's. Counted for every address;
+   * admit() spares allow-listed and returning ones.
+   */
+  protocolError(ip: string): void {
+    this.#protocolErrors?.take(ipKey(ip, this.#options.ipv6PrefixLength), this.#now());
   }
 
   admit(ip: string, makeRoom?: () => boolean, returning?: string): Admission {
@@ -93,13 +113,16 @@ export class ConnectionLimits implements ConnectionGate {
    * for it until #releasePerIp.
    * A returning client (a login succeeded from it lately) is spared the per-minute rate: it is what
    * an office or carrier NAT, many users behind one address, would meet first; the burst per
-   * second and the open sessions per address still bound it.
+   * second and the open sessions per address still bound it. It is spared the protocol errors too:
+   * one broken client behind that NAT must not lock out every user of it.
    */
   #admitPerIp(ip: string, returning: boolean): Extract<Admission, { kind: 'refused' }> | string {
     const { maxSessionsPerIp, maxNewConnectionsPerIp, ipv6PrefixLength } = this.#options;
     const key = ipKey(ip, ipv6PrefixLength);
 
     const now = this.#now();
+    // First: an address that has used up its protocol errors is refused before it counts for anything else.
+    if (!returning && this.#protocolErrors?.hasRoom(key, now) === false) return { kind: 'refused', reason: 'too_many_protocol_errors' };
     if (now - this.#windowStart >= WINDOW_MS) {
       // A new window: the old map is dropped whole, so idle addresses cost nothing.
       this.#window = new Map();

@@ -11,7 +11,9 @@ import { selectPop3Alpn } from './starttls.js';
 import { directOrigin, readProxyHeader, type AddressSet, type ClientOrigin, type HeaderWaits } from './proxy-intake.js';
 import { Reply, line } from '../pop3/replies.js';
 import { RefusalBursts } from './refusal-bursts.js';
+import { normaliseAddress } from './addresses.js';
 import { MAX_REFUSAL_LOG_ADDRESSES, REFUSAL_LOG_WINDOW_MS } from '../config/limits.js';
+import type { RefusalHold } from './refusal-hold.js';
 
 /**
  * What a listener hands over for every accepted client: the socket, whether it is TLS already,
@@ -45,6 +47,8 @@ export interface ListenerDependencies {
   readonly evictIdleSession?: () => boolean;
   /** Addresses a login succeeded from lately: the process bounds keep a share for them. Default: none. */
   readonly returning?: ReturningClients;
+  /** Where refusals of an address's rate wait before their bare close (a tarpit). Default: closed at once. */
+  readonly hold?: RefusalHold;
 }
 
 /**
@@ -62,12 +66,15 @@ const handshakeSeconds = (socket: Socket): number =>
 const rawSocketOf = (socket: TLSSocket): Socket => (socket as TLSSocket & { _parent?: Socket })._parent ?? socket;
 
 /**
- * What a refused client is told. The process-wide bounds and the handshake bounds close the
- * connection without a byte on the implicit-TLS port, where the client waits for a ServerHello and
- * a POP3 line would only be a TLS error; there is nothing to spend under load. The per-address
- * refusals keep their `-ERR` line on both ports, for the people who debug with openssl s_client.
+ * What a refused client is told: an `-ERR` line on the STLS port, where the client reads POP3 in
+ * clear, and nothing on the implicit-TLS port, where it waits for a ServerHello and a POP3 line is
+ * only a TLS error. There the refusal is a bare close: a refusal is what a flood gets thousands of
+ * times a second, and the line, its FIN and the wait for both to leave cost more than the rest of
+ * the refusal together (issue 14.3: the write alone was a seventh of popwarden's CPU under the
+ * oversized-SASL attack).
  */
 function refusalReply(kind: ListenerConfig['kind'], reason: ConnectionRefusal): string | undefined {
+  if (kind === 'tls') return undefined;
   switch (reason) {
     case 'denied':
       return Reply.connectionDenied;
@@ -75,8 +82,10 @@ function refusalReply(kind: ListenerConfig['kind'], reason: ConnectionRefusal): 
     case 'too_many_connections':
     case 'too_many_connections_per_minute':
       return Reply.tooManyConnections;
+    case 'too_many_protocol_errors':
+      return Reply.tooManyProtocolErrors;
     case 'max_sessions':
-      return kind === 'tls' ? undefined : Reply.serverBusy;
+      return Reply.serverBusy;
     case 'too_many_handshakes':
     case 'max_handshakes':
       return undefined;
@@ -91,12 +100,19 @@ function refusalReply(kind: ListenerConfig['kind'], reason: ConnectionRefusal): 
   }
 }
 
+/** What a refusal logs of its client: who, and through which load balancer. */
+type RefusedClient = Pick<ClientOrigin, 'address' | 'via'>;
+
 /**
  * Refusals an address can repeat as fast as it connects, each costing popwarden almost nothing:
  * logged once per burst (refusal-bursts.ts), not once per connection. The other refusals are
  * bounded by what the address holds open or by the whole process, and each is logged.
  */
-const LOGGED_PER_BURST: ReadonlySet<ConnectionRefusal> = new Set(['too_many_connections', 'too_many_connections_per_minute']);
+const LOGGED_PER_BURST: ReadonlySet<ConnectionRefusal> = new Set([
+  'too_many_connections',
+  'too_many_connections_per_minute',
+  'too_many_protocol_errors',
+]);
 
 /**
  * Binds one listener. Every TCP connection first passes the gate (deny list, per-IP and process bounds)
@@ -121,13 +137,13 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     acceptedAt.delete(key);
     clients.delete(key);
   };
-  // TCP_NODELAY on every accepted socket, set by the server on the raw TCP handle (under the
-  // TLS socket, and still there after STLS): each reply is written whole, so Nagle has nothing
-  // to merge, and holding a reply's tail until the client's delayed ACK cost ~40 ms a message.
   // Half-open on the STLS port: a client that sends its last commands and shuts down its side
   // still gets the replies (and its QUIT still commits); the session ends the socket itself. Not
   // on the implicit-TLS port: a half-open socket there would outlive a failed handshake.
-  const server: Server = createPlainServer({ allowHalfOpen: config.kind === 'stls', noDelay: true });
+  // Paused on connect: a connection the gate refuses is never read (no readStart, no read of the
+  // ClientHello it has sent), only closed; an admitted one is read by its session, its TLS
+  // socket or its PROXY header reader, each of which starts the reading itself.
+  const server: Server = createPlainServer({ allowHalfOpen: config.kind === 'stls', pauseOnConnect: true });
   // The implicit-TLS server never listens: the plain server above accepts, and a connection is
   // handed to it (its 'connection' event) once admitted, after its PROXY header if there is one,
   // so no TLS work is ever spent on a connection that is refused.
@@ -154,7 +170,7 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
   });
   server.once('close', () => bursts.close());
   // The raw TCP socket, on TLS listeners too: the place to refuse cheaply.
-  const refuse = (socket: Socket, reason: ConnectionRefusal, client: ClientOrigin, detail?: string): void => {
+  const refuse = (socket: Socket, reason: ConnectionRefusal, client: RefusedClient, detail?: string): void => {
     metrics.connectionRefused(config.name, reason);
     const burst = LOGGED_PER_BURST.has(reason) ? bursts.note(reason, client.address) : undefined;
     if (burst?.log === false) {
@@ -169,7 +185,10 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     socket.on('error', () => undefined);
     const reply = refusalReply(config.kind, reason);
     if (reply === undefined) {
-      socket.destroy();
+      // The refusals an address repeats as fast as it reconnects wait (bounded) before the close;
+      // the process bounds' never do: they hold a descriptor exactly when the process is full.
+      if (LOGGED_PER_BURST.has(reason) && deps.hold !== undefined) deps.hold.hold(socket, () => socket.destroy());
+      else socket.destroy();
       return;
     }
     socket.end(line(reply));
@@ -190,9 +209,20 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
     evicted.add(socket);
     socket.destroy();
   };
-  const admit = (socket: Socket, client: ClientOrigin): void => {
-    const admission = gate.admit(client.address, deps.evictIdleSession, deps.returning?.accountOf(client.address));
-    if (admission.kind === 'refused') return refuse(socket, admission.reason, client);
+  /**
+   * `address` is the client's; `origin` the whole of it when a PROXY header gave it. A direct
+   * client's is read from the socket only once the gate has admitted it: a refusal needs the
+   * peer's address alone, and the local one is a system call more for each refused connection.
+   */
+  const admit = (socket: Socket, address: string, origin?: ClientOrigin): void => {
+    const admission = gate.admit(address, deps.evictIdleSession, deps.returning?.accountOf(address));
+    if (admission.kind === 'refused') return refuse(socket, admission.reason, origin ?? { address, via: undefined });
+    const client = origin ?? directOrigin(socket);
+    // TCP_NODELAY on the raw TCP handle (under the TLS socket, and still there after STLS): each
+    // reply is written whole, so Nagle has nothing to merge, and holding a reply's tail until the
+    // client's delayed ACK cost ~40 ms a message. Set here, not by the server for every
+    // connection: a refused one would pay a system call for nothing.
+    socket.setNoDelay(true);
     if (tlsServer !== undefined) {
       const handshake = tls.handshakes.admit(client.address, () => evictHandshake(socket, client));
       if (handshake.kind === 'refused') {
@@ -230,14 +260,14 @@ export function bindListener(config: ListenerConfig, deps: ListenerDependencies,
   server.on('connection', (socket: Socket) => {
     const proxy = config.proxyProtocol === undefined ? undefined : deps.proxy;
     // Taken now: once the peer has hung up, the socket no longer knows its address.
-    const direct = directOrigin(socket);
-    if (proxy === undefined) return admit(socket, direct);
+    const address = normaliseAddress(socket.remoteAddress ?? '');
+    if (proxy === undefined) return admit(socket, address);
     void readProxyHeader(socket, proxy.trusted, proxy.timeoutMs, proxy.waits).then((intake) => {
-      if (intake.kind === 'refused') return refuse(socket, intake.reason, direct, intake.detail);
+      if (intake.kind === 'refused') return refuse(socket, intake.reason, { address, via: undefined }, intake.detail);
       // Shutdown began while the header was on its way: no session may start after it.
       if (!server.listening) socket.destroy();
       if (socket.destroyed) return;
-      admit(socket, intake.origin);
+      admit(socket, intake.origin.address, intake.origin);
     });
   });
   if (tlsServer !== undefined) {

@@ -136,5 +136,7 @@ export function readProxyHeader(socket: Socket, trusted: AddressSet, timeoutMs: 
     socket.once('end', onGone);
     socket.once('close', onGone);
     socket.once('error', onGone);
+    // The listener accepts paused (so a refused connection is never read): reading starts here.
+    socket.resume();
   });
 }

@@ -20,7 +20,8 @@ export const RELAY_DIRECTIONS = ['to_client', 'to_backend'] as const;
 export type RelayDirection = (typeof RELAY_DIRECTIONS)[number];
 /**
  * Why a connection was turned away at accept: the deny list, a per-address bound (sessions, new
- * connections per second and per minute, TLS handshakes in progress), a bound of the whole process, named
+ * connections per second and per minute, sessions ended by a protocol error per hour, TLS
+ * handshakes in progress), a bound of the whole process, named
  * after its key (limits.max_sessions, limits.max_handshakes), or, on a listener with
  * proxy_protocol, its PROXY header: sent from an untrusted address, missing, malformed, not whole
  * within timeouts.proxy_protocol, cut short by the peer closing, or not awaited because
@@ -31,6 +32,7 @@ export const CONNECTION_REFUSALS = [
   'too_many_sessions',
   'too_many_connections',
   'too_many_connections_per_minute',
+  'too_many_protocol_errors',
   'too_many_handshakes',
   'max_sessions',
   'max_handshakes',

@@ -212,6 +212,8 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
     closed: memo((reason) => prepareCounter(m.sessions_closed_total, { listener, reason })),
   }));
   const knownCloseReasons = new Set<string>(CLOSE_REASONS);
+  // Per refused connection, which a flood makes thousands a second (issue 14.3).
+  const refusedSeries = memo((listener) => memo((reason) => prepareCounter(m.connections_refused_total, { listener, reason })));
 
   // Series that dashboards and alerts divide by exist from the start, at 0.
   m.config_last_reload_successful.set(1);
@@ -261,7 +263,7 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
       activeEntry(listener, tls).count += 1;
     },
     connectionRefused(listener, reason) {
-      m.connections_refused_total.inc({ listener, reason: allowed(reason, CONNECTION_REFUSALS) });
+      refusedSeries(listener)(allowed(reason, CONNECTION_REFUSALS)).inc();
     },
     sessionClosed(listener, reason, durationSeconds) {
       connectionEnded(listener);

@@ -39,6 +39,7 @@ export const Reply = {
   loginUnavailable: '-ERR [SYS/TEMP] Login temporarily unavailable, try again later',
   connectionDenied: '-ERR [SYS/PERM] Connections from your address are not accepted',
   tooManyConnections: '-ERR [SYS/TEMP] Too many connections from your address, try again later',
+  tooManyProtocolErrors: '-ERR [SYS/TEMP] Too many protocol errors from your address, try again later',
   /** limits.max_sessions: the whole server is full, whoever asks. */
   serverBusy: '-ERR [SYS/TEMP] Server busy, try again later',
   backendLost: '-ERR [SYS/TEMP] Connection to the mail server was lost',

@@ -25,3 +25,18 @@ export const CLOSE_REASONS = [
   'evicted',
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
+
+/**
+ * The closes that say the client does not speak POP3 the way any client does: a line past the
+ * bound (a 64 KiB SASL response), command after command refused or sent without logging in, or
+ * another protocol on the port. limits.max_protocol_errors_per_ip_per_hour counts them per address.
+ * Not timeouts, resets or failed logins, which a real client on a bad network or with a wrong
+ * password meets, and which have bounds of their own.
+ */
+export const PROTOCOL_ERRORS: ReadonlySet<CloseReason> = new Set<CloseReason>([
+  'line-too-long',
+  'too-many-invalid-commands',
+  'too-many-commands-before-login',
+  'tls-on-plaintext-port',
+  'http-on-pop3-port',
+]);

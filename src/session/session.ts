@@ -30,6 +30,7 @@ import {
 import type { SessionContext } from './context.js';
 import { invalid, type Outcome } from './outcome.js';
 import { SessionState, type CloseReason } from './states.js';
+import { PROTOCOL_ERRORS } from './close-reasons.js';
 import { authenticate, type LoginDependencies } from './login.js';
 
 export interface SessionDependencies extends LoginDependencies {
@@ -43,6 +44,8 @@ export interface SessionDependencies extends LoginDependencies {
    * a returning client of that account). Default: nobody is told.
    */
   readonly onLoggedIn?: (client: ClientOrigin, user: string) => void;
+  /** Told when the session ends in a protocol error (PROTOCOL_ERRORS). Default: nobody is told. */
+  readonly onProtocolError?: (client: ClientOrigin) => void;
 }
 
 /** How long a closing socket may take to flush its last line before it is destroyed. */
@@ -528,6 +531,7 @@ export class Session implements SessionContext {
     }
     this.log.info({ reason, state: previous }, 'session closed');
     this.metrics.sessionClosed(this.#deps.listener.name, reason, (Date.now() - this.#openedAt) / 1000);
+    if (PROTOCOL_ERRORS.has(reason)) this.#deps.onProtocolError?.(this.#client);
     this.#deps.onClosed(this);
     this.#resolveClosed?.();
   }

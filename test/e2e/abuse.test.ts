@@ -159,6 +159,25 @@ describe('front-door abuse', { timeout: 60_000 }, () => {
     assert.deepEqual(tails.map((l) => [l['listener'], l['reason'], l['refusedQuietly']]), [['stls:test', 'too_many_connections_per_minute', refusedOnStls - 1]]);
   });
 
+  test('a refusal of an address\'s rate on the TLS port is held before its bare close (a tarpit), and shutdown lets every held one go (issue 14.3)', async () => {
+    // A hold far longer than the test: the refused connection stays open until popwarden stops.
+    const guarded = await startProtected(backend, { limits: { maxNewConnectionsPerIp: 1, maxNewConnectionsPerIpPerMinute: 0 }, refusalHoldMs: 600_000 });
+    const flooder = '127.14.0.3';
+    const first = await RawClient.tls(guarded.proxy.host, guarded.proxy.tlsPort, guarded.proxy.caFile, flooder);
+    assert.match(await first.readLine(), /^\+OK/);
+    const refused = await RawClient.plain(guarded.proxy.host, guarded.proxy.tlsPort, flooder);
+    try {
+      await guarded.proxy.waitForLog((l) => l['msg'] === 'connection refused' && l['reason'] === 'too_many_connections' && l['peer'] === flooder);
+      assert.equal(await refused.closedWithin(500), false, 'closed at once: not held');
+      first.destroy();
+    } finally {
+      // Without the held refusal let go, the listener would not close for ten minutes.
+      await guarded.stop();
+    }
+    assert.equal(await refused.closedWithin(2_000), true);
+    assert.equal(refused.all().length, 0);
+  });
+
   test('a client that trickles bytes is closed at the absolute login deadline (X-01)', async () => {
     const client = await RawClient.plain(proxy.host, proxy.stlsPort);
     await client.readLine();

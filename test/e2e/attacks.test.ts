@@ -12,7 +12,7 @@ import { readdirSync } from 'node:fs';
 import { startDovecot, type Dovecot } from '../harness/dovecot.js';
 import { startProtected, startRedis, type Protected, type RedisServer } from '../harness/redis.js';
 import { sampleMaildrop } from '../harness/maildrop.js';
-import { DEFAULT_MAX_COMMANDS_BEFORE_LOGIN } from '../../src/config/limits.js';
+import { DEFAULT_MAX_COMMANDS_BEFORE_LOGIN, DEFAULT_MAX_PROTOCOL_ERRORS_PER_IP_PER_HOUR } from '../../src/config/limits.js';
 import { RawClient } from '../harness/raw-client.js';
 import {
   GARBAGE_KINDS, legitimateFetch, loopbackSources, runAttack,
@@ -148,6 +148,30 @@ describe('attacks while a real user works (issue 14.3)', { timeout: 120_000 }, (
   test('oversized SASL: refused with -ERR and closed, inline or as a continuation', async () => {
     const report = await underAttack('oversized-sasl', { sources: loopbackSources(7, 4), concurrency: 4, durationMs: 10_000, maxAttempts: 8 });
     assert.deepEqual(report.outcomes, { 'inline 300 chars: -ERR Line too long, closed': 4, 'continuation 64 KiB: -ERR Line too long, closed': 4 });
+  });
+
+  test('oversized SASL kept up from one address: past limits.max_protocol_errors_per_ip_per_hour it is refused at accept, before its TLS handshake; a returning client never is', async () => {
+    const budget = DEFAULT_MAX_PROTOCOL_ERRORS_PER_IP_PER_HOUR;
+    const attacker = '127.7.1.1';
+    // One at a time, so each session has ended (and counted) before the next connects.
+    const report = await underAttack('oversized-sasl', { sources: [attacker], concurrency: 1, durationMs: 30_000, maxAttempts: budget + 2 });
+    assert.deepEqual(report.outcomes, {
+      'inline 300 chars: -ERR Line too long, closed': budget / 2,
+      'continuation 64 KiB: -ERR Line too long, closed': budget / 2,
+      // The TLS port closes without a byte: the client's handshake never begins.
+      closed: 2,
+    });
+    await guarded.proxy.waitForLog((l) => l['msg'] === 'connection refused' && l['reason'] === 'too_many_protocol_errors' && l['peer'] === attacker);
+    // The STLS port says why, in clear.
+    const plain = await RawClient.plain(target.host, target.stlsPort, attacker);
+    assert.equal(await plain.readLine(), '-ERR [SYS/TEMP] Too many protocol errors from your address, try again later');
+    plain.destroy();
+    // The owner's address (a login succeeded from it) sending the same is answered every time, and the owner still works.
+    const fromOwner = await underAttack('oversized-sasl', { sources: [OWNER_SOURCE], concurrency: 1, durationMs: 30_000, maxAttempts: budget + 2 });
+    assert.deepEqual(fromOwner.outcomes, {
+      'inline 300 chars: -ERR Line too long, closed': budget / 2 + 1,
+      'continuation 64 KiB: -ERR Line too long, closed': budget / 2 + 1,
+    });
   });
 
   test('other protocols: HTTP, SMTP, binary and TLS on 110, HTTP on 995: closed, with one log line each', async () => {

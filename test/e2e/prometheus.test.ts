@@ -43,6 +43,7 @@ const gate = {
     }
     return { kind: 'admitted', release: () => undefined };
   },
+  protocolError: () => undefined,
 };
 
 interface Query {

@@ -214,6 +214,7 @@ describe('connection gate', () => {
     const gate: ConnectionGate = {
       admit: (ip) =>
         ip === '127.0.0.1' ? { kind: 'refused', reason: 'denied' } : { kind: 'admitted', release: () => void released++ },
+      protocolError: () => undefined,
     };
     const events: string[] = [];
     const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port }, gate, metrics: recordingMetrics(events) });

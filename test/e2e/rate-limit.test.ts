@@ -134,9 +134,13 @@ describe('rate limiting in Redis', { timeout: 120_000 }, () => {
     // No counter, block or trusted mark; what the backend offered and how alice logged in are no limit.
     const keys = (await redis.cli('--scan', '--pattern', 't7:*')).split('\n').filter((key) => key !== '');
     assert.deepEqual(keys.filter((key) => !/^t7:(offer|apopuser):/.test(key)), []);
-    const denied = await RawClient.plain(proxy.host, proxy.tlsPort, '127.0.0.66');
+    const denied = await RawClient.plain(proxy.host, proxy.stlsPort, '127.0.0.66');
     assert.equal(await denied.readLine(), '-ERR [SYS/PERM] Connections from your address are not accepted');
     assert.equal(await denied.closedWithin(2_000), true);
+    // On the TLS port, where the client waits for a ServerHello, a bare close.
+    const deniedTls = await RawClient.plain(proxy.host, proxy.tlsPort, '127.0.0.66');
+    assert.equal(await deniedTls.closedWithin(2_000), true);
+    assert.equal(deniedTls.all().length, 0);
   });
 });
 
@@ -158,10 +162,16 @@ describe('connection bounds per address', { timeout: 30_000 }, () => {
         clients.push(c);
         assert.match(await c.readLine(), /^\+OK/);
       }
-      const third = await RawClient.plain(proxy.host, proxy.tlsPort, '127.0.0.40');
+      const third = await RawClient.plain(proxy.host, proxy.stlsPort, '127.0.0.40');
       clients.push(third);
       assert.equal(await third.readLine(), '-ERR [SYS/TEMP] Too many connections from your address, try again later');
       assert.equal(await third.closedWithin(2_000), true);
+      // The TLS port shares the bound and closes without a byte: its client waits for a
+      // ServerHello, and a POP3 line would only be a TLS error (issue 14.3: the cheapest refusal).
+      const onTlsPort = await RawClient.plain(proxy.host, proxy.tlsPort, '127.0.0.40');
+      clients.push(onTlsPort);
+      assert.equal(await onTlsPort.closedWithin(2_000), true);
+      assert.equal(onTlsPort.all().length, 0, onTlsPort.all().toString('latin1'));
       const other = await RawClient.plain(proxy.host, proxy.stlsPort, '127.0.0.41');
       clients.push(other);
       assert.match(await other.readLine(), /^\+OK/, 'another address is unaffected');

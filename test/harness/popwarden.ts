@@ -92,6 +92,8 @@ export interface ProxyOverrides {
   readonly now?: () => number;
   /** When failed logins are answered (ProxyDependencies.failureDeadline). */
   readonly failureDeadline?: FailureDeadline;
+  /** How long a refusal of an address's rate on the TLS port waits for its close (ProxyDependencies.refusalHoldMs). */
+  readonly refusalHoldMs?: number;
 }
 
 /** A running in-process popwarden with one implicit-TLS and one STLS listener. */
@@ -192,6 +194,7 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
     ...(overrides.shared === undefined ? {} : { shared: overrides.shared }),
     ...(overrides.now === undefined ? {} : { now: overrides.now }),
     ...(overrides.failureDeadline === undefined ? {} : { failureDeadline: overrides.failureDeadline }),
+    ...(overrides.refusalHoldMs === undefined ? {} : { refusalHoldMs: overrides.refusalHoldMs }),
     // A reload keeps serving the test certificate the client trusts.
     loadTls: () => Promise.resolve(testTlsMaterial(cert)),
     ...(overrides.loadConfig === undefined ? {} : { loadConfig: overrides.loadConfig }),

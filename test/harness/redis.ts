@@ -223,6 +223,7 @@ function observedGate(gate: ConnectionGate, releases: EventEmitter): ConnectionG
         },
       };
     },
+    protocolError: (ip) => gate.protocolError(ip),
   };
 }
 
@@ -242,6 +243,8 @@ export async function startProtected(
     backendOptions?: Partial<BackendConfig>;
     /** The clock for the ages of connections a full bound may evict (ProxyDependencies.now). */
     now?: () => number;
+    /** ProxyDependencies.refusalHoldMs. */
+    refusalHoldMs?: number;
   } = {},
 ): Promise<Protected> {
   const backendConfig = { ...options.backendOptions, host: backend.host, port: backend.port };
@@ -288,6 +291,7 @@ export async function startProtected(
     ...(options.limits === undefined ? {} : { limits: options.limits }),
     ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
     ...(options.now === undefined ? {} : { now: options.now }),
+    ...(options.refusalHoldMs === undefined ? {} : { refusalHoldMs: options.refusalHoldMs }),
   });
   return {
     proxy,

@@ -84,3 +84,64 @@ describe('ConnectionLimits with a rate per minute', () => {
     for (let i = 0; i < 5; i++) assert.equal(gate.admit('192.0.2.1').kind, 'admitted', `connection ${6 + i}`);
   });
 });
+
+describe('ConnectionLimits with protocol errors per hour (limits.max_protocol_errors_per_ip_per_hour)', () => {
+  const limits = (now: () => number) =>
+    new ConnectionLimits({
+      maxSessionsPerIp: 0, maxNewConnectionsPerIp: 0, maxNewConnectionsPerIpPerMinute: 0, maxProtocolErrorsPerIpPerHour: 3, ipv6PrefixLength: 64,
+      allow: new CidrList(['192.0.2.50']), deny: new CidrList([]), now,
+    });
+
+  it('refuses an address at accept once its sessions have ended in a protocol error that often, until the hour has room again', () => {
+    let now = 0;
+    const gate = limits(() => now);
+    for (let i = 0; i < 2; i++) gate.protocolError('192.0.2.1');
+    assert.equal(gate.admit('192.0.2.1').kind, 'admitted', 'two of three: still admitted');
+    gate.protocolError('192.0.2.1');
+    assert.deepEqual(gate.admit('192.0.2.1'), { kind: 'refused', reason: 'too_many_protocol_errors' });
+    assert.equal(gate.admit('192.0.2.2').kind, 'admitted', 'another address is untouched');
+    // IPv6 by its /64, as every per-address bound: rotating addresses inside it does not help.
+    for (let i = 1; i <= 3; i++) gate.protocolError(`2001:db8::${i}`);
+    assert.deepEqual(gate.admit('2001:db8::99'), { kind: 'refused', reason: 'too_many_protocol_errors' });
+    // One error is won back every 20 minutes (an hour / 3).
+    now += 20 * 60_000 - 1;
+    assert.equal(gate.admit('192.0.2.1').kind, 'refused');
+    now += 1;
+    assert.equal(gate.admit('192.0.2.1').kind, 'admitted');
+    gate.protocolError('192.0.2.1');
+    assert.equal(gate.admit('192.0.2.1').kind, 'refused', 'the next error closes it again');
+  });
+
+  it('never refuses a returning client or an allow-listed address for it', () => {
+    const gate = limits(() => 0);
+    for (let i = 0; i < 10; i++) {
+      gate.protocolError('192.0.2.7');
+      gate.protocolError('192.0.2.50');
+    }
+    assert.equal(gate.admit('192.0.2.7', undefined, 'alice').kind, 'admitted');
+    assert.equal(gate.admit('192.0.2.50').kind, 'admitted');
+    assert.equal(gate.admit('192.0.2.7').kind, 'refused', 'the same address as a stranger');
+  });
+
+  it('counts nothing with the bound off (0)', () => {
+    const gate = new ConnectionLimits({
+      maxSessionsPerIp: 0, maxNewConnectionsPerIp: 0, maxProtocolErrorsPerIpPerHour: 0, ipv6PrefixLength: 64,
+      allow: new CidrList([]), deny: new CidrList([]), now: () => 0,
+    });
+    for (let i = 0; i < 100; i++) gate.protocolError('192.0.2.1');
+    assert.equal(gate.admit('192.0.2.1').kind, 'admitted');
+  });
+});
+
+describe('AddressRate over a period of its own', () => {
+  it('hasRoom() tells what take() would, and takes nothing', () => {
+    const rate = new AddressRate(2, 100, 3_600_000);
+    assert.equal(rate.hasRoom('a', 0), true);
+    rate.take('a', 0);
+    rate.take('a', 0);
+    for (let i = 0; i < 3; i++) assert.equal(rate.hasRoom('a', 0), false);
+    assert.equal(rate.hasRoom('a', 1_800_000), true);
+    assert.equal(rate.take('a', 1_800_000), true);
+    assert.equal(rate.hasRoom('a', 1_800_000), false);
+  });
+});

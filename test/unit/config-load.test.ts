@@ -108,6 +108,7 @@ describe('loadConfig defaults', () => {
       maxSessionsPerIp: 20,
       maxNewConnectionsPerIp: 10,
       maxNewConnectionsPerIpPerMinute: 60,
+      maxProtocolErrorsPerIpPerHour: 10,
       maxHandshakesPerIp: 10,
       maxSessions: 5_000,
       maxHandshakes: 256,

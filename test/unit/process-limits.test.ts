@@ -192,11 +192,11 @@ describe('file descriptors for limits.max_sessions', () => {
   const limits = (soft: string) => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                20000                files\n`;
 
   it('warns when 2 descriptors per session and the reserve do not fit, and says what fits', () => {
-    assert.equal(descriptorsNeeded(5_000), 10_064);
+    assert.equal(descriptorsNeeded(5_000), 10_320);
     assert.equal(descriptorWarning(5_000, () => limits('20000')), undefined);
     assert.equal(
       descriptorWarning(5_000, () => limits('1024')),
-      'limits.max_sessions 5000 needs 10064 file descriptors but the limit is 1024: raise it (LimitNOFILE= in the unit, ulimit -n) or set limits.max_sessions to 480 or less',
+      'limits.max_sessions 5000 needs 10320 file descriptors but the limit is 1024: raise it (LimitNOFILE= in the unit, ulimit -n) or set limits.max_sessions to 352 or less',
     );
   });
 

@@ -188,6 +188,7 @@ export default defineTarget({
       'limits:',
       '  max_new_connections_per_ip: 0',
       '  max_new_connections_per_ip_per_minute: 0',
+      '  max_protocol_errors_per_ip_per_hour: 0',
       '  max_handshakes_per_ip: 0',
       '  max_sessions_per_ip: 0',
       '',
