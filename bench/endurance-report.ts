@@ -14,7 +14,7 @@ import type { JemallocStats } from './jemalloc-stats.js';
 export interface Sample {
   /** Seconds since the start of the run. */
   readonly t: number;
-  readonly phase: 'baseline' | 'load' | 'after';
+  readonly phase: 'warm-up' | 'baseline' | 'load' | 'after';
   /** Taken right after a heap snapshot, that is after a full garbage collection. */
   readonly fullGc: boolean;
   readonly rssBytes: number | null;
@@ -40,7 +40,7 @@ export interface Sample {
 
 export interface Event {
   readonly t: number;
-  readonly what: 'load start' | 'SIGHUP' | 'Redis stopped' | 'Redis started' | 'load stop' | 'malloc_trim';
+  readonly what: 'warm-up start' | 'warm-up stop' | 'load start' | 'SIGHUP' | 'Redis stopped' | 'Redis started' | 'load stop' | 'malloc_trim';
 }
 
 export interface SoakRun {
@@ -176,7 +176,10 @@ export function summarize(run: SoakRun): string {
   out.push('');
   out.push(`Timeline (s from start): ${events.map((e) => `${e.what} ${e.t.toFixed(0)}`).join(', ')}; last sample ${samples.at(-1)!.t.toFixed(0)}.`);
   out.push('');
-  out.push(`Baseline: ${(baseline.t).toFixed(0)} s into the run, after one warm-up session and 30 s idle, before the load. After the load: ${(after.t - loadStop).toFixed(0)} s after the stop (the clients had all quit), `
+  const warmedUp = events.some((e) => e.what === 'warm-up stop')
+    ? 'after a one-minute warm-up load (60 clients with the same mix, thinking 1 to 5 s: every path of the load has run once) and 30 s idle'
+    : 'after one warm-up session and 30 s idle';
+  out.push(`Baseline: ${(baseline.t).toFixed(0)} s into the run, ${warmedUp}, before the load. After the load: ${(after.t - loadStop).toFixed(0)} s after the stop (the clients had all quit), `
     + 'before anything was forced (no GC, no trim). The RSS, descriptors, event-loop delay and sessions are these two ordinary samples. '
     + 'Heap figures at both ends are read right after a full GC (a heap snapshot, just after the baseline sample and after the after-load one); '
     + "compiled code (V8's code spaces) is shown apart, as it grows with every code path the load warmed and is not data. "
