@@ -33,9 +33,6 @@ export interface Sizes {
   readonly sTimeSeconds: number;
 }
 
-/** (d): how long sessions sit idle before the RSS is read (past jemalloc's 10 s page decay). */
-const IDLE_SETTLE_MS = 15_000;
-
 /** No measured part of one target in one repetition may take longer than this. */
 const STEP_LIMIT_MS = 120_000;
 
@@ -269,11 +266,7 @@ export async function idleSessions(
   atPeak: (target: Target) => Promise<void> = async () => undefined,
 ): Promise<void> {
   const workload = '(d) idle authenticated TLS sessions, fresh process';
-  // Each reading is taken once the sessions have sat idle for IDLE_SETTLE_MS, the same for every
-  // proxy: an idle session's cost, not the login burst's garbage. A reading one second after the
-  // burst caught the pages its freed buffers had used, which jemalloc (popwarden's allocator, as
-  // in the systemd unit) gives back only after its 10 s decay (bench/README "Reading (d)").
-  const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
+  const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 1_000));
   for (const [name, startFresh] of start) {
     const target = await startFresh();
     const generator = idleGenerator(env, target.port);
