@@ -105,6 +105,15 @@ export const DEFAULT_MAX_NEW_CONNECTIONS_PER_IP_PER_MINUTE = 60;
 export const DEFAULT_MAX_PROTOCOL_ERRORS_PER_IP_PER_HOUR = 10;
 
 /**
+ * A returning client's address (a login succeeded from it within rate_limit.trusted_for) may end
+ * this many times more sessions in a protocol error: a carrier or office NAT with one broken
+ * client among many users keeps working (a client polling every five minutes ends 12 sessions an
+ * hour), while one login with any account does not buy an address an unbounded oversized-SASL
+ * flood (issue 14.3; a review found the exemption it had before).
+ */
+export const RETURNING_PROTOCOL_ERRORS_FACTOR = 10;
+
+/**
  * Addresses whose connection rate over the last minute popwarden remembers. About 100 bytes each,
  * so 10 MB at the bound; past it the address used longest ago is forgotten (it gets a fresh
  * minute). A spread over more addresses than this gets little from a per-address bound anyway.

@@ -12,7 +12,7 @@ import type { CidrList } from './cidr.js';
 import { ipKey } from './addresses.js';
 import { KeptShare } from './returning-clients.js';
 import { AddressRate } from './address-rate.js';
-import { MAX_RATE_TRACKED_ADDRESSES } from '../config/limits.js';
+import { MAX_RATE_TRACKED_ADDRESSES, RETURNING_PROTOCOL_ERRORS_FACTOR } from '../config/limits.js';
 
 export interface ConnectionLimitsOptions {
   /** Concurrent sessions per address; 0 = no bound. */
@@ -63,7 +63,8 @@ export class ConnectionLimits implements ConnectionGate {
   #total = 0;
   readonly #perMinute: AddressRate | undefined;
   readonly #kept: KeptShare;
-  readonly #protocolErrors: AddressRate | undefined;
+  /** Protocol errors per address: a stranger's bound, and the larger one of a returning client. */
+  readonly #protocolErrors: { readonly stranger: AddressRate; readonly returning: AddressRate } | undefined;
 
   constructor(options: ConnectionLimitsOptions) {
     this.#options = options;
@@ -72,7 +73,13 @@ export class ConnectionLimits implements ConnectionGate {
     const perMinute = options.maxNewConnectionsPerIpPerMinute ?? 0;
     this.#perMinute = perMinute > 0 ? new AddressRate(perMinute, MAX_RATE_TRACKED_ADDRESSES) : undefined;
     const protocolErrors = options.maxProtocolErrorsPerIpPerHour ?? 0;
-    this.#protocolErrors = protocolErrors > 0 ? new AddressRate(protocolErrors, MAX_RATE_TRACKED_ADDRESSES, HOUR_MS) : undefined;
+    this.#protocolErrors =
+      protocolErrors > 0
+        ? {
+            stranger: new AddressRate(protocolErrors, MAX_RATE_TRACKED_ADDRESSES, HOUR_MS),
+            returning: new AddressRate(protocolErrors * RETURNING_PROTOCOL_ERRORS_FACTOR, MAX_RATE_TRACKED_ADDRESSES, HOUR_MS),
+          }
+        : undefined;
   }
 
   /**
@@ -80,7 +87,12 @@ export class ConnectionLimits implements ConnectionGate {
    * admit() spares allow-listed and returning ones.
    */
   protocolError(ip: string): void {
-    this.#protocolErrors?.take(ipKey(ip, this.#options.ipv6PrefixLength), this.#now());
+    const errors = this.#protocolErrors;
+    if (errors === undefined) return;
+    const key = ipKey(ip, this.#options.ipv6PrefixLength);
+    const now = this.#now();
+    errors.stranger.take(key, now);
+    errors.returning.take(key, now);
   }
 
   admit(ip: string, makeRoom?: () => boolean, returning?: string): Admission {
@@ -113,8 +125,9 @@ export class ConnectionLimits implements ConnectionGate {
    * for it until #releasePerIp.
    * A returning client (a login succeeded from it lately) is spared the per-minute rate: it is what
    * an office or carrier NAT, many users behind one address, would meet first; the burst per
-   * second and the open sessions per address still bound it. It is spared the protocol errors too:
-   * one broken client behind that NAT must not lock out every user of it.
+   * second and the open sessions per address still bound it. Its protocol errors have a bound
+   * RETURNING_PROTOCOL_ERRORS_FACTOR times a stranger's: one broken client behind that NAT must
+   * not lock out every user of it, and one login must not buy an address an unbounded flood.
    */
   #admitPerIp(ip: string, returning: boolean): Extract<Admission, { kind: 'refused' }> | string {
     const { maxSessionsPerIp, maxNewConnectionsPerIp, ipv6PrefixLength } = this.#options;
@@ -122,7 +135,8 @@ export class ConnectionLimits implements ConnectionGate {
 
     const now = this.#now();
     // First: an address that has used up its protocol errors is refused before it counts for anything else.
-    if (!returning && this.#protocolErrors?.hasRoom(key, now) === false) return { kind: 'refused', reason: 'too_many_protocol_errors' };
+    const errors = this.#protocolErrors?.[returning ? 'returning' : 'stranger'];
+    if (errors?.hasRoom(key, now) === false) return { kind: 'refused', reason: 'too_many_protocol_errors' };
     if (now - this.#windowStart >= WINDOW_MS) {
       // A new window: the old map is dropped whole, so idle addresses cost nothing.
       this.#window = new Map();

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { AddressRate } from '../../src/net/address-rate.js';
 import { ConnectionLimits } from '../../src/net/connection-limits.js';
 import { CidrList } from '../../src/net/cidr.js';
+import { RETURNING_PROTOCOL_ERRORS_FACTOR } from '../../src/config/limits.js';
 
 describe('AddressRate', () => {
   it('allows the whole minute at once, then one event per 60/perMinute seconds', () => {
@@ -112,15 +113,19 @@ describe('ConnectionLimits with protocol errors per hour (limits.max_protocol_er
     assert.equal(gate.admit('192.0.2.1').kind, 'refused', 'the next error closes it again');
   });
 
-  it('never refuses a returning client or an allow-listed address for it', () => {
+  it('gives a returning client ten times the bound, and never refuses an allow-listed address for it', () => {
     const gate = limits(() => 0);
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 3 * RETURNING_PROTOCOL_ERRORS_FACTOR - 1; i++) {
       gate.protocolError('192.0.2.7');
       gate.protocolError('192.0.2.50');
     }
-    assert.equal(gate.admit('192.0.2.7', undefined, 'alice').kind, 'admitted');
-    assert.equal(gate.admit('192.0.2.50').kind, 'admitted');
+    assert.equal(gate.admit('192.0.2.7', undefined, 'alice').kind, 'admitted', 'a broken client behind a NAT others log in from');
     assert.equal(gate.admit('192.0.2.7').kind, 'refused', 'the same address as a stranger');
+    // One login does not buy an address an unbounded flood of protocol errors.
+    gate.protocolError('192.0.2.7');
+    assert.deepEqual(gate.admit('192.0.2.7', undefined, 'alice'), { kind: 'refused', reason: 'too_many_protocol_errors' });
+    gate.protocolError('192.0.2.50');
+    assert.equal(gate.admit('192.0.2.50').kind, 'admitted');
   });
 
   it('counts nothing with the bound off (0)', () => {
