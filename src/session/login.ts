@@ -124,6 +124,12 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
       return reply(decision.limiter === 'store_unavailable' ? Reply.loginUnavailable : Reply.tooManyFailures);
     }
     settle = decision.settle;
+    // An exec: backend's logins from one address are bounded until each is answered (programs.ts).
+    // Where any backend is exec:, every login takes its place before its route is known: an
+    // unknown user must hold one as a known user does, or a full share would tell them apart.
+    if (deps.config.backends.some((backend) => backend.address.kind === 'exec')) {
+      loginPlace = deps.backendPrograms.enterLogin(request.client, deps.config.limits.maxBackendLoginsPerIp);
+    }
     const route = await chooseRoute(request, deps);
     if (route.kind !== 'backend') {
       // No user enumeration: an unknown user (or one the route service refused) is answered as a
@@ -136,8 +142,6 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
       audit('failure', { route: route.kind === 'unknown' ? 'none' : 'auth_http' });
       return await answerFailure('refused', Reply.authFailed, route.kind === 'refused' ? route.waitMs : 0);
     }
-    // An exec: backend's logins from one address are bounded until each is answered (programs.ts).
-    if (route.target.config.address.kind === 'exec') loginPlace = deps.backendPrograms.enterLogin(request.client, deps.config.limits.maxBackendLoginsPerIp);
     routed = { backend: route.target.config.name, route: route.source, ...(route.backendUser === credentials.user ? {} : { backendUser: escapeForLog(route.backendUser) }) };
     const backendCredentials = route.backendUser === credentials.user ? credentials : new Credentials(route.backendUser, credentials.password);
     let backend;

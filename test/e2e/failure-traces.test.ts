@@ -222,4 +222,40 @@ describe('a failed login leaves no trace before its answer', { timeout: 120_000 
     }
     await backendProgramsExited(proxy);
   });
+
+  test('where a backend is exec:, an unknown user holds a place in limits.max_backend_logins_per_ip as a known one does', async () => {
+    // Only bob is routed (to popa3d, started per connection); anyone else is an unknown user. Were
+    // the place taken only once a route was found, a canary sent while an unknown user's failure
+    // waits for its answer would get in, and one sent behind a known user's would find the share
+    // full: the share would tell the two apart (A-06).
+    const deadline = new HeldDeadline();
+    const proxy = await startTestProxy({
+      backends: [{ name: 'legacy', address: { kind: 'exec', ...popa3d.exec, environment: {}, cwd: undefined }, trustLoopback: undefined }],
+      routing: { routes: [{ match: { kind: 'user', user: bob.user }, backend: 'legacy', rewrite: undefined }] },
+      limits: { maxBackendLoginsPerIp: 1 },
+      authFailureDelayMs: 2_000,
+      failureDeadline: deadline,
+    });
+    const clients: RawClient[] = [];
+    try {
+      const probe = await atPass(proxy, 'mallory', '127.0.0.6');
+      clients.push(probe);
+      const probeReply = answer(probe.command('PASS whatever', 15_000));
+      await deadline.holding(1);
+
+      const canary = await atPass(proxy, bob.user, '127.0.0.6');
+      clients.push(canary);
+      assert.equal(await canary.command(`PASS ${bob.pass}`, 15_000), '-ERR [SYS/TEMP] Mail server unavailable, try again later');
+
+      deadline.releaseOldest();
+      assert.equal(await probeReply, AUTH_FAILED);
+      assert.equal(await canary.command(`USER ${bob.user}`), '+OK Send PASS');
+      assert.equal(await canary.command(`PASS ${bob.pass}`, 15_000), '+OK Logged in');
+      assert.match(await canary.command('QUIT'), /^\+OK/);
+    } finally {
+      for (const client of clients) client.destroy();
+      await proxy.stop();
+    }
+    await backendProgramsExited(proxy);
+  });
 });
