@@ -66,6 +66,15 @@ async function atPass(proxy: TestProxy, user: string, source = '127.0.0.1'): Pro
 /** A reply awaited later: a rejection (the client closed) becomes its text, for the assertion to show. */
 const answer = (reply: Promise<string>): Promise<string> => reply.catch((error: unknown) => String(error));
 
+/** Lets the held failure be answered; then the canary, refused while it waited, logs in and quits. */
+async function answerThenLogIn(deadline: HeldDeadline, probeReply: Promise<string>, canary: RawClient, account: { user: string; pass: string }): Promise<void> {
+  deadline.releaseOldest();
+  assert.equal(await probeReply, AUTH_FAILED);
+  assert.equal(await canary.command(`USER ${account.user}`), '+OK Send PASS');
+  assert.equal(await canary.command(`PASS ${account.pass}`, 15_000), '+OK Logged in');
+  assert.match(await canary.command('QUIT'), /^\+OK/);
+}
+
 /** The audit lines of finished login attempts so far. */
 const audits = (proxy: TestProxy): Record<string, unknown>[] => proxy.logs().filter((line) => line['event'] === 'login');
 
@@ -211,11 +220,7 @@ describe('a failed login leaves no trace before its answer', { timeout: 120_000 
       assert.match(String(busy?.['reason']), /limits\.max_backend_logins_per_ip/);
 
       // Answered: the share is free again, and the same client gets in.
-      deadline.releaseOldest();
-      assert.equal(await probeReply, AUTH_FAILED);
-      assert.equal(await canary.command(`USER ${alice.user}`), '+OK Send PASS');
-      assert.equal(await canary.command(`PASS ${alice.pass}`, 15_000), '+OK Logged in');
-      assert.match(await canary.command('QUIT'), /^\+OK/);
+      await answerThenLogIn(deadline, probeReply, canary, alice);
     } finally {
       for (const client of clients) client.destroy();
       await proxy.stop();
@@ -247,11 +252,7 @@ describe('a failed login leaves no trace before its answer', { timeout: 120_000 
       clients.push(canary);
       assert.equal(await canary.command(`PASS ${bob.pass}`, 15_000), '-ERR [SYS/TEMP] Mail server unavailable, try again later');
 
-      deadline.releaseOldest();
-      assert.equal(await probeReply, AUTH_FAILED);
-      assert.equal(await canary.command(`USER ${bob.user}`), '+OK Send PASS');
-      assert.equal(await canary.command(`PASS ${bob.pass}`, 15_000), '+OK Logged in');
-      assert.match(await canary.command('QUIT'), /^\+OK/);
+      await answerThenLogIn(deadline, probeReply, canary, bob);
     } finally {
       for (const client of clients) client.destroy();
       await proxy.stop();
