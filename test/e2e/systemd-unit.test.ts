@@ -103,7 +103,7 @@ describe('npm start gives popwarden the unit environment', () => {
   });
 
   test("the caller's own environment wins: the unit's only fills what the caller left unset", () => {
-    /** What a node started by `npm start` under `caller` sees of the two variables the unit sets. */
+    /** What a node started by `npm start` under `caller` sees of two of the variables the unit sets. */
     const seen = (caller: Record<string, string>): unknown => {
       const env = { PATH: process.env['PATH'] ?? '', ...caller };
       const child = spawnSync(process.execPath, ['-p', 'JSON.stringify([process.env.NODE_ENV, process.env.LD_PRELOAD])'], { env: { ...env, ...unitEnvironmentFilling(env) }, encoding: 'utf8' });
@@ -114,6 +114,8 @@ describe('npm start gives popwarden the unit environment', () => {
     // `LD_PRELOAD= NODE_ENV=development npm start`: set, even to nothing, is the caller's choice.
     assert.deepEqual(seen({ NODE_ENV: 'development', LD_PRELOAD: '' }), ['development', '']);
     assert.deepEqual(seen({ NODE_ENV: 'development' }), ['development', 'libjemalloc.so.2']);
-    assert.deepEqual(unitEnvironmentFilling({ LD_PRELOAD: 'libtcmalloc.so.4' }), { NODE_ENV: 'production' });
+    // MALLOC_CONF is filled in too: an allocator that is not jemalloc does not read it.
+    assert.deepEqual(unitEnvironmentFilling({ LD_PRELOAD: 'libtcmalloc.so.4' }), { NODE_ENV: 'production', MALLOC_CONF: 'background_thread:true' });
+    assert.deepEqual(unitEnvironmentFilling({ LD_PRELOAD: '', MALLOC_CONF: 'narenas:1', NODE_ENV: 'test' }), {});
   });
 });
