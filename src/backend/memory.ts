@@ -19,6 +19,7 @@ import { formatBackendAddress } from '../config/values.js';
 import { backendKey } from '../config/backend-keys.js';
 import { checkStateFile, ensureStateDir } from '../config/state-dir.js';
 import { isLocalBackend } from './local-link.js';
+import { MAX_REMEMBERED_BACKEND_ADDRESSES } from '../config/limits.js';
 
 /** Name of the memory file inside state_dir. */
 export const BACKEND_MEMORY_FILE = 'backends.json';
@@ -133,7 +134,15 @@ export class BackendMemory {
   /** The last parse and the file version it came from: a login costs a stat, not a read and a parse. */
   #cached: { readonly version: string; readonly backends: Readonly<Record<string, RememberedBackend>> } | undefined;
 
-  constructor(readonly stateDir: string) {
+  constructor(
+    readonly stateDir: string,
+    /**
+     * The most addresses the file holds. A route to an unlisted address may name any, and the file
+     * is rewritten whole on every change; past the bound a new address is refused, not trusted
+     * afresh on every login (which is what forgetting it would mean).
+     */
+    private readonly maxAddresses = MAX_REMEMBERED_BACKEND_ADDRESSES,
+  ) {
     this.file = join(stateDir, BACKEND_MEMORY_FILE);
   }
 
@@ -159,13 +168,29 @@ export class BackendMemory {
   }
 
   #observe(address: string, offer: BackendOffer, now: Date): OfferVerdict {
-    const judged = judgeOffer(address, this.#current()[address], offer, now, this.#forgetHint(address));
+    const remembered = this.#current()[address];
+    if (remembered === undefined && this.#isFull()) {
+      return {
+        kind: 'refuse',
+        reason:
+          `${this.file} already remembers what ${this.maxAddresses} backends offered, the most it keeps, and ${address} ` +
+          'is not one of them: refusing the login rather than trusting the backend afresh each time',
+        hint:
+          `list them with "popwarden backend show --state-dir ${this.stateDir}" and forget those no longer in use ` +
+          `with "popwarden backend forget ADDRESS --state-dir ${this.stateDir}"`,
+      };
+    }
+    const judged = judgeOffer(address, remembered, offer, now, this.#forgetHint(address));
     if (judged.remember !== undefined) {
       const memory = this.#read();
       memory.backends[address] = judged.remember;
       this.#write(memory);
     }
     return judged.verdict;
+  }
+
+  #isFull(): boolean {
+    return Object.keys(this.#current()).length >= this.maxAddresses;
   }
 
   /** How an operator accepts a changed backend remembered here. */
@@ -181,6 +206,9 @@ export class BackendMemory {
     const memory = this.#read();
     const held = memory.backends[address];
     if (entry === undefined ? held === undefined : held !== undefined && sameEntry(held, entry)) return;
+    // A copy past the bound is left to Redis: the login was judged there, and the file's own
+    // judgement refuses an address it has no room for.
+    if (held === undefined && this.#isFull()) return;
     if (entry === undefined) delete memory.backends[address];
     else memory.backends[address] = entry;
     this.#write(memory);

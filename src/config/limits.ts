@@ -316,7 +316,8 @@ export const CAPABILITIES_REUSE_MS = 60 * 1000;
 
 /**
  * Backend addresses remembered in process memory by the capability cache and by the shared offer
- * memory's refresh times. Routes to unlisted addresses (routing.auth_http.unlisted_backend_template)
+ * memory's refresh times, and in state_dir's backends.json (which refuses a new address past it
+ * rather than forget one: forgetting would trust that backend afresh). Routes to unlisted addresses (routing.auth_http.unlisted_backend_template)
  * may name any address the route service likes, so these are not bounded by the configured
  * backends; past the bound the address written longest ago goes, which costs its next login
  * only a CAPA exchange or a PEXPIRE. A few thousand is more backends than one gateway serves,

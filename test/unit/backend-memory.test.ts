@@ -62,6 +62,22 @@ describe('BackendMemory', () => {
     }
   });
 
+  test('holds at most its bound of addresses: a new one past it is refused (fails closed), the known ones go on', () => {
+    const memory = new BackendMemory(join(scratchDir('popwarden-memory'), 'state'), 2);
+    assert.equal(memory.observe('a:110', { strongest: 'apop', stls: false }).kind, 'ok');
+    assert.equal(memory.observe('b:110', { strongest: 'apop', stls: false }).kind, 'ok');
+    const full = memory.observe('c:110', { strongest: 'cram-md5', stls: true });
+    assert.equal(full.kind, 'refuse');
+    assert.match(full.kind === 'refuse' ? full.hint : '', /popwarden backend forget/);
+    assert.deepEqual(Object.keys(memory.entries()).sort(), ['a:110', 'b:110'], 'nothing written');
+    assert.equal(memory.observe('a:110', { strongest: 'cram-md5', stls: true }).kind, 'ok', 'a known address still goes up');
+    assert.equal(memory.observe('b:110', { strongest: 'cleartext', stls: false }).kind, 'refuse', 'and is still guarded');
+    memory.mirror('d:110', { strongest: 'apop', stls: false, firstSeen: 'x', changed: 'x' });
+    assert.equal(memory.entries()['d:110'], undefined, "the shared memory's copy keeps the bound too");
+    assert.equal(memory.forget('b:110'), true);
+    assert.equal(memory.observe('c:110', { strongest: 'cram-md5', stls: true }).kind, 'ok', 'a forgotten address makes room');
+  });
+
   test('a file that is not a memory refuses logins (fails closed) and names the fix', () => {
     const memory = fresh();
     memory.observe('mail:110', { strongest: 'cram-md5', stls: false });
