@@ -11,6 +11,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { createPrometheusMetrics } from '../../src/observability/prometheus.js';
+import { CLOSE_REASONS, PROTOCOL_ERRORS } from '../../src/session/close-reasons.js';
 import { scratchDir } from '../harness/scratch.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -176,6 +177,34 @@ describe('metric names', () => {
     for (const r of rules) {
       for (const used of r.expr.match(/\b[a-z_]+:[a-z_]+:[a-z0-9_]+\b/g) ?? []) assert.ok(recorded.has(used), `${r.alert ?? r.record} uses ${used}`);
     }
+  });
+});
+
+describe('label values', () => {
+  const closeSelectors = (): { where: string; reasons: string[] }[] =>
+    dashboards.flatMap(({ file, json }) =>
+      json.panels.flatMap((p) =>
+        (p.targets ?? []).flatMap((t) =>
+          [...t.expr.matchAll(/popwarden_sessions_closed_total\{[^}]*reason=~"([^"]*)"/g)].map((m) => ({ where: `${file}: ${p.title}`, reasons: m[1]!.split('|') })),
+        ),
+      ),
+    );
+
+  test('every session close reason a dashboard selects is one popwarden gives', () => {
+    const known = new Set<string>(CLOSE_REASONS);
+    assert.ok(closeSelectors().length > 0);
+    for (const { where, reasons } of closeSelectors()) for (const reason of reasons) assert.ok(known.has(reason), `${where}: ${reason}`);
+  });
+
+  test("the README's Logs section lists every close reason (the reason label of popwarden_sessions_closed_total points there)", () => {
+    const logs = readFileSync(join(ROOT, 'README.md'), 'utf8').split(/^## Logs$/m)[1]!.split(/^## /m)[0]!;
+    for (const reason of CLOSE_REASONS) assert.ok(logs.includes(`\`${reason}\``), reason);
+  });
+
+  test('the hostile session ends of the security dashboard include every protocol error', () => {
+    const [hostile] = closeSelectors().filter((s) => s.where.endsWith('Hostile session ends'));
+    assert.ok(hostile !== undefined);
+    for (const reason of PROTOCOL_ERRORS) assert.ok(hostile.reasons.includes(reason), reason);
   });
 });
 
