@@ -12,6 +12,9 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { createPrometheusMetrics } from '../../src/observability/prometheus.js';
 import { CLOSE_REASONS, PROTOCOL_ERRORS } from '../../src/session/close-reasons.js';
+import { BACKEND_ERROR_CODES } from '../../src/errors.js';
+import { LIMITER_NAMES_ALL } from '../../src/auth/limiter-names.js';
+import { CONNECTION_REFUSALS, LOGIN_RESULTS, ROUTE_LOOKUP_RESULTS, ROUTE_SOURCE_NAMES, TLS_HANDSHAKE_RESULTS } from '../../src/observability/metrics.js';
 import { scratchDir } from '../harness/scratch.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -199,6 +202,20 @@ describe('label values', () => {
   test("the README's Logs section lists every close reason (the reason label of popwarden_sessions_closed_total points there)", () => {
     const logs = readFileSync(join(ROOT, 'README.md'), 'utf8').split(/^## Logs$/m)[1]!.split(/^## /m)[0]!;
     for (const reason of CLOSE_REASONS) assert.ok(logs.includes(`\`${reason}\``), reason);
+  });
+
+  test("the README's metrics table names every value each bounded label takes", () => {
+    const table = readFileSync(join(ROOT, 'README.md'), 'utf8').split(/^### Metrics$/m)[1]!.split(/^### /m)[0]!;
+    const row = (metric: string): string => table.split('\n').find((line) => line.startsWith(`| \`${metric}\` |`)) ?? '';
+    const values: [string, readonly string[]][] = [
+      ['popwarden_backend_errors_total', BACKEND_ERROR_CODES],
+      ['popwarden_connections_refused_total', CONNECTION_REFUSALS],
+      ['popwarden_login_attempts_total', LOGIN_RESULTS],
+      ['popwarden_tls_handshakes_total', TLS_HANDSHAKE_RESULTS],
+      ['popwarden_ratelimit_rejections_total', LIMITER_NAMES_ALL],
+      ['popwarden_route_lookups_total', [...ROUTE_SOURCE_NAMES, ...ROUTE_LOOKUP_RESULTS]],
+    ];
+    for (const [metric, allowed] of values) for (const value of allowed) assert.ok(row(metric).includes(`\`${value}\``), `${metric}: ${value}`);
   });
 
   test('the hostile session ends of the security dashboard include every protocol error', () => {
