@@ -12,7 +12,8 @@ function placeholder(key: ConfigKey): string {
   // Mappings and lists of mappings are written in the config file (a flag would need YAML).
   if (key.name === 'backends' || key.name === 'routing.routes' || key.name === 'tls.certificates') return ' (config file)';
   if (key.name === 'tls.server_names') return ' NAME';
-  if (key.kind === 'list' || key.name === 'backend') return ' HOST:PORT';
+  if (key.name === 'backend') return ' HOST:PORT|unix:PATH|exec:PROGRAM';
+  if (key.kind === 'list') return ' HOST:PORT';
   if (key.name === 'metrics_listen') return ' HOST:PORT|off';
   if (key.name === 'backend_probe_interval') return ' DURATION';
   if (key.name === 'routing.auth_http.timeout') return ' DURATION';
