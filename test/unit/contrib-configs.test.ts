@@ -6,9 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readConfigFile } from '../../src/config/config-file.js';
 import { configSchema } from '../../src/config/schema.js';
+import { CONFIG_KEYS } from '../../src/config/schema-keys.js';
 
 const CONTRIB = new URL('../../contrib', import.meta.url).pathname;
 
@@ -23,4 +25,11 @@ for (const name of ['instance-a.yaml', 'instance-b.yaml']) {
 test('contrib/haproxy/haproxy.cfg passes haproxy -c', { skip: spawnSync('haproxy', ['-v']).status !== 0 && 'haproxy is not installed' }, () => {
   const check = spawnSync('haproxy', ['-c', '-q', '-f', join(CONTRIB, 'haproxy', 'haproxy.cfg')], { encoding: 'utf8' });
   assert.equal(check.status, 0, check.stderr);
+});
+
+test('contrib/popwarden.example.yaml names every config key (the README says it lists them all)', () => {
+  const example = readFileSync(join(CONTRIB, 'popwarden.example.yaml'), 'utf8');
+  // Keys are written as `#key: default` or inside a flow mapping (`#user: { max_failures: 50, ... }`).
+  const missing = CONFIG_KEYS.filter((key) => !new RegExp(`(^\\s*#?\\s*|[{,]\\s*)${key.path.at(-1)!}:`, 'm').test(example)).map((key) => key.name);
+  assert.deepEqual(missing, []);
 });
