@@ -33,3 +33,21 @@ test('contrib/popwarden.example.yaml names every config key (the README says it 
   const missing = CONFIG_KEYS.filter((key) => !new RegExp(`(^\\s*#?\\s*|[{,]\\s*)${key.path.at(-1)!}:`, 'm').test(example)).map((key) => key.name);
   assert.deepEqual(missing, []);
 });
+
+test("contrib/haproxy/haproxy.cfg checks each instance's /readyz on its metrics_listen, so an instance with every backend down gets no clients", () => {
+  const haproxy = readFileSync(join(CONTRIB, 'haproxy', 'haproxy.cfg'), 'utf8');
+  assert.match(haproxy, /^\s*option httpchk GET \/readyz$/m);
+  assert.match(haproxy, /^\s*http-check expect status 200$/m);
+  const metrics = new Map(['instance-a.yaml', 'instance-b.yaml'].map((name) => {
+    const settings = readConfigFile(join(CONTRIB, 'popwarden', name)).data as { metrics_listen?: string };
+    const [host, port] = (settings.metrics_listen ?? '').split(':');
+    return [host, port];
+  }));
+  const servers = [...haproxy.matchAll(/^\s*server \S+ ([\d.]+):\d+ (.*)$/gm)];
+  assert.equal(servers.length, 4);
+  for (const [, host, options] of servers) {
+    assert.ok(metrics.has(host), `${host}: no instance YAML has its metrics_listen there`);
+    assert.match(options!, new RegExp(`\\bcheck port ${metrics.get(host)}\\b`), `${host}: ${options}`);
+    assert.doesNotMatch(options!, /check-send-proxy/, 'the check goes to the HTTP endpoint, which takes no PROXY header');
+  }
+});
