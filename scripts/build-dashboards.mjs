@@ -289,8 +289,8 @@ const security = dashboard(
 
     row('Front door'),
     timeseries('Connections refused', 'Deny list and per-IP bounds.', 'cps', [[`sum by (reason) (rate(popwarden_connections_refused_total{${S}}[${R}]))`, '{{reason}}']]),
-    timeseries('Hostile session ends', 'Sessions closed for protocol abuse: HTTP or TLS on the wrong port, overlong lines, invalid commands, pre-auth timeout.', 'cps', [
-      [`sum by (reason) (rate(popwarden_sessions_closed_total{${S}, reason=~"too-many-invalid-commands|http-on-pop3-port|tls-on-plaintext-port|line-too-long|pre-auth-timeout"}[${R}]))`, '{{reason}}'],
+    timeseries('Hostile session ends', 'Sessions closed for protocol abuse: HTTP or TLS on the wrong port, overlong lines, invalid commands, too many commands before login, pre-auth timeout.', 'cps', [
+      [`sum by (reason) (rate(popwarden_sessions_closed_total{${S}, reason=~"too-many-invalid-commands|too-many-commands-before-login|http-on-pop3-port|tls-on-plaintext-port|line-too-long|pre-auth-timeout"}[${R}]))`, '{{reason}}'],
     ]),
     timeseries('TLS failures and STLS injection', 'Failed handshakes, and lines pipelined behind STLS (discarded; a STARTTLS-injection probe looks like this).', 'cps', [
       [`sum by (result) (rate(popwarden_tls_handshakes_total{${S}, result!="success"}[${R}]))`, 'handshake {{result}}'],

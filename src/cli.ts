@@ -16,6 +16,7 @@ import { startupErrorLine } from './config/startup-errors.js';
 import { descriptorWarning } from './net/descriptor-budget.js';
 import type { Config } from './config/types.js';
 import { checkConfiguredCertificate } from './certs/checks.js';
+import { checkStateDir } from './config/state-dir.js';
 import { describeSwitchedOff } from './auth/rate-limit/policy.js';
 import { packageVersion } from './version.js';
 import { createLogger, type Logger } from './observability/log.js';
@@ -115,6 +116,8 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(`popwarden ${packageVersion()}\n`);
       return;
     case 'check': {
+      // The mode only: an administrator may check as root the config of a service's own user.
+      checkStateDir(loaded.config.stateDir, 'any user');
       for (const warning of [...loaded.warnings, ...startWarnings(loaded.config)]) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       for (const warning of await checkConfiguredCertificate(loaded.config)) process.stderr.write(`popwarden: WARNING: ${warning}\n`);
       process.stdout.write(

@@ -19,6 +19,9 @@ export function backendTlsOptions(backend: BackendConfig): ConnectionOptions {
   const host = backend.address.kind === 'tcp' ? backend.address.host : 'localhost';
   const servername = backend.tlsServerName ?? (isIP(host) === 0 ? host : undefined);
   return {
+    // The name checked without a servername (an IP address): Node would check "localhost" on a
+    // socket it did not dial itself, and so accept a localhost certificate for any address.
+    host,
     minVersion: MIN_TLS_VERSION,
     rejectUnauthorized: !backend.tlsInsecure,
     ...(backend.caFile === undefined ? {} : { ca: readFileSync(backend.caFile) }),

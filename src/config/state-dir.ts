@@ -9,6 +9,12 @@ import { chmodSync, mkdirSync, statSync, type Stats } from 'node:fs';
 import { userInfo } from 'node:os';
 import { ConfigError } from './config-error.js';
 
+/**
+ * Whose the state directory must be: this process's user (or root), or, for --check-config,
+ * which may run as root or an administrator rather than as the service's user, anyone's.
+ */
+type Owner = 'this process' | 'any user';
+
 /** Write permission for group or others. */
 const WRITABLE_BY_OTHERS = 0o022;
 
@@ -24,9 +30,9 @@ function currentUser(): { readonly uid: number; readonly name: string } {
 }
 
 /** Why `stats` may not be trusted, as one line with the fix; undefined when it may. */
-function problemWith(what: string, path: string, stats: Stats, chmodTo: string): string | undefined {
+function problemWith(what: string, path: string, stats: Stats, chmodTo: string, owner: Owner = 'this process'): string | undefined {
   const user = currentUser();
-  if (stats.uid !== user.uid && stats.uid !== 0) {
+  if (owner === 'this process' && stats.uid !== user.uid && stats.uid !== 0) {
     return `${what} ${path} is owned by uid ${stats.uid}, not by popwarden's user (${user.name}, uid ${user.uid}) or root; check what put it there, then chown ${user.name} ${path}`;
   }
   if ((stats.mode & WRITABLE_BY_OTHERS) !== 0) {
@@ -37,24 +43,31 @@ function problemWith(what: string, path: string, stats: Stats, chmodTo: string):
 }
 
 /**
- * Creates the state directory (mode 0700) when it is absent; refuses one that is not a directory,
- * is owned by another user than popwarden's (root may own it too), or is writable by group or
- * others. Throws a ConfigError whose message names the path and the fix.
+ * Refuses a state directory that is not a directory, is owned by another user than popwarden's
+ * (root may own it too; not checked for `owner: 'any user'`), or is writable by group or others,
+ * with a ConfigError whose message names the path and the fix. An absent one is fine: popwarden
+ * creates it at start. --check-config runs it too, so that the check fails where the start would.
  */
-export function ensureStateDir(dir: string): void {
+export function checkStateDir(dir: string, owner: Owner = 'this process'): 'present' | 'absent' {
   let stats: Stats;
   try {
     stats = statSync(dir);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // mkdir's mode passes through the umask; say what we mean.
-    chmodSync(dir, 0o700);
-    return;
+    return 'absent';
   }
   if (!stats.isDirectory()) throw new ConfigError(`state_dir ${dir} is not a directory; remove it or set state_dir to a directory`);
-  const problem = problemWith('state_dir', dir, stats, '700');
+  const problem = problemWith('state_dir', dir, stats, '700', owner);
   if (problem !== undefined) throw new ConfigError(problem);
+  return 'present';
+}
+
+/** Creates the state directory (mode 0700) when it is absent, after checkStateDir. */
+export function ensureStateDir(dir: string): void {
+  if (checkStateDir(dir) === 'present') return;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // mkdir's mode passes through the umask; say what we mean.
+  chmodSync(dir, 0o700);
 }
 
 /**

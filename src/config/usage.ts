@@ -11,7 +11,11 @@ function placeholder(key: ConfigKey): string {
   if (key.name === 'rate_limit.allow' || key.name === 'rate_limit.deny') return ' CIDR';
   // Mappings and lists of mappings are written in the config file (a flag would need YAML).
   if (key.name === 'backends' || key.name === 'routing.routes' || key.name === 'tls.certificates') return ' (config file)';
-  if (key.kind === 'list' || key.name === 'backend') return ' HOST:PORT';
+  if (key.name === 'tls.server_names') return ' NAME';
+  if (key.name === 'backend') return ' HOST:PORT|unix:PATH|exec:PROGRAM';
+  if (key.kind === 'list') return ' HOST:PORT';
+  if (key.name === 'metrics_listen') return ' HOST:PORT|off';
+  if (key.name === 'backend_probe_interval') return ' DURATION';
   if (key.name === 'routing.auth_http.timeout') return ' DURATION';
   if (key.path.at(0) === 'timeouts' || key.name === 'auth_failure_delay') return ' DURATION';
   if (/(window|block|trusted_for|_timeout)$/.test(key.name)) return ' DURATION';
@@ -19,7 +23,7 @@ function placeholder(key: ConfigKey): string {
   const named: Record<string, string> = {
     'redis.url': 'URL',
     'redis.password_file': 'FILE',
-    'rate_limit.hmac_key_file': 'FILE', cert: 'FILE', key: 'FILE', backend_ca: 'FILE', backend_tls_cert: 'FILE', backend_tls_key: 'FILE', state_dir: 'DIR', backend_tls_servername: 'NAME', backend_source_address: 'IP', greeting: 'TEXT',
+    'rate_limit.hmac_key_file': 'FILE', 'tls.pfx': 'FILE', 'tls.pfx_passphrase_file': 'FILE', 'tls.ticket_keys_file': 'FILE', cert: 'FILE', key: 'FILE', backend_ca: 'FILE', backend_tls_cert: 'FILE', backend_tls_key: 'FILE', state_dir: 'DIR', backend_tls_servername: 'NAME', backend_source_address: 'IP', greeting: 'TEXT',
     'routing.map_file': 'FILE', 'routing.redis_key': 'KEY', 'routing.auth_http.url': 'URL', 'routing.default': 'NAME',
     'routing.auth_http.unlisted_backend_template': 'NAME' };
   return ` ${named[key.name] ?? 'VALUE'}`;

@@ -5,7 +5,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -111,6 +111,9 @@ describe('popwarden CLI: configuration errors', () => {
   });
 });
 
+/** uid and gid of `nobody` on Debian: another user than the one the tests run as (root). */
+const NOBODY = 65534;
+
 describe('popwarden CLI: --check-config', () => {
   it('prints the effective config as YAML and exits 0, without starting anything', async () => {
     const file = join(dir, 'good.yaml');
@@ -165,6 +168,24 @@ describe('popwarden CLI: --check-config', () => {
     const good = await check(write('good', 0o755));
     assert.equal(good.code, 0, good.stderr);
     assert.equal((parse(good.stdout) as { backend: string }).backend, `exec:${join(programs, 'good')} -x`);
+  });
+
+  it('fails, as the start would, on a state_dir that group or others may write; an absent one is fine', async () => {
+    const state = join(dir, 'state-loose');
+    mkdirSync(state);
+    chmodSync(state, 0o770);
+    const line = assertOneLineFailure(await runCli([...BACKEND, '--state-dir', state, '--check-config']));
+    assert.equal(line, `popwarden: state_dir ${state} is writable by group or others (mode 0770); check what is in it, then chmod 700 ${state}`);
+    const absent = join(dir, 'state-absent');
+    const run = await runCli([...BACKEND, '--state-dir', absent, '--check-config']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(existsSync(absent), false, '--check-config creates nothing');
+    // As the service's own directory looks to root checking its config by hand.
+    const services = join(dir, 'state-of-another-user');
+    mkdirSync(services, { mode: 0o700 });
+    chownSync(services, NOBODY, NOBODY);
+    const asRoot = await runCli([...BACKEND, '--state-dir', services, '--check-config']);
+    assert.equal(asRoot.code, 0, asRoot.stderr);
   });
 
   it('fails when backend_ca does not exist', async () => {

@@ -77,3 +77,36 @@ describe('the probe checks the backend certificate behind STLS (issue 9.8)', () 
     assert.match(lines[0]!, /^popwarden: .*backend .*certificate.*backend_ca/);
   });
 });
+
+// A backend given as an IP address is checked against that address, as a TLS client checks the
+// host it dialled: Node checks "localhost" when a socket it did not dial itself has no name, so
+// a certificate naming only the backend's IP address was refused, and one naming only
+// "localhost" was accepted for any address (found by the newcomer review).
+describe('a backend given as an IP address: its certificate must name that address', () => {
+  let onlyAddress: Dovecot;
+  let onlyLocalhost: Dovecot;
+  before(async () => {
+    [onlyAddress, onlyLocalhost] = await Promise.all([
+      startDovecot({ profile: 'stls', subjectAltName: 'IP:127.0.0.1' }),
+      startDovecot({ profile: 'stls', subjectAltName: 'DNS:localhost' }),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([onlyAddress.stop(), onlyLocalhost.stop()]);
+  });
+  const backend = (dovecot: Dovecot, extra: Partial<BackendConfig> = {}): BackendConfig =>
+    testConfig({ backend: { host: dovecot.host, port: dovecot.port, tls: 'starttls', caFile: dovecot.caFile!, ...extra } }).backends[0]!;
+
+  test('a certificate for IP:127.0.0.1 only: up', async () => {
+    assert.equal(onlyAddress.host, '127.0.0.1');
+    const result = await probeBackend(backend(onlyAddress), 5_000);
+    assert.equal(result.up, true, JSON.stringify(result));
+  });
+
+  test('a certificate for DNS:localhost only: down for 127.0.0.1 (tls-name-mismatch), up with backend_tls_servername: localhost', async () => {
+    const result = await probeBackend(backend(onlyLocalhost), 5_000);
+    assert.equal(result.up, false);
+    assert.equal('reason' in result && result.reason, 'tls-name-mismatch');
+    assert.equal((await probeBackend(backend(onlyLocalhost, { tlsServerName: 'localhost' }), 5_000)).up, true);
+  });
+});

@@ -26,6 +26,11 @@ export interface DovecotOptions {
   /** With the stls profile: demand a client certificate signed by this CA (PEM) on TLS logins. */
   clientCaFile?: string;
   /**
+   * With the stls profile: the only names its certificate covers (its CN names none of them).
+   * Default `DNS:localhost,IP:127.0.0.1`, with CN localhost.
+   */
+  subjectAltName?: string;
+  /**
    * false: switch the auth penalty off the way the README tells operators to (anvil's
    * auth-penalty socket at mode 0). Default: on, as Dovecot ships.
    */
@@ -172,15 +177,17 @@ function passwdLine(user: string, pass: string, uid: number, home: string): stri
   return `${user}:{PLAIN}${pass}:${uid}:${MAIL_GID}::${home}::\n`;
 }
 
-function makeCert(tlsDir: string): string {
+function makeCert(tlsDir: string, subjectAltName: string | undefined): string {
   fs.mkdirSync(tlsDir, { recursive: true, mode: 0o755 });
   const key = path.join(tlsDir, 'key.pem');
   const cert = path.join(tlsDir, 'cert.pem');
   const r = spawnSync(
     'openssl',
     [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert,
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+      // Node checks the CN when the certificate has no DNS name: it must not name the host then.
+      '-subj', subjectAltName === undefined ? '/CN=localhost' : '/CN=popwarden test backend',
+      '-addext', `subjectAltName=${subjectAltName ?? 'DNS:localhost,IP:127.0.0.1'}`, '-keyout', key, '-out', cert,
     ],
     { encoding: 'utf8' },
   );
@@ -239,7 +246,7 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
     let ssl = 'ssl = no';
     let pop3s = 'inet_listener pop3s {\n    port = 0\n  }';
     if (profile.tls) {
-      caFile = makeCert(path.join(dir, 'tls'));
+      caFile = makeCert(path.join(dir, 'tls'), opts.subjectAltName);
       ssl = [
         'ssl = yes',
         `ssl_cert = <${path.join(dir, 'tls', 'cert.pem')}`,

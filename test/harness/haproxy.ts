@@ -19,8 +19,8 @@ interface HostPort {
 /**
  * One frontend: HAProxy listens on `port` and forwards every connection to `to` with a PROXY
  * header. Several servers are balanced round-robin with health checks (which send a LOCAL
- * header), and a connection a dead server refuses is sent to another (`option redispatch`), as
- * contrib/haproxy/haproxy.cfg does.
+ * header; contrib/haproxy/haproxy.cfg asks /readyz instead), and a connection a dead server
+ * refuses is sent to another (`option redispatch`), as contrib/haproxy/haproxy.cfg does.
  */
 export interface HaproxyRoute {
   readonly to: HostPort | readonly HostPort[];

@@ -561,4 +561,13 @@ describe('usage', () => {
       assert.ok(text.includes(key.env), key.env);
     }
   });
+
+  it('shows what each flag takes: names are not addresses, files and durations say so', () => {
+    const text = usage();
+    for (const flag of ['--tls-server-names NAME ', '--tls-pfx FILE ', '--tls-pfx-passphrase-file FILE ', '--tls-ticket-keys-file FILE ',
+      '--backend-probe-interval DURATION ', '--metrics-listen HOST:PORT|off ', '--listen-tls HOST:PORT ',
+      '--backend HOST:PORT|unix:PATH|exec:PROGRAM ']) {
+      assert.ok(text.includes(flag), flag);
+    }
+  });
 });

@@ -11,6 +11,10 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { createPrometheusMetrics } from '../../src/observability/prometheus.js';
+import { CLOSE_REASONS, PROTOCOL_ERRORS } from '../../src/session/close-reasons.js';
+import { BACKEND_ERROR_CODES } from '../../src/errors.js';
+import { LIMITER_NAMES_ALL } from '../../src/auth/limiter-names.js';
+import { CONNECTION_REFUSALS, LOGIN_RESULTS, ROUTE_LOOKUP_RESULTS, ROUTE_SOURCE_NAMES, TLS_HANDSHAKE_RESULTS } from '../../src/observability/metrics.js';
 import { scratchDir } from '../harness/scratch.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -176,6 +180,48 @@ describe('metric names', () => {
     for (const r of rules) {
       for (const used of r.expr.match(/\b[a-z_]+:[a-z_]+:[a-z0-9_]+\b/g) ?? []) assert.ok(recorded.has(used), `${r.alert ?? r.record} uses ${used}`);
     }
+  });
+});
+
+describe('label values', () => {
+  const closeSelectors = (): { where: string; reasons: string[] }[] =>
+    dashboards.flatMap(({ file, json }) =>
+      json.panels.flatMap((p) =>
+        (p.targets ?? []).flatMap((t) =>
+          [...t.expr.matchAll(/popwarden_sessions_closed_total\{[^}]*reason=~"([^"]*)"/g)].map((m) => ({ where: `${file}: ${p.title}`, reasons: m[1]!.split('|') })),
+        ),
+      ),
+    );
+
+  test('every session close reason a dashboard selects is one popwarden gives', () => {
+    const known = new Set<string>(CLOSE_REASONS);
+    assert.ok(closeSelectors().length > 0);
+    for (const { where, reasons } of closeSelectors()) for (const reason of reasons) assert.ok(known.has(reason), `${where}: ${reason}`);
+  });
+
+  test("the README's Logs section lists every close reason (the reason label of popwarden_sessions_closed_total points there)", () => {
+    const logs = readFileSync(join(ROOT, 'README.md'), 'utf8').split(/^## Logs$/m)[1]!.split(/^## /m)[0]!;
+    for (const reason of CLOSE_REASONS) assert.ok(logs.includes(`\`${reason}\``), reason);
+  });
+
+  test("the README's metrics table names every value each bounded label takes", () => {
+    const table = readFileSync(join(ROOT, 'README.md'), 'utf8').split(/^### Metrics$/m)[1]!.split(/^### /m)[0]!;
+    const row = (metric: string): string => table.split('\n').find((line) => line.startsWith(`| \`${metric}\` |`)) ?? '';
+    const values: [string, readonly string[]][] = [
+      ['popwarden_backend_errors_total', BACKEND_ERROR_CODES],
+      ['popwarden_connections_refused_total', CONNECTION_REFUSALS],
+      ['popwarden_login_attempts_total', LOGIN_RESULTS],
+      ['popwarden_tls_handshakes_total', TLS_HANDSHAKE_RESULTS],
+      ['popwarden_ratelimit_rejections_total', LIMITER_NAMES_ALL],
+      ['popwarden_route_lookups_total', [...ROUTE_SOURCE_NAMES, ...ROUTE_LOOKUP_RESULTS]],
+    ];
+    for (const [metric, allowed] of values) for (const value of allowed) assert.ok(row(metric).includes(`\`${value}\``), `${metric}: ${value}`);
+  });
+
+  test('the hostile session ends of the security dashboard include every protocol error', () => {
+    const [hostile] = closeSelectors().filter((s) => s.where.endsWith('Hostile session ends'));
+    assert.ok(hostile !== undefined);
+    for (const reason of PROTOCOL_ERRORS) assert.ok(hostile.reasons.includes(reason), reason);
   });
 });
 

@@ -6,7 +6,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConnectionLimits } from '../../src/net/connection-limits.js';
 import { HandshakeLimiter } from '../../src/net/handshake-limit.js';
-import { EVICTION_MIN_AGE_MS } from '../../src/config/limits.js';
+import { readFileSync } from 'node:fs';
+import { DESCRIPTOR_RESERVE, EVICTION_MIN_AGE_MS } from '../../src/config/limits.js';
 import { CidrList } from '../../src/net/cidr.js';
 import { descriptorWarning, descriptorsNeeded } from '../../src/net/descriptor-budget.js';
 import { ReturningClients } from '../../src/net/returning-clients.js';
@@ -198,6 +199,12 @@ describe('file descriptors for limits.max_sessions', () => {
       descriptorWarning(5_000, () => limits('1024')),
       'limits.max_sessions 5000 needs 10320 file descriptors but the limit is 1024: raise it (LimitNOFILE= in the unit, ulimit -n) or set limits.max_sessions to 352 or less',
     );
+  });
+
+  it('the example config and the systemd unit give the same count (they said + 64 and 10064)', () => {
+    const contrib = (name: string): string => readFileSync(new URL(`../../contrib/${name}`, import.meta.url), 'utf8');
+    assert.match(contrib('popwarden.example.yaml'), new RegExp(`keep 2 x max_sessions \\+ ${DESCRIPTOR_RESERVE}\\b`));
+    assert.match(contrib('popwarden.service').replace(/\n# /g, ' '), new RegExp(`the ${descriptorsNeeded(5_000)} that limits\\.max_sessions 5000 needs`));
   });
 
   it('says nothing without a bound, with an unlimited limit, or without /proc', () => {
