@@ -36,7 +36,7 @@ const CLOSED_BY_POPWARDEN = new BackendUnavailableError('E_BACKEND_CLOSED', 'rel
  * 512 KiB, stunnel 1.0); on a quiet machine the full bench showed no difference (1.27 at 64 KiB,
  * 1.34 at 512). Not 512: a client that reads slowly holds one read, copied, and its encrypted
  * form until it drains or `timeouts.client_write_stall` ends it, about twice the read size a session
- * (README, Capacity), and a logged-in client that never reads should not hold a MiB. The buffer
+ * (docs/ISP-GATEWAY.md, Capacity), and a logged-in client that never reads should not hold a MiB. The buffer
  * is one per process, next to the kernel's own send buffer of up to net.ipv4.tcp_wmem's maximum
  * (4 MiB by default) for each socket.
  */
