@@ -406,7 +406,7 @@ const rateLimitSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, { message: 'must be 1 to 64 letters, digits, "_", "." or "-"' })
     .prefault('popwarden'),
-  /** How the backend turns a typed username into an account; every limit counts the account, so its spellings cannot be guessed separately. Names are always trimmed. See the README's per-server table. */
+  /** How the backend turns a typed username into an account; every limit counts the account, so its spellings cannot be guessed separately. Names are always trimmed. See the per-server table in docs/SECURITY.md (Spellings of one account). */
   username_canonical: usernameCanonicalSchema.prefault({}),
   /** Default 64. IPv6 clients are counted by this prefix: one customer usually holds a whole /64, and rotating addresses inside it must not reset the count. */
   ipv6_prefix: z.number().int().min(32).max(128).prefault(64),

@@ -44,7 +44,7 @@ function compile(pattern: string): RegExp {
  * spellings of one account. A rule coarser than the backend's only merges counters (never splits
  * them), which is why the default strips more than most servers do. A name that carries a
  * separator is not refused: it is already counted as its account, and many clients send the
- * whole address as the username (the README says more).
+ * whole address as the username (docs/SECURITY.md, "Spellings of one account", says more).
  */
 export function canonicalUser(user: string, rule: UsernameCanonical): string {
   let name = user.trim();
