@@ -2,7 +2,8 @@
 // `npm run interop`: runs the interop matrix (test/interop/, also part of `npm test`) and prints
 // its table: server, what it offers, what popwarden chose, and pass/fail per client and port.
 //   --only ID[,ID...]   run only these rows (ids in test/interop/servers.ts)
-//   --readme            also paste the table into README.md, between the interop-matrix markers
+//   --readme            also paste the table into docs/INTEROP.md (the README links it), between the
+//                       interop-matrix markers
 // Exits with the tests' status. Needs what `npm test` needs (root, the peers; see README, Testing).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -39,18 +40,18 @@ fs.rmSync(reportDir, { recursive: true, force: true });
 console.log(`\n${table}`);
 
 if (readme) {
-  const file = path.join(root, 'README.md');
+  const file = path.join(root, 'docs', 'INTEROP.md');
   const start = '<!-- interop-matrix:start (npm run interop -- --readme) -->';
   const end = '<!-- interop-matrix:end -->';
   const text = fs.readFileSync(file, 'utf8');
   const from = text.indexOf(start);
   const to = text.indexOf(end);
   if (from < 0 || to < from) {
-    console.error(`interop: README.md has no ${start} ... ${end} section`);
+    console.error(`interop: docs/INTEROP.md has no ${start} ... ${end} section`);
     process.exit(1);
   }
-  if (only !== '') console.error('interop: --only ran part of the matrix; README.md gets that part only');
+  if (only !== '') console.error('interop: --only ran part of the matrix; docs/INTEROP.md gets that part only');
   fs.writeFileSync(file, `${text.slice(0, from + start.length)}\n${table}${text.slice(to)}`);
-  console.error('interop: README.md updated');
+  console.error('interop: docs/INTEROP.md updated');
 }
 process.exit(code);

@@ -49,7 +49,7 @@ export interface ServerRow {
    * in clear, base64 or hex. False: popwarden sends it as the operator allowed (trusted loopback).
    */
   readonly protectsPassword: boolean;
-  /** What the server needs so popwarden can avoid cleartext on the link (README). */
+  /** What the server needs so popwarden can avoid cleartext on the link (docs/INTEROP.md). */
   readonly needs: string;
   /**
    * What the table must say: the server's offers as the matrix probes them (matrix.test.ts,
