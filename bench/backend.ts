@@ -100,7 +100,7 @@ service pop3 {
   client_limit = 500
   process_limit = 100
 }
-# The per-address auth penalty off, as the README's operators' notes say to do behind popwarden
+# The per-address auth penalty off, as the README's "The backend's own per-address penalty" says to do behind popwarden
 # (every login comes from popwarden's address, so one attacker's failures would slow everyone's);
 # bench/attacks.ts and the soak send failed logins.
 service anvil {

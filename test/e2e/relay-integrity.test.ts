@@ -101,7 +101,7 @@ describe('relay of a well-behaved backend', () => {
   });
 
   test('a client that half-closes after its last commands still gets every reply, and its QUIT commits', async () => {
-    // On the STLS port; see the README for why implicit TLS does not wait for half-closed clients.
+    // On the STLS port; see docs/SECURITY.md, "Relay guarantees", for why implicit TLS does not wait for half-closed clients.
     const client = await RawClient.plain(r.proxy.host, r.proxy.stlsPort);
     await client.readLine();
     assert.equal(await client.command('STLS'), '+OK Begin TLS negotiation');
