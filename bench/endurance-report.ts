@@ -50,9 +50,9 @@ export interface SoakRun {
   readonly popwardenLog: string;
   /** undefined when it was not kept. */
   readonly dovecotLog: string | undefined;
-  readonly setup: { minutes: number; goodClients: number; staleClients: number; workers: number; users: number; nofile: number; env?: Record<string, string> };
+  readonly setup: { minutes: number; loads?: number; primingSnapshot?: boolean; goodClients: number; staleClients: number; workers: number; users: number; nofile: number; env?: Record<string, string> };
   /** jemalloc's counts at the baseline and after the load (read through gdb); absent without jemalloc or gdb. */
-  readonly jemalloc?: { readonly baseline?: JemallocStats | undefined; readonly after?: JemallocStats | undefined };
+  readonly jemalloc?: { readonly baseline?: JemallocStats | undefined; readonly after?: JemallocStats | undefined; readonly afterGc?: JemallocStats | undefined; readonly afterEachLoad?: readonly (JemallocStats | undefined)[] };
   /** When the run started (ISO); runs recorded before it was kept say when the summary was made. */
   readonly startedAt?: string;
 }
@@ -179,11 +179,14 @@ export function summarize(run: SoakRun): string {
   const warmedUp = events.some((e) => e.what === 'warm-up stop')
     ? 'after a one-minute warm-up load (60 clients with the same mix, thinking 1 to 5 s: every path of the load has run once) and 30 s idle'
     : 'after one warm-up session and 30 s idle';
+  const primed = setup.primingSnapshot === true
+    ? ' A first heap snapshot, read by nothing, came before the baseline: V8 keeps the object-ID map of a process\'s first snapshot for its life (native memory in proportion to the heap\'s objects), so both ends hold it.'
+    : '';
   out.push(`Baseline: ${(baseline.t).toFixed(0)} s into the run, ${warmedUp}, before the load. After the load: ${(after.t - loadStop).toFixed(0)} s after the stop (the clients had all quit), `
     + 'before anything was forced (no GC, no trim). The RSS, descriptors, event-loop delay and sessions are these two ordinary samples. '
     + 'Heap figures at both ends are read right after a full GC (a heap snapshot, just after the baseline sample and after the after-load one); '
     + "compiled code (V8's code spaces) is shown apart, as it grows with every code path the load warmed and is not data. "
-    + 'Event-loop delay is per 10 s window; the windows with a snapshot show it (hundreds of ms).');
+    + `Event-loop delay is per 10 s window; the windows with a snapshot show it (hundreds of ms).${primed}`);
   out.push('');
   out.push('| popwarden | baseline | peak under load | end of load | after the load | after / baseline |');
   out.push('|---|---|---|---|---|---|');
@@ -208,6 +211,9 @@ export function summarize(run: SoakRun): string {
   if (je?.baseline !== undefined && je.after !== undefined) {
     const fields: [keyof JemallocStats, string][] = [['allocated', 'allocated by the program'], ['active', 'in active pages'], ['metadata', "the allocator's metadata"], ['tcacheBytes', "in the threads' caches"], ['resident', 'resident']];
     out.push(`jemalloc's own counts (mallctl through gdb), at the baseline and with the after-load sample: ${fields.map(([k, label]) => `${label} ${MB(je.baseline![k])} and ${MB(je.after![k])}`).join(', ')}.`);
+    if (je.afterGc !== undefined) out.push(`Allocated by the program after the final full GC (the native memory dead objects held is freed then): ${MB(je.afterGc.allocated)}, against ${MB(je.baseline.allocated)} at the baseline.`);
+    const each = je.afterEachLoad ?? [];
+    if (each.length > 1) out.push(`Allocated by the program after each of the ${each.length} loads (the same process, each load followed by its settle): ${each.map((s) => (s === undefined ? '-' : MB(s.allocated))).join(', ')}.`);
     out.push('');
   }
   if (afterTrim !== undefined) {
@@ -221,7 +227,7 @@ export function summarize(run: SoakRun): string {
   const settled = samples.filter((s) => !s.fullGc && s.t > afterGc.t).at(-1);
   if (settled !== undefined && settled.rssBytes !== null && baseline.rssBytes !== null) {
     out.push(`RSS ${(settled.t - afterGc.t).toFixed(0)} s after the final full GC (and the snapshot, whose buffers the allocator may not have returned yet): ${MB(settled.rssBytes)}, `
-      + `${(settled.rssBytes / baseline.rssBytes).toFixed(2)} × the baseline (taken before any snapshot).`);
+      + `${(settled.rssBytes / baseline.rssBytes).toFixed(2)} × the baseline.`);
     out.push('');
   }
   out.push(`Sessions open from 90 s after the start of the load to its end: ${Math.min(...steadySessions)} to ${Math.max(...steadySessions)}. popwarden used ${(cpuDuringLoad * 100).toFixed(0)}% of one core on average under load, `
