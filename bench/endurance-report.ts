@@ -126,6 +126,8 @@ export function summarize(run: SoakRun): string {
   const load = byPhase('load');
   const loadStart = events.find((e) => e.what === 'load start')!.t;
   const loadStop = events.find((e) => e.what === 'load stop')!.t;
+  // With --loads N, the settle that "after" reads follows the last load.
+  const lastStop = events.filter((e) => e.what === 'load stop').at(-1)!.t;
   // The last sample before the clients were told to stop (later ones are the drain).
   const endOfLoad = load.filter((s) => s.t <= loadStop).at(-1)!;
   const afterGc = byPhase('after').filter((s) => s.fullGc).at(-1)!;
@@ -135,8 +137,8 @@ export function summarize(run: SoakRun): string {
   const afterTrim = byPhase('after').find((s) => !s.fullGc && s.t > trim);
   // The RSS on its way back: the ordinary sample nearest each whole minute after the stop.
   const settling = byPhase('after').filter((s) => !s.fullGc && s.t < trim);
-  const rssByMinute = Array.from({ length: Math.floor((after.t - loadStop) / 60) }, (_, i) => (i + 1) * 60)
-    .map((dt) => settling.reduce((best, s) => (Math.abs(s.t - loadStop - dt) < Math.abs(best.t - loadStop - dt) ? s : best)))
+  const rssByMinute = Array.from({ length: Math.floor((after.t - lastStop) / 60) }, (_, i) => (i + 1) * 60)
+    .map((dt) => settling.reduce((best, s) => (Math.abs(s.t - lastStop - dt) < Math.abs(best.t - lastStop - dt) ? s : best)))
     .filter((s, i, all) => all.indexOf(s) === i && s.rssBytes !== null);
   const loads = samples.map((s) => s.load1);
   const firstLoad = load[0]!;
@@ -182,7 +184,7 @@ export function summarize(run: SoakRun): string {
   const primed = setup.primingSnapshot === true
     ? ' A first heap snapshot, read by nothing, came before the baseline: V8 keeps the object-ID map of a process\'s first snapshot for its life (native memory in proportion to the heap\'s objects), so both ends hold it.'
     : '';
-  out.push(`Baseline: ${(baseline.t).toFixed(0)} s into the run, ${warmedUp}, before the load. After the load: ${(after.t - loadStop).toFixed(0)} s after the stop (the clients had all quit), `
+  out.push(`Baseline: ${(baseline.t).toFixed(0)} s into the run, ${warmedUp}, before the load. After the load: ${(after.t - lastStop).toFixed(0)} s after the${lastStop === loadStop ? '' : ' last load\'s'} stop (the clients had all quit), `
     + 'before anything was forced (no GC, no trim). The RSS, descriptors, event-loop delay and sessions are these two ordinary samples. '
     + 'Heap figures at both ends are read right after a full GC (a heap snapshot, just after the baseline sample and after the after-load one); '
     + "compiled code (V8's code spaces) is shown apart, as it grows with every code path the load warmed and is not data. "
@@ -198,13 +200,13 @@ export function summarize(run: SoakRun): string {
   }
   out.push('');
   if (baseline.rssBytes !== null && rssByMinute.length > 0) {
-    out.push(`RSS after the stop, nothing forced: ${rssByMinute.map((s) => `${((s.t - loadStop) / 60).toFixed(1)} min ${MB(s.rssBytes!)} (${(s.rssBytes! / baseline.rssBytes!).toFixed(2)} ×)`).join(', ')}.`);
+    out.push(`RSS after the stop, nothing forced: ${rssByMinute.map((s) => `${((s.t - lastStop) / 60).toFixed(1)} min ${MB(s.rssBytes!)} (${(s.rssBytes! / baseline.rssBytes!).toFixed(2)} ×)`).join(', ')}.`);
     out.push('');
   }
   // The table's peak is under load only; the drain (every client QUITs at once) is reported here.
   const stallAfter = settling.filter((s) => s.eventLoopMaxSeconds !== null).reduce<Sample | undefined>((worst, s) => (worst === undefined || s.eventLoopMaxSeconds! > worst.eventLoopMaxSeconds! ? s : worst), undefined);
   if (stallAfter !== undefined) {
-    out.push(`Largest event-loop delay after the stop, before anything was forced: ${MS(stallAfter.eventLoopMaxSeconds!)} (max of the 10 s window ending ${(stallAfter.t - loadStop).toFixed(0)} s after the stop).`);
+    out.push(`Largest event-loop delay after the stop, before anything was forced: ${MS(stallAfter.eventLoopMaxSeconds!)} (max of the 10 s window ending ${(stallAfter.t - lastStop).toFixed(0)} s after the stop).`);
     out.push('');
   }
   const je = run.jemalloc;
