@@ -158,7 +158,9 @@ async function scrape(): Promise<Map<string, number> | undefined> {
   }
 }
 
-const workerCounts = new Map<number, ClientCounts>();
+/** The clients' counts per load-generator process (keyed by load and process: --loads N adds up). */
+const workerCounts = new Map<string, ClientCounts>();
+let loadNumber = 0;
 const totals = (): ClientCounts => {
   const sum: ClientCounts = { sessionsOpen: 0, sessionsStarted: 0, sessionsQuit: 0, loginsOk: 0, loginsRefused: 0, retr: 0, retrBytes: 0, dele: 0, errors: {} };
   for (const c of workerCounts.values()) {
@@ -223,7 +225,8 @@ function startClients(plan: (w: number) => ClientPlan): ChildProcess[] {
     const child = fork(clientScript, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     killOnExit(child.pid);
     ownPids.push({ pid: child.pid! });
-    child.on('message', (message: { counts: ClientCounts }) => workerCounts.set(w, message.counts));
+    const key = `${loadNumber}/${w}`;
+    child.on('message', (message: { counts: ClientCounts }) => workerCounts.set(key, message.counts));
     child.send({ plan: plan(w) });
     return child;
   });
@@ -329,6 +332,7 @@ async function runLoad(last: boolean): Promise<void> {
 /** jemalloc's counts after each load's settle (with --loads N, one per load). */
 const jemallocAfterEach: (JemallocStats | undefined)[] = [];
 for (let n = 1; n <= LOADS; n++) {
+  loadNumber = n;
   await runLoad(n === LOADS);
   if (n < LOADS) {
     jemallocAfterEach.push(jemallocStats(popwardenPid));
