@@ -50,9 +50,9 @@ export interface SoakRun {
   readonly popwardenLog: string;
   /** undefined when it was not kept. */
   readonly dovecotLog: string | undefined;
-  readonly setup: { minutes: number; goodClients: number; staleClients: number; workers: number; users: number; nofile: number; env?: Record<string, string> };
+  readonly setup: { minutes: number; loads?: number; primingSnapshot?: boolean; goodClients: number; staleClients: number; workers: number; users: number; nofile: number; env?: Record<string, string> };
   /** jemalloc's counts at the baseline and after the load (read through gdb); absent without jemalloc or gdb. */
-  readonly jemalloc?: { readonly baseline?: JemallocStats | undefined; readonly after?: JemallocStats | undefined };
+  readonly jemalloc?: { readonly baseline?: JemallocStats | undefined; readonly after?: JemallocStats | undefined; readonly afterGc?: JemallocStats | undefined; readonly afterEachLoad?: readonly (JemallocStats | undefined)[] };
   /** When the run started (ISO); runs recorded before it was kept say when the summary was made. */
   readonly startedAt?: string;
 }
@@ -126,6 +126,8 @@ export function summarize(run: SoakRun): string {
   const load = byPhase('load');
   const loadStart = events.find((e) => e.what === 'load start')!.t;
   const loadStop = events.find((e) => e.what === 'load stop')!.t;
+  // With --loads N, the settle that "after" reads follows the last load.
+  const lastStop = events.filter((e) => e.what === 'load stop').at(-1)!.t;
   // The last sample before the clients were told to stop (later ones are the drain).
   const endOfLoad = load.filter((s) => s.t <= loadStop).at(-1)!;
   const afterGc = byPhase('after').filter((s) => s.fullGc).at(-1)!;
@@ -135,8 +137,8 @@ export function summarize(run: SoakRun): string {
   const afterTrim = byPhase('after').find((s) => !s.fullGc && s.t > trim);
   // The RSS on its way back: the ordinary sample nearest each whole minute after the stop.
   const settling = byPhase('after').filter((s) => !s.fullGc && s.t < trim);
-  const rssByMinute = Array.from({ length: Math.floor((after.t - loadStop) / 60) }, (_, i) => (i + 1) * 60)
-    .map((dt) => settling.reduce((best, s) => (Math.abs(s.t - loadStop - dt) < Math.abs(best.t - loadStop - dt) ? s : best)))
+  const rssByMinute = Array.from({ length: Math.floor((after.t - lastStop) / 60) }, (_, i) => (i + 1) * 60)
+    .map((dt) => settling.reduce((best, s) => (Math.abs(s.t - lastStop - dt) < Math.abs(best.t - lastStop - dt) ? s : best)))
     .filter((s, i, all) => all.indexOf(s) === i && s.rssBytes !== null);
   const loads = samples.map((s) => s.load1);
   const firstLoad = load[0]!;
@@ -179,11 +181,14 @@ export function summarize(run: SoakRun): string {
   const warmedUp = events.some((e) => e.what === 'warm-up stop')
     ? 'after a one-minute warm-up load (60 clients with the same mix, thinking 1 to 5 s: every path of the load has run once) and 30 s idle'
     : 'after one warm-up session and 30 s idle';
-  out.push(`Baseline: ${(baseline.t).toFixed(0)} s into the run, ${warmedUp}, before the load. After the load: ${(after.t - loadStop).toFixed(0)} s after the stop (the clients had all quit), `
+  const primed = setup.primingSnapshot === true
+    ? ' A first heap snapshot, read by nothing, came before the baseline: V8 keeps the object-ID map of a process\'s first snapshot for its life (native memory in proportion to the heap\'s objects), so both ends hold it.'
+    : '';
+  out.push(`Baseline: ${(baseline.t).toFixed(0)} s into the run, ${warmedUp}, before the load. After the load: ${(after.t - lastStop).toFixed(0)} s after the${lastStop === loadStop ? '' : ' last load\'s'} stop (the clients had all quit), `
     + 'before anything was forced (no GC, no trim). The RSS, descriptors, event-loop delay and sessions are these two ordinary samples. '
     + 'Heap figures at both ends are read right after a full GC (a heap snapshot, just after the baseline sample and after the after-load one); '
     + "compiled code (V8's code spaces) is shown apart, as it grows with every code path the load warmed and is not data. "
-    + 'Event-loop delay is per 10 s window; the windows with a snapshot show it (hundreds of ms).');
+    + `Event-loop delay is per 10 s window; the windows with a snapshot show it (hundreds of ms).${primed}`);
   out.push('');
   out.push('| popwarden | baseline | peak under load | end of load | after the load | after / baseline |');
   out.push('|---|---|---|---|---|---|');
@@ -195,19 +200,22 @@ export function summarize(run: SoakRun): string {
   }
   out.push('');
   if (baseline.rssBytes !== null && rssByMinute.length > 0) {
-    out.push(`RSS after the stop, nothing forced: ${rssByMinute.map((s) => `${((s.t - loadStop) / 60).toFixed(1)} min ${MB(s.rssBytes!)} (${(s.rssBytes! / baseline.rssBytes!).toFixed(2)} ×)`).join(', ')}.`);
+    out.push(`RSS after the stop, nothing forced: ${rssByMinute.map((s) => `${((s.t - lastStop) / 60).toFixed(1)} min ${MB(s.rssBytes!)} (${(s.rssBytes! / baseline.rssBytes!).toFixed(2)} ×)`).join(', ')}.`);
     out.push('');
   }
   // The table's peak is under load only; the drain (every client QUITs at once) is reported here.
   const stallAfter = settling.filter((s) => s.eventLoopMaxSeconds !== null).reduce<Sample | undefined>((worst, s) => (worst === undefined || s.eventLoopMaxSeconds! > worst.eventLoopMaxSeconds! ? s : worst), undefined);
   if (stallAfter !== undefined) {
-    out.push(`Largest event-loop delay after the stop, before anything was forced: ${MS(stallAfter.eventLoopMaxSeconds!)} (max of the 10 s window ending ${(stallAfter.t - loadStop).toFixed(0)} s after the stop).`);
+    out.push(`Largest event-loop delay after the stop, before anything was forced: ${MS(stallAfter.eventLoopMaxSeconds!)} (max of the 10 s window ending ${(stallAfter.t - lastStop).toFixed(0)} s after the stop).`);
     out.push('');
   }
   const je = run.jemalloc;
   if (je?.baseline !== undefined && je.after !== undefined) {
     const fields: [keyof JemallocStats, string][] = [['allocated', 'allocated by the program'], ['active', 'in active pages'], ['metadata', "the allocator's metadata"], ['tcacheBytes', "in the threads' caches"], ['resident', 'resident']];
     out.push(`jemalloc's own counts (mallctl through gdb), at the baseline and with the after-load sample: ${fields.map(([k, label]) => `${label} ${MB(je.baseline![k])} and ${MB(je.after![k])}`).join(', ')}.`);
+    if (je.afterGc !== undefined) out.push(`Allocated by the program after the final full GC (the native memory dead objects held is freed then): ${MB(je.afterGc.allocated)}, against ${MB(je.baseline.allocated)} at the baseline.`);
+    const each = je.afterEachLoad ?? [];
+    if (each.length > 1) out.push(`Allocated by the program after each of the ${each.length} loads (the same process, each load followed by its settle): ${each.map((s) => (s === undefined ? '-' : MB(s.allocated))).join(', ')}.`);
     out.push('');
   }
   if (afterTrim !== undefined) {
@@ -221,7 +229,7 @@ export function summarize(run: SoakRun): string {
   const settled = samples.filter((s) => !s.fullGc && s.t > afterGc.t).at(-1);
   if (settled !== undefined && settled.rssBytes !== null && baseline.rssBytes !== null) {
     out.push(`RSS ${(settled.t - afterGc.t).toFixed(0)} s after the final full GC (and the snapshot, whose buffers the allocator may not have returned yet): ${MB(settled.rssBytes)}, `
-      + `${(settled.rssBytes / baseline.rssBytes).toFixed(2)} × the baseline (taken before any snapshot).`);
+      + `${(settled.rssBytes / baseline.rssBytes).toFixed(2)} × the baseline.`);
     out.push('');
   }
   out.push(`Sessions open from 90 s after the start of the load to its end: ${Math.min(...steadySessions)} to ${Math.max(...steadySessions)}. popwarden used ${(cpuDuringLoad * 100).toFixed(0)}% of one core on average under load, `

@@ -24,7 +24,7 @@ import { benchAccount, smallMessage, startBenchBackend } from './backend.js';
 import { SMALL_MESSAGES, type ClientCounts, type ClientPlan } from './endurance-clients.js';
 import { summarize, type Event, type Sample } from './endurance-report.js';
 import { renderChart } from './endurance-chart.js';
-import { jemallocStats } from './jemalloc-stats.js';
+import { jemallocProfileDump, jemallocStats, type JemallocStats } from './jemalloc-stats.js';
 import { PopClient } from './pop-client.js';
 import { cpuSeconds, heapSnapshot, killOnExit, residentSplit, stopTree } from './proc.js';
 import { benchEnvironment, shebangNodeOptions } from './targets.js';
@@ -41,6 +41,20 @@ const { values } = parseArgs({
     'keep-snapshots': { type: 'boolean', default: false },
     /** NAME=VALUE for popwarden's environment, over the systemd unit's (an allocator to compare), repeatable. */
     env: { type: 'string', multiple: true, default: [] },
+    /**
+     * jemalloc heap profiles: popwarden runs with prof:true (one sample per 2^15 bytes allocated)
+     * and dumps its live allocations at the baseline and after the load, into the run's directory.
+     */
+    jeprof: { type: 'boolean', default: false },
+    /** Leave out the SIGHUP reload, or the Redis restart (to find which of them leaves something). */
+    'no-sighup': { type: 'boolean', default: false },
+    'no-redis-restart': { type: 'boolean', default: false },
+    /**
+     * Run the load (and its settle) this many times on the same process, jemalloc's counts read
+     * after each: does a second identical load leave more behind than the first? The summary's
+     * table compares the baseline with the state after the last load.
+     */
+    loads: { type: 'string', default: '1' },
   },
 });
 const MINUTES = Number(values.minutes);
@@ -49,6 +63,7 @@ const GOOD_CLIENTS = Number(values.sessions);
 const STALE_CLIENTS = Math.max(5, Math.round(GOOD_CLIENTS / 10));
 const WORKERS = Number(values.workers);
 const SETTLE_MINUTES = Number(values.settle);
+const LOADS = Number(values.loads);
 const USERS = 40;
 const STALE_USERS = 20;
 const SAMPLE_MS = 10_000;
@@ -90,6 +105,12 @@ process.on('exit', () => {
 const env = benchEnvironment(false);
 const runDir = join('/tmp', 'soak', `run-${Date.now()}`);
 mkdirSync(runDir, { recursive: true });
+if (values.jeprof === true) POPWARDEN_ENV.MALLOC_CONF = [POPWARDEN_ENV.MALLOC_CONF, `prof:true,lg_prof_sample:15,prof_prefix:${runDir}/jeprof`].filter(Boolean).join(',');
+/** A jemalloc heap profile of popwarden now, with --jeprof (its file is the run directory's newest jeprof.*.heap). */
+function profileDump(when: string): void {
+  if (values.jeprof !== true) return;
+  say(jemallocProfileDump(popwardenPid) ? `jemalloc heap profile dumped (${when}) in ${runDir}` : `no jemalloc heap profile (${when})`);
+}
 say(`writing ${USERS} mailboxes and starting Dovecot, Redis and popwarden (logs in ${runDir})`);
 const backend = await startBenchBackend(env.restWrap, () => [
   ...Array.from({ length: USERS }, (_, i) => benchAccount(`user${i + 1}`, mailbox(`user${i + 1}`))),
@@ -137,7 +158,9 @@ async function scrape(): Promise<Map<string, number> | undefined> {
   }
 }
 
-const workerCounts = new Map<number, ClientCounts>();
+/** The clients' counts per load-generator process (keyed by load and process: --loads N adds up). */
+const workerCounts = new Map<string, ClientCounts>();
+let loadNumber = 0;
 const totals = (): ClientCounts => {
   const sum: ClientCounts = { sessionsOpen: 0, sessionsStarted: 0, sessionsQuit: 0, loginsOk: 0, loginsRefused: 0, retr: 0, retrBytes: 0, dele: 0, errors: {} };
   for (const c of workerCounts.values()) {
@@ -187,10 +210,10 @@ async function takeSample(fullGc = false): Promise<void> {
   say(`${phase}${fullGc ? ' (after a full GC)' : ''} t=${s.t.toFixed(0)}s sessions=${s.sessions} rss=${((s.rssBytes ?? 0) / 1e6).toFixed(0)}MB heap=${((s.heapUsedBytes ?? 0) / 1e6).toFixed(0)}MB fds=${s.openFds} loop-p99=${((s.eventLoopP99Seconds ?? 0) * 1000).toFixed(1)}ms load=${s.load1.toFixed(1)} client-errors=${s.clientErrors}`);
 }
 /** A heap snapshot (a full GC), then a sample. */
-async function sampleAfterFullGc(): Promise<void> {
+async function sampleAfterFullGc(sample = true): Promise<void> {
   const snapshot = await heapSnapshot(popwardenPid, runDir);
   if (values['keep-snapshots'] !== true) rmSync(snapshot);
-  await takeSample(true);
+  if (sample) await takeSample(true);
 }
 const sampler = setInterval(() => void takeSample(), SAMPLE_MS);
 
@@ -202,7 +225,8 @@ function startClients(plan: (w: number) => ClientPlan): ChildProcess[] {
     const child = fork(clientScript, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     killOnExit(child.pid);
     ownPids.push({ pid: child.pid! });
-    child.on('message', (message: { counts: ClientCounts }) => workerCounts.set(w, message.counts));
+    const key = `${loadNumber}/${w}`;
+    child.on('message', (message: { counts: ClientCounts }) => workerCounts.set(key, message.counts));
     child.send({ plan: plan(w) });
     return child;
   });
@@ -243,6 +267,15 @@ await stopClients(warmers);
 workerCounts.clear();
 mark('warm-up stop');
 phase = 'baseline';
+// A first heap snapshot before the baseline, read by nothing. The first snapshot of a process
+// makes V8's heap profiler allocate its object-ID map (HeapObjectsMap: an entry per live heap
+// object, in a vector and a hash map that never shrink), and keeps it for the process's life, so
+// that later snapshots give an object the same ID. With ~16 MB of heap that map is ~12 MB of
+// native memory (jeprof: v8::internal::HeapObjectsMap::FindOrAddEntry, under
+// node::heap::TriggerHeapSnapshot). Made here, it is in the baseline and in the after-load
+// figures alike; made by the baseline's own snapshot, it was in "after" only and read as ~10 MB
+// of native memory the load had left behind (bench/README.md, "The soak's native residue").
+await sampleAfterFullGc(false);
 
 // Then the baseline: 30 s idle, an ordinary sample (the RSS and the other figures before the
 // load, nothing forced), then one after a full GC (the heap before the load).
@@ -250,12 +283,11 @@ await sleep(30_000);
 await takeSample();
 // jemalloc's own counts (gdb stops popwarden for a moment: the snapshot's window stalls anyway).
 const jemallocBefore = jemallocStats(popwardenPid);
+profileDump('baseline');
 await sampleAfterFullGc();
 await sleep(10_000);
 
 // The load: WORKERS processes, the clients dealt out among them.
-phase = 'load';
-mark('load start');
 const plan = (w: number): ClientPlan => ({
   tlsPort,
   stlsPort,
@@ -269,27 +301,51 @@ const plan = (w: number): ClientPlan => ({
   pauseSeconds: [2, 10],
   stalePauseSeconds: [30, 90],
 });
-const workers = startClients(plan);
-
 const loadMs = MINUTES * 60_000;
-await sleep(loadMs * 0.4);
-mark('SIGHUP');
-process.kill(popwardenPid, 'SIGHUP');
-await sleep(loadMs * 0.2);
-mark('Redis stopped');
-await redis.kill();
-await sleep(5_000);
-await redis.restart();
-mark('Redis started');
-await sleep(loadMs * 0.4 - 5_000);
-
-mark('load stop');
-await stopClients(workers);
-phase = 'after';
-await sleep(SETTLE_MINUTES * 60_000);
+/** One load, its SIGHUP and Redis restart, the clients' stop and the settle after it. */
+async function runLoad(last: boolean): Promise<void> {
+  phase = 'load';
+  mark('load start');
+  const workers = startClients(plan);
+  await sleep(loadMs * 0.4);
+  if (values['no-sighup'] !== true) {
+    mark('SIGHUP');
+    process.kill(popwardenPid, 'SIGHUP');
+  }
+  await sleep(loadMs * 0.2);
+  if (values['no-redis-restart'] !== true) {
+    mark('Redis stopped');
+    await redis.kill();
+    await sleep(5_000);
+    await redis.restart();
+    mark('Redis started');
+  } else {
+    await sleep(5_000);
+  }
+  await sleep(loadMs * 0.4 - 5_000);
+  mark('load stop');
+  await stopClients(workers);
+  // The summary reads the settle after the last load as "after"; earlier settles count as load.
+  if (last) phase = 'after';
+  await sleep(SETTLE_MINUTES * 60_000);
+}
+/** jemalloc's counts after each load's settle (with --loads N, one per load). */
+const jemallocAfterEach: (JemallocStats | undefined)[] = [];
+for (let n = 1; n <= LOADS; n++) {
+  loadNumber = n;
+  await runLoad(n === LOADS);
+  if (n < LOADS) {
+    jemallocAfterEach.push(jemallocStats(popwardenPid));
+    say(`jemalloc allocated after load ${n}: ${((jemallocAfterEach.at(-1)?.allocated ?? 0) / 1e6).toFixed(1)} MB`);
+    profileDump(`after load ${n}`);
+    await sleep(10_000);
+  }
+}
 clearInterval(sampler);
 await takeSample();
 const jemallocAfter = jemallocStats(popwardenPid);
+jemallocAfterEach.push(jemallocAfter);
+profileDump('after the load');
 // What the allocator keeps is not a leak: glibc's malloc holds freed native memory (OpenSSL's
 // per-connection buffers) for reuse. malloc_trim(0), called in popwarden through gdb, gives it back
 // to the system, so the RSS after it says what is still in use. Skipped when gdb is missing.
@@ -302,6 +358,10 @@ try {
   say(`no malloc_trim: ${String(error)}`);
 }
 await sampleAfterFullGc();
+// After the full GC, the native memory that dead JavaScript objects held (Buffers' backing
+// stores, which an idle process does not collect) is freed: what is left is what lives on.
+const jemallocAfterGc = jemallocStats(popwardenPid);
+profileDump('after the load and a full GC');
 // The snapshot's own buffers and what the full GC freed: jemalloc hands them back over its
 // dirty-page decay (10 s, but it purges only when the process allocates, so an idle popwarden
 // takes seconds to minutes); a sample 30 s later shows how far it got.
@@ -313,11 +373,11 @@ const dovecotLog = readFileSync(backend.logFile, 'utf8');
 writeFileSync(join(runDir, 'dovecot.log'), dovecotLog);
 const run = {
   startedAt: new Date(started).toISOString(),
-  setup: { minutes: MINUTES, goodClients: GOOD_CLIENTS, staleClients: STALE_CLIENTS, workers: WORKERS, users: USERS, nofile: POPWARDEN_NOFILE, env: POPWARDEN_ENV },
+  setup: { minutes: MINUTES, loads: LOADS, primingSnapshot: true, goodClients: GOOD_CLIENTS, staleClients: STALE_CLIENTS, workers: WORKERS, users: USERS, nofile: POPWARDEN_NOFILE, env: POPWARDEN_ENV },
   events,
   samples,
   clients: totals(),
-  jemalloc: { baseline: jemallocBefore, after: jemallocAfter },
+  jemalloc: { baseline: jemallocBefore, after: jemallocAfter, afterGc: jemallocAfterGc, afterEachLoad: jemallocAfterEach },
 };
 const summary = summarize({ ...run, popwardenLog: readFileSync(logFile, 'utf8'), dovecotLog });
 writeFileSync(`${values.out}.json`, JSON.stringify(run, null, 1));

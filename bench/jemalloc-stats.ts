@@ -51,4 +51,21 @@ export function jemallocStats(pid: number): JemallocStats | undefined {
   }
 }
 
+/**
+ * Asks jemalloc for a heap profile dump (mallctl "prof.dump"), written as PREFIX.PID.N.mM.heap
+ * where PREFIX is the process's MALLOC_CONF prof_prefix. Only a process started with
+ * MALLOC_CONF=prof:true can dump (Debian's libjemalloc2 is built with profiling); `jeprof
+ * --base=A B` (package libjemalloc-dev) then gives the allocation stacks of what B holds beyond A.
+ * False when gdb is missing or the dump fails.
+ */
+export function jemallocProfileDump(pid: number): boolean {
+  const args = ['-p', String(pid), '-batch',
+    '-ex', 'printf "jemalloc prof.dump %d\\n", (int)((int(*)(const char*,void*,unsigned long*,void*,unsigned long))mallctl)("prof.dump",0,0,0,0)'];
+  try {
+    return /^jemalloc prof\.dump 0$/m.test(execFileSync('gdb', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60_000 }));
+  } catch {
+    return false;
+  }
+}
+
 if (process.argv[1]?.endsWith('jemalloc-stats.ts')) process.stdout.write(`${JSON.stringify(jemallocStats(Number(process.argv[2])))}\n`);
