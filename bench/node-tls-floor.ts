@@ -8,6 +8,8 @@
  * - CPU µs per full TLS 1.3 handshake against `openssl s_time -new` (the (b) reference method).
  *
  * The floor under popwarden's (b) and (d): popwarden cannot cost less than the TLS it runs on.
+ * The floor of a relayed login (a backend connection per client, USER/PASS relayed) and of every
+ * other workload is `npm run bench -- --targets popwarden,stunnel,node` (bench/bare-tls-relay.mjs).
  *
  *   node --import tsx bench/node-tls-floor.ts [--seconds 5] [--no-pin]
  */

@@ -4,6 +4,7 @@
  * with one ECDSA P-256 certificate and the same load. See bench/README.md for how to read it.
  *
  *   node --import tsx bench/run.ts [--quick] [--only abcde] [--reps N] [--no-pin] [--profile]
+ *     [--targets popwarden,stunnel,nginx,node,direct] [--env NAME=VALUE]
  *
  * Prints a Markdown report and writes it to bench/results/latest.md (a --quick or --only run
  * writes bench/results/partial.md instead, so the full result stays).
@@ -20,7 +21,7 @@ import { ACCOUNTS, passwordOf, startBenchBackend } from './backend.js';
 import { PopClient } from './pop-client.js';
 import { heapSnapshot, killOnExit } from './proc.js';
 import { goalTable, median, Results } from './report.js';
-import { benchEnvironment, directTarget, startAuthHttp, startNginx, startPopwarden, startStunnel, versions, type Target } from './targets.js';
+import { benchEnvironment, directTarget, startAuthHttp, startBareRelay, startNginx, startPopwarden, startStunnel, TARGET_NAMES, versions, type Target } from './targets.js';
 import { bigRetr, fetchSessions, idleSessions, logins, noops, openSslReference, warmUp, type Sizes } from './workloads.js';
 
 const { values } = parseArgs({
@@ -32,13 +33,19 @@ const { values } = parseArgs({
     profile: { type: 'boolean', default: false },
     /** NAME=VALUE for popwarden's environment, over the systemd unit's (`LD_PRELOAD=` runs it on glibc), repeatable. */
     env: { type: 'string', multiple: true, default: [] },
+    /**
+     * Which targets, comma-separated; `node` (not measured by default) is bench/bare-tls-relay.mjs,
+     * a node:tls relay with no POP3 code, run like popwarden: Node's floor under each measure.
+     */
+    targets: { type: 'string', default: 'popwarden,stunnel,nginx,direct' },
   },
 });
 const quick = values.quick === true;
 const only = new Set(values.only.toLowerCase().replace(/[^a-e]/g, ''));
 const reps = Number(values.reps ?? (quick ? 1 : 3));
-if (only.size === 0 || !Number.isInteger(reps) || reps < 1 || reps > 20) {
-  console.error('usage: run.ts [--quick] [--only abcde] [--reps 1..20] [--no-pin] [--profile]');
+const chosen = new Set(values.targets.split(',').map((name) => name.trim()));
+if (only.size === 0 || !Number.isInteger(reps) || reps < 1 || reps > 20 || ![...chosen].every((name) => (TARGET_NAMES as readonly string[]).includes(name))) {
+  console.error(`usage: run.ts [--quick] [--only abcde] [--reps 1..20] [--no-pin] [--profile] [--targets ${TARGET_NAMES.join(',')}] [--env NAME=VALUE]`);
   process.exit(2);
 }
 
@@ -89,10 +96,12 @@ const starters = new Map<string, () => Promise<Target>>([
   ['popwarden', () => startPopwarden(env, backend.port, redis.url, nodeOptions, 'dist/cli.js', popwardenEnv)],
   ['stunnel', () => startStunnel(env, backend.port)],
   ['nginx', () => startNginx(env, authHttp.port, authHttp.pid)],
-]);
+  // The same node flags (the shebang's) and environment (the allocator) as popwarden.
+  ['node', () => startBareRelay(env, backend.port, 'dist/cli.js', popwardenEnv)],
+].filter(([name]) => chosen.has(name as string)) as [string, () => Promise<Target>][]);
 const targets: Target[] = [];
 for (const start of starters.values()) targets.push(await start());
-targets.push(directTarget(backend.port));
+if (chosen.has('direct')) targets.push(directTarget(backend.port));
 
 // One session of each kind through each target first: Dovecot indexes the maildrops, every
 // process loads what it loads once, and a broken target fails here rather than mid-table.
@@ -158,7 +167,7 @@ const report = [
   `Machine: ${v.cpu} (nproc ${cpus().length}), Linux ${v.kernel}; Node ${v.node} (its OpenSSL ${process.versions.openssl}), ` +
     `system OpenSSL ${v.openssl}, stunnel ${v.stunnel}, nginx ${v.nginx}, Dovecot ${v.dovecot}, Redis ${v.redis}; popwarden ${commit}, ` +
     `with the systemd unit's environment (${Object.entries(popwardenEnv).map(([k, val]) => `${k}=${val}`).join(' ') || 'none here'}).`,
-  `Run: ${quick ? '--quick, ' : ''}workloads ${[...only].sort().join('')}, ${reps} repetition${reps > 1 ? 's' : ''} ` +
+  `Run: ${quick ? '--quick, ' : ''}workloads ${[...only].sort().join('')}, targets ${[...chosen].join(', ')}, ${reps} repetition${reps > 1 ? 's' : ''} ` +
     `(targets in rotated order), ${values['no-pin'] === true ? 'no pinning' : 'front ends pinned to core 0, everything else to core 1'}; ` +
     `${((Date.now() - began) / 60_000).toFixed(1)} minutes. Cells: median <sub>min–max</sub> over the repetitions.`,
   '',
@@ -181,7 +190,7 @@ const report = [
 console.log(report);
 const resultsDir = join(here, 'results');
 mkdirSync(resultsDir, { recursive: true });
-const full = !quick && only.size === 5;
+const full = !quick && only.size === 5 && ['popwarden', 'stunnel', 'nginx', 'direct'].every((name) => chosen.has(name));
 writeFileSync(join(resultsDir, full ? 'latest.md' : 'partial.md'), report);
 log(`written to bench/results/${full ? 'latest.md' : 'partial.md'}`);
 process.exit(0);

@@ -23,11 +23,9 @@ import { parseArgs } from 'node:util';
 import { startRedis } from '../test/harness/redis.js';
 import { ACCOUNTS, FETCH_MESSAGES, passwordOf, startBenchBackend } from './backend.js';
 import { PopClient } from './pop-client.js';
-import { cpuSecondsSplit, killOnExit, spawnWrapped, stopTree } from './proc.js';
-import { freePort, waitForPort } from '../test/harness/ports.js';
-import { fileURLToPath } from 'node:url';
+import { cpuSecondsSplit, killOnExit } from './proc.js';
 import { unitEnvironmentHere } from '../test/harness/systemd-unit.js';
-import { benchEnvironment, shebangNodeOptions, startPopwarden, startStunnel, type Target } from './targets.js';
+import { benchEnvironment, startBareRelay, startPopwarden, startStunnel, type Target } from './targets.js';
 
 const { values } = parseArgs({
   options: {
@@ -140,16 +138,6 @@ async function syscallsPerCommand(name: string, pid: number, workload: Workload,
   console.log(`  the first ${traced}:\n${lines.map((line) => `    ${line}`).join('\n')}`);
 }
 
-/** bench/bare-tls-relay.mjs with popwarden's node flags and environment, pinned like a front end. */
-async function startBareRelay(backendPort: number): Promise<Target> {
-  const port = await freePort();
-  const script = fileURLToPath(new URL('./bare-tls-relay.mjs', import.meta.url));
-  const child = spawnWrapped(env.frontWrap, [process.execPath, ...shebangNodeOptions(builds[0]!), script, String(port), env.certFile, env.keyFile, String(backendPort)], 'inherit', unitEnvironmentHere());
-  await waitForPort('127.0.0.1', port);
-  // Target's name is one of the comparison's; this script names its targets itself.
-  return { name: 'popwarden', port, tls: true, pid: child.pid!, helperPid: undefined, stop: () => stopTree(child.pid!, child) };
-}
-
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const env = benchEnvironment(values['no-pin'] !== true);
@@ -161,7 +149,7 @@ for (const cli of builds) {
   targets.push({ name: builds.length > 1 ? `popwarden ${cli}` : 'popwarden', target: await startPopwarden(env, backend.port, redis.url, [], cli, unitEnvironmentHere()) });
 }
 targets.push({ name: 'stunnel', target: await startStunnel(env, backend.port) });
-targets.push({ name: 'bare node:tls relay', target: await startBareRelay(backend.port) });
+targets.push({ name: 'bare node:tls relay', target: await startBareRelay(env, backend.port, builds[0]!, unitEnvironmentHere()) });
 try {
   // One NOOP session and one RETR session per target, open for the whole run.
   const workloads = new Map<string, Workload[]>();

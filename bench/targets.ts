@@ -13,8 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { freePort, waitForPort } from '../test/harness/ports.js';
 import { spawnWrapped, stopTree } from './proc.js';
 
-export type TargetName = 'popwarden' | 'stunnel' | 'nginx' | 'direct';
-export const PROXIES: readonly TargetName[] = ['popwarden', 'stunnel', 'nginx'];
+/** `node` is bench/bare-tls-relay.mjs, Node's floor: measured only when asked (`--targets`). */
+export type TargetName = 'popwarden' | 'stunnel' | 'nginx' | 'node' | 'direct';
+/** Every target, in the report's column order. */
+export const TARGET_NAMES: readonly TargetName[] = ['popwarden', 'stunnel', 'nginx', 'node', 'direct'];
 
 export interface Target {
   readonly name: TargetName;
@@ -113,6 +115,18 @@ export async function startStunnel(env: Environment, backendPort: number): Promi
   const child = spawnWrapped(env.frontWrap, ['stunnel4', conf]);
   await listening(child, port, 'stunnel4');
   return target('stunnel', port, child, undefined);
+}
+
+/**
+ * bench/bare-tls-relay.mjs (a node:tls relay with no POP3 code: Node's floor under popwarden)
+ * with the node flags of `cli`'s shebang and popwarden's environment, pinned like a front end.
+ */
+export async function startBareRelay(env: Environment, backendPort: number, cli = 'dist/cli.js', processEnv: Readonly<Record<string, string>> = {}): Promise<Target> {
+  const port = await freePort();
+  const script = fileURLToPath(new URL('./bare-tls-relay.mjs', import.meta.url));
+  const child = spawnWrapped(env.frontWrap, [process.execPath, ...shebangNodeOptions(cli), script, String(port), env.certFile, env.keyFile, String(backendPort)], 'inherit', processEnv);
+  await listening(child, port, 'bare node:tls relay');
+  return target('node', port, child, undefined);
 }
 
 /** The auth_http endpoint nginx asks before every login: always the backend's address. */
