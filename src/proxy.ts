@@ -46,7 +46,8 @@ export interface RunningProxy {
   readonly listeners: readonly BoundListener[];
   /**
    * Stops accepting at once, lets commands in flight finish for up to `drainMs` (default 0),
-   * then closes every remaining session; resolves when all are gone.
+   * then closes every remaining session, and lets their failed logins settle without waiting
+   * for their deadlines; resolves when all are gone. Close the guard only after this.
    */
   close(options?: { readonly drainMs?: number }): Promise<void>;
 }
@@ -262,6 +263,9 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
         clearTimeout(timer);
       }
       for (const session of [...sessions.keys()]) session.close('server-shutdown');
+      // Their failed logins need not wait for their deadlines any more: they settle now, while
+      // the rate-limit store is still open (the guard's close() waits for them).
+      failureDeadline.endWaits();
       await Promise.all(listenersClosed);
       // Each closed session has signalled its program; wait until they are all reaped.
       await backendPrograms.close();

@@ -47,7 +47,10 @@ export interface LoginGuard {
   reserve(attempt: LoginAttempt): Promise<GuardDecision>;
   /** Resolves when every settlement begun so far is done (shutdown waits for it; so can tests). */
   settled(): Promise<void>;
-  /** Waits for the settlements in flight, then releases connections to the store. */
+  /**
+   * Waits (bounded) for every reservation to be settled and for the settlements in flight, then
+   * releases connections to the store: at shutdown, after the sessions are closed.
+   */
   close(): Promise<void>;
 }
 

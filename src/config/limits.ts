@@ -72,6 +72,16 @@ export const BACKEND_AUTH_TIMEOUT_MS = 30_000;
 export const MAX_SHUTDOWN_MS = 50_000;
 
 /**
+ * On shutdown, once the sessions are closed, how long the failed-login protection waits for the
+ * logins still under way to settle their reservations before it closes the store (Redis). A
+ * failure waiting for its auth_failure_delay settles at once then (FailureDeadline.endWaits), so
+ * this bounds what cannot be hurried: a store round trip, a login still at its backend (up to
+ * timeouts.backend_auth). A login that outlasts it leaves its place counted until its window
+ * ends, as a crash would. Within the 10 s MAX_SHUTDOWN_MS leaves for closing and exiting.
+ */
+export const SHUTDOWN_SETTLE_MS = 5_000;
+
+/**
  * Default of limits.max_commands_before_login: commands one connection may send before it has
  * logged in. A real client needs a handful (CAPA, STLS, CAPA, USER, PASS; AUTH and a retry or
  * two), and a failed login costs it auth_failure_delay each; a connection that sends 5,000 CAPA

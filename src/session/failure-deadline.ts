@@ -36,6 +36,9 @@ export class FailureDeadline {
   /** Minute index → the most steps a failure needed in that minute. */
   readonly #stepsByMinute = new Map<number, number>();
   #lastWarningAt = -Infinity;
+  /** Ends the wait of each failure now waiting for its deadline (endWaits() calls them all). */
+  readonly #waiting = new Set<() => void>();
+  #ended = false;
 
   constructor(
     private readonly log: Logger,
@@ -45,9 +48,38 @@ export class FailureDeadline {
   ) {}
 
   /** Waits until the deadline of a failure whose credentials arrived at `startedAt` (failureClock() ms). */
-  async wait(startedAt: number, stepMs: number): Promise<void> {
-    const remaining = this.deadline(startedAt, stepMs) - this.now();
-    if (remaining > 0) await new Promise((resolve) => setTimeout(resolve, remaining));
+  wait(startedAt: number, stepMs: number): Promise<void> {
+    return this.#until(this.deadline(startedAt, stepMs));
+  }
+
+  /** Resolves no earlier than `ms` after `startedAt` (an auth_http Auth-Wait longer than the delay), or at endWaits(). */
+  waitAtLeast(startedAt: number, ms: number): Promise<void> {
+    return this.#until(startedAt + ms);
+  }
+
+  /**
+   * Shutdown, once every session is closed: each failure still waiting for its deadline goes on
+   * now, and any later one at once. Its reservation is then settled while the store is still
+   * open (the guard's close() waits for it), so a restart forgives no failure in flight. Nothing
+   * is revealed by the cut: its session is closed, so no answer comes early.
+   */
+  endWaits(): void {
+    this.#ended = true;
+    for (const end of [...this.#waiting]) end();
+  }
+
+  #until(at: number): Promise<void> {
+    const remaining = at - this.now();
+    if (remaining <= 0 || this.#ended) return Promise.resolve();
+    return new Promise((resolve) => {
+      const end = (): void => {
+        clearTimeout(timer);
+        this.#waiting.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, remaining);
+      this.#waiting.add(end);
+    });
   }
 
   /**

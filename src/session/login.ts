@@ -105,7 +105,7 @@ export async function authenticate(request: LoginRequest, deps: LoginDependencie
    */
   const answerFailure = async (verdict: LoginVerdict, text: string, atLeastMs = 0): Promise<Outcome> => {
     await failureDelay();
-    if (atLeastMs > 0) await waitAtLeast(startedAt, atLeastMs);
+    if (atLeastMs > 0) await deps.failureDeadline.waitAtLeast(startedAt, atLeastMs);
     await settle(verdict);
     return request.clientGone() ? replied : reply(text);
   };
@@ -217,12 +217,6 @@ function chooseRoute(request: LoginRequest, deps: LoginDependencies): Promise<Ro
     method: request.mechanism,
     attempt: request.attempt,
   });
-}
-
-/** Resolves no earlier than `ms` after `since` (an auth_http Auth-Wait longer than the failure delay). */
-function waitAtLeast(since: number, ms: number): Promise<void> {
-  const remaining = since + ms - failureClock();
-  return remaining <= 0 ? Promise.resolve() : new Promise((resolve) => setTimeout(resolve, remaining));
 }
 
 /**

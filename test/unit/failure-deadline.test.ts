@@ -90,3 +90,17 @@ test('the deadline reads a monotonic clock: a wall clock stepped back an hour do
     Date.now = wallClock;
   }
 });
+
+test('endWaits (shutdown) lets every waiting failure and Auth-Wait go on now, and any later one at once', async () => {
+  const { deadline, clock } = deadlineWithClock();
+  const started = clock.now;
+  const order: string[] = [];
+  // An hour's step on a clock that never moves: nothing but endWaits can end these waits.
+  const waits = [deadline.wait(started, 3_600_000).then(() => order.push('failure')), deadline.waitAtLeast(started, 3_600_000).then(() => order.push('auth-wait'))];
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(order, [], 'both wait before endWaits');
+  deadline.endWaits();
+  await Promise.all(waits);
+  assert.deepEqual(order.sort(), ['auth-wait', 'failure']);
+  await deadline.wait(clock.now, 3_600_000);
+});

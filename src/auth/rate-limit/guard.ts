@@ -14,6 +14,7 @@ import { UNAVAILABLE, type Held } from './insurance.js';
 import { attemptKeys, type AttemptKeys } from './keys.js';
 import { LIMITER_NAMES } from './policy.js';
 import type { Settlement } from './store.js';
+import { SHUTDOWN_SETTLE_MS } from '../../config/limits.js';
 
 /** What the guard needs of a store: a reservation and where to settle it, or "unavailable". */
 export interface GuardStore {
@@ -27,11 +28,17 @@ export interface RateLimitGuardOptions {
   readonly allow: CidrList;
   readonly log: Logger;
   readonly close?: () => Promise<void>;
+  /** How long close() waits for reservations still unsettled. Default SHUTDOWN_SETTLE_MS. */
+  readonly closeWaitMs?: number;
 }
 
 export class RateLimitGuard implements LoginGuard {
   readonly #options: RateLimitGuardOptions;
   readonly #settling = new Set<Promise<void>>();
+  /** Reservations asked for or held whose settlement has not begun: places counted in the store. */
+  #unsettled = 0;
+  /** Told when #unsettled reaches 0 (close() waits for it). */
+  #allSettling: (() => void) | undefined;
 
   constructor(options: RateLimitGuardOptions) {
     this.#options = options;
@@ -45,17 +52,23 @@ export class RateLimitGuard implements LoginGuard {
     // share bob's counters, but on a multi-domain backend they are two accounts, and one password
     // tried on each is two guesses, not one guess repeated.
     const tag = passwordTag(this.#options.hmacKey, `${keys.pair}\0${attempt.user}`, attempt.password);
+    const closeReservation = this.#openReservation();
     let held: Held | typeof UNAVAILABLE;
     try {
       held = await this.#options.store.reserve(keys);
     } catch (error) {
+      closeReservation();
       // Only the memory store can get here, and it does not fail; never let a bug block logins silently.
       this.#options.log.error({ err: error }, 'rate-limit reservation failed; login allowed');
       return NOTHING_RESERVED;
     }
-    if (held === UNAVAILABLE) return { kind: 'limited', retryMs: 0, limiter: 'store_unavailable' };
+    if (held === UNAVAILABLE) {
+      closeReservation();
+      return { kind: 'limited', retryMs: 0, limiter: 'store_unavailable' };
+    }
     const { reservation, settleIn } = held;
     if (reservation.kind === 'full') {
+      closeReservation(); // the store gave every place back
       return { kind: 'limited', retryMs: reservation.msLeft, limiter: LIMITER_NAMES[reservation.limiter] };
     }
     let settled = false;
@@ -64,8 +77,20 @@ export class RateLimitGuard implements LoginGuard {
       settle: (verdict) => {
         if (settled) return Promise.resolve();
         settled = true;
-        return this.#track(this.#settle(settleIn, keys, tag, verdict));
+        // Tracked before the reservation closes, so close() finds it in one count or the other.
+        const settlement = this.#track(this.#settle(settleIn, keys, tag, verdict));
+        closeReservation();
+        return settlement;
       },
+    };
+  }
+
+  /** Counts a reservation as open (asked for, or held and not settling yet) until the returned function is called, once. */
+  #openReservation(): () => void {
+    this.#unsettled += 1;
+    return () => {
+      this.#unsettled -= 1;
+      if (this.#unsettled === 0) this.#allSettling?.();
     };
   }
 
@@ -99,8 +124,32 @@ export class RateLimitGuard implements LoginGuard {
     await Promise.all(this.#settling);
   }
 
+  /**
+   * Every reservation is settled in the store before it closes: a failure waiting for its
+   * deadline at shutdown is let go (FailureDeadline.endWaits) and settles now, and a reservation
+   * still in flight is given back when its session turns out closed. A login still at its backend
+   * is waited for up to closeWaitMs; past that its place stays counted until its window ends.
+   */
   async close(): Promise<void> {
+    await this.#reservationsSettling(this.#options.closeWaitMs ?? SHUTDOWN_SETTLE_MS);
     await this.settled();
     await this.#options.close?.();
+  }
+
+  async #reservationsSettling(boundMs: number): Promise<void> {
+    if (this.#unsettled === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.#allSettling = resolve;
+      timer = setTimeout(resolve, boundMs);
+    });
+    clearTimeout(timer);
+    this.#allSettling = undefined;
+    if (this.#unsettled > 0) {
+      this.#options.log.warn(
+        { logins: this.#unsettled, waitedMs: boundMs },
+        'stopping with logins still under way (at their backend): their places stay counted in the rate-limit store until their window ends',
+      );
+    }
   }
 }
