@@ -11,12 +11,17 @@
  *          minimal in-process backend: MB/s and popwarden's CPU-seconds per GB.
  *   login  full logins (TLS handshake, greeting, USER, PASS, QUIT) from --concurrency workers:
  *          popwarden's CPU µs per login.
+ *   quit   N logged-in TLS sessions (the minimal backend) that all QUIT at once, as a soak's
+ *          clients do when its load stops: popwarden's CPU µs per closed session (/proc), the
+ *          event loop's longest stall meanwhile (/metrics), and when the last +OK came;
+ *          --strace FILE writes `strace -c -f` of the wave alone (slower: CPU not comparable).
  *
  *   npm run build && node --import tsx bench/profile-relay.ts fetch [--sessions 20] [--cpu-prof DIR]
  *   node --import tsx bench/profile-relay.ts idle [--sessions 1000] [--settle SECONDS] [--heap-snapshot DIR]
  *   node --import tsx bench/profile-relay.ts noop [--count 2000]
  *   node --import tsx bench/profile-relay.ts retr [--count 5] [--mib 50]
  *   node --import tsx bench/profile-relay.ts login [--count 2000] [--concurrency 4]
+ *   node --import tsx bench/profile-relay.ts quit [--sessions 1000] [--log-level info] [--cpu-prof DIR]
  *
  * --cpu-prof DIR starts popwarden with `node --cpu-prof` (written at its exit, after the
  * workload); --heap-snapshot DIR writes a snapshot of popwarden with the sessions open;
@@ -45,6 +50,7 @@ const { positionals, values } = parseArgs({
     'cpu-prof': { type: 'string' },
     'heap-snapshot': { type: 'string' },
     'node-flag': { type: 'string', multiple: true, default: [] },
+    strace: { type: 'string' },
     settle: { type: 'string', default: '2' },
     'log-level': { type: 'string', default: 'warn' },
     cli: { type: 'string', default: 'dist/cli.js' },
@@ -80,8 +86,9 @@ const percentile = (xs: readonly number[], p: number): number =>
  * popwarden from dist/ on a free implicit-TLS port, with its shebang's node flags; metrics on (as
  * deployed), logs at --log-level (warn, as in `npm run bench`) to /dev/null, or to stdout with PW_LOG=1.
  */
-async function startPopwarden(backendPort: number): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
+async function startPopwarden(backendPort: number): Promise<{ port: number; pid: number; metricsPort: number; stop: () => Promise<void> }> {
   const port = await freePort();
+  const metricsPort = await freePort();
   // The flags an installed popwarden runs with: those of its shebang (`env -S node FLAGS`).
   const shebang = /^#!.*\bnode\b(.*)$/m.exec(readFileSync(values.cli, 'utf8').split('\n', 1)[0]!)?.[1] ?? '';
   const nodeFlags: string[] = [...shebang.trim().split(/\s+/).filter(Boolean), ...values['node-flag']];
@@ -89,9 +96,12 @@ async function startPopwarden(backendPort: number): Promise<{ port: number; pid:
   if (values['heap-snapshot'] !== undefined) nodeFlags.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${values['heap-snapshot']}`);
   const child = spawn(process.execPath, [...nodeFlags, values.cli, '--listen-tls', `127.0.0.1:${port}`,
     '--listen-stls', `127.0.0.1:${await freePort()}`, '--backend', `127.0.0.1:${backendPort}`, '--cert', certFile,
-    '--key', keyFile, '--auth-failure-delay', '0s', '--state-dir', dir, '--metrics-listen', `127.0.0.1:${await freePort()}`,
+    '--key', keyFile, '--auth-failure-delay', '0s', '--state-dir', dir, '--metrics-listen', `127.0.0.1:${metricsPort}`,
     '--backend-probe-interval', '0s', '--allow-plaintext-backend-auth', '--log-level', values['log-level'], '--timeouts-idle', '1h', '--timeouts-backend-idle', '1h',
-    '--limits-max-new-connections-per-ip', '0', '--limits-max-new-connections-per-ip-per-minute', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0'],
+    '--limits-max-new-connections-per-ip', '0', '--limits-max-new-connections-per-ip-per-minute', '0', '--limits-max-sessions-per-ip', '0', '--limits-max-handshakes-per-ip', '0',
+    // One user from one address opens up to 50 sessions at once, and a login in flight holds a
+    // place in each failed-login counter: room for all of them.
+    '--rate-limit-user-ip-max-failures', '1000', '--rate-limit-ip-max-failures', '1000', '--rate-limit-user-max-failures', '1000'],
   { stdio: ['ignore', process.env.PW_LOG ? 'inherit' : 'ignore', 'inherit'] });
   process.on('exit', () => child.kill('SIGKILL'));
   await waitForPort('127.0.0.1', port);
@@ -100,6 +110,7 @@ async function startPopwarden(backendPort: number): Promise<{ port: number; pid:
   return {
     port,
     pid: child.pid!,
+    metricsPort,
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
@@ -355,6 +366,68 @@ async function loginWorkload(): Promise<void> {
   await popwarden.stop();
 }
 
+/** The longest event-loop stall since the last scrape, in ms (prom-client resets it at every scrape). */
+async function loopStallMs(metricsPort: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  return Number(/^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(text)?.[1] ?? NaN) * 1000;
+}
+
+/** `strace -c -f` on `pid`, writing its table to `file` once stopped; resolves once attached. */
+async function straceAttached(pid: number, file: string): Promise<{ stop(): Promise<void> }> {
+  const strace = spawn('strace', ['-c', '-f', '-o', file, '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let said = '';
+  await new Promise<void>((resolve) => strace.stderr.on('data', (chunk: Buffer) => ((said += chunk.toString()), /attached/.test(said) && resolve())));
+  const exited = new Promise((resolve) => strace.once('exit', resolve));
+  return {
+    async stop() {
+      strace.kill('SIGINT');
+      await exited;
+    },
+  };
+}
+
+async function quitWorkload(): Promise<void> {
+  const sessions = Number(values.sessions ?? '1000');
+  const popwarden = await startPopwarden(await minimalBackend());
+  // The close path runs before it is measured, so its code is compiled.
+  for (let i = 0; i < 50; i++) {
+    const warm = await Client.open(popwarden.port, 'u', 'p');
+    await warm.command('QUIT');
+    warm.socket.destroy();
+  }
+  const clients: Client[] = [];
+  for (let i = 0; i < sessions; i += 50) {
+    clients.push(...(await Promise.all(Array.from({ length: Math.min(50, sessions - i) }, () => Client.open(popwarden.port, 'u', 'p')))));
+  }
+  // A pause that is the subject: the logins' work (and its GC) is over before the wave.
+  await new Promise((resolve) => setTimeout(resolve, Number(values.settle) * 1000));
+  await loopStallMs(popwarden.metricsPort);
+  const traced = values.strace === undefined ? undefined : await straceAttached(popwarden.pid, values.strace);
+  const cpuBefore = cpuMs(popwarden.pid);
+  const systemBefore = cpuMs(popwarden.pid, 'system');
+  const started = performance.now();
+  // CLOCK_MONOTONIC in µs, the clock of a .cpuprofile's sample times: the wave's window in it.
+  const waveFrom = process.hrtime.bigint() / 1000n;
+  const closed = clients.map((client) => new Promise((resolve) => client.socket.once('close', resolve)));
+  const answered = await Promise.all(clients.map((client) => client.command('QUIT')));
+  const lastReplyMs = performance.now() - started;
+  await Promise.all(closed);
+  const closedMs = performance.now() - started;
+  // popwarden's side of each close (its backend links, the TLS teardown) ends after the client's.
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  const cpu = cpuMs(popwarden.pid) - cpuBefore;
+  const system = cpuMs(popwarden.pid, 'system') - systemBefore;
+  const waveTo = process.hrtime.bigint() / 1000n;
+  await traced?.stop();
+  const stall = await loopStallMs(popwarden.metricsPort);
+  const bye = answered.filter((reply) => reply.startsWith('+OK')).length;
+  console.log(`quit: ${sessions} logged-in TLS sessions QUIT at once (${bye} +OK): last +OK after ${lastReplyMs.toFixed(0)} ms, ` +
+    `all closed after ${closedMs.toFixed(0)} ms; popwarden CPU ${cpu.toFixed(0)} ms (system ${system.toFixed(0)}), ${((cpu * 1000) / sessions).toFixed(0)} µs per session; ` +
+    `longest event-loop stall ${stall.toFixed(0)} ms`);
+  if (values['cpu-prof'] !== undefined) console.log(`the wave in the profile: node --import tsx bench/profile-summary.ts FILE --from ${waveFrom} --to ${waveTo}`);
+  await popwarden.stop();
+}
+
 switch (mode) {
   case 'fetch':
     await fetchWorkload();
@@ -371,7 +444,10 @@ switch (mode) {
   case 'login':
     await loginWorkload();
     break;
+  case 'quit':
+    await quitWorkload();
+    break;
   default:
-    throw new Error(`unknown workload ${mode}: fetch, idle, noop, retr or login`);
+    throw new Error(`unknown workload ${mode}: fetch, idle, noop, retr, login or quit`);
 }
 process.exit(0);
