@@ -13,7 +13,7 @@ import { runPopwarden } from './wiring/run-popwarden.js';
 import { loadConfig, redactedConfig, usage } from './config/load.js';
 import { yamlPackage } from './config/config-file.js';
 import { startupErrorLine } from './config/startup-errors.js';
-import { descriptorWarning } from './net/descriptor-budget.js';
+import { configDescriptorWarning } from './net/descriptor-budget.js';
 import type { Config } from './config/types.js';
 import { checkConfiguredCertificate } from './certs/checks.js';
 import { checkStateDir } from './config/state-dir.js';
@@ -75,7 +75,7 @@ function handleStopSignals(log: Logger, drainMs: number): { started(proxy: Reloa
 
 /** What is worth saying about the config before it runs, but does not stop it (--check-config prints it too). */
 function startWarnings(config: Config): string[] {
-  const descriptors = descriptorWarning(config.limits.maxSessions);
+  const descriptors = configDescriptorWarning(config);
   return descriptors === undefined ? [] : [descriptors];
 }
 

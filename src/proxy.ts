@@ -192,11 +192,20 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
   const headerWaits = new HeaderWaits(config.limits.maxHandshakes);
   const hold = new RefusalHold(deps.refusalHoldMs ?? REFUSAL_HOLD_MS, MAX_HELD_REFUSALS);
   const bound: BoundServer[] = [];
+  /** close() has begun: a connection that becomes a session from now on is turned away. */
+  let closing = false;
   try {
     for (const listener of config.listeners) {
       bound.push(
         await bindListener(listener, { tls, log, metrics, gate, evictIdleSession, returning, hold, ...proxyIntake(listener, config, headerWaits) }, (socket, secure, listenerConfig, client, release) => {
           const session = new Session(socket, secure, sessionDepsFor(listenerConfig), client);
+          if (closing) {
+            // Accepted before close(), its handshake or PROXY header done only now: close() has
+            // already closed the sessions it knew of, and a late one would be served by a process
+            // that is stopping (its failed logins settled at once) and hold close() while it lasts.
+            session.turnAwayShuttingDown();
+            return;
+          }
           const slot = { session, startedAt: now(), release };
           sessions.set(session, slot);
           evictionCandidates.set(session, slot);
@@ -247,6 +256,7 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       return next;
     },
     async close(options = {}): Promise<void> {
+      closing = true;
       const listenersClosed = bound.map(({ server }) => new Promise((resolve) => server.close(resolve)));
       // A server closes once its last connection has: the held refusals go now.
       hold.releaseAll();

@@ -185,6 +185,11 @@ export class Session implements SessionContext {
     this.close('evicted', Reply.serverBusy);
   }
 
+  /** Closes a session that never started, with the farewell of a server that is stopping. */
+  turnAwayShuttingDown(): void {
+    this.close('server-shutdown', Reply.shuttingDown);
+  }
+
   /** Sends popwarden's greeting (never the backend's) and starts reading. */
   start(): void {
     // Asked of the process logger first, here and at every state change: a session whose lines

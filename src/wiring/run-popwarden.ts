@@ -7,7 +7,7 @@ import { loadTlsMaterial } from '../net/tls-material.js';
 import { TlsProvider } from '../net/tls-provider.js';
 import { startObservability } from './observability.js';
 import { createProtection } from '../auth/protection.js';
-import { descriptorWarning } from '../net/descriptor-budget.js';
+import { configDescriptorWarning } from '../net/descriptor-budget.js';
 
 /** tls.watch_files: editors and ACME clients write a cert, key and chain in quick succession; reload once after they settle. */
 export const WATCH_DEBOUNCE_MS = 1_000;
@@ -58,7 +58,7 @@ function watchFiles(files: readonly string[], onChange: () => void, log: Logger)
 export async function runPopwarden(config: Config, log: Logger, options: RunOptions = {}): Promise<ReloadableProxy> {
   const tls = new TlsProvider(await loadTlsMaterial(config, log));
   const observability = await startObservability(config, log);
-  const descriptors = descriptorWarning(config.limits.maxSessions);
+  const descriptors = configDescriptorWarning(config);
   if (descriptors !== undefined) log.warn(descriptors);
   const protection = await createProtection(config, log, observability.metrics);
   let proxy: ReloadableProxy;

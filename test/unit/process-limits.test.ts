@@ -201,6 +201,15 @@ describe('file descriptors for limits.max_sessions', () => {
     );
   });
 
+  it("with an exec: backend, each program's stderr pipe is one more: limits.max_backend_processes of them", () => {
+    assert.equal(descriptorsNeeded(5_000, 100), 10_420);
+    assert.equal(
+      descriptorWarning(5_000, () => limits('10320'), 100),
+      'limits.max_sessions 5000 and limits.max_backend_processes 100 need 10420 file descriptors but the limit is 10320: raise it (LimitNOFILE= in the unit, ulimit -n) or set limits.max_sessions to 4950 or less',
+    );
+    assert.equal(descriptorWarning(5_000, () => limits('10420'), 100), undefined);
+  });
+
   it('the example config and the systemd unit give the same count (they said + 64 and 10064)', () => {
     const contrib = (name: string): string => readFileSync(new URL(`../../contrib/${name}`, import.meta.url), 'utf8');
     assert.match(contrib('popwarden.example.yaml'), new RegExp(`keep 2 x max_sessions \\+ ${DESCRIPTOR_RESERVE}\\b`));

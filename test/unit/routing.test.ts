@@ -107,6 +107,8 @@ describe('what a route may name', () => {
     if (decision.kind !== 'backend') return;
     // The template's settings and name (a bounded label), at the address given.
     assert.deepEqual([decision.target.config.name, decision.target.config.address], ['mail1', { kind: 'tcp', host: '203.0.113.9', port: 110 }]);
+    // Its certificate is checked against that address, not the template's (nor "localhost").
+    assert.deepEqual([decision.target.tlsOptions.host, decision.target.tlsOptions.servername], ['203.0.113.9', undefined]);
   });
 
   it('a refusal is passed on; a failing source is logged once per outage, counted each time, and skipped', async () => {
