@@ -274,12 +274,16 @@ export async function startPopwarden(config: Config, deps: ProxyDependencies): P
       }
       for (const session of [...sessions.keys()]) session.close('server-shutdown');
       // Their failed logins need not wait for their deadlines any more: they settle now, while
-      // the rate-limit store is still open (the guard's close() waits for them).
+      // the rate-limit store is still open (the guard's close() finishes this wait). Begun here,
+      // beside the reaping of programs, so that the two bounds overlap rather than add up within
+      // the time the unit leaves after the drain (MAX_SHUTDOWN_MS).
       failureDeadline.endWaits();
+      const reservationsSettled = guard.settleReservations();
       await Promise.all(listenersClosed);
       // Each closed session has signalled its program; wait until they are all reaped.
       await backendPrograms.close();
       await routing.close();
+      await reservationsSettled;
     },
   };
 }

@@ -48,8 +48,14 @@ export interface LoginGuard {
   /** Resolves when every settlement begun so far is done (shutdown waits for it; so can tests). */
   settled(): Promise<void>;
   /**
-   * Waits (bounded) for every reservation to be settled and for the settlements in flight, then
-   * releases connections to the store: at shutdown, after the sessions are closed.
+   * At shutdown, once the sessions are closed: resolves when every reservation has begun to
+   * settle, or when the guard's bound has passed. One wait however often it is asked for, so the
+   * proxy can begin it beside its other closing work and close() finish it.
+   */
+  settleReservations(): Promise<void>;
+  /**
+   * settleReservations(), then the settlements in flight, then releases connections to the
+   * store: at shutdown, after the sessions are closed.
    */
   close(): Promise<void>;
 }
@@ -61,5 +67,6 @@ export const NOTHING_RESERVED: GuardDecision = { kind: 'allowed', settle: () => 
 export const ALLOW_ALL: LoginGuard = {
   reserve: () => Promise.resolve(NOTHING_RESERVED),
   settled: () => Promise.resolve(),
+  settleReservations: () => Promise.resolve(),
   close: () => Promise.resolve(),
 };

@@ -42,6 +42,10 @@ class RecordingGuard implements LoginGuard {
   settled(): Promise<void> {
     return Promise.resolve();
   }
+  settleReservations(): Promise<void> {
+    this.calls.push('settleReservations');
+    return Promise.resolve();
+  }
   close(): Promise<void> {
     return Promise.resolve();
   }
@@ -227,6 +231,20 @@ describe('connection gate', () => {
       assert.ok(!proxy.logText().includes('session opened'));
     } finally {
       await proxy.stop();
+      await backend.stop();
+    }
+  });
+});
+
+describe('shutdown', () => {
+  test("the proxy's close begins the guard's wait for unsettled reservations itself, beside reaping programs, so the bounds do not add up", async () => {
+    const backend = await startFakeBackend(legacyScript());
+    const guard = new RecordingGuard();
+    const proxy = await startTestProxy({ backend: { host: backend.host, port: backend.port }, guard });
+    try {
+      await proxy.stop();
+      assert.deepEqual(guard.calls, ['settleReservations']);
+    } finally {
       await backend.stop();
     }
   });

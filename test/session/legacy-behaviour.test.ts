@@ -39,6 +39,7 @@ function recordingGuard(): { guard: LoginGuard; reservations: () => number; verd
       return Promise.resolve({ kind: 'allowed', settle });
     },
     settled: () => Promise.resolve(),
+    settleReservations: () => Promise.resolve(),
     close: () => Promise.resolve(),
   };
   return { guard, reservations: () => reservations, verdicts };

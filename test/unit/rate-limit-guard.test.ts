@@ -85,4 +85,18 @@ describe('close (shutdown)', () => {
     const warning = await log.waitFor((e) => String(e['msg']).startsWith('stopping with logins still under way'));
     assert.equal(warning['logins'], 1);
   });
+
+  it('the wait begun while the proxy closes (settleReservations) is the one close() finishes: the bound is spent once', async () => {
+    const events: string[] = [];
+    const log = new LogCapture();
+    const guard = recordingGuard(events, log, 20);
+    await guard.reserve(attempt);
+    const first = guard.settleReservations();
+    assert.equal(guard.settleReservations(), first, 'one wait, however often asked');
+    await first;
+    await guard.close();
+    assert.deepEqual(events, ['store closed']);
+    const warnings = log.entries().filter((e) => String(e['msg']).startsWith('stopping with logins still under way'));
+    assert.equal(warnings.length, 1);
+  });
 });

@@ -39,6 +39,8 @@ export class RateLimitGuard implements LoginGuard {
   #unsettled = 0;
   /** Told when #unsettled reaches 0 (close() waits for it). */
   #allSettling: (() => void) | undefined;
+  /** The shutdown's one wait for unsettled reservations, once begun. */
+  #reservationsSettled: Promise<void> | undefined;
 
   constructor(options: RateLimitGuardOptions) {
     this.#options = options;
@@ -131,9 +133,14 @@ export class RateLimitGuard implements LoginGuard {
    * is waited for up to closeWaitMs; past that its place stays counted until its window ends.
    */
   async close(): Promise<void> {
-    await this.#reservationsSettling(this.#options.closeWaitMs ?? SHUTDOWN_SETTLE_MS);
+    await this.settleReservations();
     await this.settled();
     await this.#options.close?.();
+  }
+
+  settleReservations(): Promise<void> {
+    this.#reservationsSettled ??= this.#reservationsSettling(this.#options.closeWaitMs ?? SHUTDOWN_SETTLE_MS);
+    return this.#reservationsSettled;
   }
 
   async #reservationsSettling(boundMs: number): Promise<void> {
