@@ -45,20 +45,31 @@ export interface StatusLine {
 
 const RESPONSE_CODE = /^\[([A-Za-z0-9/-]{1,40})\]\s?/;
 
+const PLUS_OK = Buffer.from('+OK', 'latin1');
+const MINUS_ERR = Buffer.from('-ERR', 'latin1');
+const SPACE = 0x20;
+
+/**
+ * Whether a status line is "+OK ..." (true) or "-ERR ..." (false); undefined for anything else.
+ * What the relay needs of every reply, read from the bytes with no string made.
+ */
+export function statusIndicator(line: Buffer): boolean | undefined {
+  if (startsWithWord(line, PLUS_OK)) return true;
+  if (startsWithWord(line, MINUS_ERR)) return false;
+  return undefined;
+}
+
+/** `line` is `word`, or begins with `word` and a space. */
+function startsWithWord(line: Buffer, word: Buffer): boolean {
+  return (line.length === word.length || line[word.length] === SPACE) && line.compare(word, 0, word.length, 0, word.length) === 0;
+}
+
 /** Parses "+OK ..." or "-ERR ..."; undefined for anything else (a protocol violation). */
 export function parseStatusLine(line: Buffer): StatusLine | undefined {
-  const text = line.toString('latin1');
-  let ok: boolean;
-  let rest: string;
-  if (text === '+OK' || text.startsWith('+OK ')) {
-    ok = true;
-    rest = text.slice(4);
-  } else if (text === '-ERR' || text.startsWith('-ERR ')) {
-    ok = false;
-    rest = text.slice(5);
-  } else {
-    return undefined;
-  }
+  const ok = statusIndicator(line);
+  if (ok === undefined) return undefined;
+  // Past "+OK " or "-ERR " (empty when the line is the indicator alone).
+  const rest = line.toString('latin1', ok ? PLUS_OK.length + 1 : MINUS_ERR.length + 1);
   const code = RESPONSE_CODE.exec(rest);
   if (code === null) return { ok, code: undefined, text: rest };
   return { ok, code: code[1]!.toUpperCase(), text: rest.slice(code[0].length) };
