@@ -26,8 +26,12 @@ export function parseCommand(line: Buffer): Command | undefined {
   const rest = space === -1 ? '' : text.slice(space + 1);
   // Empty tokens (a trailing or doubled space) are not arguments: "RETR 1 " is still RETR with
   // one argument, so its reply is framed as the multi-line reply the backend will send.
-  return { verb: keyword.toUpperCase(), rest, args: rest.split(' ').filter((token) => token !== '') };
+  const args = rest === '' ? NO_ARGUMENTS : rest.split(' ').filter((token) => token !== '');
+  return { verb: keyword.toUpperCase(), rest, args };
 }
+
+/** The arguments of a command that has none (NOOP, STAT, LIST...): one array for all of them. */
+const NO_ARGUMENTS: readonly string[] = Object.freeze([]);
 
 /** A strict message number: 1..2^31-1, digits only, so "LIST 4294967297" cannot wrap to 1. */
 export function isMessageNumber(token: string): boolean {
@@ -59,9 +63,16 @@ export function statusIndicator(line: Buffer): boolean | undefined {
   return undefined;
 }
 
-/** `line` is `word`, or begins with `word` and a space. */
+/**
+ * `line` is `word`, or begins with `word` and a space. Compared byte by byte: Buffer#compare on
+ * a range validates its five arguments and calls into C++, many times the cost of four bytes.
+ */
 function startsWithWord(line: Buffer, word: Buffer): boolean {
-  return (line.length === word.length || line[word.length] === SPACE) && line.compare(word, 0, word.length, 0, word.length) === 0;
+  if (line.length < word.length || (line.length > word.length && line[word.length] !== SPACE)) return false;
+  for (let i = 0; i < word.length; i++) {
+    if (line[i] !== word[i]) return false;
+  }
+  return true;
 }
 
 /** Parses "+OK ..." or "-ERR ..."; undefined for anything else (a protocol violation). */
