@@ -285,8 +285,9 @@ export class Session implements SessionContext {
       if (this.#draining) this.close('server-shutdown');
       if (this.#clientFinished && this.#queue.length === 0) this.close('client-closed');
       // An empty queue gives its backing store back (it grew with the pipelined lines): an idle
-      // session keeps an empty array, not room for the last burst (issue 10.4).
-      if (this.#queue.length === 0) this.#queue.length = 0;
+      // session keeps an empty array, not room for the last burst (issue 10.4). A new one: an
+      // array's length set to 0 is a call into V8's runtime, on every command (issue 10).
+      if (this.#queue.length === 0) this.#queue = [];
       this.#armIdleTimer();
     }
   }
