@@ -26,12 +26,22 @@ export function parseCommand(line: Buffer): Command | undefined {
   const rest = space === -1 ? '' : text.slice(space + 1);
   // Empty tokens (a trailing or doubled space) are not arguments: "RETR 1 " is still RETR with
   // one argument, so its reply is framed as the multi-line reply the backend will send.
-  const args = rest === '' ? NO_ARGUMENTS : rest.split(' ').filter((token) => token !== '');
-  return { verb: keyword.toUpperCase(), rest, args };
+  return { verb: keyword.toUpperCase(), rest, args: argumentsOf(rest) };
 }
 
 /** The arguments of a command that has none (NOOP, STAT, LIST...): one array for all of them. */
 const NO_ARGUMENTS: readonly string[] = Object.freeze([]);
+
+/**
+ * `rest` split on spaces, empty tokens left out. No arguments and one (RETR 1, DELE 1), what
+ * nearly every command has, are told apart first: String#split costs several times the rest of
+ * the parse (issue 10).
+ */
+function argumentsOf(rest: string): readonly string[] {
+  if (rest === '') return NO_ARGUMENTS;
+  if (!rest.includes(' ')) return [rest];
+  return rest.split(' ').filter((token) => token !== '');
+}
 
 /** A strict message number: 1..2^31-1, digits only, so "LIST 4294967297" cannot wrap to 1. */
 export function isMessageNumber(token: string): boolean {

@@ -33,6 +33,15 @@ describe('parseCommand', () => {
 
   it('splits token arguments on single spaces', () => {
     assert.deepEqual(command('TOP 1 10').args, ['1', '10']);
+    assert.deepEqual(command('RETR 1').args, ['1']);
+  });
+
+  it('leaves out the empty tokens of doubled, leading and trailing spaces', () => {
+    assert.deepEqual(command('RETR 1 ').args, ['1']);
+    assert.deepEqual(command('RETR  1').args, ['1']);
+    assert.deepEqual(command('TOP 1  10 ').args, ['1', '10']);
+    assert.deepEqual(command('NOOP ').args, []);
+    assert.deepEqual(command('NOOP  ').args, []);
   });
 
   it('keeps non-ASCII bytes of the rest unchanged (latin1, one char per byte)', () => {
