@@ -130,7 +130,7 @@ export class BackendLink {
   send(commandLine: string | Buffer): void {
     const bytes = typeof commandLine === 'string' ? Buffer.from(commandLine, 'latin1') : commandLine;
     // The last line of defence against command injection: callers validate, this refuses.
-    if (bytes.includes(0x0a) || bytes.includes(0x0d) || bytes.includes(0x00)) {
+    if (breaksLine(bytes)) {
       throw new Error('refusing to send a backend command line that contains CR, LF or NUL');
     }
     this.#expectingReply = true;
@@ -142,26 +142,62 @@ export class BackendLink {
    * Reads the next line of a reply, with its line ending as the backend sent it (CRLF, or a
    * bare LF). Fails on a line over `maxOctets`, on silence for `timeoutMs`, and when the backend
    * closes. The line is a view of the bytes read, not a copy.
+   *
+   * One promise per line, however many reads it takes (issue 10: the relay waits for a reply
+   * line on every command, and each promise and await is a microtask of V8's machinery).
    */
-  async readRawLine(step: BackendStep, timeoutMs: number, maxOctets = MAX_RESPONSE_LINE_OCTETS): Promise<Buffer> {
-    let clockStarted = false;
-    for (;;) {
-      const lf = this.#unread.indexOf(LF);
-      if (lf !== -1) {
-        if (lf + 1 > maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
-        const line = this.#unread.subarray(0, lf + 1);
-        // Nothing left: drop the reference, so an idle link holds no buffer.
-        this.#unread = lf + 1 === this.#unread.length ? EMPTY : this.#unread.subarray(lf + 1);
-        if (this.#unread.length < UNREAD_HIGH_WATER) this.#socket.resume();
-        return line;
-      }
-      if (this.#unread.length >= maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
-      if (this.#failure !== undefined) throw this.#failure.atStep(step);
-      this.#socket.resume();
-      // One clock for the whole line, from its first wait: later waits do not push it back.
-      await this.#waitForInput(step, clockStarted ? undefined : timeoutMs);
-      clockStarted = true;
+  readRawLine(step: BackendStep, timeoutMs: number, maxOctets = MAX_RESPONSE_LINE_OCTETS): Promise<Buffer> {
+    try {
+      const line = this.#takeLine(step, maxOctets);
+      if (line !== undefined) return Promise.resolve(line);
+    } catch (error) {
+      return Promise.reject(error);
     }
+    return new Promise<Buffer>((resolve, reject) => {
+      // Called on each read and on failure. One clock for the whole line, from the first wait:
+      // a read that brings only part of it does not push the clock back.
+      const attempt = (): void => {
+        try {
+          const line = this.#takeLine(step, maxOctets);
+          if (line === undefined) return;
+          this.#stopWaiting();
+          resolve(line);
+        } catch (error) {
+          this.#stopWaiting();
+          reject(error);
+        }
+      };
+      this.#wake = attempt;
+      this.#armTimer(timeoutMs, () => {
+        this.#wake = undefined;
+        reject(new BackendUnavailableError('E_BACKEND_TIMEOUT', step, 'no reply in time'));
+      });
+    });
+  }
+
+  /**
+   * The next whole line of what was read, or undefined (with the socket resumed) when it has not
+   * come yet; throws when it never can: a line over `maxOctets`, or a failed link.
+   */
+  #takeLine(step: BackendStep, maxOctets: number): Buffer | undefined {
+    const lf = this.#unread.indexOf(LF);
+    if (lf !== -1) {
+      if (lf + 1 > maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
+      const line = this.#unread.subarray(0, lf + 1);
+      // Nothing left: drop the reference, so an idle link holds no buffer.
+      this.#unread = lf + 1 === this.#unread.length ? EMPTY : this.#unread.subarray(lf + 1);
+      if (this.#unread.length < UNREAD_HIGH_WATER) this.#socket.resume();
+      return line;
+    }
+    if (this.#unread.length >= maxOctets) throw this.#protocolError(step, `line longer than ${maxOctets} octets`);
+    if (this.#failure !== undefined) throw this.#failure.atStep(step);
+    this.#socket.resume();
+    return undefined;
+  }
+
+  #stopWaiting(): void {
+    this.#wake = undefined;
+    this.#onTimeout = undefined;
   }
 
   /** Like readRawLine, without the line ending. */
@@ -203,19 +239,22 @@ export class BackendLink {
    * Rejects if the backend closes, goes silent for `idleMs`, or sends bytes after the
    * terminator (BackendUnavailableError), or if the client stops reading (ClientStalledError);
    * the caller must then close the client WITHOUT completing the reply (D-01).
+   *
+   * Returns undefined, with nothing to wait for, when the whole reply had already been read with
+   * its status line (the usual case for a small reply): it has gone to the sink. Then a failure
+   * is thrown rather than rejected.
    */
-  streamBody(sink: BodySink, idleMs: number, head: Buffer = EMPTY): Promise<void> {
-    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+  streamBody(sink: BodySink, idleMs: number, head: Buffer = EMPTY): Promise<void> | undefined {
+    if (this.#failure !== undefined) throw this.#failure;
     const scanner = new TerminatorScanner();
     const alreadyRead = this.#unread;
     this.#unread = EMPTY;
     const end = alreadyRead.length === 0 ? -1 : scanner.feed(alreadyRead);
     if (end !== -1) {
-      // The whole reply came with its status line (the usual case for small replies).
       sink.write(joined(head, alreadyRead.subarray(0, end)));
-      if (end < alreadyRead.length) return Promise.reject(this.#fail(new BackendSentTooMuchError('relay', 'data after the end of a multi-line reply')));
+      if (end < alreadyRead.length) throw this.#fail(new BackendSentTooMuchError('relay', 'data after the end of a multi-line reply'));
       this.#expectingReply = false;
-      return Promise.resolve();
+      return undefined;
     }
     return new Promise<void>((resolve, reject) => {
       let done = false;
@@ -401,26 +440,6 @@ export class BackendLink {
     return new BackendUnavailableError('E_BACKEND_PROTOCOL', step, message);
   }
 
-  /**
-   * Resolves when bytes arrive or the link fails; rejects when the link's timer expires first.
-   * `restartMs` starts the timer anew; without it the wait runs on the clock already started.
-   */
-  #waitForInput(step: BackendStep, restartMs: number | undefined): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const expired = (): void => {
-        this.#wake = undefined;
-        reject(new BackendUnavailableError('E_BACKEND_TIMEOUT', step, 'no reply in time'));
-      };
-      if (restartMs === undefined) this.#onTimeout = expired;
-      else this.#armTimer(restartMs, expired);
-      this.#wake = () => {
-        this.#onTimeout = undefined;
-        this.#wake = undefined;
-        resolve();
-      };
-    });
-  }
-
   /** Starts the link's timer anew for `ms`, with `onTimeout` as what its expiry means. */
   #armTimer(ms: number, onTimeout: () => void): void {
     this.#onTimeout = onTimeout;
@@ -442,6 +461,18 @@ export class BackendLink {
     if (onTimeout === undefined) this.#timer = undefined;
     else onTimeout();
   }
+}
+
+/**
+ * Whether a command line holds CR, LF or NUL, which would end or cut it at the backend. One pass
+ * over a line of at most a few hundred octets, where three Buffer#includes were three calls into C++.
+ */
+function breaksLine(bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i];
+    if (byte === LF || byte === CR || byte === 0) return true;
+  }
+  return false;
 }
 
 /** A line without its CRLF or bare LF (a view). */

@@ -14,7 +14,7 @@ import { DeadlineError, onceWithin } from '../net/once-within.js';
 import type { TlsMaterial } from '../net/tls-material.js';
 import type { ClientOrigin } from '../net/proxy-intake.js';
 import type { Logger } from '../observability/log.js';
-import { parseCommand } from '../pop3/grammar.js';
+import { parseCommand, type Command } from '../pop3/grammar.js';
 import { Reply, line } from '../pop3/replies.js';
 import type { BackendSession } from '../backend/login.js';
 import { writeBorrowed } from '../backend/link.js';
@@ -261,8 +261,13 @@ export class Session implements SessionContext {
         }
         const next = this.#queue.shift()!;
         if (this.#queue.length < MAX_QUEUED_CLIENT_LINES / 2) this.#socket.resume();
-        const outcome = await this.#dispatch(next);
-        await this.#render(outcome);
+        // Awaited only when there is something to wait for: most handlers answer at once, and a
+        // relayed reply needs one wait, for the backend (issue 10: each await is a promise and a
+        // microtask per command).
+        let outcome = this.#dispatch(next);
+        if (outcome instanceof Promise) outcome = await outcome;
+        const rendering = this.#render(outcome);
+        if (rendering !== undefined) await rendering;
         if (this.#socket.writableNeedDrain) await this.#drained().catch(() => this.close('client-write-stall'));
         // One read can hold thousands of pipelined commands, and over loopback or a fast link the
         // kernel takes every reply at once, so nothing above ever makes this loop wait: give the
@@ -285,8 +290,9 @@ export class Session implements SessionContext {
       if (this.#draining) this.close('server-shutdown');
       if (this.#clientFinished && this.#queue.length === 0) this.close('client-closed');
       // An empty queue gives its backing store back (it grew with the pipelined lines): an idle
-      // session keeps an empty array, not room for the last burst (issue 10.4).
-      if (this.#queue.length === 0) this.#queue.length = 0;
+      // session keeps an empty array, not room for the last burst (issue 10.4). A new one: an
+      // array's length set to 0 is a call into V8's runtime, on every command (issue 10).
+      if (this.#queue.length === 0) this.#queue = [];
       this.#armIdleTimer();
     }
   }
@@ -301,7 +307,7 @@ export class Session implements SessionContext {
     if (!this.#serving) this.close('server-shutdown');
   }
 
-  async #dispatch(framed: FramedLine): Promise<Outcome> {
+  #dispatch(framed: FramedLine): Outcome | Promise<Outcome> {
     if (this.#state !== SessionState.transaction && this.#overCommandBudget()) {
       return { kind: 'close', reason: 'too-many-commands-before-login', text: Reply.tooManyCommandsBeforeLogin };
     }
@@ -315,16 +321,26 @@ export class Session implements SessionContext {
         ? (TRANSACTION_COMMANDS[command.verb] ?? TRANSACTION_EXTENSION)
         : AUTHORIZATION_COMMANDS[command.verb];
     if (spec === undefined) return invalid(Reply.unknownCommand);
+    if (spec.usesPendingUser === true || spec.secret === true) return this.#runAndForget(spec, command, framed.line);
+    return this.#run(spec, command, framed.line);
+  }
+
+  #run(spec: CommandSpec, command: Command, rawLine: Buffer): Outcome | Promise<Outcome> {
+    const refusal = checkCommand(spec, command, rawLine, this);
+    if (refusal !== undefined) return refusal;
+    // Checked on the process logger: `this.log` would make the session's child again on every command.
+    if (this.#deps.log.isLevelEnabled('trace')) this.log.trace({ verb: command.verb }, 'command');
+    return spec.handle(command, this, rawLine);
+  }
+
+  /** Runs a command that uses up the pending USER or carries a secret, and forgets those whatever its outcome. */
+  async #runAndForget(spec: CommandSpec, command: Command, rawLine: Buffer): Promise<Outcome> {
     try {
-      const refusal = checkCommand(spec, command, framed.line, this);
-      if (refusal !== undefined) return refusal;
-      // Checked on the process logger: `this.log` would make the session's child again on every command.
-      if (this.#deps.log.isLevelEnabled('trace')) this.log.trace({ verb: command.verb }, 'command');
-      return await spec.handle(command, this, framed.line);
+      return await this.#run(spec, command, rawLine);
     } finally {
       // PASS uses up the USER before it, whatever its outcome (RFC 1939 §7).
       if (spec.usesPendingUser === true) this.#pendingUser = undefined;
-      if (spec.secret === true) framed.line.fill(0);
+      if (spec.secret === true) rawLine.fill(0);
     }
   }
 
@@ -340,7 +356,8 @@ export class Session implements SessionContext {
     return budget > 0 && this.#commandsBeforeLogin > budget;
   }
 
-  async #render(outcome: Outcome): Promise<void> {
+  /** Acts on a handler's outcome: at once, or with a promise for the steps that wait (STLS, a login). */
+  #render(outcome: Outcome): Promise<void> | undefined {
     switch (outcome.kind) {
       case 'replied':
         return;
@@ -364,24 +381,8 @@ export class Session implements SessionContext {
         this.#pendingUser = outcome.user;
         this.write(line(Reply.userAccepted));
         return;
-      case 'logIn': {
-        this.#enterState(SessionState.authenticating, 'credentials complete');
-        const result = await authenticate(
-          {
-            credentials: outcome.credentials,
-            mechanism: outcome.mechanism,
-            client: this.#client,
-            tlsProtocol: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
-            attempt: ++this.#loginAttempts,
-            log: this.log,
-            clientGone: () => this.#isClosed(),
-            onBackendIdleFailure: (error) => this.#onBackendIdleFailure(error),
-          },
-          this.#deps,
-        );
-        if (result.kind !== 'authenticated') this.#enterState(SessionState.authorization, 'login failed');
-        return this.#render(result);
-      }
+      case 'logIn':
+        return this.#logIn(outcome);
       case 'authenticated':
         if (this.#isClosed()) {
           outcome.backend.link.destroy();
@@ -398,6 +399,25 @@ export class Session implements SessionContext {
         this.#log = undefined;
         return;
     }
+  }
+
+  async #logIn(outcome: Extract<Outcome, { kind: 'logIn' }>): Promise<void> {
+    this.#enterState(SessionState.authenticating, 'credentials complete');
+    const result = await authenticate(
+      {
+        credentials: outcome.credentials,
+        mechanism: outcome.mechanism,
+        client: this.#client,
+        tlsProtocol: this.#secure ? (this.#socket as TLSSocket).getProtocol() : null,
+        attempt: ++this.#loginAttempts,
+        log: this.log,
+        clientGone: () => this.#isClosed(),
+        onBackendIdleFailure: (error) => this.#onBackendIdleFailure(error),
+      },
+      this.#deps,
+    );
+    if (result.kind !== 'authenticated') this.#enterState(SessionState.authorization, 'login failed');
+    return this.#render(result);
   }
 
   readContinuation(): Promise<Buffer | 'too-long' | 'closed'> {

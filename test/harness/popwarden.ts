@@ -9,7 +9,7 @@ import { connect as connectTls, createSecureContext } from 'node:tls';
 import { connect as connectTcp } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { startPopwarden, type ReloadableProxy } from '../../src/proxy.js';
-import type { BackendAddress, BackendConfig, Config, HostPort, LimitsConfig, ListenerConfig, RedisConfig, RoutingConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
+import type { BackendAddress, BackendConfig, Config, HostPort, LimitsConfig, ListenerConfig, LogLevel, RedisConfig, RoutingConfig, TimeoutsConfig, TlsConfig } from '../../src/config/types.js';
 import { createLogger } from '../../src/observability/log.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { TlsMaterial } from '../../src/net/tls-material.js';
@@ -94,6 +94,8 @@ export interface ProxyOverrides {
   readonly failureDeadline?: FailureDeadline;
   /** How long a refusal of an address's rate on the TLS port waits for its close (ProxyDependencies.refusalHoldMs). */
   readonly refusalHoldMs?: number;
+  /** The level of the captured logger. Default: trace (every line a test might wait for). */
+  readonly logLevel?: LogLevel;
 }
 
 /** A running in-process popwarden with one implicit-TLS and one STLS listener. */
@@ -186,7 +188,7 @@ export async function startTestProxy(overrides: ProxyOverrides): Promise<TestPro
   const config = testConfig({ ...overrides, stateDir: overrides.stateDir ?? scratchDir('popwarden-state') });
   const cert = testCertificate();
   const proxy = await startPopwarden(config, {
-    log: createLogger('trace', logs.stream),
+    log: createLogger(overrides.logLevel ?? 'trace', logs.stream),
     tls: testTlsMaterial(cert),
     ...(overrides.metrics === undefined ? {} : { metrics: overrides.metrics }),
     ...(overrides.guard === undefined ? {} : { guard: overrides.guard }),

@@ -33,6 +33,7 @@ test('streamBody does not read the backend while the client has not drained its 
     // A client whose buffer the status line alone fills: the first write asks to wait.
     const sink: BodySink = { write: (chunk) => writes.push(chunk) > 1, drained: () => drained };
     const body = link.streamBody(sink, 600_000, Buffer.from('+OK 2 octets\r\n'));
+    assert.ok(body !== undefined, 'the body has not arrived yet: there is something to wait for');
     body.catch(() => undefined); // awaited below; a failed assertion must not leave it unhandled
 
     assert.equal(writes.length, 1);

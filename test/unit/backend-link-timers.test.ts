@@ -7,24 +7,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHook } from 'node:async_hooks';
-import { once } from 'node:events';
-import { createServer, connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { tcpPair } from '../harness/tcp-pair.js';
 import { BackendLink, type BodySink } from '../../src/backend/link.js';
 
 /** A link past its greeting, the backend's end of its socket, and how to close both. */
 async function greetedLink(): Promise<{ link: BackendLink; backend: Socket; close: () => void }> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const accepted = once(server, 'connection') as Promise<[Socket]>;
-  const client = connect((server.address() as { port: number }).port, '127.0.0.1');
-  await once(client, 'connect');
-  const [backend] = await accepted;
-  const link = new BackendLink(client, () => undefined);
+  const { ours, peer: backend, close } = await tcpPair();
+  const link = new BackendLink(ours, () => undefined);
   backend.write('+OK greeting\r\n');
   await link.readRawLine('relay', 60_000);
   link.replyComplete('relay');
-  return { link, backend, close: () => (link.destroy(), backend.destroy(), server.close()) };
+  return { link, backend, close: () => (link.destroy(), close()) };
 }
 
 /** Runs `work` and counts the Timeout objects created meanwhile. */

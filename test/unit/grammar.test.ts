@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { isMessageNumber, parseCommand, parseStatusLine, type Command } from '../../src/pop3/grammar.js';
+import { isMessageNumber, parseCommand, parseStatusLine, statusIndicator, type Command } from '../../src/pop3/grammar.js';
 import { hasMultilineReply, planRelay, REFUSED_AFTER_LOGIN, TRANSACTION_RULES } from '../../src/relay/policy.js';
 
 function bytes(text: string): Buffer {
@@ -33,6 +33,15 @@ describe('parseCommand', () => {
 
   it('splits token arguments on single spaces', () => {
     assert.deepEqual(command('TOP 1 10').args, ['1', '10']);
+    assert.deepEqual(command('RETR 1').args, ['1']);
+  });
+
+  it('leaves out the empty tokens of doubled, leading and trailing spaces', () => {
+    assert.deepEqual(command('RETR 1 ').args, ['1']);
+    assert.deepEqual(command('RETR  1').args, ['1']);
+    assert.deepEqual(command('TOP 1  10 ').args, ['1', '10']);
+    assert.deepEqual(command('NOOP ').args, []);
+    assert.deepEqual(command('NOOP  ').args, []);
   });
 
   it('keeps non-ASCII bytes of the rest unchanged (latin1, one char per byte)', () => {
@@ -107,6 +116,13 @@ describe('parseStatusLine', () => {
   it('returns undefined for anything that is not a status line', () => {
     for (const text of ['', 'OK', '+ok', '-err x', '+OKAY', '-ERROR', '+', '+ ', ' +OK', '* OK', 'junk', '+OKx', '-ERRx']) {
       assert.equal(parseStatusLine(bytes(text)), undefined, JSON.stringify(text));
+      assert.equal(statusIndicator(bytes(text)), undefined, JSON.stringify(text));
+    }
+  });
+
+  it('statusIndicator tells +OK from -ERR as parseStatusLine does, from the bytes', () => {
+    for (const text of ['+OK', '+OK 2 messages', '+OK ', '-ERR', '-ERR [IN-USE] x', '-ERR ']) {
+      assert.equal(statusIndicator(bytes(text)), text.startsWith('+'), JSON.stringify(text));
     }
   });
 });
